@@ -1,0 +1,140 @@
+"""The one codec for every value that crosses a process or a disk: cattrs over cbor2.
+
+Values are frozen attrs classes. Modules that define carried types register them here at import
+(``register``, ``register_positional``, ``register_union``); the registry lets one round-trip test
+cover every carried type. Tagged unions carry their member's class name under ``TAG``. Never
+pickle: decoding a stranger's bytes must only ever build our own plain values.
+
+``decode`` turns every failure (bad CBOR, wrong shape, failed validator) into ``DecodeError``;
+the caller turns that into ``RemoteProtocolError`` (a peer) or ``CorruptionError`` (a file).
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, overload
+
+import attrs
+import cbor2
+from cattrs.preconf.cbor2 import make_converter
+from cattrs.strategies import configure_tagged_union
+
+from raftq.errors import DecodeError
+
+T = TypeVar("T")
+C = TypeVar("C", bound=type)
+
+TAG = "_t"
+"""The key that names a tagged union's member; underscored so it never clashes with a field."""
+
+converter = make_converter()
+
+_carried: list[Any] = []
+
+
+def carried_types() -> tuple[Any, ...]:
+    """Every type registered so far (classes and unions), in registration order."""
+    return tuple(_carried)
+
+
+def register(cls: C) -> C:
+    """Register an attrs class carried as a CBOR map of its fields. Usable as a decorator."""
+    _require_attrs_class(cls)
+    _carried.append(cls)
+    return cls
+
+
+def register_positional(cls: C) -> C:
+    """Register an attrs class carried as a CBOR array of its fields, in declaration order.
+
+    For values on the hot path (log entries): no field names on the wire or disk, and a
+    hand-rolled unstructure that is a single list display for primitive fields.
+    """
+    _require_attrs_class(cls)
+    fields = attrs.fields(attrs.resolve_types(cls))
+    names = tuple(field.name for field in fields)
+    unstructure_hooks = [converter.get_unstructure_hook(field.type) for field in fields]
+    structure_hooks = [converter.get_structure_hook(field.type) for field in fields]
+    field_types = [field.type for field in fields]
+
+    def unstructure(value: Any) -> list[Any]:
+        return [
+            hook(getattr(value, name)) for hook, name in zip(unstructure_hooks, names, strict=True)
+        ]
+
+    def structure(raw: Any, _: Any) -> Any:
+        if not isinstance(raw, list) or len(raw) != len(names):
+            raise DecodeError(f"{cls.__name__} needs an array of {len(names)} items")
+        return cls(
+            **{
+                name: hook(item, field_type)
+                for name, hook, item, field_type in zip(
+                    names, structure_hooks, raw, field_types, strict=True
+                )
+            }
+        )
+
+    converter.register_unstructure_hook(cls, unstructure)
+    converter.register_structure_hook(cls, structure)
+    _carried.append(cls)
+    return cls
+
+
+def register_union(union: Any) -> None:
+    """Register a Union of attrs classes, tagged by class name under ``TAG``."""
+    configure_tagged_union(union, converter, tag_generator=_class_name, tag_name=TAG)
+    _carried.append(union)
+
+
+def _require_attrs_class(cls: type) -> None:
+    if not attrs.has(cls):
+        raise TypeError(f"{cls!r} is not an attrs class")
+
+
+def _class_name(cls: type) -> str:
+    return cls.__name__
+
+
+def unstructure(value: object, as_type: Any = None) -> Any:
+    """The plain (CBOR-ready) form of ``value``; pass the Union as ``as_type`` to get the tag."""
+    return converter.unstructure(value, unstructure_as=as_type)
+
+
+def encode(value: object, as_type: Any = None) -> bytes:
+    """Encode ``value`` to CBOR; pass the Union as ``as_type`` to get the tag."""
+    return cbor2.dumps(converter.unstructure(value, unstructure_as=as_type))
+
+
+@overload
+def decode(data: bytes, cls: type[T]) -> T: ...
+@overload
+def decode(data: bytes, cls: Any) -> Any: ...
+def decode(data: bytes, cls: Any) -> Any:
+    """Decode CBOR ``data`` as ``cls``; any failure becomes ``DecodeError``."""
+    try:
+        raw = cbor2.loads(data)
+    except Exception as error:  # cbor2 raises several types for bad input
+        raise DecodeError(f"not valid CBOR: {error}") from None
+    return structure(raw, cls)
+
+
+@overload
+def structure(raw: Any, cls: type[T]) -> T: ...
+@overload
+def structure(raw: Any, cls: Any) -> Any: ...
+def structure(raw: Any, cls: Any) -> Any:
+    """Build ``cls`` from its plain form; any failure becomes ``DecodeError``."""
+    try:
+        return converter.structure(raw, cls)
+    except DecodeError:
+        raise
+    except Exception as error:  # cattrs groups, validators' ValueError, TypeError, KeyError
+        raise DecodeError(f"not a valid {_type_name(cls)}: {_first_line(error)}") from None
+
+
+def _type_name(cls: Any) -> str:
+    return getattr(cls, "__name__", None) or str(cls)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0]

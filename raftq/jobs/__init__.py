@@ -1,0 +1,1 @@
+"""The replicated job-queue state machine: pure, deterministic, applied entry by entry."""

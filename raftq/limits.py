@@ -1,0 +1,53 @@
+"""Every bound in raftq, each with the reason for its value.
+
+TigerBeetle's rule: put a limit on everything. Crossing one of these is a defined error (``Busy``,
+``ConfigError``, ``RemoteProtocolError``, ...), never silent growth. Tests may pass smaller values
+where a component takes the limit as a parameter; production code reads them from here.
+"""
+
+from __future__ import annotations
+
+# --- identifiers --------------------------------------------------------------------------------
+
+NODE_ID_CHARS_MAX = 64
+"""Node ids appear in every Raft message and log line; 64 characters fits any naming scheme."""
+
+# --- write-ahead log ----------------------------------------------------------------------------
+
+WAL_RECORD_BYTES_MAX = 16 * 1024 * 1024
+"""One record holds one Raft entry. Entries carry batches of jobs bounded by
+``ENTRY_BYTES_MAX``; 16 MiB leaves room for framing. Start-up also uses it to tell a corrupted
+length field (larger than any record we could have written) from a torn write."""
+
+ENTRY_BYTES_MAX = 8 * 1024 * 1024
+"""A proposal batch is cut at this size so one entry never stalls replication for long."""
+
+WAL_SEGMENT_BYTES = 64 * 1024 * 1024
+"""Segments roll over past this size. Compaction deletes whole segments, so smaller segments free
+disk sooner after a snapshot; larger ones mean fewer files and directory fsyncs. 64 MiB is
+etcd's choice, and at ~100 bytes per job it is over half a million jobs per segment."""
+
+WAL_BATCH_BYTES_MAX = 4 * 1024 * 1024
+"""Group commit writes at most this much in one write + fdatasync. A bigger batch amortises
+nothing more (the disk is streaming by then) and delays the first appender's acknowledgement."""
+
+LOG_CACHE_ENTRIES = 8192
+"""Recently appended entries kept decoded in memory: followers in the replicate state read only
+these, so the hot path never touches the disk. Older entries are read back by position."""
+
+# --- snapshots ----------------------------------------------------------------------------------
+
+SNAPSHOT_BYTES_MAX = 1024 * 1024 * 1024
+"""A snapshot is the whole job table; above 1 GiB the cluster holds too many jobs for one process
+and admission control (``Busy``) should have stopped enqueues long before."""
+
+SNAPSHOTS_KEPT = 2
+"""The newest snapshot plus one: if the newest turns out unreadable the older one still is."""
+
+SNAPSHOT_WRITE_CHUNK_BYTES = 1024 * 1024
+"""Snapshots are written and checksummed in chunks so memory for one write stays bounded."""
+
+# --- hard state ---------------------------------------------------------------------------------
+
+HARD_STATE_BYTES_MAX = 4096
+"""Term, vote and commit encode to well under 100 bytes; anything larger is not ours."""

@@ -1,0 +1,463 @@
+"""The segmented write-ahead log, with group commit.
+
+Segments are files ``<first index, 20 digits>.log`` holding consecutive entries as records
+(``raftq.storage.record``). Only the last segment is written; it rolls over past
+``segment_bytes``. An in-memory index (offset and term of every entry) makes ``term`` O(1) and
+a read one ``pread`` per segment touched.
+
+Group commit: appends that arrive while a write is in flight join one open batch. The first
+appender of a batch leads it: it waits for the write in flight, then writes the whole batch
+with one ``write`` and one ``fdatasync``; the others just wait for the batch to be durable. So
+the disk sees one sync per batch, however many appenders share it.
+
+A failed write or fdatasync poisons the log: after an fsync error the kernel may have dropped
+the dirty pages, so nothing written since the last good sync can be trusted, and every later
+append raises ``StorageError``. The owner must reopen the log (which replays what is really on
+disk) before acknowledging anything again.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from array import array
+from bisect import bisect_right
+from collections.abc import Sequence
+
+import attrs
+import trio
+
+from raftq import codec, limits
+from raftq.errors import CorruptionError, DecodeError, LocalProtocolError, StorageError
+from raftq.raft.types import Entry
+from raftq.storage.disk import Disk, DiskFile
+from raftq.storage.record import HEADER, ScanEnd, TailKind, frame, scan
+
+logger = logging.getLogger("raftq.storage")
+
+_SEGMENT_NAME = re.compile(r"(\d{20})\.log")
+
+
+def segment_name(first_index: int) -> str:
+    return f"{first_index:020d}.log"
+
+
+@attrs.define(eq=False)
+class _Segment:
+    """One segment file and the position and term of each of its entries."""
+
+    first_index: int
+    path: str
+    size: int = 0
+    offsets: array[int] = attrs.field(factory=lambda: array("Q"))
+    terms: array[int] = attrs.field(factory=lambda: array("Q"))
+
+    @property
+    def last_index(self) -> int:
+        return self.first_index + len(self.offsets) - 1
+
+    def end_of(self, position: int) -> int:
+        """Byte offset just past the record at ``position`` (0-based within the segment)."""
+        following = position + 1
+        return self.offsets[following] if following < len(self.offsets) else self.size
+
+
+@attrs.define(eq=False)
+class _Batch:
+    """Appends that will share one write and one fdatasync."""
+
+    first_index: int
+    frames: list[bytes] = attrs.field(factory=list)
+    terms: list[int] = attrs.field(factory=list)
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: StorageError | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WalStatistics:
+    appends: int
+    entries: int
+    batches: int
+    bytes_written: int
+    segments: int
+    first_index: int
+    last_index: int
+
+
+class WriteAheadLog:
+    """Entries ``first_index..last_index`` on disk; open with ``WriteAheadLog.open``."""
+
+    def __init__(
+        self,
+        disk: Disk,
+        directory: str,
+        segments: list[_Segment],
+        active: DiskFile,
+        *,
+        segment_bytes: int,
+        fsync: bool,
+    ) -> None:
+        assert segments
+        assert active.path == segments[-1].path
+        self._disk = disk
+        self._directory = directory
+        self._segments = segments
+        self._firsts = [segment.first_index for segment in segments]
+        self._active = active
+        self._segment_bytes = segment_bytes
+        self._fsync = fsync
+        self._next_index = segments[-1].last_index + 1
+        self._open_batch: _Batch | None = None
+        self._write_lock = trio.Lock()
+        self._failed: StorageError | None = None
+        self._appends = 0
+        self._entries = 0
+        self._batches = 0
+        self._bytes_written = 0
+
+    # --- opening and replay ---------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        disk: Disk,
+        directory: str = "wal",
+        *,
+        start_index: int = 1,
+        segment_bytes: int = limits.WAL_SEGMENT_BYTES,
+        fsync: bool = True,
+    ) -> WriteAheadLog:
+        """Replay ``directory``: index every entry, cut a torn tail, refuse corruption.
+
+        An empty directory gets a first segment at ``start_index``.
+        """
+        assert start_index >= 1, start_index
+        assert segment_bytes > HEADER.size, segment_bytes
+        await disk.make_directory(directory)
+        found: list[_Segment] = []
+        for name in await disk.list(directory):
+            match = _SEGMENT_NAME.fullmatch(name)
+            if match is None:
+                logger.warning("wal ignoring unknown file path=%s/%s", directory, name)
+                continue
+            found.append(_Segment(first_index=int(match.group(1)), path=f"{directory}/{name}"))
+        segments: list[_Segment] = []
+        for segment in found:
+            if segments and segment.first_index != segments[-1].last_index + 1:
+                raise CorruptionError(
+                    f"segment starts at index {segment.first_index} but the previous one ends "
+                    f"at {segments[-1].last_index}: entries are missing",
+                    path=segment.path,
+                    offset=0,
+                )
+            await _replay_segment(disk, segment, last=segment is found[-1])
+            segments.append(segment)
+        if segments:
+            active = await disk.open(segments[-1].path, create=False)
+            assert active.size == segments[-1].size, (active.size, segments[-1].size)
+        else:
+            segment = _Segment(
+                first_index=start_index, path=f"{directory}/{segment_name(start_index)}"
+            )
+            active = await disk.open(segment.path)
+            await disk.fsync_directory(directory)
+            segments.append(segment)
+        return cls(disk, directory, segments, active, segment_bytes=segment_bytes, fsync=fsync)
+
+    # --- reading --------------------------------------------------------------------------------
+
+    @property
+    def first_index(self) -> int:
+        return self._segments[0].first_index
+
+    @property
+    def last_index(self) -> int:
+        """The last durable entry (``first_index - 1`` when empty)."""
+        return self._segments[-1].last_index
+
+    def term(self, index: int) -> int:
+        segment, position = self._locate(index)
+        return segment.terms[position]
+
+    def read(self, low: int, high: int, bytes_max: int | None = None) -> list[Entry]:
+        """Entries ``low <= index < high``; past ``bytes_max`` of records, stop (but return one)."""
+        assert self.first_index <= low <= high <= self.last_index + 1, (low, high)
+        entries: list[Entry] = []
+        total_bytes = 0
+        index = low
+        while index < high:
+            segment, position = self._locate(index)
+            last_position = min(len(segment.offsets), position + high - index) - 1
+            start = segment.offsets[position]
+            data = self._disk.read_at(segment.path, start, segment.end_of(last_position) - start)
+            wanted = last_position - position + 1
+            for relative_offset, body in scan(data, []):
+                total_bytes += HEADER.size + len(body)
+                if bytes_max is not None and entries and total_bytes > bytes_max:
+                    return entries
+                entries.append(_decode_entry(body, segment.path, start + relative_offset))
+                wanted -= 1
+            if wanted != 0:
+                raise CorruptionError("entry no longer readable", path=segment.path, offset=start)
+            index = last_position + segment.first_index + 1
+        return entries
+
+    def _locate(self, index: int) -> tuple[_Segment, int]:
+        if not self.first_index <= index <= self.last_index:
+            raise IndexError(f"index {index} not in wal [{self.first_index}, {self.last_index}]")
+        segment = self._segments[bisect_right(self._firsts, index) - 1]
+        return segment, index - segment.first_index
+
+    # --- appending (group commit) ---------------------------------------------------------------
+
+    @property
+    def next_index(self) -> int:
+        """The index the next ``append`` must start at (counts appends not yet durable)."""
+        return self._next_index
+
+    async def append(self, entries: Sequence[Entry]) -> None:
+        """Append consecutive ``entries``; return when they are durable (or written, without fsync).
+
+        Raises ``StorageError`` if the write or sync failed: none of them may be acknowledged.
+        """
+        if self._failed is not None:
+            raise self._failed
+        if not entries:
+            return
+        if entries[0].index != self._next_index:
+            raise LocalProtocolError(
+                f"wal append at index {entries[0].index}, expected {self._next_index}"
+            )
+        batch = self._open_batch
+        leader = batch is None
+        if batch is None:
+            batch = self._open_batch = _Batch(first_index=entries[0].index)
+        expected = self._next_index
+        frames = batch.frames
+        for entry in entries:
+            assert entry.index == expected, (entry.index, expected)
+            frames.append(frame(codec.encode(entry, Entry)))
+            expected += 1
+        batch.terms.extend(entry.term for entry in entries)
+        self._next_index = expected
+        self._appends += 1
+        if leader:
+            # Shielded: once a batch has a leader, it must be written, or the appenders that
+            # joined it would wait forever. A cancelled leader still finishes the write.
+            with trio.CancelScope(shield=True):
+                async with self._write_lock:
+                    await self._write_batch(batch)
+        else:
+            await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+
+    async def _write_batch(self, batch: _Batch) -> None:
+        if self._open_batch is batch:
+            self._open_batch = None
+        try:
+            if self._failed is not None:
+                raise self._failed
+            segment = self._segments[-1]
+            if segment.size >= self._segment_bytes and segment.offsets:
+                await self._roll_over(batch.first_index)
+                segment = self._segments[-1]
+            assert batch.first_index == segment.last_index + 1, (batch.first_index, segment)
+            data = b"".join(batch.frames)
+            try:
+                await self._active.write(data, sync=self._fsync)
+            except OSError as error:
+                self._fail(f"wal write to {segment.path} failed: {error}")
+            offset = segment.size
+            for record in batch.frames:
+                segment.offsets.append(offset)
+                offset += len(record)
+            segment.terms.extend(batch.terms)
+            segment.size = offset
+            assert offset == self._active.size, (offset, self._active.size)
+            self._batches += 1
+            self._entries += len(batch.frames)
+            self._bytes_written += len(data)
+        except StorageError as error:
+            batch.error = error
+        finally:
+            batch.done.set()
+
+    async def _roll_over(self, first_index: int) -> None:
+        """Seal the active segment (synced, so only the last segment can ever be torn)."""
+        try:
+            await self._active.fdatasync()
+            await self._active.close()
+            segment = _Segment(
+                first_index=first_index, path=f"{self._directory}/{segment_name(first_index)}"
+            )
+            self._active = await self._disk.open(segment.path)
+            await self._disk.fsync_directory(self._directory)
+        except OSError as error:
+            self._fail(f"wal rollover to index {first_index} failed: {error}")
+        self._segments.append(segment)
+        self._firsts.append(first_index)
+
+    def _fail(self, message: str) -> None:
+        self._failed = StorageError(
+            f"{message}; refusing further writes: restart the node to recover from what is on disk"
+        )
+        logger.error("wal failed error=%r", message)
+        raise self._failed
+
+    async def sync(self) -> None:
+        """fdatasync the active segment (for logs opened with ``fsync=False``)."""
+        async with self._write_lock:
+            if self._failed is not None:
+                raise self._failed
+            try:
+                await self._active.fdatasync()
+            except OSError as error:
+                self._fail(f"wal fdatasync of {self._active.path} failed: {error}")
+
+    # --- truncation and compaction --------------------------------------------------------------
+
+    async def truncate_suffix(self, index: int) -> None:
+        """Delete entries ``index..last``: a Raft conflict. Not concurrent with ``append``.
+
+        Later segments go first, so a crash part-way leaves a shorter but gap-free log.
+        """
+        if self._open_batch is not None:
+            raise LocalProtocolError("wal truncate_suffix while appends are pending")
+        if not self.first_index <= index <= self.last_index + 1:
+            raise LocalProtocolError(
+                f"wal truncate_suffix({index}) outside [{self.first_index}, {self.last_index + 1}]"
+            )
+        async with self._write_lock:
+            if self._failed is not None:
+                raise self._failed
+            try:
+                await self._truncate_locked(index)
+            except OSError as error:
+                self._fail(f"wal truncate at index {index} failed: {error}")
+        self._next_index = index
+
+    async def _truncate_locked(self, index: int) -> None:
+        removed = False
+        while len(self._segments) > 1 and self._segments[-1].first_index >= index:
+            await self._active.close()
+            await self._disk.remove(self._segments.pop().path)
+            self._firsts.pop()
+            removed = True
+            self._active = await self._disk.open(self._segments[-1].path, create=False)
+        if removed:
+            await self._disk.fsync_directory(self._directory)
+        segment = self._segments[-1]
+        if index <= segment.last_index:
+            position = index - segment.first_index
+            cut = segment.offsets[position]
+            await self._active.truncate(cut)
+            await self._active.fdatasync()
+            del segment.offsets[position:]
+            del segment.terms[position:]
+            segment.size = cut
+
+    async def compact(self, index: int) -> None:
+        """Delete whole segments whose entries are all ``<= index`` (never the active one)."""
+        async with self._write_lock:
+            doomed = 0
+            while doomed < len(self._segments) - 1 and self._segments[doomed].last_index <= index:
+                doomed += 1
+            if doomed == 0:
+                return
+            try:
+                for segment in self._segments[:doomed]:
+                    await self._disk.remove(segment.path)
+                await self._disk.fsync_directory(self._directory)
+            except OSError as error:
+                self._fail(f"wal compaction below index {index} failed: {error}")
+            del self._segments[:doomed]
+            del self._firsts[:doomed]
+
+    async def reset(self, next_index: int) -> None:
+        """Drop every entry and continue at ``next_index`` (after installing a snapshot)."""
+        if self._open_batch is not None:
+            raise LocalProtocolError("wal reset while appends are pending")
+        async with self._write_lock:
+            try:
+                await self._active.close()
+                for segment in reversed(self._segments):
+                    await self._disk.remove(segment.path)
+                segment = _Segment(
+                    first_index=next_index,
+                    path=f"{self._directory}/{segment_name(next_index)}",
+                )
+                self._active = await self._disk.open(segment.path)
+                await self._disk.fsync_directory(self._directory)
+            except OSError as error:
+                self._fail(f"wal reset to index {next_index} failed: {error}")
+            self._segments = [segment]
+            self._firsts = [next_index]
+            self._next_index = next_index
+
+    async def close(self) -> None:
+        await self._active.close()
+
+    def statistics(self) -> WalStatistics:
+        return WalStatistics(
+            appends=self._appends,
+            entries=self._entries,
+            batches=self._batches,
+            bytes_written=self._bytes_written,
+            segments=len(self._segments),
+            first_index=self.first_index,
+            last_index=self.last_index,
+        )
+
+
+def _decode_entry(body: memoryview, path: str, offset: int) -> Entry:
+    try:
+        return codec.decode(body.tobytes(), Entry)
+    except DecodeError as error:
+        raise CorruptionError(
+            f"record is not a log entry: {error}", path=path, offset=offset
+        ) from None
+
+
+async def _replay_segment(disk: Disk, segment: _Segment, *, last: bool) -> None:
+    data = await disk.read(segment.path)
+    ends: list[ScanEnd] = []
+    expected = segment.first_index
+    for offset, body in scan(data, ends):
+        entry = _decode_entry(body, segment.path, offset)
+        if entry.index != expected:
+            raise CorruptionError(
+                f"record holds index {entry.index}, expected {expected}",
+                path=segment.path,
+                offset=offset,
+            )
+        segment.offsets.append(offset)
+        segment.terms.append(entry.term)
+        expected += 1
+    (end,) = ends
+    segment.size = end.offset
+    if end.kind is TailKind.CLEAN:
+        if not last and not segment.offsets:
+            raise CorruptionError("empty segment before the last one", path=segment.path, offset=0)
+        return
+    if end.kind is TailKind.CORRUPT or not last:
+        raise CorruptionError(
+            f"{end.reason}; the log cannot be trusted past this point. Restore this node "
+            "from a healthy peer (wipe its data directory and re-add it)",
+            path=segment.path,
+            offset=end.offset,
+        )
+    dropped = len(data) - end.offset
+    logger.warning(
+        "wal torn tail truncated path=%s offset=%d bytes=%d reason=%r",
+        segment.path,
+        end.offset,
+        dropped,
+        end.reason,
+    )
+    file = await disk.open(segment.path, create=False)
+    try:
+        await file.truncate(end.offset)
+        await file.fdatasync()
+    finally:
+        await file.close()

@@ -92,6 +92,13 @@ class Disk(Protocol):
         ...
 
 
+async def ensure_directory(disk: Disk, path: str) -> None:
+    """Create ``path`` if missing and make its name durable (fsync of the parent directory)."""
+    if not await disk.exists(path):
+        await disk.make_directory(path)
+        await disk.fsync_directory(parent_of(path))
+
+
 def parent_of(path: str) -> str:
     """The directory holding ``path`` (``""`` for the root)."""
     head, _, _ = path.rpartition("/")

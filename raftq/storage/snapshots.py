@@ -21,7 +21,7 @@ from raftq import codec, limits
 from raftq.errors import CorruptionError, DecodeError, LocalProtocolError
 from raftq.raft.types import SnapshotMeta
 from raftq.storage.atomic import TMP_SUFFIX, AtomicWriter
-from raftq.storage.disk import Disk
+from raftq.storage.disk import Disk, ensure_directory
 from raftq.storage.record import LENGTH, ScanEnd, TailKind, frame, scan
 
 logger = logging.getLogger("raftq.storage")
@@ -93,7 +93,7 @@ class SnapshotStore:
     @classmethod
     async def open(cls, disk: Disk, directory: str = DIRECTORY) -> SnapshotStore:
         """Find every valid snapshot; remove unfinished writes; set damaged files aside."""
-        await disk.make_directory(directory)
+        await ensure_directory(disk, directory)
         valid: list[SnapshotMeta] = []
         for name in await disk.list(directory):
             path = f"{directory}/{name}"

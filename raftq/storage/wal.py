@@ -30,7 +30,7 @@ import trio
 from raftq import codec, limits
 from raftq.errors import CorruptionError, DecodeError, LocalProtocolError, StorageError
 from raftq.raft.types import Entry
-from raftq.storage.disk import Disk, DiskFile
+from raftq.storage.disk import Disk, DiskFile, ensure_directory
 from raftq.storage.record import HEADER, ScanEnd, TailKind, frame, scan
 
 logger = logging.getLogger("raftq.storage")
@@ -133,7 +133,7 @@ class WriteAheadLog:
         """
         assert start_index >= 1, start_index
         assert segment_bytes > HEADER.size, segment_bytes
-        await disk.make_directory(directory)
+        await ensure_directory(disk, directory)
         found: list[_Segment] = []
         for name in await disk.list(directory):
             match = _SEGMENT_NAME.fullmatch(name)

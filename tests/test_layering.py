@@ -1,0 +1,63 @@
+"""The layering rules of DESIGN.md, checked on the import statements of every module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "raftq"
+
+# Pure layers: decisions only. Time, randomness and I/O arrive as arguments.
+PURE_PACKAGES = ("raftq/raft", "raftq/jobs")
+PURE_MODULES = (
+    "raftq/codec.py",
+    "raftq/ids.py",
+    "raftq/limits.py",
+    "raftq/errors.py",
+    "raftq/storage/record.py",
+)
+FORBIDDEN_IN_PURE = ("trio", "socket", "os", "time", "threading", "random", "asyncio", "sim")
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def pure_files() -> list[Path]:
+    files = [ROOT / module for module in PURE_MODULES]
+    for package in PURE_PACKAGES:
+        files.extend(sorted((ROOT / package).rglob("*.py")))
+    return files
+
+
+@pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_modules_import_no_io_clock_or_random(path: Path) -> None:
+    for name in imported_modules(path):
+        top = name.split(".")[0]
+        assert top not in FORBIDDEN_IN_PURE, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_raftq_never_imports_sim() -> None:
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for name in imported_modules(path):
+            assert name.split(".")[0] != "sim", f"{path.relative_to(ROOT)} imports {name}"
+
+
+def test_the_checker_sees_imports() -> None:
+    """Guard the guard: the scanner must find imports of every form."""
+    source = ROOT / "raftq" / "storage" / "disk.py"
+    assert {"os", "trio", "fcntl"} <= imported_modules(source)
+
+
+def test_pure_list_is_not_empty() -> None:
+    assert any(path.name == "types.py" for path in pure_files())

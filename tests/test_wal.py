@@ -1,0 +1,367 @@
+"""The write-ahead log on real files and on MemoryDisk: replay, torn tails, corruption,
+truncation, rollover, compaction, group commit and failed syncs."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import trio
+
+from raftq.errors import CorruptionError, LocalProtocolError, StorageError
+from raftq.raft.types import Entry
+from raftq.storage.disk import RealDisk
+from raftq.storage.memory_disk import MemoryDisk, TailFate
+from raftq.storage.record import HEADER, scan
+from raftq.storage.wal import WriteAheadLog, segment_name
+from tests.storage_helpers import SlowSyncDisk, make_entries
+
+
+async def open_wal(path: Path, segment_bytes: int = 1 << 20) -> WriteAheadLog:
+    return await WriteAheadLog.open(RealDisk(str(path)), segment_bytes=segment_bytes)
+
+
+async def write_log(path: Path, entries: list[Entry], segment_bytes: int = 1 << 20) -> None:
+    wal = await open_wal(path, segment_bytes)
+    for entry in entries:
+        await wal.append([entry])
+    await wal.close()
+
+
+def segment_files(path: Path) -> list[Path]:
+    return sorted((path / "wal").glob("*.log"))
+
+
+async def test_append_read_and_reopen(tmp_path: Path) -> None:
+    entries = make_entries(1, 51)
+    await write_log(tmp_path, entries)
+    wal = await open_wal(tmp_path)
+    assert (wal.first_index, wal.last_index) == (1, 50)
+    assert wal.read(1, 51) == entries
+    assert wal.read(10, 13) == entries[9:12]
+    assert wal.term(50) == 1
+    assert wal.next_index == 51
+    await wal.close()
+
+
+async def test_read_stops_after_bytes_max_but_returns_one(tmp_path: Path) -> None:
+    entries = make_entries(1, 11, size=100)
+    await write_log(tmp_path, entries)
+    wal = await open_wal(tmp_path)
+    record_bytes = HEADER.size + 100 + 10  # body is the cbor array around 100 data bytes
+    assert len(wal.read(1, 11, bytes_max=3 * record_bytes)) == 3
+    assert wal.read(1, 11, bytes_max=1) == entries[:1]
+    await wal.close()
+
+
+async def test_empty_directory_starts_at_the_given_index(tmp_path: Path) -> None:
+    wal = await WriteAheadLog.open(RealDisk(str(tmp_path)), start_index=41)
+    assert (wal.first_index, wal.last_index, wal.next_index) == (41, 40, 41)
+    with pytest.raises(LocalProtocolError):
+        await wal.append(make_entries(1, 2))
+    await wal.append(make_entries(41, 43))
+    await wal.close()
+    assert [p.name for p in segment_files(tmp_path)] == [segment_name(41)]
+
+
+async def test_every_truncation_length_of_the_last_record(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entries = make_entries(1, 4)
+    await write_log(tmp_path, entries)
+    (segment,) = segment_files(tmp_path)
+    full = segment.read_bytes()
+    last_start = [offset for offset, _ in scan(full, [])][-1]
+    for cut in range(1, len(full) - last_start):
+        segment.write_bytes(full[: last_start + cut])
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="raftq.storage"):
+            wal = await open_wal(tmp_path)
+        assert wal.last_index == 2, cut
+        assert wal.read(1, 3) == entries[:2]
+        assert segment.stat().st_size == last_start
+        assert f"bytes={cut}" in caplog.text
+        await wal.append(entries[2:])  # the log goes on where it was cut
+        await wal.close()
+        wal = await open_wal(tmp_path)
+        assert wal.read(1, 4) == entries
+        await wal.close()
+
+
+@pytest.mark.parametrize("zeroes", [1, 8, 13, 512, 4096])
+async def test_zero_filled_tail_is_truncated(tmp_path: Path, zeroes: int) -> None:
+    entries = make_entries(1, 4)
+    await write_log(tmp_path, entries)
+    (segment,) = segment_files(tmp_path)
+    size = segment.stat().st_size
+    with segment.open("ab") as file:
+        file.write(bytes(zeroes))
+    wal = await open_wal(tmp_path)
+    assert wal.read(1, 4) == entries
+    assert segment.stat().st_size == size
+    await wal.close()
+
+
+async def test_last_record_partly_zeroed_is_truncated(tmp_path: Path) -> None:
+    entries = make_entries(1, 4)
+    await write_log(tmp_path, entries)
+    (segment,) = segment_files(tmp_path)
+    data = bytearray(segment.read_bytes())
+    data[-10:] = bytes(10)
+    segment.write_bytes(bytes(data))
+    wal = await open_wal(tmp_path)
+    assert wal.last_index == 2
+    await wal.close()
+
+
+async def test_flipped_bit_in_an_earlier_segment_is_corruption(tmp_path: Path) -> None:
+    entries = make_entries(1, 41, size=50)
+    await write_log(tmp_path, entries, segment_bytes=600)
+    segments = segment_files(tmp_path)
+    assert len(segments) >= 3
+    victim = segments[1]
+    data = bytearray(victim.read_bytes())
+    offset = [offset for offset, _ in scan(bytes(data), [])][2]  # the segment's third record
+    data[offset + HEADER.size + 20] ^= 0x10
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError) as caught:
+        await open_wal(tmp_path, segment_bytes=600)
+    assert caught.value.path == f"wal/{victim.name}"
+    assert caught.value.offset == offset
+    assert f"at byte {offset}" in str(caught.value)
+
+
+async def test_flipped_bit_before_the_tail_of_the_last_segment_is_corruption(
+    tmp_path: Path,
+) -> None:
+    await write_log(tmp_path, make_entries(1, 6))
+    (segment,) = segment_files(tmp_path)
+    data = bytearray(segment.read_bytes())
+    data[HEADER.size + 3] ^= 0x01  # inside the first record's body
+    segment.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError) as caught:
+        await open_wal(tmp_path)
+    assert caught.value.offset == 0
+
+
+async def test_missing_segment_is_a_gap(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 41, size=50), segment_bytes=600)
+    segments = segment_files(tmp_path)
+    segments[1].unlink()
+    with pytest.raises(CorruptionError, match="entries are missing") as caught:
+        await open_wal(tmp_path, segment_bytes=600)
+    assert caught.value.path == f"wal/{segments[2].name}"
+
+
+async def test_record_with_wrong_index_is_corruption(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 4))
+    (segment,) = segment_files(tmp_path)
+    segment.rename(segment.with_name(segment_name(5)))
+    with pytest.raises(CorruptionError, match="expected 5"):
+        await open_wal(tmp_path)
+
+
+async def test_truncate_suffix_then_append_within_a_segment(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 11))
+    wal = await open_wal(tmp_path)
+    await wal.truncate_suffix(6)
+    assert (wal.last_index, wal.next_index) == (5, 6)
+    replacement = make_entries(6, 9, term=2)
+    await wal.append(replacement)
+    await wal.close()
+    wal = await open_wal(tmp_path)
+    assert wal.read(1, 9) == make_entries(1, 6) + replacement
+    assert wal.term(5) == 1
+    assert wal.term(6) == 2
+    await wal.close()
+
+
+async def test_truncate_suffix_across_segments(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 61, size=50), segment_bytes=600)
+    wal = await open_wal(tmp_path, segment_bytes=600)
+    before = len(segment_files(tmp_path))
+    await wal.truncate_suffix(12)
+    assert len(segment_files(tmp_path)) < before
+    await wal.append(make_entries(12, 20, term=3))
+    await wal.close()
+    wal = await open_wal(tmp_path, segment_bytes=600)
+    assert wal.read(1, 20) == make_entries(1, 12, size=50) + make_entries(12, 20, term=3)
+    assert wal.last_index == 19
+    await wal.close()
+
+
+async def test_truncate_suffix_at_a_segment_start_and_of_everything(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 41, size=50), segment_bytes=600)
+    second = int(segment_files(tmp_path)[1].stem)
+    wal = await open_wal(tmp_path, segment_bytes=600)
+    await wal.truncate_suffix(second)
+    assert wal.last_index == second - 1
+    assert segment_files(tmp_path)[-1].name != segment_name(second)
+    await wal.truncate_suffix(1)
+    assert (wal.first_index, wal.last_index) == (1, 0)
+    await wal.append(make_entries(1, 3, term=9))
+    await wal.close()
+    wal = await open_wal(tmp_path, segment_bytes=600)
+    assert wal.read(1, 3) == make_entries(1, 3, term=9)
+    await wal.close()
+
+
+async def test_truncate_suffix_outside_the_log_is_refused(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 4))
+    wal = await open_wal(tmp_path)
+    with pytest.raises(LocalProtocolError):
+        await wal.truncate_suffix(5)
+    await wal.close()
+
+
+async def test_rollover_and_compaction_then_reopen(tmp_path: Path) -> None:
+    entries = make_entries(1, 201, size=50)
+    await write_log(tmp_path, entries, segment_bytes=1000)
+    segments = segment_files(tmp_path)
+    assert len(segments) > 5
+    for path in segments[:-1]:
+        assert path.stat().st_size >= 1000
+    wal = await open_wal(tmp_path, segment_bytes=1000)
+    assert wal.read(1, 201) == entries  # one read spans every segment
+    firsts = [int(path.stem) for path in segments]
+    await wal.compact(firsts[3] - 1)  # exactly the first three segments end before this
+    assert wal.first_index == firsts[3]
+    await wal.compact(10_000)  # never the active segment
+    assert wal.first_index == firsts[-1]
+    await wal.close()
+    assert [int(path.stem) for path in segment_files(tmp_path)] == firsts[-1:]
+    wal = await open_wal(tmp_path, segment_bytes=1000)
+    assert wal.read(firsts[-1], 201) == entries[firsts[-1] - 1 :]
+    await wal.append(make_entries(201, 202, size=50))
+    await wal.close()
+
+
+async def test_reset_discards_everything(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 41, size=50), segment_bytes=600)
+    wal = await open_wal(tmp_path, segment_bytes=600)
+    await wal.reset(500)
+    assert (wal.first_index, wal.last_index, wal.next_index) == (500, 499, 500)
+    await wal.append(make_entries(500, 502))
+    await wal.close()
+    assert [p.name for p in segment_files(tmp_path)] == [segment_name(500)]
+    wal = await open_wal(tmp_path, segment_bytes=600)
+    assert wal.read(500, 502) == make_entries(500, 502)
+    await wal.close()
+
+
+async def test_unknown_files_are_ignored(tmp_path: Path) -> None:
+    await write_log(tmp_path, make_entries(1, 3))
+    (tmp_path / "wal" / "notes.txt").write_text("operator was here")
+    wal = await open_wal(tmp_path)
+    assert wal.last_index == 2
+    await wal.close()
+
+
+async def test_group_commit_shares_one_sync_among_concurrent_appenders(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    disk = SlowSyncDisk()
+    wal = await WriteAheadLog.open(disk)
+    entries = make_entries(1, 65)
+    syncs_before = disk.syncs
+    async with trio.open_nursery() as nursery:
+        for entry in entries:
+            nursery.start_soon(wal.append, [entry])
+            await trio.lowlevel.checkpoint()  # starts in order, so indexes arrive in order
+    stats = wal.statistics()
+    assert stats.appends == 64
+    assert stats.batches == 2, stats  # the first appender alone, then the other 63 together
+    assert disk.syncs - syncs_before == stats.batches
+    assert wal.read(1, 65) == entries
+
+
+async def test_group_commit_on_real_files(tmp_path: Path) -> None:
+    wal = await open_wal(tmp_path)
+    next_index = iter(range(1, 10_000))
+
+    async def appender() -> None:
+        for _ in range(20):
+            index = next(next_index)
+            await wal.append(make_entries(index, index + 1))
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(16):
+            nursery.start_soon(appender)
+    stats = wal.statistics()
+    assert stats.entries == 320
+    assert stats.batches < 320 // 4, stats
+    await wal.close()
+    wal = await open_wal(tmp_path)
+    assert wal.read(1, 321) == make_entries(1, 321)
+    await wal.close()
+
+
+async def test_cancelled_batch_leader_still_writes_for_the_others() -> None:
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk)
+    finished: list[int] = []
+
+    async def append(index: int) -> None:
+        await wal.append(make_entries(index, index + 1))
+        finished.append(index)
+
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as leader_scope:
+            leader_scope.cancel()
+            # The leader's own wait is shielded: cancelled or not, the batch gets written.
+            nursery.start_soon(append, 1)
+            await trio.lowlevel.checkpoint()
+        nursery.start_soon(append, 2)
+    assert sorted(finished) == [1, 2]
+    assert wal.last_index == 2
+
+
+async def test_failed_fdatasync_poisons_the_log() -> None:
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk)
+    await wal.append(make_entries(1, 3))
+    disk.inject_sync_error(errno.EIO)
+    errors: list[BaseException] = []
+
+    async def append(index: int) -> None:
+        try:
+            await wal.append(make_entries(index, index + 1))
+        except StorageError as error:
+            errors.append(error)
+
+    async with trio.open_nursery() as nursery:
+        for index in (3, 4, 5):
+            nursery.start_soon(append, index)
+            await trio.lowlevel.checkpoint()
+    assert len(errors) == 3  # every appender of the failed batch hears of it
+    assert "restart the node" in str(errors[0])
+    with pytest.raises(StorageError):
+        await wal.append(make_entries(6, 7))
+    assert wal.last_index == 2  # nothing unsynced is reported durable
+    disk.crash(fate=TailFate.LOST)
+    wal = await WriteAheadLog.open(disk)
+    assert wal.read(1, 3) == make_entries(1, 3)
+
+
+async def test_fsync_off_writes_without_syncing_until_sync() -> None:
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk, fsync=False)
+    syncs = disk.syncs
+    await wal.append(make_entries(1, 4))
+    assert disk.syncs == syncs
+    await wal.sync()
+    await wal.append(make_entries(4, 6))
+    disk.crash(fate=TailFate.LOST)
+    wal = await WriteAheadLog.open(disk, fsync=False)
+    assert wal.read(1, 4) == make_entries(1, 4)
+    assert wal.last_index == 3
+
+
+async def test_real_disk_reports_missing_file(tmp_path: Path) -> None:
+    disk = RealDisk(str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        await disk.open("absent.log", create=False)
+    assert not os.path.exists(tmp_path / "absent.log")

@@ -11,6 +11,8 @@ the caller turns that into ``RemoteProtocolError`` (a peer) or ``CorruptionError
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -29,6 +31,17 @@ TAG = "_t"
 converter = make_converter()
 
 _carried: list[Any] = []
+
+_fast_encoders: dict[type, Callable[[Any], bytes]] = {}
+"""Positional classes of primitive fields encode straight from a tuple of their fields."""
+
+_PRIMITIVES = (int, str, bytes, bool)
+
+
+def _is_primitive(field_type: Any) -> bool:
+    while hasattr(field_type, "__supertype__"):  # NewType
+        field_type = field_type.__supertype__
+    return isinstance(field_type, type) and issubclass(field_type, _PRIMITIVES)
 
 
 def carried_types() -> tuple[Any, ...]:
@@ -55,6 +68,9 @@ def register_positional(cls: C) -> C:
     unstructure_hooks = [converter.get_unstructure_hook(field.type) for field in fields]
     structure_hooks = [converter.get_structure_hook(field.type) for field in fields]
     field_types = [field.type for field in fields]
+    if all(_is_primitive(field_type) for field_type in field_types):
+        getter = operator.attrgetter(*names)
+        _fast_encoders[cls] = lambda value: cbor2.dumps(getter(value))
 
     def unstructure(value: Any) -> list[Any]:
         return [
@@ -101,6 +117,9 @@ def unstructure(value: object, as_type: Any = None) -> Any:
 
 def encode(value: object, as_type: Any = None) -> bytes:
     """Encode ``value`` to CBOR; pass the Union as ``as_type`` to get the tag."""
+    fast = _fast_encoders.get(type(value))
+    if fast is not None and (as_type is None or as_type is type(value)):
+        return fast(value)
     return cbor2.dumps(converter.unstructure(value, unstructure_as=as_type))
 
 

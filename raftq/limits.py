@@ -15,21 +15,14 @@ NODE_ID_CHARS_MAX = 64
 # --- write-ahead log ----------------------------------------------------------------------------
 
 WAL_RECORD_BYTES_MAX = 16 * 1024 * 1024
-"""One record holds one Raft entry. Entries carry batches of jobs bounded by
-``ENTRY_BYTES_MAX``; 16 MiB leaves room for framing. Start-up also uses it to tell a corrupted
-length field (larger than any record we could have written) from a torn write."""
-
-ENTRY_BYTES_MAX = 8 * 1024 * 1024
-"""A proposal batch is cut at this size so one entry never stalls replication for long."""
+"""One record holds one Raft entry, whose size the Raft layer bounds well below this (proposal
+batches are cut long before). Start-up also uses it to tell a corrupted length field (larger
+than any record we could have written) from a torn write."""
 
 WAL_SEGMENT_BYTES = 64 * 1024 * 1024
 """Segments roll over past this size. Compaction deletes whole segments, so smaller segments free
 disk sooner after a snapshot; larger ones mean fewer files and directory fsyncs. 64 MiB is
 etcd's choice, and at ~100 bytes per job it is over half a million jobs per segment."""
-
-WAL_BATCH_BYTES_MAX = 4 * 1024 * 1024
-"""Group commit writes at most this much in one write + fdatasync. A bigger batch amortises
-nothing more (the disk is streaming by then) and delays the first appender's acknowledgement."""
 
 LOG_CACHE_ENTRIES = 8192
 """Recently appended entries kept decoded in memory: followers in the replicate state read only
@@ -51,3 +44,10 @@ SNAPSHOT_WRITE_CHUNK_BYTES = 1024 * 1024
 
 HARD_STATE_BYTES_MAX = 4096
 """Term, vote and commit encode to well under 100 bytes; anything larger is not ours."""
+
+# --- real disk ----------------------------------------------------------------------------------
+
+INLINE_WRITE_BYTES_MAX = 256 * 1024
+"""Writes up to this size are done on the event loop: a copy into the page cache costs tens of
+microseconds, less than a hop to a worker thread (about 150 us here, see docs/storage.md).
+Larger writes (snapshot chunks) go to a thread. Syncs never run on the loop."""

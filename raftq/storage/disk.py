@@ -7,9 +7,12 @@ The contract follows POSIX durability, which ``MemoryDisk`` models exactly:
 - a created, renamed or removed name is durable only after ``fsync_directory`` of its parent;
 - ``rename`` atomically replaces the target.
 
-``RealDisk`` runs each blocking call in a worker thread (``trio.to_thread``) so the event loop
-never waits on the disk, except ``read_at``: a ``pread`` served from the page cache in practice,
-used only for cold reads of old log entries by a Raft core that cannot await.
+``RealDisk`` never lets the event loop wait on the device: fdatasync runs in a helper process
+(``raftq.storage.sync_helper``; or a worker thread), other blocking calls in worker threads
+(``trio.to_thread``). Two kinds of call stay on the loop because they only touch memory: small
+appends (copies into the page cache, up to ``limits.INLINE_WRITE_BYTES_MAX``) and ``read_at``,
+a ``pread`` of recently written log entries, used only for cold reads by a Raft core that
+cannot await.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from typing import Protocol
 
 import trio
 
+from raftq import limits
 from raftq.errors import DataDirError
+from raftq.storage.sync_helper import SyncChannel
 
 
 class DiskFile(Protocol):
@@ -108,8 +113,10 @@ def parent_of(path: str) -> str:
 class RealDisk:
     """The ``Disk`` over the operating system's file system, rooted at ``root``."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, sync_helper: bool = True) -> None:
         self.root = os.path.abspath(root)
+        self._sync_helper = sync_helper
+        """fdatasync through ``raftq.storage.sync_helper`` (else in a worker thread)."""
 
     def _full(self, path: str) -> str:
         assert not path.startswith("/"), path
@@ -125,7 +132,7 @@ class RealDisk:
             return fd, os.fstat(fd).st_size
 
         fd, size = await trio.to_thread.run_sync(open_file)
-        return RealFile(path, fd, size)
+        return RealFile(path, fd, size, sync_helper=self._sync_helper)
 
     async def read(self, path: str) -> bytes:
         full = self._full(path)
@@ -197,10 +204,12 @@ class RealDisk:
 class RealFile:
     """An append-only file descriptor; the size is tracked here, not asked of the kernel."""
 
-    def __init__(self, path: str, fd: int, size: int) -> None:
+    def __init__(self, path: str, fd: int, size: int, *, sync_helper: bool) -> None:
         self._path = path
         self._fd = fd
         self._size = size
+        self._sync_helper = sync_helper
+        self._channel: SyncChannel | None = None
 
     @property
     def path(self) -> str:
@@ -211,24 +220,25 @@ class RealFile:
         return self._size
 
     async def write(self, data: bytes, *, sync: bool) -> None:
-        fd = self._fd
-
-        def write_all() -> None:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            if sync:
-                os.fdatasync(fd)
-
         try:
-            await trio.to_thread.run_sync(write_all)
+            if len(data) <= limits.INLINE_WRITE_BYTES_MAX:
+                _write_all(self._fd, data)
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.to_thread.run_sync(_write_all, self._fd, data)
         finally:
             # Even a failed write may have extended the file; ask rather than guess.
-            self._size = os.fstat(fd).st_size
+            self._size = os.fstat(self._fd).st_size
+        if sync:
+            await self.fdatasync()
 
     async def fdatasync(self) -> None:
-        await trio.to_thread.run_sync(os.fdatasync, self._fd)
+        if not self._sync_helper:
+            await trio.to_thread.run_sync(os.fdatasync, self._fd)
+            return
+        if self._channel is None:
+            self._channel = await SyncChannel.open(self._fd)
+        await self._channel.fdatasync()
 
     async def truncate(self, size: int) -> None:
         assert 0 <= size <= self._size, (size, self._size)
@@ -236,9 +246,19 @@ class RealFile:
         self._size = size
 
     async def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 class RealLock:

@@ -16,6 +16,7 @@ import attrs
 from crc32c import crc32c
 
 from raftq import limits
+from raftq.errors import LocalProtocolError
 
 HEADER = struct.Struct("<II")
 LENGTH = struct.Struct("<I")
@@ -28,7 +29,11 @@ def checksum(length: int, body: bytes | memoryview) -> int:
 def frame(body: bytes) -> bytes:
     """One record around ``body``."""
     length = len(body)
-    assert 0 < length <= limits.WAL_RECORD_BYTES_MAX, length
+    if not 0 < length <= limits.WAL_RECORD_BYTES_MAX:
+        raise LocalProtocolError(
+            f"record of {length} bytes outside 1..{limits.WAL_RECORD_BYTES_MAX}: cut entries "
+            "smaller before they reach the log"
+        )
     return HEADER.pack(length, checksum(length, body)) + body
 
 

@@ -69,6 +69,9 @@ class _Batch:
     first_index: int
     frames: list[bytes] = attrs.field(factory=list)
     terms: list[int] = attrs.field(factory=list)
+    turn: trio.Event = attrs.field(factory=trio.Event)
+    """Set by the previous batch's writer when the disk is this batch's."""
+    started: trio.Event = attrs.field(factory=trio.Event)
     done: trio.Event = attrs.field(factory=trio.Event)
     error: StorageError | None = None
 
@@ -108,7 +111,10 @@ class WriteAheadLog:
         self._fsync = fsync
         self._next_index = segments[-1].last_index + 1
         self._open_batch: _Batch | None = None
-        self._write_lock = trio.Lock()
+        self._writing = False
+        """A batch is being written; a new batch's leader waits for its ``turn``."""
+        self._maintenance_lock = trio.Lock()
+        """Serializes sync, truncation, compaction and reset among themselves."""
         self._failed: StorageError | None = None
         self._appends = 0
         self._entries = 0
@@ -228,16 +234,18 @@ class WriteAheadLog:
             raise LocalProtocolError(
                 f"wal append at index {entries[0].index}, expected {self._next_index}"
             )
+        expected = self._next_index
+        frames = []
+        for entry in entries:  # encoded before joining a batch: a bad entry spoils no batch
+            if entry.index != expected:
+                raise LocalProtocolError(f"wal append of index {entry.index}, not {expected}")
+            frames.append(frame(codec.encode(entry, Entry)))
+            expected += 1
         batch = self._open_batch
         leader = batch is None
         if batch is None:
             batch = self._open_batch = _Batch(first_index=entries[0].index)
-        expected = self._next_index
-        frames = batch.frames
-        for entry in entries:
-            assert entry.index == expected, (entry.index, expected)
-            frames.append(frame(codec.encode(entry, Entry)))
-            expected += 1
+        batch.frames.extend(frames)
         batch.terms.extend(entry.term for entry in entries)
         self._next_index = expected
         self._appends += 1
@@ -245,16 +253,38 @@ class WriteAheadLog:
             # Shielded: once a batch has a leader, it must be written, or the appenders that
             # joined it would wait forever. A cancelled leader still finishes the write.
             with trio.CancelScope(shield=True):
-                async with self._write_lock:
-                    await self._write_batch(batch)
+                await self._lead(batch)
         else:
             await batch.done.wait()
         if batch.error is not None:
             raise batch.error
 
-    async def _write_batch(self, batch: _Batch) -> None:
+    async def _lead(self, batch: _Batch) -> None:
+        """Write ``batch`` when the disk is free; then hand the disk to the batch that formed.
+
+        The hand-over is ordered: the next batch's write has started before this batch's
+        appenders are woken. Those appenders then form a third batch while the second is on
+        disk, so the CPU and the disk work in parallel. (Waking them first would let them swell
+        the second batch until every appender sat in one batch and the CPU idled each sync.)
+        """
+        if self._writing:
+            await batch.turn.wait()
+        self._writing = True
         if self._open_batch is batch:
             self._open_batch = None
+        batch.started.set()
+        try:
+            await self._write_batch(batch)
+        finally:
+            following, self._open_batch = self._open_batch, None
+            if following is None:
+                self._writing = False
+            else:
+                following.turn.set()
+                await following.started.wait()
+            batch.done.set()
+
+    async def _write_batch(self, batch: _Batch) -> None:
         try:
             if self._failed is not None:
                 raise self._failed
@@ -280,8 +310,6 @@ class WriteAheadLog:
             self._bytes_written += len(data)
         except StorageError as error:
             batch.error = error
-        finally:
-            batch.done.set()
 
     async def _roll_over(self, first_index: int) -> None:
         """Seal the active segment (synced, so only the last segment can ever be torn)."""
@@ -307,13 +335,18 @@ class WriteAheadLog:
 
     async def sync(self) -> None:
         """fdatasync the active segment (for logs opened with ``fsync=False``)."""
-        async with self._write_lock:
+        self._require_quiet("sync")
+        async with self._maintenance_lock:
             if self._failed is not None:
                 raise self._failed
             try:
                 await self._active.fdatasync()
             except OSError as error:
                 self._fail(f"wal fdatasync of {self._active.path} failed: {error}")
+
+    def _require_quiet(self, operation: str) -> None:
+        if self._writing or self._open_batch is not None:
+            raise LocalProtocolError(f"wal {operation} while appends are in flight")
 
     # --- truncation and compaction --------------------------------------------------------------
 
@@ -322,13 +355,12 @@ class WriteAheadLog:
 
         Later segments go first, so a crash part-way leaves a shorter but gap-free log.
         """
-        if self._open_batch is not None:
-            raise LocalProtocolError("wal truncate_suffix while appends are pending")
+        self._require_quiet("truncate_suffix")
         if not self.first_index <= index <= self.last_index + 1:
             raise LocalProtocolError(
                 f"wal truncate_suffix({index}) outside [{self.first_index}, {self.last_index + 1}]"
             )
-        async with self._write_lock:
+        async with self._maintenance_lock:
             if self._failed is not None:
                 raise self._failed
             try:
@@ -358,8 +390,11 @@ class WriteAheadLog:
             segment.size = cut
 
     async def compact(self, index: int) -> None:
-        """Delete whole segments whose entries are all ``<= index`` (never the active one)."""
-        async with self._write_lock:
+        """Delete whole segments whose entries are all ``<= index`` (never the active one).
+
+        May run while appends are in flight: it never touches the active segment.
+        """
+        async with self._maintenance_lock:
             doomed = 0
             while doomed < len(self._segments) - 1 and self._segments[doomed].last_index <= index:
                 doomed += 1
@@ -376,9 +411,8 @@ class WriteAheadLog:
 
     async def reset(self, next_index: int) -> None:
         """Drop every entry and continue at ``next_index`` (after installing a snapshot)."""
-        if self._open_batch is not None:
-            raise LocalProtocolError("wal reset while appends are pending")
-        async with self._write_lock:
+        self._require_quiet("reset")
+        async with self._maintenance_lock:
             try:
                 await self._active.close()
                 for segment in reversed(self._segments):

@@ -1,0 +1,102 @@
+"""The ``raftq`` command line. Exit codes (CONTRACT.md): 0 ok, 1 operation failed, 2 bad
+arguments, 3 data directory unusable or corrupt, 4 cluster unreachable."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from importlib.metadata import version
+from typing import Any
+
+import trio
+
+from raftq.errors import DataDirError
+from raftq.storage.disk import RealDisk
+from raftq.storage.durable_log import DurableLog
+
+EXIT_OK = 0
+EXIT_BAD_ARGUMENTS = 2
+EXIT_DATA_DIR = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="raftq", description="A Raft-replicated job queue.")
+    parser.add_argument("--version", action="version", version=f"raftq {version('raftq')}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    inspect = commands.add_parser(
+        "inspect",
+        help="recover a data directory as a node would at start-up, and report on it",
+        description=(
+            "Open a (stopped) node's data directory exactly as the node does at start-up: "
+            "replay the WAL, cut a torn tail, verify snapshots and hard state. Prints what it "
+            "holds; exits 3 naming the file and byte offset if the directory cannot be used."
+        ),
+    )
+    inspect.add_argument("--data-dir", required=True, help="the node's data directory")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    return parser
+
+
+async def inspect_data_dir(data_dir: str) -> dict[str, Any]:
+    log = await DurableLog.open(RealDisk(data_dir))
+    try:
+        state = log.initial_state()
+        wal = log.wal_statistics()
+        return {
+            "data_dir": data_dir,
+            "hard_state": {
+                "term": state.hard_state.term,
+                "vote": state.hard_state.vote,
+                "commit": state.hard_state.commit,
+            },
+            "snapshot": {
+                "index": state.snapshot.index,
+                "term": state.snapshot.term,
+                "voters": list(state.membership.voters),
+                "learners": list(state.membership.learners),
+            },
+            "log": {"first_index": log.first_index(), "last_index": log.last_index()},
+            "wal": {
+                "segments": wal.segments,
+                "first_index": wal.first_index,
+                "last_index": wal.last_index,
+            },
+        }
+    finally:
+        await log.close()
+
+
+def _looks_like_data_dir(path: str) -> bool:
+    """Inspecting must not turn an arbitrary directory into a data directory."""
+    return any(os.path.exists(os.path.join(path, name)) for name in ("wal", "hardstate"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    if arguments.command == "inspect":
+        if not _looks_like_data_dir(arguments.data_dir):
+            print(f"raftq: no raftq data directory at {arguments.data_dir}", file=sys.stderr)
+            return EXIT_BAD_ARGUMENTS
+        try:
+            report = trio.run(inspect_data_dir, os.path.abspath(arguments.data_dir))
+        except DataDirError as error:
+            print(f"raftq: {error}", file=sys.stderr)
+            return EXIT_DATA_DIR
+        if arguments.json:
+            print(json.dumps(report))
+        else:
+            for section, values in report.items():
+                print(f"{section}: {values}")
+    return EXIT_OK
+
+
+def run() -> None:
+    """The console script's entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

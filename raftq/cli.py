@@ -55,8 +55,8 @@ async def inspect_data_dir(data_dir: str) -> dict[str, Any]:
             "snapshot": {
                 "index": state.snapshot.index,
                 "term": state.snapshot.term,
-                "voters": list(state.membership.voters),
-                "learners": list(state.membership.learners),
+                "voters": list(state.snapshot.membership.voters),
+                "learners": list(state.snapshot.membership.learners),
             },
             "log": {"first_index": log.first_index(), "last_index": log.last_index()},
             "wal": {

@@ -25,7 +25,7 @@ import attrs
 
 from raftq import limits
 from raftq.errors import CorruptionError, LocalProtocolError, LogCompacted, LogUnavailable
-from raftq.raft.types import Entry, HardState, Membership, SnapshotMeta
+from raftq.raft.types import Entry, HardState, SnapshotMeta
 from raftq.storage import hard_state as hard_state_file
 from raftq.storage.disk import Disk, DiskLock
 from raftq.storage.snapshots import SnapshotStore, SnapshotWriter
@@ -39,11 +39,11 @@ WAL_DIRECTORY = "wal"
 
 @attrs.frozen(kw_only=True)
 class InitialState:
-    """What a restarting Raft core needs first."""
+    """What a restarting Raft core needs first. The membership is the snapshot's; the core
+    brings it up to date from the MEMBERSHIP entries after the snapshot."""
 
     hard_state: HardState
     snapshot: SnapshotMeta
-    membership: Membership
 
 
 class DurableLog:
@@ -79,6 +79,7 @@ class DurableLog:
     ) -> DurableLog:
         """Lock the data directory and recover it, or raise ``DataDirError``/``CorruptionError``."""
         lock = disk.lock(LOCK_PATH)
+        wal: WriteAheadLog | None = None
         try:
             hard_state = await hard_state_file.load_hard_state(disk)
             snapshots = await SnapshotStore.open(disk)
@@ -100,6 +101,8 @@ class DurableLog:
                     offset=0,
                 )
         except BaseException:
+            if wal is not None:
+                await wal.close()
             lock.release()
             raise
         logger.info(
@@ -115,11 +118,7 @@ class DurableLog:
     # --- reads for the Raft core ----------------------------------------------------------------
 
     def initial_state(self) -> InitialState:
-        return InitialState(
-            hard_state=self._hard_state,
-            snapshot=self._snapshot,
-            membership=self._snapshot.membership,
-        )
+        return InitialState(hard_state=self._hard_state, snapshot=self._snapshot)
 
     @property
     def hard_state(self) -> HardState:

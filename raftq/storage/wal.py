@@ -369,16 +369,18 @@ class WriteAheadLog:
                 self._fail(f"wal truncate at index {index} failed: {error}")
         self._next_index = index
 
+    async def _remove_segment(self, segment: _Segment) -> None:
+        """Remove one segment durably before the next: POSIX lets any subset of unsynced
+        removals survive a crash, and a subset could leave a gap in the middle of the log."""
+        await self._disk.remove(segment.path)
+        await self._disk.fsync_directory(self._directory)
+
     async def _truncate_locked(self, index: int) -> None:
-        removed = False
         while len(self._segments) > 1 and self._segments[-1].first_index >= index:
             await self._active.close()
-            await self._disk.remove(self._segments.pop().path)
+            await self._remove_segment(self._segments.pop())
             self._firsts.pop()
-            removed = True
             self._active = await self._disk.open(self._segments[-1].path, create=False)
-        if removed:
-            await self._disk.fsync_directory(self._directory)
         segment = self._segments[-1]
         if index <= segment.last_index:
             position = index - segment.first_index
@@ -402,8 +404,7 @@ class WriteAheadLog:
                 return
             try:
                 for segment in self._segments[:doomed]:
-                    await self._disk.remove(segment.path)
-                await self._disk.fsync_directory(self._directory)
+                    await self._remove_segment(segment)
             except OSError as error:
                 self._fail(f"wal compaction below index {index} failed: {error}")
             del self._segments[:doomed]
@@ -416,7 +417,7 @@ class WriteAheadLog:
             try:
                 await self._active.close()
                 for segment in reversed(self._segments):
-                    await self._disk.remove(segment.path)
+                    await self._remove_segment(segment)
                 segment = _Segment(
                     first_index=next_index,
                     path=f"{self._directory}/{segment_name(next_index)}",

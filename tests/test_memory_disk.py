@@ -19,38 +19,29 @@ from raftq.storage.wal import WriteAheadLog
 
 
 async def test_synced_bytes_survive_and_unsynced_meet_their_fate() -> None:
-    for fate, expected in [
-        (TailFate.LOST, b"synced"),
-        (TailFate.KEPT, b"synced+tail"),
-    ]:
-        disk = MemoryDisk()
-        file = await disk.open("f")
-        await disk.fsync_directory("")
-        await file.write(b"synced", sync=True)
-        await file.write(b"+tail", sync=False)
-        disk.crash(fate=fate)
-        assert await disk.read("f") == expected
+    assert await crash_with_unsynced_tail(0, TailFate.LOST) == b"synced"
+    assert await crash_with_unsynced_tail(0, TailFate.KEPT) == b"synced0123456789"
+
+
+async def crash_with_unsynced_tail(seed: int, fate: TailFate) -> bytes:
+    """b"synced" made durable, b"0123456789" appended after it; what survives the crash."""
+    disk = MemoryDisk()
+    file = await disk.open("f")
+    await disk.fsync_directory("")
+    await file.write(b"synced", sync=True)
+    await file.write(b"0123456789", sync=False)
+    disk.crash(random.Random(seed), fate)
+    return await disk.read("f")
 
 
 async def test_torn_and_zeroed_tails_keep_a_prefix() -> None:
     for seed in range(50):
-        disk = MemoryDisk()
-        file = await disk.open("f")
-        await disk.fsync_directory("")
-        await file.write(b"synced", sync=True)
-        await file.write(b"0123456789", sync=False)
-        disk.crash(random.Random(seed), TailFate.TORN)
-        torn = await disk.read("f")
+        torn = await crash_with_unsynced_tail(seed, TailFate.TORN)
         assert torn.startswith(b"synced")
         assert b"0123456789".startswith(torn[6:])
         assert len(torn) < 16
-        disk = MemoryDisk()
-        file = await disk.open("f")
-        await disk.fsync_directory("")
-        await file.write(b"synced", sync=True)
-        await file.write(b"0123456789", sync=False)
-        disk.crash(random.Random(seed), TailFate.ZEROED)
-        zeroed = await disk.read("f")
+        zeroed = await crash_with_unsynced_tail(seed, TailFate.ZEROED)
+        assert zeroed.startswith(b"synced")
         assert len(zeroed) == 16
         kept = zeroed[6:].rstrip(b"\0")
         assert b"0123456789".startswith(kept)

@@ -25,23 +25,13 @@ class EntryKind(enum.IntEnum):
     """An encoded ``Membership``: the configuration takes effect when appended."""
 
 
-def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value}")
-
-
-def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value}")
-
-
 @codec.register_positional
 @attrs.frozen(kw_only=True)
 class Entry:
     """One Raft log entry. Carried positionally: it is the hot path of the WAL and the wire."""
 
-    index: int = attrs.field(validator=_positive)
-    term: int = attrs.field(validator=_non_negative)
+    index: int = attrs.field(validator=attrs.validators.gt(0))
+    term: int = attrs.field(validator=attrs.validators.ge(0))
     kind: EntryKind = EntryKind.COMMAND
     data: bytes = b""
 
@@ -55,9 +45,9 @@ class HardState:
     ``commit`` may lag (it is recomputed from the leader) but never exceeds the durable log.
     """
 
-    term: int = attrs.field(default=0, validator=_non_negative)
+    term: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     vote: NodeId | None = None
-    commit: int = attrs.field(default=0, validator=_non_negative)
+    commit: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 
 def _sorted_unique(
@@ -89,6 +79,6 @@ class Membership:
 class SnapshotMeta:
     """Where a snapshot sits in the log: it replaces entries 1..index (whose last term is term)."""
 
-    index: int = attrs.field(validator=_non_negative)
-    term: int = attrs.field(validator=_non_negative)
+    index: int = attrs.field(validator=attrs.validators.ge(0))
+    term: int = attrs.field(validator=attrs.validators.ge(0))
     membership: Membership = Membership()

@@ -19,7 +19,7 @@ PURE_MODULES = (
     "raftq/errors.py",
     "raftq/storage/record.py",
 )
-FORBIDDEN_IN_PURE = ("trio", "socket", "os", "time", "threading", "random", "asyncio", "sim")
+FORBIDDEN_IN_PURE = ("trio", "socket", "os", "time", "threading", "asyncio", "sim", "secrets")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -45,6 +45,38 @@ def test_pure_modules_import_no_io_clock_or_random(path: Path) -> None:
     for name in imported_modules(path):
         top = name.split(".")[0]
         assert top not in FORBIDDEN_IN_PURE, f"{path.relative_to(ROOT)} imports {name}"
+
+
+def global_random_uses(path: Path) -> list[str]:
+    """Uses of the ``random`` module's shared generator; ``random.Random`` (a type, or an
+    injected instance's class) is the one allowed name."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    uses = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "random"
+            and node.attr != "Random"
+        ):
+            uses.append(f"random.{node.attr}")
+        if isinstance(node, ast.ImportFrom) and node.module == "random":
+            uses.extend(f"from random import {alias.name}" for alias in node.names)
+    return [use for use in uses if use != "from random import Random"]
+
+
+@pytest.mark.parametrize("path", pure_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_pure_modules_use_no_global_random(path: Path) -> None:
+    assert global_random_uses(path) == []
+
+
+def test_the_random_checker_sees_global_use(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import random\nfrom random import choice\n"
+        "def f(rng: random.Random) -> float:\n    return random.random()\n"
+    )
+    assert global_random_uses(sample) == ["from random import choice", "random.random"]
 
 
 def test_raftq_never_imports_sim() -> None:

@@ -102,7 +102,7 @@ async def test_snapshots_compact_the_wal_but_keep_the_older_snapshots_tail() -> 
     assert (log.first_index(), log.last_index()) == (151, 200)
     assert log.initial_state().snapshot.index == 150
     assert await log.snapshot_data() == b"at 150"
-    assert log.snapshot_chunk(3, 3) == b"150"
+    assert log.snapshot_chunk(log.snapshot_meta, 3, 3) == b"150"
     assert log.entries(151, 201) == make_entries(151, 201, size=40)
 
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import attrs
-
 from raftq import limits
 from raftq.errors import CorruptionError, LocalProtocolError, LogCompacted, LogUnavailable
+from raftq.raft.storage import InitialState, cut_to_size
 from raftq.raft.types import Entry, HardState, SnapshotMeta
 from raftq.storage import hard_state as hard_state_file
 from raftq.storage.disk import Disk, DiskLock
@@ -35,15 +34,6 @@ logger = logging.getLogger("raftq.storage")
 
 LOCK_PATH = "LOCK"
 WAL_DIRECTORY = "wal"
-
-
-@attrs.frozen(kw_only=True)
-class InitialState:
-    """What a restarting Raft core needs first. The membership is the snapshot's; the core
-    brings it up to date from the MEMBERSHIP entries after the snapshot."""
-
-    hard_state: HardState
-    snapshot: SnapshotMeta
 
 
 class DurableLog:
@@ -152,7 +142,7 @@ class DurableLog:
             return []
         cache_first = self._cache[0].index if self._cache else high
         if low >= cache_first:
-            return _cut(self._cache[low - cache_first : high - cache_first], bytes_max)
+            return cut_to_size(self._cache[low - cache_first : high - cache_first], bytes_max)
         return self._wal.read(low, high, bytes_max)
 
     def _check_range(self, low: int, high: int) -> None:
@@ -249,8 +239,11 @@ class DurableLog:
     async def snapshot_data(self) -> bytes:
         return await self._snapshots.load(self._snapshot)
 
-    def snapshot_chunk(self, offset: int, length: int) -> bytes:
-        return self._snapshots.read_chunk(self._snapshot, offset, length)
+    def snapshot_size(self, meta: SnapshotMeta) -> int:
+        return self._snapshots.size_of(meta)
+
+    def snapshot_chunk(self, meta: SnapshotMeta, offset: int, length: int) -> bytes:
+        return self._snapshots.read_chunk(meta, offset, length)
 
     async def close(self) -> None:
         try:
@@ -281,14 +274,3 @@ async def _reconcile(wal: WriteAheadLog, snapshot: SnapshotMeta) -> None:
             wal.last_index,
         )
         await wal.reset(snapshot.index + 1)
-
-
-def _cut(entries: list[Entry], bytes_max: int | None) -> list[Entry]:
-    if bytes_max is None:
-        return entries
-    total = 0
-    for count, entry in enumerate(entries):
-        total += len(entry.data) + 16
-        if total > bytes_max and count > 0:
-            return entries[:count]
-    return entries

@@ -18,7 +18,7 @@ import attrs
 from crc32c import crc32c
 
 from raftq import codec, limits
-from raftq.errors import CorruptionError, DecodeError, LocalProtocolError
+from raftq.errors import CorruptionError, DecodeError, LocalProtocolError, LogCompacted
 from raftq.raft.types import SnapshotMeta
 from raftq.storage.atomic import TMP_SUFFIX, AtomicWriter
 from raftq.storage.disk import Disk, ensure_directory
@@ -76,7 +76,7 @@ class SnapshotWriter:
         )
         await self._writer.write(footer + LENGTH.pack(len(footer)))
         await self._writer.commit()
-        await self._store._committed(self._meta)
+        await self._store._committed(self._meta, self._data_bytes)
 
     async def abort(self) -> None:
         await self._writer.abort()
@@ -85,16 +85,18 @@ class SnapshotWriter:
 class SnapshotStore:
     """Knows the valid snapshots on disk, newest last; open with ``SnapshotStore.open``."""
 
-    def __init__(self, disk: Disk, directory: str, kept: list[SnapshotMeta]) -> None:
+    def __init__(self, disk: Disk, directory: str, kept: dict[SnapshotMeta, int]) -> None:
         self._disk = disk
         self._directory = directory
-        self._kept = kept
+        self._sizes = kept
+        """Data bytes of each kept snapshot."""
+        self._kept = sorted(kept, key=lambda meta: (meta.index, meta.term))
 
     @classmethod
     async def open(cls, disk: Disk, directory: str = DIRECTORY) -> SnapshotStore:
         """Find every valid snapshot; remove unfinished writes; set damaged files aside."""
         await ensure_directory(disk, directory)
-        valid: list[SnapshotMeta] = []
+        valid: dict[SnapshotMeta, int] = {}
         for name in await disk.list(directory):
             path = f"{directory}/{name}"
             if name.endswith(TMP_SUFFIX):
@@ -105,7 +107,7 @@ class SnapshotStore:
             if match is None:
                 continue
             try:
-                meta = _verify(await disk.read(path), path)
+                meta, data_bytes = _verify(await disk.read(path), path)
             except CorruptionError as error:
                 logger.error("snapshot damaged, set aside error=%r", str(error))
                 await disk.rename(path, path + ".corrupt")
@@ -114,9 +116,8 @@ class SnapshotStore:
                 logger.error("snapshot name does not match its footer, set aside path=%s", path)
                 await disk.rename(path, path + ".corrupt")
                 continue
-            valid.append(meta)
+            valid[meta] = data_bytes
         await disk.fsync_directory(directory)
-        valid.sort(key=lambda meta: (meta.index, meta.term))
         return cls(disk, directory, valid)
 
     @property
@@ -153,20 +154,25 @@ class SnapshotStore:
         """The data of a kept snapshot, checked against its footer."""
         path = self.path_of(meta)
         data = await self._disk.read(path)
-        _verify(data, path)
-        return data[len(MAGIC) : len(MAGIC) + self._data_bytes(data)]
+        _, data_bytes = _verify(data, path)
+        return data[len(MAGIC) : len(MAGIC) + data_bytes]
+
+    def size_of(self, meta: SnapshotMeta) -> int:
+        """Data bytes of a kept snapshot; ``LogCompacted`` once it is deleted."""
+        size = self._sizes.get(meta)
+        if size is None:
+            raise LogCompacted(f"snapshot {meta.index} (term {meta.term}) is no longer kept")
+        return size
 
     def read_chunk(self, meta: SnapshotMeta, offset: int, length: int) -> bytes:
-        """``length`` bytes of a kept snapshot's data at ``offset`` (to send to a follower)."""
+        """Up to ``length`` bytes of a kept snapshot's data at ``offset`` (for a follower)."""
+        size = self.size_of(meta)
+        length = max(0, min(length, size - offset))
         return self._disk.read_at(self.path_of(meta), len(MAGIC) + offset, length)
 
-    @staticmethod
-    def _data_bytes(data: bytes) -> int:
-        footer_length: int = LENGTH.unpack_from(data, len(data) - LENGTH.size)[0]
-        return len(data) - len(MAGIC) - footer_length - LENGTH.size
-
-    async def _committed(self, meta: SnapshotMeta) -> None:
+    async def _committed(self, meta: SnapshotMeta, data_bytes: int) -> None:
         """Record a new snapshot and delete all but the newest ``SNAPSHOTS_KEPT``."""
+        self._sizes[meta] = data_bytes
         self._kept = [kept for kept in self._kept if kept != meta] + [meta]
         self._kept.sort(key=lambda kept: (kept.index, kept.term))
         doomed, self._kept = (
@@ -174,13 +180,14 @@ class SnapshotStore:
             self._kept[-limits.SNAPSHOTS_KEPT :],
         )
         for old in doomed:
+            del self._sizes[old]
             await self._disk.remove(self.path_of(old))
         if doomed:
             await self._disk.fsync_directory(self._directory)
 
 
-def _verify(data: bytes, path: str) -> SnapshotMeta:
-    """Check magic, footer and data checksum; the footer's meta, or ``CorruptionError``."""
+def _verify(data: bytes, path: str) -> tuple[SnapshotMeta, int]:
+    """Check magic, footer and data checksum: the meta and data size, or ``CorruptionError``."""
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + LENGTH.size:
         raise CorruptionError("not a raftq snapshot", path=path, offset=0)
     (footer_length,) = LENGTH.unpack_from(data, len(data) - LENGTH.size)
@@ -198,4 +205,4 @@ def _verify(data: bytes, path: str) -> SnapshotMeta:
     data_view = memoryview(data)[len(MAGIC) : footer_start]
     if footer.data_bytes != len(data_view) or crc32c(data_view) != footer.data_crc32c:
         raise CorruptionError("snapshot data checksum mismatch", path=path, offset=len(MAGIC))
-    return footer.meta
+    return footer.meta, footer.data_bytes

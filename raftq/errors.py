@@ -76,3 +76,8 @@ class LogCompacted(RaftqError):
 
 class LogUnavailable(RaftqError):
     """The requested log entries are past the end of the log."""
+
+
+class MembershipChangeError(RaftqError):
+    """A membership change was refused: another is in progress, or it changes more than one
+    server, or a learner is not caught up yet. The message says which; retry when resolved."""

@@ -51,3 +51,26 @@ INLINE_WRITE_BYTES_MAX = 256 * 1024
 """Writes up to this size are done on the event loop: a copy into the page cache costs tens of
 microseconds, less than a hop to a worker thread (about 150 us here, see docs/storage.md).
 Larger writes (snapshot chunks) go to a thread. Syncs never run on the loop."""
+
+# --- raft ---------------------------------------------------------------------------------------
+
+RAFT_APPEND_BYTES_MAX = 1024 * 1024
+"""Entries per AppendEntries, by bytes: big enough to carry a whole proposal batch in one
+message, small enough that one message never monopolises a connection for long."""
+
+RAFT_INFLIGHT_MAX = 256
+"""AppendEntries in flight to one follower (pipelining window). With 1 MiB messages that is at
+most 256 MiB buffered per follower; in practice messages are far smaller. Enough to cover the
+round trip at full speed on any LAN."""
+
+RAFT_UNCOMMITTED_BYTES_MAX = 64 * 1024 * 1024
+"""Proposed-but-uncommitted bytes on a leader. Past this, proposals get ``Busy`` instead of
+growing memory while a quorum is unreachable."""
+
+RAFT_APPLY_BYTES_MAX = 16 * 1024 * 1024
+"""Committed entries handed to the application per Ready, so one Ready never holds the whole
+log after a long partition heals."""
+
+SNAPSHOT_CHUNK_BYTES = 1024 * 1024
+"""One InstallSnapshot chunk: bounded memory per message on both sides; a transfer resumes at
+chunk granularity."""

@@ -147,9 +147,11 @@ class MemoryStorage:
     def apply_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Install a leader's snapshot: keep the entries after it only if the log continues it."""
         keep: list[Entry] = []
-        if self._snapshot.index < meta.index <= self.last_index():
-            if self.term(meta.index) == meta.term:
-                keep = self._entries[meta.index - self._snapshot.index :]
+        continues = self._snapshot.index < meta.index <= self.last_index() and (
+            self.term(meta.index) == meta.term
+        )
+        if continues:
+            keep = self._entries[meta.index - self._snapshot.index :]
         self._entries = keep
         self._snapshot = meta
         self._snapshot_data = data

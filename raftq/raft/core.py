@@ -1,0 +1,592 @@
+"""``RaftCore``: one Raft peer as a pure state machine.
+
+Inputs are method calls: ``tick()``, ``step(message)``, ``propose(...)``,
+``propose_membership(...)``, ``transfer_leadership(...)``, ``read_index(...)``. Outputs wait in
+a ``Ready`` until the node takes them with ``ready()`` and, once it has done what the Ready
+asks, calls ``advance(ready)``. No clock (time is ticks), no I/O (the node does it), no global
+random (an injected ``random.Random`` draws election timeouts): the same inputs always give
+the same outputs, which is what lets the simulator replay a seed.
+
+This module holds the state, the term rules every message passes through, elections and the
+Ready cycle. The leader's side of replication lives in ``replication.py``, the follower's
+handling of the leader's messages in ``follower.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from collections.abc import Sequence
+
+import attrs
+
+from raftq import codec, limits
+from raftq.errors import Busy, LocalProtocolError, MembershipChangeError, NotLeader
+from raftq.ids import NodeId
+from raftq.raft import follower, replication
+from raftq.raft.log import RaftLog
+from raftq.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    InstallSnapshot,
+    Message,
+    ReadIndexRequest,
+    RequestVote,
+    RequestVoteResponse,
+)
+from raftq.raft.progress import Inflights, Progress
+from raftq.raft.ready import PendingRead, Proposal, ReadState, Ready, Role, SoftState
+from raftq.raft.storage import LogStorage, entries_size
+from raftq.raft.types import Entry, EntryKind, HardState, Membership
+
+
+@attrs.frozen(kw_only=True)
+class RaftConfig:
+    """How one peer behaves. Ticks are the node's unit of time (``tick_ms`` each)."""
+
+    node_id: NodeId
+    election_ticks: int = 10
+    """Followers wait a random ``[election_ticks, 2 * election_ticks)`` ticks for a leader."""
+    heartbeat_ticks: int = 1
+    append_bytes_max: int = limits.RAFT_APPEND_BYTES_MAX
+    inflight_max: int = limits.RAFT_INFLIGHT_MAX
+    uncommitted_bytes_max: int = limits.RAFT_UNCOMMITTED_BYTES_MAX
+    apply_bytes_max: int = limits.RAFT_APPLY_BYTES_MAX
+    snapshot_chunk_bytes: int = limits.SNAPSHOT_CHUNK_BYTES
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.heartbeat_ticks < self.election_ticks:
+            raise ValueError("need 0 < heartbeat_ticks < election_ticks")
+        if self.inflight_max < 1 or self.append_bytes_max < 1 or self.snapshot_chunk_bytes < 1:
+            raise ValueError("inflight_max, append_bytes_max, snapshot_chunk_bytes must be > 0")
+
+
+@attrs.frozen(kw_only=True)
+class PeerStatus:
+    match: int
+    next: int
+    state: str
+    learner: bool
+    recent_active: bool
+
+
+@attrs.frozen(kw_only=True)
+class Status:
+    node_id: NodeId
+    role: Role
+    term: int
+    vote: NodeId | None
+    leader: NodeId | None
+    commit: int
+    applied: int
+    last_index: int
+    membership: Membership
+    peers: dict[NodeId, PeerStatus]
+
+
+class RaftCore:
+    """One Raft peer; see the module docstring."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        storage: LogStorage,
+        rng: random.Random,
+        *,
+        initial_membership: Membership,
+    ) -> None:
+        self.id = config.node_id
+        self.config = config
+        self.rng = rng
+        state = storage.initial_state()
+        self.log = RaftLog(storage, committed=state.hard_state.commit)
+        self.term = state.hard_state.term
+        self.vote: NodeId | None = state.hard_state.vote
+        self.leader: NodeId | None = None
+        self.role = Role.FOLLOWER
+        self.membership = (
+            state.snapshot.membership if state.snapshot.index > 0 else initial_membership
+        )
+        self._recover_membership()
+        self.progress: dict[NodeId, Progress] = {}
+        self.votes: dict[NodeId, bool] = {}
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self.randomized_election_timeout = config.election_ticks
+        self.pending_membership_index = 0
+        self.transfer_target: NodeId | None = None
+        self.pending_reads: dict[bytes, PendingRead] = {}
+        self.reads_before_commit: list[tuple[bytes, NodeId]] = []
+        self.read_states: list[ReadState] = []
+        self.uncommitted: deque[tuple[int, int]] = deque()  # (last index, bytes) per proposal
+        self.uncommitted_bytes = 0
+        self.replication_due = False
+        self.messages: list[Message] = []
+        self.early_messages: list[Message] = []
+        self.receiver: follower.SnapshotReceiver | None = None
+        self._persisted_hard_state = state.hard_state
+        self._reported_soft_state = SoftState(leader=None, role=Role.FOLLOWER)
+        self._ready_outstanding = False
+        self._reset_election_timeout()
+
+    def _recover_membership(self) -> None:
+        """Apply the committed MEMBERSHIP entries after the snapshot, as a restart must."""
+        low, high = self.log.first_index(), self.log.committed + 1
+        while low < high:
+            batch = self.log.entries(low, high, self.config.apply_bytes_max)
+            for entry in batch:
+                if entry.kind is EntryKind.MEMBERSHIP:
+                    self.membership = codec.decode(entry.data, Membership)
+            low = batch[-1].index + 1
+
+    # --- facts ----------------------------------------------------------------------------------
+
+    def quorum(self) -> int:
+        return len(self.membership.voters) // 2 + 1
+
+    def promotable(self) -> bool:
+        """Only voters campaign; learners and nodes not (yet) in the cluster never do."""
+        return self.id in self.membership.voters and self.log.pending_snapshot is None
+
+    def committed_in_current_term(self) -> bool:
+        return self.log.match_term(self.log.committed, self.term)
+
+    def status(self) -> Status:
+        return Status(
+            node_id=self.id,
+            role=self.role,
+            term=self.term,
+            vote=self.vote,
+            leader=self.leader,
+            commit=self.log.committed,
+            applied=self.log.applied,
+            last_index=self.log.last_index(),
+            membership=self.membership,
+            peers={
+                peer: PeerStatus(
+                    match=progress.match,
+                    next=progress.next,
+                    state=progress.state.value,
+                    learner=progress.learner,
+                    recent_active=progress.recent_active,
+                )
+                for peer, progress in sorted(self.progress.items())
+            },
+        )
+
+    # --- role changes ---------------------------------------------------------------------------
+
+    def _reset(self, term: int) -> None:
+        if term != self.term:
+            self.term = term
+            self.vote = None
+        self.leader = None
+        self.election_elapsed = 0
+        self.heartbeat_elapsed = 0
+        self._reset_election_timeout()
+        self.votes = {}
+        self.progress = {}
+        self.transfer_target = None
+        self.pending_reads = {}
+        self.reads_before_commit = []
+        self.uncommitted.clear()
+        self.uncommitted_bytes = 0
+
+    def _reset_election_timeout(self) -> None:
+        ticks = self.config.election_ticks
+        self.randomized_election_timeout = ticks + self.rng.randrange(ticks)
+
+    def become_follower(self, term: int, leader: NodeId | None) -> None:
+        self._reset(term)
+        self.role = Role.FOLLOWER
+        self.leader = leader
+
+    def _become_pre_candidate(self) -> None:
+        # Pre-vote changes neither term nor vote: a node that cannot win disturbs no one.
+        self.votes = {}
+        self.leader = None
+        self.role = Role.PRE_CANDIDATE
+
+    def _become_candidate(self) -> None:
+        assert self.role is not Role.LEADER
+        self._reset(self.term + 1)
+        self.vote = self.id
+        self.role = Role.CANDIDATE
+
+    def _become_leader(self) -> None:
+        assert self.role is Role.CANDIDATE
+        self._reset(self.term)
+        self.role = Role.LEADER
+        self.leader = self.id
+        last = self.log.last_index()
+        for peer in self.membership.voters + self.membership.learners:
+            self.progress[peer] = self._new_progress(peer, last + 1)
+        # The leader's own match is what it has persisted; advance() moves it on.
+        own = self.progress[self.id]
+        own.match = self.log.unstable_offset - 1 if self.log.unstable else last
+        # Any membership entry in the log may still be unapplied: no change until it is.
+        self.pending_membership_index = last
+        # A no-op of the new term commits everything before it (5.4.2, figure 8).
+        self._append_entries([Entry(index=last + 1, term=self.term, kind=EntryKind.NOOP)])
+
+    def _new_progress(self, peer: NodeId, next_index: int) -> Progress:
+        return Progress(
+            next=next_index,
+            inflights=Inflights(capacity=self.config.inflight_max),
+            learner=peer in self.membership.learners,
+        )
+
+    # --- elections ------------------------------------------------------------------------------
+
+    def campaign(self, *, transfer: bool = False) -> None:
+        """Start an election now (with pre-vote if configured, unless a leader handed over)."""
+        if not self.promotable() or self.role is Role.LEADER:
+            return
+        if self.config.pre_vote and not transfer:
+            self._become_pre_candidate()
+            vote_term, pre_vote = self.term + 1, True
+        else:
+            self._become_candidate()
+            vote_term, pre_vote = self.term, False
+        self.votes = {self.id: True}
+        if self._poll() is True:
+            self._election_won(pre_vote)
+            return
+        last_index, last_term = self.log.last_index(), self.log.last_term()
+        for voter in self.membership.voters:
+            if voter != self.id:
+                self.send(
+                    RequestVote(
+                        term=vote_term,
+                        sender=self.id,
+                        recipient=voter,
+                        last_index=last_index,
+                        last_term=last_term,
+                        pre_vote=pre_vote,
+                        transfer=transfer,
+                    )
+                )
+
+    def _poll(self) -> bool | None:
+        """True: won. False: lost. None: undecided."""
+        granted = sum(1 for voter in self.membership.voters if self.votes.get(voter) is True)
+        denied = sum(1 for voter in self.membership.voters if self.votes.get(voter) is False)
+        if granted >= self.quorum():
+            return True
+        if denied > len(self.membership.voters) - self.quorum():
+            return False
+        return None
+
+    def _election_won(self, pre_vote: bool) -> None:
+        if pre_vote:
+            self.campaign(transfer=True)  # the real election, which pre-vote just cleared
+        else:
+            self._become_leader()
+
+    def _handle_vote_request(self, message: RequestVote) -> None:
+        can_vote = (
+            self.vote == message.sender
+            or (self.vote is None and self.leader is None)
+            or (message.pre_vote and message.term > self.term)
+        )
+        if can_vote and self.log.is_up_to_date(message.last_index, message.last_term):
+            # A pre-vote is answered in the term it asks about (the candidate's next term).
+            self.send(
+                RequestVoteResponse(
+                    term=message.term,
+                    sender=self.id,
+                    recipient=message.sender,
+                    granted=True,
+                    pre_vote=message.pre_vote,
+                )
+            )
+            if not message.pre_vote:
+                self.election_elapsed = 0
+                self.vote = message.sender
+        else:
+            self.send(
+                RequestVoteResponse(
+                    term=self.term,
+                    sender=self.id,
+                    recipient=message.sender,
+                    granted=False,
+                    pre_vote=message.pre_vote,
+                )
+            )
+
+    def _handle_vote_response(self, message: RequestVoteResponse) -> None:
+        expecting_pre_votes = self.role is Role.PRE_CANDIDATE
+        if message.pre_vote != expecting_pre_votes:
+            return  # an answer to an election phase we have left
+        self.votes.setdefault(message.sender, message.granted)
+        result = self._poll()
+        if result is True:
+            self._election_won(message.pre_vote)
+        elif result is False:
+            self.become_follower(self.term, None)
+
+    # --- time -----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        if self.role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self.election_elapsed += 1
+            if self.promotable() and self.election_elapsed >= self.randomized_election_timeout:
+                self.election_elapsed = 0
+                self.campaign()
+
+    def _tick_leader(self) -> None:
+        self.heartbeat_elapsed += 1
+        self.election_elapsed += 1
+        replication.tick_snapshot_transfers(self)
+        if self.election_elapsed >= self.config.election_ticks:
+            self.election_elapsed = 0
+            if self.config.check_quorum and not replication.quorum_active(self):
+                self.become_follower(self.term, None)
+                return
+            self.transfer_target = None  # a transfer that took an election timeout failed
+        if self.heartbeat_elapsed >= self.config.heartbeat_ticks:
+            self.heartbeat_elapsed = 0
+            replication.broadcast_heartbeat(self)
+
+    # --- messages -------------------------------------------------------------------------------
+
+    def step(self, message: Message) -> None:
+        """Feed one message from a peer. Messages for another node or from a stranger are
+        dropped; the term rules of 5.1 (with pre-vote and lease exceptions) come first."""
+        if message.recipient != self.id or message.sender == self.id:
+            return
+        if message.term > self.term and not self._accept_higher_term(message):
+            return
+        if message.term < self.term:
+            self._answer_stale(message)
+            return
+        if isinstance(message, RequestVote):
+            self._handle_vote_request(message)
+        elif self.role is Role.LEADER:
+            replication.step_leader(self, message)
+        elif isinstance(message, RequestVoteResponse):
+            if self.role in (Role.PRE_CANDIDATE, Role.CANDIDATE):
+                self._handle_vote_response(message)
+        else:
+            from_leader = isinstance(message, AppendEntries | Heartbeat | InstallSnapshot)
+            if from_leader and self.role is not Role.FOLLOWER:
+                self.become_follower(message.term, message.sender)
+            follower.step_follower(self, message)
+
+    def _accept_higher_term(self, message: Message) -> bool:
+        """A message from a later term: False to ignore it, else adopt the term if due."""
+        if isinstance(message, RequestVote):
+            in_lease = (
+                self.config.check_quorum
+                and self.leader is not None
+                and self.election_elapsed < self.config.election_ticks
+            )
+            if in_lease and not message.transfer:
+                # We heard from a leader recently: a vote request now comes from a node that
+                # was cut off, and must not depose a healthy leader (thesis 4.2.3).
+                return False
+            if message.pre_vote:
+                return True  # answering a pre-vote never changes our term
+        if isinstance(message, RequestVoteResponse) and message.pre_vote and message.granted:
+            return True  # the term is adopted when the real election starts
+        from_leader = isinstance(message, AppendEntries | Heartbeat | InstallSnapshot)
+        self.become_follower(message.term, message.sender if from_leader else None)
+        return True
+
+    def _answer_stale(self, message: Message) -> None:
+        """Tell a deposed leader that its term is over, so it steps down (with pre-vote or
+        check-quorum on, our higher term would otherwise never reach it)."""
+        if isinstance(message, AppendEntries | Heartbeat):
+            if self.config.check_quorum or self.config.pre_vote:
+                self.send(
+                    AppendEntriesResponse(
+                        term=self.term, sender=self.id, recipient=message.sender, index=0
+                    )
+                )
+        elif isinstance(message, RequestVote) and message.pre_vote:
+            self.send(
+                RequestVoteResponse(
+                    term=self.term,
+                    sender=self.id,
+                    recipient=message.sender,
+                    granted=False,
+                    pre_vote=True,
+                )
+            )
+
+    def send(self, message: Message) -> None:
+        self.messages.append(message)
+
+    # --- local requests -------------------------------------------------------------------------
+
+    def propose(self, commands: Sequence[bytes]) -> Proposal:
+        """Append commands (one entry each) as leader; raises ``NotLeader`` or ``Busy``."""
+        return self._propose([(EntryKind.COMMAND, command) for command in commands])
+
+    def propose_membership(self, membership: Membership) -> Proposal:
+        """Propose the next configuration: one server added, removed, promoted or demoted."""
+        self._require_leader()
+        if self.pending_membership_index > self.log.applied:
+            raise MembershipChangeError("a membership change is still in progress; retry")
+        if not self.committed_in_current_term():
+            raise MembershipChangeError("a new leader must commit an entry first; retry")
+        replication.check_membership_change(self, membership)
+        proposal = self._propose([(EntryKind.MEMBERSHIP, codec.encode(membership, Membership))])
+        self.pending_membership_index = proposal.last_index
+        return proposal
+
+    def _propose(self, items: list[tuple[EntryKind, bytes]]) -> Proposal:
+        self._require_leader()
+        if not items:
+            raise LocalProtocolError("nothing to propose")
+        if self.transfer_target is not None:
+            raise Busy(f"leadership is moving to {self.transfer_target}; retry there")
+        first = self.log.last_index() + 1
+        entries = [
+            Entry(index=first + offset, term=self.term, kind=kind, data=data)
+            for offset, (kind, data) in enumerate(items)
+        ]
+        size = entries_size(entries)
+        if self.uncommitted_bytes and self.uncommitted_bytes + size > (
+            self.config.uncommitted_bytes_max
+        ):
+            raise Busy(
+                f"{self.uncommitted_bytes} bytes proposed and not yet committed; retry later"
+            )
+        self._append_entries(entries)
+        return Proposal(term=self.term, first_index=first, last_index=entries[-1].index)
+
+    def _require_leader(self) -> None:
+        if self.role is not Role.LEADER:
+            raise NotLeader(f"{self.id} is not the leader", leader_id=self.leader)
+
+    def _append_entries(self, entries: list[Entry]) -> None:
+        """The leader appends to its own log (unstable until the node persists it)."""
+        self.log.append(entries)
+        self.uncommitted.append((entries[-1].index, entries_size(entries)))
+        self.uncommitted_bytes += self.uncommitted[-1][1]
+        self.replication_due = True
+        if len(self.membership.voters) == 1:
+            replication.maybe_commit(self)
+
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Hand leadership to ``target`` (graceful shutdown): catch it up, then TimeoutNow."""
+        self._require_leader()
+        if target == self.id:
+            return
+        if target not in self.membership.voters:
+            raise MembershipChangeError(f"{target} is not a voter of this cluster")
+        if self.transfer_target == target:
+            return
+        self.transfer_target = target
+        self.election_elapsed = 0  # the transfer is given one election timeout
+        replication.maybe_send_timeout_now(self)
+        self.replication_due = True
+
+    def read_index(self, context: bytes) -> None:
+        """Ask for a linearizable read point; it arrives as a ``ReadState`` with ``context``."""
+        if self.role is Role.LEADER:
+            replication.handle_read(self, context, self.id)
+        elif self.leader is not None:
+            self.send(
+                ReadIndexRequest(
+                    term=self.term, sender=self.id, recipient=self.leader, context=context
+                )
+            )
+        else:
+            raise NotLeader("no leader known for a read", leader_id=None)
+
+    # --- the Ready cycle ------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        if self.replication_due or self.messages or self.early_messages or self.read_states:
+            return True
+        if self.log.unstable or self.log.pending_snapshot is not None:
+            return True
+        if self._hard_state() != self._persisted_hard_state:
+            return True
+        if self._soft_state() != self._reported_soft_state:
+            return True
+        return self.log.committed > self.log.applied
+
+    def ready(self) -> Ready:
+        """Take the pending outputs. Call ``advance`` with the result before the next one."""
+        if self._ready_outstanding:
+            raise LocalProtocolError("ready() again before advance()")
+        if self.role is Role.LEADER:
+            replication.flush(self)
+        hard_state = self._hard_state()
+        soft_state = self._soft_state()
+        ready = Ready(
+            soft_state=soft_state if soft_state != self._reported_soft_state else None,
+            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            entries=tuple(self.log.unstable),
+            snapshot=self.log.pending_snapshot,
+            early_messages=tuple(self.early_messages),
+            messages=tuple(self.messages),
+            committed_entries=tuple(self.log.next_committed_entries(self.config.apply_bytes_max)),
+            read_states=tuple(self.read_states),
+            must_sync=bool(self.log.unstable)
+            or self.log.pending_snapshot is not None
+            or (hard_state.term, hard_state.vote)
+            != (self._persisted_hard_state.term, self._persisted_hard_state.vote),
+        )
+        self.messages = []
+        self.early_messages = []
+        self.read_states = []
+        self._reported_soft_state = soft_state
+        self._ready_outstanding = True
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """The node has persisted, sent and applied what ``ready`` asked."""
+        if not self._ready_outstanding:
+            raise LocalProtocolError("advance() without ready()")
+        self._ready_outstanding = False
+        if ready.hard_state is not None:
+            self._persisted_hard_state = ready.hard_state
+        if ready.snapshot is not None and self.log.pending_snapshot == ready.snapshot:
+            self.log.snapshot_persisted()
+        if ready.entries:
+            last = ready.entries[-1]
+            self.log.stable_to(last.index, last.term)
+            # The leader counts itself only for entries it has persisted.
+            if (
+                self.role is Role.LEADER
+                and self.log.match_term(last.index, last.term)
+                and self.progress[self.id].maybe_update(last.index)
+            ):
+                replication.maybe_commit(self)
+        if ready.committed_entries:
+            self._applied(ready.committed_entries)
+
+    def _applied(self, entries: tuple[Entry, ...]) -> None:
+        self.log.applied_to(entries[-1].index)
+        for entry in entries:
+            if entry.kind is EntryKind.MEMBERSHIP:
+                self._apply_membership(codec.decode(entry.data, Membership))
+
+    def _apply_membership(self, membership: Membership) -> None:
+        """A committed configuration takes effect as it is applied (as in etcd-io/raft)."""
+        self.membership = membership
+        if self.role is not Role.LEADER:
+            return
+        if self.id not in membership.voters:
+            # A leader removed from the cluster steps down once the change is committed.
+            self.become_follower(self.term, None)
+            return
+        replication.reconcile_progress(self)
+        if self.transfer_target is not None and self.transfer_target not in membership.voters:
+            self.transfer_target = None
+        replication.maybe_commit(self)
+
+    def _hard_state(self) -> HardState:
+        return HardState(term=self.term, vote=self.vote, commit=self.log.committed)
+
+    def _soft_state(self) -> SoftState:
+        return SoftState(leader=self.leader, role=self.role)

@@ -1,0 +1,365 @@
+"""The leader's side: replication to each follower, commit, heartbeats, snapshots to send,
+leadership transfer, ReadIndex and membership checks. Functions of the ``RaftCore``.
+
+Sends are coalesced: handling a proposal or a response only marks replication as due, and
+``flush`` (called by ``ready()``) sends each follower as much as its window allows, many
+entries per message. So a round of many proposals and responses costs one batch of messages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raftq.errors import LogCompacted, MembershipChangeError
+from raftq.ids import NodeId
+from raftq.raft.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Message,
+    ReadIndexRequest,
+    ReadIndexResponse,
+    TimeoutNow,
+)
+from raftq.raft.progress import Progress, ProgressState
+from raftq.raft.ready import PendingRead, ReadState
+from raftq.raft.types import Membership
+
+if TYPE_CHECKING:
+    from raftq.raft.core import RaftCore
+
+
+def step_leader(core: RaftCore, message: Message) -> None:
+    progress = core.progress.get(message.sender)
+    if progress is None:
+        return  # not (or no longer) a member
+    progress.recent_active = True
+    if isinstance(message, AppendEntriesResponse):
+        _handle_append_response(core, message, progress)
+    elif isinstance(message, HeartbeatResponse):
+        _handle_heartbeat_response(core, message, progress)
+    elif isinstance(message, InstallSnapshotResponse):
+        _handle_snapshot_response(core, message, progress)
+    elif isinstance(message, ReadIndexRequest):
+        handle_read(core, message.context, message.sender)
+
+
+def _handle_append_response(
+    core: RaftCore, message: AppendEntriesResponse, progress: Progress
+) -> None:
+    if message.reject:
+        next_probe = message.hint_index
+        if message.hint_term > 0:
+            next_probe, _ = core.log.find_conflict_by_term(message.hint_index, message.hint_term)
+        if progress.maybe_decrease_to(message.index, next_probe):
+            if progress.state is ProgressState.REPLICATE:
+                progress.become_probe()
+            core.replication_due = True
+        return
+    if message.index > core.log.last_index():
+        return  # claims entries we never sent: ignore
+    if not progress.maybe_update(message.index):
+        return
+    if progress.state is ProgressState.PROBE:
+        progress.become_replicate()
+    elif progress.state is ProgressState.SNAPSHOT:
+        if progress.match + 1 >= core.log.first_index():
+            progress.become_probe()
+            progress.become_replicate()
+    else:
+        progress.inflights.free_to(message.index)
+    maybe_commit(core)
+    core.replication_due = True
+    if message.sender == core.transfer_target:
+        maybe_send_timeout_now(core)
+
+
+def _handle_heartbeat_response(
+    core: RaftCore, message: HeartbeatResponse, progress: Progress
+) -> None:
+    progress.probe_sent = False
+    if progress.match < core.log.last_index():
+        # Even with nothing new to send: an empty append re-probes, and a rejection tells us
+        # when appends in flight were lost (etcd-io/raft does the same).
+        _maybe_send_append(core, message.sender, progress, send_if_empty=True)
+        core.replication_due = True
+    if message.context:
+        _acknowledge_read(core, message.context, message.sender)
+
+
+def _handle_snapshot_response(
+    core: RaftCore, message: InstallSnapshotResponse, progress: Progress
+) -> None:
+    transfer = progress.snapshot
+    if progress.state is not ProgressState.SNAPSHOT or transfer is None:
+        return
+    if message.meta != transfer.meta or message.received_bytes > transfer.total_bytes:
+        return
+    transfer.acknowledged_bytes = message.received_bytes
+    transfer.idle_ticks = 0
+    if transfer.acknowledged_bytes < transfer.total_bytes:
+        _send_snapshot_chunk(core, message.sender, progress)
+    # When the last chunk is in, the follower installs it and answers with AppendEntries-
+    # Response, which moves this progress back to probing.
+
+
+# --- sending ------------------------------------------------------------------------------------
+
+
+def flush(core: RaftCore) -> None:
+    """Send every follower what is due: new entries up to its window, or the new commit."""
+    if not core.replication_due:
+        return
+    core.replication_due = False
+    for peer, progress in core.progress.items():
+        if peer == core.id:
+            continue
+        sent = False
+        while _maybe_send_append(core, peer, progress, send_if_empty=False):
+            sent = True
+        if not sent and progress.commit_sent < core.log.committed:
+            _maybe_send_append(core, peer, progress, send_if_empty=True)
+
+
+def _maybe_send_append(
+    core: RaftCore, peer: NodeId, progress: Progress, *, send_if_empty: bool
+) -> bool:
+    """Send one AppendEntries if the window allows; True if it carried entries."""
+    if progress.is_paused():
+        return False
+    prev_index = progress.next - 1
+    try:
+        prev_term = core.log.term(prev_index)
+        entries = core.log.entries(
+            progress.next, core.log.last_index() + 1, core.config.append_bytes_max
+        )
+    except LogCompacted:
+        _start_snapshot(core, peer, progress)
+        return False
+    if not entries and not send_if_empty:
+        return False
+    core.early_messages.append(
+        AppendEntries(
+            term=core.term,
+            sender=core.id,
+            recipient=peer,
+            prev_index=prev_index,
+            prev_term=prev_term,
+            entries=tuple(entries),
+            commit=core.log.committed,
+        )
+    )
+    progress.sent_entries(entries[-1].index if entries else None)
+    progress.commit_sent = core.log.committed
+    return bool(entries)
+
+
+def _start_snapshot(core: RaftCore, peer: NodeId, progress: Progress) -> None:
+    """The follower needs entries we compacted: send the snapshot instead (figure 13)."""
+    storage = core.log.storage
+    meta = storage.snapshot_meta
+    progress.become_snapshot(meta, storage.snapshot_size(meta))
+    _send_snapshot_chunk(core, peer, progress)
+
+
+def _send_snapshot_chunk(core: RaftCore, peer: NodeId, progress: Progress) -> None:
+    transfer = progress.snapshot
+    assert transfer is not None
+    try:
+        data = core.log.storage.snapshot_chunk(
+            transfer.meta, transfer.acknowledged_bytes, core.config.snapshot_chunk_bytes
+        )
+    except LogCompacted:
+        progress.become_probe()  # a newer snapshot replaced it: start over with that one
+        core.replication_due = True
+        return
+    transfer.idle_ticks = 0
+    core.early_messages.append(
+        InstallSnapshot(
+            term=core.term,
+            sender=core.id,
+            recipient=peer,
+            meta=transfer.meta,
+            offset=transfer.acknowledged_bytes,
+            total_bytes=transfer.total_bytes,
+            data=data,
+        )
+    )
+
+
+def tick_snapshot_transfers(core: RaftCore) -> None:
+    """Send a chunk again if the follower has been silent on it for half an election timeout
+    (the chunk or its acknowledgement was lost); the follower ignores a duplicate."""
+    for peer, progress in core.progress.items():
+        transfer = progress.snapshot
+        if progress.state is ProgressState.SNAPSHOT and transfer is not None:
+            transfer.idle_ticks += 1
+            if transfer.idle_ticks >= max(2, core.config.election_ticks // 2):
+                _send_snapshot_chunk(core, peer, progress)
+
+
+def broadcast_heartbeat(core: RaftCore) -> None:
+    context = next(reversed(core.pending_reads), b"") if core.pending_reads else b""
+    for peer, progress in core.progress.items():
+        if peer != core.id:
+            core.early_messages.append(
+                Heartbeat(
+                    term=core.term,
+                    sender=core.id,
+                    recipient=peer,
+                    commit=min(progress.match, core.log.committed),
+                    context=context,
+                )
+            )
+
+
+def maybe_send_timeout_now(core: RaftCore) -> None:
+    target = core.transfer_target
+    if target is None:
+        return
+    progress = core.progress.get(target)
+    if progress is not None and progress.match == core.log.last_index():
+        core.early_messages.append(TimeoutNow(term=core.term, sender=core.id, recipient=target))
+
+
+# --- commit -------------------------------------------------------------------------------------
+
+
+def maybe_commit(core: RaftCore) -> bool:
+    """Commit the highest index a quorum of voters has persisted, if it is of this term.
+
+    An entry of an earlier term is never committed by counting replicas (5.4.2, figure 8); it
+    is committed with the first entry of this term, the leader's no-op.
+    """
+    voters = core.membership.voters
+    matches = sorted(
+        (core.progress[voter].match for voter in voters if voter in core.progress), reverse=True
+    )
+    quorum = core.quorum()
+    if len(matches) < quorum:
+        return False
+    index = matches[quorum - 1]
+    if index <= core.log.committed or not core.log.match_term(index, core.term):
+        return False
+    first_of_term = not core.committed_in_current_term()
+    core.log.commit_to(index)
+    while core.uncommitted and core.uncommitted[0][0] <= index:
+        core.uncommitted_bytes -= core.uncommitted.popleft()[1]
+    core.replication_due = True
+    if first_of_term:
+        waiting, core.reads_before_commit = core.reads_before_commit, []
+        for context, requester in waiting:
+            handle_read(core, context, requester)
+    return True
+
+
+def quorum_active(core: RaftCore) -> bool:
+    """Check-quorum: has a majority of voters been heard from this round? Starts the next."""
+    active = sum(
+        1
+        for voter in core.membership.voters
+        if voter == core.id or (voter in core.progress and core.progress[voter].recent_active)
+    )
+    for peer, progress in core.progress.items():
+        if peer != core.id:
+            progress.recent_active = False
+    return active >= core.quorum()
+
+
+# --- ReadIndex (thesis 6.4) ---------------------------------------------------------------------
+
+
+def handle_read(core: RaftCore, context: bytes, requester: NodeId) -> None:
+    """Record a read at the current commit index; it is released once a quorum confirms
+    this node still leads. A new leader first commits its no-op: until then its commit
+    index may lag entries a previous leader committed."""
+    if not core.committed_in_current_term():
+        core.reads_before_commit.append((context, requester))
+        return
+    if len(core.membership.voters) == 1:
+        _answer_read(core, context, core.log.committed, requester)
+        return
+    core.pending_reads[context] = PendingRead(
+        index=core.log.committed, requester=requester, acknowledged={core.id}
+    )
+    broadcast_heartbeat(core)
+
+
+def _acknowledge_read(core: RaftCore, context: bytes, sender: NodeId) -> None:
+    pending = core.pending_reads.get(context)
+    if pending is None:
+        return
+    pending.acknowledged.add(sender)
+    confirmed = sum(1 for voter in core.membership.voters if voter in pending.acknowledged)
+    if confirmed < core.quorum():
+        return
+    # The quorum confirmed leadership as of this read, so of every earlier one too.
+    for earlier in list(core.pending_reads):
+        read = core.pending_reads.pop(earlier)
+        _answer_read(core, earlier, read.index, read.requester)
+        if earlier == context:
+            break
+
+
+def _answer_read(core: RaftCore, context: bytes, index: int, requester: NodeId) -> None:
+    if requester == core.id:
+        core.read_states.append(ReadState(context=context, index=index))
+    else:
+        core.early_messages.append(
+            ReadIndexResponse(
+                term=core.term, sender=core.id, recipient=requester, context=context, index=index
+            )
+        )
+
+
+# --- membership -----------------------------------------------------------------------------------
+
+
+def check_membership_change(core: RaftCore, proposed: Membership) -> None:
+    """Refuse anything but a single-server change (thesis 4.1), and the promotion of a
+    learner that has not caught up with the commit index."""
+    current = core.membership
+
+    def role(membership: Membership, node: NodeId) -> str:
+        if node in membership.voters:
+            return "voter"
+        return "learner" if node in membership.learners else "absent"
+
+    nodes = sorted(set(current.voters + current.learners + proposed.voters + proposed.learners))
+    changed = [node for node in nodes if role(current, node) != role(proposed, node)]
+    if len(changed) != 1:
+        raise MembershipChangeError(
+            f"change one server at a time; this changes {len(changed)}: {changed}"
+        )
+    if not proposed.voters:
+        raise MembershipChangeError("a cluster needs at least one voter")
+    (node,) = changed
+    if role(current, node) == "learner" and role(proposed, node) == "voter":
+        progress = core.progress.get(node)
+        match = progress.match if progress is not None else 0
+        if match < core.log.committed:
+            raise MembershipChangeError(
+                f"learner {node} has not caught up (has {match} of {core.log.committed}); "
+                "promote it once it has"
+            )
+
+
+def reconcile_progress(core: RaftCore) -> None:
+    """Track exactly the members of the applied configuration."""
+    members = core.membership.voters + core.membership.learners
+    for peer in list(core.progress):
+        if peer not in members:
+            del core.progress[peer]
+            core.pending_reads = {
+                context: read
+                for context, read in core.pending_reads.items()
+                if read.requester != peer
+            }
+    for peer in members:
+        if peer not in core.progress:
+            core.progress[peer] = core._new_progress(peer, core.log.last_index() + 1)
+            core.replication_due = True
+        core.progress[peer].learner = peer in core.membership.learners

@@ -194,6 +194,7 @@ class RaftCore:
         self.reads_before_commit = []
         self.uncommitted.clear()
         self.uncommitted_bytes = 0
+        self.replication_due = False
 
     def _reset_election_timeout(self) -> None:
         ticks = self.config.election_ticks
@@ -242,15 +243,19 @@ class RaftCore:
     # --- elections ------------------------------------------------------------------------------
 
     def campaign(self, *, transfer: bool = False) -> None:
-        """Start an election now (with pre-vote if configured, unless a leader handed over)."""
+        """Start an election now: with pre-vote if configured, unless a leader handed over
+        (``transfer``: voters then waive their lease)."""
+        self._start_election(pre_vote=self.config.pre_vote and not transfer, transfer=transfer)
+
+    def _start_election(self, *, pre_vote: bool, transfer: bool) -> None:
         if not self.promotable() or self.role is Role.LEADER:
             return
-        if self.config.pre_vote and not transfer:
+        if pre_vote:
             self._become_pre_candidate()
-            vote_term, pre_vote = self.term + 1, True
+            vote_term = self.term + 1
         else:
             self._become_candidate()
-            vote_term, pre_vote = self.term, False
+            vote_term = self.term
         self.votes = {self.id: True}
         if self._poll() is True:
             self._election_won(pre_vote)
@@ -282,7 +287,7 @@ class RaftCore:
 
     def _election_won(self, pre_vote: bool) -> None:
         if pre_vote:
-            self.campaign(transfer=True)  # the real election, which pre-vote just cleared
+            self._start_election(pre_vote=False, transfer=False)  # pre-vote cleared the way
         else:
             self._become_leader()
 
@@ -471,8 +476,6 @@ class RaftCore:
         self.uncommitted.append((entries[-1].index, entries_size(entries)))
         self.uncommitted_bytes += self.uncommitted[-1][1]
         self.replication_due = True
-        if len(self.membership.voters) == 1:
-            replication.maybe_commit(self)
 
     def transfer_leadership(self, target: NodeId) -> None:
         """Hand leadership to ``target`` (graceful shutdown): catch it up, then TimeoutNow."""

@@ -154,8 +154,12 @@ def _handle_snapshot_chunk(core: RaftCore, message: InstallSnapshot) -> None:
         return
     core.receiver = None
     snapshot = IncomingSnapshot(meta=meta, data=b"".join(receiver.chunks))
-    _install(core, snapshot)
-    _respond(core, message.sender, core.log.last_index())
+    if _install(core, snapshot):
+        _respond(core, message.sender, meta.index)
+    else:
+        # Only the commit index moved: entries after it may still differ from the leader's,
+        # so claim no more than what is committed.
+        _respond(core, message.sender, core.log.committed)
 
 
 def _acknowledge_chunk(core: RaftCore, message: InstallSnapshot, received: int) -> None:
@@ -170,12 +174,13 @@ def _acknowledge_chunk(core: RaftCore, message: InstallSnapshot, received: int) 
     )
 
 
-def _install(core: RaftCore, snapshot: IncomingSnapshot) -> None:
+def _install(core: RaftCore, snapshot: IncomingSnapshot) -> bool:
     """Raft figure 13 steps 6-8: keep the log if it already holds the snapshot's last entry
-    (only the commit index moves); otherwise the snapshot replaces the whole log."""
+    (only the commit index moves: False); otherwise the snapshot replaces the whole log."""
     meta = snapshot.meta
     if core.log.match_term(meta.index, meta.term):
         core.log.commit_to(meta.index)
-        return
+        return False
     core.log.restore(snapshot)
     core.membership = meta.membership
+    return True

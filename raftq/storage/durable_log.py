@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from raftq import limits
 from raftq.errors import CorruptionError, LocalProtocolError, LogCompacted, LogUnavailable
-from raftq.raft.storage import InitialState, cut_to_size
+from raftq.raft.storage import InitialState, LogStorage, cut_to_size
 from raftq.raft.types import Entry, HardState, SnapshotMeta
 from raftq.storage import hard_state as hard_state_file
 from raftq.storage.disk import Disk, DiskLock
@@ -274,3 +275,8 @@ async def _reconcile(wal: WriteAheadLog, snapshot: SnapshotMeta) -> None:
             wal.last_index,
         )
         await wal.reset(snapshot.index + 1)
+
+
+if TYPE_CHECKING:
+    # mypy checks here that DurableLog is the storage the Raft core reads.
+    _storage: type[LogStorage] = DurableLog

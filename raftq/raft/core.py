@@ -14,6 +14,7 @@ handling of the leader's messages in ``follower.py``.
 
 from __future__ import annotations
 
+import operator
 import random
 from collections import deque
 from collections.abc import Sequence
@@ -85,6 +86,9 @@ class Status:
     last_index: int
     membership: Membership
     peers: dict[NodeId, PeerStatus]
+
+
+_kind = operator.attrgetter("kind")
 
 
 class RaftCore:
@@ -231,7 +235,8 @@ class RaftCore:
         # Any membership entry in the log may still be unapplied: no change until it is.
         self.pending_membership_index = last
         # A no-op of the new term commits everything before it (5.4.2, figure 8).
-        self._append_entries([Entry(index=last + 1, term=self.term, kind=EntryKind.NOOP)])
+        noop = [Entry(index=last + 1, term=self.term, kind=EntryKind.NOOP)]
+        self._append_entries(noop, entries_size(noop))
 
     def _new_progress(self, peer: NodeId, next_index: int) -> Progress:
         return Progress(
@@ -463,18 +468,18 @@ class RaftCore:
             raise Busy(
                 f"{self.uncommitted_bytes} bytes proposed and not yet committed; retry later"
             )
-        self._append_entries(entries)
+        self._append_entries(entries, size)
         return Proposal(term=self.term, first_index=first, last_index=entries[-1].index)
 
     def _require_leader(self) -> None:
         if self.role is not Role.LEADER:
             raise NotLeader(f"{self.id} is not the leader", leader_id=self.leader)
 
-    def _append_entries(self, entries: list[Entry]) -> None:
+    def _append_entries(self, entries: list[Entry], size: int) -> None:
         """The leader appends to its own log (unstable until the node persists it)."""
         self.log.append(entries)
-        self.uncommitted.append((entries[-1].index, entries_size(entries)))
-        self.uncommitted_bytes += self.uncommitted[-1][1]
+        self.uncommitted.append((entries[-1].index, size))
+        self.uncommitted_bytes += size
         self.replication_due = True
 
     def transfer_leadership(self, target: NodeId) -> None:
@@ -570,6 +575,8 @@ class RaftCore:
 
     def _applied(self, entries: tuple[Entry, ...]) -> None:
         self.log.applied_to(entries[-1].index)
+        if EntryKind.MEMBERSHIP not in map(_kind, entries):  # the common case, tested in C
+            return
         for entry in entries:
             if entry.kind is EntryKind.MEMBERSHIP:
                 self._apply_membership(codec.decode(entry.data, Membership))

@@ -95,8 +95,8 @@ class RaftLog:
         result: list[Entry] = []
         if low < self.unstable_offset:
             result = self.storage.entries(low, min(high, self.unstable_offset), bytes_max)
-            if len(result) < min(high, self.unstable_offset) - low:
-                return result  # cut short by bytes_max
+            if high <= self.unstable_offset or len(result) < self.unstable_offset - low:
+                return result  # all from storage (already cut), or cut short by bytes_max
         if high > self.unstable_offset:
             start = max(low, self.unstable_offset) - self.unstable_offset
             result = result + self.unstable[start : high - self.unstable_offset]
@@ -104,6 +104,13 @@ class RaftLog:
 
     def find_conflict(self, entries: Sequence[Entry]) -> int:
         """Index of the first entry whose term differs from ours (or is new); 0 if none."""
+        if not entries:
+            return 0
+        last = entries[-1]
+        if self.match_term(last.index, last.term):
+            return 0  # Log Matching (5.3): then every entry before it matches too
+        if entries[0].index > self.last_index():
+            return entries[0].index  # all new: the common case of a follower keeping up
         for entry in entries:
             if not self.match_term(entry.index, entry.term):
                 return entry.index

@@ -8,6 +8,7 @@ benchmark and the simulator's pure checks.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -60,7 +61,10 @@ class LogStorage(Protocol):
 
 def entries_size(entries: Sequence[Entry]) -> int:
     """The byte measure used for every entry bound: payload plus a fixed overhead."""
-    return sum(len(entry.data) for entry in entries) + ENTRY_OVERHEAD_BYTES * len(entries)
+    return sum(map(len, map(_data, entries))) + ENTRY_OVERHEAD_BYTES * len(entries)
+
+
+_data = operator.attrgetter("data")
 
 
 ENTRY_OVERHEAD_BYTES = 16
@@ -69,8 +73,8 @@ ENTRY_OVERHEAD_BYTES = 16
 
 def cut_to_size(entries: list[Entry], bytes_max: int | None) -> list[Entry]:
     """The longest prefix within ``bytes_max`` (at least one entry)."""
-    if bytes_max is None:
-        return entries
+    if bytes_max is None or entries_size(entries) <= bytes_max:
+        return entries  # the common case, summed in C
     total = 0
     for count, entry in enumerate(entries):
         total += len(entry.data) + ENTRY_OVERHEAD_BYTES

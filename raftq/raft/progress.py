@@ -40,6 +40,10 @@ class Inflights:
         while self.last_indexes and self.last_indexes[0] <= index:
             self.last_indexes.popleft()
 
+    def free_first(self) -> None:
+        if self.last_indexes:
+            self.last_indexes.popleft()
+
     def clear(self) -> None:
         self.last_indexes.clear()
 

@@ -81,9 +81,13 @@ def _handle_heartbeat_response(
     core: RaftCore, message: HeartbeatResponse, progress: Progress
 ) -> None:
     progress.probe_sent = False
+    if progress.state is ProgressState.REPLICATE and progress.inflights.full():
+        # If every append in the window was lost, no answer will ever free it: free one slot
+        # so the append below goes out (as etcd-io/raft's FreeFirstOne does).
+        progress.inflights.free_first()
     if progress.match < core.log.last_index():
-        # Even with nothing new to send: an empty append re-probes, and a rejection tells us
-        # when appends in flight were lost (etcd-io/raft does the same).
+        # Even with nothing new to send: an empty append re-probes, and the follower's
+        # rejection reveals appends lost in flight (it resets the window).
         _maybe_send_append(core, message.sender, progress, send_if_empty=True)
         core.replication_due = True
     if message.context:

@@ -157,3 +157,16 @@ def _type_name(cls: Any) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error) or type(error).__name__
     return text.splitlines()[0]
+
+
+def encode_plain(value: object) -> bytes:
+    """CBOR of plain values (lists, ints, bytes, str, None) that need no converter: for bulk
+    data such as a state machine snapshot, encoded row by row for speed."""
+    return cbor2.dumps(value)
+
+
+def decode_plain(data: bytes) -> Any:
+    try:
+        return cbor2.loads(data)
+    except Exception as error:  # cbor2 raises several types for bad input
+        raise DecodeError(f"not valid CBOR: {error}") from None

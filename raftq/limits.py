@@ -74,3 +74,40 @@ log after a long partition heals."""
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 """One InstallSnapshot chunk: bounded memory per message on both sides; a transfer resumes at
 chunk granularity."""
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+JOB_HISTORY_MAX = 32
+"""Events kept per job for ``raftq job ID``: enough for every attempt of a job with the default
+retries; past it the oldest events after the first are dropped (the enqueue stays)."""
+
+JOB_ID_CHARS_MAX = 128
+JOB_KEY_CHARS_MAX = 256
+NAME_CHARS_MAX = 128
+"""Queue and type names."""
+
+NAMES_MAX = 10_000
+"""Distinct queue and job-type names in one cluster. Names are interned (one copy each), so
+this bounds that table; a cluster with more distinct names is misusing them as ids."""
+
+JOB_PAYLOAD_BYTES_MAX = 1024 * 1024
+JOB_RESULT_BYTES_MAX = 1024 * 1024
+JOB_ERROR_CHARS_MAX = 8 * 1024
+
+JOBS_PER_ENQUEUE_MAX = 10_000
+"""Jobs in one Enqueue command: one Raft entry, bounded like any entry."""
+
+CLAIM_JOBS_MAX = 1_000
+"""Jobs handed out by one Claim."""
+
+DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000
+"""An idempotency key is remembered this long: a client retrying a lost acknowledgement does so
+within seconds, a day covers any sane retry policy (Sidekiq and BullMQ use similar windows)."""
+
+DEDUPE_KEYS_MAX = 2_000_000
+"""And at most this many keys (about 150 bytes each): past it the oldest are forgotten first."""
+
+RETRY_BASE_MS = 1_000
+RETRY_CAP_MS = 60 * 60 * 1000
+"""Retry backoff: base * 2^(attempt-1), capped at an hour, plus up to 25% deterministic jitter
+so that jobs failing together do not all retry in the same instant."""

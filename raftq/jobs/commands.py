@@ -1,0 +1,243 @@
+"""The commands the job state machine applies, and the results it answers with.
+
+Every command carries ``now_ms``, stamped by the leader when it proposes; the state machine
+keeps ``now = max(previous, now_ms)``, so time never runs backwards even across a failover
+to a leader whose clock is behind. Results are not replicated: they answer the client whose
+command it was. A command that cannot be carried out returns ``Rejected``; ``apply`` never
+raises for a command that decoded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from raftq import codec, limits
+
+
+def _text(limit: int) -> Any:
+    return attrs.validators.and_(attrs.validators.instance_of(str), attrs.validators.max_len(limit))
+
+
+def _name(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= limits.NAME_CHARS_MAX:
+        raise ValueError(f"{attribute.name} must be 1 to {limits.NAME_CHARS_MAX} characters")
+
+
+_non_negative = attrs.validators.ge(0)
+_positive = attrs.validators.gt(0)
+
+
+@codec.register_positional
+@attrs.frozen(kw_only=True)
+class JobSpec:
+    """One job to enqueue, as the client described it."""
+
+    id: str = attrs.field(validator=_text(limits.JOB_ID_CHARS_MAX))
+    """Client-given id, or "" to derive one from the log index."""
+    type: str = attrs.field(validator=_name)
+    payload: bytes = attrs.field(validator=attrs.validators.max_len(limits.JOB_PAYLOAD_BYTES_MAX))
+    queue: str = attrs.field(validator=_name)
+    priority: int = attrs.field(
+        validator=[attrs.validators.ge(-1_000_000), attrs.validators.le(1_000_000)]
+    )
+    delay_ms: int = attrs.field(validator=_non_negative)
+    max_attempts: int = attrs.field(validator=[_positive, attrs.validators.le(1000)])
+    timeout_ms: int = attrs.field(validator=_positive)
+    key: str = attrs.field(validator=_text(limits.JOB_KEY_CHARS_MAX))
+    """Idempotency key, or "" for none."""
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Enqueue:
+    now_ms: int
+    jobs: tuple[JobSpec, ...] = attrs.field(
+        validator=attrs.validators.max_len(limits.JOBS_PER_ENQUEUE_MAX)
+    )
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Claim:
+    """Lease up to ``max_jobs`` jobs to ``claimer``. Empty ``types`` or ``queues`` mean any."""
+
+    now_ms: int
+    claimer: str = attrs.field(validator=_name)
+    types: tuple[str, ...] = ()
+    queues: tuple[str, ...] = ()
+    max_jobs: int = attrs.field(default=1, validator=[_positive, attrs.validators.le(1000)])
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Complete:
+    now_ms: int
+    job_id: str
+    fence: int
+    result: bytes = attrs.field(
+        default=b"", validator=attrs.validators.max_len(limits.JOB_RESULT_BYTES_MAX)
+    )
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Fail:
+    now_ms: int
+    job_id: str
+    fence: int
+    error: str = attrs.field(default="", validator=_text(limits.JOB_ERROR_CHARS_MAX))
+    retryable: bool = True
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Extend:
+    """Renew leases: each (job_ids[i], fences[i]) still held runs until at least ``until_ms``."""
+
+    now_ms: int
+    job_ids: tuple[str, ...]
+    fences: tuple[int, ...]
+    until_ms: int
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.job_ids) != len(self.fences):
+            raise ValueError("job_ids and fences differ in length")
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ExtendAll:
+    """A new leader's first command: no lease expires within ``by_ms`` of now."""
+
+    now_ms: int
+    by_ms: int = attrs.field(validator=_non_negative)
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ExpireLeases:
+    now_ms: int
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Cancel:
+    now_ms: int
+    job_id: str
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Retry:
+    now_ms: int
+    job_id: str
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class PauseQueue:
+    now_ms: int
+    queue: str = attrs.field(validator=_name)
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ResumeQueue:
+    now_ms: int
+    queue: str = attrs.field(validator=_name)
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Purge:
+    """Forget finished jobs (succeeded, dead, cancelled) that finished before ``before_ms``."""
+
+    now_ms: int
+    before_ms: int
+
+
+Command = (
+    Enqueue
+    | Claim
+    | Complete
+    | Fail
+    | Extend
+    | ExtendAll
+    | ExpireLeases
+    | Cancel
+    | Retry
+    | PauseQueue
+    | ResumeQueue
+    | Purge
+)
+codec.register_union(Command)
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class Rejected:
+    """The command changed nothing. ``code``: not_found, lease_lost, finished, running,
+    not_retryable, id_taken, too_many_names."""
+
+    code: str
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class Enqueued:
+    """``created`` is False when the key (or id) was seen within the dedupe window: ``job_id``
+    is then the original job's, and nothing was enqueued."""
+
+    job_id: str
+    created: bool
+
+
+@attrs.frozen(kw_only=True)
+class EnqueueResult:
+    jobs: tuple[Enqueued | Rejected, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Lease:
+    """A claimed job, as its worker needs it."""
+
+    job_id: str
+    type: str
+    queue: str
+    payload: bytes
+    attempt: int
+    fence: int
+    expires_ms: int
+    timeout_ms: int
+
+
+@attrs.frozen(kw_only=True)
+class ClaimResult:
+    leases: tuple[Lease, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Done:
+    """A command on one job went through; ``state`` is the job's state after it."""
+
+    job_id: str
+    state: str
+
+
+@attrs.frozen(kw_only=True)
+class ExtendResult:
+    outcomes: tuple[Done | Rejected, ...]
+
+
+@attrs.frozen(kw_only=True)
+class Count:
+    """How many jobs a bulk command touched."""
+
+    count: int
+
+
+Result = EnqueueResult | ClaimResult | Done | ExtendResult | Count | Rejected

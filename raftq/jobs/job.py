@@ -1,0 +1,165 @@
+"""One job's record inside the state machine, and its read-only view for queries.
+
+Records are plain ``__slots__`` objects, not attrs values: a million pending jobs must fit in a
+few hundred megabytes, so the fields every job needs live on ``Job`` and the ones only a job
+that has run needs (lease, outcome, history) on a ``JobRun`` created at its first claim.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+
+class JobState(enum.Enum):
+    PENDING = "pending"
+    """Waiting to run: due now (``ready``), or at ``run_at_ms``."""
+    RUNNING = "running"
+    """Leased to a worker until ``run.lease_expires_ms``."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    """The last attempt failed; it runs again at ``run_at_ms``."""
+    DEAD = "dead"
+    """Out of attempts (or failed as not retryable): in the dead-letter list."""
+    CANCELLED = "cancelled"
+
+
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
+
+
+class JobRun:
+    """What a job accumulates once it has been claimed."""
+
+    __slots__ = (
+        "cancel_requested",
+        "claimer",
+        "error",
+        "fence",
+        "finished_ms",
+        "history",
+        "lease_expires_ms",
+        "result",
+    )
+
+    def __init__(self) -> None:
+        self.fence = 0
+        self.lease_expires_ms = 0
+        self.claimer = ""
+        self.result = b""
+        self.error = ""
+        self.finished_ms = 0
+        self.cancel_requested = False
+        self.history: list[tuple[int, str, int, str, int]] = []
+        """(at_ms, event, attempt, node, fence), oldest first, bounded."""
+
+
+class Job:
+    __slots__ = (
+        "attempts",
+        "enqueued_ms",
+        "id",
+        "max_attempts",
+        "payload",
+        "priority",
+        "queue",
+        "ready",
+        "run",
+        "run_at_ms",
+        "seq",
+        "state",
+        "timeout_ms",
+        "type",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        type: str,
+        queue: str,
+        priority: int,
+        payload: bytes,
+        max_attempts: int,
+        timeout_ms: int,
+        run_at_ms: int,
+        enqueued_ms: int,
+        seq: int,
+    ) -> None:
+        self.id = id
+        self.type = type
+        self.queue = queue
+        self.priority = priority
+        self.payload = payload
+        self.max_attempts = max_attempts
+        self.timeout_ms = timeout_ms
+        self.run_at_ms = run_at_ms
+        self.enqueued_ms = enqueued_ms
+        self.seq = seq
+        """Enqueue order across the whole cluster: the last tie-breaker when claiming."""
+        self.state = JobState.PENDING
+        self.attempts = 0
+        self.ready = False
+        """In a ready queue (claimable now), as opposed to waiting for ``run_at_ms``."""
+        self.run: JobRun | None = None
+
+
+@attrs.frozen(kw_only=True)
+class HistoryEvent:
+    at_ms: int
+    event: str
+    attempt: int
+    node: str
+    fence: int
+
+
+@attrs.frozen(kw_only=True)
+class JobView:
+    """A job as queries return it (CONTRACT.md, ``raftq job ID --json``)."""
+
+    id: str
+    type: str
+    queue: str
+    state: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    payload: bytes
+    result: bytes
+    error: str
+    enqueued_ms: int
+    run_at_ms: int
+    timeout_ms: int
+    fence: int
+    lease_expires_ms: int
+    finished_ms: int
+    history: tuple[HistoryEvent, ...]
+
+
+def view_of(job: Job) -> JobView:
+    run = job.run
+    history = [HistoryEvent(at_ms=job.enqueued_ms, event="enqueued", attempt=0, node="", fence=0)]
+    if run is not None:
+        history += [
+            HistoryEvent(at_ms=at, event=event, attempt=attempt, node=node, fence=fence)
+            for at, event, attempt, node, fence in run.history
+        ]
+    return JobView(
+        id=job.id,
+        type=job.type,
+        queue=job.queue,
+        state=job.state.value,
+        priority=job.priority,
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        payload=job.payload,
+        result=run.result if run else b"",
+        error=run.error if run else "",
+        enqueued_ms=job.enqueued_ms,
+        run_at_ms=job.run_at_ms,
+        timeout_ms=job.timeout_ms,
+        fence=run.fence if run else 0,
+        lease_expires_ms=run.lease_expires_ms if run else 0,
+        finished_ms=run.finished_ms if run else 0,
+        history=tuple(history),
+    )

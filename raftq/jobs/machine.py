@@ -1,0 +1,534 @@
+"""``JobStateMachine``: the replicated job queue, applied entry by entry in log order.
+
+Pure and deterministic: no clock (the leader stamps ``now_ms`` into every command), no random
+(retry jitter is a checksum), no iteration over sets, so every node that applies the same log
+holds the same queue, bit for bit (``digest()``).
+
+Indexes, so that nothing scans all jobs:
+
+- ready queues: per (queue, type), a FIFO per priority of the jobs due now. Applying a command
+  first moves every job that came due into its FIFO, in (run_at, enqueue order); so each FIFO
+  is sorted by (run_at, enqueue order), and a claim takes the best head among the candidate
+  FIFOs: highest priority, earliest run_at, then enqueue order. O(1) per job handed out.
+- a heap of jobs waiting for ``run_at_ms`` (delayed, or failed and backing off);
+- a heap of leases by expiry, for ``ExpireLeases``: O(expired);
+- the finish order, for ``Purge``: O(purged); the dead-letter list; counts per queue and state.
+
+Heap and FIFO entries are never removed early: an entry whose job moved on is skipped when it
+surfaces (lazy deletion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+from raftq import limits
+from raftq.ids import derived_job_id
+from raftq.jobs.backoff import retry_delay_ms
+from raftq.jobs.commands import (
+    Cancel,
+    Claim,
+    ClaimResult,
+    Command,
+    Complete,
+    Count,
+    Done,
+    Enqueue,
+    Enqueued,
+    EnqueueResult,
+    ExpireLeases,
+    Extend,
+    ExtendAll,
+    ExtendResult,
+    Fail,
+    JobSpec,
+    Lease,
+    PauseQueue,
+    Purge,
+    Rejected,
+    Result,
+    ResumeQueue,
+    Retry,
+)
+from raftq.jobs.job import FINISHED, Job, JobRun, JobState, JobView, view_of
+
+
+class _ReadyQueue:
+    """The due jobs of one (queue, type): a FIFO per priority, highest priority first."""
+
+    __slots__ = ("fifos", "priorities")
+
+    def __init__(self) -> None:
+        self.fifos: dict[int, deque[Job]] = {}
+        self.priorities: list[int] = []  # descending
+
+    def push(self, job: Job) -> None:
+        fifo = self.fifos.get(job.priority)
+        if fifo is None:
+            fifo = self.fifos[job.priority] = deque()
+            self.priorities.append(job.priority)
+            self.priorities.sort(reverse=True)
+        fifo.append(job)
+
+    def head(self) -> Job | None:
+        """The best due job, dropping entries of jobs that are no longer pending."""
+        for priority in self.priorities:
+            fifo = self.fifos[priority]
+            while fifo:
+                job = fifo[0]
+                if job.state is JobState.PENDING and job.ready:
+                    return job
+                fifo.popleft()
+        return None
+
+    def pop(self, job: Job) -> None:
+        fifo = self.fifos[job.priority]
+        assert fifo[0] is job
+        fifo.popleft()
+
+
+class JobStateMachine:
+    def __init__(self) -> None:
+        self.now_ms = 0
+        self.next_seq = 1
+        self.jobs: dict[str, Job] = {}
+        self.paused: dict[str, None] = {}
+        self.ready: dict[tuple[str, str], _ReadyQueue] = {}
+        self.waiting: list[tuple[int, int, Job]] = []  # heap of (run_at_ms, seq, job)
+        self.leases: list[tuple[int, int, Job]] = []  # heap of (expires_ms, seq, job)
+        self.finished: deque[tuple[int, Job]] = deque()  # (finished_ms, job), in finish order
+        self.dead: dict[str, None] = {}  # the dead-letter list, in order of death
+        self.counts: dict[tuple[str, JobState], int] = {}
+        self.keys: dict[str, tuple[str, int]] = {}  # idempotency key -> (job id, at_ms)
+        self.key_order: deque[tuple[int, str]] = deque()  # (at_ms, key), oldest first
+        self.names: dict[str, str] = {}  # queue and type names, one copy of each
+
+    # --- applying -------------------------------------------------------------------------------
+
+    def apply(self, index: int, command: Command) -> Result:
+        """Apply the command committed at log ``index``."""
+        assert index > 0, index
+        if command.now_ms > self.now_ms:
+            self.now_ms = command.now_ms
+        self._promote_due()
+        handler: Any = _HANDLERS[type(command)]
+        result: Result = handler(self, index, command)
+        return result
+
+    def _promote_due(self) -> None:
+        """Move every job whose run_at has come into its ready queue, in (run_at, seq) order."""
+        waiting = self.waiting
+        now = self.now_ms
+        while waiting and waiting[0][0] <= now:
+            run_at, _, job = heapq.heappop(waiting)
+            due = job.state in (JobState.PENDING, JobState.FAILED) and not job.ready
+            if due and job.run_at_ms == run_at:
+                self._make_ready(job)
+
+    def _make_ready(self, job: Job) -> None:
+        self._set_state(job, JobState.PENDING)
+        job.ready = True
+        source = self.ready.get((job.queue, job.type))
+        if source is None:
+            source = self.ready[(job.queue, job.type)] = _ReadyQueue()
+        source.push(job)
+
+    def _schedule(self, job: Job, run_at_ms: int) -> None:
+        job.run_at_ms = run_at_ms
+        job.ready = False
+        if run_at_ms <= self.now_ms:
+            self._make_ready(job)
+        else:
+            heapq.heappush(self.waiting, (run_at_ms, job.seq, job))
+
+    def _set_state(self, job: Job, state: JobState) -> None:
+        if job.state is state:
+            return
+        counts = self.counts
+        old = (job.queue, job.state)
+        counts[old] -= 1
+        if not counts[old]:
+            del counts[old]
+        new = (job.queue, state)
+        counts[new] = counts.get(new, 0) + 1
+        job.state = state
+
+    def _record(self, job: Job, event: str, node: str = "") -> None:
+        run = job.run
+        assert run is not None
+        history = run.history
+        history.append((self.now_ms, event, job.attempts, node, run.fence))
+        if len(history) > limits.JOB_HISTORY_MAX:
+            del history[0]
+
+    def _finish(self, job: Job, state: JobState, event: str) -> None:
+        if job.run is None:
+            job.run = JobRun()
+        self._set_state(job, state)
+        job.ready = False
+        job.run.finished_ms = self.now_ms
+        self.finished.append((self.now_ms, job))
+        if state is JobState.DEAD:
+            self.dead[job.id] = None
+        self._record(job, event)
+
+    def _intern(self, name: str) -> str | None:
+        interned = self.names.get(name)
+        if interned is None:
+            if len(self.names) >= limits.NAMES_MAX:
+                return None
+            interned = self.names[name] = name
+        return interned
+
+    # --- Enqueue ----------------------------------------------------------------------------------
+
+    def _enqueue(self, index: int, command: Enqueue) -> EnqueueResult:
+        self._forget_old_keys()
+        return EnqueueResult(
+            jobs=tuple(
+                self._enqueue_one(index, position, spec)
+                for position, spec in enumerate(command.jobs)
+            )
+        )
+
+    def _enqueue_one(self, index: int, position: int, spec: JobSpec) -> Enqueued | Rejected:
+        key = spec.key
+        if key:
+            seen = self.keys.get(key)
+            if seen is not None:
+                return Enqueued(job_id=seen[0], created=False)
+        job_id = spec.id or derived_job_id(index, position)
+        if job_id in self.jobs:
+            return Rejected(code="id_taken", message=f"job id {job_id} is already in use")
+        queue, job_type = self._intern(spec.queue), self._intern(spec.type)
+        if queue is None or job_type is None:
+            return Rejected(
+                code="too_many_names",
+                message=f"more than {limits.NAMES_MAX} distinct queue and type names",
+            )
+        job = Job(
+            id=job_id,
+            type=job_type,
+            queue=queue,
+            priority=spec.priority,
+            payload=spec.payload,
+            max_attempts=spec.max_attempts,
+            timeout_ms=spec.timeout_ms,
+            run_at_ms=self.now_ms,
+            enqueued_ms=self.now_ms,
+            seq=self.next_seq,
+        )
+        self.next_seq += 1
+        self.jobs[job_id] = job
+        counted = (queue, JobState.PENDING)
+        self.counts[counted] = self.counts.get(counted, 0) + 1
+        self._schedule(job, self.now_ms + spec.delay_ms)
+        if key:
+            self.keys[key] = (job_id, self.now_ms)
+            self.key_order.append((self.now_ms, key))
+            if len(self.keys) > limits.DEDUPE_KEYS_MAX:
+                self._forget_oldest_key()
+        return Enqueued(job_id=job_id, created=True)
+
+    def _forget_old_keys(self) -> None:
+        horizon = self.now_ms - limits.DEDUPE_WINDOW_MS
+        while self.key_order and self.key_order[0][0] <= horizon:
+            self._forget_oldest_key()
+
+    def _forget_oldest_key(self) -> None:
+        at_ms, key = self.key_order.popleft()
+        seen = self.keys.get(key)
+        if seen is not None and seen[1] == at_ms:
+            del self.keys[key]
+
+    # --- Claim ------------------------------------------------------------------------------------
+
+    def _claim(self, index: int, command: Claim) -> ClaimResult:
+        sources = list(self._sources(command.queues, command.types))
+        leases: list[Lease] = []
+        while len(leases) < command.max_jobs:
+            best: Job | None = None
+            best_source: _ReadyQueue | None = None
+            for source in sources:
+                job = source.head()
+                if job is not None and (
+                    best is None
+                    or (-job.priority, job.run_at_ms, job.seq)
+                    < (-best.priority, best.run_at_ms, best.seq)
+                ):
+                    best, best_source = job, source
+            if best is None or best_source is None:
+                break
+            best_source.pop(best)
+            leases.append(self._lease(index, best, command.claimer))
+        return ClaimResult(leases=tuple(leases))
+
+    def _sources(self, queues: tuple[str, ...], types: tuple[str, ...]) -> Iterator[_ReadyQueue]:
+        wanted_queues = set(queues)
+        wanted_types = set(types)
+        for (queue, job_type), source in self.ready.items():
+            if queue in self.paused:
+                continue
+            if (not queues or queue in wanted_queues) and (not types or job_type in wanted_types):
+                yield source
+
+    def _lease(self, index: int, job: Job, claimer: str) -> Lease:
+        self._set_state(job, JobState.RUNNING)
+        job.ready = False
+        job.attempts += 1
+        run = job.run
+        if run is None:
+            run = job.run = JobRun()
+        run.fence = index
+        run.claimer = claimer
+        run.lease_expires_ms = self.now_ms + job.timeout_ms
+        heapq.heappush(self.leases, (run.lease_expires_ms, job.seq, job))
+        self._record(job, "claimed", claimer)
+        return Lease(
+            job_id=job.id,
+            type=job.type,
+            queue=job.queue,
+            payload=job.payload,
+            attempt=job.attempts,
+            fence=index,
+            expires_ms=run.lease_expires_ms,
+            timeout_ms=job.timeout_ms,
+        )
+
+    # --- reports from workers ---------------------------------------------------------------------
+
+    def _held(self, job_id: str, fence: int) -> Job | Rejected:
+        """The job if ``fence`` still holds its lease, else why not."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return Rejected(code="not_found", message=f"no job {job_id}")
+        run = job.run
+        if job.state is not JobState.RUNNING or run is None or run.fence != fence:
+            return Rejected(
+                code="lease_lost",
+                message=f"job {job_id} is no longer leased under fence {fence} "
+                f"(state {job.state.value}); another worker may run it",
+            )
+        return job
+
+    def _complete(self, index: int, command: Complete) -> Done | Rejected:
+        job = self._held(command.job_id, command.fence)
+        if isinstance(job, Rejected):
+            return job
+        assert job.run is not None
+        job.run.result = command.result
+        # A cancel that arrives while the job runs cannot undo work already done.
+        self._finish(job, JobState.SUCCEEDED, "succeeded")
+        return Done(job_id=job.id, state=job.state.value)
+
+    def _fail(self, index: int, command: Fail) -> Done | Rejected:
+        job = self._held(command.job_id, command.fence)
+        if isinstance(job, Rejected):
+            return job
+        assert job.run is not None
+        job.run.error = command.error
+        if job.run.cancel_requested:
+            self._finish(job, JobState.CANCELLED, "cancelled")
+        else:
+            self._attempt_failed(job, "failed", retryable=command.retryable)
+        return Done(job_id=job.id, state=job.state.value)
+
+    def _attempt_failed(self, job: Job, event: str, *, retryable: bool) -> None:
+        if not retryable or job.attempts >= job.max_attempts:
+            self._finish(job, JobState.DEAD, "dead" if retryable else f"{event}, not retryable")
+            return
+        self._set_state(job, JobState.FAILED)
+        self._record(job, event)
+        self._schedule(job, self.now_ms + retry_delay_ms(job.id, job.attempts))
+
+    def _extend(self, index: int, command: Extend) -> ExtendResult:
+        outcomes: list[Done | Rejected] = []
+        for job_id, fence in zip(command.job_ids, command.fences, strict=True):
+            job = self._held(job_id, fence)
+            if isinstance(job, Rejected):
+                outcomes.append(job)
+                continue
+            assert job.run is not None
+            if job.run.cancel_requested:
+                self._finish(job, JobState.CANCELLED, "cancelled")
+            elif command.until_ms > job.run.lease_expires_ms:
+                job.run.lease_expires_ms = command.until_ms
+                heapq.heappush(self.leases, (command.until_ms, job.seq, job))
+            outcomes.append(Done(job_id=job.id, state=job.state.value))
+        return ExtendResult(outcomes=tuple(outcomes))
+
+    def _extend_all(self, index: int, command: ExtendAll) -> Count:
+        floor = self.now_ms + command.by_ms
+        extended = 0
+        for _, _, job in list(self.leases):
+            run = job.run
+            if job.state is JobState.RUNNING and run is not None and run.lease_expires_ms < floor:
+                run.lease_expires_ms = floor
+                heapq.heappush(self.leases, (floor, job.seq, job))
+                extended += 1
+        return Count(count=extended)
+
+    def _expire_leases(self, index: int, command: ExpireLeases) -> Count:
+        expired = 0
+        leases = self.leases
+        while leases and leases[0][0] <= self.now_ms:
+            expires, _, job = heapq.heappop(leases)
+            run = job.run
+            held = job.state is JobState.RUNNING and run is not None
+            if held and run is not None and run.lease_expires_ms == expires:
+                expired += 1
+                if run.cancel_requested:
+                    self._finish(job, JobState.CANCELLED, "cancelled")
+                else:
+                    self._attempt_failed(job, "lease expired", retryable=True)
+        return Count(count=expired)
+
+    # --- operator commands ------------------------------------------------------------------------
+
+    def _cancel(self, index: int, command: Cancel) -> Done | Rejected:
+        job = self.jobs.get(command.job_id)
+        if job is None:
+            return Rejected(code="not_found", message=f"no job {command.job_id}")
+        if job.state in FINISHED:
+            return Rejected(code="finished", message=f"job {job.id} already {job.state.value}")
+        if job.state is JobState.RUNNING:
+            assert job.run is not None
+            job.run.cancel_requested = True
+            self._record(job, "cancel requested")
+            return Done(job_id=job.id, state=job.state.value)
+        self._finish(job, JobState.CANCELLED, "cancelled")
+        return Done(job_id=job.id, state=job.state.value)
+
+    def _retry(self, index: int, command: Retry) -> Done | Rejected:
+        job = self.jobs.get(command.job_id)
+        if job is None:
+            return Rejected(code="not_found", message=f"no job {command.job_id}")
+        if job.state not in (JobState.DEAD, JobState.FAILED):
+            return Rejected(
+                code="not_retryable",
+                message=f"job {job.id} is {job.state.value}; only dead or failed jobs retry",
+            )
+        if job.state is JobState.DEAD:
+            job.attempts = 0  # out of the dead-letter list with a full set of attempts
+            del self.dead[job.id]
+        assert job.run is not None
+        self._record(job, "retried")
+        self._schedule(job, self.now_ms)
+        return Done(job_id=job.id, state=job.state.value)
+
+    def _pause(self, index: int, command: PauseQueue) -> Done:
+        self.paused[command.queue] = None
+        return Done(job_id="", state="paused")
+
+    def _resume(self, index: int, command: ResumeQueue) -> Done:
+        self.paused.pop(command.queue, None)
+        return Done(job_id="", state="resumed")
+
+    def _purge(self, index: int, command: Purge) -> Count:
+        purged = 0
+        finished = self.finished
+        while finished and finished[0][0] < command.before_ms:
+            finished_ms, job = finished.popleft()
+            run = job.run
+            still_so = (
+                job.state in FINISHED
+                and run is not None
+                and run.finished_ms == finished_ms
+                and self.jobs.get(job.id) is job
+            )
+            if still_so:  # not retried (and finished again) since
+                self._forget(job)
+                purged += 1
+        return Count(count=purged)
+
+    def _forget(self, job: Job) -> None:
+        del self.jobs[job.id]
+        self.dead.pop(job.id, None)
+        counted = (job.queue, job.state)
+        self.counts[counted] -= 1
+        if not self.counts[counted]:
+            del self.counts[counted]
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobView | None:
+        job = self.jobs.get(job_id)
+        return view_of(job) if job is not None else None
+
+    def state_counts(self) -> dict[str, int]:
+        totals = {state.value: 0 for state in JobState}
+        for (_, state), count in self.counts.items():
+            totals[state.value] += count
+        return totals
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """Per queue (sorted by name): its state counts and whether it is paused."""
+        queues: dict[str, dict[str, int]] = {}
+        for (queue, state), count in self.counts.items():
+            queues.setdefault(queue, {s.value: 0 for s in JobState})[state.value] += count
+        for queue in self.paused:
+            queues.setdefault(queue, {s.value: 0 for s in JobState})
+        return dict(sorted(queues.items()))
+
+    def list_jobs(
+        self, *, state: str | None = None, queue: str | None = None, limit: int = 100
+    ) -> list[JobView]:
+        """Jobs in enqueue order, filtered; at most ``limit``."""
+        if state == JobState.DEAD.value and queue is None:
+            return self.dead_letters(limit)
+        views: list[JobView] = []
+        for job in self.jobs.values():
+            if len(views) >= limit:
+                break
+            if (state is None or job.state.value == state) and (
+                queue is None or job.queue == queue
+            ):
+                views.append(view_of(job))
+        return views
+
+    # --- snapshots --------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """The whole state, canonically encoded (same state, same bytes)."""
+        from raftq.jobs.snapshot import encode_state
+
+        return encode_state(self)
+
+    @classmethod
+    def restore(cls, data: bytes) -> JobStateMachine:
+        """The state a ``snapshot()`` holds; ``DecodeError`` if the bytes are not one."""
+        from raftq.jobs.snapshot import decode_state
+
+        return decode_state(data)
+
+    def digest(self) -> str:
+        """A stable hash of the whole state, to compare replicas."""
+        return hashlib.blake2b(self.snapshot(), digest_size=16).hexdigest()
+
+    def dead_letters(self, limit: int = 100) -> list[JobView]:
+        views: list[JobView] = []
+        for job_id in self.dead:
+            if len(views) >= limit:
+                break
+            views.append(view_of(self.jobs[job_id]))
+        return views
+
+
+_HANDLERS = {
+    Enqueue: JobStateMachine._enqueue,
+    Claim: JobStateMachine._claim,
+    Complete: JobStateMachine._complete,
+    Fail: JobStateMachine._fail,
+    Extend: JobStateMachine._extend,
+    ExtendAll: JobStateMachine._extend_all,
+    ExpireLeases: JobStateMachine._expire_leases,
+    Cancel: JobStateMachine._cancel,
+    Retry: JobStateMachine._retry,
+    PauseQueue: JobStateMachine._pause,
+    ResumeQueue: JobStateMachine._resume,
+    Purge: JobStateMachine._purge,
+}

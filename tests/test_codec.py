@@ -15,6 +15,7 @@ import raftq.storage.durable_log  # noqa: F401  (registers every storage type)
 from raftq import codec
 from raftq.errors import DecodeError
 from raftq.ids import NodeId
+from raftq.jobs import commands
 from raftq.raft import messages
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from raftq.storage.snapshots import SnapshotFooter
@@ -100,6 +101,57 @@ for message_type in typing.get_args(messages.Message):
     STRATEGIES[message_type] = st.builds(message_type, **fields)
 STRATEGIES[messages.Message] = st.one_of(
     *(STRATEGIES[message_type] for message_type in typing.get_args(messages.Message))
+)
+
+# The job commands: valid values for every validated field.
+names = st.text(alphabet="abcxyz-_.", min_size=1, max_size=12)
+COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
+    "now_ms": u64,
+    "id": st.just("") | names,
+    "key": st.just("") | names,
+    "type": names,
+    "queue": names,
+    "claimer": names,
+    "payload": st.binary(max_size=64),
+    "result": st.binary(max_size=64),
+    "priority": st.integers(-1000, 1000),
+    "delay_ms": st.integers(0, 10**9),
+    "max_attempts": st.integers(1, 1000),
+    "max_jobs": st.integers(1, 1000),
+    "timeout_ms": st.integers(1, 10**9),
+    "job_id": names,
+    "fence": u64,
+    "error": st.text(max_size=32),
+    "retryable": st.booleans(),
+    "types": st.lists(names, max_size=3).map(tuple),
+    "queues": st.lists(names, max_size=3).map(tuple),
+    "until_ms": u64,
+    "by_ms": u64,
+    "before_ms": u64,
+}
+STRATEGIES[commands.JobSpec] = st.builds(
+    commands.JobSpec,
+    **{field.name: COMMAND_FIELDS[field.name] for field in attrs.fields(commands.JobSpec)},
+)
+COMMAND_FIELDS["jobs"] = st.lists(STRATEGIES[commands.JobSpec], max_size=3).map(tuple)
+for command_type in typing.get_args(commands.Command):
+    if command_type is commands.Extend:
+        STRATEGIES[command_type] = st.integers(0, 3).flatmap(
+            lambda size: st.builds(
+                commands.Extend,
+                now_ms=u64,
+                job_ids=st.lists(names, min_size=size, max_size=size).map(tuple),
+                fences=st.lists(u64, min_size=size, max_size=size).map(tuple),
+                until_ms=u64,
+            )
+        )
+        continue
+    STRATEGIES[command_type] = st.builds(
+        command_type,
+        **{field.name: COMMAND_FIELDS[field.name] for field in attrs.fields(command_type)},
+    )
+STRATEGIES[commands.Command] = st.one_of(
+    *(STRATEGIES[command_type] for command_type in typing.get_args(commands.Command))
 )
 
 

@@ -111,3 +111,23 @@ RETRY_BASE_MS = 1_000
 RETRY_CAP_MS = 60 * 60 * 1000
 """Retry backoff: base * 2^(attempt-1), capped at an hour, plus up to 25% deterministic jitter
 so that jobs failing together do not all retry in the same instant."""
+
+# --- transport ----------------------------------------------------------------------------------
+
+FRAME_BYTES_MAX = 32 * 1024 * 1024
+"""One frame on the wire. Above the largest message we build (an AppendEntries of
+``RAFT_APPEND_BYTES_MAX`` or a snapshot chunk, plus envelope; an enqueue of
+``JOBS_PER_ENQUEUE_MAX`` small jobs), far below what would hurt a node's memory. A peer that
+announces more is cut off before it sends the bytes."""
+
+HANDSHAKE_TIMEOUT_MS = 5_000
+"""A connection that has not completed its handshake by then is half-open or hostile: closed."""
+
+PEER_QUEUE_MESSAGES_MAX = 4096
+"""Messages queued for one peer while its connection is down or slow. Raft tolerates loss, so
+past this the newest are dropped instead of blocking the Raft actor or growing memory."""
+
+RECONNECT_BACKOFF_MIN_MS = 50
+RECONNECT_BACKOFF_MAX_MS = 2_000
+"""Reconnects back off exponentially between these, with jitter, so a dead peer costs little and
+a restarted one is found within two seconds."""

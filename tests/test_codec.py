@@ -17,6 +17,7 @@ from raftq.errors import DecodeError
 from raftq.ids import NodeId
 from raftq.jobs import commands
 from raftq.raft import messages
+from raftq.transport import wire
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from raftq.storage.snapshots import SnapshotFooter
 
@@ -150,6 +151,17 @@ for command_type in typing.get_args(commands.Command):
         command_type,
         **{field.name: COMMAND_FIELDS[field.name] for field in attrs.fields(command_type)},
     )
+STRATEGIES[wire.Hello] = st.builds(
+    wire.Hello, protocol_version=u64, cluster_id=names, node_id=st.just("") | node_ids
+)
+STRATEGIES[wire.Welcome] = st.builds(wire.Welcome, node_id=node_ids, leader_id=names)
+STRATEGIES[wire.ErrorFrame] = st.builds(wire.ErrorFrame, code=names, message=st.text(max_size=40))
+STRATEGIES[wire.WireMessage] = st.one_of(
+    STRATEGIES[wire.Hello],
+    STRATEGIES[wire.Welcome],
+    STRATEGIES[wire.ErrorFrame],
+    STRATEGIES[messages.Message],
+)
 STRATEGIES[commands.Command] = st.one_of(
     *(STRATEGIES[command_type] for command_type in typing.get_args(commands.Command))
 )

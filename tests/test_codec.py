@@ -17,9 +17,9 @@ from raftq.errors import DecodeError
 from raftq.ids import NodeId
 from raftq.jobs import commands
 from raftq.raft import messages
-from raftq.transport import wire
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from raftq.storage.snapshots import SnapshotFooter
+from raftq.transport import wire
 
 node_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=16).map(
     NodeId

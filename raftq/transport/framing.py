@@ -31,7 +31,7 @@ class FrameDecoder:
     def buffered_bytes(self) -> int:
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         if self._closed:
             raise LocalProtocolError("feed after end of stream")
         self._buffer += data

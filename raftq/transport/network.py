@@ -1,0 +1,94 @@
+"""The ``Network`` seam, and framed connections over any byte stream.
+
+A node reaches the world only through ``Network``: ``TcpNetwork`` here, the simulator's own in
+``sim/``. Both hand out ``trio.abc.Stream``s; ``FramedConnection`` turns one into a sequence of
+``WireMessage``s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import trio
+
+from raftq import limits
+from raftq.errors import ConfigError, RemoteProtocolError
+from raftq.transport.framing import FrameDecoder, frame
+from raftq.transport.wire import WireMessage, decode_wire, encode_wire
+
+Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+
+RECEIVE_BYTES = 64 * 1024
+
+
+def parse_address(text: str, *, any_port: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` too) -> (host, port), or ``ConfigError`` saying why.
+    With ``any_port``, port 0 (let the system choose) is accepted."""
+    host, separator, port_text = text.rpartition(":")
+    host = host.strip("[]")
+    lowest = 0 if any_port else 1
+    if not separator or not host or not port_text.isdigit():
+        raise ConfigError(f"address {text!r} must be HOST:PORT")
+    if not lowest <= int(port_text) < 65536:
+        raise ConfigError(f"address {text!r}: the port must be from {lowest} to 65535")
+    return host, int(port_text)
+
+
+class Network(Protocol):
+    async def serve(
+        self, address: str, handler: Handler, *, task_status: trio.TaskStatus[int]
+    ) -> None:
+        """Accept connections on ``address`` (port 0: any free one), each in a new task run by
+        ``handler``; ``task_status.started(port)`` once listening."""
+        ...
+
+    async def connect(self, address: str) -> trio.abc.Stream: ...
+
+
+class TcpNetwork:
+    async def serve(
+        self, address: str, handler: Handler, *, task_status: trio.TaskStatus[int]
+    ) -> None:
+        host, port = parse_address(address, any_port=True)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(handler, listeners)
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        host, port = parse_address(address)
+        return await trio.open_tcp_stream(host, port)
+
+
+class FramedConnection:
+    """Whole ``WireMessage``s over a stream. ``receive`` returns None at a clean end."""
+
+    def __init__(self, stream: trio.abc.Stream, max_bytes: int = limits.FRAME_BYTES_MAX) -> None:
+        self.stream = stream
+        self._decoder = FrameDecoder(max_bytes)
+        self._max_bytes = max_bytes
+
+    async def send(self, message: WireMessage) -> None:
+        await self.stream.send_all(frame(encode_wire(message), self._max_bytes))
+
+    async def send_many(self, messages: list[WireMessage]) -> None:
+        """Several messages in one write: the batching that keeps syscalls few."""
+        await self.stream.send_all(
+            b"".join(frame(encode_wire(message), self._max_bytes) for message in messages)
+        )
+
+    async def receive(self) -> WireMessage | None:
+        while True:
+            body = self._decoder.next_frame()
+            if body is not None:
+                return decode_wire(body)
+            data = await self.stream.receive_some(RECEIVE_BYTES)
+            if not data:
+                self._decoder.close()
+                if self._decoder.next_frame() is None:
+                    return None
+                raise RemoteProtocolError("unreachable: a frame completed at end of stream")
+            self._decoder.feed(data)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

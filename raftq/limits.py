@@ -78,8 +78,8 @@ chunk granularity."""
 # --- jobs ---------------------------------------------------------------------------------------
 
 JOB_HISTORY_MAX = 32
-"""Events kept per job for ``raftq job ID``: enough for every attempt of a job with the default
-retries; past it the oldest events after the first are dropped (the enqueue stays)."""
+"""Events kept per job for ``raftq job ID``, its enqueue included: enough for every attempt of
+a job with the default retries; past it the oldest events after the enqueue are dropped."""
 
 JOB_ID_CHARS_MAX = 128
 JOB_KEY_CHARS_MAX = 256

@@ -58,37 +58,54 @@ from raftq.jobs.job import FINISHED, Job, JobRun, JobState, JobView, view_of
 
 
 class _ReadyQueue:
-    """The due jobs of one (queue, type): a FIFO per priority, highest priority first."""
+    """The due jobs of one (queue, type), per priority (highest first): a FIFO in (run_at,
+    enqueue order), plus a small heap for the rare job that becomes due out of that order (a
+    retried job is older than jobs already waiting with the same run_at)."""
 
-    __slots__ = ("fifos", "priorities")
+    __slots__ = ("fifos", "late", "priorities")
 
     def __init__(self) -> None:
         self.fifos: dict[int, deque[Job]] = {}
+        self.late: dict[int, list[tuple[int, int, Job]]] = {}
         self.priorities: list[int] = []  # descending
 
     def push(self, job: Job) -> None:
         fifo = self.fifos.get(job.priority)
         if fifo is None:
             fifo = self.fifos[job.priority] = deque()
+            self.late[job.priority] = []
             self.priorities.append(job.priority)
             self.priorities.sort(reverse=True)
-        fifo.append(job)
+        if fifo and (job.run_at_ms, job.seq) < (fifo[-1].run_at_ms, fifo[-1].seq):
+            heapq.heappush(self.late[job.priority], (job.run_at_ms, job.seq, job))
+        else:
+            fifo.append(job)
 
     def head(self) -> Job | None:
-        """The best due job, dropping entries of jobs that are no longer pending."""
+        """The best due job, dropping entries of jobs that are no longer due."""
         for priority in self.priorities:
-            fifo = self.fifos[priority]
-            while fifo:
-                job = fifo[0]
-                if job.state is JobState.PENDING and job.ready:
-                    return job
+            fifo, late = self.fifos[priority], self.late[priority]
+            while fifo and not _due(fifo[0]):
                 fifo.popleft()
+            while late and not _due(late[0][2]):
+                heapq.heappop(late)
+            if late and (not fifo or (late[0][0], late[0][1]) < (fifo[0].run_at_ms, fifo[0].seq)):
+                return late[0][2]
+            if fifo:
+                return fifo[0]
         return None
 
     def pop(self, job: Job) -> None:
-        fifo = self.fifos[job.priority]
-        assert fifo[0] is job
-        fifo.popleft()
+        fifo, late = self.fifos[job.priority], self.late[job.priority]
+        if fifo and fifo[0] is job:
+            fifo.popleft()
+        else:
+            assert late[0][2] is job
+            heapq.heappop(late)
+
+
+def _due(job: Job) -> bool:
+    return job.state is JobState.PENDING and job.ready
 
 
 class JobStateMachine:
@@ -162,7 +179,7 @@ class JobStateMachine:
         assert run is not None
         history = run.history
         history.append((self.now_ms, event, job.attempts, node, run.fence))
-        if len(history) > limits.JOB_HISTORY_MAX:
+        if len(history) >= limits.JOB_HISTORY_MAX:  # the enqueue event is the bound's first
             del history[0]
 
     def _finish(self, job: Job, state: JobState, event: str) -> None:
@@ -175,14 +192,6 @@ class JobStateMachine:
         if state is JobState.DEAD:
             self.dead[job.id] = None
         self._record(job, event)
-
-    def _intern(self, name: str) -> str | None:
-        interned = self.names.get(name)
-        if interned is None:
-            if len(self.names) >= limits.NAMES_MAX:
-                return None
-            interned = self.names[name] = name
-        return interned
 
     # --- Enqueue ----------------------------------------------------------------------------------
 
@@ -204,12 +213,14 @@ class JobStateMachine:
         job_id = spec.id or derived_job_id(index, position)
         if job_id in self.jobs:
             return Rejected(code="id_taken", message=f"job id {job_id} is already in use")
-        queue, job_type = self._intern(spec.queue), self._intern(spec.type)
-        if queue is None or job_type is None:
+        new_names = {spec.queue, spec.type} - self.names.keys()
+        if len(self.names) + len(new_names) > limits.NAMES_MAX:
             return Rejected(
                 code="too_many_names",
                 message=f"more than {limits.NAMES_MAX} distinct queue and type names",
             )
+        queue = self.names.setdefault(spec.queue, spec.queue)
+        job_type = self.names.setdefault(spec.type, spec.type)
         job = Job(
             id=job_id,
             type=job_type,
@@ -466,7 +477,7 @@ class JobStateMachine:
         return totals
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
-        """Per queue (sorted by name): its state counts and whether it is paused."""
+        """Per queue (sorted by name): its count of jobs in each state."""
         queues: dict[str, dict[str, int]] = {}
         for (queue, state), count in self.counts.items():
             queues.setdefault(queue, {s.value: 0 for s in JobState})[state.value] += count
@@ -474,12 +485,13 @@ class JobStateMachine:
             queues.setdefault(queue, {s.value: 0 for s in JobState})
         return dict(sorted(queues.items()))
 
+    def is_paused(self, queue: str) -> bool:
+        return queue in self.paused
+
     def list_jobs(
         self, *, state: str | None = None, queue: str | None = None, limit: int = 100
     ) -> list[JobView]:
         """Jobs in enqueue order, filtered; at most ``limit``."""
-        if state == JobState.DEAD.value and queue is None:
-            return self.dead_letters(limit)
         views: list[JobView] = []
         for job in self.jobs.values():
             if len(views) >= limit:
@@ -510,6 +522,7 @@ class JobStateMachine:
         return hashlib.blake2b(self.snapshot(), digest_size=16).hexdigest()
 
     def dead_letters(self, limit: int = 100) -> list[JobView]:
+        """The dead-letter list, in order of death."""
         views: list[JobView] = []
         for job_id in self.dead:
             if len(views) >= limit:

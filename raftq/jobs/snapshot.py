@@ -4,7 +4,7 @@ Layout (CBOR, through ``raftq.codec``)::
 
     [VERSION, now_ms, next_seq, paused queues, job rows in enqueue order,
      dead-letter ids in order of death, [finished_ms, id] in finish order,
-     [key, job id, at_ms] oldest first]
+     [key, job id, at_ms] oldest first, queue and type names in order of first use]
 
 The indexes (ready FIFOs, waiting and lease heaps, counts) are rebuilt on restore: each ready
 FIFO is exactly its jobs sorted by (run_at, enqueue order), and heaps are heaps. So restoring a
@@ -53,6 +53,7 @@ def encode_state(machine: JobStateMachine) -> bytes:
             list(machine.dead),
             finished,
             keys,
+            list(machine.names),
         ]
     )
 
@@ -102,13 +103,14 @@ def decode_state(data: bytes) -> JobStateMachine:
 
 
 def _rebuild(raw: Any) -> JobStateMachine:
-    version, now_ms, next_seq, paused, rows, dead, finished, keys = raw
+    version, now_ms, next_seq, paused, rows, dead, finished, keys, names_in_order = raw
     if version != VERSION:
         raise DecodeError(f"job snapshot version {version}, this raftq reads {VERSION}")
     machine = JobStateMachine()
     machine.now_ms = now_ms
     machine.next_seq = next_seq
     machine.paused = dict.fromkeys(paused)
+    machine.names = {name: name for name in names_in_order}
     fifos: dict[tuple[str, str, int], list[Job]] = {}
     jobs = machine.jobs
     counts = machine.counts

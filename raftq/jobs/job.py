@@ -24,6 +24,10 @@ class JobState(enum.Enum):
     """Out of attempts (or failed as not retryable): in the dead-letter list."""
     CANCELLED = "cancelled"
 
+    # Identity hashing in C: Enum's own __hash__ is Python code, and states key the counts
+    # on every transition. Safe: nothing iterates states in hash order.
+    __hash__ = object.__hash__
+
 
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 

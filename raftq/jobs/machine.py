@@ -95,6 +95,15 @@ class _ReadyQueue:
                 return fifo[0]
         return None
 
+    def extend_sorted(self, priority: int, jobs: list[Job]) -> None:
+        """Restore: ``jobs`` already sorted by (run_at, enqueue order)."""
+        if priority not in self.fifos:
+            self.fifos[priority] = deque()
+            self.late[priority] = []
+            self.priorities.append(priority)
+            self.priorities.sort(reverse=True)
+        self.fifos[priority].extend(jobs)
+
     def pop(self, job: Job) -> None:
         fifo, late = self.fifos[job.priority], self.late[job.priority]
         if fifo and fifo[0] is job:
@@ -213,14 +222,17 @@ class JobStateMachine:
         job_id = spec.id or derived_job_id(index, position)
         if job_id in self.jobs:
             return Rejected(code="id_taken", message=f"job id {job_id} is already in use")
-        new_names = {spec.queue, spec.type} - self.names.keys()
-        if len(self.names) + len(new_names) > limits.NAMES_MAX:
-            return Rejected(
-                code="too_many_names",
-                message=f"more than {limits.NAMES_MAX} distinct queue and type names",
-            )
-        queue = self.names.setdefault(spec.queue, spec.queue)
-        job_type = self.names.setdefault(spec.type, spec.type)
+        names = self.names
+        queue, job_type = names.get(spec.queue), names.get(spec.type)
+        if queue is None or job_type is None:  # a new name: is there room for it?
+            new_names = {spec.queue, spec.type} - names.keys()
+            if len(names) + len(new_names) > limits.NAMES_MAX:
+                return Rejected(
+                    code="too_many_names",
+                    message=f"more than {limits.NAMES_MAX} distinct queue and type names",
+                )
+            queue = names.setdefault(spec.queue, spec.queue)
+            job_type = names.setdefault(spec.type, spec.type)
         job = Job(
             id=job_id,
             type=job_type,
@@ -237,7 +249,8 @@ class JobStateMachine:
         self.jobs[job_id] = job
         counted = (queue, JobState.PENDING)
         self.counts[counted] = self.counts.get(counted, 0) + 1
-        self._schedule(job, self.now_ms + spec.delay_ms)
+        # No delay: the very same int as now, not a new one per job (memory).
+        self._schedule(job, self.now_ms + spec.delay_ms if spec.delay_ms else self.now_ms)
         if key:
             self.keys[key] = (job_id, self.now_ms)
             self.key_order.append((self.now_ms, key))

@@ -178,6 +178,7 @@ codec.register_union(Command)
 # --- results ------------------------------------------------------------------------------------
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class Rejected:
     """The command changed nothing. ``code``: not_found, lease_lost, finished, running,
@@ -187,6 +188,7 @@ class Rejected:
     message: str
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class Enqueued:
     """``created`` is False when the key (or id) was seen within the dedupe window: ``job_id``
@@ -196,11 +198,13 @@ class Enqueued:
     created: bool
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class EnqueueResult:
     jobs: tuple[Enqueued | Rejected, ...]
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class Lease:
     """A claimed job, as its worker needs it."""
@@ -215,11 +219,13 @@ class Lease:
     timeout_ms: int
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class ClaimResult:
     leases: tuple[Lease, ...]
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class Done:
     """A command on one job went through; ``state`` is the job's state after it."""
@@ -228,11 +234,13 @@ class Done:
     state: str
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class ExtendResult:
     outcomes: tuple[Done | Rejected, ...]
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class Count:
     """How many jobs a bulk command touched."""
@@ -241,3 +249,4 @@ class Count:
 
 
 Result = EnqueueResult | ClaimResult | Done | ExtendResult | Count | Rejected
+codec.register_union(Result)

@@ -11,6 +11,8 @@ import enum
 
 import attrs
 
+from raftq import codec
+
 
 class JobState(enum.Enum):
     PENDING = "pending"
@@ -108,6 +110,7 @@ class Job:
         self.run: JobRun | None = None
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class HistoryEvent:
     at_ms: int
@@ -117,6 +120,7 @@ class HistoryEvent:
     fence: int
 
 
+@codec.register
 @attrs.frozen(kw_only=True)
 class JobView:
     """A job as queries return it (CONTRACT.md, ``raftq job ID --json``)."""

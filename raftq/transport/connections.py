@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import typing
 from collections.abc import Awaitable, Callable
 
 import attrs
@@ -27,6 +28,8 @@ from raftq.transport.network import FramedConnection, Network
 from raftq.transport.wire import PROTOCOL_VERSION, ErrorFrame, Hello, Welcome
 
 logger = logging.getLogger("raftq.transport")
+
+RAFT_MESSAGES = typing.get_args(Message)
 
 MESSAGES_PER_WRITE_MAX = 256
 """Queued messages coalesced into one write to a peer."""
@@ -134,7 +137,7 @@ async def receive_peer_messages(
                 return  # the peer closed its side
         if message is None:
             raise RemoteProtocolError(f"peer {peer} silent for {idle_timeout_ms} ms")
-        if isinstance(message, Hello | Welcome | ErrorFrame) or message.sender != peer:
+        if not isinstance(message, RAFT_MESSAGES) or message.sender != peer:
             raise RemoteProtocolError(f"unexpected {type(message).__name__} from peer {peer}")
         deliver(message)
 

@@ -1,4 +1,5 @@
-"""What travels in frames: the handshake, errors, and the Raft messages between peers.
+"""What travels in frames: the handshake, errors, Raft messages between peers, and client
+requests and responses.
 
 The first frame on every connection is a ``Hello`` (protocol version, cluster id, who is
 calling); the node answers ``Welcome`` or an ``ErrorFrame`` and closes. Every frame body is one
@@ -11,6 +12,8 @@ import attrs
 
 from raftq import codec, limits
 from raftq.errors import DecodeError, RemoteProtocolError
+from raftq.jobs.commands import Command, Result
+from raftq.jobs.job import JobView
 from raftq.raft.messages import Message
 
 PROTOCOL_VERSION = 1
@@ -43,7 +46,131 @@ class ErrorFrame:
     message: str
 
 
-WireMessage = Hello | Welcome | ErrorFrame | Message
+# --- clients ------------------------------------------------------------------------------------
+# A client sends ClientRequests and gets one ClientResponse per request, with the same
+# request_id, in any order (requests are served concurrently).
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class SubmitCommand:
+    """Propose a job command. The leader stamps ``now_ms`` (send 0); a follower answers
+    ``Redirect``. The reply is ``CommandReply`` once the command is committed and applied."""
+
+    command: Command
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class GetJob:
+    job_id: str
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ListJobs:
+    """``state`` and ``queue``: "" for any."""
+
+    state: str = ""
+    queue: str = ""
+    limit: int = attrs.field(
+        default=100, validator=[attrs.validators.ge(1), attrs.validators.le(10_000)]
+    )
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class GetStatus:
+    pass
+
+
+ClientCall = SubmitCommand | GetJob | ListJobs | GetStatus
+codec.register_union(ClientCall)
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ClientRequest:
+    request_id: int
+    call: ClientCall
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class CommandReply:
+    result: Result
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class JobReply:
+    job: JobView | None
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class JobsReply:
+    jobs: tuple[JobView, ...]
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class QueueStatus:
+    paused: bool
+    counts: dict[str, int]
+    """Jobs per state (every state present)."""
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class StatusReply:
+    """One node's own view (a cluster view asks every node)."""
+
+    node_id: str
+    address: str
+    role: str
+    """leader, follower, candidate (pre-candidates too) or learner."""
+    term: int
+    leader_id: str
+    commit_index: int
+    applied_index: int
+    jobs: dict[str, int]
+    queues: dict[str, QueueStatus]
+    fsync: bool
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Redirect:
+    """Ask the leader instead; ``leader_id`` and ``leader_address`` are "" if none is known."""
+
+    leader_id: str
+    leader_address: str
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Failure:
+    """The request was not carried out. ``code``: busy (retry later), no_quorum (timed out
+    waiting for a majority), dropped (a leader change lost the proposal before it committed:
+    retry, with the same idempotency key), shutting_down, bad_request."""
+
+    code: str
+    message: str
+
+
+ClientReply = CommandReply | JobReply | JobsReply | StatusReply | Redirect | Failure
+codec.register_union(ClientReply)
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ClientResponse:
+    request_id: int
+    reply: ClientReply
+
+
+WireMessage = Hello | Welcome | ErrorFrame | ClientRequest | ClientResponse | Message
 codec.register_union(WireMessage)
 
 

@@ -137,18 +137,55 @@ def _rebuild(raw: Any) -> JobStateMachine:
     jobs = machine.jobs
     counts = machine.counts
     names = machine.names
+    waiting, leases = machine.waiting, machine.leases
+    pending, failed, running = JobState.PENDING, JobState.FAILED, JobState.RUNNING
+    new_job = Job.__new__
+    # One pass, inlined: this loop runs a million times for a million jobs.
     for row in rows:
-        job = _job_from_row(row, names)
-        jobs[job.id] = job
-        counted = (job.queue, job.state)
+        (
+            job_id,
+            job_type,
+            queue,
+            priority,
+            payload,
+            state,
+            attempts,
+            max_attempts,
+            timeout_ms,
+            run_at_ms,
+            enqueued_ms,
+            seq,
+            ready,
+            run_row,
+        ) = row
+        job = new_job(Job)
+        job.id = job_id
+        job.type = job_type = names.get(job_type) or names.setdefault(job_type, job_type)
+        job.queue = queue = names.get(queue) or names.setdefault(queue, queue)
+        job.priority = priority
+        job.payload = payload
+        job.max_attempts = max_attempts
+        job.timeout_ms = timeout_ms
+        job.run_at_ms = run_at_ms
+        job.enqueued_ms = enqueued_ms
+        job.seq = seq
+        job.state = state = _STATES[state]
+        job.attempts = attempts
+        job.ready = ready
+        job.run = None if run_row is None else _run_from_row(run_row)
+        jobs[job_id] = job
+        counted = (queue, state)
         counts[counted] = counts.get(counted, 0) + 1
-        if job.ready and job.state is JobState.PENDING:
-            fifos.setdefault((job.queue, job.type, job.priority), []).append(job)
-        elif job.state in (JobState.PENDING, JobState.FAILED):
-            machine.waiting.append((job.run_at_ms, job.seq, job))
-        elif job.state is JobState.RUNNING:
+        if ready and state is pending:
+            fifo = fifos.get((queue, job_type, priority))
+            if fifo is None:
+                fifo = fifos[(queue, job_type, priority)] = []
+            fifo.append(job)
+        elif state is pending or state is failed:
+            waiting.append((run_at_ms, seq, job))
+        elif state is running:
             assert job.run is not None
-            machine.leases.append((job.run.lease_expires_ms, job.seq, job))
+            leases.append((job.run.lease_expires_ms, seq, job))
     for (queue, job_type, priority), fifo in fifos.items():
         fifo.sort(key=_run_at)  # stable: enqueue order among equal run_at
         source = machine.ready.get((queue, job_type))
@@ -169,51 +206,19 @@ def _run_at(job: Job) -> int:
     return job.run_at_ms
 
 
-def _job_from_row(row: list[Any], names: dict[str, str]) -> Job:
+def _run_from_row(run_row: list[Any]) -> JobRun:
+    run = JobRun()
     (
-        job_id,
-        job_type,
-        queue,
-        priority,
-        payload,
-        state,
-        attempts,
-        max_attempts,
-        timeout_ms,
-        run_at_ms,
-        enqueued_ms,
-        seq,
-        ready,
-        run_row,
-    ) = row
-    job = Job(
-        id=job_id,
-        type=names.setdefault(job_type, job_type),
-        queue=names.setdefault(queue, queue),
-        priority=priority,
-        payload=payload,
-        max_attempts=max_attempts,
-        timeout_ms=timeout_ms,
-        run_at_ms=run_at_ms,
-        enqueued_ms=enqueued_ms,
-        seq=seq,
-    )
-    job.state = _STATES[state]
-    job.attempts = attempts
-    job.ready = ready
-    if run_row is not None:
-        run = job.run = JobRun()
-        (
-            run.fence,
-            run.lease_expires_ms,
-            run.claimer,
-            run.result,
-            run.error,
-            run.finished_ms,
-            run.cancel_requested,
-            history,
-        ) = run_row
-        run.history = [
-            (at_ms, event, attempt, node, fence) for at_ms, event, attempt, node, fence in history
-        ]
-    return job
+        run.fence,
+        run.lease_expires_ms,
+        run.claimer,
+        run.result,
+        run.error,
+        run.finished_ms,
+        run.cancel_requested,
+        history,
+    ) = run_row
+    run.history = [
+        (at_ms, event, attempt, node, fence) for at_ms, event, attempt, node, fence in history
+    ]
+    return run

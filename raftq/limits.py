@@ -131,3 +131,24 @@ RECONNECT_BACKOFF_MIN_MS = 50
 RECONNECT_BACKOFF_MAX_MS = 2_000
 """Reconnects back off exponentially between these, with jitter, so a dead peer costs little and
 a restarted one is found within two seconds."""
+
+# --- node ---------------------------------------------------------------------------------------
+
+RAFT_INBOX_MAX = 16_384
+"""Inputs (peer messages, proposals, reads, ticks) waiting for the Raft actor. Full: peer
+messages and ticks are dropped (Raft copes), proposals get ``Busy``."""
+
+RAFT_INPUTS_PER_ROUND_MAX = 4_096
+"""Inputs stepped into the core before it is asked for a Ready: the batch that one fsync
+covers. Bounded so a flood cannot delay the Ready (and every acknowledgement) for long."""
+
+APPLY_QUEUE_BATCHES_MAX = 64
+"""Committed batches handed to the applier and not yet applied: past it the Raft actor waits
+(backpressure) instead of buffering the log in memory."""
+
+CLIENT_REQUESTS_IN_FLIGHT_MAX = 1_024
+"""Requests one client connection may have outstanding; more wait for a slot."""
+
+CLIENT_REQUEST_TIMEOUT_MS = 10_000
+"""A proposal not applied by then answers ``no_quorum`` (the client retries elsewhere with the
+same idempotency key)."""

@@ -1,0 +1,66 @@
+"""How one node is configured: identity, cluster members, storage and timing."""
+
+from __future__ import annotations
+
+import attrs
+
+from raftq.errors import ConfigError
+from raftq.ids import NodeId, parse_node_id
+from raftq.transport.network import parse_address
+
+
+@attrs.frozen(kw_only=True)
+class NodeConfig:
+    node_id: NodeId
+    members: dict[NodeId, str]
+    """Every voter of the initial cluster (this node included), id -> HOST:PORT."""
+    data_dir: str
+    cluster_id: str = "raftq"
+    listen: str = ""
+    """Where to listen; defaults to this node's address in ``members``."""
+    tick_ms: int = 50
+    election_ticks: int = 10
+    heartbeat_ticks: int = 1
+    fsync: bool = True
+    snapshot_entries: int = 10_000
+    """Snapshot the job state after this many applied entries (0: never)."""
+    lease_extension_ms: int = 10_000
+    """A new leader's ExtendAll: no lease expires within this of the failover."""
+    expire_interval_ms: int = 1_000
+    """How often the leader proposes ExpireLeases."""
+    retention_ms: int = 7 * 24 * 3600 * 1000
+    """Finished jobs are purged this long after they finished."""
+    workers: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        if self.node_id not in self.members:
+            raise ConfigError(f"--cluster must list this node ({self.node_id}) with its address")
+        for address in self.members.values():
+            parse_address(address)
+        if self.tick_ms <= 0 or self.election_ticks <= self.heartbeat_ticks:
+            raise ConfigError("need tick_ms > 0 and election_ticks > heartbeat_ticks")
+
+    @property
+    def address(self) -> str:
+        return self.members[self.node_id]
+
+    @property
+    def listen_address(self) -> str:
+        return self.listen or self.address
+
+
+def parse_members(text: str) -> dict[NodeId, str]:
+    """``ID=HOST:PORT,ID=HOST:PORT`` -> {id: address}, or ``ConfigError`` saying why."""
+    members: dict[NodeId, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        node, separator, address = item.partition("=")
+        if not separator:
+            raise ConfigError(f"cluster member {item!r} must be ID=HOST:PORT")
+        node_id = parse_node_id(node)
+        parse_address(address)
+        if node_id in members:
+            raise ConfigError(f"cluster member {node_id} listed twice")
+        members[node_id] = address
+    if not members:
+        raise ConfigError("--cluster lists no members")
+    return members

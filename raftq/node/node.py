@@ -1,0 +1,243 @@
+"""One raftq node: one nursery of actors, wired as DESIGN.md draws them.
+
+```
+ peers / clients --TCP--> listener + connections --+--> raft peer (owns the core) <-- ticker
+                                                   |        |  Ready: early messages -> links
+                          client service <---------+        |  persist -> log writer (WAL)
+                             |   ^ results                  |  messages -> peer links
+                             v   |                          v  committed -> applier
+                           raft peer            applier (job state machine) -> snapshots
+                                                steward (leader duties: ExtendAll, ExpireLeases)
+```
+
+Every channel is bounded. ``open_node`` recovers the data directory (snapshot + WAL), starts
+every actor with ``nursery.start`` (each signals when ready), and yields a ``Node``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from raftq import limits
+from raftq.ids import NodeId
+from raftq.jobs.machine import JobStateMachine
+from raftq.node.applier import Applier, ApplyBatch
+from raftq.node.client_service import ClientService
+from raftq.node.clock import Clock, WallClock
+from raftq.node.config import NodeConfig
+from raftq.node.log_writer import LogWriter
+from raftq.node.raft_peer import RaftPeer
+from raftq.node.steward import Steward
+from raftq.node.waiters import ProposalWaiters
+from raftq.raft.core import RaftConfig, RaftCore
+from raftq.raft.messages import Message
+from raftq.raft.ready import SoftState
+from raftq.raft.types import Membership
+from raftq.storage.disk import Disk, RealDisk
+from raftq.storage.durable_log import DurableLog
+from raftq.transport import connections
+from raftq.transport.connections import Identity, PeerLink, TransportStatistics
+from raftq.transport.network import FramedConnection, Network, TcpNetwork
+
+logger = logging.getLogger("raftq.node")
+
+
+@attrs.define(eq=False)
+class Node:
+    """A running node: its actors, for status, metrics and tests."""
+
+    config: NodeConfig
+    port: int
+    raft: RaftPeer
+    applier: Applier
+    log_writer: LogWriter
+    client_service: ClientService
+    steward: Steward
+    links: dict[NodeId, PeerLink]
+    transport: TransportStatistics
+    recovery_seconds: float
+    cancel_scope: trio.CancelScope
+
+    def stop(self) -> None:
+        """Stop every actor (an abrupt stop: what was acknowledged is already durable)."""
+        self.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def open_node(
+    config: NodeConfig,
+    *,
+    network: Network | None = None,
+    disk: Disk | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Node]:
+    """Recover the data directory and run the node until the block exits."""
+    network = network or TcpNetwork()
+    disk = disk or RealDisk(config.data_dir)
+    clock = clock or WallClock()
+    rng = rng or random.Random()
+    recovery_started = trio.current_time()
+    log = await DurableLog.open(disk, fsync=config.fsync)
+    try:
+        snapshot = log.snapshot_meta
+        if snapshot.index > 0:
+            machine = JobStateMachine.restore(await log.snapshot_data())
+        else:
+            machine = JobStateMachine()
+        initial_membership = Membership(voters=tuple(sorted(config.members)))
+        core = RaftCore(
+            RaftConfig(
+                node_id=config.node_id,
+                election_ticks=config.election_ticks,
+                heartbeat_ticks=config.heartbeat_ticks,
+            ),
+            log,
+            rng,
+            initial_membership=initial_membership,
+        )
+        recovery_seconds = trio.current_time() - recovery_started
+        logger.info(
+            "node recovered node=%s seconds=%.3f snapshot=%d last_index=%d",
+            config.node_id,
+            recovery_seconds,
+            snapshot.index,
+            log.last_index(),
+        )
+        async with trio.open_nursery() as nursery:
+            node = await _start(
+                nursery,
+                config,
+                network,
+                clock,
+                rng,
+                log,
+                core,
+                machine,
+                snapshot.membership if snapshot.index > 0 else initial_membership,
+                recovery_seconds,
+            )
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        await log.close()
+
+
+async def _start(
+    nursery: trio.Nursery,
+    config: NodeConfig,
+    network: Network,
+    clock: Clock,
+    rng: random.Random,
+    log: DurableLog,
+    core: RaftCore,
+    machine: JobStateMachine,
+    membership: Membership,
+    recovery_seconds: float,
+) -> Node:
+    identity = Identity(
+        cluster_id=config.cluster_id, node_id=config.node_id, peers=tuple(sorted(config.members))
+    )
+    links = {
+        peer: PeerLink(network, identity, peer, address, random.Random(rng.random()))
+        for peer, address in sorted(config.members.items())
+        if peer != config.node_id
+    }
+
+    def send(message: Message) -> None:
+        link = links.get(message.recipient)
+        if link is not None:
+            link.send_nowait(message)
+
+    waiters = ProposalWaiters()
+    log_writer = LogWriter(log)
+    apply_send, apply_receive = trio.open_memory_channel[ApplyBatch](limits.APPLY_QUEUE_BATCHES_MAX)
+    applier = Applier(
+        machine,
+        applied_index=log.snapshot_meta.index,
+        membership=membership,
+        waiters=waiters,
+        log_writer=log_writer,
+        snapshot_entries=config.snapshot_entries,
+        batches=apply_receive,
+    )
+    steward_box: list[Steward] = []
+
+    def soft_state_changed(soft: SoftState) -> None:
+        for steward in steward_box:
+            steward.soft_state_changed(soft)
+
+    raft = RaftPeer(
+        core,
+        log_writer,
+        clock,
+        send=send,
+        apply=apply_send,
+        waiters=waiters,
+        on_soft_state=soft_state_changed,
+    )
+    steward = Steward(raft, config, clock)
+    steward_box.append(steward)
+    client_service = ClientService(
+        raft,
+        applier,
+        address_of=lambda node_id: config.members.get(NodeId(node_id), ""),
+        node_address=config.address,
+        fsync=config.fsync,
+    )
+    transport = TransportStatistics()
+
+    async def on_peer(peer: NodeId, connection: FramedConnection) -> None:
+        await connections.receive_peer_messages(
+            peer,
+            connection,
+            raft.deliver,
+            idle_timeout_ms=max(60_000, 20 * config.election_ticks * config.tick_ms),
+        )
+
+    handler = functools.partial(
+        connections.accept,
+        identity=identity,
+        statistics=transport,
+        on_peer=on_peer,
+        on_client=client_service.serve,
+    )
+    port: int = await nursery.start(network.serve, config.listen_address, handler)
+    for link in links.values():
+        await nursery.start(link.run)
+    await nursery.start(applier.run)
+    await nursery.start(raft.run)
+    await nursery.start(_ticker, raft, config.tick_ms)
+    await nursery.start(steward.run)
+    logger.info("node serving node=%s port=%d members=%d", config.node_id, port, len(links) + 1)
+    return Node(
+        config=config,
+        port=port,
+        raft=raft,
+        applier=applier,
+        log_writer=log_writer,
+        client_service=client_service,
+        steward=steward,
+        links=links,
+        transport=transport,
+        recovery_seconds=recovery_seconds,
+        cancel_scope=nursery.cancel_scope,
+    )
+
+
+async def _ticker(
+    raft: RaftPeer, tick_ms: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    task_status.started()
+    while True:
+        await trio.sleep(tick_ms / 1000)
+        raft.tick()

@@ -1,0 +1,219 @@
+"""The Raft peer: the one task that owns the ``RaftCore``.
+
+Each round it takes every input waiting in its inbox (peer messages, proposals, read requests,
+ticks; up to ``RAFT_INPUTS_PER_ROUND_MAX``), steps them all into the core, then carries out
+the Ready in the order of the contract:
+
+    early messages -> persist (one WAL write + fdatasync) -> messages -> applier -> advance
+
+While one round's fsync runs, the next round's inputs pile up in the inbox: that is the batch
+the next fsync covers. Many client requests -> one proposal batch -> one fsync -> one
+AppendEntries per peer -> one apply batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import attrs
+import trio
+
+from raftq import codec, limits
+from raftq.errors import Busy, NotLeader
+from raftq.jobs.commands import Command
+from raftq.node.applier import ApplyBatch
+from raftq.node.clock import Clock
+from raftq.node.log_writer import LogWriter
+from raftq.node.waiters import ProposalWaiters, Waiter
+from raftq.raft.core import RaftCore
+from raftq.raft.messages import Message
+from raftq.raft.ready import Role, SoftState
+from raftq.transport.wire import Failure
+
+
+@attrs.frozen(kw_only=True)
+class Tick:
+    pass
+
+
+@attrs.frozen(kw_only=True)
+class ProposeRequest:
+    command: Command
+    waiter: Waiter
+
+
+@attrs.frozen(kw_only=True)
+class ReadRequest:
+    """Resolved with the read index (an int), or a ``Failure``."""
+
+    waiter: Waiter
+
+
+Input = Message | Tick | ProposeRequest | ReadRequest
+
+logger = logging.getLogger("raftq.node")
+
+
+@attrs.define(eq=False)
+class RaftPeerStatistics:
+    rounds: int = 0
+    inputs: int = 0
+    proposals: int = 0
+    dropped_inputs: int = 0
+    leader_changes: int = 0
+
+
+class RaftPeer:
+    def __init__(
+        self,
+        core: RaftCore,
+        log_writer: LogWriter,
+        clock: Clock,
+        *,
+        send: Callable[[Message], None],
+        apply: trio.MemorySendChannel[ApplyBatch],
+        waiters: ProposalWaiters,
+        on_soft_state: Callable[[SoftState], None],
+    ) -> None:
+        self.core = core
+        self._log_writer = log_writer
+        self._clock = clock
+        self._send = send
+        self._apply = apply
+        self._waiters = waiters
+        self._on_soft_state = on_soft_state
+        self._inbox_send, self._inbox = trio.open_memory_channel[Input](limits.RAFT_INBOX_MAX)
+        self._reads: dict[bytes, Waiter] = {}
+        self._read_sequence = 0
+        self.statistics = RaftPeerStatistics()
+
+    # --- inputs, from other tasks ---------------------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """A peer's message; dropped if the inbox is full (Raft survives lost messages)."""
+        self._offer(message)
+
+    def tick(self) -> None:
+        self._offer(Tick())
+
+    def _offer(self, item: Input) -> bool:
+        try:
+            self._inbox_send.send_nowait(item)
+        except trio.WouldBlock:
+            self.statistics.dropped_inputs += 1
+            return False
+        return True
+
+    def propose(self, command: Command) -> Waiter:
+        """Queue a command; the waiter resolves with its result once applied (or a failure)."""
+        waiter = Waiter()
+        if not self._offer(ProposeRequest(command=command, waiter=waiter)):
+            waiter.resolve(Failure(code="busy", message="the node is overloaded; retry"))
+        return waiter
+
+    def read_index(self) -> Waiter:
+        """A linearizable read point: resolves with a log index to wait for, or a failure."""
+        waiter = Waiter()
+        if not self._offer(ReadRequest(waiter=waiter)):
+            waiter.resolve(Failure(code="busy", message="the node is overloaded; retry"))
+        return waiter
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await self._handle_ready()  # a restarted node may have committed entries to apply
+        while True:
+            batch = [await self._inbox.receive()]
+            while len(batch) < limits.RAFT_INPUTS_PER_ROUND_MAX:
+                try:
+                    batch.append(self._inbox.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self._step_all(batch)
+            await self._handle_ready()
+
+    def _step_all(self, batch: list[Input]) -> None:
+        proposals: list[ProposeRequest] = []
+        for item in batch:
+            if isinstance(item, Tick):
+                self.core.tick()
+            elif isinstance(item, ProposeRequest):
+                proposals.append(item)
+            elif isinstance(item, ReadRequest):
+                self._start_read(item.waiter)
+            else:
+                self.core.step(item)
+        if proposals:
+            self._propose_all(proposals)
+        self.statistics.rounds += 1
+        self.statistics.inputs += len(batch)
+
+    def _propose_all(self, proposals: list[ProposeRequest]) -> None:
+        """One proposal batch for the whole round, every command stamped with the leader's
+        wall time (the state machine never reads a clock)."""
+        now_ms = self._clock.now_ms()
+        encoded = [
+            codec.encode(attrs.evolve(request.command, now_ms=now_ms), Command)
+            for request in proposals
+        ]
+        try:
+            placed = self.core.propose(encoded)
+        except NotLeader as error:
+            failure = _not_leader_failure(error.leader_id)
+            for request in proposals:
+                request.waiter.resolve(failure)
+            return
+        except Busy as error:
+            for request in proposals:
+                request.waiter.resolve(Failure(code="busy", message=str(error)))
+            return
+        for offset, request in enumerate(proposals):
+            self._waiters.add(placed.first_index + offset, placed.term, request.waiter)
+        self.statistics.proposals += len(proposals)
+
+    def _start_read(self, waiter: Waiter) -> None:
+        self._read_sequence += 1
+        context = self._read_sequence.to_bytes(8, "big")
+        try:
+            self.core.read_index(context)
+        except NotLeader as error:
+            waiter.resolve(_not_leader_failure(error.leader_id))
+            return
+        self._reads[context] = waiter
+
+    async def _handle_ready(self) -> None:
+        core = self.core
+        while core.has_ready():
+            ready = core.ready()
+            for message in ready.early_messages:
+                self._send(message)
+            await self._log_writer.persist(ready)
+            for message in ready.messages:
+                self._send(message)
+            if ready.snapshot is not None or ready.committed_entries:
+                await self._apply.send(
+                    ApplyBatch(snapshot=ready.snapshot, entries=ready.committed_entries)
+                )
+            for read in ready.read_states:
+                waiter = self._reads.pop(read.context, None)
+                if waiter is not None:
+                    waiter.resolve(read.index)
+            if ready.soft_state is not None:
+                self._soft_state_changed(ready.soft_state)
+            core.advance(ready)
+
+    def _soft_state_changed(self, soft: SoftState) -> None:
+        self.statistics.leader_changes += 1
+        logger.info("raft role=%s leader=%s term=%d", soft.role.value, soft.leader, self.core.term)
+        if soft.role is not Role.LEADER:
+            # Reads in flight on a lost leadership will never be confirmed.
+            for waiter in self._reads.values():
+                waiter.resolve(_not_leader_failure(soft.leader))
+            self._reads.clear()
+        self._on_soft_state(soft)
+
+
+def _not_leader_failure(leader: str | None) -> Failure:
+    return Failure(code="not_leader", message=leader or "")

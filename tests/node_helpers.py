@@ -1,0 +1,111 @@
+"""Shared by the node tests: free ports, a cluster of in-process nodes, a raw client."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from raftq.ids import NodeId
+from raftq.node.config import NodeConfig
+from raftq.node.node import Node, open_node
+from raftq.raft.ready import Role
+from raftq.transport.network import FramedConnection
+from raftq.transport.wire import (
+    PROTOCOL_VERSION,
+    ClientCall,
+    ClientReply,
+    ClientRequest,
+    ClientResponse,
+    Hello,
+    Welcome,
+)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free right now on 127.0.0.1 (bound and released; a race we accept in tests)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            probe = socket.socket()
+            probe.bind(("127.0.0.1", 0))
+            sockets.append(probe)
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def member_map(count: int) -> dict[NodeId, str]:
+    return {
+        NodeId(f"n{number}"): f"127.0.0.1:{port}"
+        for number, port in enumerate(free_ports(count), start=1)
+    }
+
+
+def node_config(
+    node: str, members: dict[NodeId, str], data_root: Path, **options: object
+) -> NodeConfig:
+    return NodeConfig(
+        node_id=NodeId(node),
+        members=members,
+        data_dir=str(data_root / node),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@asynccontextmanager
+async def running_cluster(
+    data_root: Path, size: int = 3, **options: object
+) -> AsyncIterator[dict[str, Node]]:
+    members = member_map(size)
+    async with AsyncExitStack() as stack:
+        nodes = {
+            node_id: await stack.enter_async_context(
+                open_node(node_config(node_id, members, data_root, **options))
+            )
+            for node_id in members
+        }
+        yield nodes
+
+
+async def wait_for_leader(nodes: dict[str, Node], seconds: float = 10) -> Node:
+    with trio.fail_after(seconds):
+        while True:
+            leaders = [n for n in nodes.values() if n.raft.core.role is Role.LEADER]
+            if len(leaders) == 1 and leaders[0].steward.extend_alls:
+                return leaders[0]
+            await trio.sleep(0.02)
+
+
+class RawClient:
+    """The client protocol by hand (the real client library has its own tests)."""
+
+    def __init__(self, connection: FramedConnection) -> None:
+        self.connection = connection
+        self.next_id = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, address: str, cluster_id: str = "raftq") -> AsyncIterator[RawClient]:
+        host, _, port = address.rpartition(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        connection = FramedConnection(stream)
+        async with stream:
+            await connection.send(
+                Hello(protocol_version=PROTOCOL_VERSION, cluster_id=cluster_id, node_id="")
+            )
+            welcome = await connection.receive()
+            assert isinstance(welcome, Welcome), welcome
+            yield cls(connection)
+
+    async def call(self, call: ClientCall) -> ClientReply:
+        self.next_id += 1
+        await self.connection.send(ClientRequest(request_id=self.next_id, call=call))
+        response = await self.connection.receive()
+        assert isinstance(response, ClientResponse), response
+        assert response.request_id == self.next_id
+        return response.reply

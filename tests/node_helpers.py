@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
@@ -72,13 +72,32 @@ async def running_cluster(
         yield nodes
 
 
-async def wait_for_leader(nodes: dict[str, Node], seconds: float = 10) -> Node:
+async def wait_until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    """Poll (real time: these tests run real sockets and disks) until ``condition`` holds."""
     with trio.fail_after(seconds):
-        while True:
-            leaders = [n for n in nodes.values() if n.raft.core.role is Role.LEADER]
-            if len(leaders) == 1 and leaders[0].steward.extend_alls:
-                return leaders[0]
-            await trio.sleep(0.02)
+        for _ in range(int(seconds / POLL_SECONDS) + 1):
+            if condition():
+                return
+            await trio.sleep(POLL_SECONDS)
+    raise AssertionError("condition never held")
+
+
+POLL_SECONDS = 0.02
+
+
+def the_leader(nodes: dict[str, Node]) -> Node | None:
+    leaders = [n for n in nodes.values() if n.raft.core.role is Role.LEADER]
+    if len(leaders) == 1 and leaders[0].steward.extend_alls:
+        return leaders[0]
+    return None
+
+
+async def wait_for_leader(nodes: dict[str, Node], seconds: float = 10) -> Node:
+    """The leader, once it leads alone and has committed its ExtendAll."""
+    await wait_until(lambda: the_leader(nodes) is not None, seconds)
+    leader = the_leader(nodes)
+    assert leader is not None
+    return leader
 
 
 class RawClient:

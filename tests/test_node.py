@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import trio
-
 from raftq.jobs.commands import Claim, ClaimResult, Complete, Done, Enqueue, EnqueueResult, JobSpec
 from raftq.transport.wire import (
     CommandReply,
@@ -16,7 +14,7 @@ from raftq.transport.wire import (
     StatusReply,
     SubmitCommand,
 )
-from tests.node_helpers import RawClient, running_cluster, wait_for_leader
+from tests.node_helpers import RawClient, running_cluster, wait_for_leader, wait_until
 
 
 def spec(**overrides: object) -> JobSpec:
@@ -73,10 +71,10 @@ async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> 
             status = await client.call(GetStatus())
             assert isinstance(status, StatusReply)
             assert status.leader_id == leader.config.node_id
-        with trio.fail_after(10):
-            while any(
-                n.applier.applied_index < leader.applier.applied_index for n in nodes.values()
-            ):
-                await trio.sleep(0.02)
+        await wait_until(
+            lambda: all(
+                n.applier.applied_index == leader.applier.applied_index for n in nodes.values()
+            )
+        )
         digests = {node.applier.machine.digest() for node in nodes.values()}
         assert len(digests) == 1

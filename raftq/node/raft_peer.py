@@ -13,6 +13,7 @@ AppendEntries per peer -> one apply batch.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -20,7 +21,8 @@ import attrs
 import trio
 
 from raftq import codec, limits
-from raftq.errors import Busy, NotLeader
+from raftq.errors import Busy, NotLeader, RaftqError
+from raftq.ids import NodeId
 from raftq.jobs.commands import Command
 from raftq.node.applier import ApplyBatch
 from raftq.node.clock import Clock
@@ -50,7 +52,12 @@ class ReadRequest:
     waiter: Waiter
 
 
-Input = Message | Tick | ProposeRequest | ReadRequest
+@attrs.frozen(kw_only=True)
+class TransferRequest:
+    target: NodeId
+
+
+Input = Message | Tick | ProposeRequest | ReadRequest | TransferRequest
 
 logger = logging.getLogger("raftq.node")
 
@@ -112,6 +119,10 @@ class RaftPeer:
             waiter.resolve(Failure(code="busy", message="the node is overloaded; retry"))
         return waiter
 
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Hand leadership to ``target`` (ignored unless this node leads)."""
+        self._offer(TransferRequest(target=target))
+
     def read_index(self) -> Waiter:
         """A linearizable read point: resolves with a log index to wait for, or a failure."""
         waiter = Waiter()
@@ -143,6 +154,9 @@ class RaftPeer:
                 proposals.append(item)
             elif isinstance(item, ReadRequest):
                 self._start_read(item.waiter)
+            elif isinstance(item, TransferRequest):
+                with contextlib.suppress(RaftqError):
+                    self.core.transfer_leadership(item.target)
             else:
                 self.core.step(item)
         if proposals:

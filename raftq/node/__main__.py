@@ -1,0 +1,164 @@
+"""``python -m raftq.node``: run one node until SIGTERM or SIGINT.
+
+Exit codes (CONTRACT.md): 0 clean stop, 2 bad arguments or config, 3 data directory unusable
+or corrupt (the message names the file and byte offset).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from raftq.errors import ConfigError, DataDirError
+from raftq.ids import parse_node_id
+from raftq.node.config import NodeConfig, parse_members
+from raftq.node.node import Node, open_node
+from raftq.raft.ready import Role
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_DATA_DIR = 3
+
+logger = logging.getLogger("raftq.node")
+
+
+def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Run one raftq node: a member of a Raft-replicated job queue.",
+    )
+    parser.add_argument("--id", help="this node's id, as listed in --cluster")
+    parser.add_argument(
+        "--cluster",
+        help="every initial member as ID=HOST:PORT,ID=HOST:PORT,... (this node included)",
+    )
+    parser.add_argument("--data-dir", help="where this node keeps its log and snapshots")
+    parser.add_argument("--cluster-id", default=None, help="a name all members share (raftq)")
+    parser.add_argument("--workers", type=int, default=None, help="in-process workers (0)")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        help="import MODULE to register job handlers (repeatable)",
+    )
+    parser.add_argument("--metrics-addr", default=None, help="serve Prometheus metrics here")
+    parser.add_argument("--config", help="a TOML file with any of these options")
+    parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--snapshot-entries",
+        type=int,
+        default=None,
+        help="snapshot the job state every N applied entries (10000)",
+    )
+    parser.add_argument(
+        "--fsync",
+        default=None,
+        choices=["always", "off"],
+        help="off is UNSAFE: acknowledged jobs can be lost (for measuring only)",
+    )
+    parser.add_argument("--tick-ms", type=int, default=None, help="Raft tick (50 ms)")
+    return parser
+
+
+def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, Any]]:
+    """The node's config from flags over the --config file; and the process options."""
+    options: dict[str, Any] = {}
+    if arguments.config:
+        try:
+            with open(arguments.config, "rb") as file:
+                options = tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"--config {arguments.config}: {error}") from None
+    for key, value in vars(arguments).items():
+        if value is not None and value != [] and key != "config":
+            options[key.replace("-", "_")] = value
+    for required in ("id", "cluster", "data_dir"):
+        if not options.get(required):
+            raise ConfigError(f"--{required.replace('_', '-')} is required")
+    fsync = options.get("fsync", "always")
+    config = NodeConfig(
+        node_id=parse_node_id(str(options["id"])),
+        members=parse_members(str(options["cluster"])),
+        data_dir=str(options["data_dir"]),
+        cluster_id=str(options.get("cluster_id", "raftq")),
+        fsync=fsync != "off",
+        snapshot_entries=int(options.get("snapshot_entries", 10_000)),
+        tick_ms=int(options.get("tick_ms", 50)),
+        workers=int(options.get("workers", 0)),
+    )
+    return config, options
+
+
+async def serve(config: NodeConfig) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with open_node(config) as node:
+            if not config.fsync:
+                logger.warning("fsync is OFF: acknowledged writes can be lost on a crash")
+            async for received in signals:
+                logger.info("stopping signal=%s", signal.Signals(received).name)
+                await hand_over(node)
+                break
+
+
+async def hand_over(node: Node, seconds: float = 2.0) -> None:
+    """A leader that stops hands leadership to its most caught-up follower first, so the
+    cluster does not wait an election timeout to notice it is gone."""
+    core = node.raft.core
+    if core.role is not Role.LEADER:
+        return
+    peers = core.status().peers
+    candidates = sorted(
+        (status.match, peer)
+        for peer, status in peers.items()
+        if peer != core.id and peer in core.membership.voters
+    )
+    if not candidates:
+        return
+    target = candidates[-1][1]
+    node.raft.transfer_leadership(target)
+    with trio.move_on_after(seconds):
+        for _ in range(int(seconds / 0.01)):
+            if not _leading(node):
+                break
+            await trio.sleep(0.01)
+    logger.info("leadership handed over target=%s done=%s", target, not _leading(node))
+
+
+def _leading(node: Node) -> bool:
+    return node.raft.core.role is Role.LEADER
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "python -m raftq.node") -> int:
+    parser = build_parser(prog)
+    arguments = parser.parse_args(argv)
+    try:
+        config, options = config_from(arguments)
+    except ConfigError as error:
+        parser.print_usage(sys.stderr)
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=getattr(logging, str(options.get("log_level", "info")).upper()),
+        format="%(asctime)s level=%(levelname)s node=" + config.node_id + " %(message)s",
+    )
+    try:
+        trio.run(serve, config)
+    except DataDirError as error:
+        print(f"{prog}: {error}", file=sys.stderr)
+        return EXIT_DATA_DIR
+    except ConfigError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

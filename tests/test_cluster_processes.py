@@ -1,0 +1,176 @@
+"""Real node processes (``python -m raftq.node``) on 127.0.0.1: a cluster forms, serves,
+survives kill -9 of its leader, and a restarted node catches up. Every process started is
+killed at the end."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from raftq.jobs.commands import Enqueue, EnqueueResult
+from raftq.transport.wire import CommandReply, GetStatus, Redirect, StatusReply, SubmitCommand
+from tests.node_helpers import RawClient, free_ports
+from tests.test_node import spec
+
+
+class ProcessCluster:
+    def __init__(self, root: Path, size: int) -> None:
+        ports = free_ports(size)
+        self.addresses = {f"n{i}": f"127.0.0.1:{port}" for i, port in enumerate(ports, start=1)}
+        self.root = root
+        self.processes: dict[str, trio.Process] = {}
+
+    def command(self, node: str) -> list[str]:
+        members = ",".join(f"{name}={address}" for name, address in self.addresses.items())
+        return [
+            sys.executable,
+            "-m",
+            "raftq.node",
+            "--id",
+            node,
+            "--cluster",
+            members,
+            "--data-dir",
+            str(self.root / node),
+            "--tick-ms",
+            "20",
+            "--log-level",
+            "warning",
+        ]
+
+    async def start(self, node: str) -> None:
+        with (self.root / f"{node}.log").open("ab") as log:  # the child keeps its own copy
+            self.processes[node] = await trio.lowlevel.open_process(
+                self.command(node), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    async def kill(self, node: str) -> None:
+        """kill -9, and reap it."""
+        process = self.processes.pop(node)
+        process.send_signal(signal.SIGKILL)
+        with trio.fail_after(10):
+            await process.wait()
+
+    async def stop_all(self) -> None:
+        for node in list(self.processes):
+            await self.kill(node)
+
+    async def status(self, node: str) -> StatusReply | None:
+        try:
+            with trio.fail_after(2):
+                async with RawClient.connect(self.addresses[node]) as client:
+                    reply = await client.call(GetStatus())
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError, AssertionError):
+            return None
+        return reply if isinstance(reply, StatusReply) else None
+
+    async def leader(self, seconds: float = 15) -> str:
+        with trio.fail_after(seconds):
+            for _ in range(int(seconds / 0.05)):
+                for node in self.processes:
+                    status = await self.status(node)
+                    if status is not None and status.role == "leader":
+                        return node
+                await trio.sleep(0.05)
+        raise AssertionError("no leader")
+
+    async def enqueue(self, keys: list[str], seconds: float = 20) -> list[str]:
+        """Enqueue with idempotency keys, following redirects and retrying across nodes."""
+        with trio.fail_after(seconds):
+            for _ in range(1000):
+                node = await self.leader()
+                try:
+                    async with RawClient.connect(self.addresses[node]) as client:
+                        reply = await client.call(
+                            SubmitCommand(
+                                command=Enqueue(now_ms=0, jobs=tuple(spec(key=k) for k in keys))
+                            )
+                        )
+                except (OSError, trio.BrokenResourceError, AssertionError):
+                    continue
+                if isinstance(reply, CommandReply) and isinstance(reply.result, EnqueueResult):
+                    return [job.job_id for job in reply.result.jobs]  # type: ignore[union-attr]
+                assert isinstance(reply, Redirect | object)
+                await trio.sleep(0.05)
+        raise AssertionError("enqueue never succeeded")
+
+
+@asynccontextmanager
+async def process_cluster(root: Path, size: int = 3) -> AsyncIterator[ProcessCluster]:
+    cluster = ProcessCluster(root, size)
+    try:
+        for node in cluster.addresses:
+            await cluster.start(node)
+        yield cluster
+    finally:
+        with trio.CancelScope(shield=True):
+            await cluster.stop_all()
+
+
+async def test_a_cluster_survives_kill_9_of_its_leader_and_a_restart(tmp_path: Path) -> None:
+    async with process_cluster(tmp_path) as cluster:
+        first_leader = await cluster.leader()
+        acknowledged: dict[str, str] = {}
+        for batch in range(5):
+            keys = [f"before-{batch}-{n}" for n in range(20)]
+            acknowledged.update(zip(keys, await cluster.enqueue(keys), strict=True))
+        await cluster.kill(first_leader)
+        for batch in range(5):
+            keys = [f"after-{batch}-{n}" for n in range(20)]
+            acknowledged.update(zip(keys, await cluster.enqueue(keys), strict=True))
+        # A retry of acknowledged keys returns the same ids and enqueues nothing.
+        again = await cluster.enqueue(list(acknowledged)[:20])
+        assert again == list(acknowledged.values())[:20]
+        await cluster.start(first_leader)
+        with trio.fail_after(20):
+            for _ in range(400):
+                statuses = [await cluster.status(node) for node in cluster.addresses]
+                if all(s is not None for s in statuses):
+                    applied = {s.applied_index for s in statuses if s is not None}
+                    pending = {s.jobs["pending"] for s in statuses if s is not None}
+                    if len(applied) == 1 and pending == {200}:
+                        break
+                await trio.sleep(0.05)
+            else:
+                raise AssertionError(f"nodes never agreed: {statuses}")
+
+
+async def test_a_second_node_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    async with process_cluster(tmp_path, 1) as cluster:
+        await cluster.leader()
+        with trio.fail_after(30):
+            second = await trio.run_process(cluster.command("n1"), capture_stderr=True, check=False)
+        assert second.returncode == 3
+        assert b"in use by another raftq process" in second.stderr
+
+
+async def test_a_corrupt_wal_refuses_to_start_naming_file_and_offset(tmp_path: Path) -> None:
+    async with process_cluster(tmp_path, 1) as cluster:
+        await cluster.leader()
+        await cluster.enqueue([f"k{n}" for n in range(10)])
+        await cluster.stop_all()
+    (segment,) = sorted((tmp_path / "n1" / "wal").glob("*.log"))
+    data = bytearray(segment.read_bytes())
+    data[12] ^= 0x40
+    segment.write_bytes(bytes(data))
+    with trio.fail_after(30):
+        result = await trio.run_process(cluster.command("n1"), capture_stderr=True, check=False)
+    assert result.returncode == 3
+    assert f"wal/{segment.name} at byte 0" in result.stderr.decode()
+
+
+async def test_bad_arguments_exit_2() -> None:
+    with trio.fail_after(30):
+        result = await trio.run_process(
+            [sys.executable, "-m", "raftq.node", "--id", "n1", "--cluster", "n2=127.0.0.1:1"],
+            capture_stderr=True,
+            check=False,
+        )
+    assert result.returncode == 2
+    assert b"--data-dir is required" in result.stderr or b"error" in result.stderr

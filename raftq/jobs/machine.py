@@ -24,7 +24,7 @@ import hashlib
 import heapq
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from raftq import limits
 from raftq.ids import derived_job_id
@@ -117,6 +117,16 @@ def _due(job: Job) -> bool:
     return job.state is JobState.PENDING and job.ready
 
 
+class Observer(Protocol):
+    """Watches transitions as they are applied (metrics); must not change anything."""
+
+    def enqueued(self, job: Job) -> None: ...
+
+    def claimed(self, job: Job, now_ms: int) -> None: ...
+
+    def finished(self, job: Job, now_ms: int) -> None: ...
+
+
 class JobStateMachine:
     def __init__(self) -> None:
         self.now_ms = 0
@@ -132,6 +142,8 @@ class JobStateMachine:
         self.keys: dict[str, tuple[str, int]] = {}  # idempotency key -> (job id, at_ms)
         self.key_order: deque[tuple[int, str]] = deque()  # (at_ms, key), oldest first
         self.names: dict[str, str] = {}  # queue and type names, one copy of each
+        self.observer: Observer | None = None
+        """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
 
     # --- applying -------------------------------------------------------------------------------
 
@@ -197,6 +209,8 @@ class JobStateMachine:
         self._set_state(job, state)
         job.ready = False
         job.run.finished_ms = self.now_ms
+        if self.observer is not None:
+            self.observer.finished(job, self.now_ms)
         self.finished.append((self.now_ms, job))
         if state is JobState.DEAD:
             self.dead[job.id] = None
@@ -251,6 +265,8 @@ class JobStateMachine:
         self.counts[counted] = self.counts.get(counted, 0) + 1
         # No delay: the very same int as now, not a new one per job (memory).
         self._schedule(job, self.now_ms + spec.delay_ms if spec.delay_ms else self.now_ms)
+        if self.observer is not None:
+            self.observer.enqueued(job)
         if key:
             self.keys[key] = (job_id, self.now_ms)
             self.key_order.append((self.now_ms, key))
@@ -312,6 +328,8 @@ class JobStateMachine:
         run.lease_expires_ms = self.now_ms + job.timeout_ms
         heapq.heappush(self.leases, (run.lease_expires_ms, job.seq, job))
         self._record(job, "claimed", claimer)
+        if self.observer is not None:
+            self.observer.claimed(job, self.now_ms)
         return Lease(
             job_id=job.id,
             type=job.type,

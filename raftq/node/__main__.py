@@ -93,6 +93,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
         snapshot_entries=int(options.get("snapshot_entries", 10_000)),
         tick_ms=int(options.get("tick_ms", 50)),
         workers=int(options.get("workers", 0)),
+        metrics_addr=str(options.get("metrics_addr", "")),
     )
     return config, options
 

@@ -4,6 +4,7 @@ the proposals waiting on them; takes snapshots every ``snapshot_entries`` applie
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -11,7 +12,7 @@ import trio
 from raftq import codec
 from raftq.errors import DecodeError
 from raftq.jobs.commands import Command
-from raftq.jobs.machine import JobStateMachine
+from raftq.jobs.machine import JobStateMachine, Observer
 from raftq.node.log_writer import LogWriter
 from raftq.node.waiters import ProposalWaiters
 from raftq.raft.log import IncomingSnapshot
@@ -46,7 +47,12 @@ class Applier:
         log_writer: LogWriter,
         snapshot_entries: int,
         batches: trio.MemoryReceiveChannel[ApplyBatch],
+        observer: Observer | None = None,
+        observe_snapshot_seconds: Callable[[float], None] | None = None,
     ) -> None:
+        self._observer = observer
+        self._observe_snapshot_seconds = observe_snapshot_seconds
+        machine.observer = observer
         self.machine = machine
         self.applied_index = applied_index
         self.applied_term = 0
@@ -73,6 +79,7 @@ class Applier:
 
     def _restore(self, snapshot: IncomingSnapshot) -> None:
         self.machine = JobStateMachine.restore(snapshot.data)
+        self.machine.observer = self._observer
         self.applied_index = snapshot.meta.index
         self.applied_term = snapshot.meta.term
         self.membership = snapshot.meta.membership
@@ -116,6 +123,7 @@ class Applier:
         data = self.machine.snapshot()
         await self._log_writer.save_snapshot(meta, data)
         self._snapshot_index = meta.index
-        logger.info(
-            "snapshot taken index=%d seconds=%.3f", meta.index, trio.current_time() - started
-        )
+        elapsed = trio.current_time() - started
+        if self._observe_snapshot_seconds is not None:
+            self._observe_snapshot_seconds(elapsed)
+        logger.info("snapshot taken index=%d seconds=%.3f", meta.index, elapsed)

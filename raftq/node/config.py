@@ -31,12 +31,16 @@ class NodeConfig:
     retention_ms: int = 7 * 24 * 3600 * 1000
     """Finished jobs are purged this long after they finished."""
     workers: int = 0
+    metrics_addr: str = ""
+    """HOST:PORT to serve Prometheus metrics at ``/metrics`` ("" for none)."""
 
     def __attrs_post_init__(self) -> None:
         if self.node_id not in self.members:
             raise ConfigError(f"--cluster must list this node ({self.node_id}) with its address")
         for address in self.members.values():
             parse_address(address)
+        if self.metrics_addr:
+            parse_address(self.metrics_addr, any_port=True)
         if self.tick_ms <= 0 or self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("need tick_ms > 0 and election_ticks > heartbeat_ticks")
 

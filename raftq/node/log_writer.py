@@ -5,6 +5,7 @@ everything written together)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -27,8 +28,11 @@ class LogWriterStatistics:
 
 
 class LogWriter:
-    def __init__(self, log: DurableLog) -> None:
+    def __init__(
+        self, log: DurableLog, observe_seconds: Callable[[float], None] | None = None
+    ) -> None:
         self.log = log
+        self._observe_seconds = observe_seconds
         self.statistics = LogWriterStatistics()
         self._persisted_commit = log.hard_state.commit
 
@@ -51,7 +55,10 @@ class LogWriter:
             await self.log.save_hard_state(ready.hard_state)
             self.statistics.hard_states += 1
         self.statistics.readies += 1
-        self.statistics.fsync_seconds_total += trio.current_time() - started
+        elapsed = trio.current_time() - started
+        self.statistics.fsync_seconds_total += elapsed
+        if self._observe_seconds is not None:
+            self._observe_seconds(elapsed)
 
     def _must_save(self, state: HardState) -> bool:
         """Term and vote must be durable before anything that depends on them is sent. The

@@ -19,15 +19,18 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import attrs
 import trio
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from raftq import limits
 from raftq.ids import NodeId
 from raftq.jobs.machine import JobStateMachine
+from raftq.metrics.http import handle_scrape
+from raftq.metrics.node_metrics import NodeMetrics, counter, gauge
 from raftq.node.applier import Applier, ApplyBatch
 from raftq.node.client_service import ClientService
 from raftq.node.clock import Clock, WallClock
@@ -38,7 +41,7 @@ from raftq.node.steward import Steward
 from raftq.node.waiters import ProposalWaiters
 from raftq.raft.core import RaftConfig, RaftCore
 from raftq.raft.messages import Message
-from raftq.raft.ready import SoftState
+from raftq.raft.ready import Role, SoftState
 from raftq.raft.types import Membership
 from raftq.storage.disk import Disk, RealDisk
 from raftq.storage.durable_log import DurableLog
@@ -62,6 +65,8 @@ class Node:
     steward: Steward
     links: dict[NodeId, PeerLink]
     transport: TransportStatistics
+    metrics: NodeMetrics
+    metrics_port: int
     recovery_seconds: float
     cancel_scope: trio.CancelScope
 
@@ -158,8 +163,9 @@ async def _start(
         if link is not None:
             link.send_nowait(message)
 
+    metrics = NodeMetrics()
     waiters = ProposalWaiters()
-    log_writer = LogWriter(log)
+    log_writer = LogWriter(log, metrics.wal_fsync_seconds.observe)
     apply_send, apply_receive = trio.open_memory_channel[ApplyBatch](limits.APPLY_QUEUE_BATCHES_MAX)
     applier = Applier(
         machine,
@@ -169,6 +175,8 @@ async def _start(
         log_writer=log_writer,
         snapshot_entries=config.snapshot_entries,
         batches=apply_receive,
+        observer=metrics,
+        observe_snapshot_seconds=metrics.snapshot_seconds.observe,
     )
     steward_box: list[Steward] = []
 
@@ -218,6 +226,11 @@ async def _start(
     await nursery.start(raft.run)
     await nursery.start(_ticker, raft, config.tick_ms)
     await nursery.start(steward.run)
+    metrics.add_collector(functools.partial(_scrape, raft, applier, log_writer, recovery_seconds))
+    metrics_port = 0
+    if config.metrics_addr:
+        scrape = functools.partial(handle_scrape, registry=metrics.registry)
+        metrics_port = await nursery.start(network.serve, config.metrics_addr, scrape)
     logger.info("node serving node=%s port=%d members=%d", config.node_id, port, len(links) + 1)
     return Node(
         config=config,
@@ -229,9 +242,33 @@ async def _start(
         steward=steward,
         links=links,
         transport=transport,
+        metrics=metrics,
+        metrics_port=metrics_port,
         recovery_seconds=recovery_seconds,
         cancel_scope=nursery.cancel_scope,
     )
+
+
+def _scrape(
+    raft: RaftPeer, applier: Applier, log_writer: LogWriter, recovery_seconds: float
+) -> Iterator[Metric]:
+    core = raft.core
+    jobs = GaugeMetricFamily("raftq_jobs", "Jobs by queue and state", labels=["queue", "state"])
+    for queue, counts in applier.machine.queue_counts().items():
+        for state, count in counts.items():
+            jobs.add_metric([queue, state], count)
+    yield jobs
+    yield gauge("raftq_raft_term", "Current Raft term", core.term)
+    yield gauge("raftq_raft_is_leader", "1 if this node leads", int(core.role is Role.LEADER))
+    yield gauge("raftq_raft_commit_index", "Highest committed log index", core.log.committed)
+    yield gauge("raftq_raft_applied_index", "Highest applied log index", applier.applied_index)
+    yield counter(
+        "raftq_raft_leader_changes", "Role or leader changes seen", raft.statistics.leader_changes
+    )
+    yield counter(
+        "raftq_wal_bytes", "Bytes written to the WAL", log_writer.log.wal_statistics().bytes_written
+    )
+    yield gauge("raftq_recovery_seconds", "Time to recover the data directory", recovery_seconds)
 
 
 async def _ticker(

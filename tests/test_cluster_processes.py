@@ -20,7 +20,8 @@ from tests.test_node import spec
 
 
 class ProcessCluster:
-    def __init__(self, root: Path, size: int) -> None:
+    def __init__(self, root: Path, size: int, *extra_flags: str) -> None:
+        self.extra_flags = list(extra_flags)
         ports = free_ports(size)
         self.addresses = {f"n{i}": f"127.0.0.1:{port}" for i, port in enumerate(ports, start=1)}
         self.root = root
@@ -42,6 +43,7 @@ class ProcessCluster:
             "20",
             "--log-level",
             "warning",
+            *self.extra_flags,
         ]
 
     async def start(self, node: str) -> None:
@@ -102,8 +104,10 @@ class ProcessCluster:
 
 
 @asynccontextmanager
-async def process_cluster(root: Path, size: int = 3) -> AsyncIterator[ProcessCluster]:
-    cluster = ProcessCluster(root, size)
+async def process_cluster(
+    root: Path, size: int = 3, *extra_flags: str
+) -> AsyncIterator[ProcessCluster]:
+    cluster = ProcessCluster(root, size, *extra_flags)
     try:
         for node in cluster.addresses:
             await cluster.start(node)
@@ -174,3 +178,48 @@ async def test_bad_arguments_exit_2() -> None:
         )
     assert result.returncode == 2
     assert b"--data-dir is required" in result.stderr or b"error" in result.stderr
+
+
+async def agreed(cluster: ProcessCluster, pending: int, seconds: float = 20) -> list[StatusReply]:
+    """Every node answers, at the same applied index, with ``pending`` pending jobs."""
+    statuses: list[StatusReply | None] = []
+    with trio.fail_after(seconds):
+        for _ in range(int(seconds / 0.05)):
+            statuses = [await cluster.status(node) for node in cluster.addresses]
+            ready = [s for s in statuses if s is not None]
+            together = len({s.applied_index for s in ready}) == 1
+            if (
+                len(ready) == len(statuses)
+                and together
+                and {s.jobs["pending"] for s in ready} == {pending}
+            ):
+                return ready
+            await trio.sleep(0.05)
+    raise AssertionError(f"nodes never agreed: {statuses}")
+
+
+async def test_a_node_restarted_after_compaction_catches_up_by_snapshot(tmp_path: Path) -> None:
+    async with process_cluster(tmp_path, 3, "--snapshot-entries", "20") as cluster:
+        leader = await cluster.leader()
+        follower = next(node for node in cluster.addresses if node != leader)
+        await cluster.kill(follower)
+        for batch in range(60):  # 60 entries: the others snapshot and compact past them
+            await cluster.enqueue([f"k{batch}-{n}" for n in range(5)])
+        await cluster.start(follower)
+        await agreed(cluster, pending=300)
+    snapshots = sorted((tmp_path / follower / "snapshots").glob("*.snap"))
+    assert snapshots, "the restarted follower should hold a snapshot"
+
+
+async def test_sigterm_stops_a_node_cleanly_and_hands_over_leadership(tmp_path: Path) -> None:
+    async with process_cluster(tmp_path, 3) as cluster:
+        leader = await cluster.leader()
+        await cluster.enqueue(["a", "b"])
+        process = cluster.processes.pop(leader)
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            code = await process.wait()
+        assert code == 0
+        new_leader = await cluster.leader(seconds=5)
+        assert new_leader != leader
+        await cluster.enqueue(["c"])

@@ -1,5 +1,7 @@
 """raftq: a durable, Raft-replicated job queue for Python on Trio."""
 
+from raftq.app import App, JobContext, JobFailed, handler
+from raftq.client import Client, CommandRejected, HistoryEntry, Job, Worker, connect
 from raftq.errors import (
     Busy,
     ConfigError,
@@ -14,14 +16,24 @@ from raftq.errors import (
 )
 
 __all__ = [
+    "App",
     "Busy",
+    "Client",
+    "CommandRejected",
     "ConfigError",
     "CorruptionError",
     "DataDirError",
+    "HistoryEntry",
+    "Job",
+    "JobContext",
+    "JobFailed",
     "JobNotFound",
     "LeaseLost",
     "NoQuorum",
     "NotLeader",
     "RaftqError",
     "StorageError",
+    "Worker",
+    "connect",
+    "handler",
 ]

@@ -13,6 +13,12 @@ from typing import Any
 
 import trio
 
+from raftq.client.commands import (
+    CLIENT_COMMANDS,
+    add_client_commands,
+    add_global_options,
+    run_client_command,
+)
 from raftq.errors import DataDirError
 from raftq.storage.disk import RealDisk
 from raftq.storage.durable_log import DurableLog
@@ -25,7 +31,9 @@ EXIT_DATA_DIR = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="raftq", description="A Raft-replicated job queue.")
     parser.add_argument("--version", action="version", version=f"raftq {version('raftq')}")
+    add_global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_client_commands(commands)
     inspect = commands.add_parser(
         "inspect",
         help="recover a data directory as a node would at start-up, and report on it",
@@ -76,6 +84,8 @@ def _looks_like_data_dir(path: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    if arguments.command in CLIENT_COMMANDS:
+        return run_client_command(arguments)
     if arguments.command == "inspect":
         if not _looks_like_data_dir(arguments.data_dir):
             print(f"raftq: no raftq data directory at {arguments.data_dir}", file=sys.stderr)

@@ -1,0 +1,195 @@
+"""Handlers: ``raftq.App`` maps job types to the functions that run them.
+
+```python
+app = raftq.App()
+
+@app.handler("resize")
+async def resize(job: raftq.JobContext) -> object:
+    ...
+    return {"ok": True}
+```
+
+An ``App`` is plain data: it runs nothing itself. A worker (``raftq.client.worker``, or a
+node's in-process workers) claims jobs of the App's types and calls the handlers. Async handlers
+run in the worker's nursery; sync ones (``def``) in a worker thread, so a blocking handler never
+stalls the event loop. Every App starts with the built-in types ``noop``, ``sleep``, ``echo``
+and ``fail``, which need no code deployed: demos, benchmarks and smoke tests use them.
+
+Handlers a module registers with the module-level ``raftq.handler`` decorator go to the default
+App, which ``load_app`` merges in: so ``--import MODULE`` works whether the module defines an
+``app`` or only decorates functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from raftq import limits
+from raftq.errors import ConfigError, RaftqError
+
+Handler = Callable[["JobContext"], Any]
+"""``async def f(job) -> JSON-able`` or ``def f(job) -> JSON-able``."""
+
+F = TypeVar("F", bound=Handler)
+
+SLEEP_MS_MAX = 24 * 60 * 60 * 1000
+"""The built-in ``sleep`` refuses to sleep longer than a day: longer is a typo."""
+
+
+class JobFailed(RaftqError):
+    """Raise it from a handler to fail the attempt with just this message (no traceback)."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class JobContext:
+    """What a handler gets: the job, and a way to keep its lease alive."""
+
+    __slots__ = ("_heartbeat", "attempt", "fence", "id", "payload", "queue", "timeout_ms", "type")
+
+    def __init__(
+        self,
+        *,
+        id: str,
+        type: str,
+        queue: str,
+        payload: Any,
+        attempt: int,
+        fence: int,
+        timeout_ms: int,
+        heartbeat: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.id = id
+        self.type = type
+        self.queue = queue
+        self.payload = payload
+        """The payload, decoded from JSON."""
+        self.attempt = attempt
+        """1 for the first run, 2 for the first retry, ..."""
+        self.fence = fence
+        """The lease's fence: grows with every claim of any job, cluster-wide. Guard side
+        effects with it (a write tagged with an older fence than one already seen is stale)."""
+        self.timeout_ms = timeout_ms
+        """How long the handler may run without a heartbeat before it is cancelled."""
+        self._heartbeat = heartbeat
+
+    async def heartbeat(self) -> None:
+        """Renew the lease for another ``timeout_ms``, and the handler's own deadline with it.
+        Raises ``LeaseLost`` if the job was already handed to another worker: stop then."""
+        await self._heartbeat()
+
+    def heartbeat_from_thread(self) -> None:
+        """``heartbeat`` for a sync handler, which runs in a worker thread."""
+        trio.from_thread.run(self._heartbeat)
+
+
+@attrs.frozen
+class Registered:
+    function: Handler
+    is_async: bool
+
+
+class App:
+    """Job type -> handler. Register with ``@app.handler("type")``."""
+
+    def __init__(self, *, builtins: bool = True) -> None:
+        self._handlers: dict[str, Registered] = {}
+        if builtins:
+            for job_type, function in BUILTIN_HANDLERS.items():
+                self.register(job_type, function)
+
+    def handler(self, job_type: str) -> Callable[[F], F]:
+        """Decorator: ``function`` runs the jobs of ``job_type``."""
+
+        def register(function: F) -> F:
+            self.register(job_type, function)
+            return function
+
+        return register
+
+    def register(self, job_type: str, function: Handler) -> None:
+        if not isinstance(job_type, str) or not 0 < len(job_type) <= limits.NAME_CHARS_MAX:
+            raise ConfigError(f"job type {job_type!r}: 1 to {limits.NAME_CHARS_MAX} characters")
+        if not callable(function):
+            raise ConfigError(f"the handler of {job_type!r} is not callable: {function!r}")
+        self._handlers[job_type] = Registered(function, inspect.iscoroutinefunction(function))
+
+    def include(self, other: App) -> None:
+        """Add ``other``'s handlers (they win over same-named ones already here)."""
+        self._handlers.update(other._handlers)
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        """The job types this App runs, sorted (a worker claims only these)."""
+        return tuple(sorted(self._handlers))
+
+    def lookup(self, job_type: str) -> Registered | None:
+        return self._handlers.get(job_type)
+
+
+# --- built-in handlers ----------------------------------------------------------------------------
+
+
+async def _noop(job: JobContext) -> None:
+    return None
+
+
+async def _sleep(job: JobContext) -> None:
+    sleep_ms = job.payload.get("sleep_ms", 0) if isinstance(job.payload, dict) else 0
+    if isinstance(sleep_ms, bool) or not isinstance(sleep_ms, int | float):
+        raise JobFailed(f"sleep_ms must be a number, not {sleep_ms!r}", retryable=False)
+    if not 0 <= sleep_ms <= SLEEP_MS_MAX:
+        raise JobFailed(f"sleep_ms must be from 0 to {SLEEP_MS_MAX}", retryable=False)
+    await trio.sleep(sleep_ms / 1000)
+
+
+async def _echo(job: JobContext) -> Any:
+    return job.payload
+
+
+async def _fail(job: JobContext) -> None:
+    message = job.payload.get("message") if isinstance(job.payload, dict) else None
+    raise JobFailed(str(message or f"the fail handler always fails (attempt {job.attempt})"))
+
+
+BUILTIN_HANDLERS: dict[str, Handler] = {
+    "noop": _noop,
+    "sleep": _sleep,
+    "echo": _echo,
+    "fail": _fail,
+}
+
+_default_app = App(builtins=False)
+"""Where ``raftq.handler`` registers: modules imported with ``--import`` that define no ``app``."""
+
+
+def handler(job_type: str) -> Callable[[F], F]:
+    """``@raftq.handler("type")``: register on the default App (see ``load_app``)."""
+    return _default_app.handler(job_type)
+
+
+def load_app(modules: Iterable[str], base: App | None = None) -> App:
+    """Import ``modules`` and gather their handlers: each module's ``app`` (an ``App``) if it
+    has one, plus whatever they registered with ``raftq.handler``. ``ConfigError`` if a module
+    cannot be imported or its ``app`` is not an App."""
+    app = base if base is not None else App()
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except Exception as error:  # any import-time failure of user code is a config problem
+            raise ConfigError(f"cannot import {name!r}: {type(error).__name__}: {error}") from None
+        module_app = getattr(module, "app", None)
+        if module_app is not None:
+            if not isinstance(module_app, App):
+                raise ConfigError(f"{name}.app is a {type(module_app).__name__}, not a raftq.App")
+            app.include(module_app)
+    app.include(_default_app)
+    return app

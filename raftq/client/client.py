@@ -1,0 +1,536 @@
+"""The client library: ``raftq.connect`` and the ``Client`` it yields.
+
+A ``Client`` talks to whichever node leads. It starts at a random listed node, follows
+``Redirect``s to the leader, and retries across nodes with jittered exponential backoff until
+its ``timeout`` when a node is unreachable or answers ``Failure`` busy, dropped, no_quorum or
+shutting_down. A retried request is the very same request: an enqueue keeps its idempotency
+key, so the state machine dedupes it and a lost acknowledgement never duplicates a job (DESIGN.md
+"An enqueue, end to end"). Out of time, it raises ``NoQuorum`` (or ``Busy`` if the cluster
+last said so); ``NotLeader`` never reaches callers.
+"""
+
+from __future__ import annotations
+
+import builtins
+import random
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from raftq import limits
+from raftq.client.connection import ClientConnection, ConnectionClosed
+from raftq.client.job import HistoryEntry, Job
+from raftq.client.jobfile import (
+    DELAY_MS_MAX,
+    TIMEOUT_MS_MAX,
+    FieldProblem,
+    encode_json,
+    make_spec,
+    seconds_to_ms,
+    specs_from_objects,
+)
+from raftq.client.status import cluster_status
+from raftq.errors import (
+    Busy,
+    ConfigError,
+    JobNotFound,
+    LeaseLost,
+    NoQuorum,
+    RaftqError,
+    RemoteProtocolError,
+)
+from raftq.jobs.commands import (
+    Cancel,
+    Claim,
+    ClaimResult,
+    Command,
+    Complete,
+    Done,
+    Enqueue,
+    EnqueueResult,
+    Extend,
+    ExtendResult,
+    Fail,
+    JobSpec,
+    Lease,
+    PauseQueue,
+    Rejected,
+    Result,
+    ResumeQueue,
+    Retry,
+)
+from raftq.jobs.job import JobState
+from raftq.transport.network import Network, TcpNetwork, parse_address
+from raftq.transport.wire import (
+    ClientCall,
+    ClientReply,
+    CommandReply,
+    Failure,
+    GetJob,
+    GetStatus,
+    JobReply,
+    JobsReply,
+    ListJobs,
+    Redirect,
+    StatusReply,
+    SubmitCommand,
+)
+
+RETRYABLE_FAILURES = frozenset({"busy", "dropped", "no_quorum", "shutting_down"})
+"""``Failure`` codes that mean "not done, try again" (``raftq.transport.wire.Failure``)."""
+
+BACKOFF_MIN_S = 0.02
+BACKOFF_MAX_S = 1.0
+"""Retry backoff, doubling, with jitter of 50-150%: an election takes a few hundred ms, so the
+first retries are quick and a long outage costs at most one attempt per second per client."""
+
+ATTEMPT_TIMEOUT_S = 5.0
+"""One request to one node: a healthy commit takes milliseconds, so a node silent this long is
+stuck or partitioned away, and another node is worth trying (the request is safe to repeat)."""
+
+CONNECT_TIMEOUT_S = 2.0
+"""Connect and handshake with one node; a reachable node answers in milliseconds."""
+
+STATUS_ANSWER_TIMEOUT_S = 2.0
+"""A node that cannot report on itself this fast counts as unreachable in ``status``; waiting
+the full timeout per dead node would make ``status`` as slow as the slowest dead node."""
+
+ADDRESSES_MAX = 64
+"""Nodes one client knows (listed, or learned from redirects): a cluster has 1 to 5 voters and a
+few learners; this bounds the connections one client holds."""
+
+WAIT_POLL_MIN_S = 0.01
+WAIT_POLL_MAX_S = 0.5
+"""``wait`` polls the job with backoff between these: quick for short jobs, cheap for long ones."""
+
+LIST_LIMIT_MAX = 10_000
+"""The most jobs one ``list`` returns (``ListJobs.limit``)."""
+
+JOB_STATES = frozenset(state.value for state in JobState)
+
+
+class CommandRejected(RaftqError):
+    """The cluster refused a command (``code``: finished, running, not_retryable, id_taken,
+    too_many_names, ...); the message says why. Nothing changed."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_addresses(addresses: str | Sequence[str]) -> builtins.list[str]:
+    """``"h:p,h:p"`` or a list of ``"h:p"`` -> checked addresses without repeats."""
+    items = addresses.split(",") if isinstance(addresses, str) else builtins.list(addresses)
+    parsed: builtins.list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigError(f"address {item!r} must be a string HOST:PORT")
+        address = item.strip()
+        parse_address(address)
+        if address not in parsed:
+            parsed.append(address)
+    if not parsed:
+        raise ConfigError("no cluster address given: pass HOST:PORT[,HOST:PORT...]")
+    if len(parsed) > ADDRESSES_MAX:
+        raise ConfigError(f"{len(parsed)} addresses given; at most {ADDRESSES_MAX}")
+    return parsed
+
+
+@asynccontextmanager
+async def connect(
+    addresses: str | Sequence[str],
+    *,
+    cluster_id: str = "raftq",
+    timeout: float = 10.0,
+    network: Network | None = None,
+) -> AsyncIterator[Client]:
+    """A ``Client`` of the cluster at ``addresses``, connected lazily; every call retries until
+    ``timeout`` seconds. Connections close when the block ends."""
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    known = parse_addresses(addresses)
+    body_error: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        client = Client(known, cluster_id, timeout, network or TcpNetwork(), nursery)
+        try:
+            yield client
+        except BaseException as error:
+            # Re-raised below, outside the nursery, so a caller catches ``JobNotFound``
+            # itself rather than an ExceptionGroup around it.
+            body_error = error
+        finally:
+            client.close()
+            nursery.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+
+
+class Client:
+    """Made by ``raftq.connect``. Safe to share between tasks: calls run concurrently."""
+
+    def __init__(
+        self,
+        addresses: builtins.list[str],
+        cluster_id: str,
+        timeout: float,
+        network: Network,
+        nursery: trio.Nursery,
+    ) -> None:
+        assert addresses, "parse_addresses guarantees one"
+        self.addresses = addresses
+        self.cluster_id = cluster_id
+        self.timeout = timeout
+        self._network = network
+        self._nursery = nursery
+        # Jitter and the starting node only; nothing replicated depends on this randomness.
+        self._rng = random.Random(secrets.randbits(64))
+        self._cursor = self._rng.randrange(len(addresses))
+        self._leader: str | None = None
+        self._connections: dict[str, ClientConnection] = {}
+        self._connecting: dict[str, trio.Lock] = {}
+        self.node_ids: dict[str, str] = {}
+        """Address -> node id, as learned from handshakes, for reports on unreachable nodes."""
+
+    def close(self) -> None:
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
+
+    # --- producers --------------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        type: str,
+        payload: object = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        delay: float = 0.0,
+        max_attempts: int = 3,
+        timeout: float = 30.0,
+        key: str | None = None,
+        id: str | None = None,
+    ) -> str:
+        """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
+        seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries."""
+        delay_ms = seconds_to_ms("delay", delay, lowest_ms=0, highest_ms=DELAY_MS_MAX)
+        timeout_ms = seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX)
+        try:
+            spec = make_spec(
+                type=type,
+                payload=payload,
+                queue=queue,
+                priority=priority,
+                delay_ms=delay_ms,
+                max_attempts=max_attempts,
+                timeout_ms=timeout_ms,
+                key=key if key is not None else (id or ""),
+                id=id or "",
+            )
+        except FieldProblem as problem:
+            raise ConfigError(f"{problem.field}: {problem}") from None
+        (job_id,) = await self.enqueue_specs([spec])
+        return job_id
+
+    async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
+        """Enqueue dicts in the job-file format (CONTRACT.md) in one command and one commit;
+        their ids in order. Every job is checked before anything is sent."""
+        return await self.enqueue_specs(specs_from_objects(builtins.list(jobs)))
+
+    async def enqueue_specs(self, specs: Sequence[JobSpec]) -> builtins.list[str]:
+        """Enqueue checked ``JobSpec``s as one command. A job without a key gets a fresh random
+        one first, so a retry of this very command dedupes instead of enqueueing twice. If the
+        cluster rejects a job (``CommandRejected``), the others of the batch are enqueued."""
+        if not specs:
+            return []
+        if len(specs) > limits.JOBS_PER_ENQUEUE_MAX:
+            raise ConfigError(
+                f"{len(specs)} jobs in one enqueue; at most {limits.JOBS_PER_ENQUEUE_MAX}"
+            )
+        keyed = tuple(spec if spec.key else attrs.evolve(spec, key=new_key()) for spec in specs)
+        result = await self._submit(Enqueue(now_ms=0, jobs=keyed))
+        outcome = _expect(result, EnqueueResult)
+        if len(outcome.jobs) != len(keyed):
+            raise RemoteProtocolError(f"{len(keyed)} jobs enqueued, {len(outcome.jobs)} answers")
+        ids: builtins.list[str] = []
+        for index, enqueued in enumerate(outcome.jobs):
+            if isinstance(enqueued, Rejected):
+                raise _rejection(enqueued, f"job {index} of the batch: ")
+            ids.append(enqueued.job_id)
+        return ids
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job:
+        """The job now, from the leader; ``JobNotFound`` if there is none."""
+        reply = await self._request(GetJob(job_id=job_id))
+        if not isinstance(reply, JobReply):
+            raise _unexpected(reply)
+        if reply.job is None:
+            raise JobNotFound(f"no job {job_id}")
+        return Job.from_view(reply.job)
+
+    async def wait(self, job_id: str, timeout: float) -> Job:
+        """The job once succeeded, dead or cancelled; ``trio.TooSlowError`` after ``timeout``
+        seconds. Polls with backoff: a finished job is seen within ``WAIT_POLL_MAX_S``."""
+        poll_s = WAIT_POLL_MIN_S
+        with trio.fail_after(timeout):
+            while True:
+                job = await self.get(job_id)
+                if job.finished:
+                    return job
+                await trio.sleep(poll_s)
+                poll_s = min(poll_s * 2, WAIT_POLL_MAX_S)
+
+    async def list(
+        self, state: str | None = None, queue: str | None = None, limit: int = 100
+    ) -> builtins.list[Job]:
+        """Jobs in enqueue order, filtered by state and queue; at most ``limit``."""
+        if state is not None and state not in JOB_STATES:
+            raise ConfigError(f"state {state!r} is none of {', '.join(sorted(JOB_STATES))}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ConfigError(f"limit must be an integer from 1 to {LIST_LIMIT_MAX}")
+        reply = await self._request(ListJobs(state=state or "", queue=queue or "", limit=limit))
+        if not isinstance(reply, JobsReply):
+            raise _unexpected(reply)
+        return [Job.from_view(view) for view in reply.jobs]
+
+    async def status(self) -> dict[str, Any]:
+        """The cluster as ``raftq status --json`` shows it: every listed node asked for its own
+        view; those that do not answer are "unreachable". ``NoQuorum`` if none answers."""
+        replies: dict[str, StatusReply | None] = {}
+
+        async def ask(address: str) -> None:
+            replies[address] = await self._status_of(address)
+
+        async with trio.open_nursery() as nursery:
+            for address in self.addresses:
+                nursery.start_soon(ask, address)
+        answered = {a: r for a, r in replies.items() if r is not None}
+        if not answered:
+            raise NoQuorum(f"no node answered within {self._status_timeout():.3g} s")
+        views = [(a, replies[a]) for a in self.addresses]
+        return cluster_status(views, self.node_ids)
+
+    async def _status_of(self, address: str) -> StatusReply | None:
+        """One node's own view, or None if it cannot give it in time (never raises)."""
+        try:
+            with trio.fail_after(self._status_timeout()):
+                connection = await self._connection_to(address, self._status_timeout())
+                reply = await connection.call(GetStatus(), self._status_timeout())
+        except (ConnectionClosed, trio.TooSlowError):
+            self._forget(address)
+            return None
+        return reply if isinstance(reply, StatusReply) else None
+
+    def _status_timeout(self) -> float:
+        return min(self.timeout, STATUS_ANSWER_TIMEOUT_S)
+
+    # --- operators --------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str) -> str:
+        """Cancel a job; returns its state after (a running job stays running until its worker
+        reports, then it is cancelled). ``JobNotFound``, or ``CommandRejected`` if finished."""
+        return _expect(await self._submit(Cancel(now_ms=0, job_id=job_id)), Done).state
+
+    async def retry(self, job_id: str) -> str:
+        """Run a dead or failed job again now; returns its state after."""
+        return _expect(await self._submit(Retry(now_ms=0, job_id=job_id)), Done).state
+
+    async def pause(self, queue: str) -> None:
+        """Stop handing out the queue's jobs (running ones finish)."""
+        _expect(await self._submit(PauseQueue(now_ms=0, queue=_queue_name(queue))), Done)
+
+    async def resume(self, queue: str) -> None:
+        _expect(await self._submit(ResumeQueue(now_ms=0, queue=_queue_name(queue))), Done)
+
+    # --- workers ----------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        claimer: str,
+        types: Sequence[str] = (),
+        queues: Sequence[str] = (),
+        max_jobs: int = 1,
+    ) -> tuple[Lease, ...]:
+        """Lease up to ``max_jobs`` due jobs of these types and queues (empty: any)."""
+        try:
+            command = Claim(
+                now_ms=0,
+                claimer=claimer,
+                types=tuple(types),
+                queues=tuple(queues),
+                max_jobs=max_jobs,
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad claim: {error}") from None
+        return _expect(await self._submit(command), ClaimResult).leases
+
+    async def complete(self, job_id: str, fence: int, result: object = None) -> str:
+        """Report success with a JSON-able ``result``; ``LeaseLost`` if the lease moved on."""
+        try:
+            encoded = encode_json(result, limits.JOB_RESULT_BYTES_MAX)
+        except ValueError as error:
+            raise ConfigError(f"result of job {job_id}: {error}") from None
+        command = Complete(now_ms=0, job_id=job_id, fence=fence, result=encoded)
+        return _expect(await self._submit(command), Done).state
+
+    async def fail(self, job_id: str, fence: int, error: str, retryable: bool = True) -> str:
+        """Report a failed attempt; ``error`` keeps its last ``JOB_ERROR_CHARS_MAX``
+        characters (a traceback's end names the exception)."""
+        text = error[-limits.JOB_ERROR_CHARS_MAX :]
+        command = Fail(now_ms=0, job_id=job_id, fence=fence, error=text, retryable=retryable)
+        return _expect(await self._submit(command), Done).state
+
+    async def extend(
+        self, leases: Sequence[tuple[str, int]], until_ms: int
+    ) -> tuple[str | None, ...]:
+        """Renew (job id, fence) leases to at least ``until_ms`` (the cluster's clock). For each,
+        the job's state after ("running" if still held; "cancelled" if a cancel was waiting for
+        it), or None if the lease is lost."""
+        command = Extend(
+            now_ms=0,
+            job_ids=tuple(job_id for job_id, _ in leases),
+            fences=tuple(fence for _, fence in leases),
+            until_ms=until_ms,
+        )
+        outcome = _expect(await self._submit(command), ExtendResult)
+        return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
+
+    # --- requests with retries --------------------------------------------------------------------
+
+    async def _submit(self, command: Command) -> Result:
+        reply = await self._request(SubmitCommand(command=command))
+        if not isinstance(reply, CommandReply):
+            raise _unexpected(reply)
+        if isinstance(reply.result, Rejected):
+            raise _rejection(reply.result)
+        return reply.result
+
+    async def _request(self, call: ClientCall) -> ClientReply:
+        """``call`` answered by the leader, retrying until ``self.timeout``."""
+        deadline = trio.current_time() + self.timeout
+        backoff_s = BACKOFF_MIN_S
+        problem, busy = "no node was tried", False
+        hops = 0
+        while (remaining := deadline - trio.current_time()) > 0:
+            address = self._leader or self.addresses[self._cursor % len(self.addresses)]
+            try:
+                connection = await self._connection_to(address, min(remaining, CONNECT_TIMEOUT_S))
+                reply = await connection.call(call, min(remaining, ATTEMPT_TIMEOUT_S))
+            except (ConnectionClosed, trio.TooSlowError) as error:
+                problem, busy = str(error) or f"{address}: no answer in time", False
+                self._forget(address)
+            else:
+                if isinstance(reply, Redirect):
+                    problem, busy = f"{address} is not the leader", False
+                    if self._follow(address, reply) and hops < len(self.addresses):
+                        hops += 1
+                        continue  # straight to the leader it named
+                elif isinstance(reply, Failure):
+                    problem, busy = self._failed(address, reply)
+                else:
+                    self._leader = address
+                    return reply
+            hops = 0
+            pause = backoff_s * (0.5 + self._rng.random())
+            await trio.sleep(min(pause, max(deadline - trio.current_time(), 0)))
+            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+        message = f"no leader answered within {self.timeout:.3g} s; last: {problem}"
+        raise Busy(message) if busy else NoQuorum(message)
+
+    def _follow(self, address: str, redirect: Redirect) -> bool:
+        """Take note of the leader a redirect names; whether it names another node."""
+        leader = redirect.leader_address
+        if redirect.leader_id:
+            self.node_ids.setdefault(leader, redirect.leader_id)
+        if not leader or leader == address:
+            self._leader = None
+            self._cursor += 1
+            return False
+        if leader not in self.addresses:
+            try:
+                parse_address(leader)
+            except ConfigError:
+                raise RemoteProtocolError(f"{address} redirected to {leader!r}") from None
+            if len(self.addresses) >= ADDRESSES_MAX:
+                raise RemoteProtocolError(f"redirected to more than {ADDRESSES_MAX} addresses")
+            self.addresses.append(leader)
+        self._leader = leader
+        return True
+
+    def _failed(self, address: str, failure: Failure) -> tuple[str, bool]:
+        problem = f"{address} failed the request ({failure.code}): {failure.message}"
+        if failure.code == "bad_request":
+            raise ConfigError(problem)
+        if failure.code not in RETRYABLE_FAILURES:
+            raise RaftqError(problem)
+        if failure.code != "busy":  # busy: the leader is fine, just full; ask it again
+            self._leader = None
+            self._cursor += 1
+        return problem, failure.code == "busy"
+
+    def _forget(self, address: str) -> None:
+        connection = self._connections.pop(address, None)
+        if connection is not None:
+            connection.close()
+        if self._leader == address:
+            self._leader = None
+        if self.addresses[self._cursor % len(self.addresses)] == address:
+            self._cursor += 1
+
+    async def _connection_to(self, address: str, timeout: float) -> ClientConnection:
+        lock = self._connecting.setdefault(address, trio.Lock())
+        async with lock:  # one connection per node, even when many tasks call at once
+            connection = self._connections.get(address)
+            if connection is None or not connection.is_open:
+                connection = await ClientConnection.open(
+                    self._network,
+                    address,
+                    cluster_id=self.cluster_id,
+                    nursery=self._nursery,
+                    timeout=timeout,
+                )
+                self._connections[address] = connection
+                self.node_ids[address] = connection.node_id
+            return connection
+
+
+def new_key() -> str:
+    """An idempotency key for a job whose caller gave none: made once, reused on every retry."""
+    return "auto-" + secrets.token_hex(16)
+
+
+def _queue_name(queue: object) -> str:
+    if not isinstance(queue, str) or not 0 < len(queue) <= limits.NAME_CHARS_MAX:
+        raise ConfigError(f"queue must be a name of 1 to {limits.NAME_CHARS_MAX} characters")
+    return queue
+
+
+R = TypeVar("R")
+
+
+def _expect(result: Result, kind: type[R]) -> R:
+    if not isinstance(result, kind):
+        raise RemoteProtocolError(f"expected {kind.__name__}, the node answered {result!r}")
+    return result
+
+
+def _unexpected(reply: ClientReply) -> RemoteProtocolError:
+    return RemoteProtocolError(f"the node answered with an unexpected {type(reply).__name__}")
+
+
+def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
+    message = context + rejected.message
+    if rejected.code == "not_found":
+        return JobNotFound(message)
+    if rejected.code == "lease_lost":
+        return LeaseLost(message)
+    return CommandRejected(message, code=rejected.code)
+
+
+__all__ = ["Client", "CommandRejected", "HistoryEntry", "Job", "connect", "new_key"]

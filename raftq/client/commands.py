@@ -1,0 +1,367 @@
+"""The client commands of the ``raftq`` CLI (CONTRACT.md "Client commands").
+
+``raftq.cli`` owns the parser and ``main``; this module adds the client subcommands to it and
+runs them. Each command connects, does one thing, prints, and maps the outcome to an exit code:
+0 ok, 1 the operation failed (no such job, rejected), 2 bad arguments or input file, 4 the
+cluster did not answer (or stayed busy) within ``--timeout``.
+
+Job durations: ``enqueue --timeout`` is the job's timeout, as CONTRACT.md writes it, so for
+``enqueue`` the cluster timeout goes before the command (``raftq --timeout 5 enqueue ...``) or
+as ``--cluster-timeout``. Every other command takes ``--timeout`` after its name too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from raftq import limits
+from raftq.app import load_app
+from raftq.client.client import Client, Job, connect
+from raftq.client.jobfile import load_job_file
+from raftq.client.worker import Worker
+from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
+from raftq.jobs.commands import JobSpec
+from raftq.jobs.job import JobState
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_ARGUMENTS = 2
+EXIT_UNREACHABLE = 4
+
+DEFAULT_CLUSTER = "127.0.0.1:7100"
+DEFAULT_TIMEOUT_S = 10.0
+
+ENQUEUE_BATCH_BYTES_MAX = 4 * 1024 * 1024
+"""A job file is sent in batches of at most ``JOBS_PER_ENQUEUE_MAX`` jobs and about this many
+payload bytes: each batch is one Raft entry, and entries far larger than an AppendEntries
+message (``RAFT_APPEND_BYTES_MAX``) slow replication for everyone."""
+
+CLIENT_COMMANDS = frozenset(
+    {"enqueue", "status", "jobs", "job", "cancel", "retry", "pause", "resume", "worker"}
+)
+
+logger = logging.getLogger("raftq.cli")
+
+
+def add_global_options(parser: argparse.ArgumentParser) -> None:
+    """``raftq --cluster ... --timeout ... COMMAND``: before the command, for every command."""
+    parser.add_argument(
+        "--cluster", help=f"HOST:PORT,... (default $RAFTQ_CLUSTER or {DEFAULT_CLUSTER})"
+    )
+    parser.add_argument(
+        "--timeout",
+        dest="client_timeout",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds to keep retrying the cluster (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    parser.add_argument("--cluster-id", help="the cluster's id (default raftq)")
+
+
+def add_client_commands(commands: Any) -> None:
+    """Add the client subcommands to ``commands`` (an argparse subparsers action)."""
+    with_timeout = _connection_options(client_timeout_flag="--timeout")
+    without_timeout = _connection_options(client_timeout_flag="--cluster-timeout")
+
+    enqueue = commands.add_parser(
+        "enqueue", parents=[without_timeout], help="enqueue one job, or a job file"
+    )
+    enqueue.add_argument("type", nargs="?", metavar="TYPE", help="the job type")
+    enqueue.add_argument("--file", help="a JSON job file (CONTRACT.md); prints one id per line")
+    enqueue.add_argument("--payload", default="null", metavar="JSON", help="the payload")
+    enqueue.add_argument("--queue", default="default")
+    enqueue.add_argument("--priority", type=int, default=0, help="higher runs first")
+    enqueue.add_argument(
+        "--delay", type=float, default=0.0, metavar="SECONDS", help="seconds before it may run"
+    )
+    enqueue.add_argument("--max-attempts", type=int, default=3)
+    enqueue.add_argument(
+        "--timeout",
+        dest="job_timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="the job's timeout: seconds an attempt may run without a heartbeat",
+    )
+    enqueue.add_argument("--key", help="idempotency key (a retry with it enqueues nothing)")
+    enqueue.add_argument("--id", dest="job_id", help="the job's id (default: assigned)")
+    enqueue.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    enqueue.add_argument(
+        "--wait-timeout",
+        type=float,
+        help="seconds to wait with --wait (default: enough for every attempt to time out)",
+    )
+
+    status = commands.add_parser("status", parents=[with_timeout], help="the cluster's state")
+    status.add_argument("--json", action="store_true")
+
+    jobs = commands.add_parser("jobs", parents=[with_timeout], help="list jobs")
+    jobs.add_argument("--state", choices=[state.value for state in JobState])
+    jobs.add_argument("--queue")
+    jobs.add_argument("--limit", type=int, default=100)
+    jobs.add_argument("--json", action="store_true")
+
+    job = commands.add_parser("job", parents=[with_timeout], help="one job with its history")
+    job.add_argument("job_id", metavar="ID")
+    job.add_argument("--json", action="store_true")
+
+    for name, what in (("cancel", "cancel a job"), ("retry", "run a dead or failed job again")):
+        command = commands.add_parser(name, parents=[with_timeout], help=what)
+        command.add_argument("job_id", metavar="ID")
+    for name, what in (("pause", "stop handing out a queue's jobs"), ("resume", "undo pause")):
+        command = commands.add_parser(name, parents=[with_timeout], help=what)
+        command.add_argument("queue", metavar="QUEUE")
+
+    worker = commands.add_parser("worker", parents=[with_timeout], help="a remote worker")
+    worker.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        required=True,
+        metavar="MODULE",
+        help="a module with a raftq.App named app, or that registers handlers (repeatable)",
+    )
+    worker.add_argument("--concurrency", type=int, default=8, metavar="N")
+    worker.add_argument("--queue", dest="queues", action="append", default=[], metavar="Q")
+    worker.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
+
+
+def _connection_options(*, client_timeout_flag: str) -> argparse.ArgumentParser:
+    # SUPPRESS: a flag given before the command is not overwritten by the command's default.
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--cluster", default=argparse.SUPPRESS, help="HOST:PORT,...")
+    options.add_argument(
+        client_timeout_flag,
+        dest="client_timeout",
+        type=float,
+        metavar="SECONDS",
+        default=argparse.SUPPRESS,
+        help=f"seconds to keep retrying the cluster (default {DEFAULT_TIMEOUT_S:g})",
+    )
+    options.add_argument("--cluster-id", default=argparse.SUPPRESS)
+    return options
+
+
+def run_client_command(arguments: argparse.Namespace) -> int:
+    """Run a parsed client command; its exit code. Errors are printed, never raised."""
+    command = _COMMANDS[arguments.command]
+    try:
+        return trio.run(_connected, command, arguments)
+    except ConfigError as error:
+        return _complain(error, EXIT_BAD_ARGUMENTS)
+    except (NoQuorum, Busy) as error:
+        return _complain(error, EXIT_UNREACHABLE)
+    except RaftqError as error:
+        return _complain(error, EXIT_FAILED)
+    except trio.TooSlowError:
+        return _complain("the job did not finish within --wait-timeout", EXIT_FAILED)
+
+
+def _complain(error: object, code: int) -> int:
+    print(f"raftq: {error}", file=sys.stderr)
+    return code
+
+
+Command = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+async def _connected(command: Command, arguments: argparse.Namespace) -> int:
+    cluster = arguments.cluster or os.environ.get("RAFTQ_CLUSTER") or DEFAULT_CLUSTER
+    timeout = (
+        arguments.client_timeout if arguments.client_timeout is not None else DEFAULT_TIMEOUT_S
+    )
+    async with connect(
+        cluster, cluster_id=arguments.cluster_id or "raftq", timeout=timeout
+    ) as client:
+        return await command(client, arguments)
+
+
+async def _enqueue(client: Client, arguments: argparse.Namespace) -> int:
+    if (arguments.file is None) == (arguments.type is None):
+        raise ConfigError("enqueue needs a TYPE or --file FILE (one of them)")
+    if arguments.file is not None:
+        for batch in batches(load_job_file(arguments.file)):
+            for job_id in await client.enqueue_specs(batch):
+                print(job_id, flush=True)
+        return EXIT_OK
+    try:
+        payload = json.loads(arguments.payload)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--payload is not JSON: {error}") from None
+    job_id = await client.enqueue(
+        arguments.type,
+        payload,
+        queue=arguments.queue,
+        priority=arguments.priority,
+        delay=arguments.delay,
+        max_attempts=arguments.max_attempts,
+        timeout=arguments.job_timeout,
+        key=arguments.key,
+        id=arguments.job_id,
+    )
+    print(job_id, flush=True)
+    if not arguments.wait:
+        return EXIT_OK
+    wait_s = arguments.wait_timeout
+    if wait_s is None:  # every attempt timing out, plus the delay and some retry backoff
+        wait_s = arguments.delay + arguments.max_attempts * (arguments.job_timeout + 10)
+    job = await client.wait(job_id, timeout=wait_s)
+    print(json.dumps(job.to_json()))
+    return EXIT_OK if job.state == "succeeded" else EXIT_FAILED
+
+
+def batches(specs: list[JobSpec]) -> list[list[JobSpec]]:
+    """Cut checked jobs into enqueue commands bounded in count and payload bytes."""
+    result: list[list[JobSpec]] = []
+    batch: list[JobSpec] = []
+    batch_bytes = 0
+    for spec in specs:
+        full = len(batch) >= limits.JOBS_PER_ENQUEUE_MAX
+        if batch and (full or batch_bytes + len(spec.payload) > ENQUEUE_BATCH_BYTES_MAX):
+            result.append(batch)
+            batch, batch_bytes = [], 0
+        batch.append(spec)
+        batch_bytes += len(spec.payload)
+    if batch:
+        result.append(batch)
+    return result
+
+
+async def _status(client: Client, arguments: argparse.Namespace) -> int:
+    report = await client.status()
+    if arguments.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    cluster = report["cluster"]
+    print(
+        f"leader {cluster['leader'] or '(none)'}  term {cluster['term']}  "
+        f"commit {cluster['commit_index']}"
+    )
+    for node in cluster["nodes"]:
+        line = f"  {node['id'] or '?':<12} {node['addr']:<22} {node['role']:<12}"
+        if node["role"] != "unreachable":
+            line += f" term {node['term']}  commit {node['commit_index']}  "
+            line += f"applied {node['applied_index']}"
+            if node.get("fsync") is False:
+                line += "  FSYNC OFF (unsafe)"
+        print(line)
+    print("jobs: " + ", ".join(f"{state} {count}" for state, count in report["jobs"].items()))
+    for name, queue in report["queues"].items():
+        paused = " (paused)" if queue["paused"] else ""
+        print(f"queue {name}{paused}: pending {queue['pending']}, running {queue['running']}")
+    return EXIT_OK
+
+
+async def _jobs(client: Client, arguments: argparse.Namespace) -> int:
+    jobs = await client.list(state=arguments.state, queue=arguments.queue, limit=arguments.limit)
+    if arguments.json:
+        print(json.dumps([job.to_json() for job in jobs]))
+        return EXIT_OK
+    for job in jobs:
+        print(
+            f"{job.id}  {job.state:<9}  {job.type}  queue={job.queue}  "
+            f"attempts={job.attempts}/{job.max_attempts}"
+        )
+    return EXIT_OK
+
+
+async def _job(client: Client, arguments: argparse.Namespace) -> int:
+    job = await client.get(arguments.job_id)
+    if arguments.json:
+        print(json.dumps(job.to_json()))
+    else:
+        print(describe(job))
+    return EXIT_OK
+
+
+def describe(job: Job) -> str:
+    lines = [
+        f"{name:<13} {value}"
+        for name, value in (
+            ("id", job.id),
+            ("type", job.type),
+            ("queue", job.queue),
+            ("state", job.state),
+            ("priority", job.priority),
+            ("attempts", f"{job.attempts}/{job.max_attempts}"),
+            ("payload", json.dumps(job.payload)),
+            ("result", json.dumps(job.result)),
+            ("enqueued_ms", job.enqueued_ms),
+        )
+    ]
+    if job.error:
+        lines.append("error:")
+        lines.extend("  " + line for line in job.error.splitlines())
+    lines.append("history:")
+    for entry in job.history:
+        where = f"  node={entry.node}" if entry.node else ""
+        fence = f"  fence={entry.fence}" if entry.fence else ""
+        lines.append(f"  {entry.at_ms}  {entry.event}  attempt={entry.attempt}{where}{fence}")
+    return "\n".join(lines)
+
+
+async def _cancel(client: Client, arguments: argparse.Namespace) -> int:
+    print(f"{arguments.job_id} {await client.cancel(arguments.job_id)}")
+    return EXIT_OK
+
+
+async def _retry(client: Client, arguments: argparse.Namespace) -> int:
+    print(f"{arguments.job_id} {await client.retry(arguments.job_id)}")
+    return EXIT_OK
+
+
+async def _pause(client: Client, arguments: argparse.Namespace) -> int:
+    await client.pause(arguments.queue)
+    print(f"{arguments.queue} paused")
+    return EXIT_OK
+
+
+async def _resume(client: Client, arguments: argparse.Namespace) -> int:
+    await client.resume(arguments.queue)
+    print(f"{arguments.queue} resumed")
+    return EXIT_OK
+
+
+async def _worker(client: Client, arguments: argparse.Namespace) -> int:
+    """Run until SIGINT or SIGTERM, then stop claiming and let running jobs finish."""
+    logging.basicConfig(
+        level=arguments.log_level.upper(), format="%(asctime)s %(name)s %(message)s"
+    )
+    sys.path.insert(0, os.getcwd())  # `--import jobs` finds ./jobs.py, as `python -m` would
+    app = load_app(arguments.modules)
+    worker = Worker(client, app, concurrency=arguments.concurrency, queues=tuple(arguments.queues))
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def stop_on_signal() -> None:
+                async for signal_number in signals:
+                    logger.info("signal %s: stopping", signal.Signals(signal_number).name)
+                    worker.stop()
+                    return
+
+            nursery.start_soon(stop_on_signal)
+            await worker.run()
+            nursery.cancel_scope.cancel()
+    return EXIT_OK
+
+
+_COMMANDS: dict[str, Command] = {
+    "enqueue": _enqueue,
+    "status": _status,
+    "jobs": _jobs,
+    "job": _job,
+    "cancel": _cancel,
+    "retry": _retry,
+    "pause": _pause,
+    "resume": _resume,
+    "worker": _worker,
+}

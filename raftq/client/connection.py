@@ -1,0 +1,217 @@
+"""One client connection to one node: the handshake, then many requests in flight at once.
+
+A node serves a client's requests concurrently and answers each with the same ``request_id``,
+in any order (``raftq.transport.wire``). So a connection is a writer shared under a lock plus one
+reader task that hands each ``ClientResponse`` to the caller waiting for it. The reader runs in
+a nursery its owner (the ``Client``) provides, because a task must not outlive its owner.
+
+A connection never retries and never chooses another node: it either answers or raises
+``ConnectionClosed``, and the ``Client`` decides what to do next.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from raftq.errors import ConfigError, LocalProtocolError, RaftqError, RemoteProtocolError
+from raftq.transport.network import FramedConnection, Network
+from raftq.transport.wire import (
+    PROTOCOL_VERSION,
+    ClientCall,
+    ClientReply,
+    ClientRequest,
+    ClientResponse,
+    ErrorFrame,
+    Hello,
+    Welcome,
+)
+
+logger = logging.getLogger("raftq.client")
+
+OUTSTANDING_REQUESTS_MAX = 256
+"""Requests in flight on one connection. A worker with N slots has about N+2 (claims, reports,
+heartbeats); 256 covers any sane concurrency while bounding the waiters a dead node strands.
+Callers past it wait for a slot instead of piling up."""
+
+REFUSALS_THAT_ARE_CONFIGURATION = frozenset({"bad_version", "wrong_cluster"})
+"""Handshake refusals that no retry can fix: the client talks to the wrong cluster or speaks
+another protocol version. They surface as ``ConfigError`` at once."""
+
+
+class ConnectionClosed(RaftqError):
+    """The connection to a node broke, could not be opened, or the node refused the handshake
+    for a reason a retry (perhaps on another node) may fix. The ``Client`` retries elsewhere."""
+
+
+class _Waiter:
+    """One request waiting for its response; ``reply`` stays None if the connection broke."""
+
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.reply: ClientReply | None = None
+
+
+class ClientConnection:
+    """Use ``await ClientConnection.open(...)``; then ``call`` from any number of tasks."""
+
+    def __init__(
+        self,
+        connection: FramedConnection,
+        *,
+        address: str,
+        node_id: str,
+        outstanding_max: int = OUTSTANDING_REQUESTS_MAX,
+    ) -> None:
+        assert outstanding_max > 0, outstanding_max
+        self.address = address
+        self.node_id = node_id
+        """The node's id from its ``Welcome``."""
+        self._connection = connection
+        self._send_lock = trio.Lock()
+        self._slots = trio.Semaphore(outstanding_max)
+        self._waiting: dict[int, _Waiter] = {}
+        self._next_request_id = 1
+        self._reader_scope = trio.CancelScope()
+        self.closed_because: str | None = None
+        """Why the connection is unusable, or None while it works."""
+
+    @classmethod
+    async def open(
+        cls,
+        network: Network,
+        address: str,
+        *,
+        cluster_id: str,
+        nursery: trio.Nursery,
+        timeout: float,
+        outstanding_max: int = OUTSTANDING_REQUESTS_MAX,
+    ) -> ClientConnection:
+        """Connect and handshake within ``timeout`` seconds, then start the reader in
+        ``nursery``. Raises ``ConnectionClosed`` (try elsewhere) or ``ConfigError`` (wrong
+        cluster or protocol version: no node of this cluster will take us)."""
+        welcome, connection = await _handshake(network, address, cluster_id, timeout)
+        client_connection = cls(
+            connection, address=address, node_id=welcome.node_id, outstanding_max=outstanding_max
+        )
+        nursery.start_soon(client_connection._read_replies)
+        return client_connection
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed_because is None
+
+    async def call(self, call: ClientCall, timeout: float) -> ClientReply:
+        """Send ``call`` and wait up to ``timeout`` seconds for its reply.
+
+        Raises ``ConnectionClosed`` if the connection breaks first, ``trio.TooSlowError`` on
+        timeout (the connection stays usable: a late reply is dropped), and ``ConfigError`` if
+        the request is too large to send at all."""
+        if self.closed_because is not None:
+            raise ConnectionClosed(f"{self.address}: {self.closed_because}")
+        with trio.fail_after(timeout):
+            async with self._slots:
+                request_id = self._next_request_id
+                self._next_request_id += 1
+                waiter = self._waiting[request_id] = _Waiter()
+                try:
+                    await self._send(ClientRequest(request_id=request_id, call=call))
+                    await waiter.event.wait()
+                finally:
+                    del self._waiting[request_id]
+        if waiter.reply is None:
+            raise ConnectionClosed(f"{self.address}: {self.closed_because}")
+        return waiter.reply
+
+    async def _send(self, request: ClientRequest) -> None:
+        async with self._send_lock:
+            try:
+                await self._connection.send(request)
+            except LocalProtocolError as error:  # raised before any byte is written
+                raise ConfigError(f"the request cannot be sent: {error}") from None
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+                self._break(f"sending failed: {error}")
+                raise ConnectionClosed(f"{self.address}: {self.closed_because}") from None
+            except BaseException:
+                # Cancelled mid-write: part of a frame may be on the wire, so the stream can no
+                # longer be framed. Give it up rather than send the node garbage.
+                self._break("a request was interrupted while being sent")
+                raise
+
+    def close(self) -> None:
+        """Stop using the connection; the reader closes the stream on its way out."""
+        self._break("closed by the client")
+
+    def _break(self, reason: str) -> None:
+        if self.closed_because is None:
+            self.closed_because = reason
+            logger.debug("client connection closed address=%s reason=%r", self.address, reason)
+        for waiter in self._waiting.values():
+            waiter.event.set()  # reply stays None: the caller raises ConnectionClosed
+        self._reader_scope.cancel()
+
+    async def _read_replies(self) -> None:
+        """Hand each response to its waiter until the node hangs up or misbehaves. Never
+        raises: a broken connection is recorded in ``closed_because`` for the callers."""
+        reason = "the client stopped"
+        try:
+            with self._reader_scope:
+                try:
+                    reason = await self._deliver_replies()
+                except RemoteProtocolError as error:
+                    reason = f"the node sent bad bytes: {error}"
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+                    reason = f"the connection broke: {error!r}"
+        finally:  # also when the owner's nursery is cancelled
+            self._break(reason)
+            await trio.aclose_forcefully(self._connection.stream)
+
+    async def _deliver_replies(self) -> str:
+        while True:
+            message = await self._connection.receive()
+            if message is None:
+                return "the node closed the connection"
+            if isinstance(message, ErrorFrame):
+                return f"the node refused us ({message.code}): {message.message}"
+            if not isinstance(message, ClientResponse):
+                return f"the node sent an unexpected {type(message).__name__}"
+            waiter = self._waiting.get(message.request_id)
+            if waiter is not None:  # else its caller gave up (timeout): drop the late reply
+                waiter.reply = message.reply
+                waiter.event.set()
+
+
+async def _handshake(
+    network: Network, address: str, cluster_id: str, timeout: float
+) -> tuple[Welcome, FramedConnection]:
+    try:
+        with trio.fail_after(timeout):
+            stream = await network.connect(address)
+            connection = FramedConnection(stream)
+            try:
+                await connection.send(
+                    Hello(protocol_version=PROTOCOL_VERSION, cluster_id=cluster_id, node_id="")
+                )
+                answer = await connection.receive()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+    except trio.TooSlowError:
+        raise ConnectionClosed(f"{address}: no handshake within {timeout:.3g} s") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        raise ConnectionClosed(f"{address}: cannot connect: {error}") from None
+    except RemoteProtocolError as error:
+        raise ConnectionClosed(f"{address}: bad handshake answer: {error}") from None
+    if isinstance(answer, Welcome):
+        return answer, connection
+    await trio.aclose_forcefully(stream)
+    if isinstance(answer, ErrorFrame):
+        problem = f"{address} refused the handshake ({answer.code}): {answer.message}"
+        if answer.code in REFUSALS_THAT_ARE_CONFIGURATION:
+            raise ConfigError(problem)
+        raise ConnectionClosed(problem)
+    what = "nothing" if answer is None else type(answer).__name__
+    raise ConnectionClosed(f"{address} answered the handshake with {what}")

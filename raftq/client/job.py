@@ -1,0 +1,81 @@
+"""``raftq.Job``: a job as the client sees it, payload and result decoded from JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from raftq.client.jobfile import decode_json
+from raftq.jobs.job import JobView
+
+FINISHED_STATES = frozenset({"succeeded", "dead", "cancelled"})
+
+
+@attrs.frozen(kw_only=True)
+class HistoryEntry:
+    at_ms: int
+    event: str
+    attempt: int
+    node: str
+    fence: int
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """A job as the cluster holds it (CONTRACT.md ``raftq job ID --json``), with its payload
+    and result decoded from JSON."""
+
+    id: str
+    type: str
+    queue: str
+    state: str
+    priority: int
+    attempts: int
+    max_attempts: int
+    payload: Any
+    result: Any
+    error: str
+    enqueued_ms: int
+    run_at_ms: int
+    timeout_ms: int
+    finished_ms: int
+    history: tuple[HistoryEntry, ...]
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded, dead or cancelled: nothing will happen to it unless retried."""
+        return self.state in FINISHED_STATES
+
+    @classmethod
+    def from_view(cls, view: JobView) -> Job:
+        return cls(
+            id=view.id,
+            type=view.type,
+            queue=view.queue,
+            state=view.state,
+            priority=view.priority,
+            attempts=view.attempts,
+            max_attempts=view.max_attempts,
+            payload=decode_json(view.payload),
+            result=decode_json(view.result),
+            error=view.error,
+            enqueued_ms=view.enqueued_ms,
+            run_at_ms=view.run_at_ms,
+            timeout_ms=view.timeout_ms,
+            finished_ms=view.finished_ms,
+            history=tuple(
+                HistoryEntry(
+                    at_ms=e.at_ms, event=e.event, attempt=e.attempt, node=e.node, fence=e.fence
+                )
+                for e in view.history
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``raftq job ID --json`` object."""
+        return attrs.asdict(self, recurse=True, value_serializer=_tuples_as_lists)
+
+
+def _tuples_as_lists(instance: Any, attribute: Any, value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

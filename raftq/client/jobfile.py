@@ -1,0 +1,225 @@
+"""Jobs described as JSON (CONTRACT.md "Job file"), checked whole before anything is sent.
+
+A job file is a JSON array of objects; only ``payload`` is required. Every field is checked for
+its type and for the bounds of ``raftq.limits`` here, on the client, so that a bad file is
+refused with the index and field of its first problem and nothing from it is enqueued (the
+state machine would otherwise accept the good jobs of a batch and reject the bad ones).
+
+``enqueue_many`` takes the same dicts, so the Python API and the file share one set of rules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from raftq import limits
+from raftq.errors import ConfigError
+from raftq.jobs.commands import JobSpec
+
+JOB_FILE_BYTES_MAX = 256 * 1024 * 1024
+"""A job file is read whole into memory and checked before anything is sent; 256 MiB holds
+hundreds of thousands of jobs with generous payloads, and is still a sane amount to parse."""
+
+PRIORITY_MIN = -1_000_000
+PRIORITY_MAX = 1_000_000
+MAX_ATTEMPTS_MAX = 1000
+"""The state machine's own bounds on a ``JobSpec`` (``raftq.jobs.commands``), checked early."""
+
+DELAY_MS_MAX = 10 * 365 * 24 * 60 * 60 * 1000
+TIMEOUT_MS_MAX = 7 * 24 * 60 * 60 * 1000
+"""A delay beyond ten years or an attempt longer than a week is a unit mistake (seconds given as
+milliseconds twice over), not a plan; refusing it early beats a job that never comes due."""
+
+DEFAULTS: dict[str, Any] = {
+    "type": "noop",
+    "queue": "default",
+    "priority": 0,
+    "delay_ms": 0,
+    "max_attempts": 3,
+    "timeout_ms": 30_000,
+}
+FIELDS = (
+    "id",
+    "type",
+    "payload",
+    "queue",
+    "priority",
+    "delay_ms",
+    "max_attempts",
+    "timeout_ms",
+    "key",
+)
+
+
+def load_job_file(path: str) -> list[JobSpec]:
+    """Read and check the job file at ``path``; ``ConfigError`` names the first problem."""
+    try:
+        size = os.path.getsize(path)
+        if size > JOB_FILE_BYTES_MAX:
+            raise ConfigError(f"{path}: {size} bytes; a job file may hold {JOB_FILE_BYTES_MAX}")
+        with open(path, "rb") as file:
+            data = file.read(JOB_FILE_BYTES_MAX + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the job file: {error.strerror}") from None
+    try:
+        return parse_job_file(data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def parse_job_file(data: bytes | str) -> list[JobSpec]:
+    """The jobs of a job file's text, in order, or ``ConfigError`` for the first problem."""
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"not JSON: {error}") from None
+    if not isinstance(document, list):
+        raise ConfigError(f"must be a JSON array of job objects, not {_json_kind(document)}")
+    return specs_from_objects(document)
+
+
+def specs_from_objects(items: Sequence[object]) -> list[JobSpec]:
+    """Check a list of job objects (job-file format) and build their ``JobSpec``s. Two jobs
+    with the same id or idempotency key would silently become one, so that is an error too."""
+    specs: list[JobSpec] = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, item in enumerate(items):
+        spec = spec_from_object(item, index)
+        for field, value in (("id", spec.id), ("key", spec.key)):
+            if not value:
+                continue
+            earlier = seen.setdefault((field, value), index)
+            if earlier != index:
+                raise ConfigError(
+                    f"index {index}, field {field!r}: {value!r} repeats index {earlier}"
+                )
+        specs.append(spec)
+    return specs
+
+
+def spec_from_object(item: object, index: int) -> JobSpec:
+    """One job object (job-file format) as a ``JobSpec``; ``key`` defaults to ``id``, and stays
+    "" if neither is given (the client then makes one up, so that its retries dedupe)."""
+    if not isinstance(item, dict):
+        raise ConfigError(f"index {index}: a job must be a JSON object, not {_json_kind(item)}")
+    for field in item:
+        if field not in FIELDS:
+            raise ConfigError(
+                f"index {index}, field {field!r}: unknown field (known: {', '.join(FIELDS)})"
+            )
+    if "payload" not in item:
+        raise ConfigError(f"index {index}, field 'payload': missing; every job needs one")
+    values = {**DEFAULTS, **item}
+    try:
+        job_id = _field("id", check_text, values.get("id", ""), limits.JOB_ID_CHARS_MAX, empty=True)
+        values.setdefault("key", job_id)
+        return make_spec(**values)
+    except FieldProblem as problem:
+        raise ConfigError(f"index {index}, field {problem.field!r}: {problem}") from None
+
+
+def make_spec(
+    *,
+    type: object,
+    payload: object,
+    queue: object = "default",
+    priority: object = 0,
+    delay_ms: object = 0,
+    max_attempts: object = 3,
+    timeout_ms: object = 30_000,
+    key: object = "",
+    id: object = "",
+) -> JobSpec:
+    """Check every field of one job; raises ``FieldProblem`` (a ``ConfigError``) naming it."""
+    return JobSpec(
+        id=_field("id", check_text, id, limits.JOB_ID_CHARS_MAX, empty=True),
+        type=_field("type", check_text, type, limits.NAME_CHARS_MAX),
+        payload=_field("payload", encode_json, payload, limits.JOB_PAYLOAD_BYTES_MAX),
+        queue=_field("queue", check_text, queue, limits.NAME_CHARS_MAX),
+        priority=_field("priority", check_integer, priority, PRIORITY_MIN, PRIORITY_MAX),
+        delay_ms=_field("delay_ms", check_integer, delay_ms, 0, DELAY_MS_MAX),
+        max_attempts=_field("max_attempts", check_integer, max_attempts, 1, MAX_ATTEMPTS_MAX),
+        timeout_ms=_field("timeout_ms", check_integer, timeout_ms, 1, TIMEOUT_MS_MAX),
+        key=_field("key", check_text, key, limits.JOB_KEY_CHARS_MAX, empty=True),
+    )
+
+
+class FieldProblem(ConfigError):
+    """One field of one job is wrong; ``field`` names it, the message says how."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+
+
+def _field(name: str, check: Any, value: object, *bounds: Any, **options: Any) -> Any:
+    try:
+        return check(value, *bounds, **options)
+    except ValueError as error:
+        raise FieldProblem(name, str(error)) from None
+
+
+def check_text(value: object, chars_max: int, *, empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {_json_kind(value)}")
+    if not empty and not value:
+        raise ValueError("must not be empty")
+    if len(value) > chars_max:
+        raise ValueError(f"{len(value)} characters; at most {chars_max} are allowed")
+    return value
+
+
+def check_integer(value: object, lowest: int, highest: int) -> int:
+    # bool is an int in Python, but `true` for a priority is a mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"must be an integer, not {_json_kind(value)}")
+    if not lowest <= value <= highest:
+        raise ValueError(f"{value} is out of range; it must be from {lowest} to {highest}")
+    return value
+
+
+def encode_json(value: object, bytes_max: int) -> bytes:
+    """A JSON value as the compact UTF-8 bytes that travel in payloads and results."""
+    try:
+        encoded = json.dumps(
+            value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        ).encode()
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"not a JSON value: {error}") from None
+    if len(encoded) > bytes_max:
+        raise ValueError(f"{len(encoded)} bytes as JSON; at most {bytes_max} are allowed")
+    return encoded
+
+
+def decode_json(data: bytes) -> Any:
+    """Bytes from a payload or result as a JSON value: None for none. A job enqueued by other
+    means may hold bytes that are not JSON; those are returned as text rather than hidden."""
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return data.decode(errors="replace")
+
+
+def seconds_to_ms(name: str, seconds: float, *, lowest_ms: int, highest_ms: int) -> int:
+    """A duration in seconds (the API's unit) as integer milliseconds (the state machine's)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or math.isnan(seconds):
+        raise ConfigError(f"{name} must be a number of seconds, not {seconds!r}")
+    milliseconds = round(seconds * 1000) if math.isfinite(seconds) else highest_ms + 1
+    if not lowest_ms <= milliseconds <= highest_ms:
+        raise ConfigError(
+            f"{name} of {seconds} s is out of range: from {lowest_ms / 1000} "
+            f"to {highest_ms / 1000} s"
+        )
+    return milliseconds
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    kinds |= {int: "an integer", float: "a number", type(None): "null"}
+    return kinds.get(type(value), type(value).__name__)

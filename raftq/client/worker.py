@@ -1,0 +1,287 @@
+"""A worker: claims jobs, runs their handlers, reports the outcomes.
+
+Leases (DESIGN.md "Job semantics"): a claim leases each job for its ``timeout_ms``. A handler
+may run that long without a heartbeat; ``await job.heartbeat()`` renews the lease (one
+``Extend``) and pushes the handler's own deadline along with it. A handler that passes its
+deadline is cancelled and the attempt reported failed, a little before the lease would expire
+on the cluster, so the report still counts. Leases are never renewed behind a handler's back:
+a hung handler must not hold a job forever.
+
+Every report carries the lease's fence. ``LeaseLost`` on a report means the lease expired and
+the job went to another worker: that is the protocol working (at-least-once), not a crash.
+A report that cannot reach the cluster is dropped with a log line: the lease then expires and
+the job runs again.
+
+Time comes from Trio only. The cluster's clock appears only as the lease's ``expires_ms``,
+and renewals are computed relative to it (see ``_LeaseClock``).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import random
+import secrets
+import socket
+import traceback
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from raftq import limits
+from raftq.app import App, JobContext, JobFailed
+from raftq.client.jobfile import decode_json, encode_json
+from raftq.errors import ConfigError, JobNotFound, LeaseLost, RaftqError
+from raftq.jobs.commands import Lease
+
+logger = logging.getLogger("raftq.worker")
+
+POLL_MIN_S = 0.01
+POLL_MAX_S = 1.0
+"""With nothing to claim, the worker polls again after a doubling pause between these (with
+jitter): an idle worker costs the leader at most one claim a second, a busy one none extra."""
+
+GRACE_S = 30.0
+"""On ``stop()``, running jobs get this long to finish before they are cancelled (and reported
+failed, so they are retried at once instead of after their lease expires)."""
+
+STOP_REPORT_S = 2.0
+"""How long a cancelled job may spend reporting its failure while the worker shuts down."""
+
+DEADLINE_MARGIN_MS_MAX = 1_000
+"""The handler's deadline falls this much (or a tenth of the timeout, if less) before the
+lease's, so that its failure report reaches the cluster while the lease still holds."""
+
+
+class WorkerClient(Protocol):
+    """What a worker needs from a ``Client``; a node's in-process workers can pass their own."""
+
+    async def claim(
+        self, claimer: str, types: Sequence[str], queues: Sequence[str], max_jobs: int
+    ) -> tuple[Lease, ...]: ...
+
+    async def complete(self, job_id: str, fence: int, result: object = None) -> str: ...
+
+    async def fail(self, job_id: str, fence: int, error: str, retryable: bool = True) -> str: ...
+
+    async def extend(
+        self, leases: Sequence[tuple[str, int]], until_ms: int
+    ) -> tuple[str | None, ...]: ...
+
+
+@attrs.define
+class WorkerStatistics:
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    timed_out: int = 0
+    lease_lost: int = 0
+    reports_lost: int = 0
+    running: int = 0
+
+
+@attrs.frozen
+class _Outcome:
+    result: Any = None
+    error: str | None = None
+    """None: the job succeeded with ``result``."""
+    retryable: bool = True
+
+
+class _LeaseClock:
+    """One running job's lease in Trio time. The cluster's now is estimated as the lease's
+    start (``expires_ms - timeout_ms``) plus the Trio time elapsed since the claim answered:
+    a slight underestimate (by the round trip), so renewals never overshoot."""
+
+    def __init__(self, lease: Lease, claimed_at: float) -> None:
+        self.lease = lease
+        self.claimed_at = claimed_at
+        margin_ms = min(DEADLINE_MARGIN_MS_MAX, lease.timeout_ms // 10)
+        self.run_s = max(lease.timeout_ms - margin_ms, 1) / 1000
+        self.scope = trio.CancelScope(deadline=claimed_at + self.run_s)
+
+    def renewal_until_ms(self) -> int:
+        elapsed_ms = round((trio.current_time() - self.claimed_at) * 1000)
+        return self.lease.expires_ms + elapsed_ms
+
+    def renewed(self) -> None:
+        self.scope.deadline = trio.current_time() + self.run_s
+
+
+def default_claimer_id() -> str:
+    """host-pid-random: unique per process, and says where the job ran (job history)."""
+    name = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    return name[-limits.NAME_CHARS_MAX :]
+
+
+class Worker:
+    """Runs ``app``'s handlers for jobs it claims through ``client``, ``concurrency`` at a
+    time, from ``queues`` (empty: all). ``run`` until ``stop()``."""
+
+    def __init__(
+        self,
+        client: WorkerClient,
+        app: App,
+        *,
+        concurrency: int = 8,
+        queues: Sequence[str] = (),
+        claimer_id: str | None = None,
+        grace_s: float = GRACE_S,
+        poll_max_s: float = POLL_MAX_S,
+    ) -> None:
+        if isinstance(concurrency, bool) or not 0 < concurrency <= limits.CLAIM_JOBS_MAX:
+            raise ConfigError(f"concurrency must be from 1 to {limits.CLAIM_JOBS_MAX}")
+        if not app.types:
+            raise ConfigError("the app has no handlers: a worker would claim every type")
+        self.claimer_id = claimer_id or default_claimer_id()
+        self.statistics = WorkerStatistics()
+        self._client = client
+        self._app = app
+        self._concurrency = concurrency
+        self._queues = tuple(queues)
+        self._grace_s = grace_s
+        self._poll_max_s = poll_max_s
+        self._threads = trio.CapacityLimiter(concurrency)
+        self._stopping = False
+        self._wake = trio.Event()
+        self._all_done = trio.Event()
+        self._rng = random.Random(secrets.randbits(64))  # poll jitter only
+
+    def stop(self) -> None:
+        """Stop claiming; running jobs get ``grace_s`` to finish. ``run`` then returns."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as jobs:
+            task_status.started()
+            logger.info("worker started claimer=%s types=%s", self.claimer_id, self._app.types)
+            await self._claim_until_stopped(jobs)
+            if self.statistics.running:
+                logger.info("worker stopping running=%d", self.statistics.running)
+                with trio.move_on_after(self._grace_s):
+                    await self._all_done.wait()
+            jobs.cancel_scope.cancel()  # past the grace period: cancel what still runs
+        logger.info("worker stopped claimer=%s", self.claimer_id)
+
+    async def _claim_until_stopped(self, jobs: trio.Nursery) -> None:
+        poll_s = POLL_MIN_S
+        while not self._stopping:
+            self._wake = trio.Event()
+            free = self._concurrency - self.statistics.running
+            if free <= 0:
+                await self._wake.wait()  # a job finished, or stop()
+                continue
+            leases = await self._claim(free)
+            claimed_at = trio.current_time()
+            for lease in leases:
+                self.statistics.running += 1
+                self._all_done = trio.Event()
+                jobs.start_soon(self._run_job, lease, claimed_at)
+            if leases:
+                poll_s = POLL_MIN_S
+                continue
+            with trio.move_on_after(poll_s * (0.5 + self._rng.random())):
+                await self._wake.wait()
+            poll_s = min(poll_s * 2, self._poll_max_s)
+
+    async def _claim(self, free: int) -> tuple[Lease, ...]:
+        try:
+            leases = await self._client.claim(
+                self.claimer_id, self._app.types, self._queues, min(free, limits.CLAIM_JOBS_MAX)
+            )
+        except ConfigError:
+            raise  # our own misconfiguration: no retry fixes it
+        except RaftqError as error:  # unreachable, busy: poll again after the backoff
+            logger.warning("claim failed error=%r", str(error))
+            return ()
+        assert len(leases) <= free, (len(leases), free)
+        self.statistics.claimed += len(leases)
+        return leases
+
+    async def _run_job(self, lease: Lease, claimed_at: float) -> None:
+        try:
+            clock = _LeaseClock(lease, claimed_at)
+            try:
+                outcome = await self._execute(clock)
+            except trio.Cancelled:
+                with trio.move_on_after(STOP_REPORT_S, shield=True):
+                    await self._report(lease, _Outcome(error="the worker stopped mid-job"))
+                raise
+            if outcome is not None:
+                await self._report(lease, outcome)
+        finally:
+            self.statistics.running -= 1
+            self._wake.set()
+            if not self.statistics.running:
+                self._all_done.set()
+
+    async def _execute(self, clock: _LeaseClock) -> _Outcome | None:
+        """Run the handler; the outcome to report, or None if the lease is gone."""
+        lease = clock.lease
+        registered = self._app.lookup(lease.type)
+        if registered is None:  # claims name only our types: a bug, but say it on the job
+            return _Outcome(error=f"no handler for type {lease.type!r} on {self.claimer_id}")
+        context = JobContext(
+            id=lease.job_id,
+            type=lease.type,
+            queue=lease.queue,
+            payload=decode_json(lease.payload),
+            attempt=lease.attempt,
+            fence=lease.fence,
+            timeout_ms=lease.timeout_ms,
+            heartbeat=functools.partial(self._heartbeat, clock),
+        )
+        with clock.scope:
+            try:
+                if registered.is_async:
+                    result = await registered.function(context)
+                else:
+                    result = await trio.to_thread.run_sync(
+                        registered.function, context, limiter=self._threads, abandon_on_cancel=True
+                    )
+                encode_json(result, limits.JOB_RESULT_BYTES_MAX)
+                return _Outcome(result=result)
+            except LeaseLost as error:
+                self.statistics.lease_lost += 1
+                logger.info("lease lost while running job=%s error=%r", lease.job_id, str(error))
+                return None
+            except JobFailed as error:
+                return _Outcome(error=str(error), retryable=error.retryable)
+            except Exception as error:  # the handler's own failure: reported on the job
+                return _Outcome(error="".join(traceback.format_exception(error)))
+        self.statistics.timed_out += 1
+        return _Outcome(error=f"timed out: ran past its {lease.timeout_ms} ms without heartbeat")
+
+    async def _heartbeat(self, clock: _LeaseClock) -> None:
+        lease = clock.lease
+        (state,) = await self._client.extend(
+            [(lease.job_id, lease.fence)], clock.renewal_until_ms()
+        )
+        if state != "running":  # gone to another worker, or cancelled meanwhile
+            raise LeaseLost(f"job {lease.job_id} is no longer leased to fence {lease.fence}")
+        clock.renewed()
+
+    async def _report(self, lease: Lease, outcome: _Outcome) -> None:
+        try:
+            if outcome.error is None:
+                await self._client.complete(lease.job_id, lease.fence, outcome.result)
+                self.statistics.succeeded += 1
+            else:
+                await self._client.fail(
+                    lease.job_id, lease.fence, outcome.error, retryable=outcome.retryable
+                )
+                self.statistics.failed += 1
+        except (LeaseLost, JobNotFound) as error:
+            self.statistics.lease_lost += 1
+            logger.info("report refused job=%s error=%r", lease.job_id, str(error))
+        except RaftqError as error:
+            self.statistics.reports_lost += 1
+            logger.warning(
+                "report lost job=%s error=%r (its lease will expire and it will run again)",
+                lease.job_id,
+                str(error),
+            )

@@ -78,3 +78,32 @@ async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> 
         )
         digests = {node.applier.machine.digest() for node in nodes.values()}
         assert len(digests) == 1
+
+
+async def test_in_process_workers_run_jobs_enqueued_through_the_client(tmp_path: Path) -> None:
+    import raftq
+
+    async with running_cluster(tmp_path, 3, workers=4) as nodes:
+        leader = await wait_for_leader(nodes)
+        addresses = [node.config.address for node in nodes.values()]
+        async with raftq.connect(addresses, timeout=20) as client:
+            ids = await client.enqueue_many(
+                [{"type": "echo", "payload": {"n": n}, "key": f"k{n}"} for n in range(60)]
+            )
+            ids.append(await client.enqueue("sleep", {"sleep_ms": 5}, key="sleeper"))
+            for job_id in ids:
+                job = await client.wait(job_id, timeout=20)
+                assert job.state == "succeeded", job
+            assert (await client.get(ids[3])).result == {"n": 3}
+            status = await client.status()
+        assert status["cluster"]["leader"] == leader.config.node_id
+        assert status["jobs"]["succeeded"] == 61
+        assert {node["role"] for node in status["cluster"]["nodes"]} == {"leader", "follower"}
+        claimers = {
+            event.node
+            for node in nodes.values()
+            for view in node.applier.machine.list_jobs(limit=100)
+            for event in view.history
+            if event.event == "claimed"
+        }
+        assert len(claimers) > 1  # several nodes' workers took part

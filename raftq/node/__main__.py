@@ -94,6 +94,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
         tick_ms=int(options.get("tick_ms", 50)),
         workers=int(options.get("workers", 0)),
         metrics_addr=str(options.get("metrics_addr", "")),
+        imports=tuple(options.get("imports", ())),
     )
     return config, options
 
@@ -105,6 +106,7 @@ async def serve(config: NodeConfig) -> None:
                 logger.warning("fsync is OFF: acknowledged writes can be lost on a crash")
             async for received in signals:
                 logger.info("stopping signal=%s", signal.Signals(received).name)
+                await node.stop_workers()  # stop claiming; running jobs finish or time out
                 await hand_over(node)
                 break
 

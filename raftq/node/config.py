@@ -31,6 +31,9 @@ class NodeConfig:
     retention_ms: int = 7 * 24 * 3600 * 1000
     """Finished jobs are purged this long after they finished."""
     workers: int = 0
+    """In-process workers: a Worker with this concurrency, claiming through the cluster."""
+    imports: tuple[str, ...] = ()
+    """Modules that register job handlers (``--import``)."""
     metrics_addr: str = ""
     """HOST:PORT to serve Prometheus metrics at ``/metrics`` ("" for none)."""
 

@@ -27,6 +27,9 @@ import trio
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from raftq import limits
+from raftq.app import App, load_app
+from raftq.client.client import connect
+from raftq.client.worker import Worker
 from raftq.ids import NodeId
 from raftq.jobs.machine import JobStateMachine
 from raftq.metrics.http import handle_scrape
@@ -69,10 +72,18 @@ class Node:
     metrics_port: int
     recovery_seconds: float
     cancel_scope: trio.CancelScope
+    worker: Worker | None = None
+    workers_done: trio.Event = attrs.field(factory=trio.Event)
 
     def stop(self) -> None:
         """Stop every actor (an abrupt stop: what was acknowledged is already durable)."""
         self.cancel_scope.cancel()
+
+    async def stop_workers(self) -> None:
+        """Stop claiming; wait for running jobs (up to the worker's grace period)."""
+        if self.worker is not None:
+            self.worker.stop()
+            await self.workers_done.wait()
 
 
 @asynccontextmanager
@@ -83,8 +94,11 @@ async def open_node(
     disk: Disk | None = None,
     clock: Clock | None = None,
     rng: random.Random | None = None,
+    app: App | None = None,
 ) -> AsyncIterator[Node]:
-    """Recover the data directory and run the node until the block exits."""
+    """Recover the data directory and run the node until the block exits. With
+    ``config.workers``, in-process workers run ``app``'s handlers (plus those of
+    ``config.imports``, plus the built-in ones)."""
     network = network or TcpNetwork()
     disk = disk or RealDisk(config.data_dir)
     clock = clock or WallClock()
@@ -129,6 +143,11 @@ async def open_node(
                 snapshot.membership if snapshot.index > 0 else initial_membership,
                 recovery_seconds,
             )
+            if config.workers:
+                handlers = load_app(config.imports, base=app)
+                await nursery.start(_run_workers, node, handlers)
+            else:
+                node.workers_done.set()
             try:
                 yield node
             finally:
@@ -269,6 +288,26 @@ def _scrape(
         "raftq_wal_bytes", "Bytes written to the WAL", log_writer.log.wal_statistics().bytes_written
     )
     yield gauge("raftq_recovery_seconds", "Time to recover the data directory", recovery_seconds)
+
+
+async def _run_workers(
+    node: Node, app: App, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """In-process workers: a Worker whose client talks to the cluster like any other, so it
+    follows the leader wherever it is and obeys the same lease and fence rules."""
+    config = node.config
+    try:
+        async with connect(
+            [config.members[peer] for peer in sorted(config.members)],
+            cluster_id=config.cluster_id,
+            timeout=limits.CLIENT_REQUEST_TIMEOUT_MS / 1000,
+        ) as client:
+            node.worker = Worker(
+                client, app, concurrency=config.workers, claimer_id=f"{config.node_id}/workers"
+            )
+            await node.worker.run(task_status=task_status)
+    finally:
+        node.workers_done.set()
 
 
 async def _ticker(

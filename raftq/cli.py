@@ -45,7 +45,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--data-dir", required=True, help="the node's data directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    # Listed for --help; their own parsers take over in main() (see NODE_COMMANDS).
+    commands.add_parser("run", help="run a single-node cluster with workers (the embedded default)")
+    commands.add_parser("node", help="run one node of a cluster (as python -m raftq.node)")
     return parser
+
+
+def build_run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raftq run",
+        description=(
+            "Run raftq as a single-node cluster with in-process workers: the simplest way to "
+            "use it on one machine. Data stays in --data-dir across restarts."
+        ),
+    )
+    parser.add_argument("--data-dir", default="./raftq-data", help="(./raftq-data)")
+    parser.add_argument("--listen", default="127.0.0.1:7100", help="HOST:PORT (127.0.0.1:7100)")
+    parser.add_argument("--workers", type=int, default=8, help="in-process workers (8)")
+    parser.add_argument("--metrics-addr", default=None, help="serve Prometheus metrics here")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        help="import MODULE to register job handlers (repeatable)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument("--fsync", default="always", choices=["always", "off"])
+    return parser
+
+
+def run_single_node(argv: Sequence[str]) -> int:
+    from raftq.node.__main__ import main as node_main
+
+    arguments = build_run_parser().parse_args(argv)
+    node_argv = [
+        "--id", "n1",
+        "--cluster", f"n1={arguments.listen}",
+        "--data-dir", arguments.data_dir,
+        "--workers", str(arguments.workers),
+        "--log-level", arguments.log_level,
+        "--fsync", arguments.fsync,
+    ]  # fmt: skip
+    if arguments.metrics_addr:
+        node_argv += ["--metrics-addr", arguments.metrics_addr]
+    for module in arguments.imports:
+        node_argv += ["--import", module]
+    return node_main(node_argv, prog="raftq run")
 
 
 async def inspect_data_dir(data_dir: str) -> dict[str, Any]:
@@ -83,7 +129,14 @@ def _looks_like_data_dir(path: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "node":
+        from raftq.node.__main__ import main as node_main
+
+        return node_main(args[1:], prog="raftq node")
+    if args and args[0] == "run":
+        return run_single_node(args[1:])
+    arguments = build_parser().parse_args(args)
     if arguments.command in CLIENT_COMMANDS:
         return run_client_command(arguments)
     if arguments.command == "inspect":

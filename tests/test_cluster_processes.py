@@ -223,3 +223,54 @@ async def test_sigterm_stops_a_node_cleanly_and_hands_over_leadership(tmp_path: 
         new_leader = await cluster.leader(seconds=5)
         assert new_leader != leader
         await cluster.enqueue(["c"])
+
+
+async def run_cli(*arguments: str, timeout_s: float = 60) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(timeout_s):
+        return await trio.run_process(
+            [sys.executable, "-m", "raftq", *arguments],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+
+
+async def test_a_thousand_jobs_from_the_cli_and_the_client_run_on_in_process_workers(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import raftq
+
+    async with process_cluster(tmp_path, 3, "--workers", "4") as cluster:
+        await cluster.leader()
+        addresses = ",".join(cluster.addresses.values())
+        job_file = tmp_path / "jobs.json"
+        job_file.write_text(
+            json.dumps(
+                [{"id": f"cli-{n}", "type": "echo", "payload": {"n": n}} for n in range(500)]
+            )
+        )
+        result = await run_cli("--cluster", addresses, "enqueue", "--file", str(job_file))
+        assert result.returncode == 0, result.stderr
+        cli_ids = result.stdout.decode().split()
+        assert cli_ids == [f"cli-{n}" for n in range(500)]
+        async with raftq.connect(addresses, timeout=30) as client:
+            client_ids = await client.enqueue_many(
+                [{"type": "noop", "payload": {}, "key": f"api-{n}"} for n in range(500)]
+            )
+            for job_id in cli_ids + client_ids:
+                job = await client.wait(job_id, timeout=60)
+                assert job.state == "succeeded"
+        result = await run_cli("--cluster", addresses, "status", "--json")
+        assert result.returncode == 0, result.stderr
+        status = json.loads(result.stdout)
+        assert status["jobs"]["succeeded"] == 1000
+        assert len(status["cluster"]["nodes"]) == 3
+        statuses = await agreed(cluster, pending=0)
+        assert {s.jobs["succeeded"] for s in statuses} == {1000}
+        result = await run_cli("--cluster", addresses, "job", "cli-7", "--json")
+        job = json.loads(result.stdout)
+        assert job["state"] == "succeeded"
+        assert job["result"] == {"n": 7}
+        assert [event["event"] for event in job["history"]][:2] == ["enqueued", "claimed"]

@@ -1,0 +1,204 @@
+"""End-to-end benchmark: three real node processes on 127.0.0.1, fsync on.
+
+Run by hand (``make bench``); figures, not a test. Starts ``python -m raftq.node`` three times
+(free ports, a temporary data directory, ``--workers`` in-process workers each running the
+built-in ``noop`` handler), then measures through the client library:
+
+1. throughput: ``--jobs`` noop jobs enqueued in batches of ``--batch`` from ``--producers``
+   concurrent producers; jobs/s from the first enqueue to the moment every job has
+   succeeded (polled from ``status``);
+2. latency: ``--samples`` single enqueues, one at a time, on the otherwise idle cluster: each
+   call's time from send to acknowledgement (committed and applied on the leader);
+3. failover: ``--failovers`` times, kill -9 the leader while a producer enqueues one job at a
+   time; the time from the kill to the next acknowledged enqueue (the killed node is then
+   restarted and the cluster settles before the next round).
+
+    python benchmarks/bench_node.py [--jobs 20000] [--workers 8] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+import raftq
+from raftq.client.client import Client
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+class Cluster:
+    def __init__(self, root: Path, workers: int, tick_ms: int) -> None:
+        self.root = root
+        self.addresses = {f"n{i}": f"127.0.0.1:{port}" for i, port in enumerate(free_ports(3), 1)}
+        self.workers = workers
+        self.tick_ms = tick_ms
+        self.processes: dict[str, trio.Process] = {}
+
+    async def start(self, node: str) -> None:
+        members = ",".join(f"{name}={address}" for name, address in self.addresses.items())
+        command = [
+            sys.executable, "-m", "raftq.node", "--id", node, "--cluster", members,
+            "--data-dir", str(self.root / node), "--workers", str(self.workers),
+            "--tick-ms", str(self.tick_ms), "--log-level", "warning",
+        ]  # fmt: skip
+        with (self.root / f"{node}.log").open("ab") as log:
+            self.processes[node] = await trio.lowlevel.open_process(
+                command, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    async def kill(self, node: str) -> None:
+        process = self.processes.pop(node)
+        process.send_signal(signal.SIGKILL)
+        await process.wait()
+
+    async def stop(self) -> None:
+        for node in list(self.processes):
+            await self.kill(node)
+
+
+async def leader_of(client: Client) -> str:
+    for _ in range(600):
+        try:
+            status = await client.status()
+        except raftq.NoQuorum:  # the nodes are still starting
+            status = {"cluster": {"leader": None}}
+        leader = status["cluster"]["leader"]
+        if leader:
+            return str(leader)
+        await trio.sleep(0.05)
+    raise RuntimeError("no leader")
+
+
+async def measure_throughput(
+    client: Client, jobs: int, batch: int, producers: int
+) -> dict[str, Any]:
+    batches = [
+        [{"type": "noop", "payload": {}, "key": f"t-{start + n}"} for n in range(batch)]
+        for start in range(0, jobs, batch)
+    ]
+    started = time.perf_counter()
+    queue = iter(batches)
+
+    async def producer() -> None:
+        for chunk in queue:
+            await client.enqueue_many(chunk)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(producers):
+            nursery.start_soon(producer)
+    enqueued = time.perf_counter()
+    for _ in range(100_000):
+        status = await client.status()
+        if status["jobs"]["succeeded"] >= jobs:
+            break
+        await trio.sleep(0.02)
+    finished = time.perf_counter()
+    return {
+        "jobs": jobs,
+        "enqueue_jobs_per_second": jobs / (enqueued - started),
+        "end_to_end_jobs_per_second": jobs / (finished - started),
+        "seconds": finished - started,
+    }
+
+
+async def measure_latency(client: Client, samples: int) -> dict[str, Any]:
+    latencies = []
+    for n in range(samples):
+        began = time.perf_counter()
+        await client.enqueue("noop", {}, key=f"lat-{n}")
+        latencies.append(time.perf_counter() - began)
+    latencies.sort()
+    return {
+        "samples": samples,
+        "p50_ms": statistics.median(latencies) * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+    }
+
+
+async def measure_failover(cluster: Cluster, client: Client, rounds: int) -> dict[str, Any]:
+    times = []
+    for round_number in range(rounds):
+        leader = await leader_of(client)
+        for n in range(20):  # the cluster is live before the kill
+            await client.enqueue("noop", {}, key=f"f{round_number}-pre-{n}")
+        await cluster.kill(leader)
+        killed = time.perf_counter()
+        await client.enqueue("noop", {}, key=f"f{round_number}-after")
+        times.append(time.perf_counter() - killed)
+        await cluster.start(leader)
+        await trio.sleep(2)  # let it catch up before the next round
+    return {"rounds": rounds, "seconds": times, "worst_seconds": max(times)}
+
+
+async def run(arguments: argparse.Namespace) -> dict[str, Any]:
+    root = Path(tempfile.mkdtemp(prefix="raftq-bench-node-"))
+    cluster = Cluster(root, arguments.workers, arguments.tick_ms)
+    try:
+        for node in cluster.addresses:
+            await cluster.start(node)
+        async with raftq.connect(list(cluster.addresses.values()), timeout=30) as client:
+            await leader_of(client)
+            throughput = await measure_throughput(
+                client, arguments.jobs, arguments.batch, arguments.producers
+            )
+            latency = await measure_latency(client, arguments.samples)
+            failover = await measure_failover(cluster, client, arguments.failovers)
+        return {"throughput": throughput, "latency": latency, "failover": failover}
+    finally:
+        with trio.CancelScope(shield=True):
+            await cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--producers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=8, help="in-process workers per node")
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--failovers", type=int, default=3)
+    parser.add_argument("--tick-ms", type=int, default=50)
+    parser.add_argument("--json", action="store_true")
+    arguments = parser.parse_args()
+    report = trio.run(run, arguments)
+    if arguments.json:
+        print(json.dumps(report))
+        return
+    throughput, latency, failover = report["throughput"], report["latency"], report["failover"]
+    print(
+        f"throughput: {throughput['jobs']:,} noop jobs, enqueue "
+        f"{throughput['enqueue_jobs_per_second']:,.0f}/s, end to end "
+        f"{throughput['end_to_end_jobs_per_second']:,.0f}/s"
+    )
+    print(f"latency: enqueue p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms")
+    print(
+        "failover: kill -9 of the leader to the next acknowledged enqueue: "
+        + ", ".join(f"{seconds:.2f} s" for seconds in failover["seconds"])
+    )
+
+
+if __name__ == "__main__":
+    main()

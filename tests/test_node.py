@@ -99,11 +99,3 @@ async def test_in_process_workers_run_jobs_enqueued_through_the_client(tmp_path:
         assert status["cluster"]["leader"] == leader.config.node_id
         assert status["jobs"]["succeeded"] == 61
         assert {node["role"] for node in status["cluster"]["nodes"]} == {"leader", "follower"}
-        claimers = {
-            event.node
-            for node in nodes.values()
-            for view in node.applier.machine.list_jobs(limit=100)
-            for event in view.history
-            if event.event == "claimed"
-        }
-        assert len(claimers) > 1  # several nodes' workers took part

@@ -38,7 +38,17 @@ async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> 
         leader = await wait_for_leader(nodes)
         follower = next(node for node in nodes.values() if node is not leader)
         async with RawClient.connect(follower.config.address) as client:
-            reply = await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(spec(),))))
+            # A follower forwards a command to the leader and relays the answer...
+            forwarded_job = spec(queue="elsewhere")
+            reply = await client.call(
+                SubmitCommand(command=Enqueue(now_ms=0, jobs=(forwarded_job,)))
+            )
+            assert isinstance(reply, CommandReply)
+            assert isinstance(reply.result, EnqueueResult)
+            # ... but never forwards a forwarded one: it tells the sender who leads.
+            reply = await client.call(
+                SubmitCommand(command=Enqueue(now_ms=0, jobs=(forwarded_job,)), forwarded=True)
+            )
             assert isinstance(reply, Redirect)
             assert reply.leader_id == leader.config.node_id
             assert reply.leader_address == leader.config.address
@@ -50,7 +60,9 @@ async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> 
             assert isinstance(reply.result, EnqueueResult)
             job_id = reply.result.jobs[0].job_id  # type: ignore[union-attr]
             claimed = await client.call(
-                SubmitCommand(command=Claim(now_ms=0, claimer="w1", max_jobs=1))
+                SubmitCommand(
+                    command=Claim(now_ms=0, claimer="w1", queues=("default",), max_jobs=1)
+                )
             )
             assert isinstance(claimed, CommandReply)
             assert isinstance(claimed.result, ClaimResult)

@@ -1,7 +1,7 @@
 """The client service: one task per client connection, requests served concurrently.
 
-Commands go to the leader's Raft peer and are answered once applied; a follower answers
-``Redirect`` with the leader's address (the client library follows it). Reads (a job, a
+Commands go to the leader's Raft peer and are answered once applied; a follower forwards them
+to the leader (``node/forwarder.py``), or answers ``Redirect`` if it cannot. Reads (a job, a
 listing) wait for a ReadIndex point and for the applier to reach it, so they are linearizable
 on any node. Status is this node's own view, served at once.
 """
@@ -16,6 +16,7 @@ import trio
 from raftq import limits
 from raftq.errors import RemoteProtocolError
 from raftq.node.applier import Applier
+from raftq.node.forwarder import Forwarder
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import Waiter
 from raftq.raft.ready import Role
@@ -50,7 +51,9 @@ class ClientService:
         address_of: Callable[[str], str],
         node_address: str,
         fsync: bool,
+        forwarder: Forwarder | None = None,
     ) -> None:
+        self._forwarder = forwarder
         self._raft = raft
         self._applier = applier
         self._address_of = address_of
@@ -95,7 +98,13 @@ class ClientService:
         timeout_s = limits.CLIENT_REQUEST_TIMEOUT_MS / 1000
         with trio.move_on_after(timeout_s):
             if isinstance(call, SubmitCommand):
-                return self._reply(await _outcome(self._raft.propose(call.command)))
+                outcome = await _outcome(self._raft.propose(call.command))
+                leader = self._leader_to_forward_to(outcome, call)
+                if leader and self._forwarder is not None:
+                    forwarded = await self._forwarder.forward(leader, call, timeout_s)
+                    if forwarded is not None:
+                        return forwarded
+                return self._reply(outcome)
             read = await _outcome(self._raft.read_index())
             if not isinstance(read, int):
                 return self._reply(read)
@@ -115,6 +124,13 @@ class ClientService:
             code="no_quorum",
             message=f"no answer from a majority within {timeout_s:g} s; retry",
         )
+
+    @staticmethod
+    def _leader_to_forward_to(outcome: object, call: SubmitCommand) -> str:
+        """The leader to forward ``call`` to, or "" (not ours to forward, or no leader)."""
+        if call.forwarded or not isinstance(outcome, Failure) or outcome.code != "not_leader":
+            return ""
+        return outcome.message
 
     def _reply(self, outcome: object) -> ClientReply:
         if isinstance(outcome, Failure):

@@ -38,6 +38,7 @@ from raftq.node.applier import Applier, ApplyBatch
 from raftq.node.client_service import ClientService
 from raftq.node.clock import Clock, WallClock
 from raftq.node.config import NodeConfig
+from raftq.node.forwarder import Forwarder
 from raftq.node.log_writer import LogWriter
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.steward import Steward
@@ -220,6 +221,7 @@ async def _start(
         address_of=lambda node_id: config.members.get(NodeId(node_id), ""),
         node_address=config.address,
         fsync=config.fsync,
+        forwarder=Forwarder(network, config.members, config.cluster_id, nursery),
     )
     transport = TransportStatistics()
 

@@ -54,10 +54,14 @@ class ErrorFrame:
 @codec.register
 @attrs.frozen(kw_only=True)
 class SubmitCommand:
-    """Propose a job command. The leader stamps ``now_ms`` (send 0); a follower answers
-    ``Redirect``. The reply is ``CommandReply`` once the command is committed and applied."""
+    """Propose a job command. The leader stamps ``now_ms`` (send 0); a follower forwards it
+    to the leader (or, if it cannot, answers ``Redirect``). The reply is ``CommandReply`` once
+    the command is committed and applied."""
 
     command: Command
+    forwarded: bool = False
+    """Set by a follower that forwards it: never forwarded twice (no loops while a leader
+    change is in flight; the client retries instead)."""
 
 
 @codec.register

@@ -274,3 +274,48 @@ async def test_a_thousand_jobs_from_the_cli_and_the_client_run_on_in_process_wor
         assert job["state"] == "succeeded"
         assert job["result"] == {"n": 7}
         assert [event["event"] for event in job["history"]][:2] == ["enqueued", "claimed"]
+
+
+async def test_a_killed_remote_worker_s_job_is_retried_and_its_late_report_refused(
+    tmp_path: Path,
+) -> None:
+    import raftq
+
+    async with process_cluster(tmp_path, 1) as cluster:
+        await cluster.leader()
+        address = cluster.addresses["n1"]
+        worker_command = [
+            sys.executable, "-m", "raftq", "--cluster", address,
+            "worker", "--import", "tests.handlers.slow", "--concurrency", "1",
+        ]  # fmt: skip
+        async with raftq.connect(address, timeout=20) as client:
+            job_id = await client.enqueue("slow", {"seconds": 30}, timeout=2.0, key="slow-1")
+            first = await trio.lowlevel.open_process(worker_command, stdout=subprocess.DEVNULL)
+            try:
+                with trio.fail_after(20):
+                    while (await client.get(job_id)).state != "running":  # noqa: ASYNC110
+                        await trio.sleep(0.05)
+                first_fence = (await client.get(job_id)).history[-1].fence
+            finally:
+                first.send_signal(signal.SIGKILL)  # mid-job: it never reports
+                await first.wait()
+            # The lease (2 s) expires; the job is retried by another worker.
+            second = await trio.lowlevel.open_process(worker_command, stdout=subprocess.DEVNULL)
+            try:
+                job = await client.wait(job_id, timeout=30)
+                assert job.state == "succeeded"
+                assert job.result == {"attempt": 2}
+            finally:
+                second.send_signal(signal.SIGKILL)
+                await second.wait()
+            # The first worker's report, arriving late with its old fence, is refused.
+            try:
+                await client.complete(job_id, first_fence, {"late": True})
+            except raftq.LeaseLost:
+                pass
+            else:
+                raise AssertionError("a stale fence was accepted")
+            job = await client.get(job_id)
+            assert job.result != {"late": True}
+            events = [event.event for event in job.history]
+            assert "lease expired" in events

@@ -1,0 +1,1 @@
+"""Job handlers that the real-process tests import into workers (``--import``)."""

@@ -319,3 +319,65 @@ async def test_a_killed_remote_worker_s_job_is_retried_and_its_late_report_refus
             assert job.result != {"late": True}
             events = [event.event for event in job.history]
             assert "lease expired" in events
+
+
+async def test_kill_9_of_the_leader_under_a_stream_then_of_everyone_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Every acknowledged job succeeds exactly once, through a leader crash mid-stream and a
+    crash of the whole cluster."""
+    import raftq
+
+    async with process_cluster(tmp_path, 3, "--workers", "2") as cluster:
+        first_leader = await cluster.leader()
+        addresses = ",".join(cluster.addresses.values())
+        acknowledged: list[str] = []
+        async with raftq.connect(addresses, timeout=30) as client:
+
+            async def stream() -> None:
+                for n in range(150):
+                    acknowledged.append(
+                        await client.enqueue("echo", {"n": n}, key=f"s{n}", timeout=2.0)
+                    )
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stream)
+                with trio.fail_after(20):
+                    while len(acknowledged) < 50:  # noqa: ASYNC110
+                        await trio.sleep(0.01)
+                await cluster.kill(first_leader)
+            await cluster.start(first_leader)
+            for job_id in acknowledged:
+                assert (await client.wait(job_id, timeout=60)).state == "succeeded"
+        for node in list(cluster.processes):
+            await cluster.kill(node)
+        for node in cluster.addresses:
+            await cluster.start(node)
+        await cluster.leader()
+        async with raftq.connect(addresses, timeout=30) as client:
+            assert len(set(acknowledged)) == 150
+            for n, job_id in enumerate(acknowledged):
+                job = await client.get(job_id)
+                assert job.state == "succeeded"
+                assert job.result == {"n": n}
+                assert job.attempts >= 1
+            status = await client.status()
+            assert status["jobs"]["succeeded"] == 150
+
+
+async def test_garbage_sent_to_a_live_node_is_refused_and_the_node_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    from tests.test_transport import raw_exchange
+
+    async with process_cluster(tmp_path, 1) as cluster:
+        await cluster.leader()
+        port = int(cluster.addresses["n1"].rpartition(":")[2])
+        for garbage in (
+            b"\\x16\\x03\\x01 not a frame at all" * 4,
+            b"\\xff\\xff\\xff\\xff",
+            b"GET / HTTP/1.1\\r\\n\\r\\n",
+        ):
+            answers = await raw_exchange(port, garbage)
+            assert [type(answer).__name__ for answer in answers] == ["ErrorFrame"], answers
+        assert await cluster.enqueue(["still-serving"])

@@ -14,6 +14,9 @@ from raftq.errors import (
     RaftqError,
     StorageError,
 )
+from raftq.node.config import NodeConfig
+from raftq.node.node import Node, open_node
+from raftq.sync_queue import Queue
 
 __all__ = [
     "App",
@@ -30,10 +33,14 @@ __all__ = [
     "JobNotFound",
     "LeaseLost",
     "NoQuorum",
+    "Node",
+    "NodeConfig",
     "NotLeader",
+    "Queue",
     "RaftqError",
     "StorageError",
     "Worker",
     "connect",
     "handler",
+    "open_node",
 ]

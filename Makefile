@@ -25,6 +25,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_storage.py
 	$(BIN)/python benchmarks/bench_raft.py
+	$(BIN)/python benchmarks/bench_jobs.py
+	$(BIN)/python benchmarks/bench_node.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

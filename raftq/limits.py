@@ -152,3 +152,8 @@ CLIENT_REQUESTS_IN_FLIGHT_MAX = 1_024
 CLIENT_REQUEST_TIMEOUT_MS = 10_000
 """A proposal not applied by then answers ``no_quorum`` (the client retries elsewhere with the
 same idempotency key)."""
+
+CLAIM_LONG_POLL_MS = 1_000
+"""A claim that would find nothing waits this long on the leader for a job to arrive before it
+answers empty: idle workers cost no log entries, and a new job is picked up at once. Well
+below the client's per-attempt timeout."""

@@ -40,9 +40,11 @@ from raftq.jobs.commands import Lease
 logger = logging.getLogger("raftq.worker")
 
 POLL_MIN_S = 0.01
-POLL_MAX_S = 1.0
-"""With nothing to claim, the worker polls again after a doubling pause between these (with
-jitter): an idle worker costs the leader at most one claim a second, a busy one none extra."""
+POLL_MAX_S = 0.1
+"""With nothing to claim, the worker claims again after a doubling pause between these (with
+jitter). The pause can be short: the leader holds an empty claim for up to
+``limits.CLAIM_LONG_POLL_MS`` before answering, and answers it without a log entry, so an idle
+worker costs about one request a second and a new job is picked up at once."""
 
 GRACE_S = 30.0
 """On ``stop()``, running jobs get this long to finish before they are cancelled (and reported

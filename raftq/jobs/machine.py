@@ -516,6 +516,12 @@ class JobStateMachine:
             queues.setdefault(queue, {s.value: 0 for s in JobState})
         return dict(sorted(queues.items()))
 
+    def has_claimable(self, queues: tuple[str, ...], types: tuple[str, ...]) -> bool:
+        """Would a Claim for these queues and types hand out a job now? A hint for a leader
+        deciding whether a claim is worth a log entry (it drops stale FIFO entries on the
+        way, which changes no state)."""
+        return any(source.head() is not None for source in self._sources(queues, types))
+
     def is_paused(self, queue: str) -> bool:
         return queue in self.paused
 

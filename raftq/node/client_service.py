@@ -15,6 +15,7 @@ import trio
 
 from raftq import limits
 from raftq.errors import RemoteProtocolError
+from raftq.jobs.commands import Claim, ClaimResult
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.raft_peer import RaftPeer
@@ -98,6 +99,8 @@ class ClientService:
         timeout_s = limits.CLIENT_REQUEST_TIMEOUT_MS / 1000
         with trio.move_on_after(timeout_s):
             if isinstance(call, SubmitCommand):
+                if isinstance(call.command, Claim) and not await self._claimable(call.command):
+                    return CommandReply(result=ClaimResult(leases=()))
                 outcome = await _outcome(self._raft.propose(call.command))
                 leader = self._leader_to_forward_to(outcome, call)
                 if leader and self._forwarder is not None:
@@ -124,6 +127,18 @@ class ClientService:
             code="no_quorum",
             message=f"no answer from a majority within {timeout_s:g} s; retry",
         )
+
+    async def _claimable(self, claim: Claim) -> bool:
+        """On the leader, wait (up to the long-poll) until the claim would find a job, so a
+        claim that would come back empty never becomes a log entry. Elsewhere: True (the
+        command is forwarded, and the leader decides)."""
+        if self._raft.core.role is not Role.LEADER:
+            return True
+        with trio.move_on_after(limits.CLAIM_LONG_POLL_MS / 1000):
+            while not self._applier.machine.has_claimable(claim.queues, claim.types):
+                await self._applier.wait_applied(self._applier.applied_index + 1)
+            return True
+        return False
 
     @staticmethod
     def _leader_to_forward_to(outcome: object, call: SubmitCommand) -> str:

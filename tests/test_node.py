@@ -45,9 +45,11 @@ async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> 
             )
             assert isinstance(reply, CommandReply)
             assert isinstance(reply.result, EnqueueResult)
-            # ... but never forwards a forwarded one: it tells the sender who leads.
+            # ... unless the sender follows redirects itself: then it says who leads.
             reply = await client.call(
-                SubmitCommand(command=Enqueue(now_ms=0, jobs=(forwarded_job,)), forwarded=True)
+                SubmitCommand(
+                    command=Enqueue(now_ms=0, jobs=(forwarded_job,)), follow_redirects=True
+                )
             )
             assert isinstance(reply, Redirect)
             assert reply.leader_id == leader.config.node_id

@@ -404,7 +404,8 @@ class Client:
     # --- requests with retries --------------------------------------------------------------------
 
     async def _submit(self, command: Command) -> Result:
-        reply = await self._request(SubmitCommand(command=command))
+        # follow_redirects: this client finds the leader itself (no forwarding hops).
+        reply = await self._request(SubmitCommand(command=command, follow_redirects=True))
         if not isinstance(reply, CommandReply):
             raise _unexpected(reply)
         if isinstance(reply.result, Rejected):

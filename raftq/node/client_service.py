@@ -143,7 +143,11 @@ class ClientService:
     @staticmethod
     def _leader_to_forward_to(outcome: object, call: SubmitCommand) -> str:
         """The leader to forward ``call`` to, or "" (not ours to forward, or no leader)."""
-        if call.forwarded or not isinstance(outcome, Failure) or outcome.code != "not_leader":
+        if (
+            call.follow_redirects
+            or not isinstance(outcome, Failure)
+            or outcome.code != "not_leader"
+        ):
             return ""
         return outcome.message
 

@@ -40,7 +40,7 @@ class Forwarder:
         """The leader's reply, or None if it could not be reached in time."""
         try:
             connection = await self._connection_to(leader, timeout_s)
-            reply = await connection.call(attrs.evolve(call, forwarded=True), timeout_s)
+            reply = await connection.call(attrs.evolve(call, follow_redirects=True), timeout_s)
         except (ConnectionClosed, ConfigError, trio.TooSlowError, OSError) as error:
             self.failed += 1
             self._connections.pop(leader, None)

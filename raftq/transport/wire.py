@@ -55,13 +55,15 @@ class ErrorFrame:
 @attrs.frozen(kw_only=True)
 class SubmitCommand:
     """Propose a job command. The leader stamps ``now_ms`` (send 0); a follower forwards it
-    to the leader (or, if it cannot, answers ``Redirect``). The reply is ``CommandReply`` once
-    the command is committed and applied."""
+    to the leader (or, if it cannot or is asked not to, answers ``Redirect``). The reply is
+    ``CommandReply`` once the command is committed and applied."""
 
     command: Command
-    forwarded: bool = False
-    """Set by a follower that forwards it: never forwarded twice (no loops while a leader
-    change is in flight; the client retries instead)."""
+    follow_redirects: bool = False
+    """The sender follows ``Redirect`` itself: a follower answers one instead of forwarding.
+    The client library sets it (it then talks to the leader directly, saving two hops per
+    command), and so does a forwarding follower (never forwarded twice: no loops while a
+    leader change is in flight)."""
 
 
 @codec.register

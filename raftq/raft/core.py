@@ -302,30 +302,21 @@ class RaftCore:
             or (self.vote is None and self.leader is None)
             or (message.pre_vote and message.term > self.term)
         )
-        if can_vote and self.log.is_up_to_date(message.last_index, message.last_term):
-            # A pre-vote is answered in the term it asks about (the candidate's next term).
-            self.send(
-                RequestVoteResponse(
-                    term=message.term,
-                    sender=self.id,
-                    recipient=message.sender,
-                    granted=True,
-                    pre_vote=message.pre_vote,
-                )
+        granted = can_vote and self.log.is_up_to_date(message.last_index, message.last_term)
+        self.send(
+            RequestVoteResponse(
+                # A granted pre-vote is answered in the term it asks about (the candidate's
+                # next term); a refusal in ours, which may tell the candidate it is behind.
+                term=message.term if granted else self.term,
+                sender=self.id,
+                recipient=message.sender,
+                granted=granted,
+                pre_vote=message.pre_vote,
             )
-            if not message.pre_vote:
-                self.election_elapsed = 0
-                self.vote = message.sender
-        else:
-            self.send(
-                RequestVoteResponse(
-                    term=self.term,
-                    sender=self.id,
-                    recipient=message.sender,
-                    granted=False,
-                    pre_vote=message.pre_vote,
-                )
-            )
+        )
+        if granted and not message.pre_vote:
+            self.election_elapsed = 0
+            self.vote = message.sender
 
     def _handle_vote_response(self, message: RequestVoteResponse) -> None:
         expecting_pre_votes = self.role is Role.PRE_CANDIDATE

@@ -915,18 +915,20 @@ def test_long_random_logs_match_the_model(seed: int) -> None:
 # --- 2. snapshot, then replay == full replay ----------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
-    rng=st.randoms(use_true_random=False),
+    seed=st.integers(0, 2**32 - 1),
     length=st.integers(1, 120),
     names_max=st.sampled_from(NAMES_MAXES),
     data=st.data(),
 )
 def test_snapshot_then_replay_equals_full_replay(
-    rng: random.Random, length: int, names_max: int, data: st.DataObject
+    seed: int, length: int, names_max: int, data: st.DataObject
 ) -> None:
+    # A plain seeded Random, not st.randoms(): with it, shrinking a planted bug ended in
+    # Hypothesis' FlakyStrategyDefinition instead of the failing log.
     with mock.patch.object(limits, "NAMES_MAX", names_max):
-        check_snapshot_then_replay(LogWriter(rng).write(length), data)
+        check_snapshot_then_replay(LogWriter(random.Random(seed)).write(length), data)
 
 
 def check_snapshot_then_replay(commands: list[Command], data: st.DataObject) -> None:

@@ -152,6 +152,13 @@ class Worker:
         self._all_done = trio.Event()
         self._rng = random.Random(secrets.randbits(64))  # poll jitter only
 
+    def _claim_batch_min(self) -> int:
+        """Claim only once a quarter of the slots are free (one if idle): every claim is a log
+        entry, so claiming a few jobs at a time costs the cluster less than one by one."""
+        if self.statistics.running == 0:
+            return 1
+        return max(1, self._concurrency // 4)
+
     def stop(self) -> None:
         """Stop claiming; running jobs get ``grace_s`` to finish. ``run`` then returns."""
         self._stopping = True
@@ -174,7 +181,7 @@ class Worker:
         while not self._stopping:
             self._wake = trio.Event()
             free = self._concurrency - self.statistics.running
-            if free <= 0:
+            if free < self._claim_batch_min():
                 await self._wake.wait()  # a job finished, or stop()
                 continue
             leases = await self._claim(free)

@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="in-process workers per node")
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--failovers", type=int, default=3)
-    parser.add_argument("--tick-ms", type=int, default=50)
+    parser.add_argument("--tick-ms", type=int, default=30)
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
     report = trio.run(run, arguments)

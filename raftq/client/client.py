@@ -84,9 +84,11 @@ RETRYABLE_FAILURES = frozenset({"busy", "dropped", "no_quorum", "shutting_down"}
 """``Failure`` codes that mean "not done, try again" (``raftq.transport.wire.Failure``)."""
 
 BACKOFF_MIN_S = 0.02
-BACKOFF_MAX_S = 1.0
+BACKOFF_MAX_S = 0.25
 """Retry backoff, doubling, with jitter of 50-150%: an election takes a few hundred ms, so the
-first retries are quick and a long outage costs at most one attempt per second per client."""
+first retries are quick, and the cap keeps a client from sleeping through the end of one (a
+longer cap added up to a second to failovers). A long outage costs each client about four
+cheap attempts (a refused connection or a redirect) a second."""
 
 ATTEMPT_TIMEOUT_S = 5.0
 """One request to one node: a healthy commit takes milliseconds, so a node silent this long is

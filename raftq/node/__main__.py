@@ -64,7 +64,7 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         choices=["always", "off"],
         help="off is UNSAFE: acknowledged jobs can be lost (for measuring only)",
     )
-    parser.add_argument("--tick-ms", type=int, default=None, help="Raft tick (50 ms)")
+    parser.add_argument("--tick-ms", type=int, default=None, help="Raft tick (30 ms)")
     return parser
 
 
@@ -91,7 +91,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
         cluster_id=str(options.get("cluster_id", "raftq")),
         fsync=fsync != "off",
         snapshot_entries=int(options.get("snapshot_entries", 10_000)),
-        tick_ms=int(options.get("tick_ms", 50)),
+        tick_ms=int(options.get("tick_ms", 30)),
         workers=int(options.get("workers", 0)),
         metrics_addr=str(options.get("metrics_addr", "")),
         imports=tuple(options.get("imports", ())),

@@ -9,6 +9,7 @@ path pays nothing for them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -59,6 +60,8 @@ class NodeMetrics:
             buckets=FSYNC_BUCKETS,
             registry=self.registry,
         )
+        self._enqueued_children: dict[tuple[str, str], Any] = {}
+        self._finished_children: dict[tuple[str, str, str], Any] = {}
         self.snapshot_seconds = Histogram(
             "raftq_snapshot_seconds",
             "Time to take and save a snapshot of the job state",
@@ -69,14 +72,23 @@ class NodeMetrics:
     # --- the job state machine's observer -------------------------------------------------------
 
     def enqueued(self, job: Job) -> None:
-        self.jobs_enqueued.labels(job.queue, job.type).inc()
+        child = self._enqueued_children.get((job.queue, job.type))
+        if child is None:  # labels() is a lock and a dict build: once per label set
+            child = self._enqueued_children[(job.queue, job.type)] = self.jobs_enqueued.labels(
+                job.queue, job.type
+            )
+        child.inc()
 
     def claimed(self, job: Job, now_ms: int) -> None:
         if job.attempts == 1:
             self.job_wait_seconds.observe(max(0, now_ms - job.run_at_ms) / 1000)
 
     def finished(self, job: Job, now_ms: int) -> None:
-        self.jobs_finished.labels(job.queue, job.type, OUTCOMES[job.state]).inc()
+        key = (job.queue, job.type, OUTCOMES[job.state])
+        child = self._finished_children.get(key)
+        if child is None:
+            child = self._finished_children[key] = self.jobs_finished.labels(*key)
+        child.inc()
         run = job.run
         if run is not None and run.fence:
             claimed_at = [at for at, event, *_ in run.history if event == "claimed"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 
 from raftq.ids import NodeId
+from raftq.jobs.commands import JobSpec
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
@@ -128,3 +129,19 @@ class RawClient:
         assert isinstance(response, ClientResponse), response
         assert response.request_id == self.next_id
         return response.reply
+
+
+def spec(**overrides: object) -> JobSpec:
+    fields: dict[str, object] = {
+        "id": "",
+        "type": "noop",
+        "payload": b"{}",
+        "queue": "default",
+        "priority": 0,
+        "delay_ms": 0,
+        "max_attempts": 3,
+        "timeout_ms": 30_000,
+        "key": "",
+    }
+    fields.update(overrides)
+    return JobSpec(**fields)  # type: ignore[arg-type]

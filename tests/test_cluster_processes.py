@@ -15,8 +15,7 @@ import trio
 
 from raftq.jobs.commands import Enqueue, EnqueueResult
 from raftq.transport.wire import CommandReply, GetStatus, Redirect, StatusReply, SubmitCommand
-from tests.node_helpers import RawClient, free_ports
-from tests.test_node import spec
+from tests.node_helpers import RawClient, free_ports, spec
 
 
 class ProcessCluster:

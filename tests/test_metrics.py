@@ -9,8 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from raftq.jobs.commands import Claim, ClaimResult, Complete, Enqueue
 from raftq.transport.wire import CommandReply, SubmitCommand
-from tests.node_helpers import RawClient, free_ports, running_cluster, wait_for_leader
-from tests.test_node import spec
+from tests.node_helpers import RawClient, free_ports, running_cluster, spec, wait_for_leader
 
 CONTRACT_METRICS = {
     "raftq_jobs_enqueued": "counter",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from raftq.jobs.commands import Claim, ClaimResult, Complete, Done, Enqueue, EnqueueResult, JobSpec
+from raftq.jobs.commands import Claim, ClaimResult, Complete, Done, Enqueue, EnqueueResult
 from raftq.transport.wire import (
     CommandReply,
     GetJob,
@@ -14,23 +14,7 @@ from raftq.transport.wire import (
     StatusReply,
     SubmitCommand,
 )
-from tests.node_helpers import RawClient, running_cluster, wait_for_leader, wait_until
-
-
-def spec(**overrides: object) -> JobSpec:
-    fields: dict[str, object] = {
-        "id": "",
-        "type": "noop",
-        "payload": b"{}",
-        "queue": "default",
-        "priority": 0,
-        "delay_ms": 0,
-        "max_attempts": 3,
-        "timeout_ms": 30_000,
-        "key": "",
-    }
-    fields.update(overrides)
-    return JobSpec(**fields)  # type: ignore[arg-type]
+from tests.node_helpers import RawClient, running_cluster, spec, wait_for_leader, wait_until
 
 
 async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> None:

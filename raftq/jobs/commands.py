@@ -191,8 +191,9 @@ class Rejected:
 @codec.register
 @attrs.frozen(kw_only=True)
 class Enqueued:
-    """``created`` is False when the key (or id) was seen within the dedupe window: ``job_id``
-    is then the original job's, and nothing was enqueued."""
+    """``created`` is False when the idempotency key was seen within the dedupe window:
+    ``job_id`` is then the original job's, and nothing was enqueued. (A reused job id without
+    such a key is ``Rejected("id_taken")``.)"""
 
     job_id: str
     created: bool

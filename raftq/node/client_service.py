@@ -19,7 +19,7 @@ from raftq.jobs.commands import Claim, ClaimResult
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.raft_peer import RaftPeer
-from raftq.node.waiters import Waiter
+from raftq.node.waiters import NotLeaderHere, Waiter
 from raftq.raft.ready import Role
 from raftq.transport.network import FramedConnection
 from raftq.transport.wire import (
@@ -89,7 +89,7 @@ class ClientService:
             async with send_lock:
                 await connection.send(ClientResponse(request_id=request.request_id, reply=reply))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away; its answer has nowhere to go
+            logger.debug("client gone before its answer request=%d", request.request_id)
         finally:
             slots.release_on_behalf_of(request)
 
@@ -143,21 +143,17 @@ class ClientService:
     @staticmethod
     def _leader_to_forward_to(outcome: object, call: SubmitCommand) -> str:
         """The leader to forward ``call`` to, or "" (not ours to forward, or no leader)."""
-        if (
-            call.follow_redirects
-            or not isinstance(outcome, Failure)
-            or outcome.code != "not_leader"
-        ):
+        if call.follow_redirects or not isinstance(outcome, NotLeaderHere):
             return ""
-        return outcome.message
+        return outcome.leader_id
 
     def _reply(self, outcome: object) -> ClientReply:
+        if isinstance(outcome, NotLeaderHere):
+            leader = outcome.leader_id
+            return Redirect(
+                leader_id=leader, leader_address=self._address_of(leader) if leader else ""
+            )
         if isinstance(outcome, Failure):
-            if outcome.code == "not_leader":
-                leader = outcome.message
-                return Redirect(
-                    leader_id=leader, leader_address=self._address_of(leader) if leader else ""
-                )
             return outcome
         return CommandReply(result=outcome)  # type: ignore[arg-type]
 

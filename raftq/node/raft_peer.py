@@ -27,7 +27,7 @@ from raftq.jobs.commands import Command
 from raftq.node.applier import ApplyBatch
 from raftq.node.clock import Clock
 from raftq.node.log_writer import LogWriter
-from raftq.node.waiters import ProposalWaiters, Waiter
+from raftq.node.waiters import NotLeaderHere, ProposalWaiters, Waiter
 from raftq.raft.core import RaftCore
 from raftq.raft.messages import Message
 from raftq.raft.ready import Role, SoftState
@@ -175,9 +175,9 @@ class RaftPeer:
         try:
             placed = self.core.propose(encoded)
         except NotLeader as error:
-            failure = _not_leader_failure(error.leader_id)
+            redirect = NotLeaderHere(leader_id=error.leader_id or "")
             for request in proposals:
-                request.waiter.resolve(failure)
+                request.waiter.resolve(redirect)
             return
         except Busy as error:
             for request in proposals:
@@ -193,7 +193,7 @@ class RaftPeer:
         try:
             self.core.read_index(context)
         except NotLeader as error:
-            waiter.resolve(_not_leader_failure(error.leader_id))
+            waiter.resolve(NotLeaderHere(leader_id=error.leader_id or ""))
             return
         self._reads[context] = waiter
 
@@ -224,10 +224,6 @@ class RaftPeer:
         if soft.role is not Role.LEADER:
             # Reads in flight on a lost leadership will never be confirmed.
             for waiter in self._reads.values():
-                waiter.resolve(_not_leader_failure(soft.leader))
+                waiter.resolve(NotLeaderHere(leader_id=soft.leader or ""))
             self._reads.clear()
         self._on_soft_state(soft)
-
-
-def _not_leader_failure(leader: str | None) -> Failure:
-    return Failure(code="not_leader", message=leader or "")

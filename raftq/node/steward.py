@@ -15,6 +15,7 @@ from raftq.jobs.commands import Command, ExpireLeases, ExtendAll, Purge
 from raftq.node.clock import Clock
 from raftq.node.config import NodeConfig
 from raftq.node.raft_peer import RaftPeer
+from raftq.node.waiters import NotLeaderHere
 from raftq.raft.ready import Role, SoftState
 from raftq.transport.wire import Failure
 
@@ -73,7 +74,7 @@ class Steward:
         waiter = self._raft.propose(command)
         with trio.move_on_after(max(1.0, 10 * self._config.expire_interval_ms / 1000)):
             await waiter.event.wait()
-        if waiter.outcome is None or isinstance(waiter.outcome, Failure):
+        if waiter.outcome is None or isinstance(waiter.outcome, Failure | NotLeaderHere):
             logger.info("leader command not committed command=%s", type(command).__name__)
             return False
         return True

@@ -9,14 +9,26 @@ from raftq.jobs.commands import Result
 from raftq.transport.wire import Failure
 
 
+@attrs.frozen(kw_only=True)
+class NotLeaderHere:
+    """This node cannot take the request; ``leader_id`` is the leader it knows ("" if none).
+    Internal: the client service forwards the request or answers ``Redirect``."""
+
+    leader_id: str
+
+
+Outcome = Result | Failure | NotLeaderHere | int
+"""A command's result, a failure, a redirection, or (for a read) the index to wait for."""
+
+
 @attrs.define(eq=False)
 class Waiter:
     """One request's answer, set once: a result, or a failure."""
 
     event: trio.Event = attrs.field(factory=trio.Event)
-    outcome: Result | Failure | int | None = None
+    outcome: Outcome | None = None
 
-    def resolve(self, outcome: Result | Failure | int) -> None:
+    def resolve(self, outcome: Outcome) -> None:
         if not self.event.is_set():
             self.outcome = outcome
             self.event.set()

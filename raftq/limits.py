@@ -100,6 +100,14 @@ JOBS_PER_ENQUEUE_MAX = 10_000
 CLAIM_JOBS_MAX = 1_000
 """Jobs handed out by one Claim."""
 
+REPORT_OUTCOMES_MAX = CLAIM_JOBS_MAX
+"""Outcomes in one Report: a worker reports at most what it can hold at once."""
+
+REPORT_BYTES_MAX = 4 * 1024 * 1024
+"""A worker starts a new Report past this many bytes of results and errors, so one entry stays
+far below ``FRAME_BYTES_MAX`` (any one outcome, at most ``JOB_RESULT_BYTES_MAX`` plus its
+error, always fits)."""
+
 DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000
 """An idempotency key is remembered this long: a client retrying a lost acknowledgement does so
 within seconds, a day covers any sane retry policy (Sidekiq and BullMQ use similar windows)."""

@@ -20,7 +20,7 @@ import raftq
 from raftq.app import App, JobContext, JobFailed, load_app
 from raftq.client.client import Client
 from raftq.client.worker import Worker
-from raftq.jobs.commands import Extend
+from raftq.jobs.commands import Extend, Report
 from tests.fake_node import FakeCluster
 
 FAST = 2.0
@@ -103,6 +103,19 @@ async def test_builtin_handlers_run_and_report(cluster: FakeCluster) -> None:
     assert [e.event for e in jobs[0].history] == ["enqueued", "claimed", "succeeded"]
     assert jobs[0].history[1].node == "w1"
     assert worker.statistics.succeeded == 3
+
+
+async def test_outcomes_that_finish_together_share_one_report(cluster: FakeCluster) -> None:
+    """One report in flight at a time: the jobs finishing meanwhile ride in the next one, so
+    a busy worker settles many jobs per log entry."""
+    async with running(cluster, App(), concurrency=8) as (client, worker):
+        ids = await client.enqueue_many([{"type": "noop", "payload": {}} for _ in range(64)])
+        jobs = await wait_all(client, ids)
+    assert {job.state for job in jobs} == {"succeeded"}
+    reports = cluster.submitted(Report)
+    assert sorted(o.job_id for r in reports for o in r.outcomes) == sorted(ids)  # each once
+    assert len(reports) <= len(ids) // 2, [len(r.outcomes) for r in reports]
+    assert worker.statistics.succeeded == 64
 
 
 async def test_a_handler_exception_fails_the_attempt_with_its_traceback(

@@ -135,6 +135,16 @@ STRATEGIES[commands.JobSpec] = st.builds(
     **{field.name: COMMAND_FIELDS[field.name] for field in attrs.fields(commands.JobSpec)},
 )
 COMMAND_FIELDS["jobs"] = st.lists(STRATEGIES[commands.JobSpec], max_size=3).map(tuple)
+STRATEGIES[commands.Outcome] = st.builds(
+    commands.Outcome,
+    job_id=names,
+    fence=u64,
+    succeeded=st.booleans(),
+    result=st.binary(max_size=16),
+    error=st.text(max_size=32),
+    retryable=st.booleans(),
+)
+COMMAND_FIELDS["outcomes"] = st.lists(STRATEGIES[commands.Outcome], max_size=3).map(tuple)
 for command_type in typing.get_args(commands.Command):
     if command_type is commands.Extend:
         STRATEGIES[command_type] = st.integers(0, 3).flatmap(
@@ -182,6 +192,9 @@ STRATEGIES[commands.ClaimResult] = st.builds(
 )
 STRATEGIES[commands.ExtendResult] = st.builds(
     commands.ExtendResult, outcomes=st.lists(done | rejected, max_size=3).map(tuple)
+)
+STRATEGIES[commands.ReportResult] = st.builds(
+    commands.ReportResult, outcomes=st.lists(done | rejected, max_size=3).map(tuple)
 )
 STRATEGIES[commands.Count] = st.builds(commands.Count, count=u64)
 STRATEGIES[commands.Result] = st.one_of(

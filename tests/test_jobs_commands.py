@@ -49,9 +49,12 @@ from raftq.jobs.commands import (
     Fail,
     JobSpec,
     Lease,
+    Outcome,
     PauseQueue,
     Purge,
     Rejected,
+    Report,
+    ReportResult,
     Result,
     ResumeQueue,
     Retry,
@@ -652,6 +655,37 @@ def test_reports_without_the_lease_are_rejected_and_change_nothing(
         [outcome] = log.extend([lease.job_id], [lease.fence], until_ms=10**9, now_ms=now_ms)
     rejected(outcome, code)
     assert log.machine.snapshot() == before
+
+
+def test_report_settles_each_outcome_in_order_as_its_complete_or_fail_would() -> None:
+    log = Log()
+    ids = log.enqueue(spec(id="a"), spec(id="b"), spec(id="c", max_attempts=1), spec(id="d"))
+    leases = {lease.job_id: lease for lease in log.claim(now_ms=10, max_jobs=4)}
+    report = Report(
+        now_ms=20,
+        outcomes=(
+            Outcome(job_id="a", fence=leases["a"].fence, succeeded=True, result=b"1"),
+            Outcome(job_id="b", fence=leases["b"].fence, succeeded=False, error="flaky"),
+            Outcome(job_id="c", fence=leases["c"].fence, succeeded=False, error="x"),
+            Outcome(job_id="d", fence=leases["d"].fence + 1, succeeded=True),  # stale fence
+            Outcome(job_id="a", fence=leases["a"].fence, succeeded=True),  # a second time
+            Outcome(job_id="zz", fence=1, succeeded=False, retryable=False),
+        ),
+    )
+    result = log.apply(report)
+    assert isinstance(result, ReportResult)
+    assert [o.state if isinstance(o, Done) else o.code for o in result.outcomes] == [
+        "succeeded",
+        "failed",
+        "dead",
+        "lease_lost",
+        "lease_lost",
+        "not_found",
+    ]
+    assert [log.view(job_id).state for job_id in ids] == ["succeeded", "failed", "dead", "running"]
+    assert log.view("a").result == b"1"
+    assert log.view("b").error == "flaky"
+    assert log.events("a") == ["enqueued", "claimed", "succeeded"]
 
 
 # --- Fail and backoff -----------------------------------------------------------------------------

@@ -66,9 +66,12 @@ from raftq.jobs.commands import (
     Fail,
     JobSpec,
     Lease,
+    Outcome,
     PauseQueue,
     Purge,
     Rejected,
+    Report,
+    ReportResult,
     Result,
     ResumeQueue,
     Retry,
@@ -145,6 +148,8 @@ class ReferenceQueue:
                 return self.complete(index, command)
             case Fail():
                 return self.fail(index, command)
+            case Report():
+                return self.report(index, command)
             case Extend():
                 return self.extend(index, command)
             case ExtendAll():
@@ -281,6 +286,33 @@ class ReferenceQueue:
         else:
             self._attempt_failed(job, "failed", retryable=command.retryable)
         return Done(job_id=job.id, state=job.state.value)
+
+    def report(self, index: int, command: Report) -> ReportResult:
+        return ReportResult(
+            outcomes=tuple(
+                self.complete(
+                    index,
+                    Complete(
+                        now_ms=command.now_ms,
+                        job_id=outcome.job_id,
+                        fence=outcome.fence,
+                        result=outcome.result,
+                    ),
+                )
+                if outcome.succeeded
+                else self.fail(
+                    index,
+                    Fail(
+                        now_ms=command.now_ms,
+                        job_id=outcome.job_id,
+                        fence=outcome.fence,
+                        error=outcome.error,
+                        retryable=outcome.retryable,
+                    ),
+                )
+                for outcome in command.outcomes
+            )
+        )
 
     def extend(self, index: int, command: Extend) -> ExtendResult:
         outcomes: list[Done | Rejected] = []
@@ -424,8 +456,8 @@ def comparable(result: Result | Enqueued) -> object:
         return ("rejected", result.code)
     if isinstance(result, EnqueueResult):
         return ("enqueue", tuple(comparable(outcome) for outcome in result.jobs))
-    if isinstance(result, ExtendResult):
-        return ("extend", tuple(comparable(outcome) for outcome in result.outcomes))
+    if isinstance(result, ExtendResult | ReportResult):
+        return (type(result).__name__, tuple(comparable(outcome) for outcome in result.outcomes))
     return result
 
 
@@ -606,6 +638,31 @@ class JobQueueComparison(RuleBasedStateMachine):
                 retryable=retryable,
             )
         )
+
+    @rule(
+        settled=st.lists(
+            st.tuples(picks, fence_modes, picks, st.sampled_from(("ok", "retry", "give up"))),
+            min_size=1,
+            max_size=4,
+        ),
+        step_ms=time_steps,
+    )
+    def report(self, settled: list[tuple[int, str, int, str]], step_ms: int) -> None:
+        """Several outcomes in one entry, the same job possibly twice (the second is refused)."""
+        outcomes = []
+        for pick, mode, fence_pick, how in settled:
+            job_id = self.pick_job(pick, (RUNNING,))
+            outcomes.append(
+                Outcome(
+                    job_id=job_id,
+                    fence=self.pick_fence(job_id, mode, fence_pick),
+                    succeeded=how == "ok",
+                    result=b"ok" if how == "ok" else b"",
+                    error="" if how == "ok" else "boom",
+                    retryable=how == "retry",
+                )
+            )
+        self.run(Report(now_ms=self.stamp(step_ms), outcomes=tuple(outcomes)))
 
     @rule(
         held=st.lists(st.tuples(picks, fence_modes, picks), min_size=1, max_size=3),

@@ -57,8 +57,11 @@ from raftq.jobs.commands import (
     Fail,
     JobSpec,
     Lease,
+    Outcome,
     PauseQueue,
     Rejected,
+    Report,
+    ReportResult,
     Result,
     ResumeQueue,
     Retry,
@@ -387,6 +390,24 @@ class Client:
         text = error[-limits.JOB_ERROR_CHARS_MAX :]
         command = Fail(now_ms=0, job_id=job_id, fence=fence, error=text, retryable=retryable)
         return _expect(await self._submit(command), Done).state
+
+    async def report(self, outcomes: Sequence[Outcome]) -> tuple[str | None, ...]:
+        """Report the ends of many attempts in one command (one log entry); what a ``Worker``
+        sends. For each outcome, in order: the job's state after, or None if the lease was
+        lost (or the job is gone), as ``complete`` and ``fail`` would have raised."""
+        if not outcomes:
+            return ()
+        if len(outcomes) > limits.REPORT_OUTCOMES_MAX:
+            raise ConfigError(
+                f"{len(outcomes)} outcomes in one report; at most {limits.REPORT_OUTCOMES_MAX}"
+            )
+        command = Report(now_ms=0, outcomes=tuple(outcomes))
+        result = _expect(await self._submit(command), ReportResult)
+        if len(result.outcomes) != len(outcomes):
+            raise RemoteProtocolError(
+                f"{len(outcomes)} outcomes reported, {len(result.outcomes)} answers"
+            )
+        return tuple(each.state if isinstance(each, Done) else None for each in result.outcomes)
 
     async def extend(
         self, leases: Sequence[tuple[str, int]], until_ms: int

@@ -7,10 +7,13 @@ deadline is cancelled and the attempt reported failed, a little before the lease
 on the cluster, so the report still counts. Leases are never renewed behind a handler's back:
 a hung handler must not hold a job forever.
 
-Every report carries the lease's fence. ``LeaseLost`` on a report means the lease expired and
-the job went to another worker: that is the protocol working (at-least-once), not a crash.
-A report that cannot reach the cluster is dropped with a log line: the lease then expires and
-the job runs again.
+Outcomes go to one reporter task, which sends them as ``Report``s, one in flight at a time:
+what finishes while a report travels rides in the next, so under load one log entry settles
+many jobs. A job's slot is free once its outcome is queued (the queue holds ``concurrency``
+outcomes; when reports back up, finishing jobs wait and claiming stops). Every outcome carries
+the lease's fence; one refused means the lease expired and the job went to another worker:
+that is the protocol working (at-least-once), not a crash. A report that cannot reach the
+cluster is dropped with a log line: the leases then expire and the jobs run again.
 
 Time comes from Trio only. The cluster's clock appears only as the lease's ``expires_ms``,
 and renewals are computed relative to it (see ``_LeaseClock``).
@@ -26,7 +29,7 @@ import secrets
 import socket
 import traceback
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 import trio
@@ -34,8 +37,8 @@ import trio
 from raftq import limits
 from raftq.app import App, JobContext, JobFailed
 from raftq.client.jobfile import decode_json, encode_json
-from raftq.errors import ConfigError, JobNotFound, LeaseLost, RaftqError
-from raftq.jobs.commands import Lease
+from raftq.errors import ConfigError, LeaseLost, RaftqError
+from raftq.jobs.commands import Lease, Outcome
 
 logger = logging.getLogger("raftq.worker")
 
@@ -65,9 +68,7 @@ class WorkerClient(Protocol):
         self, claimer: str, types: Sequence[str], queues: Sequence[str], max_jobs: int
     ) -> tuple[Lease, ...]: ...
 
-    async def complete(self, job_id: str, fence: int, result: object = None) -> str: ...
-
-    async def fail(self, job_id: str, fence: int, error: str, retryable: bool = True) -> str: ...
+    async def report(self, outcomes: Sequence[Outcome]) -> tuple[str | None, ...]: ...
 
     async def extend(
         self, leases: Sequence[tuple[str, int]], until_ms: int
@@ -83,14 +84,6 @@ class WorkerStatistics:
     lease_lost: int = 0
     reports_lost: int = 0
     running: int = 0
-
-
-@attrs.frozen
-class _Outcome:
-    result: Any = None
-    error: str | None = None
-    """None: the job succeeded with ``result``."""
-    retryable: bool = True
 
 
 class _LeaseClock:
@@ -151,6 +144,8 @@ class Worker:
         self._wake = trio.Event()
         self._all_done = trio.Event()
         self._rng = random.Random(secrets.randbits(64))  # poll jitter only
+        # Finished jobs' outcomes wait here for the reporter; full, a finishing job waits too.
+        self._outcomes, self._to_report = trio.open_memory_channel[Outcome](concurrency)
 
     def _claim_batch_min(self) -> int:
         """Claim only once a quarter of the slots are free (one if idle): every claim is a log
@@ -165,15 +160,18 @@ class Worker:
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as jobs:
-            task_status.started()
-            logger.info("worker started claimer=%s types=%s", self.claimer_id, self._app.types)
-            await self._claim_until_stopped(jobs)
-            if self.statistics.running:
-                logger.info("worker stopping running=%d", self.statistics.running)
-                with trio.move_on_after(self._grace_s):
-                    await self._all_done.wait()
-            jobs.cancel_scope.cancel()  # past the grace period: cancel what still runs
+        async with trio.open_nursery() as reporting:
+            reporting.start_soon(self._report_outcomes, self._to_report)
+            async with self._outcomes, trio.open_nursery() as jobs:
+                task_status.started()
+                logger.info("worker started claimer=%s types=%s", self.claimer_id, self._app.types)
+                await self._claim_until_stopped(jobs)
+                if self.statistics.running:
+                    logger.info("worker stopping running=%d", self.statistics.running)
+                    with trio.move_on_after(self._grace_s):
+                        await self._all_done.wait()
+                jobs.cancel_scope.cancel()  # past the grace period: cancel what still runs
+            # ``outcomes`` is closed: the reporter sends what is left, then returns.
         logger.info("worker stopped claimer=%s", self.claimer_id)
 
     async def _claim_until_stopped(self, jobs: trio.Nursery) -> None:
@@ -217,23 +215,24 @@ class Worker:
             try:
                 outcome = await self._execute(clock)
             except trio.Cancelled:
+                stopped = _failure(lease, "the worker stopped mid-job")
                 with trio.move_on_after(STOP_REPORT_S, shield=True):
-                    await self._report(lease, _Outcome(error="the worker stopped mid-job"))
+                    await self._report([stopped])
                 raise
             if outcome is not None:
-                await self._report(lease, outcome)
+                await self._outcomes.send(outcome)  # waits only while reports back up
         finally:
             self.statistics.running -= 1
             self._wake.set()
             if not self.statistics.running:
                 self._all_done.set()
 
-    async def _execute(self, clock: _LeaseClock) -> _Outcome | None:
+    async def _execute(self, clock: _LeaseClock) -> Outcome | None:
         """Run the handler; the outcome to report, or None if the lease is gone."""
         lease = clock.lease
         registered = self._app.lookup(lease.type)
         if registered is None:  # claims name only our types: a bug, but say it on the job
-            return _Outcome(error=f"no handler for type {lease.type!r} on {self.claimer_id}")
+            return _failure(lease, f"no handler for type {lease.type!r} on {self.claimer_id}")
         context = JobContext(
             id=lease.job_id,
             type=lease.type,
@@ -252,18 +251,20 @@ class Worker:
                     result = await trio.to_thread.run_sync(
                         registered.function, context, limiter=self._threads, abandon_on_cancel=True
                     )
-                encode_json(result, limits.JOB_RESULT_BYTES_MAX)
-                return _Outcome(result=result)
+                encoded = encode_json(result, limits.JOB_RESULT_BYTES_MAX)
+                return Outcome(
+                    job_id=lease.job_id, fence=lease.fence, succeeded=True, result=encoded
+                )
             except LeaseLost as error:
                 self.statistics.lease_lost += 1
                 logger.info("lease lost while running job=%s error=%r", lease.job_id, str(error))
                 return None
             except JobFailed as error:
-                return _Outcome(error=str(error), retryable=error.retryable)
+                return _failure(lease, str(error), retryable=error.retryable)
             except Exception as error:  # the handler's own failure: reported on the job
-                return _Outcome(error="".join(traceback.format_exception(error)))
+                return _failure(lease, "".join(traceback.format_exception(error)))
         self.statistics.timed_out += 1
-        return _Outcome(error=f"timed out: ran past its {lease.timeout_ms} ms without heartbeat")
+        return _failure(lease, f"timed out: ran past its {lease.timeout_ms} ms without heartbeat")
 
     async def _heartbeat(self, clock: _LeaseClock) -> None:
         lease = clock.lease
@@ -274,23 +275,65 @@ class Worker:
             raise LeaseLost(f"job {lease.job_id} is no longer leased to fence {lease.fence}")
         clock.renewed()
 
-    async def _report(self, lease: Lease, outcome: _Outcome) -> None:
+    async def _report_outcomes(self, outcomes: trio.MemoryReceiveChannel[Outcome]) -> None:
+        """Send outcomes as they come, one report in flight at a time: whatever finishes while
+        a report travels goes in the next, so reports grow with the load (one log entry for
+        many jobs) without making a lone job wait."""
+        async with outcomes:
+            held: Outcome | None = None
+            while True:
+                if held is None:
+                    try:
+                        held = await outcomes.receive()
+                    except trio.EndOfChannel:
+                        return
+                batch, size, held = [held], _outcome_bytes(held), None
+                while len(batch) < limits.REPORT_OUTCOMES_MAX:
+                    try:
+                        outcome = outcomes.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    if size + _outcome_bytes(outcome) > limits.REPORT_BYTES_MAX:
+                        held = outcome  # starts the next report
+                        break
+                    batch.append(outcome)
+                    size += _outcome_bytes(outcome)
+                await self._report(batch)
+
+    async def _report(self, outcomes: list[Outcome]) -> None:
         try:
-            if outcome.error is None:
-                await self._client.complete(lease.job_id, lease.fence, outcome.result)
-                self.statistics.succeeded += 1
-            else:
-                await self._client.fail(
-                    lease.job_id, lease.fence, outcome.error, retryable=outcome.retryable
-                )
-                self.statistics.failed += 1
-        except (LeaseLost, JobNotFound) as error:
-            self.statistics.lease_lost += 1
-            logger.info("report refused job=%s error=%r", lease.job_id, str(error))
+            states = await self._client.report(outcomes)
+        except ConfigError:
+            raise  # a report we built wrong: a bug, not a condition to wait out
         except RaftqError as error:
-            self.statistics.reports_lost += 1
+            self.statistics.reports_lost += len(outcomes)
             logger.warning(
-                "report lost job=%s error=%r (its lease will expire and it will run again)",
-                lease.job_id,
+                "report lost jobs=%d first=%s error=%r (their leases will expire and they "
+                "will run again)",
+                len(outcomes),
+                outcomes[0].job_id,
                 str(error),
             )
+            return
+        for outcome, state in zip(outcomes, states, strict=True):
+            if state is None:
+                self.statistics.lease_lost += 1
+                logger.info("report refused job=%s: its lease was lost", outcome.job_id)
+            elif outcome.succeeded:
+                self.statistics.succeeded += 1
+            else:
+                self.statistics.failed += 1
+
+
+def _failure(lease: Lease, error: str, *, retryable: bool = True) -> Outcome:
+    return Outcome(
+        job_id=lease.job_id,
+        fence=lease.fence,
+        succeeded=False,
+        error=error[-limits.JOB_ERROR_CHARS_MAX :],  # a traceback's end names the exception
+        retryable=retryable,
+    )
+
+
+def _outcome_bytes(outcome: Outcome) -> int:
+    return len(outcome.result) + len(outcome.error)

@@ -91,6 +91,35 @@ class Fail:
     retryable: bool = True
 
 
+@codec.register_positional
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """One job's end of an attempt, inside a ``Report``: like ``Complete`` when ``succeeded``
+    (with ``result``), else like ``Fail`` (with ``error`` and ``retryable``)."""
+
+    job_id: str
+    fence: int
+    succeeded: bool
+    result: bytes = attrs.field(
+        default=b"", validator=attrs.validators.max_len(limits.JOB_RESULT_BYTES_MAX)
+    )
+    error: str = attrs.field(default="", validator=_text(limits.JOB_ERROR_CHARS_MAX))
+    retryable: bool = True
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Report:
+    """A worker's outcomes for many jobs in one entry: each is applied on its own, in order,
+    exactly as the ``Complete`` or ``Fail`` it stands for (one refused does not stop the
+    others). A worker batches what finished while its previous report was in flight."""
+
+    now_ms: int
+    outcomes: tuple[Outcome, ...] = attrs.field(
+        validator=attrs.validators.max_len(limits.REPORT_OUTCOMES_MAX)
+    )
+
+
 @codec.register
 @attrs.frozen(kw_only=True)
 class Extend:
@@ -163,6 +192,7 @@ Command = (
     | Claim
     | Complete
     | Fail
+    | Report
     | Extend
     | ExtendAll
     | ExpireLeases
@@ -243,11 +273,19 @@ class ExtendResult:
 
 @codec.register
 @attrs.frozen(kw_only=True)
+class ReportResult:
+    """Per ``Report`` outcome, in order: ``Done`` or why it was refused."""
+
+    outcomes: tuple[Done | Rejected, ...]
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
 class Count:
     """How many jobs a bulk command touched."""
 
     count: int
 
 
-Result = EnqueueResult | ClaimResult | Done | ExtendResult | Count | Rejected
+Result = EnqueueResult | ClaimResult | Done | ExtendResult | ReportResult | Count | Rejected
 codec.register_union(Result)

@@ -50,6 +50,8 @@ from raftq.jobs.commands import (
     PauseQueue,
     Purge,
     Rejected,
+    Report,
+    ReportResult,
     Result,
     ResumeQueue,
     Retry,
@@ -358,25 +360,41 @@ class JobStateMachine:
         return job
 
     def _complete(self, index: int, command: Complete) -> Done | Rejected:
-        job = self._held(command.job_id, command.fence)
+        return self._succeeded(command.job_id, command.fence, command.result)
+
+    def _fail(self, index: int, command: Fail) -> Done | Rejected:
+        return self._failed(command.job_id, command.fence, command.error, command.retryable)
+
+    def _report(self, index: int, command: Report) -> ReportResult:
+        return ReportResult(
+            outcomes=tuple(
+                self._succeeded(outcome.job_id, outcome.fence, outcome.result)
+                if outcome.succeeded
+                else self._failed(outcome.job_id, outcome.fence, outcome.error, outcome.retryable)
+                for outcome in command.outcomes
+            )
+        )
+
+    def _succeeded(self, job_id: str, fence: int, result: bytes) -> Done | Rejected:
+        job = self._held(job_id, fence)
         if isinstance(job, Rejected):
             return job
         assert job.run is not None
-        job.run.result = command.result
+        job.run.result = result
         # A cancel that arrives while the job runs cannot undo work already done.
         self._finish(job, JobState.SUCCEEDED, "succeeded")
         return Done(job_id=job.id, state=job.state.value)
 
-    def _fail(self, index: int, command: Fail) -> Done | Rejected:
-        job = self._held(command.job_id, command.fence)
+    def _failed(self, job_id: str, fence: int, error: str, retryable: bool) -> Done | Rejected:
+        job = self._held(job_id, fence)
         if isinstance(job, Rejected):
             return job
         assert job.run is not None
-        job.run.error = command.error
+        job.run.error = error
         if job.run.cancel_requested:
             self._finish(job, JobState.CANCELLED, "cancelled")
         else:
-            self._attempt_failed(job, "failed", retryable=command.retryable)
+            self._attempt_failed(job, "failed", retryable=retryable)
         return Done(job_id=job.id, state=job.state.value)
 
     def _attempt_failed(self, job: Job, event: str, *, retryable: bool) -> None:
@@ -573,6 +591,7 @@ _HANDLERS = {
     Claim: JobStateMachine._claim,
     Complete: JobStateMachine._complete,
     Fail: JobStateMachine._fail,
+    Report: JobStateMachine._report,
     Extend: JobStateMachine._extend,
     ExtendAll: JobStateMachine._extend_all,
     ExpireLeases: JobStateMachine._expire_leases,

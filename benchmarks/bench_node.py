@@ -182,8 +182,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         async with raftq.connect(list(cluster.addresses.values()), timeout=30) as client:
             await leader_of(client)
             throughput = await measure_throughput(
-                cluster,
-                client, arguments.jobs, arguments.batch, arguments.producers
+                cluster, client, arguments.jobs, arguments.batch, arguments.producers
             )
             latency = await measure_latency(client, arguments.samples)
             failover = await measure_failover(cluster, client, arguments.failovers)

@@ -1231,3 +1231,53 @@ def test_leader_no_op_and_entry_kinds_after_election() -> None:
     assert [entry.kind for entry in entries] == [EntryKind.NOOP]
     assert entries[0].term == cluster["n1"].status().term
     assert cluster["n2"].status().commit == entries[0].index
+
+
+# --- commit propagation ---------------------------------------------------------------------------
+
+
+def test_commit_only_appends_reach_followers_and_are_not_answered() -> None:
+    """Once a follower has acknowledged an entry, the append that only passes on its commit is
+    marked ``commit_only`` and answered only if rejected: each commit costs one message to each
+    follower instead of two."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    recorder = Recorder(cluster)
+    cluster.propose("n1", b"x")
+    cluster.deliver()
+    index = cluster["n1"].log.last_index()
+    assert all(cluster[name].log.committed == index for name in ("n1", "n2", "n3"))
+    appends = recorder.of(AppendEntries, sender="n1")
+    carrying = [m for m in appends if m.entries]
+    passing = [m for m in appends if not m.entries]
+    assert carrying
+    assert not any(m.commit_only for m in carrying)
+    assert {m.recipient for m in passing} == {"n2", "n3"}
+    assert all(m.commit_only and m.commit == index for m in passing)
+    # One answer per follower: to the append that carried the entry, none to the commit.
+    answers = recorder.of(AppendEntriesResponse)
+    assert sorted(m.sender for m in answers) == ["n2", "n3"]
+
+
+def test_a_commit_only_append_that_does_not_match_is_still_rejected() -> None:
+    """A follower whose log no longer holds the leader's view of its match answers the
+    commit-only append with a rejection, so the leader backs off and repairs it."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    leader = cluster["n1"]
+    cluster.propose("n1", b"x")
+    cluster.deliver()
+    match = leader.log.last_index()
+    message = AppendEntries(
+        term=leader.term,
+        sender=node("n1"),
+        recipient=node("n2"),
+        prev_index=match + 5,  # beyond n2's log: no match
+        prev_term=leader.term,
+        commit=match,
+        commit_only=True,
+    )
+    cluster["n2"].step(message)
+    sent = cluster.peers[node("n2")].handle_ready()
+    (answer,) = [m for m in sent if isinstance(m, AppendEntriesResponse)]
+    assert answer.reject

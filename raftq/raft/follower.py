@@ -92,7 +92,8 @@ def _handle_append(core: RaftCore, message: AppendEntries) -> None:
         message.prev_index, message.prev_term, message.commit, message.entries
     )
     if last_new is not None:
-        _respond(core, message.sender, last_new)
+        if not message.commit_only:
+            _respond(core, message.sender, last_new)
         return
     # 5.3: the logs differ at prev_index. Hint the leader at our last entry that could still
     # match, skipping every entry of a term later than prev_term (etcd's fast back-off).

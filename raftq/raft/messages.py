@@ -18,7 +18,12 @@ from raftq.raft.types import Entry, SnapshotMeta
 @codec.register
 @attrs.frozen(kw_only=True)
 class AppendEntries:
-    """Replicate ``entries`` after (``prev_index``, ``prev_term``); may be empty (a probe)."""
+    """Replicate ``entries`` after (``prev_index``, ``prev_term``); may be empty (a probe).
+
+    ``commit_only``: no entries, sent only to pass on a new commit index to a follower known to
+    hold ``prev_index`` already (its acknowledged match). Success would tell the leader nothing,
+    so the follower answers only a rejection: at low load this halves the messages per commit.
+    """
 
     term: int
     sender: NodeId
@@ -27,6 +32,7 @@ class AppendEntries:
     prev_term: int
     entries: tuple[Entry, ...] = ()
     commit: int = 0
+    commit_only: bool = False
 
 
 @codec.register

@@ -154,6 +154,11 @@ def _maybe_send_append(
             prev_term=prev_term,
             entries=tuple(entries),
             commit=core.log.committed,
+            commit_only=(
+                not entries
+                and progress.state is ProgressState.REPLICATE
+                and progress.match == prev_index
+            ),
         )
     )
     progress.sent_entries(entries[-1].index if entries else None)

@@ -147,7 +147,7 @@ class FakeNode:
         identity = Identity(
             cluster_id=CLUSTER_ID,
             node_id=NodeId(self.node_id),
-            peers=tuple(NodeId(n) for n in self.cluster.nodes),
+            peers={NodeId(n) for n in self.cluster.nodes},
         )
         handler = functools.partial(
             connections.accept,

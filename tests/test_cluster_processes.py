@@ -4,6 +4,7 @@ killed at the end."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,12 +180,15 @@ async def test_bad_arguments_exit_2() -> None:
     assert b"--data-dir is required" in result.stderr or b"error" in result.stderr
 
 
-async def agreed(cluster: ProcessCluster, pending: int, seconds: float = 20) -> list[StatusReply]:
-    """Every node answers, at the same applied index, with ``pending`` pending jobs."""
+async def agreed(
+    cluster: ProcessCluster, pending: int, seconds: float = 20, nodes: list[str] | None = None
+) -> list[StatusReply]:
+    """Every node (of ``nodes``) answers, at the same applied index, with ``pending`` pending
+    jobs."""
     statuses: list[StatusReply | None] = []
     with trio.fail_after(seconds):
         for _ in range(int(seconds / 0.05)):
-            statuses = [await cluster.status(node) for node in cluster.addresses]
+            statuses = [await cluster.status(node) for node in nodes or cluster.addresses]
             ready = [s for s in statuses if s is not None]
             together = len({s.applied_index for s in ready}) == 1
             if (
@@ -380,3 +384,109 @@ async def test_garbage_sent_to_a_live_node_is_refused_and_the_node_keeps_serving
             answers = await raw_exchange(port, garbage)
             assert [type(answer).__name__ for answer in answers] == ["ErrorFrame"], answers
         assert await cluster.enqueue(["still-serving"])
+
+
+async def test_grow_1_to_3_to_5_shrink_to_3_and_replace_a_wiped_node_under_load(
+    tmp_path: Path,
+) -> None:
+    """Membership changes while a producer enqueues and in-process workers run jobs: every
+    acknowledged job succeeds, exactly once, on whatever members there are at the end."""
+    import json
+
+    import raftq
+
+    cluster = ProcessCluster(tmp_path, 5, "--workers", "2")
+    names = list(cluster.addresses)  # n1..n5
+
+    def start_with(node: str, members: list[str]) -> list[str]:
+        """Start ``node`` with --cluster listing ``members`` (itself included)."""
+        command = cluster.command(node)
+        listed = ",".join(f"{m}={cluster.addresses[m]}" for m in members)
+        command[command.index("--cluster") + 1] = listed
+        return command
+
+    async def start(node: str, members: list[str]) -> None:
+        with (tmp_path / f"{node}.log").open("ab") as log:
+            cluster.processes[node] = await trio.lowlevel.open_process(
+                start_with(node, members), stdout=log, stderr=subprocess.STDOUT
+            )
+
+    async def stop(node: str) -> None:
+        process = cluster.processes.pop(node)
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await process.wait() == 0
+
+    acknowledged: list[str] = []
+    try:
+        await start("n1", ["n1"])
+        await cluster.leader()
+        async with raftq.connect(cluster.addresses["n1"], timeout=30) as client:
+            done_producing = trio.Event()
+
+            async def produce() -> None:
+                for batch in range(10_000):
+                    if done_producing.is_set():
+                        return
+                    ids = await client.enqueue_many(
+                        [
+                            {
+                                "type": "noop",
+                                "payload": {},
+                                "key": f"g{batch}-{n}",
+                                "timeout_ms": 2000,
+                            }
+                            for n in range(10)
+                        ]
+                    )
+                    acknowledged.extend(ids)
+                    await trio.sleep(0.02)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(produce)
+                # Grow 1 -> 3: n2 through the CLI, n3 through the client library.
+                await start("n2", ["n1", "n2"])
+                result = await run_cli(
+                    "--cluster", cluster.addresses["n1"], "cluster", "add",
+                    f"n2={cluster.addresses['n2']}", "--timeout", "30", "--json",
+                )  # fmt: skip
+                assert result.returncode == 0, result.stderr
+                assert json.loads(result.stdout)["voters"] == ["n1", "n2"]
+                await start("n3", names[:3])
+                await client.add_node("n3", cluster.addresses["n3"])
+                # 3 -> 5.
+                for node in ("n4", "n5"):
+                    await start(node, names)
+                    membership = await client.add_node(node, cluster.addresses[node])
+                assert membership["voters"] == names
+                status = await client.status()
+                assert [n["role"] for n in status["cluster"]["nodes"]].count("leader") == 1
+                assert len(status["cluster"]["nodes"]) == 5
+                # Shrink 5 -> 3 (the removed nodes stop; their jobs are retried elsewhere).
+                for node in ("n5", "n4"):
+                    await client.remove_node(node)
+                    await stop(node)
+                # Replace n3: remove it, wipe its data directory, add it back empty.
+                leader = status["cluster"]["leader"]
+                if leader == "n3":
+                    await client.transfer_leader("n1")
+                await client.remove_node("n3")
+                await stop("n3")
+                shutil.rmtree(tmp_path / "n3")
+                await start("n3", names[:3])
+                membership = await client.add_node("n3", cluster.addresses["n3"])
+                assert membership["voters"] == names[:3]
+                done_producing.set()
+            assert len(acknowledged) >= 50
+            with trio.fail_after(60):
+                while (await client.status())["jobs"]["succeeded"] < len(acknowledged):  # noqa: ASYNC110
+                    await trio.sleep(0.1)
+            jobs = {job.id: job for job in await client.list(limit=10_000)}
+            for job_id in acknowledged:
+                assert jobs[job_id].state == "succeeded", jobs[job_id]
+                assert [e.event for e in jobs[job_id].history].count("succeeded") == 1
+            statuses = await agreed(cluster, pending=0, nodes=names[:3])
+            assert {s.jobs["succeeded"] for s in statuses} == {len(set(acknowledged))}
+    finally:
+        with trio.CancelScope(shield=True):
+            await cluster.stop_all()

@@ -26,11 +26,14 @@ node_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1
 )
 u64 = st.integers(min_value=0, max_value=2**64 - 1)
 memberships = st.builds(
-    lambda voters, learners: Membership(
-        voters=tuple(sorted(voters)), learners=tuple(sorted(learners - voters))
+    lambda voters, learners, address: Membership(
+        voters=tuple(sorted(voters)),
+        learners=tuple(sorted(learners - voters)),
+        addresses=tuple((node, address) for node in sorted(voters | learners)),
     ),
     st.frozensets(node_ids, max_size=5),
     st.frozensets(node_ids, max_size=3),
+    st.sampled_from(("", "127.0.0.1:7100", "[::1]:7101")),
 )
 
 
@@ -230,6 +233,13 @@ STRATEGIES[wire.ListJobs] = st.builds(
     limit=st.integers(1, 10_000),
 )
 STRATEGIES[wire.GetStatus] = st.builds(wire.GetStatus)
+STRATEGIES[wire.ChangeMembership] = st.builds(
+    wire.ChangeMembership,
+    action=st.sampled_from(wire.MEMBERSHIP_ACTIONS),
+    node_id=node_ids,
+    address=st.just("") | names,
+)
+STRATEGIES[wire.TransferLeader] = st.builds(wire.TransferLeader, node_id=node_ids)
 STRATEGIES[wire.ClientCall] = st.one_of(
     *(STRATEGIES[call_type] for call_type in typing.get_args(wire.ClientCall))
 )
@@ -256,6 +266,16 @@ STRATEGIES[wire.StatusReply] = st.builds(
     jobs=state_counts,
     queues=st.dictionaries(names, STRATEGIES[wire.QueueStatus], max_size=2),
     fsync=st.booleans(),
+    voters=st.lists(node_ids, max_size=3).map(tuple),
+    learners=st.lists(node_ids, max_size=2).map(tuple),
+    addresses=st.dictionaries(node_ids, names, max_size=3),
+    match=st.dictionaries(node_ids, u64, max_size=3),
+)
+STRATEGIES[wire.MembershipReply] = st.builds(
+    wire.MembershipReply,
+    voters=st.lists(node_ids, max_size=3).map(tuple),
+    learners=st.lists(node_ids, max_size=2).map(tuple),
+    leader_id=st.just("") | node_ids,
 )
 STRATEGIES[wire.Redirect] = st.builds(
     wire.Redirect, leader_id=st.just("") | names, leader_address=st.just("") | names
@@ -332,6 +352,7 @@ def test_arbitrary_bytes_only_ever_raise_decode_error(data: bytes) -> None:
         ({"term": -1, "vote": None, "commit": 0}, HardState),
         ({"voters": ["b", "a"], "learners": []}, Membership),  # not sorted
         ({"voters": ["a"], "learners": ["a"]}, Membership),  # both
+        ({"voters": ["a", "b"], "addresses": [["b", "h:1"], ["a", "h:2"]]}, Membership),
     ],
 )
 def test_invalid_values_are_decode_errors(raw: object, cls: type) -> None:

@@ -26,7 +26,7 @@ from raftq.transport.wire import (
 )
 
 CLUSTER = "test-cluster"
-MEMBERS = (NodeId("n1"), NodeId("n2"))
+MEMBERS = {NodeId("n1"), NodeId("n2")}
 
 
 class Listener:

@@ -69,6 +69,7 @@ from raftq.jobs.commands import (
 from raftq.jobs.job import JobState
 from raftq.transport.network import Network, TcpNetwork, parse_address
 from raftq.transport.wire import (
+    ChangeMembership,
     ClientCall,
     ClientReply,
     CommandReply,
@@ -78,12 +79,14 @@ from raftq.transport.wire import (
     JobReply,
     JobsReply,
     ListJobs,
+    MembershipReply,
     Redirect,
     StatusReply,
     SubmitCommand,
+    TransferLeader,
 )
 
-RETRYABLE_FAILURES = frozenset({"busy", "dropped", "no_quorum", "shutting_down"})
+RETRYABLE_FAILURES = frozenset({"busy", "dropped", "no_quorum", "shutting_down", "not_ready"})
 """``Failure`` codes that mean "not done, try again" (``raftq.transport.wire.Failure``)."""
 
 BACKOFF_MIN_S = 0.02
@@ -315,10 +318,24 @@ class Client:
         async with trio.open_nursery() as nursery:
             for address in self.addresses:
                 nursery.start_soon(ask, address)
+        # Members the listed nodes know of but we were not given (added at run time).
+        answered_ids = {reply.node_id for reply in replies.values() if reply is not None}
+        more = sorted(
+            {
+                address
+                for reply in replies.values()
+                if reply is not None
+                for node, address in reply.addresses.items()
+                if node not in answered_ids and address not in replies
+            }
+        )[: max(0, ADDRESSES_MAX - len(replies))]
+        async with trio.open_nursery() as nursery:
+            for address in more:
+                nursery.start_soon(ask, address)
         answered = {a: r for a, r in replies.items() if r is not None}
         if not answered:
             raise NoQuorum(f"no node answered within {self._status_timeout():.3g} s")
-        views = [(a, replies[a]) for a in self.addresses]
+        views = [(a, replies[a]) for a in self.addresses + more]
         return cluster_status(views, self.node_ids)
 
     async def _status_of(self, address: str) -> StatusReply | None:
@@ -352,6 +369,42 @@ class Client:
 
     async def resume(self, queue: str) -> None:
         _expect(await self._submit(ResumeQueue(now_ms=0, queue=_queue_name(queue))), Done)
+
+    # --- cluster membership ---------------------------------------------------------------------
+
+    async def add_node(self, node_id: str, address: str) -> dict[str, Any]:
+        """Add the node listening at ``address`` (started with ``--cluster`` listing the members
+        and itself): first as a learner, which receives the log (or a snapshot) without voting,
+        then, once it has caught up, as a voter. Returns the membership; ``NoQuorum`` (or
+        ``RaftqError`` if it is still catching up) past the timeout. Safe to repeat."""
+        parse_address(address)
+        await self._change_membership("add_learner", node_id, address)
+        return await self._change_membership("promote", node_id)
+
+    async def remove_node(self, node_id: str) -> dict[str, Any]:
+        """Remove a voter or learner (a leader removing itself steps down once the change is
+        committed). Its running jobs are not lost: their leases expire and they run again."""
+        return await self._change_membership("remove", node_id)
+
+    async def transfer_leader(self, node_id: str) -> dict[str, Any]:
+        """Hand leadership to the voter ``node_id``; returns once another node leads."""
+        reply = await self._request(TransferLeader(node_id=node_id))
+        if not isinstance(reply, MembershipReply):
+            raise _unexpected(reply)
+        self._leader = None  # it has moved
+        return _membership_json(reply)
+
+    async def _change_membership(
+        self, action: str, node_id: str, address: str = ""
+    ) -> dict[str, Any]:
+        try:
+            call = ChangeMembership(action=action, node_id=node_id, address=address)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad membership change: {error}") from None
+        reply = await self._request(call)
+        if not isinstance(reply, MembershipReply):
+            raise _unexpected(reply)
+        return _membership_json(reply)
 
     # --- workers ----------------------------------------------------------------------------------
 
@@ -439,7 +492,7 @@ class Client:
         """``call`` answered by the leader, retrying until ``self.timeout``."""
         deadline = trio.current_time() + self.timeout
         backoff_s = BACKOFF_MIN_S
-        problem, busy = "no node was tried", False
+        problem, busy, not_ready = "no node was tried", False, False
         hops = 0
         while (remaining := deadline - trio.current_time()) > 0:
             address = self._leader or self.addresses[self._cursor % len(self.addresses)]
@@ -457,6 +510,7 @@ class Client:
                         continue  # straight to the leader it named
                 elif isinstance(reply, Failure):
                     problem, busy = self._failed(address, reply)
+                    not_ready = reply.code == "not_ready"
                 else:
                     self._leader = address
                     return reply
@@ -464,6 +518,8 @@ class Client:
             pause = backoff_s * (0.5 + self._rng.random())
             await trio.sleep(min(pause, max(deadline - trio.current_time(), 0)))
             backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+        if not_ready:  # the leader answered: the change itself is what did not happen in time
+            raise RaftqError(f"not done within {self.timeout:.3g} s: {problem}")
         message = f"no leader answered within {self.timeout:.3g} s; last: {problem}"
         raise Busy(message) if busy else NoQuorum(message)
 
@@ -493,7 +549,7 @@ class Client:
             raise ConfigError(problem)
         if failure.code not in RETRYABLE_FAILURES:
             raise RaftqError(problem)
-        if failure.code != "busy":  # busy: the leader is fine, just full; ask it again
+        if failure.code not in ("busy", "not_ready"):  # the leader is fine: ask it again
             self._leader = None
             self._cursor += 1
         return problem, failure.code == "busy"
@@ -546,6 +602,14 @@ def _expect(result: Result, kind: type[R]) -> R:
 
 def _unexpected(reply: ClientReply) -> RemoteProtocolError:
     return RemoteProtocolError(f"the node answered with an unexpected {type(reply).__name__}")
+
+
+def _membership_json(reply: MembershipReply) -> dict[str, Any]:
+    return {
+        "voters": list(reply.voters),
+        "learners": list(reply.learners),
+        "leader": reply.leader_id or None,
+    }
 
 
 def _rejection(rejected: Rejected, context: str = "") -> RaftqError:

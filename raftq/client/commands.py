@@ -46,7 +46,7 @@ payload bytes: each batch is one Raft entry, and entries far larger than an Appe
 message (``RAFT_APPEND_BYTES_MAX``) slow replication for everyone."""
 
 CLIENT_COMMANDS = frozenset(
-    {"enqueue", "status", "jobs", "job", "cancel", "retry", "pause", "resume", "worker"}
+    {"enqueue", "status", "jobs", "job", "cancel", "retry", "pause", "resume", "worker", "cluster"}
 )
 
 logger = logging.getLogger("raftq.cli")
@@ -120,6 +120,30 @@ def add_client_commands(commands: Any) -> None:
     for name, what in (("pause", "stop handing out a queue's jobs"), ("resume", "undo pause")):
         command = commands.add_parser(name, parents=[with_timeout], help=what)
         command.add_argument("queue", metavar="QUEUE")
+
+    cluster = commands.add_parser(
+        "cluster",
+        help="change the cluster's members",
+        description="Membership changes, one server at a time. A new node is started first "
+        "with --cluster listing the members and itself; `cluster add` then admits it as a "
+        "learner (it receives the log or a snapshot), waits until it has caught up, and "
+        "promotes it to voter. Use a --timeout long enough for the catch-up.",
+    )
+    membership = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    add = membership.add_parser(
+        "add", parents=[with_timeout], help="admit a running node: learner, then voter"
+    )
+    add.add_argument("member", metavar="ID=HOST:PORT")
+    remove = membership.add_parser(
+        "remove", parents=[with_timeout], help="remove a member (its jobs are retried)"
+    )
+    remove.add_argument("node_id", metavar="ID")
+    transfer = membership.add_parser(
+        "transfer-leader", parents=[with_timeout], help="hand leadership to a voter"
+    )
+    transfer.add_argument("node_id", metavar="ID")
+    for action in (add, remove, transfer):
+        action.add_argument("--json", action="store_true")
 
     worker = commands.add_parser("worker", parents=[with_timeout], help="a remote worker")
     worker.add_argument(
@@ -251,6 +275,8 @@ async def _status(client: Client, arguments: argparse.Namespace) -> int:
         if node["role"] != "unreachable":
             line += f" term {node['term']}  commit {node['commit_index']}  "
             line += f"applied {node['applied_index']}"
+            if "match_index" in node:
+                line += f"  replicated {node['match_index']}"
             if node.get("fsync") is False:
                 line += "  FSYNC OFF (unsafe)"
         print(line)
@@ -354,7 +380,30 @@ async def _worker(client: Client, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _cluster(client: Client, arguments: argparse.Namespace) -> int:
+    action = arguments.cluster_command
+    if action == "add":
+        node_id, separator, address = arguments.member.partition("=")
+        if not separator or not node_id or not address:
+            raise ConfigError(f"cluster add takes ID=HOST:PORT, not {arguments.member!r}")
+        membership = await client.add_node(node_id, address)
+    elif action == "remove":
+        membership = await client.remove_node(arguments.node_id)
+    else:
+        membership = await client.transfer_leader(arguments.node_id)
+    if arguments.json:
+        print(json.dumps(membership))
+    else:
+        print(
+            f"voters {','.join(membership['voters']) or '-'}  "
+            f"learners {','.join(membership['learners']) or '-'}  "
+            f"leader {membership['leader'] or '(none)'}"
+        )
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Command] = {
+    "cluster": _cluster,
     "enqueue": _enqueue,
     "status": _status,
     "jobs": _jobs,

@@ -1,7 +1,9 @@
 """The cluster view of ``raftq status --json`` (CONTRACT.md), assembled from each node's own.
 
 Every node reports only itself (``StatusReply``); the cluster's leader, term and job counts are
-taken from the leader's own report when it answered, since followers may lag behind it.
+taken from the leader's own report when it answered, since followers may lag behind it. Each
+node other than the leader also gets ``match_index`` from the leader's report: the highest log
+index known replicated to it (a learner catching up shows it rising to ``commit_index``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ def cluster_status(
     leader = _leader_report(answered)
     freshest = leader or max(answered, key=lambda r: (r.term, r.applied_index))
     nodes = [_node(address, reply, node_ids) for address, reply in views]
+    if leader is not None:  # how far each member has caught up, as the leader sees it
+        for node in nodes:
+            if node["id"] in leader.match:
+                node["match_index"] = leader.match[node["id"]]
     if leader is not None:
         leader_id: str | None = leader.node_id
     else:  # a follower may know a leader that we could not reach ourselves

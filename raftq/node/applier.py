@@ -101,6 +101,7 @@ class Applier:
                 self._waiters.applied(entry.index, entry.term, result)
         elif entry.kind is EntryKind.MEMBERSHIP:
             self.membership = codec.decode(entry.data, Membership)
+            self._waiters.applied(entry.index, entry.term, self.membership)
         self.applied_index = entry.index
         self.applied_term = entry.term
         self.statistics.applied_entries += 1

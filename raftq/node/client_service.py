@@ -8,21 +8,26 @@ on any node. Status is this node's own view, served at once.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
 
 import trio
 
 from raftq import limits
-from raftq.errors import RemoteProtocolError
+from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
+from raftq.ids import NodeId
 from raftq.jobs.commands import Claim, ClaimResult
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
+from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import NotLeaderHere, Waiter
+from raftq.raft.core import RaftCore
 from raftq.raft.ready import Role
-from raftq.transport.network import FramedConnection
+from raftq.raft.types import Membership
+from raftq.transport.network import FramedConnection, parse_address
 from raftq.transport.wire import (
+    ChangeMembership,
     ClientCall,
     ClientReply,
     ClientRequest,
@@ -34,10 +39,12 @@ from raftq.transport.wire import (
     JobReply,
     JobsReply,
     ListJobs,
+    MembershipReply,
     QueueStatus,
     Redirect,
     StatusReply,
     SubmitCommand,
+    TransferLeader,
 )
 
 logger = logging.getLogger("raftq.node")
@@ -49,15 +56,17 @@ class ClientService:
         raft: RaftPeer,
         applier: Applier,
         *,
-        address_of: Callable[[str], str],
+        peers: Peers,
         node_address: str,
         fsync: bool,
+        election_timeout_s: float,
         forwarder: Forwarder | None = None,
     ) -> None:
+        self._election_timeout_s = election_timeout_s
         self._forwarder = forwarder
         self._raft = raft
         self._applier = applier
-        self._address_of = address_of
+        self._peers = peers
         self._node_address = node_address
         self._fsync = fsync
         self.requests = 0
@@ -98,6 +107,10 @@ class ClientService:
             return self.status()
         timeout_s = limits.CLIENT_REQUEST_TIMEOUT_MS / 1000
         with trio.move_on_after(timeout_s):
+            if isinstance(call, ChangeMembership):
+                return await self._change_membership(call)
+            if isinstance(call, TransferLeader):
+                return await self._transfer_leader(call)
             if isinstance(call, SubmitCommand):
                 if isinstance(call.command, Claim) and not await self._claimable(call.command):
                     return CommandReply(result=ClaimResult(leases=()))
@@ -140,6 +153,46 @@ class ClientService:
             return True
         return False
 
+    async def _change_membership(self, call: ChangeMembership) -> ClientReply:
+        if call.action == "add_learner":
+            try:
+                parse_address(call.address)
+            except ConfigError as error:
+                return Failure(code="bad_request", message=str(error))
+        change = functools.partial(_changed, call, self._peers.addresses())
+        outcome = await _outcome(self._raft.change_membership(change))
+        if isinstance(outcome, Membership):
+            return self._membership_reply(outcome)
+        return self._reply(outcome)
+
+    async def _transfer_leader(self, call: TransferLeader) -> ClientReply:
+        """Ask the Raft core to hand over, then wait (up to two election timeouts) until this
+        node follows another leader."""
+        core = self._raft.core
+        target = NodeId(call.node_id)
+        if core.role is not Role.LEADER:
+            return self._reply(NotLeaderHere(leader_id=core.leader or ""))
+        if target == core.id:
+            return self._membership_reply(core.membership)
+        if target not in core.membership.voters:
+            return Failure(code="rejected", message=f"{target} is not a voter of this cluster")
+        self._raft.transfer_leadership(target)
+        with trio.move_on_after(2 * self._election_timeout_s):
+            while not _follows_another_leader(self._raft.core):
+                await self._raft.role_changed()
+            return self._membership_reply(self._raft.core.membership)
+        return Failure(
+            code="no_quorum",
+            message=f"{target} did not take over within {2 * self._election_timeout_s:g} s",
+        )
+
+    def _membership_reply(self, membership: Membership) -> MembershipReply:
+        return MembershipReply(
+            voters=membership.voters,
+            learners=membership.learners,
+            leader_id=self._raft.core.leader or "",
+        )
+
     @staticmethod
     def _leader_to_forward_to(outcome: object, call: SubmitCommand) -> str:
         """The leader to forward ``call`` to, or "" (not ours to forward, or no leader)."""
@@ -151,7 +204,7 @@ class ClientService:
         if isinstance(outcome, NotLeaderHere):
             leader = outcome.leader_id
             return Redirect(
-                leader_id=leader, leader_address=self._address_of(leader) if leader else ""
+                leader_id=leader, leader_address=self._peers.address_of(leader) if leader else ""
             )
         if isinstance(outcome, Failure):
             return outcome
@@ -181,7 +234,57 @@ class ClientService:
                 for name, counts in machine.queue_counts().items()
             },
             fsync=self._fsync,
+            voters=core.membership.voters,
+            learners=core.membership.learners,
+            addresses={str(node): address for node, address in self._peers.addresses().items()},
+            match={
+                peer: progress.match
+                for peer, progress in sorted(core.status().peers.items())
+                if peer != core.id
+            }
+            if role is Role.LEADER
+            else {},
         )
+
+
+def _follows_another_leader(core: RaftCore) -> bool:
+    return core.role is not Role.LEADER and core.leader not in (None, core.id)
+
+
+def _changed(
+    call: ChangeMembership, addresses: dict[NodeId, str], current: Membership
+) -> Membership | None:
+    """The membership after ``call``, or None if it is so already. Every membership entry
+    carries the address of every member, so that any node can reach them all."""
+    node = NodeId(call.node_id)
+    voters, learners = set(current.voters), set(current.learners)
+    known = dict(addresses)
+    known.update(current.addresses)
+    if call.action == "add_learner":
+        if node in voters | learners and known.get(node) == call.address:
+            return None  # so already (a learner, or a voter if the whole add was done before)
+        if node in voters:
+            raise MembershipChangeError(f"{node} is already a voter at {known.get(node)}")
+        learners.add(node)
+        known[node] = call.address
+    elif call.action == "promote":
+        if node in voters:
+            return None
+        if node not in learners:
+            raise MembershipChangeError(f"{node} is not a learner; add it first")
+        learners.discard(node)
+        voters.add(node)
+    else:
+        if node not in voters and node not in learners:
+            return None
+        voters.discard(node)
+        learners.discard(node)
+    members = voters | learners
+    return Membership(
+        voters=tuple(sorted(voters)),
+        learners=tuple(sorted(learners)),
+        addresses=tuple(sorted((n, a) for n, a in known.items() if n in members and a)),
+    )
 
 
 async def _outcome(waiter: Waiter) -> object:

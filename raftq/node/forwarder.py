@@ -8,13 +8,13 @@ client gets ``Redirect`` and finds the leader itself.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import attrs
 import trio
 
 from raftq.client.connection import ClientConnection, ConnectionClosed
 from raftq.errors import ConfigError
-from raftq.ids import NodeId
 from raftq.transport.network import Network
 from raftq.transport.wire import ClientReply, SubmitCommand
 
@@ -23,10 +23,14 @@ logger = logging.getLogger("raftq.node")
 
 class Forwarder:
     def __init__(
-        self, network: Network, members: dict[NodeId, str], cluster_id: str, nursery: trio.Nursery
+        self,
+        network: Network,
+        address_of: Callable[[str], str],
+        cluster_id: str,
+        nursery: trio.Nursery,
     ) -> None:
         self._network = network
-        self._members = members
+        self._address_of = address_of
         self._cluster_id = cluster_id
         self._nursery = nursery
         self._connections: dict[str, ClientConnection] = {}
@@ -54,8 +58,8 @@ class Forwarder:
         async with lock:
             connection = self._connections.get(leader)
             if connection is None or not connection.is_open:
-                address = self._members.get(NodeId(leader))
-                if address is None:
+                address = self._address_of(leader)
+                if not address:
                     raise ConnectionClosed(f"{leader} is not a known member")
                 connection = await ClientConnection.open(
                     self._network,

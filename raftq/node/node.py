@@ -40,17 +40,17 @@ from raftq.node.clock import Clock, WallClock
 from raftq.node.config import NodeConfig
 from raftq.node.forwarder import Forwarder
 from raftq.node.log_writer import LogWriter
+from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.steward import Steward
 from raftq.node.waiters import ProposalWaiters
 from raftq.raft.core import RaftConfig, RaftCore
-from raftq.raft.messages import Message
 from raftq.raft.ready import Role, SoftState
 from raftq.raft.types import Membership
 from raftq.storage.disk import Disk, RealDisk
 from raftq.storage.durable_log import DurableLog
 from raftq.transport import connections
-from raftq.transport.connections import Identity, PeerLink, TransportStatistics
+from raftq.transport.connections import Identity, TransportStatistics
 from raftq.transport.network import FramedConnection, Network, TcpNetwork
 
 logger = logging.getLogger("raftq.node")
@@ -67,7 +67,7 @@ class Node:
     log_writer: LogWriter
     client_service: ClientService
     steward: Steward
-    links: dict[NodeId, PeerLink]
+    peers: Peers
     transport: TransportStatistics
     metrics: NodeMetrics
     metrics_port: int
@@ -170,19 +170,9 @@ async def _start(
     recovery_seconds: float,
 ) -> Node:
     identity = Identity(
-        cluster_id=config.cluster_id, node_id=config.node_id, peers=tuple(sorted(config.members))
+        cluster_id=config.cluster_id, node_id=config.node_id, peers=set(config.members)
     )
-    links = {
-        peer: PeerLink(network, identity, peer, address, random.Random(rng.random()))
-        for peer, address in sorted(config.members.items())
-        if peer != config.node_id
-    }
-
-    def send(message: Message) -> None:
-        link = links.get(message.recipient)
-        if link is not None:
-            link.send_nowait(message)
-
+    peers = Peers(network, identity, config.members, random.Random(rng.random()))
     metrics = NodeMetrics()
     waiters = ProposalWaiters()
     log_writer = LogWriter(log, metrics.wal_fsync_seconds.observe)
@@ -208,20 +198,22 @@ async def _start(
         core,
         log_writer,
         clock,
-        send=send,
+        send=peers.send,
         apply=apply_send,
         waiters=waiters,
         on_soft_state=soft_state_changed,
+        on_membership=peers.update,
     )
     steward = Steward(raft, config, clock)
     steward_box.append(steward)
     client_service = ClientService(
         raft,
         applier,
-        address_of=lambda node_id: config.members.get(NodeId(node_id), ""),
+        peers=peers,
         node_address=config.address,
         fsync=config.fsync,
-        forwarder=Forwarder(network, config.members, config.cluster_id, nursery),
+        election_timeout_s=config.election_ticks * config.tick_ms / 1000,
+        forwarder=Forwarder(network, peers.address_of, config.cluster_id, nursery),
     )
     transport = TransportStatistics()
 
@@ -241,8 +233,7 @@ async def _start(
         on_client=client_service.serve,
     )
     port: int = await nursery.start(network.serve, config.listen_address, handler)
-    for link in links.values():
-        await nursery.start(link.run)
+    await nursery.start(peers.run, core.membership)
     await nursery.start(applier.run)
     await nursery.start(raft.run)
     await nursery.start(_ticker, raft, config.tick_ms)
@@ -252,7 +243,12 @@ async def _start(
     if config.metrics_addr:
         scrape = functools.partial(handle_scrape, registry=metrics.registry)
         metrics_port = await nursery.start(network.serve, config.metrics_addr, scrape)
-    logger.info("node serving node=%s port=%d members=%d", config.node_id, port, len(links) + 1)
+    logger.info(
+        "node serving node=%s port=%d members=%s",
+        config.node_id,
+        port,
+        ",".join(core.membership.members),
+    )
     return Node(
         config=config,
         port=port,
@@ -261,7 +257,7 @@ async def _start(
         log_writer=log_writer,
         client_service=client_service,
         steward=steward,
-        links=links,
+        peers=peers,
         transport=transport,
         metrics=metrics,
         metrics_port=metrics_port,

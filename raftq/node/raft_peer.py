@@ -21,7 +21,7 @@ import attrs
 import trio
 
 from raftq import codec, limits
-from raftq.errors import Busy, NotLeader, RaftqError
+from raftq.errors import Busy, MembershipChangeError, NotLeader, RaftqError
 from raftq.ids import NodeId
 from raftq.jobs.commands import Command
 from raftq.node.applier import ApplyBatch
@@ -31,6 +31,7 @@ from raftq.node.waiters import NotLeaderHere, ProposalWaiters, Waiter
 from raftq.raft.core import RaftCore
 from raftq.raft.messages import Message
 from raftq.raft.ready import Role, SoftState
+from raftq.raft.types import Membership
 from raftq.transport.wire import Failure
 
 
@@ -57,7 +58,20 @@ class TransferRequest:
     target: NodeId
 
 
-Input = Message | Tick | ProposeRequest | ReadRequest | TransferRequest
+MembershipChange = Callable[[Membership], Membership | None]
+"""The next membership from the current one, or None if there is nothing to change; raises
+``MembershipChangeError`` if the change makes no sense."""
+
+
+@attrs.frozen(kw_only=True)
+class MembershipRequest:
+    """Resolved with the ``Membership`` once applied, or a ``Failure`` / ``NotLeaderHere``."""
+
+    change: MembershipChange
+    waiter: Waiter
+
+
+Input = Message | Tick | ProposeRequest | ReadRequest | TransferRequest | MembershipRequest
 
 logger = logging.getLogger("raftq.node")
 
@@ -82,6 +96,7 @@ class RaftPeer:
         apply: trio.MemorySendChannel[ApplyBatch],
         waiters: ProposalWaiters,
         on_soft_state: Callable[[SoftState], None],
+        on_membership: Callable[[Membership], None] = lambda membership: None,
     ) -> None:
         self.core = core
         self._log_writer = log_writer
@@ -90,6 +105,9 @@ class RaftPeer:
         self._apply = apply
         self._waiters = waiters
         self._on_soft_state = on_soft_state
+        self._on_membership = on_membership
+        self._membership = core.membership
+        self._soft_state_seen = trio.Event()
         self._inbox_send, self._inbox = trio.open_memory_channel[Input](limits.RAFT_INBOX_MAX)
         self._reads: dict[bytes, Waiter] = {}
         self._read_sequence = 0
@@ -116,6 +134,14 @@ class RaftPeer:
         """Queue a command; the waiter resolves with its result once applied (or a failure)."""
         waiter = Waiter()
         if not self._offer(ProposeRequest(command=command, waiter=waiter)):
+            waiter.resolve(Failure(code="busy", message="the node is overloaded; retry"))
+        return waiter
+
+    def change_membership(self, change: MembershipChange) -> Waiter:
+        """Propose ``change`` of the membership as it is when the Raft actor gets to it; the
+        waiter resolves with the new ``Membership`` once applied (at once if unchanged)."""
+        waiter = Waiter()
+        if not self._offer(MembershipRequest(change=change, waiter=waiter)):
             waiter.resolve(Failure(code="busy", message="the node is overloaded; retry"))
         return waiter
 
@@ -157,6 +183,8 @@ class RaftPeer:
             elif isinstance(item, TransferRequest):
                 with contextlib.suppress(RaftqError):
                     self.core.transfer_leadership(item.target)
+            elif isinstance(item, MembershipRequest):
+                self._propose_membership(item)
             else:
                 self.core.step(item)
         if proposals:
@@ -186,6 +214,26 @@ class RaftPeer:
         for offset, request in enumerate(proposals):
             self._waiters.add(placed.first_index + offset, placed.term, request.waiter)
         self.statistics.proposals += len(proposals)
+
+    def _propose_membership(self, request: MembershipRequest) -> None:
+        core = self.core
+        if core.role is not Role.LEADER:
+            request.waiter.resolve(NotLeaderHere(leader_id=core.leader or ""))
+            return
+        try:
+            proposed = request.change(core.membership)
+            if proposed is None:
+                request.waiter.resolve(core.membership)
+                return
+            placed = core.propose_membership(proposed)
+        except MembershipChangeError as error:
+            code = "not_ready" if error.retryable else "rejected"
+            request.waiter.resolve(Failure(code=code, message=str(error)))
+        except Busy as error:
+            request.waiter.resolve(Failure(code="busy", message=str(error)))
+        else:
+            self._waiters.add(placed.last_index, placed.term, request.waiter)
+            logger.info("membership change proposed index=%d to=%s", placed.last_index, proposed)
 
     def _start_read(self, waiter: Waiter) -> None:
         self._read_sequence += 1
@@ -217,8 +265,18 @@ class RaftPeer:
             if ready.soft_state is not None:
                 self._soft_state_changed(ready.soft_state)
             core.advance(ready)
+            if core.membership is not self._membership:  # applied just now
+                self._membership = core.membership
+                logger.info("membership applied %s", core.membership)
+                self._on_membership(core.membership)
+
+    async def role_changed(self) -> None:
+        """Return at the next change of role or leader."""
+        await self._soft_state_seen.wait()
 
     def _soft_state_changed(self, soft: SoftState) -> None:
+        self._soft_state_seen.set()
+        self._soft_state_seen = trio.Event()
         self.statistics.leader_changes += 1
         logger.info("raft role=%s leader=%s term=%d", soft.role.value, soft.leader, self.core.term)
         if soft.role is not Role.LEADER:

@@ -6,6 +6,7 @@ import attrs
 import trio
 
 from raftq.jobs.commands import Result
+from raftq.raft.types import Membership
 from raftq.transport.wire import Failure
 
 
@@ -17,8 +18,9 @@ class NotLeaderHere:
     leader_id: str
 
 
-Outcome = Result | Failure | NotLeaderHere | int
-"""A command's result, a failure, a redirection, or (for a read) the index to wait for."""
+Outcome = Result | Membership | Failure | NotLeaderHere | int
+"""A command's result, a membership change's new membership, a failure, a redirection, or
+(for a read) the index to wait for."""
 
 
 @attrs.define(eq=False)
@@ -48,7 +50,7 @@ class ProposalWaiters:
     def add(self, index: int, term: int, waiter: Waiter) -> None:
         self.by_index[index] = (term, waiter)
 
-    def applied(self, index: int, term: int, result: Result) -> None:
+    def applied(self, index: int, term: int, result: Result | Membership) -> None:
         pending = self.by_index.pop(index, None)
         if pending is None:
             return

@@ -433,9 +433,13 @@ class RaftCore:
         """Propose the next configuration: one server added, removed, promoted or demoted."""
         self._require_leader()
         if self.pending_membership_index > self.log.applied:
-            raise MembershipChangeError("a membership change is still in progress; retry")
+            raise MembershipChangeError(
+                "a membership change is still in progress; retry", retryable=True
+            )
         if not self.committed_in_current_term():
-            raise MembershipChangeError("a new leader must commit an entry first; retry")
+            raise MembershipChangeError(
+                "a new leader must commit an entry first; retry", retryable=True
+            )
         replication.check_membership_change(self, membership)
         proposal = self._propose([(EntryKind.MEMBERSHIP, codec.encode(membership, Membership))])
         self.pending_membership_index = proposal.last_index

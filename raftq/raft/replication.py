@@ -352,7 +352,8 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
         if match < core.log.committed:
             raise MembershipChangeError(
                 f"learner {node} has not caught up (has {match} of {core.log.committed}); "
-                "promote it once it has"
+                "promote it once it has",
+                retryable=True,
             )
 
 

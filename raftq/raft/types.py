@@ -62,16 +62,35 @@ def _sorted_unique(
 class Membership:
     """The cluster configuration: voters decide, learners only receive the log.
 
+    ``addresses``: where members listen, (node, "HOST:PORT") sorted by node. Raft never reads
+    it; it rides along so that every node, and every future leader, can reach a member added
+    at run time (an operator gives the address once, to ``raftq cluster add``).
+
     Tuples kept sorted (not sets) so that encoding, iteration and digests are deterministic.
     """
 
     voters: tuple[NodeId, ...] = attrs.field(default=(), validator=_sorted_unique)
     learners: tuple[NodeId, ...] = attrs.field(default=(), validator=_sorted_unique)
+    addresses: tuple[tuple[NodeId, str], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         overlap = set(self.voters) & set(self.learners)
         if overlap:
             raise ValueError(f"nodes both voter and learner: {sorted(overlap)}")
+        nodes = [node for node, _ in self.addresses]
+        if nodes != sorted(set(nodes)):
+            raise ValueError(f"addresses must be sorted by node, without repeats: {nodes!r}")
+
+    @property
+    def members(self) -> tuple[NodeId, ...]:
+        return tuple(sorted(self.voters + self.learners))
+
+    def address_of(self, node: NodeId) -> str:
+        """The address recorded for ``node``, or ""."""
+        for member, address in self.addresses:
+            if member == node:
+                return address
+        return ""
 
 
 @codec.register

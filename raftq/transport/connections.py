@@ -37,11 +37,12 @@ MESSAGES_PER_WRITE_MAX = 256
 
 @attrs.frozen(kw_only=True)
 class Identity:
-    """Who this node is, and who may call it as a peer."""
+    """Who this node is, and who may call it as a peer (``peers`` changes with the membership;
+    ``raftq.node.peers``)."""
 
     cluster_id: str
     node_id: NodeId
-    peers: tuple[NodeId, ...]
+    peers: set[NodeId]
 
 
 PeerHandler = Callable[[NodeId, FramedConnection], Awaitable[None]]

@@ -90,7 +90,33 @@ class GetStatus:
     pass
 
 
-ClientCall = SubmitCommand | GetJob | ListJobs | GetStatus
+MEMBERSHIP_ACTIONS = ("add_learner", "promote", "remove")
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ChangeMembership:
+    """One single-server membership change, answered (``MembershipReply``) once applied:
+    ``add_learner`` (with ``address``), ``promote`` (a caught-up learner to voter), ``remove``.
+    Each is a no-op if already so, so a retried change is harmless. Only the leader takes it
+    (a follower answers ``Redirect``). A change that cannot go through yet (another change in
+    progress, a learner still catching up) fails with code ``not_ready``: retry."""
+
+    action: str = attrs.field(validator=attrs.validators.in_(MEMBERSHIP_ACTIONS))
+    node_id: str = attrs.field(validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX))
+    address: str = attrs.field(default="", validator=attrs.validators.max_len(256))
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class TransferLeader:
+    """Hand leadership to the voter ``node_id``; answered (``MembershipReply``) once another
+    node leads, or ``Failure`` if that did not happen within an election timeout."""
+
+    node_id: str = attrs.field(validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX))
+
+
+ClientCall = SubmitCommand | GetJob | ListJobs | GetStatus | ChangeMembership | TransferLeader
 codec.register_union(ClientCall)
 
 
@@ -143,6 +169,23 @@ class StatusReply:
     jobs: dict[str, int]
     queues: dict[str, QueueStatus]
     fsync: bool
+    voters: tuple[str, ...] = ()
+    learners: tuple[str, ...] = ()
+    addresses: dict[str, str] = attrs.field(factory=dict)
+    """Every member's address, as this node knows it (configured or replicated)."""
+    match: dict[str, int] = attrs.field(factory=dict)
+    """On the leader: each other member's highest log index known replicated to it (how far
+    a learner has caught up). Empty elsewhere."""
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class MembershipReply:
+    """The membership after a change (or a leadership transfer), and who leads."""
+
+    voters: tuple[str, ...]
+    learners: tuple[str, ...]
+    leader_id: str
 
 
 @codec.register
@@ -159,13 +202,16 @@ class Redirect:
 class Failure:
     """The request was not carried out. ``code``: busy (retry later), no_quorum (timed out
     waiting for a majority), dropped (a leader change lost the proposal before it committed:
-    retry, with the same idempotency key), shutting_down, bad_request."""
+    retry, with the same idempotency key), shutting_down, bad_request, not_ready (a membership
+    change that can go through later: retry), rejected (one that never can)."""
 
     code: str
     message: str
 
 
-ClientReply = CommandReply | JobReply | JobsReply | StatusReply | Redirect | Failure
+ClientReply = (
+    CommandReply | JobReply | JobsReply | StatusReply | MembershipReply | Redirect | Failure
+)
 codec.register_union(ClientReply)
 
 

@@ -97,3 +97,21 @@ async def test_in_process_workers_run_jobs_enqueued_through_the_client(tmp_path:
         assert status["cluster"]["leader"] == leader.config.node_id
         assert status["jobs"]["succeeded"] == 61
         assert {node["role"] for node in status["cluster"]["nodes"]} == {"leader", "follower"}
+
+
+async def test_a_snapshot_is_taken_after_enough_bytes_even_with_few_entries(
+    tmp_path: Path,
+) -> None:
+    async with running_cluster(tmp_path, 1, snapshot_entries=0, snapshot_bytes=20_000) as nodes:
+        (node,) = nodes.values()
+        await wait_for_leader(nodes)
+        async with RawClient.connect(node.config.address) as client:
+            for _ in range(3):  # three entries of ~5 kB: no snapshot yet
+                big = spec(payload=b'"' + b"x" * 5_000 + b'"')
+                reply = await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(big,))))
+                assert isinstance(reply, CommandReply)
+            assert node.log_writer.statistics.snapshots_saved == 0
+            for _ in range(2):  # past 20 kB of entries: one snapshot, after 5 entries
+                big = spec(payload=b'"' + b"y" * 5_000 + b'"')
+                await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(big,))))
+            await wait_until(lambda: node.log_writer.statistics.snapshots_saved == 1)

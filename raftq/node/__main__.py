@@ -59,6 +59,12 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         help="snapshot the job state every N applied entries (10000)",
     )
     parser.add_argument(
+        "--snapshot-bytes",
+        type=int,
+        default=None,
+        help="... or every N bytes of applied entries, whichever first (64 MiB)",
+    )
+    parser.add_argument(
         "--fsync",
         default=None,
         choices=["always", "off"],
@@ -91,6 +97,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
         cluster_id=str(options.get("cluster_id", "raftq")),
         fsync=fsync != "off",
         snapshot_entries=int(options.get("snapshot_entries", 10_000)),
+        snapshot_bytes=int(options.get("snapshot_bytes", 64 * 1024 * 1024)),
         tick_ms=int(options.get("tick_ms", 30)),
         workers=int(options.get("workers", 0)),
         metrics_addr=str(options.get("metrics_addr", "")),

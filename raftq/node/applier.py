@@ -1,5 +1,6 @@
 """The applier: applies committed entries to the job state machine, in log order, and answers
-the proposals waiting on them; takes snapshots every ``snapshot_entries`` applied entries."""
+the proposals waiting on them; takes a snapshot every ``snapshot_entries`` applied entries or
+``snapshot_bytes`` bytes of them, whichever comes first."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class Applier:
         waiters: ProposalWaiters,
         log_writer: LogWriter,
         snapshot_entries: int,
+        snapshot_bytes: int = 0,
         batches: trio.MemoryReceiveChannel[ApplyBatch],
         observer: Observer | None = None,
         observe_snapshot_seconds: Callable[[float], None] | None = None,
@@ -60,6 +62,8 @@ class Applier:
         self._waiters = waiters
         self._log_writer = log_writer
         self._snapshot_entries = snapshot_entries
+        self._snapshot_bytes = snapshot_bytes
+        self._bytes_since_snapshot = 0
         self._snapshot_index = applied_index
         self._batches = batches
         self._applied_changed = trio.Event()
@@ -84,6 +88,7 @@ class Applier:
         self.applied_term = snapshot.meta.term
         self.membership = snapshot.meta.membership
         self._snapshot_index = snapshot.meta.index
+        self._bytes_since_snapshot = 0
         self._waiters.skipped_to(snapshot.meta.index)
         self.statistics.snapshots_restored += 1
         logger.info("state restored from a leader's snapshot index=%d", snapshot.meta.index)
@@ -104,6 +109,7 @@ class Applier:
             self._waiters.applied(entry.index, entry.term, self.membership)
         self.applied_index = entry.index
         self.applied_term = entry.term
+        self._bytes_since_snapshot += len(entry.data)
         self.statistics.applied_entries += 1
 
     async def wait_applied(self, index: int) -> None:
@@ -112,10 +118,11 @@ class Applier:
             await self._applied_changed.wait()
 
     async def _maybe_snapshot(self) -> None:
-        due = self._snapshot_entries and (
+        entries_due = self._snapshot_entries and (
             self.applied_index - self._snapshot_index >= self._snapshot_entries
         )
-        if not due:
+        bytes_due = self._snapshot_bytes and self._bytes_since_snapshot >= self._snapshot_bytes
+        if not (entries_due or bytes_due):
             return
         meta = SnapshotMeta(
             index=self.applied_index, term=self.applied_term, membership=self.membership
@@ -124,6 +131,7 @@ class Applier:
         data = self.machine.snapshot()
         await self._log_writer.save_snapshot(meta, data)
         self._snapshot_index = meta.index
+        self._bytes_since_snapshot = 0
         elapsed = trio.current_time() - started
         if self._observe_snapshot_seconds is not None:
             self._observe_snapshot_seconds(elapsed)

@@ -25,7 +25,11 @@ class NodeConfig:
     heartbeat_ticks: int = 1
     fsync: bool = True
     snapshot_entries: int = 10_000
-    """Snapshot the job state after this many applied entries (0: never)."""
+    """Snapshot the job state after this many applied entries (0: never)..."""
+    snapshot_bytes: int = 64 * 1024 * 1024
+    """... or after this many bytes of applied entries (0: never), whichever comes first: a
+    log of large jobs is compacted as promptly as one of many small ones, so neither the WAL
+    on disk nor a restart's replay grows past about this much."""
     lease_extension_ms: int = 10_000
     """A new leader's ExtendAll: no lease expires within this of the failover."""
     expire_interval_ms: int = 1_000

@@ -184,6 +184,7 @@ async def _start(
         waiters=waiters,
         log_writer=log_writer,
         snapshot_entries=config.snapshot_entries,
+        snapshot_bytes=config.snapshot_bytes,
         batches=apply_receive,
         observer=metrics,
         observe_snapshot_seconds=metrics.snapshot_seconds.observe,

@@ -128,7 +128,7 @@ async def measure_throughput(
         for _ in range(producers):
             nursery.start_soon(producer)
     enqueued = time.perf_counter()
-    for _ in range(100_000):
+    for _ in range(100_000 if cluster.workers else 0):  # no workers: enqueue only
         status = await client.status()
         if status["jobs"]["succeeded"] >= jobs:
             break
@@ -144,15 +144,18 @@ async def measure_throughput(
     }
 
 
-async def measure_latency(client: Client, samples: int) -> dict[str, Any]:
+async def measure_latency(cluster: Cluster, client: Client, samples: int) -> dict[str, Any]:
     latencies = []
+    cpu_started = cluster.cpu_seconds()
     for n in range(samples):
         began = time.perf_counter()
         await client.enqueue("noop", {}, key=f"lat-{n}")
         latencies.append(time.perf_counter() - began)
+    cpu = cluster.cpu_seconds() - cpu_started
     latencies.sort()
     return {
         "samples": samples,
+        "node_cpu_ms_per_enqueue": cpu * 1000 / samples,
         "p50_ms": statistics.median(latencies) * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
     }
@@ -184,7 +187,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
             throughput = await measure_throughput(
                 cluster, client, arguments.jobs, arguments.batch, arguments.producers
             )
-            latency = await measure_latency(client, arguments.samples)
+            latency = await measure_latency(cluster, client, arguments.samples)
             failover = await measure_failover(cluster, client, arguments.failovers)
         return {"throughput": throughput, "latency": latency, "failover": failover}
     finally:
@@ -215,7 +218,10 @@ def main() -> None:
         f"{throughput['end_to_end_jobs_per_second']:,.0f}/s, "
         f"node CPU {throughput['node_cpu_ms_per_job']:.3f} ms per job (all three nodes)"
     )
-    print(f"latency: enqueue p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms")
+    print(
+        f"latency: enqueue p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms, "
+        f"node CPU {latency['node_cpu_ms_per_enqueue']:.2f} ms per enqueue (all three nodes)"
+    )
     print(
         "failover: kill -9 of the leader to the next acknowledged enqueue: "
         + ", ".join(f"{seconds:.2f} s" for seconds in failover["seconds"])

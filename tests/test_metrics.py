@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import trio
@@ -79,5 +80,55 @@ async def test_metrics_are_served_named_and_parseable(tmp_path: Path) -> None:
         assert samples[("raftq_jobs", (("queue", "default"), ("state", "pending")))] == 1
         assert samples[("raftq_wal_fsync_seconds_count", ())] > 0
         assert samples[("raftq_snapshot_seconds_count", ())] >= 1
+        assert lint_like_promtool(body) == []
         head, _ = await scrape(leader.metrics_port, "/other")
         assert head.startswith("HTTP/1.1 404")
+
+
+BASE_UNITS = ("_seconds", "_bytes", "_total", "_info")
+NON_BASE_UNITS = ("_ms", "_milliseconds", "_microseconds", "_kilobytes", "_megabytes", "_minutes")
+
+
+def lint_like_promtool(body: str) -> list[str]:
+    """The problems ``promtool check metrics`` reports (its lint rules, which promtool itself
+    is not installable here to run): every family has help text, names are snake_case with
+    the ``raftq_`` prefix, counters end in ``_total``, units are base units, names do not
+    repeat the type, and a family is described once."""
+    problems = []
+    described: list[str] = []
+    for line in body.splitlines():
+        if line.startswith("# HELP "):
+            name, _, text = line[len("# HELP ") :].partition(" ")
+            described.append(name)
+            if not text.strip():
+                problems.append(f"{name}: no help text")
+    problems += [f"{name}: described twice" for name in set(described) if described.count(name) > 1]
+    for family in text_string_to_metric_families(body):
+        name = family.name
+        if not re.fullmatch(r"raftq_[a-z][a-z0-9_]*", name):
+            problems.append(f"{name}: not snake_case with the raftq_ prefix")
+        if family.type == "counter" and not all(
+            sample.name.endswith(("_total", "_created")) for sample in family.samples
+        ):
+            problems.append(f"{name}: counter without _total")
+        if name.endswith(NON_BASE_UNITS):
+            problems.append(f"{name}: use base units (seconds, bytes)")
+        if name.endswith(("_counter", "_gauge", "_histogram", "_summary")):
+            problems.append(f"{name}: the name repeats the type")
+        if family.type == "histogram":
+            suffixes = {sample.name[len(name) :] for sample in family.samples}
+            if not {"_bucket", "_count", "_sum"} <= suffixes:
+                problems.append(f"{name}: histogram without _bucket/_count/_sum")
+    return problems
+
+
+def test_the_promtool_like_lint_catches_what_promtool_would() -> None:
+    bad = (
+        "# HELP raftq_things_ms Things\n# TYPE raftq_things_ms gauge\nraftq_things_ms 1\n"
+        "# HELP raftq_ops Ops\n# TYPE raftq_ops counter\nraftq_ops 1\n"
+        "# HELP RaftqBad \n# TYPE RaftqBad gauge\nRaftqBad 1\n"
+    )
+    problems = lint_like_promtool(bad)
+    assert any("base units" in p for p in problems), problems
+    assert any("snake_case" in p for p in problems), problems
+    assert any("no help text" in p for p in problems), problems

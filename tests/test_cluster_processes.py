@@ -490,3 +490,35 @@ async def test_grow_1_to_3_to_5_shrink_to_3_and_replace_a_wiped_node_under_load(
     finally:
         with trio.CancelScope(shield=True):
             await cluster.stop_all()
+
+
+async def test_raftq_drain_lets_running_jobs_finish_hands_over_and_exits_0(tmp_path: Path) -> None:
+    import json
+
+    import raftq
+
+    async with process_cluster(
+        tmp_path, 3, "--workers", "2", "--import", "tests.handlers.slow"
+    ) as cluster:
+        leader = await cluster.leader()
+        addresses = ",".join(cluster.addresses.values())
+        async with raftq.connect(addresses, timeout=20) as client:
+            # Move leadership to the node that runs the job, so that draining it shows both.
+            job_id = await client.enqueue("slow", {"seconds": 1.5}, key="drain-1")
+            with trio.fail_after(20):
+                while (job := await client.get(job_id)).state != "running":  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            runner = job.history[-1].node.split("/")[0]  # claimer ids are "<node>/workers"
+            if runner != leader:
+                await client.transfer_leader(runner)
+            result = await run_cli("--cluster", cluster.addresses[runner], "drain", "--json")
+            assert result.returncode == 0, result.stderr
+            drained = json.loads(result.stdout)
+            assert (drained["id"], drained["role"]) == (runner, "leader")
+            with trio.fail_after(20):
+                assert await cluster.processes.pop(runner).wait() == 0
+            # The job finished on the draining node before it exited: one attempt.
+            job = await client.wait(job_id, timeout=10)
+            assert job.state == "succeeded"
+            assert job.attempts == 1
+            assert await cluster.leader() != runner

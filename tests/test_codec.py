@@ -240,6 +240,7 @@ STRATEGIES[wire.ChangeMembership] = st.builds(
     address=st.just("") | names,
 )
 STRATEGIES[wire.TransferLeader] = st.builds(wire.TransferLeader, node_id=node_ids)
+STRATEGIES[wire.Drain] = st.builds(wire.Drain)
 STRATEGIES[wire.ClientCall] = st.one_of(
     *(STRATEGIES[call_type] for call_type in typing.get_args(wire.ClientCall))
 )

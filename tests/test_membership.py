@@ -179,3 +179,6 @@ async def test_membership_changes_that_make_no_sense_are_refused_clearly(tmp_pat
                 await client.add_node("n9", next(iter(unused.values())))
             status = await client.status()
             assert status["cluster"]["commit_index"] > 0
+            # A node embedded in an application is stopped there, not drained remotely.
+            with pytest.raises(raftq.RaftqError, match="embedded"):
+                await client.drain(members[NodeId("n1")])

@@ -73,6 +73,7 @@ from raftq.transport.wire import (
     ClientCall,
     ClientReply,
     CommandReply,
+    Drain,
     Failure,
     GetJob,
     GetStatus,
@@ -393,6 +394,25 @@ class Client:
             raise _unexpected(reply)
         self._leader = None  # it has moved
         return _membership_json(reply)
+
+    async def drain(self, address: str) -> dict[str, Any]:
+        """Drain the node at ``address`` (not the leader: that very node): it stops claiming,
+        hands leadership over, lets its running jobs finish, and exits. Returns its status as
+        it started draining. ``RaftqError`` if it is embedded in an application."""
+        try:
+            with trio.fail_after(self._status_timeout()):
+                connection = await self._connection_to(address, self._status_timeout())
+                reply = await connection.call(Drain(), self._status_timeout())
+        except (ConnectionClosed, trio.TooSlowError) as error:
+            raise NoQuorum(f"{address} did not take the drain: {error}") from None
+        if isinstance(reply, Failure):
+            raise RaftqError(f"{address} refused to drain ({reply.code}): {reply.message}")
+        if not isinstance(reply, StatusReply):
+            raise _unexpected(reply)
+        node: dict[str, Any] = cluster_status([(address, reply)], self.node_ids)["cluster"][
+            "nodes"
+        ][0]
+        return node
 
     async def _change_membership(
         self, action: str, node_id: str, address: str = ""

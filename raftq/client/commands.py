@@ -46,7 +46,19 @@ payload bytes: each batch is one Raft entry, and entries far larger than an Appe
 message (``RAFT_APPEND_BYTES_MAX``) slow replication for everyone."""
 
 CLIENT_COMMANDS = frozenset(
-    {"enqueue", "status", "jobs", "job", "cancel", "retry", "pause", "resume", "worker", "cluster"}
+    {
+        "enqueue",
+        "status",
+        "jobs",
+        "job",
+        "cancel",
+        "retry",
+        "pause",
+        "resume",
+        "worker",
+        "cluster",
+        "drain",
+    }
 )
 
 logger = logging.getLogger("raftq.cli")
@@ -144,6 +156,17 @@ def add_client_commands(commands: Any) -> None:
     transfer.add_argument("node_id", metavar="ID")
     for action in (add, remove, transfer):
         action.add_argument("--json", action="store_true")
+
+    drain = commands.add_parser(
+        "drain",
+        parents=[with_timeout],
+        help="stop one node gracefully",
+        description="Drain the node at the first --cluster address (that node, not the "
+        "leader): it stops claiming, hands leadership over if it leads, lets its running "
+        "jobs finish within the grace period, and exits 0, as on SIGTERM. To take it out of "
+        "the cluster for good, `raftq cluster remove` it too.",
+    )
+    drain.add_argument("--json", action="store_true")
 
     worker = commands.add_parser("worker", parents=[with_timeout], help="a remote worker")
     worker.add_argument(
@@ -402,8 +425,18 @@ async def _cluster(client: Client, arguments: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _drain(client: Client, arguments: argparse.Namespace) -> int:
+    node = await client.drain(client.addresses[0])
+    if arguments.json:
+        print(json.dumps(node))
+    else:
+        print(f"{node['id']} at {node['addr']} is draining (it was {node['role']})")
+    return EXIT_OK
+
+
 _COMMANDS: dict[str, Command] = {
     "cluster": _cluster,
+    "drain": _drain,
     "enqueue": _enqueue,
     "status": _status,
     "jobs": _jobs,

@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import trio
@@ -111,11 +111,33 @@ async def serve(config: NodeConfig) -> None:
         async with open_node(config) as node:
             if not config.fsync:
                 logger.warning("fsync is OFF: acknowledged writes can be lost on a crash")
+            node.client_service.drainable = True
+            reason = await _stop_requested(signals, node.client_service.drain_requested)
+            logger.info("stopping reason=%s", reason)
+            await node.stop_workers()  # stop claiming; running jobs finish or time out
+            await hand_over(node)
+
+
+async def _stop_requested(signals: AsyncIterator[int], drain: trio.Event) -> str:
+    """Wait for SIGTERM/SIGINT or a client's ``raftq drain``; say which came."""
+    reason = ""
+    async with trio.open_nursery() as nursery:
+
+        async def on_signal() -> None:
+            nonlocal reason
             async for received in signals:
-                logger.info("stopping signal=%s", signal.Signals(received).name)
-                await node.stop_workers()  # stop claiming; running jobs finish or time out
-                await hand_over(node)
-                break
+                reason = f"signal {signal.Signals(received).name}"
+                nursery.cancel_scope.cancel()
+
+        async def on_drain() -> None:
+            nonlocal reason
+            await drain.wait()
+            reason = "drain"
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(on_signal)
+        nursery.start_soon(on_drain)
+    return reason
 
 
 async def hand_over(node: Node, seconds: float = 2.0) -> None:

@@ -33,6 +33,7 @@ from raftq.transport.wire import (
     ClientRequest,
     ClientResponse,
     CommandReply,
+    Drain,
     Failure,
     GetJob,
     GetStatus,
@@ -70,6 +71,9 @@ class ClientService:
         self._node_address = node_address
         self._fsync = fsync
         self.requests = 0
+        self.drainable = False
+        """Set by a node process that acts on ``drain_requested`` (``python -m raftq.node``)."""
+        self.drain_requested = trio.Event()
 
     async def serve(self, connection: FramedConnection) -> None:
         """Serve one client connection until it closes."""
@@ -104,6 +108,12 @@ class ClientService:
 
     async def handle(self, call: ClientCall) -> ClientReply:
         if isinstance(call, GetStatus):
+            return self.status()
+        if isinstance(call, Drain):
+            if not self.drainable:
+                return Failure(code="rejected", message="this node is embedded: stop it there")
+            logger.info("drain requested by a client")
+            self.drain_requested.set()
             return self.status()
         timeout_s = limits.CLIENT_REQUEST_TIMEOUT_MS / 1000
         with trio.move_on_after(timeout_s):

@@ -116,7 +116,18 @@ class TransferLeader:
     node_id: str = attrs.field(validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX))
 
 
-ClientCall = SubmitCommand | GetJob | ListJobs | GetStatus | ChangeMembership | TransferLeader
+@codec.register
+@attrs.frozen(kw_only=True)
+class Drain:
+    """Drain the node that receives it (never forwarded): it stops claiming, hands leadership
+    over if it leads, lets running jobs finish within the grace period, then exits, as on
+    SIGTERM. Answered at once with the node's ``StatusReply``; a node that cannot be drained
+    remotely (one embedded in an application) answers ``Failure`` rejected."""
+
+
+ClientCall = (
+    SubmitCommand | GetJob | ListJobs | GetStatus | ChangeMembership | TransferLeader | Drain
+)
 codec.register_union(ClientCall)
 
 

@@ -273,8 +273,11 @@ def _changed(
     if call.action == "add_learner":
         if node in voters | learners and known.get(node) == call.address:
             return None  # so already (a learner, or a voter if the whole add was done before)
-        if node in voters:
-            raise MembershipChangeError(f"{node} is already a voter at {known.get(node)}")
+        if node in voters | learners:
+            role = "voter" if node in voters else "learner"
+            raise MembershipChangeError(
+                f"{node} is already a {role} at {known.get(node)}; to move it, remove it first"
+            )
         learners.add(node)
         known[node] = call.address
     elif call.action == "promote":

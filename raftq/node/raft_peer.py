@@ -255,9 +255,11 @@ class RaftPeer:
             for message in ready.messages:
                 self._send(message)
             if ready.snapshot is not None or ready.committed_entries:
-                await self._apply.send(
-                    ApplyBatch(snapshot=ready.snapshot, entries=ready.committed_entries)
-                )
+                batch = ApplyBatch(snapshot=ready.snapshot, entries=ready.committed_entries)
+                try:
+                    self._apply.send_nowait(batch)  # the common case: no task switch here
+                except trio.WouldBlock:
+                    await self._apply.send(batch)  # the applier is behind: backpressure
             for read in ready.read_states:
                 waiter = self._reads.pop(read.context, None)
                 if waiter is not None:

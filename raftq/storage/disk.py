@@ -223,7 +223,8 @@ class RealFile:
         try:
             if len(data) <= limits.INLINE_WRITE_BYTES_MAX:
                 _write_all(self._fd, data)
-                await trio.lowlevel.checkpoint()
+                if not sync:  # else the sync below is the checkpoint: one task switch fewer
+                    await trio.lowlevel.checkpoint()
             else:
                 await trio.to_thread.run_sync(_write_all, self._fd, data)
         finally:

@@ -7,8 +7,10 @@ built-in ``noop`` handler), then measures through the client library:
 1. throughput: ``--jobs`` noop jobs enqueued in batches of ``--batch`` from ``--producers``
    concurrent producers; jobs/s from the first enqueue to the moment every job has
    succeeded (polled from ``status``);
-2. latency: ``--samples`` single enqueues, one at a time, on the otherwise idle cluster: each
-   call's time from send to acknowledgement (committed and applied on the leader);
+2. latency: ``--samples`` single enqueues, one at a time, ``--gap-ms`` apart, on the otherwise
+   idle cluster: each call's time from send to acknowledgement (committed and applied on the
+   leader). The node CPU per enqueue includes running the job (claim, report) when there are
+   workers;
 3. failover: ``--failovers`` times, kill -9 the leader while a producer enqueues one job at a
    time; the time from the kill to the next acknowledged enqueue (the killed node is then
    restarted and the cluster settles before the next round).
@@ -144,10 +146,13 @@ async def measure_throughput(
     }
 
 
-async def measure_latency(cluster: Cluster, client: Client, samples: int) -> dict[str, Any]:
+async def measure_latency(
+    cluster: Cluster, client: Client, samples: int, gap_s: float
+) -> dict[str, Any]:
     latencies = []
     cpu_started = cluster.cpu_seconds()
     for n in range(samples):
+        await trio.sleep(gap_s)  # low load: the previous job has run before the next comes
         began = time.perf_counter()
         await client.enqueue("noop", {}, key=f"lat-{n}")
         latencies.append(time.perf_counter() - began)
@@ -187,7 +192,9 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
             throughput = await measure_throughput(
                 cluster, client, arguments.jobs, arguments.batch, arguments.producers
             )
-            latency = await measure_latency(cluster, client, arguments.samples)
+            latency = await measure_latency(
+                cluster, client, arguments.samples, arguments.gap_ms / 1000
+            )
             failover = await measure_failover(cluster, client, arguments.failovers)
         return {"throughput": throughput, "latency": latency, "failover": failover}
     finally:
@@ -203,6 +210,13 @@ def main() -> None:
     parser.add_argument("--producers", type=int, default=4)
     parser.add_argument("--workers", type=int, default=64, help="job slots per node")
     parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument(
+        "--gap-ms",
+        type=float,
+        default=5.0,
+        help="pause before each latency sample (0: back to back, each enqueue then overlaps "
+        "the previous job's claim and report)",
+    )
     parser.add_argument("--failovers", type=int, default=3)
     parser.add_argument("--tick-ms", type=int, default=30)
     parser.add_argument("--json", action="store_true")

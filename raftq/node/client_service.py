@@ -50,6 +50,9 @@ from raftq.transport.wire import (
 
 logger = logging.getLogger("raftq.node")
 
+REPLIES_PER_WRITE_MAX = 256
+"""Replies coalesced into one write to a client."""
+
 
 class ClientService:
     def __init__(
@@ -76,35 +79,62 @@ class ClientService:
         self.drain_requested = trio.Event()
 
     async def serve(self, connection: FramedConnection) -> None:
-        """Serve one client connection until it closes."""
-        send_lock = trio.Lock()
+        """Serve one client connection until it closes: each request in a task of its own;
+        one writer sends the replies, as many in one write as are ready (batching under load
+        at no cost to a lone request)."""
         slots = trio.CapacityLimiter(limits.CLIENT_REQUESTS_IN_FLIGHT_MAX)
-        async with trio.open_nursery() as nursery:
-            while True:
-                request = await connection.receive()
-                if request is None:
-                    break
-                if not isinstance(request, ClientRequest):
-                    raise RemoteProtocolError(f"a client sent {type(request).__name__}")
-                await slots.acquire_on_behalf_of(request)
-                nursery.start_soon(self._answer, connection, send_lock, slots, request)
+        # A request holds its slot until its reply is written: the queue never overflows.
+        replies_in, replies_out = trio.open_memory_channel[tuple[ClientRequest, ClientResponse]](
+            limits.CLIENT_REQUESTS_IN_FLIGHT_MAX
+        )
+        async with trio.open_nursery() as writing:
+            writing.start_soon(self._write_replies, connection, replies_out, slots)
+            async with replies_in, trio.open_nursery() as answering:
+                while True:
+                    request = await connection.receive()
+                    if request is None:
+                        break
+                    if not isinstance(request, ClientRequest):
+                        raise RemoteProtocolError(f"a client sent {type(request).__name__}")
+                    await slots.acquire_on_behalf_of(request)
+                    answering.start_soon(self._answer, replies_in, request)
+            # Every answer is queued and the queue closed: the writer finishes and returns.
 
     async def _answer(
         self,
-        connection: FramedConnection,
-        send_lock: trio.Lock,
-        slots: trio.CapacityLimiter,
+        replies: trio.MemorySendChannel[tuple[ClientRequest, ClientResponse]],
         request: ClientRequest,
     ) -> None:
+        self.requests += 1
+        reply = await self.handle(request.call)
+        response = ClientResponse(request_id=request.request_id, reply=reply)
         try:
-            self.requests += 1
-            reply = await self.handle(request.call)
-            async with send_lock:
-                await connection.send(ClientResponse(request_id=request.request_id, reply=reply))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            replies.send_nowait((request, response))
+        except trio.BrokenResourceError:  # the writer is gone: so is the client
             logger.debug("client gone before its answer request=%d", request.request_id)
-        finally:
-            slots.release_on_behalf_of(request)
+
+    @staticmethod
+    async def _write_replies(
+        connection: FramedConnection,
+        replies: trio.MemoryReceiveChannel[tuple[ClientRequest, ClientResponse]],
+        slots: trio.CapacityLimiter,
+    ) -> None:
+        async with replies:
+            async for first in replies:
+                batch = [first]
+                while len(batch) < REPLIES_PER_WRITE_MAX:
+                    try:
+                        batch.append(replies.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                try:
+                    await connection.send_many([response for _, response in batch])
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    logger.debug("client gone before its answers requests=%d", len(batch))
+                    return
+                finally:
+                    for request, _ in batch:
+                        slots.release_on_behalf_of(request)
 
     async def handle(self, call: ClientCall) -> ClientReply:
         if isinstance(call, GetStatus):

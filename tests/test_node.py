@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import trio
+import trio.testing
+
 from raftq.jobs.commands import Claim, ClaimResult, Complete, Done, Enqueue, EnqueueResult
 from raftq.transport.wire import (
     CommandReply,
@@ -115,3 +118,24 @@ async def test_a_snapshot_is_taken_after_enough_bytes_even_with_few_entries(
                 big = spec(payload=b'"' + b"y" * 5_000 + b'"')
                 await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(big,))))
             await wait_until(lambda: node.log_writer.statistics.snapshots_saved == 1)
+
+
+async def test_a_node_process_freezes_what_survives_each_collection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    import gc
+
+    from raftq.node.__main__ import freeze_survivors
+
+    gc.unfreeze()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(freeze_survivors, 10.0)
+            first = gc.get_freeze_count()
+            assert first > 0  # everything alive at start-up: the recovered state
+            survivors = [[n] for n in range(1_000)]  # tracked containers, allocated later
+            await trio.sleep(10.5)
+            assert gc.get_freeze_count() >= first + len(survivors)
+            nursery.cancel_scope.cancel()
+    finally:
+        gc.unfreeze()  # the rest of the test process collects as usual

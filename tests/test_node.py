@@ -9,6 +9,7 @@ import trio.testing
 
 from raftq.jobs.commands import Claim, ClaimResult, Complete, Done, Enqueue, EnqueueResult
 from raftq.transport.wire import (
+    ClientRequest,
     CommandReply,
     GetJob,
     GetStatus,
@@ -139,3 +140,26 @@ async def test_a_node_process_freezes_what_survives_each_collection(
             nursery.cancel_scope.cancel()
     finally:
         gc.unfreeze()  # the rest of the test process collects as usual
+
+
+async def test_a_client_resetting_its_connection_mid_request_does_not_stop_the_node(
+    tmp_path: Path,
+) -> None:
+    import socket
+    import struct
+
+    async with running_cluster(tmp_path, 1) as nodes:
+        (node,) = nodes.values()
+        await wait_for_leader(nodes)
+        async with RawClient.connect(node.config.address) as client:
+            # A claim on an empty queue is held (long poll) while the client resets.
+            await client.connection.send(
+                ClientRequest(
+                    request_id=1, call=SubmitCommand(command=Claim(now_ms=0, claimer="w"))
+                )
+            )
+            raw = client.connection.stream.socket  # type: ignore[attr-defined]
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await trio.sleep(1.5)  # the held claim ends, its answer meets the reset connection
+        async with RawClient.connect(node.config.address) as client:
+            assert isinstance(await client.call(GetStatus()), StatusReply)

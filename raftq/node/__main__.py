@@ -115,10 +115,10 @@ async def serve(config: NodeConfig) -> None:
             await nursery.start(freeze_survivors)
             node.client_service.drainable = True
             reason = await _stop_requested(signals, node.client_service.drain_requested)
-            nursery.cancel_scope.cancel()
             logger.info("stopping reason=%s", reason)
             await node.stop_workers()  # stop claiming; running jobs finish or time out
             await hand_over(node)
+            nursery.cancel_scope.cancel()  # the collector (this body is in its scope too)
 
 
 GC_FREEZE_INTERVAL_S = 10.0

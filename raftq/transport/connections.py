@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import attrs
 import trio
@@ -81,16 +81,48 @@ async def accept(
             return
         assert isinstance(hello, Hello)
         await connection.send(Welcome(node_id=identity.node_id))
-        if hello.node_id:
-            await on_peer(NodeId(hello.node_id), connection)
-        else:
-            await on_client(connection)
+        await _serve_caller(connection, hello.node_id, on_peer, on_client)
     except RemoteProtocolError as error:
         await _refuse(connection, statistics, "bad_frame", str(error))
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
         logger.debug("connection lost error=%r", str(error))
     finally:
         await trio.aclose_forcefully(connection.stream)
+
+
+CONNECTION_FAILURES = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,
+    RemoteProtocolError,
+)
+"""What a caller can do to its own connection: break it, reset it, send garbage."""
+
+
+async def _serve_caller(
+    connection: FramedConnection, caller: str, on_peer: PeerHandler, on_client: ClientHandler
+) -> None:
+    """Run the handler. A handler's nursery wraps a failure of its connection (a client that
+    resets it mid-request) in an exception group; unwrapped here, so that ``accept`` closes
+    that one connection instead of the group taking the whole node down."""
+    try:
+        if caller:
+            await on_peer(NodeId(caller), connection)
+        else:
+            await on_client(connection)
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if leaves and all(isinstance(leaf, CONNECTION_FAILURES) for leaf in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exception in group.exceptions:
+        if isinstance(exception, BaseExceptionGroup):
+            yield from _leaves(exception)
+        else:
+            yield exception
 
 
 def _check_hello(hello: object, identity: Identity) -> tuple[str, str] | None:

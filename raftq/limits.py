@@ -131,6 +131,19 @@ announces more is cut off before it sends the bytes."""
 HANDSHAKE_TIMEOUT_MS = 5_000
 """A connection that has not completed its handshake by then is half-open or hostile: closed."""
 
+HANDSHAKE_FRAME_BYTES_MAX = 4 * 1024
+"""Frames before the handshake completes (Hello, Challenge, Proof, Welcome, ErrorFrame are a
+few hundred bytes): a stranger cannot make the node buffer a 32 MiB frame unauthenticated."""
+
+HANDSHAKES_IN_FLIGHT_MAX = 256
+"""Connections in their handshake at once. Past it a new connection is refused at once (reason
+``busy``): a flood of half-open connections costs a bounded amount of memory and tasks, and
+authenticated links, which are already past the handshake, keep working."""
+
+HANDSHAKE_NONCES_REMEMBERED = 65_536
+"""Callers' nonces kept (2 MiB) to name a replayed handshake as such; older replays still fail,
+on the node's fresh nonce."""
+
 PEER_QUEUE_MESSAGES_MAX = 4096
 """Messages queued for one peer while its connection is down or slow. Raft tolerates loss, so
 past this the newest are dropped instead of blocking the Raft actor or growing memory."""

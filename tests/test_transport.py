@@ -13,7 +13,7 @@ import trio
 from raftq.ids import NodeId
 from raftq.raft.messages import Heartbeat, Message
 from raftq.transport import connections
-from raftq.transport.connections import Identity, PeerLink, TransportStatistics
+from raftq.transport.connections import HandshakeGuard, Identity, PeerLink, TransportStatistics
 from raftq.transport.framing import LENGTH, FrameDecoder, frame
 from raftq.transport.network import FramedConnection, TcpNetwork, parse_address
 from raftq.transport.wire import (
@@ -35,6 +35,7 @@ class Listener:
     def __init__(self, node: str, handshake_timeout_ms: int = 5000) -> None:
         self.identity = Identity(cluster_id=CLUSTER, node_id=NodeId(node), peers=MEMBERS)
         self.statistics = TransportStatistics()
+        self.guard = HandshakeGuard()
         self.received: list[Message] = []
         self.clients = 0
         self.port = 0
@@ -55,6 +56,7 @@ class Listener:
             connections.accept,
             identity=self.identity,
             statistics=self.statistics,
+            guard=self.guard,
             on_peer=self.on_peer,
             on_client=self.on_client,
             handshake_timeout_ms=self.handshake_timeout_ms,
@@ -149,6 +151,7 @@ async def test_a_peer_link_reconnects_after_the_peer_restarts() -> None:
                 connections.accept,
                 identity=second.identity,
                 statistics=second.statistics,
+                guard=second.guard,
                 on_peer=second.on_peer,
                 on_client=second.on_client,
             )

@@ -67,7 +67,9 @@ from raftq.jobs.commands import (
     Retry,
 )
 from raftq.jobs.job import JobState
+from raftq.transport.auth import check_secret
 from raftq.transport.network import Network, TcpNetwork, parse_address
+from raftq.transport.tls import TlsConfig
 from raftq.transport.wire import (
     ChangeMembership,
     ClientCall,
@@ -156,15 +158,23 @@ async def connect(
     cluster_id: str = "raftq",
     timeout: float = 10.0,
     network: Network | None = None,
+    secret: bytes | str | None = None,
+    tls: TlsConfig | None = None,
 ) -> AsyncIterator[Client]:
     """A ``Client`` of the cluster at ``addresses``, connected lazily; every call retries until
-    ``timeout`` seconds. Connections close when the block ends."""
+    ``timeout`` seconds. Connections close when the block ends.
+
+    ``secret``: the cluster secret (``raftq.load_secret(path)`` reads a secret file), proven
+    to every node in the handshake and never sent. ``tls``: connect with TLS, verifying the
+    nodes' certificates against ``tls.ca_file`` (and presenting ``tls.cert_file``, if any)."""
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
     known = parse_addresses(addresses)
+    checked_secret = None if secret is None else check_secret(secret)
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        client = Client(known, cluster_id, timeout, network or TcpNetwork(), nursery)
+        client = Client(known, cluster_id, timeout, network or TcpNetwork(tls), nursery)
+        client.secret = checked_secret
         try:
             yield client
         except BaseException as error:
@@ -203,6 +213,8 @@ class Client:
         self._connecting: dict[str, trio.Lock] = {}
         self.node_ids: dict[str, str] = {}
         """Address -> node id, as learned from handshakes, for reports on unreachable nodes."""
+        self.secret: bytes | None = None
+        """The cluster secret proven in every handshake (None: the cluster has none)."""
 
     def close(self) -> None:
         for connection in self._connections.values():
@@ -592,6 +604,7 @@ class Client:
                     self._network,
                     address,
                     cluster_id=self.cluster_id,
+                    secret=self.secret,
                     nursery=self._nursery,
                     timeout=timeout,
                 )

@@ -89,7 +89,9 @@ from raftq.transport.wire import (
     TransferLeader,
 )
 
-RETRYABLE_FAILURES = frozenset({"busy", "dropped", "no_quorum", "shutting_down", "not_ready"})
+RETRYABLE_FAILURES = frozenset(
+    {"busy", "dropped", "no_quorum", "shutting_down", "not_ready", "storage_error"}
+)
 """``Failure`` codes that mean "not done, try again" (``raftq.transport.wire.Failure``)."""
 
 BACKOFF_MIN_S = 0.02

@@ -19,6 +19,7 @@ from raftq.ids import NodeId
 from raftq.jobs.commands import Claim, ClaimResult
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
+from raftq.node.log_writer import LogWriter
 from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import NotLeaderHere, Waiter
@@ -62,8 +63,10 @@ class ClientService:
         fsync: bool,
         election_timeout_s: float,
         forwarder: Forwarder | None = None,
+        log_writer: LogWriter | None = None,
     ) -> None:
         self._election_timeout_s = election_timeout_s
+        self._log_writer = log_writer
         self._forwarder = forwarder
         self._raft = raft
         self._applier = applier
@@ -122,6 +125,11 @@ class ClientService:
             if isinstance(call, TransferLeader):
                 return await self._transfer_leader(call)
             if isinstance(call, SubmitCommand):
+                if problem := self._storage_problem():
+                    return Failure(
+                        code="storage_error",
+                        message=f"node {self._raft.core.id} cannot persist writes: {problem}",
+                    )
                 if isinstance(call.command, Claim) and not await self._claimable(call.command):
                     return CommandReply(result=ClaimResult(leases=()))
                 outcome = await _outcome(self._raft.propose(call.command))
@@ -254,7 +262,12 @@ class ClientService:
             }
             if role is Role.LEADER
             else {},
+            storage_error=self._storage_problem(),
         )
+
+    def _storage_problem(self) -> str:
+        """Why this node's disk refuses writes ("" while it is fine)."""
+        return (self._log_writer and self._log_writer.storage_problem) or ""
 
 
 def _follows_another_leader(core: RaftCore) -> bool:

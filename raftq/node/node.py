@@ -229,6 +229,7 @@ async def _start(
         fsync=config.fsync,
         election_timeout_s=config.election_ticks * config.tick_ms / 1000,
         forwarder=Forwarder(network, peers.address_of, config.cluster_id, nursery, secret),
+        log_writer=log_writer,
     )
     transport = TransportStatistics()
 
@@ -332,6 +333,16 @@ def _scrape(
         "raftq_wal_bytes", "Bytes written to the WAL", log_writer.log.wal_statistics().bytes_written
     )
     yield gauge("raftq_recovery_seconds", "Time to recover the data directory", recovery_seconds)
+    yield gauge(
+        "raftq_storage_writable",
+        "0 while the disk refuses writes (full, failed fsync) and writes are not acknowledged",
+        int(log_writer.storage_problem is None),
+    )
+    yield counter(
+        "raftq_storage_errors",
+        "Failed attempts to persist (full disk, failed write or fsync)",
+        log_writer.statistics.storage_errors,
+    )
     yield labelled_counter(
         "raftq_connections_refused",
         "Connections refused in the handshake (TLS, authentication, protocol), by reason",

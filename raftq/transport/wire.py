@@ -213,6 +213,8 @@ class StatusReply:
     match: dict[str, int] = attrs.field(factory=dict)
     """On the leader: each other member's highest log index known replicated to it (how far
     a learner has caught up). Empty elsewhere."""
+    storage_error: str = ""
+    """Why this node's disk refuses writes (a full disk, a failed fsync); "" while it works."""
 
 
 @codec.register
@@ -240,7 +242,8 @@ class Failure:
     """The request was not carried out. ``code``: busy (retry later), no_quorum (timed out
     waiting for a majority), dropped (a leader change lost the proposal before it committed:
     retry, with the same idempotency key), shutting_down, bad_request, not_ready (a membership
-    change that can go through later: retry), rejected (one that never can)."""
+    change that can go through later: retry), rejected (one that never can), storage_error
+    (this node's disk refuses writes: ask another)."""
 
     code: str
     message: str

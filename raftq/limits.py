@@ -98,7 +98,28 @@ JOBS_PER_ENQUEUE_MAX = 10_000
 """Jobs in one Enqueue command: one Raft entry, bounded like any entry."""
 
 CLAIM_JOBS_MAX = 1_000
-"""Jobs handed out by one Claim."""
+"""Jobs handed out by one Claim, and leases renewed by one Extend."""
+
+CLAIM_NAMES_MAX = 1_000
+"""Queue or type names one Claim may filter on: a worker handles a few types from a few queues;
+a thousand leaves room for any app while bounding the (queue, type) pairs a claim examines."""
+
+COMMAND_BYTES_MAX = 8 * 1024 * 1024
+"""The variable-size parts of one command together (an Enqueue's payloads, ids, keys and
+names; a Report's results and errors): a command is one Raft entry and one WAL record
+(``WAL_RECORD_BYTES_MAX``, with room for the envelope), and a frame must carry it
+(``FRAME_BYTES_MAX``). A larger one is refused at the edge, never turned into an entry the log
+cannot hold."""
+
+JOBS_MAX = 2_000_000
+"""Jobs the cluster holds (pending to finished, until purged). About 500 bytes of memory each
+plus payload: 1 GB per node at the bound. Past it an enqueue is ``Busy`` (the job state machine
+answers ``Rejected("full")``), never an out-of-memory crash."""
+
+JOBS_HELD_BYTES_MAX = 512 * 1024 * 1024
+"""Payload, result and error bytes the cluster holds: with the jobs' own rows this keeps a
+snapshot well under ``SNAPSHOT_BYTES_MAX``. Past it enqueues are refused, and a result or
+error that would cross it is dropped (the job's outcome still counts)."""
 
 REPORT_OUTCOMES_MAX = CLAIM_JOBS_MAX
 """Outcomes in one Report: a worker reports at most what it can hold at once."""

@@ -65,6 +65,7 @@ from raftq.jobs.commands import (
     Result,
     ResumeQueue,
     Retry,
+    enqueue_bytes,
 )
 from raftq.jobs.job import JobState
 from raftq.transport.auth import check_secret
@@ -275,6 +276,11 @@ class Client:
                 f"{len(specs)} jobs in one enqueue; at most {limits.JOBS_PER_ENQUEUE_MAX}"
             )
         keyed = tuple(spec if spec.key else attrs.evolve(spec, key=new_key()) for spec in specs)
+        if (size := enqueue_bytes(keyed)) > limits.COMMAND_BYTES_MAX:
+            raise ConfigError(
+                f"{size} bytes of jobs in one enqueue; at most {limits.COMMAND_BYTES_MAX}: "
+                "send them in smaller batches"
+            )
         result = await self._submit(Enqueue(now_ms=0, jobs=keyed))
         outcome = _expect(result, EnqueueResult)
         if len(outcome.jobs) != len(keyed):
@@ -653,6 +659,8 @@ def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
         return JobNotFound(message)
     if rejected.code == "lease_lost":
         return LeaseLost(message)
+    if rejected.code == "full":  # admission control: the cluster holds all it may
+        return Busy(message)
     return CommandRejected(message, code=rejected.code)
 
 

@@ -16,7 +16,7 @@ import trio
 from raftq import limits
 from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
 from raftq.ids import NodeId
-from raftq.jobs.commands import Claim, ClaimResult
+from raftq.jobs.commands import Claim, ClaimResult, Enqueue
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.log_writer import LogWriter
@@ -129,6 +129,12 @@ class ClientService:
                     return Failure(
                         code="storage_error",
                         message=f"node {self._raft.core.id} cannot persist writes: {problem}",
+                    )
+                if isinstance(call.command, Enqueue) and not self._has_room(call.command):
+                    return Failure(
+                        code="busy",
+                        message="the cluster holds its maximum number of jobs or bytes; "
+                        "retry once finished jobs are purged",
                     )
                 if isinstance(call.command, Claim) and not await self._claimable(call.command):
                     return CommandReply(result=ClaimResult(leases=()))
@@ -264,6 +270,12 @@ class ClientService:
             else {},
             storage_error=self._storage_problem(),
         )
+
+    def _has_room(self, enqueue: Enqueue) -> bool:
+        """Admission control at the edge: refuse before the log grows (the state machine
+        refuses too, deterministically, for what slips past while proposals are in flight)."""
+        payload_bytes = sum(len(job.payload) for job in enqueue.jobs)
+        return self._applier.machine.has_room(len(enqueue.jobs), payload_bytes)
 
     def _storage_problem(self) -> str:
         """Why this node's disk refuses writes ("" while it is fine)."""

@@ -95,7 +95,7 @@ class SubmitCommand:
 @codec.register
 @attrs.frozen(kw_only=True)
 class GetJob:
-    job_id: str
+    job_id: str = attrs.field(validator=attrs.validators.max_len(limits.JOB_ID_CHARS_MAX))
 
 
 @codec.register
@@ -103,8 +103,8 @@ class GetJob:
 class ListJobs:
     """``state`` and ``queue``: "" for any."""
 
-    state: str = ""
-    queue: str = ""
+    state: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+    queue: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
     limit: int = attrs.field(
         default=100, validator=[attrs.validators.ge(1), attrs.validators.le(10_000)]
     )

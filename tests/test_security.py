@@ -9,6 +9,9 @@ well-behaved clients in between.
 from __future__ import annotations
 
 import datetime
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import attrs
@@ -42,6 +45,7 @@ from raftq.transport.wire import (
     encode_wire,
 )
 from tests.node_helpers import member_map, running_cluster, spec, wait_for_leader, wait_until
+from tests.test_cluster_processes import process_cluster
 
 SECRET = b"correct horse battery staple 42"
 
@@ -321,3 +325,47 @@ def test_proofs_bind_role_parties_and_nonces() -> None:
     assert not recent.first_time(b"1")
     assert recent.first_time(b"3")
     assert recent.first_time(b"1")
+
+
+async def test_a_process_cluster_with_tls_and_a_secret_serves_the_cli(
+    tmp_path: Path, pki: Pki
+) -> None:
+    """The flags and environment variables of docs/security.md, on real processes."""
+    secret = secret_file(tmp_path)
+    (tmp_path / "other").mkdir()
+    flags = ("--secret-file", secret, "--tls-cert", pki.node_cert, "--tls-key", pki.node_key)
+    async with process_cluster(
+        tmp_path, 3, *flags, "--tls-ca", pki.ca, "--workers", "1"
+    ) as cluster:
+        addresses = ",".join(cluster.addresses.values())
+
+        async def cli(*arguments: str, **environment: str) -> subprocess.CompletedProcess[bytes]:
+            with trio.fail_after(60):
+                return await trio.run_process(
+                    [sys.executable, "-m", "raftq", "--cluster", addresses, *arguments],
+                    env={**os.environ, **environment},
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                )
+
+        done = await cli(
+            "enqueue", "echo", "--payload", '{"x": 1}', "--wait",
+            RAFTQ_SECRET_FILE=secret, RAFTQ_TLS_CA=pki.ca,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert b'"result": {"x": 1}' in done.stdout
+        refused = await cli("--tls-ca", pki.ca, "status")
+        assert refused.returncode == 2
+        assert b"requires its secret" in refused.stderr
+        wrong = await cli(
+            "--tls-ca",
+            pki.ca,
+            "--secret-file",
+            secret_file(tmp_path / "other", b"x" * 32),
+            "status",
+        )
+        assert wrong.returncode == 2
+        assert b"wrong secret" in wrong.stderr
+        status = await cli("--tls-ca", pki.ca, "--secret-file", secret, "status", "--json")
+        assert status.returncode == 0, status.stderr

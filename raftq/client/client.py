@@ -332,9 +332,14 @@ class Client:
         """The cluster as ``raftq status --json`` shows it: every listed node asked for its own
         view; those that do not answer are "unreachable". ``NoQuorum`` if none answers."""
         replies: dict[str, StatusReply | None] = {}
+        refusals: builtins.list[ConfigError] = []
 
         async def ask(address: str) -> None:
-            replies[address] = await self._status_of(address)
+            try:
+                replies[address] = await self._status_of(address)
+            except ConfigError as error:  # e.g. a wrong secret: said plainly if none answers
+                replies[address] = None
+                refusals.append(error)
 
         async with trio.open_nursery() as nursery:
             for address in self.addresses:
@@ -355,6 +360,8 @@ class Client:
                 nursery.start_soon(ask, address)
         answered = {a: r for a, r in replies.items() if r is not None}
         if not answered:
+            if refusals:
+                raise refusals[0]
             raise NoQuorum(f"no node answered within {self._status_timeout():.3g} s")
         views = [(a, replies[a]) for a in self.addresses + more]
         return cluster_status(views, self.node_ids)

@@ -326,6 +326,8 @@ async def _status(client: Client, arguments: argparse.Namespace) -> int:
                 line += f"  replicated {node['match_index']}"
             if node.get("fsync") is False:
                 line += "  FSYNC OFF (unsafe)"
+            if node.get("storage_error"):
+                line += f"  NOT WRITING: {node['storage_error']}"
         print(line)
     print("jobs: " + ", ".join(f"{state} {count}" for state, count in report["jobs"].items()))
     for name, queue in report["queues"].items():

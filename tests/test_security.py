@@ -369,3 +369,12 @@ async def test_a_process_cluster_with_tls_and_a_secret_serves_the_cli(
         assert b"wrong secret" in wrong.stderr
         status = await cli("--tls-ca", pki.ca, "--secret-file", secret, "status", "--json")
         assert status.returncode == 0, status.stderr
+
+
+async def test_a_client_with_a_secret_refuses_a_node_that_cannot_prove_it(tmp_path: Path) -> None:
+    """Both sides challenge: a server without the secret (a rogue, or a misconfigured node)
+    gets no requests from a client that has one."""
+    config = NodeConfig(node_id=NodeId("n1"), members=member_map(1), data_dir=str(tmp_path))
+    async with open_node(config):
+        with pytest.raises(ConfigError, match="did not prove the cluster secret"):
+            await enqueue_one(config.address, secret=SECRET)

@@ -248,7 +248,7 @@ async def replay_a_handshake(address: str, tls: TlsConfig) -> None:
 async def test_a_node_with_an_expired_certificate_is_refused_by_its_callers(
     nursery: trio.Nursery, pki: Pki
 ) -> None:
-    identity = Identity(cluster_id="raftq", node_id=NodeId("n1"), peers=(NodeId("n1"),))
+    identity = Identity(cluster_id="raftq", node_id=NodeId("n1"), peers={NodeId("n1")})
     statistics = TransportStatistics()
 
     async def serve(*, task_status: trio.TaskStatus[int]) -> None:
@@ -300,7 +300,7 @@ def test_secrets_are_checked(tmp_path: Path) -> None:
         auth.load_secret(str(tmp_path / "missing"))
     assert auth.load_secret(secret_file(tmp_path)) == SECRET
     assert "secret" not in repr(
-        Identity(cluster_id="c", node_id=NodeId("n1"), peers=(), secret=SECRET)
+        Identity(cluster_id="c", node_id=NodeId("n1"), peers=set(), secret=SECRET)
     )
 
 

@@ -25,6 +25,7 @@ from raftq.client.connection import ClientConnection
 from raftq.errors import ConfigError
 from raftq.ids import NodeId
 from raftq.jobs.commands import Enqueue, EnqueueResult
+from raftq.node.__main__ import build_parser, config_from
 from raftq.node.__main__ import main as node_main
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
@@ -371,10 +372,36 @@ async def test_a_process_cluster_with_tls_and_a_secret_serves_the_cli(
         assert status.returncode == 0, status.stderr
 
 
-async def test_a_client_with_a_secret_refuses_a_node_that_cannot_prove_it(tmp_path: Path) -> None:
+async def test_a_client_with_a_secret_refuses_a_node_that_cannot_prove_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Both sides challenge: a server without the secret (a rogue, or a misconfigured node)
-    gets no requests from a client that has one."""
+    gets no requests from a client that has one. (And that node says at start what it is.)"""
     config = NodeConfig(node_id=NodeId("n1"), members=member_map(1), data_dir=str(tmp_path))
     async with open_node(config):
+        assert "no cluster secret; listening on loopback only" in caplog.text
         with pytest.raises(ConfigError, match="did not prove the cluster secret"):
             await enqueue_one(config.address, secret=SECRET)
+
+
+def test_security_options_come_from_flags_the_environment_or_the_config_file(
+    tmp_path: Path, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = secret_file(tmp_path)
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        f'id = "n1"\ncluster = "n1=10.1.2.3:7100"\ndata_dir = "{tmp_path}"\n'
+        f'secret_file = "{secret}"\ntls_cert = "{pki.node_cert}"\n'
+        f'tls_key = "{pki.node_key}"\ntls_ca = "{pki.ca}"\n'
+    )
+    config, _ = config_from(build_parser().parse_args(["--config", str(toml)]))
+    assert config.secret_file == secret
+    assert config.tls == pki.node_tls()
+    flags = ["--id", "n1", "--cluster", "n1=10.1.2.3:7100", "--data-dir", str(tmp_path)]
+    monkeypatch.setenv("RAFTQ_SECRET_FILE", secret)
+    config, _ = config_from(build_parser().parse_args(flags))
+    assert config.secret_file == secret
+    monkeypatch.delenv("RAFTQ_SECRET_FILE")
+    config, _ = config_from(build_parser().parse_args([*flags, "--insecure"]))
+    assert config.insecure
+    assert not config.secret_file

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -405,3 +407,24 @@ def test_security_options_come_from_flags_the_environment_or_the_config_file(
     config, _ = config_from(build_parser().parse_args([*flags, "--insecure"]))
     assert config.insecure
     assert not config.secret_file
+
+
+async def test_a_client_that_resets_its_connection_mid_request_does_not_stop_the_node(
+    tmp_path: Path,
+) -> None:
+    """A TCP reset breaks the connection inside the client service's nursery, whose exception
+    group once took the whole node down with it."""
+    config = NodeConfig(node_id=NodeId("n1"), members=member_map(1), data_dir=str(tmp_path))
+    async with open_node(config) as node:
+        await wait_until(lambda: node.steward.extend_alls > 0)
+        host, port = config.address.split(":")
+        for _ in range(3):
+            stream = await trio.open_tcp_stream(host, int(port))
+            hello = Hello(protocol_version=PROTOCOL_VERSION, cluster_id="raftq", node_id="")
+            await stream.send_all(frame(encode_wire(hello)))
+            await stream.receive_some(4096)  # Welcome
+            await stream.send_all(struct.pack("<I", 100) + b"half a request")
+            stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            await stream.aclose()  # with linger 0: a reset, not a clean close
+        await trio.sleep(0.2)
+        await enqueue_one(config.address)  # still serving

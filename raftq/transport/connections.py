@@ -19,7 +19,7 @@ import logging
 import random
 import ssl
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import attrs
 import trio
@@ -128,10 +128,7 @@ async def accept(
             await _refuse(connection, statistics, "handshake_timeout", "no handshake in time")
             return
         connection.max_bytes = limits.FRAME_BYTES_MAX
-        if caller:
-            await on_peer(NodeId(caller), connection)
-        else:
-            await on_client(connection)
+        await _serve_caller(connection, caller, on_peer, on_client)
     except _Refused as refusal:
         await _refuse(connection, statistics, refusal.code, refusal.message)
     except RemoteProtocolError as error:
@@ -144,6 +141,41 @@ async def accept(
             await _refuse_tls(connection, statistics, failure)
     finally:
         await trio.aclose_forcefully(connection.stream)
+
+
+CONNECTION_FAILURES = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    OSError,
+    RemoteProtocolError,
+)
+"""What a caller can do to its own connection: break it, reset it, send garbage."""
+
+
+async def _serve_caller(
+    connection: FramedConnection, caller: str, on_peer: PeerHandler, on_client: ClientHandler
+) -> None:
+    """Run the handler. A handler's nursery wraps a failure of its connection (a client that
+    resets it mid-request) in an exception group; unwrapped here, so that ``accept`` closes
+    that one connection instead of the group taking the whole node down."""
+    try:
+        if caller:
+            await on_peer(NodeId(caller), connection)
+        else:
+            await on_client(connection)
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        if leaves and all(isinstance(leaf, CONNECTION_FAILURES) for leaf in leaves):
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exception in group.exceptions:
+        if isinstance(exception, BaseExceptionGroup):
+            yield from _leaves(exception)
+        else:
+            yield exception
 
 
 async def _handshake(

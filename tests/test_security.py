@@ -409,7 +409,7 @@ def test_security_options_come_from_flags_the_environment_or_the_config_file(
     assert not config.secret_file
 
 
-async def test_a_client_that_resets_its_connection_mid_request_does_not_stop_the_node(
+async def test_a_client_that_resets_or_garbles_its_connection_does_not_stop_the_node(
     tmp_path: Path,
 ) -> None:
     """A TCP reset breaks the connection inside the client service's nursery, whose exception
@@ -426,5 +426,16 @@ async def test_a_client_that_resets_its_connection_mid_request_does_not_stop_the
             await stream.send_all(struct.pack("<I", 100) + b"half a request")
             stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             await stream.aclose()  # with linger 0: a reset, not a clean close
-        await trio.sleep(0.2)
+        # And garbage after the handshake: refused with a reason, the node serves on.
+        async with await trio.open_tcp_stream(host, int(port)) as stream:
+            connection = FramedConnection(stream)
+            await connection.send(
+                Hello(protocol_version=PROTOCOL_VERSION, cluster_id="raftq", node_id="")
+            )
+            assert isinstance(await connection.receive(), Welcome)
+            await stream.send_all(frame(b"\xff not a request"))
+            answer = await connection.receive()
+            assert isinstance(answer, ErrorFrame)
+            assert answer.code == "bad_frame"
         await enqueue_one(config.address)  # still serving
+        assert node.transport.refused == {"bad_frame": 1}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import random
 import socket
 import struct
 import subprocess
@@ -31,8 +32,15 @@ from raftq.node.__main__ import build_parser, config_from
 from raftq.node.__main__ import main as node_main
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
+from raftq.raft.messages import Heartbeat
 from raftq.transport import auth
-from raftq.transport.connections import HandshakeGuard, Identity, TransportStatistics, accept
+from raftq.transport.connections import (
+    HandshakeGuard,
+    Identity,
+    PeerLink,
+    TransportStatistics,
+    accept,
+)
 from raftq.transport.framing import frame
 from raftq.transport.network import FramedConnection, TcpNetwork
 from raftq.transport.tls import TlsConfig
@@ -439,3 +447,39 @@ async def test_a_client_that_resets_or_garbles_its_connection_does_not_stop_the_
             assert answer.code == "bad_frame"
         await enqueue_one(config.address)  # still serving
         assert node.transport.refused == {"bad_frame": 1}
+
+
+async def test_a_peer_with_the_wrong_secret_is_refused_and_never_delivers(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    members = {NodeId("n1"), NodeId("n2")}
+    listening = Identity(cluster_id="raftq", node_id=NodeId("n2"), peers=members, secret=SECRET)
+    statistics = TransportStatistics()
+    delivered: list[object] = []
+
+    async def on_peer(peer: NodeId, connection: FramedConnection) -> None:
+        delivered.append(await connection.receive())
+
+    async def serve(*, task_status: trio.TaskStatus[int]) -> None:
+        async def handler(stream: trio.abc.Stream) -> None:
+            await accept(
+                stream,
+                listening,
+                statistics,
+                guard=HandshakeGuard(),
+                on_peer=on_peer,
+                on_client=no_calls,
+            )
+
+        await TcpNetwork().serve("127.0.0.1:0", handler, task_status=task_status)
+
+    port = await nursery.start(serve)
+    for secret, expected in ((b"a different secret, long enough", 0), (SECRET, 1)):
+        calling = Identity(cluster_id="raftq", node_id=NodeId("n1"), peers=members, secret=secret)
+        link = PeerLink(TcpNetwork(), calling, NodeId("n2"), f"127.0.0.1:{port}", random.Random(1))
+        link.send_nowait(Heartbeat(term=1, sender=NodeId("n1"), recipient=NodeId("n2"), commit=0))
+        with trio.move_on_after(0.5):
+            await link.run()
+        assert len(delivered) == expected
+    assert statistics.refused.get("bad_auth", 0) >= 1  # the link retried while it ran
+    assert "failed to prove the cluster secret" in caplog.text

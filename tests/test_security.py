@@ -57,6 +57,7 @@ from raftq.transport.wire import (
 )
 from tests.node_helpers import member_map, running_cluster, spec, wait_for_leader, wait_until
 from tests.test_cluster_processes import process_cluster
+from tests.test_metrics import lint_like_promtool
 
 SECRET = b"correct horse battery staple 42"
 
@@ -206,6 +207,7 @@ async def test_every_bad_caller_is_refused_counted_and_the_node_serves_the_rest(
         for reason in ("bad_auth", "auth_required", "tls_plaintext", "replayed"):
             assert refused_metric(node, reason) == node.transport.refused[reason]
         assert refused_metric(node, "tls_certificate") >= 1
+        assert lint_like_promtool(generate_latest(node.metrics.registry).decode()) == []
 
 
 async def replay_a_handshake(address: str, tls: TlsConfig) -> None:

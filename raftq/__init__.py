@@ -17,6 +17,8 @@ from raftq.errors import (
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
 from raftq.sync_queue import Queue
+from raftq.transport.auth import load_secret
+from raftq.transport.tls import TlsConfig
 
 __all__ = [
     "App",
@@ -39,8 +41,10 @@ __all__ = [
     "Queue",
     "RaftqError",
     "StorageError",
+    "TlsConfig",
     "Worker",
     "connect",
     "handler",
+    "load_secret",
     "open_node",
 ]

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_run_parser() -> argparse.ArgumentParser:
+    from raftq.node.__main__ import add_security_arguments
+
     parser = argparse.ArgumentParser(
         prog="raftq run",
         description=(
@@ -72,6 +74,7 @@ def build_run_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     parser.add_argument("--fsync", default="always", choices=["always", "off"])
+    add_security_arguments(parser)
     return parser
 
 
@@ -91,6 +94,11 @@ def run_single_node(argv: Sequence[str]) -> int:
         node_argv += ["--metrics-addr", arguments.metrics_addr]
     for module in arguments.imports:
         node_argv += ["--import", module]
+    for option in ("secret_file", "tls_cert", "tls_key", "tls_ca"):
+        if getattr(arguments, option):
+            node_argv += ["--" + option.replace("_", "-"), getattr(arguments, option)]
+    if arguments.insecure:
+        node_argv.append("--insecure")
     return node_main(node_argv, prog="raftq run")
 
 

@@ -11,6 +11,7 @@ the caller turns that into ``RemoteProtocolError`` (a peer) or ``CorruptionError
 
 from __future__ import annotations
 
+import enum
 import operator
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
@@ -29,6 +30,49 @@ TAG = "_t"
 """The key that names a tagged union's member; underscored so it never clashes with a field."""
 
 converter = make_converter()
+
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+"""Every integer carried fits in 64 bits (signed or unsigned). A CBOR bignum from a stranger
+is refused rather than carried into the log, the state machine or a comparison."""
+
+
+def _strict(kind: type) -> Callable[[Any, Any], Any]:
+    """A structure hook that takes only ``kind`` itself. cattrs' defaults convert (``bytes(n)``
+    of an integer allocates n zero bytes; ``int()`` of a CBOR decimal fraction 1e999999999
+    never returns), which a decoder of hostile bytes must never do."""
+
+    def structure_strict(value: Any, _: Any) -> Any:
+        if type(value) is not kind:
+            raise DecodeError(f"expected {kind.__name__}, got {type(value).__name__}")
+        if isinstance(value, int) and not INT_MIN <= value <= INT_MAX:
+            raise DecodeError("integer outside 64 bits")
+        return value
+
+    return structure_strict
+
+
+def _supertype(cls: Any) -> Any:
+    while hasattr(cls, "__supertype__"):  # NewType
+        cls = cls.__supertype__
+    return cls
+
+
+def _structure_enum(value: Any, cls: Any) -> Any:
+    if type(value) is not int and type(value) is not str:
+        raise DecodeError(f"expected a {cls.__name__}, got {type(value).__name__}")
+    return cls(value)
+
+
+def _is_new_type_of(kind: type) -> Callable[[Any], bool]:
+    return lambda cls: cls is not kind and _supertype(cls) is kind
+
+
+for _kind in (int, str, bytes, bool):
+    converter.register_structure_hook(_kind, _strict(_kind))
+    converter.register_structure_hook_func(_is_new_type_of(_kind), _strict(_kind))
+for _enum in (enum.Enum, enum.IntEnum, enum.StrEnum):  # before int and str in their MRO
+    converter.register_structure_hook(_enum, _structure_enum)
 
 _carried: list[Any] = []
 

@@ -66,6 +66,11 @@ class RemoteProtocolError(RaftqError):
     """A peer or client sent bytes that break the protocol: that connection is closed."""
 
 
+class AuthenticationError(RemoteProtocolError):
+    """The other side of a handshake could not prove the cluster secret, or demands one that
+    we do not have: a wrong or missing secret, never fixed by a retry."""
+
+
 class LocalProtocolError(RaftqError):
     """raftq itself misused an interface: a bug, never caused by input."""
 

@@ -98,7 +98,28 @@ JOBS_PER_ENQUEUE_MAX = 10_000
 """Jobs in one Enqueue command: one Raft entry, bounded like any entry."""
 
 CLAIM_JOBS_MAX = 1_000
-"""Jobs handed out by one Claim."""
+"""Jobs handed out by one Claim, and leases renewed by one Extend."""
+
+CLAIM_NAMES_MAX = 1_000
+"""Queue or type names one Claim may filter on: a worker handles a few types from a few queues;
+a thousand leaves room for any app while bounding the (queue, type) pairs a claim examines."""
+
+COMMAND_BYTES_MAX = 8 * 1024 * 1024
+"""The variable-size parts of one command together (an Enqueue's payloads, ids, keys and
+names; a Report's results and errors): a command is one Raft entry and one WAL record
+(``WAL_RECORD_BYTES_MAX``, with room for the envelope), and a frame must carry it
+(``FRAME_BYTES_MAX``). A larger one is refused at the edge, never turned into an entry the log
+cannot hold."""
+
+JOBS_MAX = 2_000_000
+"""Jobs the cluster holds (pending to finished, until purged). About 500 bytes of memory each
+plus payload: 1 GB per node at the bound. Past it an enqueue is ``Busy`` (the job state machine
+answers ``Rejected("full")``), never an out-of-memory crash."""
+
+JOBS_HELD_BYTES_MAX = 512 * 1024 * 1024
+"""Payload, result and error bytes the cluster holds: with the jobs' own rows this keeps a
+snapshot well under ``SNAPSHOT_BYTES_MAX``. Past it enqueues are refused, and a result or
+error that would cross it is dropped (the job's outcome still counts)."""
 
 REPORT_OUTCOMES_MAX = CLAIM_JOBS_MAX
 """Outcomes in one Report: a worker reports at most what it can hold at once."""
@@ -130,6 +151,19 @@ announces more is cut off before it sends the bytes."""
 
 HANDSHAKE_TIMEOUT_MS = 5_000
 """A connection that has not completed its handshake by then is half-open or hostile: closed."""
+
+HANDSHAKE_FRAME_BYTES_MAX = 4 * 1024
+"""Frames before the handshake completes (Hello, Challenge, Proof, Welcome, ErrorFrame are a
+few hundred bytes): a stranger cannot make the node buffer a 32 MiB frame unauthenticated."""
+
+HANDSHAKES_IN_FLIGHT_MAX = 256
+"""Connections in their handshake at once. Past it a new connection is refused at once (reason
+``busy``): a flood of half-open connections costs a bounded amount of memory and tasks, and
+authenticated links, which are already past the handshake, keep working."""
+
+HANDSHAKE_NONCES_REMEMBERED = 65_536
+"""Callers' nonces kept (2 MiB) to name a replayed handshake as such; older replays still fail,
+on the node's fresh nonce."""
 
 PEER_QUEUE_MESSAGES_MAX = 4096
 """Messages queued for one peer while its connection is down or slow. Raft tolerates loss, so

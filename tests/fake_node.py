@@ -21,7 +21,7 @@ from raftq.ids import NodeId
 from raftq.jobs.commands import Command, ExpireLeases, Result
 from raftq.jobs.machine import JobStateMachine
 from raftq.transport import connections
-from raftq.transport.connections import Identity, TransportStatistics
+from raftq.transport.connections import HandshakeGuard, Identity, TransportStatistics
 from raftq.transport.network import FramedConnection, TcpNetwork
 from raftq.transport.wire import (
     ClientCall,
@@ -153,6 +153,7 @@ class FakeNode:
             connections.accept,
             identity=identity,
             statistics=TransportStatistics(),
+            guard=HandshakeGuard(),
             on_peer=self._no_peers,
             on_client=self._serve_client,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import trio
 
 from raftq.raft.types import Entry
@@ -101,3 +103,27 @@ class _CountingFile(MemoryFile):
     async def truncate(self, size: int) -> None:
         self._counter.step()
         await super().truncate(size)
+
+
+class FullDisk(MemoryDisk):
+    """A MemoryDisk that can run out of space: while ``full``, every write fails with
+    ENOSPC (part of it may land, as on a real file system)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = False
+
+    async def open(self, path: str, *, create: bool = True) -> MemoryFile:
+        return _FullableFile(self, await super().open(path, create=create))
+
+
+class _FullableFile(MemoryFile):
+    def __init__(self, disk: FullDisk, file: MemoryFile) -> None:
+        super().__init__(disk, file._path, file._inode, file._generation)
+        self._full_disk = disk
+
+    async def write(self, data: bytes, *, sync: bool) -> None:
+        if self._full_disk.full:
+            await super().write(data[: len(data) // 2], sync=False)
+            raise OSError(errno.ENOSPC, "No space left on device", self._path)
+        await super().write(data, sync=sync)

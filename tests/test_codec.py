@@ -164,9 +164,18 @@ for command_type in typing.get_args(commands.Command):
         command_type,
         **{field.name: COMMAND_FIELDS[field.name] for field in attrs.fields(command_type)},
     )
+nonces = st.just(b"") | st.binary(min_size=32, max_size=32)
 STRATEGIES[wire.Hello] = st.builds(
-    wire.Hello, protocol_version=u64, cluster_id=names, node_id=st.just("") | node_ids
+    wire.Hello,
+    protocol_version=u64,
+    cluster_id=names,
+    node_id=st.just("") | node_ids,
+    nonce=nonces,
 )
+STRATEGIES[wire.Challenge] = st.builds(
+    wire.Challenge, node_id=node_ids, nonce=nonces, proof=st.binary(max_size=64)
+)
+STRATEGIES[wire.Proof] = st.builds(wire.Proof, proof=st.binary(max_size=64))
 STRATEGIES[wire.Welcome] = st.builds(wire.Welcome, node_id=node_ids, leader_id=names)
 STRATEGIES[wire.ErrorFrame] = st.builds(wire.ErrorFrame, code=names, message=st.text(max_size=40))
 # Job results, views and the client protocol.
@@ -290,6 +299,8 @@ STRATEGIES[wire.ClientResponse] = st.builds(
 )
 STRATEGIES[wire.WireMessage] = st.one_of(
     STRATEGIES[wire.Hello],
+    STRATEGIES[wire.Challenge],
+    STRATEGIES[wire.Proof],
     STRATEGIES[wire.Welcome],
     STRATEGIES[wire.ErrorFrame],
     STRATEGIES[wire.ClientRequest],

@@ -128,3 +128,23 @@ def test_unknown_message_types_and_bad_fields_are_remote_errors() -> None:
 def test_the_frame_limit_fits_the_largest_messages() -> None:
     assert limits.FRAME_BYTES_MAX > 2 * limits.RAFT_APPEND_BYTES_MAX
     assert limits.FRAME_BYTES_MAX > 2 * limits.SNAPSHOT_CHUNK_BYTES
+
+
+@pytest.mark.parametrize(
+    "field_value",
+    [
+        ("context", 2**40),  # cattrs' default bytes(n) would allocate a terabyte of zeroes
+        ("term", 2**70),  # a CBOR bignum: every carried integer fits in 64 bits
+        ("term", 1.5),  # no silent truncation of a float
+        ("term", True),  # a bool is not an integer here
+        ("sender", 7),  # nor an integer a node id
+    ],
+    ids=lambda value: f"{value[0]}={value[1]!r}"[:24],
+)
+def test_fields_take_only_their_own_type(field_value: tuple[str, object]) -> None:
+    import cbor2
+
+    raw = {"_t": "Heartbeat", "term": 1, "sender": "a", "recipient": "b", "commit": 1}
+    raw[field_value[0]] = field_value[1]
+    with pytest.raises(RemoteProtocolError):
+        decode_wire(cbor2.dumps(raw))

@@ -13,7 +13,7 @@ import trio
 from raftq.ids import NodeId
 from raftq.raft.messages import Heartbeat, Message
 from raftq.transport import connections
-from raftq.transport.connections import Identity, PeerLink, TransportStatistics
+from raftq.transport.connections import HandshakeGuard, Identity, PeerLink, TransportStatistics
 from raftq.transport.framing import LENGTH, FrameDecoder, frame
 from raftq.transport.network import FramedConnection, TcpNetwork, parse_address
 from raftq.transport.wire import (
@@ -35,6 +35,7 @@ class Listener:
     def __init__(self, node: str, handshake_timeout_ms: int = 5000) -> None:
         self.identity = Identity(cluster_id=CLUSTER, node_id=NodeId(node), peers=MEMBERS)
         self.statistics = TransportStatistics()
+        self.guard = HandshakeGuard()
         self.received: list[Message] = []
         self.clients = 0
         self.port = 0
@@ -55,6 +56,7 @@ class Listener:
             connections.accept,
             identity=self.identity,
             statistics=self.statistics,
+            guard=self.guard,
             on_peer=self.on_peer,
             on_client=self.on_client,
             handshake_timeout_ms=self.handshake_timeout_ms,
@@ -149,6 +151,7 @@ async def test_a_peer_link_reconnects_after_the_peer_restarts() -> None:
                 connections.accept,
                 identity=second.identity,
                 statistics=second.statistics,
+                guard=second.guard,
                 on_peer=second.on_peer,
                 on_client=second.on_client,
             )
@@ -180,6 +183,7 @@ async def test_a_full_queue_drops_instead_of_blocking() -> None:
     [
         (b"\x00\x01garbage that is no frame at all" * 3, "bad_frame"),
         (LENGTH.pack(2**31), "bad_frame"),  # an oversized frame, refused before its body
+        (LENGTH.pack(5000) + b"x" * 5000, "bad_frame"),  # over 4 KiB before the handshake
         (frame(b"\xff\xfe not cbor"), "bad_frame"),
         (hello(protocol_version=99), "bad_version"),
         (hello(cluster_id="another-cluster"), "wrong_cluster"),
@@ -195,6 +199,7 @@ async def test_a_full_queue_drops_instead_of_blocking() -> None:
     ids=[
         "garbage",
         "oversized",
+        "large-before-handshake",
         "not-cbor",
         "version",
         "cluster",
@@ -235,3 +240,13 @@ def test_addresses_are_checked() -> None:
     for bad in ("7100", "host:", ":7100", "host:70000", "host:port", "host:0"):
         with pytest.raises(ConfigError):
             parse_address(bad)
+
+
+async def test_handshakes_past_the_bound_are_refused_at_once(listener: Listener) -> None:
+    listener.guard.slots = trio.Semaphore(1)  # one handshake at a time
+    async with await trio.open_tcp_stream("127.0.0.1", listener.port):  # half-open, holds it
+        await wait_for(lambda: listener.statistics.accepted == 1)
+        answers = await raw_exchange(listener.port, b"")
+        assert [getattr(answer, "code", None) for answer in answers] == ["busy"]
+        await wait_for(lambda: listener.statistics.refused.get("handshake_timeout") == 1)
+    assert await raw_exchange(listener.port, hello(), answers_max=1) == [Welcome(node_id="n2")]

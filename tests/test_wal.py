@@ -337,13 +337,67 @@ async def test_failed_fdatasync_poisons_the_log() -> None:
             nursery.start_soon(append, index)
             await trio.lowlevel.checkpoint()
     assert len(errors) == 3  # every appender of the failed batch hears of it
-    assert "restart the node" in str(errors[0])
+    assert "until the log is recovered" in str(errors[0])
     with pytest.raises(StorageError):
         await wal.append(make_entries(6, 7))
     assert wal.last_index == 2  # nothing unsynced is reported durable
     disk.crash(fate=TailFate.LOST)
     wal = await WriteAheadLog.open(disk)
     assert wal.read(1, 3) == make_entries(1, 3)
+
+
+async def test_recover_rewrites_what_a_failed_fdatasync_may_have_lost() -> None:
+    """fsyncgate: after a failed fdatasync the kernel marks the pages clean, so the bytes read
+    back but never reach the disk. ``recover`` cuts them off, so they are written again."""
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk)
+    await wal.append(make_entries(1, 3))
+    disk.inject_lost_sync()
+    with pytest.raises(StorageError):
+        await wal.append(make_entries(3, 5))
+    await wal.recover()
+    assert wal.failure is None
+    assert wal.next_index == 3  # the failed batch counts for nothing
+    await wal.append(make_entries(3, 6))  # ... and is written again, with what follows
+    await wal.close()
+    disk.crash(fate=TailFate.LOST)
+    wal = await WriteAheadLog.open(disk)
+    assert wal.read(1, 6) == make_entries(1, 6)
+
+
+async def test_reopening_after_a_lost_fdatasync_would_lose_synced_entries() -> None:
+    """Why ``recover`` does not simply reopen the log: replay reads the lost pages from the
+    cache, the next sync succeeds without writing them, and a crash loses entries that were
+    acknowledged as durable."""
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk)
+    await wal.append(make_entries(1, 3))
+    disk.inject_lost_sync()
+    with pytest.raises(StorageError):
+        await wal.append(make_entries(3, 5))
+    await wal.close()
+    reopened = await WriteAheadLog.open(disk)  # what a restart on the same kernel would see
+    assert reopened.last_index == 4
+    await reopened.append(make_entries(5, 6))  # "durable" on return: entries 3-5 acknowledged
+    await reopened.close()
+    disk.crash(fate=TailFate.LOST)
+    with pytest.raises(CorruptionError):
+        await WriteAheadLog.open(disk)
+
+
+async def test_recover_after_a_failed_rollover_rolls_over_again() -> None:
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk, segment_bytes=64)
+    await wal.append(make_entries(1, 3))  # past 64 bytes: the next batch rolls over
+    disk.inject_sync_error()  # the sealing sync of the old segment fails
+    with pytest.raises(StorageError):
+        await wal.append(make_entries(3, 4))
+    await wal.recover()
+    await wal.append(make_entries(3, 5))
+    await wal.close()
+    disk.crash(fate=TailFate.LOST)
+    wal = await WriteAheadLog.open(disk, segment_bytes=64)
+    assert wal.read(1, 5) == make_entries(1, 5)
 
 
 async def test_fsync_off_writes_without_syncing_until_sync() -> None:

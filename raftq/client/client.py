@@ -65,9 +65,12 @@ from raftq.jobs.commands import (
     Result,
     ResumeQueue,
     Retry,
+    enqueue_bytes,
 )
 from raftq.jobs.job import JobState
+from raftq.transport.auth import check_secret
 from raftq.transport.network import Network, TcpNetwork, parse_address
+from raftq.transport.tls import TlsConfig
 from raftq.transport.wire import (
     ChangeMembership,
     ClientCall,
@@ -87,7 +90,9 @@ from raftq.transport.wire import (
     TransferLeader,
 )
 
-RETRYABLE_FAILURES = frozenset({"busy", "dropped", "no_quorum", "shutting_down", "not_ready"})
+RETRYABLE_FAILURES = frozenset(
+    {"busy", "dropped", "no_quorum", "shutting_down", "not_ready", "storage_error"}
+)
 """``Failure`` codes that mean "not done, try again" (``raftq.transport.wire.Failure``)."""
 
 BACKOFF_MIN_S = 0.02
@@ -156,15 +161,23 @@ async def connect(
     cluster_id: str = "raftq",
     timeout: float = 10.0,
     network: Network | None = None,
+    secret: bytes | str | None = None,
+    tls: TlsConfig | None = None,
 ) -> AsyncIterator[Client]:
     """A ``Client`` of the cluster at ``addresses``, connected lazily; every call retries until
-    ``timeout`` seconds. Connections close when the block ends."""
+    ``timeout`` seconds. Connections close when the block ends.
+
+    ``secret``: the cluster secret (``raftq.load_secret(path)`` reads a secret file), proven
+    to every node in the handshake and never sent. ``tls``: connect with TLS, verifying the
+    nodes' certificates against ``tls.ca_file`` (and presenting ``tls.cert_file``, if any)."""
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
     known = parse_addresses(addresses)
+    checked_secret = None if secret is None else check_secret(secret)
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        client = Client(known, cluster_id, timeout, network or TcpNetwork(), nursery)
+        client = Client(known, cluster_id, timeout, network or TcpNetwork(tls), nursery)
+        client.secret = checked_secret
         try:
             yield client
         except BaseException as error:
@@ -203,6 +216,8 @@ class Client:
         self._connecting: dict[str, trio.Lock] = {}
         self.node_ids: dict[str, str] = {}
         """Address -> node id, as learned from handshakes, for reports on unreachable nodes."""
+        self.secret: bytes | None = None
+        """The cluster secret proven in every handshake (None: the cluster has none)."""
 
     def close(self) -> None:
         for connection in self._connections.values():
@@ -261,6 +276,11 @@ class Client:
                 f"{len(specs)} jobs in one enqueue; at most {limits.JOBS_PER_ENQUEUE_MAX}"
             )
         keyed = tuple(spec if spec.key else attrs.evolve(spec, key=new_key()) for spec in specs)
+        if (size := enqueue_bytes(keyed)) > limits.COMMAND_BYTES_MAX:
+            raise ConfigError(
+                f"{size} bytes of jobs in one enqueue; at most {limits.COMMAND_BYTES_MAX}: "
+                "send them in smaller batches"
+            )
         result = await self._submit(Enqueue(now_ms=0, jobs=keyed))
         outcome = _expect(result, EnqueueResult)
         if len(outcome.jobs) != len(keyed):
@@ -312,9 +332,14 @@ class Client:
         """The cluster as ``raftq status --json`` shows it: every listed node asked for its own
         view; those that do not answer are "unreachable". ``NoQuorum`` if none answers."""
         replies: dict[str, StatusReply | None] = {}
+        refusals: builtins.list[ConfigError] = []
 
         async def ask(address: str) -> None:
-            replies[address] = await self._status_of(address)
+            try:
+                replies[address] = await self._status_of(address)
+            except ConfigError as error:  # e.g. a wrong secret: said plainly if none answers
+                replies[address] = None
+                refusals.append(error)
 
         async with trio.open_nursery() as nursery:
             for address in self.addresses:
@@ -335,6 +360,8 @@ class Client:
                 nursery.start_soon(ask, address)
         answered = {a: r for a, r in replies.items() if r is not None}
         if not answered:
+            if refusals:
+                raise refusals[0]
             raise NoQuorum(f"no node answered within {self._status_timeout():.3g} s")
         views = [(a, replies[a]) for a in self.addresses + more]
         return cluster_status(views, self.node_ids)
@@ -592,6 +619,7 @@ class Client:
                     self._network,
                     address,
                     cluster_id=self.cluster_id,
+                    secret=self.secret,
                     nursery=self._nursery,
                     timeout=timeout,
                 )
@@ -638,6 +666,8 @@ def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
         return JobNotFound(message)
     if rejected.code == "lease_lost":
         return LeaseLost(message)
+    if rejected.code == "full":  # admission control: the cluster holds all it may
+        return Busy(message)
     return CommandRejected(message, code=rejected.code)
 
 

@@ -31,6 +31,8 @@ from raftq.client.worker import Worker
 from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
 from raftq.jobs.commands import JobSpec
 from raftq.jobs.job import JobState
+from raftq.transport.auth import load_secret
+from raftq.transport.tls import tls_config_from
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -77,6 +79,18 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
         help=f"seconds to keep retrying the cluster (default {DEFAULT_TIMEOUT_S:g})",
     )
     parser.add_argument("--cluster-id", help="the cluster's id (default raftq)")
+    _add_security_options(parser, default=None)
+
+
+def _add_security_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--secret-file", default=default, help="the cluster secret (default $RAFTQ_SECRET_FILE)"
+    )
+    parser.add_argument(
+        "--tls-ca", default=default, help="connect with TLS, trusting this CA (or $RAFTQ_TLS_CA)"
+    )
+    parser.add_argument("--tls-cert", default=default, help="a client certificate to present")
+    parser.add_argument("--tls-key", default=default, help="its private key")
 
 
 def add_client_commands(commands: Any) -> None:
@@ -195,6 +209,7 @@ def _connection_options(*, client_timeout_flag: str) -> argparse.ArgumentParser:
         help=f"seconds to keep retrying the cluster (default {DEFAULT_TIMEOUT_S:g})",
     )
     options.add_argument("--cluster-id", default=argparse.SUPPRESS)
+    _add_security_options(options, default=argparse.SUPPRESS)
     return options
 
 
@@ -226,8 +241,17 @@ async def _connected(command: Command, arguments: argparse.Namespace) -> int:
     timeout = (
         arguments.client_timeout if arguments.client_timeout is not None else DEFAULT_TIMEOUT_S
     )
+    secret_file = arguments.secret_file or os.environ.get("RAFTQ_SECRET_FILE", "")
     async with connect(
-        cluster, cluster_id=arguments.cluster_id or "raftq", timeout=timeout
+        cluster,
+        cluster_id=arguments.cluster_id or "raftq",
+        timeout=timeout,
+        secret=load_secret(secret_file) if secret_file else None,
+        tls=tls_config_from(
+            arguments.tls_cert or "",
+            arguments.tls_key or "",
+            arguments.tls_ca or os.environ.get("RAFTQ_TLS_CA", ""),
+        ),
     ) as client:
         return await command(client, arguments)
 
@@ -302,6 +326,8 @@ async def _status(client: Client, arguments: argparse.Namespace) -> int:
                 line += f"  replicated {node['match_index']}"
             if node.get("fsync") is False:
                 line += "  FSYNC OFF (unsafe)"
+            if node.get("storage_error"):
+                line += f"  NOT WRITING: {node['storage_error']}"
         print(line)
     print("jobs: " + ", ".join(f"{state} {count}" for state, count in report["jobs"].items()))
     for name, queue in report["queues"].items():

@@ -12,19 +12,27 @@ A connection never retries and never chooses another node: it either answers or 
 from __future__ import annotations
 
 import logging
+import ssl
 
 import trio
 
-from raftq.errors import ConfigError, LocalProtocolError, RaftqError, RemoteProtocolError
+from raftq import limits
+from raftq.errors import (
+    AuthenticationError,
+    ConfigError,
+    LocalProtocolError,
+    RaftqError,
+    RemoteProtocolError,
+)
+from raftq.transport.connections import introduce
 from raftq.transport.network import FramedConnection, Network
+from raftq.transport.tls import refusal_reason, tls_failure
 from raftq.transport.wire import (
-    PROTOCOL_VERSION,
     ClientCall,
     ClientReply,
     ClientRequest,
     ClientResponse,
     ErrorFrame,
-    Hello,
     Welcome,
 )
 
@@ -35,9 +43,12 @@ OUTSTANDING_REQUESTS_MAX = 256
 heartbeats); 256 covers any sane concurrency while bounding the waiters a dead node strands.
 Callers past it wait for a slot instead of piling up."""
 
-REFUSALS_THAT_ARE_CONFIGURATION = frozenset({"bad_version", "wrong_cluster"})
-"""Handshake refusals that no retry can fix: the client talks to the wrong cluster or speaks
-another protocol version. They surface as ``ConfigError`` at once."""
+REFUSALS_THAT_ARE_CONFIGURATION = frozenset(
+    {"bad_version", "wrong_cluster", "auth_required", "bad_auth", "tls_plaintext"}
+)
+"""Handshake refusals that no retry can fix: the client talks to the wrong cluster, speaks
+another protocol version, lacks the cluster secret or TLS, or has the wrong secret. They
+surface as ``ConfigError`` at once."""
 
 
 class ConnectionClosed(RaftqError):
@@ -89,11 +100,13 @@ class ClientConnection:
         nursery: trio.Nursery,
         timeout: float,
         outstanding_max: int = OUTSTANDING_REQUESTS_MAX,
+        secret: bytes | None = None,
     ) -> ClientConnection:
-        """Connect and handshake within ``timeout`` seconds, then start the reader in
-        ``nursery``. Raises ``ConnectionClosed`` (try elsewhere) or ``ConfigError`` (wrong
-        cluster or protocol version: no node of this cluster will take us)."""
-        welcome, connection = await _handshake(network, address, cluster_id, timeout)
+        """Connect and handshake within ``timeout`` seconds (proving ``secret``, if given),
+        then start the reader in ``nursery``. Raises ``ConnectionClosed`` (try elsewhere) or
+        ``ConfigError`` (wrong cluster, protocol version, secret or certificate: no node of
+        this cluster will take us)."""
+        welcome, connection = await _handshake(network, address, cluster_id, timeout, secret)
         client_connection = cls(
             connection, address=address, node_id=welcome.node_id, outstanding_max=outstanding_max
         )
@@ -185,27 +198,34 @@ class ClientConnection:
 
 
 async def _handshake(
-    network: Network, address: str, cluster_id: str, timeout: float
+    network: Network, address: str, cluster_id: str, timeout: float, secret: bytes | None
 ) -> tuple[Welcome, FramedConnection]:
     try:
         with trio.fail_after(timeout):
             stream = await network.connect(address)
-            connection = FramedConnection(stream)
+            connection = FramedConnection(stream, max_bytes=limits.HANDSHAKE_FRAME_BYTES_MAX)
             try:
-                await connection.send(
-                    Hello(protocol_version=PROTOCOL_VERSION, cluster_id=cluster_id, node_id="")
+                answer = await introduce(
+                    connection, cluster_id=cluster_id, caller_id="", secret=secret
                 )
-                answer = await connection.receive()
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
     except trio.TooSlowError:
         raise ConnectionClosed(f"{address}: no handshake within {timeout:.3g} s") from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
-        raise ConnectionClosed(f"{address}: cannot connect: {error}") from None
+        failure = tls_failure(error)
+        if isinstance(failure, ssl.SSLCertVerificationError):
+            raise ConfigError(f"{address}: TLS: {failure.verify_message or failure}") from None
+        if failure is not None and refusal_reason(failure) == "tls_certificate":
+            raise ConfigError(f"{address}: the node refused our certificate: {failure}") from None
+        raise ConnectionClosed(f"{address}: cannot connect: {failure or error}") from None
+    except AuthenticationError as error:
+        raise ConfigError(f"{address}: {error}") from None
     except RemoteProtocolError as error:
         raise ConnectionClosed(f"{address}: bad handshake answer: {error}") from None
     if isinstance(answer, Welcome):
+        connection.max_bytes = limits.FRAME_BYTES_MAX
         return answer, connection
     await trio.aclose_forcefully(stream)
     if isinstance(answer, ErrorFrame):

@@ -69,6 +69,7 @@ def _node(address: str, reply: StatusReply | None, node_ids: Mapping[str, str]) 
             "commit_index": 0,
             "applied_index": 0,
             "fsync": None,
+            "storage_error": None,
         }
     return {
         "id": reply.node_id,
@@ -78,4 +79,5 @@ def _node(address: str, reply: StatusReply | None, node_ids: Mapping[str, str]) 
         "commit_index": reply.commit_index,
         "applied_index": reply.applied_index,
         "fsync": reply.fsync,
+        "storage_error": reply.storage_error or None,
     }

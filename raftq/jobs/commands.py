@@ -27,6 +27,19 @@ def _name(instance: object, attribute: attrs.Attribute[str], value: str) -> None
 
 _non_negative = attrs.validators.ge(0)
 _positive = attrs.validators.gt(0)
+_job_id = _text(limits.JOB_ID_CHARS_MAX)
+
+
+def _names(limit: int) -> Any:
+    return attrs.validators.deep_iterable(
+        member_validator=_name, iterable_validator=attrs.validators.max_len(limit)
+    )
+
+
+def _job_ids(limit: int) -> Any:
+    return attrs.validators.deep_iterable(
+        member_validator=_job_id, iterable_validator=attrs.validators.max_len(limit)
+    )
 
 
 @codec.register_positional
@@ -49,12 +62,28 @@ class JobSpec:
     """Idempotency key, or "" for none."""
 
 
+def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
+    """What one Enqueue carries, near enough to its encoded size to bound it."""
+    return sum(
+        len(job.payload) + len(job.id) + len(job.key) + len(job.type) + len(job.queue) + 32
+        for job in jobs
+    )
+
+
+def _enqueue_size(instance: object, attribute: attrs.Attribute[Any], jobs: Any) -> None:
+    if enqueue_bytes(jobs) > limits.COMMAND_BYTES_MAX:
+        raise ValueError(
+            f"an enqueue of {enqueue_bytes(jobs)} bytes exceeds {limits.COMMAND_BYTES_MAX}: "
+            "send the jobs in smaller batches"
+        )
+
+
 @codec.register
 @attrs.frozen(kw_only=True)
 class Enqueue:
     now_ms: int
     jobs: tuple[JobSpec, ...] = attrs.field(
-        validator=attrs.validators.max_len(limits.JOBS_PER_ENQUEUE_MAX)
+        validator=[attrs.validators.max_len(limits.JOBS_PER_ENQUEUE_MAX), _enqueue_size]
     )
 
 
@@ -65,16 +94,18 @@ class Claim:
 
     now_ms: int
     claimer: str = attrs.field(validator=_name)
-    types: tuple[str, ...] = ()
-    queues: tuple[str, ...] = ()
-    max_jobs: int = attrs.field(default=1, validator=[_positive, attrs.validators.le(1000)])
+    types: tuple[str, ...] = attrs.field(default=(), validator=_names(limits.CLAIM_NAMES_MAX))
+    queues: tuple[str, ...] = attrs.field(default=(), validator=_names(limits.CLAIM_NAMES_MAX))
+    max_jobs: int = attrs.field(
+        default=1, validator=[_positive, attrs.validators.le(limits.CLAIM_JOBS_MAX)]
+    )
 
 
 @codec.register
 @attrs.frozen(kw_only=True)
 class Complete:
     now_ms: int
-    job_id: str
+    job_id: str = attrs.field(validator=_job_id)
     fence: int
     result: bytes = attrs.field(
         default=b"", validator=attrs.validators.max_len(limits.JOB_RESULT_BYTES_MAX)
@@ -85,10 +116,16 @@ class Complete:
 @attrs.frozen(kw_only=True)
 class Fail:
     now_ms: int
-    job_id: str
+    job_id: str = attrs.field(validator=_job_id)
     fence: int
     error: str = attrs.field(default="", validator=_text(limits.JOB_ERROR_CHARS_MAX))
     retryable: bool = True
+
+
+def _report_size(instance: object, attribute: attrs.Attribute[Any], outcomes: Any) -> None:
+    size = sum(len(each.job_id) + len(each.result) + len(each.error) + 16 for each in outcomes)
+    if size > limits.COMMAND_BYTES_MAX:
+        raise ValueError(f"a report of {size} bytes exceeds {limits.COMMAND_BYTES_MAX}")
 
 
 @codec.register_positional
@@ -97,7 +134,7 @@ class Outcome:
     """One job's end of an attempt, inside a ``Report``: like ``Complete`` when ``succeeded``
     (with ``result``), else like ``Fail`` (with ``error`` and ``retryable``)."""
 
-    job_id: str
+    job_id: str = attrs.field(validator=_job_id)
     fence: int
     succeeded: bool
     result: bytes = attrs.field(
@@ -116,7 +153,7 @@ class Report:
 
     now_ms: int
     outcomes: tuple[Outcome, ...] = attrs.field(
-        validator=attrs.validators.max_len(limits.REPORT_OUTCOMES_MAX)
+        validator=[attrs.validators.max_len(limits.REPORT_OUTCOMES_MAX), _report_size]
     )
 
 
@@ -126,7 +163,7 @@ class Extend:
     """Renew leases: each (job_ids[i], fences[i]) still held runs until at least ``until_ms``."""
 
     now_ms: int
-    job_ids: tuple[str, ...]
+    job_ids: tuple[str, ...] = attrs.field(validator=_job_ids(limits.CLAIM_JOBS_MAX))
     fences: tuple[int, ...]
     until_ms: int
 
@@ -154,14 +191,14 @@ class ExpireLeases:
 @attrs.frozen(kw_only=True)
 class Cancel:
     now_ms: int
-    job_id: str
+    job_id: str = attrs.field(validator=_job_id)
 
 
 @codec.register
 @attrs.frozen(kw_only=True)
 class Retry:
     now_ms: int
-    job_id: str
+    job_id: str = attrs.field(validator=_job_id)
 
 
 @codec.register

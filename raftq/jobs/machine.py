@@ -58,6 +58,9 @@ from raftq.jobs.commands import (
 )
 from raftq.jobs.job import FINISHED, Job, JobRun, JobState, JobView, view_of
 
+OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
+"""A job's error when its result or error did not fit (``JOBS_HELD_BYTES_MAX``)."""
+
 
 class _ReadyQueue:
     """The due jobs of one (queue, type), per priority (highest first): a FIFO in (run_at,
@@ -144,8 +147,14 @@ class JobStateMachine:
         self.keys: dict[str, tuple[str, int]] = {}  # idempotency key -> (job id, at_ms)
         self.key_order: deque[tuple[int, str]] = deque()  # (at_ms, key), oldest first
         self.names: dict[str, str] = {}  # queue and type names, one copy of each
+        self.held_bytes = 0
+        """Payloads, results and errors of every job held: what admission control bounds."""
         self.observer: Observer | None = None
         """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
+        self.jobs_max = limits.JOBS_MAX
+        self.held_bytes_max = limits.JOBS_HELD_BYTES_MAX
+        """Admission control (``has_room``). Configuration, not state: every node of a
+        cluster must use the same values (tests lower them)."""
 
     # --- applying -------------------------------------------------------------------------------
 
@@ -220,6 +229,13 @@ class JobStateMachine:
 
     # --- Enqueue ----------------------------------------------------------------------------------
 
+    def has_room(self, jobs: int, payload_bytes: int) -> bool:
+        """Whether ``jobs`` more jobs with these payloads fit under the cluster's bounds."""
+        return (
+            len(self.jobs) + jobs <= self.jobs_max
+            and self.held_bytes + payload_bytes <= self.held_bytes_max
+        )
+
     def _enqueue(self, index: int, command: Enqueue) -> EnqueueResult:
         self._forget_old_keys()
         return EnqueueResult(
@@ -238,6 +254,13 @@ class JobStateMachine:
         job_id = spec.id or derived_job_id(index, position)
         if job_id in self.jobs:
             return Rejected(code="id_taken", message=f"job id {job_id} is already in use")
+        if not self.has_room(1, len(spec.payload)):
+            return Rejected(
+                code="full",
+                message=f"the cluster holds its maximum of {self.jobs_max} jobs or "
+                f"{self.held_bytes_max} payload and result bytes; retry once finished jobs "
+                "are purged",
+            )
         names = self.names
         queue, job_type = names.get(spec.queue), names.get(spec.type)
         if queue is None or job_type is None:  # a new name: is there room for it?
@@ -263,6 +286,7 @@ class JobStateMachine:
         )
         self.next_seq += 1
         self.jobs[job_id] = job
+        self.held_bytes += len(spec.payload)
         counted = (queue, JobState.PENDING)
         self.counts[counted] = self.counts.get(counted, 0) + 1
         # No delay: the very same int as now, not a new one per job (memory).
@@ -380,7 +404,7 @@ class JobStateMachine:
         if isinstance(job, Rejected):
             return job
         assert job.run is not None
-        job.run.result = result
+        self._keep_output(job, result, job.run.error)
         # A cancel that arrives while the job runs cannot undo work already done.
         self._finish(job, JobState.SUCCEEDED, "succeeded")
         return Done(job_id=job.id, state=job.state.value)
@@ -390,12 +414,24 @@ class JobStateMachine:
         if isinstance(job, Rejected):
             return job
         assert job.run is not None
-        job.run.error = error
+        self._keep_output(job, job.run.result, error)
         if job.run.cancel_requested:
             self._finish(job, JobState.CANCELLED, "cancelled")
         else:
             self._attempt_failed(job, "failed", retryable=retryable)
         return Done(job_id=job.id, state=job.state.value)
+
+    def _keep_output(self, job: Job, result: bytes, error: str) -> None:
+        """Store a job's result and error; past the byte bound they are cut (the outcome
+        stands: work done cannot be refused), and the error says so."""
+        run = job.run
+        assert run is not None
+        held = self.held_bytes - len(run.result) - len(run.error)
+        if held + len(result) + len(error) > self.held_bytes_max:
+            result = b""
+            error = OUTPUT_DROPPED if held + len(OUTPUT_DROPPED) <= self.held_bytes_max else ""
+        run.result, run.error = result, error
+        self.held_bytes = held + len(result) + len(error)
 
     def _attempt_failed(self, job: Job, event: str, *, retryable: bool) -> None:
         if not retryable or job.attempts >= job.max_attempts:
@@ -507,6 +543,9 @@ class JobStateMachine:
 
     def _forget(self, job: Job) -> None:
         del self.jobs[job.id]
+        self.held_bytes -= len(job.payload)
+        if job.run is not None:
+            self.held_bytes -= len(job.run.result) + len(job.run.error)
         self.dead.pop(job.id, None)
         counted = (job.queue, job.state)
         self.counts[counted] -= 1
@@ -570,7 +609,12 @@ class JobStateMachine:
         """The state a ``snapshot()`` holds; ``DecodeError`` if the bytes are not one."""
         from raftq.jobs.snapshot import decode_state
 
-        return decode_state(data)
+        machine = decode_state(data)
+        machine.held_bytes = sum(
+            len(job.payload) + (len(job.run.result) + len(job.run.error) if job.run else 0)
+            for job in machine.jobs.values()
+        )
+        return machine
 
     def digest(self) -> str:
         """A stable hash of the whole state, to compare replicas."""

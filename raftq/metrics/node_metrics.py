@@ -114,3 +114,13 @@ def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 
 def counter(name: str, documentation: str, value: float) -> CounterMetricFamily:
     return CounterMetricFamily(name, documentation, value=value)
+
+
+def labelled_counter(
+    name: str, documentation: str, label: str, values: dict[str, int]
+) -> CounterMetricFamily:
+    """One counter per label value, e.g. ``raftq_connections_refused_total{reason}``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(values.items()):
+        family.add_metric([value], count)
+    return family

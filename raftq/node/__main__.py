@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 import tomllib
@@ -22,6 +23,7 @@ from raftq.ids import parse_node_id
 from raftq.node.config import NodeConfig, parse_members
 from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
+from raftq.transport.tls import tls_config_from
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -72,7 +74,27 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         help="off is UNSAFE: acknowledged jobs can be lost (for measuring only)",
     )
     parser.add_argument("--tick-ms", type=int, default=None, help="Raft tick (30 ms)")
+    add_security_arguments(parser)
     return parser
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    security = parser.add_argument_group("security (docs/security.md)")
+    security.add_argument(
+        "--secret-file",
+        default=None,
+        help="the cluster secret that peers and clients must prove ($RAFTQ_SECRET_FILE)",
+    )
+    security.add_argument(
+        "--insecure",
+        action="store_const",
+        const=True,
+        default=None,
+        help="listen beyond loopback without a secret: anyone who can connect may use the node",
+    )
+    security.add_argument("--tls-cert", default=None, help="this node's certificate (PEM)")
+    security.add_argument("--tls-key", default=None, help="its private key (PEM)")
+    security.add_argument("--tls-ca", default=None, help="the CA that signs every node (PEM)")
 
 
 def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, Any]]:
@@ -103,6 +125,13 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
         workers=int(options.get("workers", 0)),
         metrics_addr=str(options.get("metrics_addr", "")),
         imports=tuple(options.get("imports", ())),
+        secret_file=str(options.get("secret_file") or os.environ.get("RAFTQ_SECRET_FILE", "")),
+        insecure=bool(options.get("insecure", False)),
+        tls=tls_config_from(
+            str(options.get("tls_cert", "")),
+            str(options.get("tls_key", "")),
+            str(options.get("tls_ca", "")),
+        ),
     )
     return config, options
 

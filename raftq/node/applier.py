@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from raftq import codec
-from raftq.errors import DecodeError
+from raftq.errors import DecodeError, StorageError
 from raftq.jobs.commands import Command
 from raftq.jobs.machine import JobStateMachine, Observer
 from raftq.node.log_writer import LogWriter
@@ -129,7 +129,16 @@ class Applier:
         )
         started = trio.current_time()
         data = self.machine.snapshot()
-        await self._log_writer.save_snapshot(meta, data)
+        try:
+            await self._log_writer.save_snapshot(meta, data)
+        except (StorageError, OSError) as error:
+            # Nothing depends on this snapshot (the log still holds every entry): try again
+            # after another interval rather than on every batch of a disk that is full.
+            self._snapshot_index = meta.index
+            logger.error(
+                "snapshot failed, retrying later index=%d error=%r", meta.index, str(error)
+            )
+            return
         self._snapshot_index = meta.index
         self._bytes_since_snapshot = 0
         elapsed = trio.current_time() - started

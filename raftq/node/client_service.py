@@ -16,9 +16,10 @@ import trio
 from raftq import limits
 from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
 from raftq.ids import NodeId
-from raftq.jobs.commands import Claim, ClaimResult
+from raftq.jobs.commands import Claim, ClaimResult, Enqueue
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
+from raftq.node.log_writer import LogWriter
 from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import NotLeaderHere, Waiter
@@ -65,8 +66,10 @@ class ClientService:
         fsync: bool,
         election_timeout_s: float,
         forwarder: Forwarder | None = None,
+        log_writer: LogWriter | None = None,
     ) -> None:
         self._election_timeout_s = election_timeout_s
+        self._log_writer = log_writer
         self._forwarder = forwarder
         self._raft = raft
         self._applier = applier
@@ -152,6 +155,17 @@ class ClientService:
             if isinstance(call, TransferLeader):
                 return await self._transfer_leader(call)
             if isinstance(call, SubmitCommand):
+                if problem := self._storage_problem():
+                    return Failure(
+                        code="storage_error",
+                        message=f"node {self._raft.core.id} cannot persist writes: {problem}",
+                    )
+                if isinstance(call.command, Enqueue) and not self._has_room(call.command):
+                    return Failure(
+                        code="busy",
+                        message="the cluster holds its maximum number of jobs or bytes; "
+                        "retry once finished jobs are purged",
+                    )
                 if isinstance(call.command, Claim) and not await self._claimable(call.command):
                     return CommandReply(result=ClaimResult(leases=()))
                 outcome = await _outcome(self._raft.propose(call.command))
@@ -284,7 +298,18 @@ class ClientService:
             }
             if role is Role.LEADER
             else {},
+            storage_error=self._storage_problem(),
         )
+
+    def _has_room(self, enqueue: Enqueue) -> bool:
+        """Admission control at the edge: refuse before the log grows (the state machine
+        refuses too, deterministically, for what slips past while proposals are in flight)."""
+        payload_bytes = sum(len(job.payload) for job in enqueue.jobs)
+        return self._applier.machine.has_room(len(enqueue.jobs), payload_bytes)
+
+    def _storage_problem(self) -> str:
+        """Why this node's disk refuses writes ("" while it is fine)."""
+        return (self._log_writer and self._log_writer.storage_problem) or ""
 
 
 def _follows_another_leader(core: RaftCore) -> bool:

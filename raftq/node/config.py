@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
 
 from raftq.errors import ConfigError
 from raftq.ids import NodeId, parse_node_id
 from raftq.transport.network import parse_address
+from raftq.transport.tls import TlsConfig
 
 
 @attrs.frozen(kw_only=True)
@@ -42,16 +45,41 @@ class NodeConfig:
     """Modules that register job handlers (``--import``)."""
     metrics_addr: str = ""
     """HOST:PORT to serve Prometheus metrics at ``/metrics`` ("" for none)."""
+    secret_file: str = ""
+    """The cluster secret (``--secret-file``); "" for none: then loopback only, or insecure."""
+    insecure: bool = False
+    """Serve beyond loopback without a secret: anyone who reaches the port may use the node."""
+    tls: TlsConfig | None = None
+    """TLS for every connection (``--tls-cert``, ``--tls-key``, ``--tls-ca``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.node_id not in self.members:
             raise ConfigError(f"--cluster must list this node ({self.node_id}) with its address")
         for address in self.members.values():
             parse_address(address)
+        if self.tls is not None and not self.tls.cert_file:
+            raise ConfigError("a node with TLS needs --tls-cert and --tls-key")
+        if not self.secret_file and not self.insecure and not self.loopback_only:
+            raise ConfigError(
+                f"without --secret-file a node listens on loopback only, not on "
+                f"{self.listen_address}: give the cluster a secret, or pass --insecure to "
+                "let anyone who can reach the port read, enqueue and cancel jobs"
+            )
         if self.metrics_addr:
             parse_address(self.metrics_addr, any_port=True)
         if self.tick_ms <= 0 or self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("need tick_ms > 0 and election_ticks > heartbeat_ticks")
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether the node listens only where other hosts cannot reach it."""
+        host, _ = parse_address(self.listen_address, any_port=True)
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:  # a host name: it may resolve to anything
+            return False
 
     @property
     def address(self) -> str:

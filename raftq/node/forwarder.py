@@ -28,7 +28,9 @@ class Forwarder:
         address_of: Callable[[str], str],
         cluster_id: str,
         nursery: trio.Nursery,
+        secret: bytes | None = None,
     ) -> None:
+        self._secret = secret
         self._network = network
         self._address_of = address_of
         self._cluster_id = cluster_id
@@ -67,6 +69,7 @@ class Forwarder:
                     cluster_id=self._cluster_id,
                     nursery=self._nursery,
                     timeout=timeout_s,
+                    secret=self._secret,
                 )
                 self._connections[leader] = connection
             return connection

@@ -1,6 +1,13 @@
 """The log writer: makes a Ready durable (snapshot, entries, hard state) in the order the
 Ready contract asks, through the ``DurableLog`` (whose WAL shares one fdatasync among
-everything written together)."""
+everything written together).
+
+A full disk or a failed fsync does not stop the node: ``persist`` does not return until the
+Ready is durable, so the Raft peer sends none of its acknowledgements and applies nothing past
+what is on disk. Meanwhile it says why (``storage_problem``: logs, metrics, ``status``), and
+every ``STORAGE_RETRY_MS`` it recovers the log (cutting off what the failed sync may have lost,
+``WriteAheadLog.recover``) and writes the Ready again. When space returns, the node resumes.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +17,9 @@ from collections.abc import Callable
 import attrs
 import trio
 
+from raftq.errors import StorageError
 from raftq.raft.ready import Ready
-from raftq.raft.types import HardState, SnapshotMeta
+from raftq.raft.types import Entry, HardState, SnapshotMeta
 from raftq.storage.durable_log import DurableLog
 
 logger = logging.getLogger("raftq.node")
@@ -25,6 +33,8 @@ class LogWriterStatistics:
     snapshots_installed: int = 0
     snapshots_saved: int = 0
     fsync_seconds_total: float = 0.0
+    storage_errors: int = 0
+    """Failed attempts to persist a Ready (a full disk, a failed fsync)."""
 
 
 class LogWriter:
@@ -35,11 +45,48 @@ class LogWriter:
         self._observe_seconds = observe_seconds
         self.statistics = LogWriterStatistics()
         self._persisted_commit = log.hard_state.commit
+        self.storage_problem: str | None = None
+        """Why writes are not being acknowledged (the last storage error), or None."""
 
     async def persist(self, ready: Ready) -> None:
-        """Write what ``ready`` asks to persist; return once it is durable."""
+        """Write what ``ready`` asks to persist; return once it is durable, however long the
+        disk takes to accept it again (module docstring)."""
         started = trio.current_time()
-        if ready.snapshot is not None:
+        while True:
+            try:
+                await self._persist_once(ready)
+                break
+            except (StorageError, OSError) as error:
+                await self._stall(str(error))
+        if self.storage_problem is not None:
+            logger.warning("storage writable again; acknowledging writes")
+            self.storage_problem = None
+        self.statistics.readies += 1
+        elapsed = trio.current_time() - started
+        self.statistics.fsync_seconds_total += elapsed
+        if self._observe_seconds is not None:
+            self._observe_seconds(elapsed)
+
+    async def _stall(self, problem: str) -> None:
+        """Report ``problem``, then wait until the log is writable again."""
+        self.statistics.storage_errors += 1
+        if self.storage_problem is None:
+            logger.error(
+                "storage failed; not acknowledging writes until it recovers error=%r", problem
+            )
+        self.storage_problem = problem
+        while True:
+            await trio.sleep(STORAGE_RETRY_MS / 1000)
+            try:
+                await self.log.recover()
+                return
+            except StorageError as error:
+                self.storage_problem = str(error)
+                logger.info("storage still failing error=%r", str(error))
+
+    async def _persist_once(self, ready: Ready) -> None:
+        """One attempt; safe to repeat after a failure (what is already durable is skipped)."""
+        if ready.snapshot is not None and ready.snapshot.meta.index > self.log.snapshot_meta.index:
             writer = await self.log.begin_snapshot_install(ready.snapshot.meta)
             try:
                 await writer.write(ready.snapshot.data)
@@ -48,17 +95,20 @@ class LogWriter:
                 raise
             await self.log.finish_snapshot_install(writer)
             self.statistics.snapshots_installed += 1
-        if ready.entries:
+        if ready.entries and not self._holds(ready.entries[-1]):
             await self.log.append(ready.entries)
             self.statistics.entries += len(ready.entries)
         if ready.hard_state is not None and self._must_save(ready.hard_state):
             await self.log.save_hard_state(ready.hard_state)
             self.statistics.hard_states += 1
-        self.statistics.readies += 1
-        elapsed = trio.current_time() - started
-        self.statistics.fsync_seconds_total += elapsed
-        if self._observe_seconds is not None:
-            self._observe_seconds(elapsed)
+
+    def _holds(self, last: Entry) -> bool:
+        """Whether the log already holds ``last`` (written by an attempt that failed later):
+        by the log matching property it then holds every entry before it too."""
+        log = self.log
+        return log.first_index() <= last.index <= log.last_index() and (
+            log.term(last.index) == last.term
+        )
 
     def _must_save(self, state: HardState) -> bool:
         """Term and vote must be durable before anything that depends on them is sent. The
@@ -74,6 +124,10 @@ class LogWriter:
         self.statistics.snapshots_saved += 1
         logger.info("snapshot saved index=%d term=%d bytes=%d", meta.index, meta.term, len(data))
 
+
+STORAGE_RETRY_MS = 1_000
+"""How often a node whose disk failed tries again: often enough to resume within a second of
+space returning, rarely enough that a broken disk costs nothing and the log stays quiet."""
 
 COMMIT_SAVE_EVERY_ENTRIES = 1_000
 """Saving the commit index lazily costs nothing in safety; on restart a node re-learns it from

@@ -33,7 +33,7 @@ from raftq.client.worker import Worker
 from raftq.ids import NodeId
 from raftq.jobs.machine import JobStateMachine
 from raftq.metrics.http import handle_scrape
-from raftq.metrics.node_metrics import NodeMetrics, counter, gauge
+from raftq.metrics.node_metrics import NodeMetrics, counter, gauge, labelled_counter
 from raftq.node.applier import Applier, ApplyBatch
 from raftq.node.client_service import ClientService
 from raftq.node.clock import Clock, WallClock
@@ -50,7 +50,8 @@ from raftq.raft.types import Membership
 from raftq.storage.disk import Disk, RealDisk
 from raftq.storage.durable_log import DurableLog
 from raftq.transport import connections
-from raftq.transport.connections import Identity, TransportStatistics
+from raftq.transport.auth import load_secret
+from raftq.transport.connections import HandshakeGuard, Identity, TransportStatistics
 from raftq.transport.network import FramedConnection, Network, TcpNetwork
 
 logger = logging.getLogger("raftq.node")
@@ -75,6 +76,9 @@ class Node:
     cancel_scope: trio.CancelScope
     worker: Worker | None = None
     workers_done: trio.Event = attrs.field(factory=trio.Event)
+    network: Network = attrs.field(factory=TcpNetwork)
+    """How this node reaches the others (TLS when configured): its workers use it too."""
+    secret: bytes | None = attrs.field(default=None, repr=False)
 
     def stop(self) -> None:
         """Stop every actor (an abrupt stop: what was acknowledged is already durable)."""
@@ -100,7 +104,9 @@ async def open_node(
     """Recover the data directory and run the node until the block exits. With
     ``config.workers``, in-process workers run ``app``'s handlers (plus those of
     ``config.imports``, plus the built-in ones)."""
-    network = network or TcpNetwork()
+    secret = load_secret(config.secret_file) if config.secret_file else None
+    metrics_network = network or TcpNetwork()  # plain HTTP: Prometheus scrapes it
+    network = network or TcpNetwork(config.tls)
     disk = disk or RealDisk(config.data_dir)
     clock = clock or WallClock()
     rng = rng or random.Random()
@@ -143,6 +149,8 @@ async def open_node(
                 machine,
                 snapshot.membership if snapshot.index > 0 else initial_membership,
                 recovery_seconds,
+                secret=secret,
+                metrics_network=metrics_network,
             )
             if config.workers:
                 handlers = load_app(config.imports, base=app)
@@ -168,9 +176,15 @@ async def _start(
     machine: JobStateMachine,
     membership: Membership,
     recovery_seconds: float,
+    *,
+    secret: bytes | None,
+    metrics_network: Network,
 ) -> Node:
     identity = Identity(
-        cluster_id=config.cluster_id, node_id=config.node_id, peers=set(config.members)
+        cluster_id=config.cluster_id,
+        node_id=config.node_id,
+        peers=set(config.members),
+        secret=secret,
     )
     peers = Peers(network, identity, config.members, random.Random(rng.random()))
     metrics = NodeMetrics()
@@ -214,7 +228,8 @@ async def _start(
         node_address=config.address,
         fsync=config.fsync,
         election_timeout_s=config.election_ticks * config.tick_ms / 1000,
-        forwarder=Forwarder(network, peers.address_of, config.cluster_id, nursery),
+        forwarder=Forwarder(network, peers.address_of, config.cluster_id, nursery, secret),
+        log_writer=log_writer,
     )
     transport = TransportStatistics()
 
@@ -230,6 +245,7 @@ async def _start(
         connections.accept,
         identity=identity,
         statistics=transport,
+        guard=HandshakeGuard(),
         on_peer=on_peer,
         on_client=client_service.serve,
     )
@@ -239,17 +255,20 @@ async def _start(
     await nursery.start(raft.run)
     await nursery.start(_ticker, raft, config.tick_ms)
     await nursery.start(steward.run)
-    metrics.add_collector(functools.partial(_scrape, raft, applier, log_writer, recovery_seconds))
+    metrics.add_collector(
+        functools.partial(_scrape, raft, applier, log_writer, transport, recovery_seconds)
+    )
     metrics_port = 0
     if config.metrics_addr:
         scrape = functools.partial(handle_scrape, registry=metrics.registry)
-        metrics_port = await nursery.start(network.serve, config.metrics_addr, scrape)
+        metrics_port = await nursery.start(metrics_network.serve, config.metrics_addr, scrape)
     logger.info(
         "node serving node=%s port=%d members=%s",
         config.node_id,
         port,
         ",".join(core.membership.members),
     )
+    _log_security(config, secret)
     return Node(
         config=config,
         port=port,
@@ -264,11 +283,38 @@ async def _start(
         metrics_port=metrics_port,
         recovery_seconds=recovery_seconds,
         cancel_scope=nursery.cancel_scope,
+        network=network,
+        secret=secret,
     )
 
 
+def _log_security(config: NodeConfig, secret: bytes | None) -> None:
+    """Say at start what protects this node, loudly when nothing does."""
+    tls = "on" if config.tls is not None else "off"
+    if secret is not None:
+        logger.info("security: cluster secret required; tls=%s", tls)
+    elif config.loopback_only:
+        logger.warning(
+            "security: no cluster secret; listening on loopback only (%s): anyone on this "
+            "host can use the node. Give it --secret-file to serve other hosts; tls=%s",
+            config.listen_address,
+            tls,
+        )
+    else:
+        logger.warning(
+            "security: INSECURE: no cluster secret and listening on %s: anyone who can reach "
+            "the port can read, enqueue and cancel jobs; tls=%s",
+            config.listen_address,
+            tls,
+        )
+
+
 def _scrape(
-    raft: RaftPeer, applier: Applier, log_writer: LogWriter, recovery_seconds: float
+    raft: RaftPeer,
+    applier: Applier,
+    log_writer: LogWriter,
+    transport: TransportStatistics,
+    recovery_seconds: float,
 ) -> Iterator[Metric]:
     core = raft.core
     jobs = GaugeMetricFamily("raftq_jobs", "Jobs by queue and state", labels=["queue", "state"])
@@ -287,6 +333,22 @@ def _scrape(
         "raftq_wal_bytes", "Bytes written to the WAL", log_writer.log.wal_statistics().bytes_written
     )
     yield gauge("raftq_recovery_seconds", "Time to recover the data directory", recovery_seconds)
+    yield gauge(
+        "raftq_storage_writable",
+        "0 while the disk refuses writes (full, failed fsync) and writes are not acknowledged",
+        int(log_writer.storage_problem is None),
+    )
+    yield counter(
+        "raftq_storage_errors",
+        "Failed attempts to persist (full disk, failed write or fsync)",
+        log_writer.statistics.storage_errors,
+    )
+    yield labelled_counter(
+        "raftq_connections_refused",
+        "Connections refused in the handshake (TLS, authentication, protocol), by reason",
+        "reason",
+        transport.refused,
+    )
 
 
 async def _run_workers(
@@ -300,6 +362,8 @@ async def _run_workers(
             [config.members[peer] for peer in sorted(config.members)],
             cluster_id=config.cluster_id,
             timeout=limits.CLIENT_REQUEST_TIMEOUT_MS / 1000,
+            network=node.network,
+            secret=node.secret,
         ) as client:
             node.worker = Worker(
                 client, app, concurrency=config.workers, claimer_id=f"{config.node_id}/workers"

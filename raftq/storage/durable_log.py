@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from raftq import limits
-from raftq.errors import CorruptionError, LocalProtocolError, LogCompacted, LogUnavailable
+from raftq.errors import (
+    CorruptionError,
+    LocalProtocolError,
+    LogCompacted,
+    LogUnavailable,
+    StorageError,
+)
 from raftq.raft.storage import InitialState, LogStorage, cut_to_size
 from raftq.raft.types import Entry, HardState, SnapshotMeta
 from raftq.storage import hard_state as hard_state_file
@@ -194,8 +200,22 @@ class DurableLog:
         if state == self._hard_state:
             return
         assert state.term >= self._hard_state.term, (state, self._hard_state)
-        await hard_state_file.save_hard_state(self._disk, state)
+        try:
+            await hard_state_file.save_hard_state(self._disk, state)
+        except OSError as error:  # the old file still stands: saving again later is safe
+            raise StorageError(f"saving the hard state failed: {error}") from None
         self._hard_state = state
+
+    @property
+    def failure(self) -> StorageError | None:
+        """Why the log refuses writes (a failed write or sync), or None."""
+        return self._wal.failure
+
+    async def recover(self) -> None:
+        """Make the log writable again after a ``StorageError`` (``WriteAheadLog.recover``);
+        raises ``StorageError`` while the disk still fails."""
+        self._cache.clear()
+        await self._wal.recover()
 
     async def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
         """Keep a snapshot the application took at an applied index; compact behind it."""

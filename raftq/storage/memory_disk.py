@@ -46,11 +46,20 @@ class _Inode:
     content: bytearray = attrs.field(factory=bytearray)
     synced_length: int = 0
     truncated_from: bytes | None = None
+    lost: list[tuple[int, int]] = attrs.field(factory=list)
+    """Byte ranges whose writeback failed and that no sync will write (``inject_lost_sync``):
+    readable now, zeroes on the disk."""
 
     def durable(self) -> bytes:
         if self.truncated_from is not None:
             return self.truncated_from
-        return bytes(self.content[: self.synced_length])
+        return self.synced()
+
+    def synced(self) -> bytes:
+        data = bytearray(self.content[: self.synced_length])
+        for start, end in self.lost:
+            data[start:end] = bytes(len(data[start:end]))
+        return bytes(data)
 
 
 class MemoryDisk:
@@ -63,7 +72,7 @@ class MemoryDisk:
         self._durable_directories: set[str] = {""}
         self._locks: set[str] = set()
         self._generation = 0
-        self._sync_errors: list[int] = []
+        self._sync_errors: list[tuple[int, bool]] = []
         self.syncs = 0
         """fdatasync calls so far: tests assert that group commit shares them."""
 
@@ -71,7 +80,13 @@ class MemoryDisk:
 
     def inject_sync_error(self, code: int = errno.EIO) -> None:
         """Make the next fdatasync fail with ``OSError(code)`` (its data stays unsynced)."""
-        self._sync_errors.append(code)
+        self._sync_errors.append((code, False))
+
+    def inject_lost_sync(self, code: int = errno.EIO) -> None:
+        """Make the next fdatasync fail as Linux (4.13 and later) fails it: the unsynced pages
+        are marked clean, so their bytes stay readable, but they never reach the disk, not even
+        with a later fdatasync that succeeds ("fsyncgate"). Only rewriting them does."""
+        self._sync_errors.append((code, True))
 
     def crash(self, rng: random.Random | None = None, fate: TailFate | None = None) -> None:
         """Lose power: keep the durable view; each unsynced tail meets ``fate``.
@@ -169,7 +184,7 @@ class MemoryDisk:
         if generation != self._generation:
             raise OSError(errno.EBADF, "file handle from before a crash", path)
 
-    def _take_sync_error(self) -> int | None:
+    def _take_sync_error(self) -> tuple[int, bool] | None:
         return self._sync_errors.pop(0) if self._sync_errors else None
 
 
@@ -179,7 +194,7 @@ def _surviving_content(inode: _Inode, rng: random.Random | None, fate: TailFate 
         if fate is TailFate.KEPT or (fate is None and rng is not None and rng.random() < 0.5):
             return bytes(inode.content)
         return inode.truncated_from
-    synced = bytes(inode.content[: inode.synced_length])
+    synced = inode.synced()
     tail = bytes(inode.content[inode.synced_length :])
     if not tail:
         return synced
@@ -226,8 +241,11 @@ class MemoryFile:
 
     async def fdatasync(self) -> None:
         self._check()
-        code = self._disk._take_sync_error()
-        if code is not None:
+        error = self._disk._take_sync_error()
+        if error is not None:
+            code, pages_lost = error
+            if pages_lost and len(self._inode.content) > self._inode.synced_length:
+                self._inode.lost.append((self._inode.synced_length, len(self._inode.content)))
             raise OSError(code, "injected fdatasync failure", self._path)
         self._disk.syncs += 1
         self._inode.synced_length = len(self._inode.content)
@@ -241,6 +259,7 @@ class MemoryFile:
             inode.truncated_from = inode.durable()
         del inode.content[size:]
         inode.synced_length = min(inode.synced_length, size)
+        inode.lost = [(start, min(end, size)) for start, end in inode.lost if start < size]
 
     async def close(self) -> None:
         self._closed = True

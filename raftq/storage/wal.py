@@ -12,8 +12,11 @@ the disk sees one sync per batch, however many appenders share it.
 
 A failed write or fdatasync poisons the log: after an fsync error the kernel may have dropped
 the dirty pages, so nothing written since the last good sync can be trusted, and every later
-append raises ``StorageError``. The owner must reopen the log (which replays what is really on
-disk) before acknowledging anything again.
+append raises ``StorageError`` until ``recover``. Reopening would not do: since Linux 4.13 a
+failed writeback marks the pages clean, so replay reads bytes that never reached the disk, and
+no later fsync writes them. ``recover`` instead truncates the active segment back to the size
+it had after its last good sync (the only bytes known durable), so whatever is appended next is
+written, and synced, afresh.
 """
 
 from __future__ import annotations
@@ -327,9 +330,7 @@ class WriteAheadLog:
         self._firsts.append(first_index)
 
     def _fail(self, message: str) -> None:
-        self._failed = StorageError(
-            f"{message}; refusing further writes: restart the node to recover from what is on disk"
-        )
+        self._failed = StorageError(f"{message}; refusing writes until the log is recovered")
         logger.error("wal failed error=%r", message)
         raise self._failed
 
@@ -343,6 +344,52 @@ class WriteAheadLog:
                 await self._active.fdatasync()
             except OSError as error:
                 self._fail(f"wal fdatasync of {self._active.path} failed: {error}")
+
+    @property
+    def failure(self) -> StorageError | None:
+        """Why the log refuses writes, or None while it is writable."""
+        return self._failed
+
+    async def recover(self) -> None:
+        """Make a failed log writable again, trusting only what was synced (module docstring).
+
+        Cuts the active segment back to its size after the last good sync, removes segments a
+        failed rollover left behind, syncs both, and continues at the entry after the last
+        durable one. Raises ``StorageError`` if that fails too (the disk is still broken: call
+        again later) or cannot be done in place (a failed reset: restart the node)."""
+        self._require_quiet("recover")
+        async with self._maintenance_lock:
+            if self._failed is None:
+                return
+            segment = self._segments[-1]
+            try:
+                await self._active.close()
+                for name in await self._disk.list(self._directory):
+                    match = _SEGMENT_NAME.fullmatch(name)
+                    if match is not None and int(match.group(1)) > segment.first_index:
+                        await self._disk.remove(f"{self._directory}/{name}")
+                if not await self._disk.exists(segment.path):
+                    raise StorageError(
+                        f"wal segment {segment.path} is gone (an interrupted reset): restart "
+                        "the node, start-up completes the reset"
+                    )
+                self._active = await self._disk.open(segment.path, create=False)
+                if self._active.size < segment.size:
+                    raise StorageError(f"wal segment {segment.path} shrank: restart the node")
+                await self._active.truncate(segment.size)
+                await self._active.fdatasync()
+                await self._disk.fsync_directory(self._directory)
+            except OSError as error:
+                raise StorageError(f"wal recovery failed: {error}") from None
+            logger.warning(
+                "wal recovered path=%s size=%d last_index=%d after=%r",
+                segment.path,
+                segment.size,
+                segment.last_index,
+                str(self._failed),
+            )
+            self._failed = None
+            self._next_index = segment.last_index + 1
 
     def _require_quiet(self, operation: str) -> None:
         if self._writing or self._open_batch is not None:
@@ -376,20 +423,24 @@ class WriteAheadLog:
         await self._disk.fsync_directory(self._directory)
 
     async def _truncate_locked(self, index: int) -> None:
+        # The in-memory index shrinks with each step that is done, before it is synced, so a
+        # failure part-way leaves an index that ``recover`` can trust (a removed segment's file
+        # left behind is removed again there).
         while len(self._segments) > 1 and self._segments[-1].first_index >= index:
             await self._active.close()
-            await self._remove_segment(self._segments.pop())
+            doomed = self._segments.pop()
             self._firsts.pop()
+            await self._remove_segment(doomed)
             self._active = await self._disk.open(self._segments[-1].path, create=False)
         segment = self._segments[-1]
         if index <= segment.last_index:
             position = index - segment.first_index
             cut = segment.offsets[position]
             await self._active.truncate(cut)
-            await self._active.fdatasync()
             del segment.offsets[position:]
             del segment.terms[position:]
             segment.size = cut
+            await self._active.fdatasync()
 
     async def compact(self, index: int) -> None:
         """Delete whole segments whose entries are all ``<= index`` (never the active one).
@@ -403,12 +454,12 @@ class WriteAheadLog:
             if doomed == 0:
                 return
             try:
-                for segment in self._segments[:doomed]:
+                for _ in range(doomed):  # forgotten first: a failure leaves no missing file listed
+                    segment = self._segments.pop(0)
+                    self._firsts.pop(0)
                     await self._remove_segment(segment)
             except OSError as error:
                 self._fail(f"wal compaction below index {index} failed: {error}")
-            del self._segments[:doomed]
-            del self._firsts[:doomed]
 
     async def reset(self, next_index: int) -> None:
         """Drop every entry and continue at ``next_index`` (after installing a snapshot)."""

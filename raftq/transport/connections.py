@@ -5,8 +5,11 @@ what it sends, and receives what peers send on the connections they opened. So a
 simple pump (no request/response matching) and the two directions fail independently.
 
 A connection that breaks the protocol (garbage, an oversized frame, a wrong version or cluster,
-an unknown peer, a message of the wrong kind, silence during the handshake) gets an
-``ErrorFrame`` saying why and is closed; the node logs it and goes on serving everyone else.
+an unknown peer, a message of the wrong kind, silence during the handshake) or fails TLS or
+authentication (a wrong or missing secret, a replayed handshake, a bad certificate) gets an
+``ErrorFrame`` saying why (when the stream can still carry one) and is closed, counted by
+reason in ``TransportStatistics.refused``; the node logs it and goes on serving everyone else.
+Until the handshake completes, frames are limited to ``HANDSHAKE_FRAME_BYTES_MAX``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import ssl
 import typing
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -21,11 +25,22 @@ import attrs
 import trio
 
 from raftq import limits
-from raftq.errors import RemoteProtocolError
+from raftq.errors import AuthenticationError, RemoteProtocolError
 from raftq.ids import NodeId
 from raftq.raft.messages import Message
+from raftq.transport import auth
+from raftq.transport.framing import frame
 from raftq.transport.network import FramedConnection, Network
-from raftq.transport.wire import PROTOCOL_VERSION, ErrorFrame, Hello, Welcome
+from raftq.transport.tls import refusal_reason, send_alert, tls_failure
+from raftq.transport.wire import (
+    PROTOCOL_VERSION,
+    Challenge,
+    ErrorFrame,
+    Hello,
+    Proof,
+    Welcome,
+    encode_wire,
+)
 
 logger = logging.getLogger("raftq.transport")
 
@@ -37,12 +52,13 @@ MESSAGES_PER_WRITE_MAX = 256
 
 @attrs.frozen(kw_only=True)
 class Identity:
-    """Who this node is, and who may call it as a peer (``peers`` changes with the membership;
-    ``raftq.node.peers``)."""
+    """Who this node is, who may call it as a peer (``peers`` changes with the membership;
+    ``raftq.node.peers``), and the cluster secret (None: none)."""
 
     cluster_id: str
     node_id: NodeId
     peers: set[NodeId]
+    secret: bytes | None = attrs.field(default=None, repr=False)
 
 
 PeerHandler = Callable[[NodeId, FramedConnection], Awaitable[None]]
@@ -53,10 +69,33 @@ ClientHandler = Callable[[FramedConnection], Awaitable[None]]
 class TransportStatistics:
     accepted: int = 0
     refused: dict[str, int] = attrs.field(factory=dict)
-    """Connections closed with an ErrorFrame, by its code."""
+    """Connections refused, by reason: the ErrorFrame code, or a TLS failure."""
 
     def refuse(self, code: str) -> None:
         self.refused[code] = self.refused.get(code, 0) + 1
+
+
+class HandshakeGuard:
+    """What a listener's handshakes share: a bound on how many run at once, and the callers'
+    recent nonces (a replayed handshake is refused by name)."""
+
+    def __init__(
+        self,
+        *,
+        in_flight_max: int = limits.HANDSHAKES_IN_FLIGHT_MAX,
+        nonces_remembered: int = limits.HANDSHAKE_NONCES_REMEMBERED,
+    ) -> None:
+        self.slots = trio.Semaphore(in_flight_max)
+        self.recent_nonces = auth.RecentNonces(nonces_remembered)
+
+
+class _Refused(Exception):
+    """The handshake failed: refuse the connection with this code and message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 async def accept(
@@ -64,28 +103,42 @@ async def accept(
     identity: Identity,
     statistics: TransportStatistics,
     *,
+    guard: HandshakeGuard,
     on_peer: PeerHandler,
     on_client: ClientHandler,
     handshake_timeout_ms: int = limits.HANDSHAKE_TIMEOUT_MS,
 ) -> None:
-    """Serve one inbound connection: handshake, then hand it to the peer or client handler."""
-    connection = FramedConnection(stream)
+    """Serve one inbound connection: TLS and the handshake (authenticated when the cluster has a
+    secret), then hand it to the peer or client handler. A connection that fails is refused
+    and closed before any frame past the handshake is read."""
+    connection = FramedConnection(stream, max_bytes=limits.HANDSHAKE_FRAME_BYTES_MAX)
     statistics.accepted += 1
     try:
-        hello = None
-        with trio.move_on_after(handshake_timeout_ms / 1000):
-            hello = await connection.receive()
-        refusal = _check_hello(hello, identity)
-        if refusal is not None:
-            await _refuse(connection, statistics, *refusal)
+        try:
+            guard.slots.acquire_nowait()
+        except trio.WouldBlock:
+            await _refuse(connection, statistics, "busy", "too many connections in handshake")
             return
-        assert isinstance(hello, Hello)
-        await connection.send(Welcome(node_id=identity.node_id))
-        await _serve_caller(connection, hello.node_id, on_peer, on_client)
+        try:
+            with trio.move_on_after(handshake_timeout_ms / 1000) as timeout:
+                caller = await _handshake(connection, identity, guard)
+        finally:
+            guard.slots.release()
+        if timeout.cancelled_caught:
+            await _refuse(connection, statistics, "handshake_timeout", "no handshake in time")
+            return
+        connection.max_bytes = limits.FRAME_BYTES_MAX
+        await _serve_caller(connection, caller, on_peer, on_client)
+    except _Refused as refusal:
+        await _refuse(connection, statistics, refusal.code, refusal.message)
     except RemoteProtocolError as error:
         await _refuse(connection, statistics, "bad_frame", str(error))
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
-        logger.debug("connection lost error=%r", str(error))
+        failure = tls_failure(error)
+        if failure is None:
+            logger.debug("connection lost error=%r", str(error))
+        else:
+            await _refuse_tls(connection, statistics, failure)
     finally:
         await trio.aclose_forcefully(connection.stream)
 
@@ -125,9 +178,65 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exception
 
 
+async def _handshake(
+    connection: FramedConnection, identity: Identity, guard: HandshakeGuard
+) -> str:
+    """The caller's node id ("" for a client), or ``_Refused``."""
+    if isinstance(connection.stream, trio.SSLStream):
+        await connection.stream.do_handshake()
+    hello = await connection.receive()
+    refusal = _check_hello(hello, identity)
+    if refusal is not None:
+        raise _Refused(*refusal)
+    assert isinstance(hello, Hello)
+    if identity.secret is not None:
+        await _authenticate(connection, identity, identity.secret, hello, guard)
+    await connection.send(Welcome(node_id=identity.node_id))
+    return hello.node_id
+
+
+async def _authenticate(
+    connection: FramedConnection,
+    identity: Identity,
+    secret: bytes,
+    hello: Hello,
+    guard: HandshakeGuard,
+) -> None:
+    """Prove the secret to the caller, then make the caller prove it (module ``auth``)."""
+    if len(hello.nonce) != auth.NONCE_BYTES:
+        raise _Refused(
+            "auth_required",
+            "this cluster requires its secret: give the client --secret-file "
+            "(or $RAFTQ_SECRET_FILE, or secret= in raftq.connect)",
+        )
+    if not guard.recent_nonces.first_time(hello.nonce):
+        raise _Refused("replayed", "this handshake was seen before: a replay")
+    node_nonce = auth.new_nonce()
+    transcript = auth.Transcript(
+        cluster_id=identity.cluster_id,
+        caller_id=hello.node_id,
+        node_id=identity.node_id,
+        caller_nonce=hello.nonce,
+        node_nonce=node_nonce,
+    )
+    await connection.send(
+        Challenge(
+            node_id=identity.node_id,
+            nonce=node_nonce,
+            proof=transcript.proof(secret, auth.ROLE_NODE),
+        )
+    )
+    answer = await connection.receive()
+    if not isinstance(answer, Proof):
+        what = "nothing" if answer is None else type(answer).__name__
+        raise _Refused("bad_auth", f"expected the caller's Proof, got {what}")
+    if not auth.proofs_match(transcript.proof(secret, auth.ROLE_CALLER), answer.proof):
+        raise _Refused("bad_auth", "the proof does not match: wrong cluster secret")
+
+
 def _check_hello(hello: object, identity: Identity) -> tuple[str, str] | None:
     if hello is None:
-        return "handshake_timeout", "no handshake in time"
+        return "unexpected", "the connection closed before its Hello"
     if not isinstance(hello, Hello):
         return "unexpected", f"the first frame must be Hello, not {type(hello).__name__}"
     if hello.protocol_version != PROTOCOL_VERSION:
@@ -152,6 +261,71 @@ async def _refuse(
     with trio.move_on_after(1):  # never wait long on a peer we are throwing out
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await connection.send(ErrorFrame(code=code, message=message))
+
+
+async def _refuse_tls(
+    connection: FramedConnection, statistics: TransportStatistics, failure: ssl.SSLError
+) -> None:
+    code = refusal_reason(failure)
+    statistics.refuse(code)
+    logger.warning("connection refused code=%s reason=%r", code, str(failure))
+    stream = connection.stream
+    if not isinstance(stream, trio.SSLStream):
+        return
+    with trio.move_on_after(1):
+        if code != "tls_plaintext":
+            await send_alert(stream)
+            return
+        # The caller speaks our framing without TLS: tell it so, in its own language.
+        error = ErrorFrame(code=code, message="this node requires TLS: give the client --tls-ca")
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.transport_stream.send_all(frame(encode_wire(error)))
+
+
+async def introduce(
+    connection: FramedConnection, *, cluster_id: str, caller_id: str, secret: bytes | None
+) -> Welcome | ErrorFrame | None:
+    """The caller's side of the handshake: the node's answer (None: it hung up). With a
+    secret, the node must prove it first; ``RemoteProtocolError`` if it cannot."""
+    caller_nonce = auth.new_nonce() if secret is not None else b""
+    await connection.send(
+        Hello(
+            protocol_version=PROTOCOL_VERSION,
+            cluster_id=cluster_id,
+            node_id=caller_id,
+            nonce=caller_nonce,
+        )
+    )
+    answer = await connection.receive()
+    if secret is None:
+        if isinstance(answer, Challenge):
+            raise AuthenticationError("the node requires the cluster secret, and none is given")
+        return _answer(answer)
+    if not isinstance(answer, Challenge):
+        if isinstance(answer, Welcome):
+            raise AuthenticationError(
+                f"node {answer.node_id} did not prove the cluster secret (has it none?)"
+            )
+        return _answer(answer)
+    transcript = auth.Transcript(
+        cluster_id=cluster_id,
+        caller_id=caller_id,
+        node_id=answer.node_id,
+        caller_nonce=caller_nonce,
+        node_nonce=answer.nonce,
+    )
+    if not auth.proofs_match(transcript.proof(secret, auth.ROLE_NODE), answer.proof):
+        raise AuthenticationError(
+            f"node {answer.node_id} failed to prove the cluster secret: wrong secret"
+        )
+    await connection.send(Proof(proof=transcript.proof(secret, auth.ROLE_CALLER)))
+    return _answer(await connection.receive())
+
+
+def _answer(answer: object) -> Welcome | ErrorFrame | None:
+    if answer is None or isinstance(answer, Welcome | ErrorFrame):
+        return answer
+    raise RemoteProtocolError(f"the node answered the handshake with {type(answer).__name__}")
 
 
 async def receive_peer_messages(
@@ -216,7 +390,14 @@ class PeerLink:
             try:
                 connection = await self._connect()
             except (OSError, trio.BrokenResourceError, RemoteProtocolError, trio.TooSlowError) as e:
-                logger.debug("peer connect failed peer=%s error=%r", self.peer, str(e))
+                failure = tls_failure(e)
+                if failure is not None or isinstance(e, AuthenticationError):
+                    # A misconfiguration (certificate, secret), not a peer that is down: say so.
+                    logger.warning(
+                        "peer connect refused peer=%s error=%r", self.peer, str(failure or e)
+                    )
+                else:
+                    logger.debug("peer connect failed peer=%s error=%r", self.peer, str(e))
             else:
                 backoff_ms = limits.RECONNECT_BACKOFF_MIN_MS
                 try:
@@ -232,22 +413,21 @@ class PeerLink:
     async def _connect(self) -> FramedConnection:
         with trio.fail_after(limits.HANDSHAKE_TIMEOUT_MS / 1000):
             stream = await self._network.connect(self.address)
-            connection = FramedConnection(stream)
+            connection = FramedConnection(stream, max_bytes=limits.HANDSHAKE_FRAME_BYTES_MAX)
             try:
-                await connection.send(
-                    Hello(
-                        protocol_version=PROTOCOL_VERSION,
-                        cluster_id=self._identity.cluster_id,
-                        node_id=self._identity.node_id,
-                    )
+                reply = await introduce(
+                    connection,
+                    cluster_id=self._identity.cluster_id,
+                    caller_id=self._identity.node_id,
+                    secret=self._identity.secret,
                 )
-                reply = await connection.receive()
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
         if not isinstance(reply, Welcome) or reply.node_id != self.peer:
             await trio.aclose_forcefully(stream)
             raise RemoteProtocolError(f"peer {self.peer} at {self.address} answered {reply!r}")
+        connection.max_bytes = limits.FRAME_BYTES_MAX
         self.connects += 1
         self.connected = True
         return connection

@@ -28,6 +28,16 @@ class FrameDecoder:
         self._closed = False
 
     @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        """Raise or lower the limit for the frames to come (small until a handshake is done)."""
+        assert value > 0, value
+        self._max_bytes = value
+
+    @property
     def buffered_bytes(self) -> int:
         return len(self._buffer)
 

@@ -15,6 +15,7 @@ import trio
 from raftq import limits
 from raftq.errors import ConfigError, RemoteProtocolError
 from raftq.transport.framing import FrameDecoder, frame
+from raftq.transport.tls import TlsConfig, open_tls
 from raftq.transport.wire import WireMessage, decode_wire, encode_wire
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
@@ -47,17 +48,39 @@ class Network(Protocol):
 
 
 class TcpNetwork:
+    """TCP, with TLS on every connection when given ``tls``. Accepted streams are then
+    ``trio.SSLStream``s whose TLS handshake has not run yet: the connection actor runs it
+    (``transport.connections.accept``), within its handshake timeout, and counts failures.
+
+    TLS runs ``https_compatible``: a peer that closes without a TLS close_notify ends the
+    stream instead of breaking it. That is safe here because frames carry their own length,
+    so a truncated stream is still caught (``FrameDecoder``), and it keeps a client that just
+    goes away from looking like an attack."""
+
+    def __init__(self, tls: TlsConfig | None = None) -> None:
+        self._server_context = tls.server_context() if tls and tls.cert_file else None
+        self._client_context = tls.client_context() if tls else None
+
     async def serve(
         self, address: str, handler: Handler, *, task_status: trio.TaskStatus[int]
     ) -> None:
         host, port = parse_address(address, any_port=True)
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        task_status.started(listeners[0].socket.getsockname()[1])
+        tcp_listeners = await trio.open_tcp_listeners(port, host=host)
+        task_status.started(tcp_listeners[0].socket.getsockname()[1])
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp_listeners)
+        if self._server_context is not None:
+            listeners = [
+                trio.SSLListener(listener, self._server_context, https_compatible=True)
+                for listener in tcp_listeners
+            ]
         await trio.serve_listeners(handler, listeners)
 
     async def connect(self, address: str) -> trio.abc.Stream:
         host, port = parse_address(address)
-        return await trio.open_tcp_stream(host, port)
+        stream = await trio.open_tcp_stream(host, port)
+        if self._client_context is None:
+            return stream
+        return await open_tls(stream, self._client_context, host)
 
 
 class FramedConnection:
@@ -67,6 +90,15 @@ class FramedConnection:
         self.stream = stream
         self._decoder = FrameDecoder(max_bytes)
         self._max_bytes = max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        """The largest frame sent or accepted from now on."""
+        self._max_bytes = self._decoder.max_bytes = value
 
     async def send(self, message: WireMessage) -> None:
         await self.stream.send_all(frame(encode_wire(message), self._max_bytes))

@@ -2,8 +2,9 @@
 requests and responses.
 
 The first frame on every connection is a ``Hello`` (protocol version, cluster id, who is
-calling); the node answers ``Welcome`` or an ``ErrorFrame`` and closes. Every frame body is one
-``WireMessage``, tagged by class name (``raftq.codec``).
+calling); the node answers ``Welcome`` or an ``ErrorFrame`` and closes. In a cluster with a
+secret, the node first answers ``Challenge`` and the caller ``Proof`` (``transport/auth.py``).
+Every frame body is one ``WireMessage``, tagged by class name (``raftq.codec``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from raftq.raft.messages import Message
 
 PROTOCOL_VERSION = 1
 
+_NONCE_BYTES_MAX = 64
+"""Nonces and proofs are 32 bytes (``transport/auth.py``); room for a longer hash one day."""
+
 
 @codec.register
 @attrs.frozen(kw_only=True)
@@ -27,23 +31,45 @@ class Hello:
     protocol_version: int
     cluster_id: str = attrs.field(validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
     node_id: str = attrs.field(validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX))
+    nonce: bytes = attrs.field(default=b"", validator=attrs.validators.max_len(_NONCE_BYTES_MAX))
+    """The caller's challenge to the node (empty without a cluster secret)."""
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Challenge:
+    """The node's proof of the secret over the caller's nonce, and its own nonce for the
+    caller to prove it in turn (``Proof``)."""
+
+    node_id: str = attrs.field(validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX))
+    nonce: bytes = attrs.field(validator=attrs.validators.max_len(_NONCE_BYTES_MAX))
+    proof: bytes = attrs.field(validator=attrs.validators.max_len(_NONCE_BYTES_MAX))
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Proof:
+    proof: bytes = attrs.field(validator=attrs.validators.max_len(_NONCE_BYTES_MAX))
 
 
 @codec.register
 @attrs.frozen(kw_only=True)
 class Welcome:
-    node_id: str
-    leader_id: str = ""
+    node_id: str = attrs.field(validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX))
+    leader_id: str = attrs.field(
+        default="", validator=attrs.validators.max_len(limits.NODE_ID_CHARS_MAX)
+    )
 
 
 @codec.register
 @attrs.frozen(kw_only=True)
 class ErrorFrame:
     """Sent before closing a connection: ``code`` is one of bad_frame, bad_version,
-    wrong_cluster, unknown_peer, handshake_timeout, unexpected."""
+    wrong_cluster, unknown_peer, handshake_timeout, unexpected, busy (too many handshakes),
+    auth_required (no secret given), bad_auth (wrong secret), replayed, tls_plaintext."""
 
-    code: str
-    message: str
+    code: str = attrs.field(validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+    message: str = attrs.field(validator=attrs.validators.max_len(limits.JOB_ERROR_CHARS_MAX))
 
 
 # --- clients ------------------------------------------------------------------------------------
@@ -69,7 +95,7 @@ class SubmitCommand:
 @codec.register
 @attrs.frozen(kw_only=True)
 class GetJob:
-    job_id: str
+    job_id: str = attrs.field(validator=attrs.validators.max_len(limits.JOB_ID_CHARS_MAX))
 
 
 @codec.register
@@ -77,8 +103,8 @@ class GetJob:
 class ListJobs:
     """``state`` and ``queue``: "" for any."""
 
-    state: str = ""
-    queue: str = ""
+    state: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+    queue: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
     limit: int = attrs.field(
         default=100, validator=[attrs.validators.ge(1), attrs.validators.le(10_000)]
     )
@@ -187,6 +213,8 @@ class StatusReply:
     match: dict[str, int] = attrs.field(factory=dict)
     """On the leader: each other member's highest log index known replicated to it (how far
     a learner has caught up). Empty elsewhere."""
+    storage_error: str = ""
+    """Why this node's disk refuses writes (a full disk, a failed fsync); "" while it works."""
 
 
 @codec.register
@@ -214,7 +242,8 @@ class Failure:
     """The request was not carried out. ``code``: busy (retry later), no_quorum (timed out
     waiting for a majority), dropped (a leader change lost the proposal before it committed:
     retry, with the same idempotency key), shutting_down, bad_request, not_ready (a membership
-    change that can go through later: retry), rejected (one that never can)."""
+    change that can go through later: retry), rejected (one that never can), storage_error
+    (this node's disk refuses writes: ask another)."""
 
     code: str
     message: str
@@ -233,7 +262,9 @@ class ClientResponse:
     reply: ClientReply
 
 
-WireMessage = Hello | Welcome | ErrorFrame | ClientRequest | ClientResponse | Message
+WireMessage = (
+    Hello | Challenge | Proof | Welcome | ErrorFrame | ClientRequest | ClientResponse | Message
+)
 codec.register_union(WireMessage)
 
 

@@ -163,3 +163,36 @@ async def test_a_client_resetting_its_connection_mid_request_does_not_stop_the_n
         await trio.sleep(1.5)  # the held claim ends, its answer meets the reset connection
         async with RawClient.connect(node.config.address) as client:
             assert isinstance(await client.call(GetStatus()), StatusReply)
+
+
+async def test_one_new_job_wakes_one_waiting_claim_not_every_idle_worker(tmp_path: Path) -> None:
+    """Idle workers' claims wait on the leader (a long poll). When a job comes, they take
+    turns: one claim becomes a log entry and takes the job; the others keep waiting, and time
+    out empty without ever becoming entries."""
+    async with running_cluster(tmp_path, 1, expire_interval_ms=600_000) as nodes:
+        (node,) = nodes.values()
+        await wait_for_leader(nodes)
+        answers: list[object] = []
+
+        async def idle_worker(name: str) -> None:
+            async with RawClient.connect(node.config.address) as client:
+                claim = Claim(now_ms=0, claimer=name, max_jobs=5)
+                answers.append(await client.call(SubmitCommand(command=claim)))
+
+        async with trio.open_nursery() as nursery:
+            for name in ("w1", "w2", "w3"):
+                nursery.start_soon(idle_worker, name)
+            await trio.sleep(0.2)  # all three are waiting
+            entries_before = node.applier.statistics.applied_entries
+            async with RawClient.connect(node.config.address) as client:
+                await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(spec(),))))
+        leases = [
+            lease
+            for answer in answers
+            if isinstance(answer, CommandReply) and isinstance(answer.result, ClaimResult)
+            for lease in answer.result.leases
+        ]
+        assert len(answers) == 3
+        assert len(leases) == 1
+        # The enqueue and one claim: the two claims that found nothing never became entries.
+        assert node.applier.statistics.applied_entries - entries_before == 2

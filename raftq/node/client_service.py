@@ -80,6 +80,7 @@ class ClientService:
         self.drainable = False
         """Set by a node process that acts on ``drain_requested`` (``python -m raftq.node``)."""
         self.drain_requested = trio.Event()
+        self._claim_turn = trio.Lock()
 
     async def serve(self, connection: FramedConnection) -> None:
         """Serve one client connection until it closes: each request in a task of its own;
@@ -166,8 +167,8 @@ class ClientService:
                         message="the cluster holds its maximum number of jobs or bytes; "
                         "retry once finished jobs are purged",
                     )
-                if isinstance(call.command, Claim) and not await self._claimable(call.command):
-                    return CommandReply(result=ClaimResult(leases=()))
+                if isinstance(call.command, Claim) and self._must_wait_for_work(call.command):
+                    return await self._long_poll_claim(call.command)
                 outcome = await _outcome(self._raft.propose(call.command))
                 leader = self._leader_to_forward_to(outcome, call)
                 if leader and self._forwarder is not None:
@@ -195,17 +196,38 @@ class ClientService:
             message=f"no answer from a majority within {timeout_s:g} s; retry",
         )
 
-    async def _claimable(self, claim: Claim) -> bool:
-        """On the leader, wait (up to the long-poll) until the claim would find a job, so a
-        claim that would come back empty never becomes a log entry. Elsewhere: True (the
-        command is forwarded, and the leader decides)."""
-        if self._raft.core.role is not Role.LEADER:
-            return True
+    def _must_wait_for_work(self, claim: Claim) -> bool:
+        """On the leader, a claim that would come back empty now waits for work (a long
+        poll) instead of becoming a log entry. Elsewhere: False (the command is forwarded,
+        and the leader decides)."""
+        return self._raft.core.role is Role.LEADER and not self._applier.machine.has_claimable(
+            claim.queues, claim.types
+        )
+
+    async def _long_poll_claim(self, claim: Claim) -> ClientReply:
+        """Wait (up to the long poll) until the claim would find a job, then propose it.
+
+        Waiting claims take turns (``trio.Lock`` is first come, first served) and the one
+        whose turn it is keeps it until its claim is applied: one new job wakes one claim,
+        not every idle worker's, so a job costs one Claim entry however many workers wait.
+        Only the wait is bounded by the long poll; a proposed claim is always waited for, as
+        its leases must reach the worker."""
+        proposed: Waiter | None = None
         with trio.move_on_after(limits.CLAIM_LONG_POLL_MS / 1000):
-            while not self._applier.machine.has_claimable(claim.queues, claim.types):
-                await self._applier.wait_applied(self._applier.applied_index + 1)
-            return True
-        return False
+            await self._claim_turn.acquire()
+            try:
+                while not self._applier.machine.has_claimable(claim.queues, claim.types):
+                    await self._applier.wait_applied(self._applier.applied_index + 1)
+                proposed = self._raft.propose(claim)
+            finally:
+                if proposed is None:
+                    self._claim_turn.release()
+        if proposed is None:
+            return CommandReply(result=ClaimResult(leases=()))
+        try:
+            return self._reply(await _outcome(proposed))
+        finally:
+            self._claim_turn.release()
 
     async def _change_membership(self, call: ChangeMembership) -> ClientReply:
         if call.action == "add_learner":

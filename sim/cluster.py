@@ -129,7 +129,12 @@ async def run_process(
                         rng=random.Random(rng.getrandbits(64)),
                     )
                     await worker.run()
-    except Exception as error:  # an ExceptionGroup from the node's nursery, mostly
+    except BaseException as error:  # an ExceptionGroup from the node's nursery, mostly
+        failures = [leaf for leaf in _leaves(error) if not isinstance(leaf, trio.Cancelled)]
+        if not failures:
+            raise  # the whole simulation is ending
+        # The process is gone (with a cancellation mixed in, if the node died while a crash
+        # or the run's end was cancelling it): report it unless the simulator crashed it.
         if not simnode.crashing:
             died(simnode, error)
     finally:

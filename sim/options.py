@@ -29,6 +29,8 @@ class Options:
     partitions_per_minute: float
     partition_max_s: float
     transfers_per_minute: float
+    membership_changes_per_minute: float
+    """Remove a voter, add it back as a learner, promote it: one step per change."""
     snapshot_entries: int
     clock_skew_max_ms: int
     producers: int
@@ -50,11 +52,12 @@ class Options:
             disk=DiskProfile.draw(rng),
             crashes_per_minute=rng.choice([0.0, 3.0, 8.0, 20.0]),
             leader_crash_share=rng.choice([0.0, 0.5, 1.0]),
-            snapshot_crash_share=rng.choice([0.0, 0.3]),
+            snapshot_crash_share=rng.choice([0.0, 0.6]),
             down_max_s=rng.choice([0.5, 2.0, 5.0]),
             partitions_per_minute=rng.choice([0.0, 3.0, 10.0]),
             partition_max_s=rng.choice([1.0, 4.0]),
             transfers_per_minute=rng.choice([0.0, 0.0, 4.0]),
+            membership_changes_per_minute=rng.choice([0.0, 0.0, 6.0]),
             snapshot_entries=rng.choice([0, 60, 200, 1000]),
             clock_skew_max_ms=rng.choice([0, 50, 1000]),
             producers=rng.randint(1, 3),
@@ -82,6 +85,7 @@ class Options:
             "partitions_per_minute": 0.0,
             "partition_max_s": 1.0,
             "transfers_per_minute": 0.0,
+            "membership_changes_per_minute": 0.0,
             "snapshot_entries": 0,
             "clock_skew_max_ms": 50,
             "producers": 2,

@@ -22,7 +22,7 @@ from raftq.client.client import connect
 from raftq.errors import RaftqError
 from raftq.ids import NodeId
 from raftq.raft.ready import Role
-from raftq.raft.types import Entry
+from raftq.raft.types import Entry, Membership
 from sim.checkers import CommittedLog, JobOracle, Violation
 from sim.cluster import CLIENT_TIMEOUT_S, SimNode, caused_by_sync_error, describe, run_process
 from sim.determinism import deterministic_scheduling
@@ -58,6 +58,7 @@ class FaultCounts:
     disk_faults: int = 0
     resets: int = 0
     transfers: int = 0
+    membership_changes: int = 0
     self_stops: int = 0
 
 
@@ -312,6 +313,7 @@ class Simulation:
             ("crash", options.crashes_per_minute),
             ("partition", options.partitions_per_minute),
             ("transfer", options.transfers_per_minute),
+            ("membership", options.membership_changes_per_minute),
         ]
         total_per_s = sum(rate for _, rate in rates) / 60
         if total_per_s == 0:
@@ -325,8 +327,10 @@ class Simulation:
                 self.crash_fault()
             elif kind == "partition":
                 await self.partition_fault()
-            else:
+            elif kind == "transfer":
                 self.transfer_fault()
+            else:
+                self.membership_step(toward_full=False)
 
     def pick_fault(self, rates: list[tuple[str, float]]) -> str:
         pick = self.rng.uniform(0, sum(rate for _, rate in rates))
@@ -394,6 +398,45 @@ class Simulation:
         self.faults.transfers += 1
         self.trace.record("transfer", f"{leader.id} -> {target.id}")
         leader.node.raft.transfer_leadership(target.id)
+
+    def membership_step(self, *, toward_full: bool) -> None:
+        """One membership change on the leader: promote a learner, else add a removed node back
+        as a learner, else (unless ``toward_full``) remove a voter other than the leader.
+
+        The node has no operator command for this yet (``raftq cluster add`` is to come), so
+        the simulator proposes on the leader's core directly, between two rounds of its Raft
+        peer, which carries out the Ready on its next round as for any proposal."""
+        leader = self.leader()
+        if leader is None or leader.node is None:
+            return
+        core = leader.node.raft.core
+        current = core.membership
+        everyone = tuple(simnode.id for simnode in self.nodes)
+        absent = [n for n in everyone if n not in current.voters and n not in current.learners]
+        if current.learners:
+            promoted = current.learners[0]
+            change = "promote"
+            target = Membership(
+                voters=tuple(sorted((*current.voters, promoted))),
+                learners=tuple(n for n in current.learners if n != promoted),
+            )
+        elif absent:
+            change = "add learner"
+            target = Membership(voters=current.voters, learners=(absent[0],))
+        elif not toward_full and len(current.voters) > 2:
+            candidates = [n for n in current.voters if n != leader.id]
+            removed = candidates[self.rng.randrange(len(candidates))]
+            change = "remove"
+            target = Membership(voters=tuple(n for n in current.voters if n != removed))
+        else:
+            return
+        try:
+            core.propose_membership(target)
+        except RaftqError as error:
+            self.trace.record("membership", f"{change} refused: {type(error).__name__}")
+            return
+        self.faults.membership_changes += 1
+        self.trace.record("membership", f"{change}: {target.voters} learners {target.learners}")
 
     async def reset_loop(self) -> None:
         rate = self.options.network.reset_per_second
@@ -530,6 +573,7 @@ class Simulation:
         deadline = trio.current_time() + self.liveness_bound_s()
         while trio.current_time() < deadline:
             await trio.sleep(0.1)
+            self.membership_step(toward_full=True)
             if self.converged():
                 self.trace.record("liveness", "every acknowledged job finished; nodes converged")
                 return
@@ -563,6 +607,9 @@ class Simulation:
                 return f"{simnode.id} is not up"
             applier = simnode.node.applier
             states.add((applier.applied_index, simnode.node.raft.core.log.committed))
+        memberships = {s.node.raft.core.membership for s in self.nodes if s.node is not None}
+        if memberships != {Membership(voters=tuple(s.id for s in self.nodes))}:
+            return f"membership not restored: {sorted(map(str, memberships))}"
         if len(states) != 1:
             return f"nodes did not converge: (applied, commit) {sorted(states)}"
         digests = {simnode.node.applier.machine.digest() for simnode in self.nodes if simnode.node}
@@ -607,9 +654,15 @@ def run_options(
         finally:
             sim_seconds = trio.current_time()
 
+    crashed = ""
     with deterministic_scheduling(options.seed):
-        trio.run(main, clock=clock, instruments=[watchdog])
+        try:
+            trio.run(main, clock=clock, instruments=[watchdog])
+        except Exception as error:  # the simulator's own bug: still a report, never a hang
+            crashed = f"simulator error: {describe(error)}"
     violations = [str(violation) for violation in simulation.violations]
+    if crashed:
+        violations.append(crashed)
     return Report(
         seed=options.seed,
         options=options,

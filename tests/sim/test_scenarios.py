@@ -13,7 +13,7 @@ from sim.checkers import Violation
 from sim.cluster import SimNode
 from sim.disk import DiskProfile
 from sim.options import Options
-from sim.runner import Report, Simulation, run_options
+from sim.runner import NO_PROGRESS_S, Report, Simulation, run_options
 
 
 def appending(simnode: SimNode) -> bool:
@@ -220,3 +220,31 @@ def test_a_violation_is_reported_with_its_trace() -> None:
     assert report.verdict == "fail"
     assert report.violations == ["scenario: deliberate"]
     assert any("VIOLATION" in line for line in report.trace_tail)
+
+
+def test_no_progress_is_a_failure_not_a_hang() -> None:
+    """The virtual-time watchdog: every node cut off from every other for longer than the
+    no-progress bound fails the run (during the fault phase nothing may stall for good)."""
+
+    async def script(sim: Simulation) -> None:
+        await sim.wait_for_leader()
+        names = [simnode.id for simnode in sim.nodes]
+        sim.cut([(a, b) for a in names for b in names if a != b], "everyone alone")
+        await trio.sleep(NO_PROGRESS_S + 5)
+
+    report = run_options(Options.quiet(108, producers=1), script=script)
+    assert report.verdict == "fail"
+    assert report.violations[0].startswith("progress:"), report.violations
+
+
+def test_wall_clock_budget_stops_a_run_whose_virtual_time_stands_still() -> None:
+    """A task that never blocks keeps MockClock from moving; the instrument still stops it."""
+
+    async def script(sim: Simulation) -> None:
+        await sim.wait_for_leader()
+        for _ in range(10**9):
+            await trio.lowlevel.checkpoint()
+
+    report = run_options(Options.quiet(109), script=script, wall_budget_s=1.0)
+    assert report.verdict == "fail"
+    assert report.violations[0].startswith("wall-clock budget:"), report.violations

@@ -111,6 +111,7 @@ def _check_determinism(options: argparse.Namespace) -> int:
     """The same seed twice, each in a fresh interpreter with its own PYTHONHASHSEED: the traces
     must match line for line (and so must the hash)."""
     traces = []
+    hashes = []
     with tempfile.TemporaryDirectory(prefix="raftq-sim-") as directory:
         for hash_seed in ("1", "2"):
             path = os.path.join(directory, f"trace-{hash_seed}.txt")
@@ -127,6 +128,7 @@ def _check_determinism(options: argparse.Namespace) -> int:
                 return 1
             with open(path) as trace:
                 traces.append(trace.read().splitlines())
+            hashes.append(json.loads(finished.stdout.splitlines()[-1])["trace_hash"])
     first, second = traces
     for number, (one, other) in enumerate(zip(first, second, strict=False), start=1):
         if one != other:
@@ -136,8 +138,13 @@ def _check_determinism(options: argparse.Namespace) -> int:
             print(f"  PYTHONHASHSEED=1: {one}")
             print(f"  PYTHONHASHSEED=2: {other}")
             return 1
-    if len(first) != len(second):
-        print(f"seed {options.seed}: NOT deterministic; traces of {len(first)} and {len(second)}")
+    if len(first) != len(second) or hashes[0] != hashes[1]:
+        print(
+            f"seed {options.seed}: NOT deterministic; traces of {len(first)} and {len(second)} "
+            f"lines, hashes {hashes[0]} and {hashes[1]}"
+        )
         return 1
-    print(f"seed {options.seed}: deterministic ({len(first)} trace lines identical)")
+    print(
+        f"seed {options.seed}: deterministic ({len(first)} trace lines identical, hash {hashes[0]})"
+    )
     return 0

@@ -260,6 +260,7 @@ class SimNetwork:
 
     def mix(self, source: str, target: str, length: int) -> None:
         self.bytes_moved += length
+        self.trace.mix(f"{source}>{target}:{length}@{trio.current_time():.4f}")
 
     def forget(self, connection: Connection) -> None:
         for key, known in list(self._connections.items()):

@@ -554,7 +554,8 @@ class Simulation:
         self.trace.record(
             "status",
             f"{' '.join(parts)} oracle={oracle.applied_index} "
-            f"acked={len(self.ledger.acked)} bytes={self.network.bytes_moved}",
+            f"acked={len(self.ledger.acked)} bytes={self.network.bytes_moved} "
+            f"hash={self.trace.hash[:12]}",
         )
 
     # --- liveness -------------------------------------------------------------------------------

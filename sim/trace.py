@@ -29,6 +29,11 @@ class Trace:
         if self.all_lines is not None:
             self.all_lines.append(line)
 
+    def mix(self, text: str) -> None:
+        """Fold a fine-grained event (a network delivery) into the hash without keeping a line:
+        the ``status`` lines carry the hash so far, which localises a divergence to them."""
+        self._hash.update(text.encode())
+
     @property
     def hash(self) -> str:
         return self._hash.hexdigest()[:32]

@@ -3,6 +3,7 @@ the determinism of a run. ``make sim-sweep`` runs many more."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -12,6 +13,7 @@ import sys
 import attrs
 import pytest
 
+from sim import runner
 from sim.runner import Report, run_seed
 
 SEEDS = [1, 2, 3, 4, 6, 7, 9, 10]
@@ -54,6 +56,14 @@ def test_same_seed_same_trace_in_process() -> None:
     assert first.trace_hash == second.trace_hash
     other = run_seed(3, sim_seconds=5.0)
     assert other.trace_hash != first.trace_hash
+
+
+def test_without_deterministic_scheduling_traces_diverge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The determinism check can fail: with trio's scheduler left random, the same seed gives
+    another trace (so the hash really covers scheduling order)."""
+    monkeypatch.setattr(runner, "deterministic_scheduling", lambda seed: contextlib.nullcontext())
+    hashes = {run_seed(2, sim_seconds=3.0).trace_hash for _ in range(3)}
+    assert len(hashes) > 1
 
 
 def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import trio
 from raftq.app import App
 from raftq.client.client import connect
 from raftq.client.worker import Worker
-from raftq.errors import StorageError
+from raftq.errors import CorruptionError, StorageError
 from raftq.ids import NodeId
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
@@ -67,6 +67,9 @@ class SimNode:
         self.checked_commit = 0
         self.sync_errors_at_start = 0
         self.snapshot_crash_armed = False
+        self.rotten = False
+        """Its disk holds a corrupted synced record: it must refuse to start."""
+        self.disk_rng = random.Random(rng.random())
 
     @property
     def running(self) -> bool:
@@ -148,6 +151,14 @@ def caused_by_sync_error(simnode: SimNode, error: BaseException) -> bool:
     if simnode.disk.sync_errors == simnode.sync_errors_at_start:
         return False
     return any(isinstance(leaf, StorageError | OSError) for leaf in _leaves(error))
+
+
+def refused_corruption(error: BaseException) -> bool:
+    """Whether the process refused its data directory, naming the file and the offset."""
+    return any(
+        isinstance(leaf, CorruptionError) and leaf.path and "at byte" in str(leaf)
+        for leaf in _leaves(error)
+    )
 
 
 def _leaves(error: BaseException) -> list[BaseException]:

@@ -68,6 +68,20 @@ class SimDisk:
     def crash(self) -> None:
         self.memory.crash(self.rng, self.profile.tail_fate)
 
+    def rot_synced_record(self) -> str | None:
+        """Bit rot in synced data (a crashed node only): flip a byte in the body of a WAL
+        record that other records follow, so it is corruption, not a torn tail. The path, or
+        None if no segment holds two records yet."""
+        for path in sorted(self.memory._files):
+            inode = self.memory._files[path]
+            if not path.startswith("wal/") or inode.synced_length != len(inode.content):
+                continue
+            length = int.from_bytes(inode.content[0:4], "little")
+            if 8 + length + 8 < inode.synced_length and length > 0:
+                inode.content[8] ^= 0x55  # the durable view shares this inode after a crash
+                return path
+        return None
+
     async def latency(self, operation: str, path: str) -> None:
         if self.hook is not None:
             self.hook(operation, path)

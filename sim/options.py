@@ -26,6 +26,10 @@ class Options:
     snapshot_crash_share: float
     """Of the crashes, the share armed to strike during a snapshot write or install."""
     down_max_s: float
+    corruption_share: float
+    """Of the crashes of a follower, the share that also rots a synced WAL record on it (one
+    node at a time: a minority). It must refuse to start; the operator removes it, wipes it
+    and adds it back (learner, then voter)."""
     partitions_per_minute: float
     partition_max_s: float
     transfers_per_minute: float
@@ -54,6 +58,7 @@ class Options:
             leader_crash_share=rng.choice([0.0, 0.5, 1.0]),
             snapshot_crash_share=rng.choice([0.0, 0.6]),
             down_max_s=rng.choice([0.5, 2.0, 5.0]),
+            corruption_share=rng.choice([0.0, 0.0, 0.3]),
             partitions_per_minute=rng.choice([0.0, 3.0, 10.0]),
             partition_max_s=rng.choice([1.0, 4.0]),
             transfers_per_minute=rng.choice([0.0, 0.0, 4.0]),
@@ -82,6 +87,7 @@ class Options:
             "leader_crash_share": 0.0,
             "snapshot_crash_share": 0.0,
             "down_max_s": 1.0,
+            "corruption_share": 0.0,
             "partitions_per_minute": 0.0,
             "partition_max_s": 1.0,
             "transfers_per_minute": 0.0,

@@ -24,8 +24,16 @@ from raftq.ids import NodeId
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry, Membership
 from sim.checkers import CommittedLog, JobOracle, Violation
-from sim.cluster import CLIENT_TIMEOUT_S, SimNode, caused_by_sync_error, describe, run_process
+from sim.cluster import (
+    CLIENT_TIMEOUT_S,
+    SimNode,
+    caused_by_sync_error,
+    describe,
+    refused_corruption,
+    run_process,
+)
 from sim.determinism import deterministic_scheduling
+from sim.disk import SimDisk
 from sim.network import SimNetwork
 from sim.options import Options
 from sim.trace import Trace
@@ -60,6 +68,8 @@ class FaultCounts:
     transfers: int = 0
     membership_changes: int = 0
     self_stops: int = 0
+    corruptions: int = 0
+    repairs: int = 0
 
 
 @attrs.define(eq=False)
@@ -231,7 +241,13 @@ class Simulation:
             self._nursery.start_soon(self.restart_after, simnode, 0.05)
 
     def died(self, simnode: SimNode, error: BaseException) -> None:
-        """The process stopped by itself: right after an fdatasync error; a bug otherwise."""
+        """The process stopped by itself: right after an fdatasync error, or refusing a disk
+        with a corrupted record; a bug otherwise."""
+        if simnode.rotten and refused_corruption(error):
+            self.trace.record("process", f"{simnode.id} refused to start: {describe(error)}")
+            assert self._nursery is not None
+            self._nursery.start_soon(self.repair, simnode)
+            return
         if not caused_by_sync_error(simnode, error):
             self.fail(Violation("nodes do not die", f"{simnode.id}: {describe(error)}"))
             return
@@ -240,6 +256,36 @@ class Simulation:
         simnode.disk.crash()  # what the process never synced may be lost
         self.network.reset_endpoint(simnode.id)
         self.schedule_restart(simnode)
+
+    async def repair(self, simnode: SimNode) -> None:
+        """What an operator does with a node whose disk is corrupt: remove it from the cluster
+        (its votes must not count once it forgets them), wipe it, start it empty; the
+        membership steps then add it back as a learner and promote it."""
+        for _ in range(100_000):
+            leader = self.leader()
+            if leader is not None and leader.node is not None:
+                core = leader.node.raft.core
+                membership = core.membership
+                if simnode.id not in (*membership.voters, *membership.learners):
+                    if core.pending_membership_index <= core.log.committed:
+                        break
+                else:
+                    voters = tuple(n for n in membership.voters if n != simnode.id)
+                    learners = tuple(n for n in membership.learners if n != simnode.id)
+                    try:
+                        core.propose_membership(Membership(voters=voters, learners=learners))
+                    except RaftqError:
+                        pass
+                    else:
+                        self.trace.record("membership", f"operator removes {simnode.id}")
+            await trio.sleep(0.1)
+        simnode.disk = SimDisk(random.Random(simnode.disk_rng.random()), self.options.disk)
+        simnode.disk.faults_on = self.phase == "faults"
+        simnode.rotten = False
+        self.faults.repairs += 1
+        self.trace.record("repair", f"{simnode.id} wiped, starts empty")
+        await simnode.stopped.wait()
+        self.start(simnode)
 
     def arm_snapshot_crash(self, simnode: SimNode) -> None:
         def hook(operation: str, path: str) -> None:
@@ -358,8 +404,17 @@ class Simulation:
             self.crash(leader, "the leader")
             return
         up = [simnode for simnode in self.nodes if simnode.scope is not None]
-        if up:
-            self.crash(up[self.rng.randrange(len(up))], "random")
+        if not up:
+            return
+        victim = up[self.rng.randrange(len(up))]
+        self.crash(victim, "random")
+        rot = victim is not leader and self.rng.random() < options.corruption_share
+        if rot and not any(simnode.rotten for simnode in self.nodes):
+            path = victim.disk.rot_synced_record()
+            if path is not None:
+                victim.rotten = True
+                self.faults.corruptions += 1
+                self.trace.record("corrupt", f"{victim.id}: a synced record of {path}")
 
     async def partition_fault(self) -> None:
         names = [simnode.id for simnode in self.nodes]

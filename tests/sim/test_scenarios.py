@@ -248,3 +248,27 @@ def test_wall_clock_budget_stops_a_run_whose_virtual_time_stands_still() -> None
     report = run_options(Options.quiet(109), script=script, wall_budget_s=1.0)
     assert report.verdict == "fail"
     assert report.violations[0].startswith("wall-clock budget:"), report.violations
+
+
+def test_corrupt_synced_record_on_a_minority() -> None:
+    """DESIGN.md "Storage formats": a bad record before the WAL's tail is corruption, not a torn
+    write: the node refuses to start and names file and offset. The operator removes it, wipes
+    it, starts it empty and adds it back (learner, then voter, via a leader's snapshot); the
+    cluster loses nothing acknowledged meanwhile."""
+
+    async def script(sim: Simulation) -> None:
+        leader = await sim.wait_for_leader()
+        follower = next(simnode for simnode in sim.nodes if simnode is not leader)
+        await trio.sleep(2.0)
+        sim.crash_now(follower, "before its disk rots")
+        assert follower.disk.rot_synced_record() is not None
+        follower.rotten = True
+        await follower.stopped.wait()
+        sim.start(follower)
+        await sim.wait_until(lambda: sim.faults.repairs == 1, "the operator's repair", 10.0)
+        await sim.wait_until(lambda: follower.node is not None, "the wiped node up", 5.0)
+        await trio.sleep(1.0)
+
+    options = Options.quiet(110, snapshot_entries=200)
+    report = passed(run_options(options, script=script, keep_trace=True))
+    assert any("refused to start" in line for line in report.trace_lines or []), "no refusal"

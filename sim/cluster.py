@@ -69,6 +69,8 @@ class SimNode:
         self.snapshot_crash_armed = False
         self.rotten = False
         """Its disk holds a corrupted synced record: it must refuse to start."""
+        self.repairing = False
+        """The operator is removing, wiping and restarting it (``Simulation.repair``)."""
         self.disk_rng = random.Random(rng.random())
 
     @property
@@ -89,9 +91,9 @@ async def run_process(
     died: ProcessDied,
     applied: EntryObserver,
 ) -> None:
-    """One life of the node's process, until it crashes or stops itself."""
-    assert not simnode.running, simnode.id
-    simnode.stopped = trio.Event()
+    """One life of the node's process, until it crashes or stops itself. The caller marks
+    the node running (``simnode.stopped = trio.Event()``) before starting this task."""
+    assert simnode.running, simnode.id
     simnode.starts += 1
     simnode.crashing = False
     simnode.checked_commit = 0

@@ -195,7 +195,11 @@ class Simulation:
     # --- processes ------------------------------------------------------------------------------
 
     def start(self, simnode: SimNode) -> None:
+        """Start the node's process, unless one is already running or about to."""
         assert self._nursery is not None
+        if simnode.running:
+            return
+        simnode.stopped = trio.Event()
         self._nursery.start_soon(
             run_process,
             simnode,
@@ -216,7 +220,7 @@ class Simulation:
     async def restart_after(self, simnode: SimNode, delay_s: float) -> None:
         await trio.sleep(delay_s)
         await simnode.stopped.wait()
-        if not simnode.running:
+        if not simnode.running and not simnode.repairing:
             self.start(simnode)
 
     def crash(self, simnode: SimNode, why: str) -> None:
@@ -245,8 +249,10 @@ class Simulation:
         with a corrupted record; a bug otherwise."""
         if simnode.rotten and refused_corruption(error):
             self.trace.record("process", f"{simnode.id} refused to start: {describe(error)}")
-            assert self._nursery is not None
-            self._nursery.start_soon(self.repair, simnode)
+            if not simnode.repairing:
+                simnode.repairing = True
+                assert self._nursery is not None
+                self._nursery.start_soon(self.repair, simnode)
             return
         if not caused_by_sync_error(simnode, error):
             self.fail(Violation("nodes do not die", f"{simnode.id}: {describe(error)}"))
@@ -279,12 +285,13 @@ class Simulation:
                     else:
                         self.trace.record("membership", f"operator removes {simnode.id}")
             await trio.sleep(0.1)
+        await simnode.stopped.wait()
         simnode.disk = SimDisk(random.Random(simnode.disk_rng.random()), self.options.disk)
         simnode.disk.faults_on = self.phase == "faults"
         simnode.rotten = False
+        simnode.repairing = False
         self.faults.repairs += 1
         self.trace.record("repair", f"{simnode.id} wiped, starts empty")
-        await simnode.stopped.wait()
         self.start(simnode)
 
     def arm_snapshot_crash(self, simnode: SimNode) -> None:
@@ -623,7 +630,7 @@ class Simulation:
             simnode.snapshot_crash_armed = False
         self.trace.record("liveness", "network healed, disk faults off, every node restarts")
         for simnode in self.nodes:
-            if simnode.scope is None:
+            if simnode.scope is None and not simnode.repairing:
                 await simnode.stopped.wait()
                 self.start(simnode)
         deadline = trio.current_time() + self.liveness_bound_s()

@@ -26,6 +26,8 @@ from raftq.jobs.commands import (
     Enqueued,
     EnqueueResult,
     Fail,
+    Report,
+    ReportResult,
     Result,
 )
 from raftq.jobs.job import JobState
@@ -122,24 +124,34 @@ class JobOracle:
 
     def _check(self, index: int, command: Command, result: Result) -> None:
         now_ms = self.machine.now_ms
-        if isinstance(command, Complete | Fail) and isinstance(result, Done):
-            held = self.held.get(command.job_id)
-            if held is None or held.fence != command.fence:
+        reports: list[tuple[str, int, Result]] = []
+        if isinstance(command, Complete | Fail):
+            reports.append((command.job_id, command.fence, result))
+        if isinstance(command, Report) and isinstance(result, ReportResult):
+            reports += [
+                (outcome.job_id, outcome.fence, settled)
+                for outcome, settled in zip(command.outcomes, result.outcomes, strict=True)
+            ]
+        settled_here: set[str] = set()
+        for job_id, fence, settled in reports:
+            if not isinstance(settled, Done):
+                continue
+            held = self.held.get(job_id)
+            if held is None or held.fence != fence or job_id in settled_here:
                 raise Violation(
                     "no stale fence accepted",
-                    f"index {index}: {type(command).__name__} of {command.job_id} with fence "
-                    f"{command.fence} accepted; the lease held is "
-                    f"{held.fence if held else 'none'}",
+                    f"index {index}: {type(command).__name__} of {job_id} with fence "
+                    f"{fence} accepted; the lease held is {held.fence if held else 'none'}",
                 )
+            settled_here.add(job_id)
         touched = list(self.held)
         if isinstance(result, ClaimResult):
             touched += [lease.job_id for lease in result.leases]
-        if isinstance(command, Complete | Fail):
-            touched.append(command.job_id)
+        touched += [job_id for job_id, _, _ in reports]
         if isinstance(command, Enqueue) and isinstance(result, EnqueueResult):
-            for spec, outcome in zip(command.jobs, result.jobs, strict=True):
-                if isinstance(outcome, Enqueued) and spec.key:
-                    self._check_key(index, spec.key, outcome.job_id)
+            for spec, enqueued in zip(command.jobs, result.jobs, strict=True):
+                if isinstance(enqueued, Enqueued) and spec.key:
+                    self._check_key(index, spec.key, enqueued.job_id)
         for job_id in dict.fromkeys(touched):
             self._check_job(index, job_id, now_ms, type(command).__name__)
 

@@ -8,21 +8,22 @@ network, turns disk faults off and restarts every node for good: within
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import attrs
 import trio
 import trio.testing
 
-from raftq.client.client import connect
+from raftq.client.client import Client, connect
 from raftq.errors import RaftqError
 from raftq.ids import NodeId
 from raftq.raft.ready import Role
-from raftq.raft.types import Entry, Membership
+from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, Violation
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
@@ -265,26 +266,18 @@ class Simulation:
 
     async def repair(self, simnode: SimNode) -> None:
         """What an operator does with a node whose disk is corrupt: remove it from the cluster
-        (its votes must not count once it forgets them), wipe it, start it empty; the
-        membership steps then add it back as a learner and promote it."""
-        for _ in range(100_000):
-            leader = self.leader()
-            if leader is not None and leader.node is not None:
-                core = leader.node.raft.core
-                membership = core.membership
-                if simnode.id not in (*membership.voters, *membership.learners):
-                    if core.pending_membership_index <= core.log.committed:
-                        break
+        (its votes must not count once it forgets them), wipe it, start it empty; membership
+        steps (and the liveness phase) then add it back as a learner and promote it."""
+        for _ in range(10_000):
+            async with self.operator() as client:
+                try:
+                    await client.remove_node(simnode.id)
+                except RaftqError as error:
+                    self.trace.record("membership", f"remove {simnode.id}: {error!s:.60}")
                 else:
-                    voters = tuple(n for n in membership.voters if n != simnode.id)
-                    learners = tuple(n for n in membership.learners if n != simnode.id)
-                    try:
-                        core.propose_membership(Membership(voters=voters, learners=learners))
-                    except RaftqError:
-                        pass
-                    else:
-                        self.trace.record("membership", f"operator removes {simnode.id}")
-            await trio.sleep(0.1)
+                    self.trace.record("membership", f"operator removed {simnode.id}")
+                    break
+            await trio.sleep(0.5)
         await simnode.stopped.wait()
         simnode.disk = SimDisk(random.Random(simnode.disk_rng.random()), self.options.disk)
         simnode.disk.faults_on = self.phase == "faults"
@@ -383,7 +376,7 @@ class Simulation:
             elif kind == "transfer":
                 self.transfer_fault()
             else:
-                self.membership_step(toward_full=False)
+                await self.membership_step(toward_full=False)
 
     def pick_fault(self, rates: list[tuple[str, float]]) -> str:
         pick = self.rng.uniform(0, sum(rate for _, rate in rates))
@@ -461,44 +454,47 @@ class Simulation:
         self.trace.record("transfer", f"{leader.id} -> {target.id}")
         leader.node.raft.transfer_leadership(target.id)
 
-    def membership_step(self, *, toward_full: bool) -> None:
-        """One membership change on the leader: promote a learner, else add a removed node back
-        as a learner, else (unless ``toward_full``) remove a voter other than the leader.
+    @contextlib.asynccontextmanager
+    async def operator(self) -> AsyncIterator[Client]:
+        """A client for cluster operations (``raftq cluster add|remove``), from its own
+        endpoint, which partitions never cut."""
+        async with connect(
+            self.addresses,
+            network=self.network.endpoint("operator"),
+            rng=random.Random(self.rng.random()),
+            timeout=CLIENT_TIMEOUT_S,
+        ) as client:
+            yield client
 
-        The node has no operator command for this yet (``raftq cluster add`` is to come), so
-        the simulator proposes on the leader's core directly, between two rounds of its Raft
-        peer, which carries out the Ready on its next round as for any proposal."""
+    async def membership_step(self, *, toward_full: bool) -> None:
+        """One operator action through the client API: add back (learner, then promoted) a
+        node that is out or only a learner, else (unless ``toward_full``) remove a voter."""
         leader = self.leader()
         if leader is None or leader.node is None:
             return
-        core = leader.node.raft.core
-        current = core.membership
-        everyone = tuple(simnode.id for simnode in self.nodes)
-        absent = [n for n in everyone if n not in current.voters and n not in current.learners]
-        if current.learners:
-            promoted = current.learners[0]
-            change = "promote"
-            target = Membership(
-                voters=tuple(sorted((*current.voters, promoted))),
-                learners=tuple(n for n in current.learners if n != promoted),
-            )
-        elif absent:
-            change = "add learner"
-            target = Membership(voters=current.voters, learners=(absent[0],))
-        elif not toward_full and len(current.voters) > 2:
-            candidates = [n for n in current.voters if n != leader.id]
-            removed = candidates[self.rng.randrange(len(candidates))]
-            change = "remove"
-            target = Membership(voters=tuple(n for n in current.voters if n != removed))
-        else:
-            return
-        try:
-            core.propose_membership(target)
-        except RaftqError as error:
-            self.trace.record("membership", f"{change} refused: {type(error).__name__}")
-            return
+        current = leader.node.raft.core.membership
+        outside = [
+            simnode
+            for simnode in self.nodes
+            if simnode.id not in current.voters and not simnode.repairing
+        ]
+        async with self.operator() as client:
+            try:
+                if outside:
+                    simnode = outside[0]
+                    action = f"add {simnode.id}"
+                    await client.add_node(simnode.id, simnode.config.address)
+                elif not toward_full and len(current.voters) > 2:
+                    removed = current.voters[self.rng.randrange(len(current.voters))]
+                    action = f"remove {removed}"
+                    await client.remove_node(removed)
+                else:
+                    return
+            except RaftqError as error:
+                self.trace.record("membership", f"{action} not done: {type(error).__name__}")
+                return
         self.faults.membership_changes += 1
-        self.trace.record("membership", f"{change}: {target.voters} learners {target.learners}")
+        self.trace.record("membership", f"{action} done")
 
     async def reset_loop(self) -> None:
         rate = self.options.network.reset_per_second
@@ -636,7 +632,7 @@ class Simulation:
         deadline = trio.current_time() + self.liveness_bound_s()
         while trio.current_time() < deadline:
             await trio.sleep(0.1)
-            self.membership_step(toward_full=True)
+            await self.membership_step(toward_full=True)
             if self.converged():
                 self.trace.record("liveness", "every acknowledged job finished; nodes converged")
                 return
@@ -670,9 +666,14 @@ class Simulation:
                 return f"{simnode.id} is not up"
             applier = simnode.node.applier
             states.add((applier.applied_index, simnode.node.raft.core.log.committed))
-        memberships = {s.node.raft.core.membership for s in self.nodes if s.node is not None}
-        if memberships != {Membership(voters=tuple(s.id for s in self.nodes))}:
-            return f"membership not restored: {sorted(map(str, memberships))}"
+        everyone = (tuple(s.id for s in self.nodes), ())
+        memberships = {
+            (s.node.raft.core.membership.voters, s.node.raft.core.membership.learners)
+            for s in self.nodes
+            if s.node is not None
+        }
+        if memberships != {everyone}:
+            return f"membership not restored: {sorted(memberships)}"
         if len(states) != 1:
             return f"nodes did not converge: (applied, commit) {sorted(states)}"
         digests = {simnode.node.applier.machine.digest() for simnode in self.nodes if simnode.node}

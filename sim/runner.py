@@ -547,6 +547,7 @@ class Simulation:
                     self.trace.record("enqueue", f"{key} not acknowledged: {type(error).__name__}")
                     continue
                 ledger.unacked.pop(key, None)
+                ledger.fresh_acks.append(job_id)
                 known = ledger.acked.setdefault(key, job_id)
                 if known != job_id:
                     self.fail(Violation("idempotency keys dedupe", f"{key}: {known}, {job_id}"))
@@ -583,6 +584,11 @@ class Simulation:
                     self.committed.observe_committed(simnode.id, entry)
                 simnode.checked_commit = log.committed
         self.oracle.catch_up(self.committed)
+        for job_id in self.ledger.fresh_acks:
+            # A node answers an enqueue once it applied it, so the oracle has it by now.
+            if job_id not in self.oracle.machine.jobs:
+                raise Violation("acknowledged enqueues are committed", f"{job_id} is not")
+        self.ledger.fresh_acks.clear()
         now = trio.current_time()
         if self.oracle.applied_index > self._last_progress[0]:
             self._last_progress = (self.oracle.applied_index, now)

@@ -25,6 +25,8 @@ class Ledger:
     """Key -> job fields, for enqueues that failed (maybe committed, maybe not)."""
     fields: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     """Key -> the job fields enqueued under it."""
+    fresh_acks: list[str] = attrs.field(factory=list)
+    """Job ids acknowledged since the last check (the checker empties it)."""
     cancels: int = 0
     executions: dict[str, int] = attrs.field(factory=dict)
     """Job id -> handler runs that returned (at-least-once: may exceed one)."""

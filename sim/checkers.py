@@ -58,6 +58,7 @@ class CommittedLog:
 
     def __init__(self) -> None:
         self.entries: dict[int, Entry] = {}
+        self.forgotten_below = 1
         self.leaders: dict[int, str] = {}
         """Term -> the one node seen leading it."""
         self.digests: collections.OrderedDict[int, tuple[str, str]] = collections.OrderedDict()
@@ -68,6 +69,7 @@ class CommittedLog:
             raise Violation("one leader per term", f"term {term} led by {known} and {node}")
 
     def observe_committed(self, node: str, entry: Entry) -> None:
+        assert entry.index >= self.forgotten_below, (node, entry.index, self.forgotten_below)
         known = self.entries.get(entry.index)
         if known is None:
             self.entries[entry.index] = entry
@@ -78,6 +80,14 @@ class CommittedLog:
                 f"{node} has term {entry.term} at committed index {entry.index}, "
                 f"committed earlier with term {known.term}",
             )
+
+    def forget_below(self, index: int) -> None:
+        """Drop entries below ``index``: no node's log holds them any more (each starts after
+        a snapshot past them) and the oracle has applied them, so nothing can be compared with
+        them again. Keeps the record bounded by the nodes' logs, not by the run's length."""
+        for old in range(self.forgotten_below, index):
+            self.entries.pop(old, None)
+        self.forgotten_below = max(self.forgotten_below, index)
 
     def observe_digest(self, source: str, applied_index: int, digest: str) -> None:
         known = self.digests.get(applied_index)

@@ -65,6 +65,8 @@ class SimNode:
         self.starts = 0
         self.crashing = False
         self.checked_commit = 0
+        self.first_index = 1
+        """The first index its log held when last seen (its snapshot + 1)."""
         self.sync_errors_at_start = 0
         self.snapshot_crash_armed = False
         self.rotten = False

@@ -578,7 +578,8 @@ class Simulation:
             if core.role is Role.LEADER:
                 self.committed.observe_leader(core.term, simnode.id)
             log = core.log
-            low = max(simnode.checked_commit + 1, log.first_index())
+            simnode.first_index = log.first_index()
+            low = max(simnode.checked_commit + 1, simnode.first_index)
             if low <= log.committed:
                 for entry in log.entries(low, log.committed + 1):
                     self.committed.observe_committed(simnode.id, entry)
@@ -599,6 +600,8 @@ class Simulation:
 
     def check_digests(self) -> None:
         oracle = self.oracle
+        lowest = min(simnode.first_index for simnode in self.nodes)
+        self.committed.forget_below(min(lowest, oracle.applied_index + 1))
         self.committed.observe_digest("checker", oracle.applied_index, oracle.machine.digest())
         parts = []
         for simnode in self.nodes:

@@ -86,14 +86,21 @@ def _sweep(options: argparse.Namespace) -> int:
     sim_seconds = wall_seconds = 0.0
     started = time.monotonic()
     for seed in range(options.start, options.start + options.seeds):
-        report = run_seed(seed, nodes=options.nodes, sim_seconds=options.sim_seconds)
-        sim_seconds += report.sim_seconds
-        wall_seconds += report.wall_seconds
-        if report.verdict == "fail":
+        # Each seed in a fresh interpreter, exactly as its replay command will run it.
+        command = [sys.executable, "-m", "sim", "run", "--seed", str(seed), "--json"]
+        command += ["--nodes", str(options.nodes), "--sim-seconds", str(options.sim_seconds)]
+        finished = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            report = json.loads(finished.stdout.splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            report = {"verdict": "fail", "sim_seconds": 0.0, "wall_seconds": 0.0}
+        sim_seconds += report["sim_seconds"]
+        wall_seconds += report["wall_seconds"]
+        if report["verdict"] == "fail":
             failed.append(seed)
-            _print_failure(report)
+            print(finished.stderr[-6000:], file=sys.stderr, flush=True)
         elif not options.json:
-            print(f"seed {seed}: pass ({report.wall_seconds:.1f} s)", flush=True)
+            print(f"seed {seed}: pass ({report['wall_seconds']:.1f} s)", flush=True)
     summary = {
         "seeds": options.seeds,
         "passed": options.seeds - len(failed),

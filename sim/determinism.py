@@ -11,6 +11,7 @@ when upgrading it.
 from __future__ import annotations
 
 import contextlib
+import gc
 import random
 from collections.abc import Iterator
 
@@ -34,3 +35,25 @@ def deterministic_scheduling(seed: int) -> Iterator[None]:
     finally:
         setattr(_run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", allowed)  # noqa: B010
         _run_module._r.setstate(state)
+
+
+@contextlib.contextmanager
+def collections_on_schedule() -> Iterator[None]:
+    """Within the block Python's cyclic garbage collector runs only when ``collect_garbage`` is
+    called. Left alone, it runs when allocation counts cross thresholds, which depends on
+    everything the process did before (other seeds of a sweep): and collecting a cycle can
+    finalize an unfinished async generator, which trio does in a new task, so the schedule
+    would depend on the process's history."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def collect_garbage(generation: int) -> None:
+    """Collect now (the simulator calls this at fixed points of virtual time)."""
+    gc.collect(generation)

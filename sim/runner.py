@@ -33,7 +33,7 @@ from sim.cluster import (
     refused_corruption,
     run_process,
 )
-from sim.determinism import deterministic_scheduling
+from sim.determinism import collect_garbage, collections_on_schedule, deterministic_scheduling
 from sim.disk import SimDisk
 from sim.network import SimNetwork
 from sim.options import Options
@@ -409,12 +409,24 @@ class Simulation:
         victim = up[self.rng.randrange(len(up))]
         self.crash(victim, "random")
         rot = victim is not leader and self.rng.random() < options.corruption_share
-        if rot and not any(simnode.rotten for simnode in self.nodes):
+        if rot and self.may_rot():
             path = victim.disk.rot_synced_record()
             if path is not None:
                 victim.rotten = True
                 self.faults.corruptions += 1
                 self.trace.record("corrupt", f"{victim.id}: a synced record of {path}")
+
+    def may_rot(self) -> bool:
+        """The fault atlas: corrupt a node's synced data only while every node is a voter and
+        none is being repaired, so the corrupted node is the only one out (a minority). A node
+        still catching up after its repair does not count towards a majority yet."""
+        leader = self.leader()
+        if leader is None or leader.node is None:
+            return False
+        membership = leader.node.raft.core.membership
+        everyone = tuple(simnode.id for simnode in self.nodes)
+        healthy = not any(simnode.rotten or simnode.repairing for simnode in self.nodes)
+        return healthy and membership.voters == everyone and not membership.learners
 
     async def partition_fault(self) -> None:
         names = [simnode.id for simnode in self.nodes]
@@ -559,6 +571,9 @@ class Simulation:
         wall_started = time.monotonic()
         while True:
             await trio.sleep(CHECK_INTERVAL_S)
+            # Young objects every check, everything once a simulated second (see
+            # ``collections_on_schedule``): on virtual time, so the same in every process.
+            collect_garbage(2 if self._checks % 50 == 0 else 0)
             try:
                 self.check()
             except Violation as violation:
@@ -728,7 +743,7 @@ def run_options(
             sim_seconds = trio.current_time()
 
     crashed = ""
-    with deterministic_scheduling(options.seed):
+    with deterministic_scheduling(options.seed), collections_on_schedule():
         try:
             trio.run(main, clock=clock, instruments=[watchdog])
         except Exception as error:  # the simulator's own bug: still a report, never a hang

@@ -69,6 +69,7 @@ class FaultCounts:
     transfers: int = 0
     membership_changes: int = 0
     self_stops: int = 0
+    sync_errors: int = 0
     corruptions: int = 0
     repairs: int = 0
 
@@ -141,7 +142,7 @@ class Simulation:
         self.rng = random.Random(f"run:{options.seed}")
         self.trace = Trace(keep_all=keep_trace)
         self.network = SimNetwork(random.Random(self.rng.random()), options.network, self.trace)
-        members = {NodeId(f"n{n}"): f"n{n}:7000" for n in range(1, options.nodes + 1)}
+        members = {NodeId(f"n{n}"): f"127.0.0.1:{7000 + n}" for n in range(1, options.nodes + 1)}
         self.addresses = [members[node] for node in sorted(members)]
         self.nodes = [
             SimNode(node, members, options, random.Random(self.rng.random()))
@@ -773,6 +774,7 @@ def _faults(simulation: Simulation) -> FaultCounts:
     faults.disk_faults = sum(
         simnode.disk.sync_errors + simnode.disk.slow_syncs for simnode in simulation.nodes
     )
+    faults.sync_errors = sum(simnode.disk.sync_errors for simnode in simulation.nodes)
     return faults
 
 

@@ -19,7 +19,7 @@ from sim.runner import Report, run_seed
 SEEDS = [1, 2, 3, 4, 6, 7, 9, 10]
 """Chosen for coverage within the time budget: between them they crash leaders and
 followers (some during snapshot writes), partition, reset connections, transfer leadership,
-change membership and fail fdatasync (nodes stop themselves)."""
+change membership and fail fdatasync."""
 
 SIM_SECONDS = 10.0
 
@@ -44,7 +44,7 @@ def test_the_fixed_seeds_inject_every_kind_of_fault() -> None:
     for seed in SEEDS:
         for kind, count in attrs.asdict(report_of(seed).faults).items():
             totals[kind] = totals.get(kind, 0) + count
-    kinds = ("crashes", "partitions", "disk_faults", "resets", "transfers", "self_stops")
+    kinds = ("crashes", "partitions", "disk_faults", "resets", "transfers", "sync_errors")
     for kind in (*kinds, "membership_changes", "snapshot_crashes"):
         assert totals[kind] > 0, totals
 

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
@@ -727,7 +727,6 @@ def run_options(
     keep_trace: bool = False,
     script: Script | None = None,
 ) -> Report:
-    _quiet_logging()
     simulation = Simulation(
         options, wall_budget_s=wall_budget_s, keep_trace=keep_trace, script=script
     )
@@ -744,7 +743,7 @@ def run_options(
             sim_seconds = trio.current_time()
 
     crashed = ""
-    with deterministic_scheduling(options.seed), collections_on_schedule():
+    with deterministic_scheduling(options.seed), collections_on_schedule(), _quiet_logging():
         try:
             trio.run(main, clock=clock, instruments=[watchdog])
         except Exception as error:  # the simulator's own bug: still a report, never a hang
@@ -778,9 +777,17 @@ def _faults(simulation: Simulation) -> FaultCounts:
     return faults
 
 
-def _quiet_logging() -> None:
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
     """raftq logs to the ``raftq`` logger; in a simulation its lines would only be noise (the
-    trace says what happened), and formatting them costs time."""
+    trace says what happened), and formatting them costs time. Restored afterwards: tests in
+    the same process read those logs."""
     raftq_logger = logging.getLogger("raftq")
+    level, propagate = raftq_logger.level, raftq_logger.propagate
     raftq_logger.setLevel(logging.CRITICAL)
     raftq_logger.propagate = False
+    try:
+        yield
+    finally:
+        raftq_logger.setLevel(level)
+        raftq_logger.propagate = propagate

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench clean
+.PHONY: venv test lint bench sim-sweep clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,12 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_raft.py
 	$(BIN)/python benchmarks/bench_jobs.py
 	$(BIN)/python benchmarks/bench_node.py
+
+# Many random seeds of the deterministic simulator (SEEDS, START); a failure prints its replay.
+SEEDS ?= 200
+START ?= 1000
+sim-sweep: $(STAMP)
+	$(BIN)/python -m sim sweep --seeds $(SEEDS) --start $(START)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

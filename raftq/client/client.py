@@ -163,20 +163,23 @@ async def connect(
     network: Network | None = None,
     secret: bytes | str | None = None,
     tls: TlsConfig | None = None,
+    rng: random.Random | None = None,
 ) -> AsyncIterator[Client]:
     """A ``Client`` of the cluster at ``addresses``, connected lazily; every call retries until
     ``timeout`` seconds. Connections close when the block ends.
 
     ``secret``: the cluster secret (``raftq.load_secret(path)`` reads a secret file), proven
     to every node in the handshake and never sent. ``tls``: connect with TLS, verifying the
-    nodes' certificates against ``tls.ca_file`` (and presenting ``tls.cert_file``, if any)."""
+    nodes' certificates against ``tls.ca_file`` (and presenting ``tls.cert_file``, if any).
+    ``rng`` (retry jitter and the starting node) defaults to a fresh random one; the simulator
+    passes a seeded one."""
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
     known = parse_addresses(addresses)
     checked_secret = None if secret is None else check_secret(secret)
     body_error: BaseException | None = None
     async with trio.open_nursery() as nursery:
-        client = Client(known, cluster_id, timeout, network or TcpNetwork(tls), nursery)
+        client = Client(known, cluster_id, timeout, network or TcpNetwork(tls), nursery, rng=rng)
         client.secret = checked_secret
         try:
             yield client
@@ -201,6 +204,8 @@ class Client:
         timeout: float,
         network: Network,
         nursery: trio.Nursery,
+        *,
+        rng: random.Random | None = None,
     ) -> None:
         assert addresses, "parse_addresses guarantees one"
         self.addresses = addresses
@@ -209,7 +214,7 @@ class Client:
         self._network = network
         self._nursery = nursery
         # Jitter and the starting node only; nothing replicated depends on this randomness.
-        self._rng = random.Random(secrets.randbits(64))
+        self._rng = rng or random.Random(secrets.randbits(64))
         self._cursor = self._rng.randrange(len(addresses))
         self._leader: str | None = None
         self._connections: dict[str, ClientConnection] = {}

@@ -126,6 +126,7 @@ class Worker:
         claimer_id: str | None = None,
         grace_s: float = GRACE_S,
         poll_max_s: float = POLL_MAX_S,
+        rng: random.Random | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not 0 < concurrency <= limits.CLAIM_JOBS_MAX:
             raise ConfigError(f"concurrency must be from 1 to {limits.CLAIM_JOBS_MAX}")
@@ -143,7 +144,7 @@ class Worker:
         self._stopping = False
         self._wake = trio.Event()
         self._all_done = trio.Event()
-        self._rng = random.Random(secrets.randbits(64))  # poll jitter only
+        self._rng = rng or random.Random(secrets.randbits(64))  # poll jitter only
         # Finished jobs' outcomes wait here for the reporter; full, a finishing job waits too.
         self._outcomes, self._to_report = trio.open_memory_channel[Outcome](concurrency)
 

@@ -68,6 +68,9 @@ class Applier:
         self._batches = batches
         self._applied_changed = trio.Event()
         self.statistics = ApplierStatistics(applied_index=applied_index)
+        self.entry_observer: Callable[[Entry], None] | None = None
+        """Told of every entry as it is applied (the simulator's checkers); not part of the
+        state, like ``machine.observer``."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -111,6 +114,8 @@ class Applier:
         self.applied_term = entry.term
         self._bytes_since_snapshot += len(entry.data)
         self.statistics.applied_entries += 1
+        if self.entry_observer is not None:
+            self.entry_observer(entry)
 
     async def wait_applied(self, index: int) -> None:
         """Return once entries up to ``index`` are applied."""

@@ -32,6 +32,10 @@ class RaftLog:
         self.unstable: list[Entry] = []
         self.unstable_offset = storage.last_index() + 1
         self.pending_snapshot: IncomingSnapshot | None = None
+        # A snapshot holds only committed entries, while the hard state's commit index is saved
+        # lazily (``LogWriter``): after a restart it may lag behind the snapshot, never start
+        # below it (found by the simulator: a node that snapshotted could not restart).
+        committed = max(committed, snapshot.index)
         if not snapshot.index <= committed <= storage.last_index():
             raise LocalProtocolError(
                 f"commit {committed} outside [{snapshot.index}, {storage.last_index()}]"

@@ -218,7 +218,14 @@ class DurableLog:
         await self._wal.recover()
 
     async def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
-        """Keep a snapshot the application took at an applied index; compact behind it."""
+        """Keep a snapshot the application took at an applied index; compact behind it.
+
+        A leader's snapshot installed (or committed) while the application was catching up
+        supersedes it: then this one is dropped. (The applier snapshots from its own task, so
+        the two race; found by the simulator, where this raised and stopped the node.)"""
+        if self._superseded(meta):
+            logger.info("snapshot at %d skipped: a newer one was installed", meta.index)
+            return
         if not self._snapshot.index < meta.index <= self.last_index():
             raise LocalProtocolError(
                 f"snapshot at {meta.index} outside ({self._snapshot.index}, {self.last_index()}]"
@@ -226,7 +233,12 @@ class DurableLog:
         if meta.term != self.term(meta.index):
             raise LocalProtocolError(f"snapshot term {meta.term} != log term at {meta.index}")
         await self._snapshots.save(meta, data)
-        await self._adopt_snapshot(meta)
+        if meta.index > self._snapshot.index:  # unless an install overtook it meanwhile
+            await self._adopt_snapshot(meta)
+
+    def _superseded(self, meta: SnapshotMeta) -> bool:
+        newest = self._snapshots.newest()
+        return meta.index <= max(self._snapshot.index, newest.index if newest else 0)
 
     async def begin_snapshot_install(self, meta: SnapshotMeta) -> SnapshotWriter:
         """Start receiving a leader's snapshot; pass the writer to ``finish_snapshot_install``."""

@@ -1,0 +1,59 @@
+"""Trio's scheduler, made deterministic for one seed.
+
+Trio runs the tasks that became runnable together in a random order (``trio._core._run._r``),
+to shake out ordering bugs. With ``_ALLOW_DETERMINISTIC_SCHEDULING`` set, it first sorts them by
+creation counter and then shuffles with ``_r``: seeding ``_r`` makes that order a function of
+the seed. This is what trio's own Hypothesis plugin does (``_hypothesis_plugin_setup``). Both are
+private names, which is why pyproject.toml pins trio to one minor version: re-check this module
+when upgrading it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import random
+from collections.abc import Iterator
+
+import trio
+
+_run_module = trio._core._run
+
+
+@contextlib.contextmanager
+def deterministic_scheduling(seed: int) -> Iterator[None]:
+    """Within the block, trio's scheduling order is a function of ``seed``; after it, trio is
+    as it was (tests run other trio code in the same process)."""
+    assert hasattr(_run_module, "_ALLOW_DETERMINISTIC_SCHEDULING"), "trio internals moved"
+    assert isinstance(_run_module._r, random.Random), "trio internals moved"
+    allowed = _run_module._ALLOW_DETERMINISTIC_SCHEDULING
+    state = _run_module._r.getstate()
+    setattr(_run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010 (a Final name)
+    _run_module._r.seed(seed)
+    try:
+        yield
+    finally:
+        setattr(_run_module, "_ALLOW_DETERMINISTIC_SCHEDULING", allowed)  # noqa: B010
+        _run_module._r.setstate(state)
+
+
+@contextlib.contextmanager
+def collections_on_schedule() -> Iterator[None]:
+    """Within the block Python's cyclic garbage collector runs only when ``collect_garbage`` is
+    called. Left alone, it runs when allocation counts cross thresholds, which depends on
+    everything the process did before (other seeds of a sweep): and collecting a cycle can
+    finalize an unfinished async generator, which trio does in a new task, so the schedule
+    would depend on the process's history."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def collect_garbage(generation: int) -> None:
+    """Collect now (the simulator calls this at fixed points of virtual time)."""
+    gc.collect(generation)

@@ -1,0 +1,793 @@
+"""One simulation run: a seed in, a verdict out.
+
+The fault phase runs the cluster under the seed's faults and workload for ``sim_seconds`` of
+virtual time, checking safety every ``CHECK_INTERVAL_S``. The liveness phase then heals the
+network, turns disk faults off and restarts every node for good: within
+``LIVENESS_BOUND_S`` every acknowledged job must reach a final state and all nodes converge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import attrs
+import trio
+import trio.testing
+
+from raftq.client.client import Client, connect
+from raftq.errors import RaftqError
+from raftq.ids import NodeId
+from raftq.raft.ready import Role
+from raftq.raft.types import Entry
+from sim.checkers import CommittedLog, JobOracle, Violation
+from sim.cluster import (
+    CLIENT_TIMEOUT_S,
+    SimNode,
+    caused_by_sync_error,
+    describe,
+    refused_corruption,
+    run_process,
+)
+from sim.determinism import collect_garbage, collections_on_schedule, deterministic_scheduling
+from sim.disk import SimDisk
+from sim.network import SimNetwork
+from sim.options import Options
+from sim.trace import Trace
+from sim.workload import JOB_TYPE, Ledger, draw_job, make_app
+
+CHECK_INTERVAL_S = 0.02
+"""Safety checks this often (virtual): often enough to read every committed entry before a
+snapshot compacts it away (the smallest ``snapshot_entries`` drawn is 60)."""
+
+DIGEST_EVERY_CHECKS = 50
+"""Digests (a full state encoding each) once a simulated second: they cost more than the rest
+of the checks together."""
+LIVENESS_BASE_S = 60.0
+"""After healing: an election, the lease extension on failover (10 s), retry backoff (1+2+4
+s), with room to spare; plus twice the work still queued (``liveness_bound_s``)."""
+
+NO_PROGRESS_S = 30.0
+"""No new committed entry for this long while faults come and go (each heals within seconds
+and the leader commits an ExpireLeases every second): the cluster is stuck."""
+
+WALL_BUDGET_S = 300.0
+TRACE_TAIL_REPORTED = 30
+
+
+@attrs.define(eq=False)
+class FaultCounts:
+    crashes: int = 0
+    snapshot_crashes: int = 0
+    partitions: int = 0
+    disk_faults: int = 0
+    resets: int = 0
+    transfers: int = 0
+    membership_changes: int = 0
+    self_stops: int = 0
+    sync_errors: int = 0
+    corruptions: int = 0
+    repairs: int = 0
+
+
+@attrs.define(eq=False)
+class Report:
+    seed: int
+    options: Options
+    verdict: str
+    trace_hash: str
+    sim_seconds: float
+    wall_seconds: float
+    faults: FaultCounts
+    jobs_acked: int
+    jobs_succeeded: int
+    violations: list[str]
+    trace_tail: list[str]
+    trace_lines: list[str] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "verdict": self.verdict,
+            "trace_hash": self.trace_hash,
+            "sim_seconds": round(self.sim_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "faults": attrs.asdict(self.faults),
+            "jobs_acked": self.jobs_acked,
+            "jobs_succeeded": self.jobs_succeeded,
+            "violations": self.violations,
+            "nodes": self.options.nodes,
+        }
+
+
+class _WallWatchdog(trio.abc.Instrument):
+    """Cancels the run when it exceeds its wall-clock budget, even if virtual time is stuck
+    (a task that never blocks keeps MockClock from jumping, and the checker from running)."""
+
+    def __init__(self, budget_s: float, on_expiry: Any) -> None:
+        self._deadline = time.monotonic() + budget_s
+        self._steps = 0
+        self._on_expiry = on_expiry
+        self.expired = False
+
+    def after_io_wait(self, timeout: float) -> None:
+        # Once per scheduler loop: cheaper than per task step, and a spinning task still
+        # passes here (every batch ends in an I/O poll).
+        self._steps += 1
+        if self._steps % 1000 == 0 and not self.expired and time.monotonic() > self._deadline:
+            self.expired = True
+            self._on_expiry()
+
+
+Script = Callable[["Simulation"], Awaitable[None]]
+"""A scripted fault phase (a named scenario): it runs instead of the seed's random faults, and
+the liveness phase starts when it returns."""
+
+
+class Simulation:
+    def __init__(
+        self,
+        options: Options,
+        *,
+        wall_budget_s: float,
+        keep_trace: bool,
+        script: Script | None = None,
+    ) -> None:
+        self.options = options
+        self.script = script
+        self.rng = random.Random(f"run:{options.seed}")
+        self.trace = Trace(keep_all=keep_trace)
+        self.network = SimNetwork(random.Random(self.rng.random()), options.network, self.trace)
+        members = {NodeId(f"n{n}"): f"127.0.0.1:{7000 + n}" for n in range(1, options.nodes + 1)}
+        self.addresses = [members[node] for node in sorted(members)]
+        self.nodes = [
+            SimNode(node, members, options, random.Random(self.rng.random()))
+            for node in sorted(members)
+        ]
+        self.ledger = Ledger()
+        self.app = make_app(self.ledger)
+        self.committed = CommittedLog()
+        self.oracle = JobOracle()
+        self.faults = FaultCounts()
+        self.phase = "faults"
+        self.violations: list[Violation] = []
+        self.wall_budget_s = wall_budget_s
+        self._scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._checks = 0
+        self._last_progress = (0, 0.0)
+
+    # --- the run --------------------------------------------------------------------------------
+
+    async def main(self) -> None:
+        with trio.CancelScope() as scope:
+            self._scope = scope
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for simnode in self.nodes:
+                    self.start(simnode)
+                nursery.start_soon(self.check_loop)
+                if self.script is None:
+                    nursery.start_soon(self.fault_loop)
+                    nursery.start_soon(self.reset_loop)
+                for number in range(1, self.options.producers + 1):
+                    nursery.start_soon(self.producer, number)
+                if self.script is None:
+                    await trio.sleep(self.options.sim_seconds)
+                else:
+                    await self.script(self)
+                await self.liveness()
+                nursery.cancel_scope.cancel()
+
+    def fail(self, violation: Violation) -> None:
+        if self.violations:
+            return  # the first one is the one that matters; the rest may be its echoes
+        self.violations.append(violation)
+        self.trace.record("VIOLATION", str(violation))
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def wall_budget_exceeded(self) -> None:
+        self.fail(Violation("wall-clock budget", f"run exceeded {self.wall_budget_s:.0f} s"))
+
+    # --- processes ------------------------------------------------------------------------------
+
+    def start(self, simnode: SimNode) -> None:
+        """Start the node's process, unless one is already running or about to."""
+        assert self._nursery is not None
+        if simnode.running:
+            return
+        simnode.stopped = trio.Event()
+        self._nursery.start_soon(
+            run_process,
+            simnode,
+            self.network,
+            self.app,
+            self.options,
+            self.trace,
+            self.died,
+            self.applied,
+        )
+
+    def applied(self, node: str, entry: Entry) -> None:
+        try:
+            self.committed.observe_committed(node, entry)
+        except Violation as violation:
+            self.fail(violation)
+
+    async def restart_after(self, simnode: SimNode, delay_s: float) -> None:
+        await trio.sleep(delay_s)
+        await simnode.stopped.wait()
+        if not simnode.running and not simnode.repairing:
+            self.start(simnode)
+
+    def crash(self, simnode: SimNode, why: str) -> None:
+        if simnode.scope is None or simnode.crashing:
+            return
+        simnode.crashing = True
+        simnode.snapshot_crash_armed = False
+        simnode.disk.crash()
+        self.network.reset_endpoint(simnode.id)
+        simnode.scope.cancel()
+        simnode.node = None
+        self.faults.crashes += 1
+        self.trace.record("crash", f"{simnode.id} ({why})")
+        self.schedule_restart(simnode)
+
+    def schedule_restart(self, simnode: SimNode) -> None:
+        assert self._nursery is not None
+        if self.phase == "faults":
+            delay_s = self.rng.uniform(0.05, self.options.down_max_s)
+            self._nursery.start_soon(self.restart_after, simnode, delay_s)
+        elif self.phase == "liveness":  # a fault of the fault phase that surfaced late
+            self._nursery.start_soon(self.restart_after, simnode, 0.05)
+
+    def died(self, simnode: SimNode, error: BaseException) -> None:
+        """The process stopped by itself: right after an fdatasync error, or refusing a disk
+        with a corrupted record; a bug otherwise."""
+        if simnode.rotten and refused_corruption(error):
+            self.trace.record("process", f"{simnode.id} refused to start: {describe(error)}")
+            if not simnode.repairing:
+                simnode.repairing = True
+                assert self._nursery is not None
+                self._nursery.start_soon(self.repair, simnode)
+            return
+        if not caused_by_sync_error(simnode, error):
+            self.fail(Violation("nodes do not die", f"{simnode.id}: {describe(error)}"))
+            return
+        self.faults.self_stops += 1
+        self.trace.record("process", f"{simnode.id} stopped itself: {describe(error)[:120]}")
+        simnode.disk.crash()  # what the process never synced may be lost
+        self.network.reset_endpoint(simnode.id)
+        self.schedule_restart(simnode)
+
+    async def repair(self, simnode: SimNode) -> None:
+        """What an operator does with a node whose disk is corrupt: remove it from the cluster
+        (its votes must not count once it forgets them), wipe it, start it empty; membership
+        steps (and the liveness phase) then add it back as a learner and promote it."""
+        for _ in range(10_000):
+            async with self.operator() as client:
+                try:
+                    await client.remove_node(simnode.id)
+                except RaftqError as error:
+                    self.trace.record("membership", f"remove {simnode.id}: {error!s:.60}")
+                else:
+                    self.trace.record("membership", f"operator removed {simnode.id}")
+                    break
+            await trio.sleep(0.5)
+        await simnode.stopped.wait()
+        simnode.disk = SimDisk(random.Random(simnode.disk_rng.random()), self.options.disk)
+        simnode.disk.faults_on = self.phase == "faults"
+        simnode.rotten = False
+        simnode.repairing = False
+        self.faults.repairs += 1
+        self.trace.record("repair", f"{simnode.id} wiped, starts empty")
+        self.start(simnode)
+
+    def arm_snapshot_crash(self, simnode: SimNode) -> None:
+        def hook(operation: str, path: str) -> None:
+            armed = simnode.snapshot_crash_armed and path.startswith("snapshots/")
+            if armed and operation in ("write", "fdatasync", "rename"):
+                self.faults.snapshot_crashes += 1
+                self.crash(simnode, f"during snapshot {operation} of {path}")
+
+        simnode.snapshot_crash_armed = True
+        simnode.disk.hook = hook
+        self.trace.record("arm", f"{simnode.id} crashes at its next snapshot write")
+
+    # --- for scripts ----------------------------------------------------------------------------
+
+    async def wait_until(self, condition: Callable[[], bool], what: str, bound_s: float) -> None:
+        """Poll (virtual time) until ``condition``; a Violation if it takes over ``bound_s``."""
+        for _ in range(int(bound_s / 0.001)):
+            if condition():
+                return
+            await trio.sleep(0.001)
+        raise Violation("scenario", f"{what} did not happen within {bound_s} s")
+
+    async def wait_for_leader(self, bound_s: float = 10.0) -> SimNode:
+        await self.wait_until(lambda: self.leader() is not None, "a leader", bound_s)
+        leader = self.leader()
+        assert leader is not None
+        return leader
+
+    def node(self, node_id: str) -> SimNode:
+        (simnode,) = [simnode for simnode in self.nodes if simnode.id == node_id]
+        return simnode
+
+    def cut(self, cuts: list[tuple[str, str]], kind: str) -> None:
+        self.faults.partitions += 1
+        self.network.set_cuts(cuts)
+        self.trace.record("partition", f"{kind} {sorted(cuts)}")
+
+    def heal(self) -> None:
+        self.network.heal()
+        self.trace.record("heal", "network healed")
+
+    def crash_now(self, simnode: SimNode, why: str) -> None:
+        """Crash without scheduling a restart (scripts restart nodes themselves)."""
+        phase, self.phase = self.phase, "scripted"
+        try:
+            self.crash(simnode, why)
+        finally:
+            self.phase = phase
+
+    async def restart(self, simnode: SimNode) -> None:
+        await simnode.stopped.wait()
+        self.start(simnode)
+        await self.wait_until(lambda: simnode.node is not None, f"{simnode.id} up", 5.0)
+
+    def arm_crash(self, simnode: SimNode, operation: str, path_prefix: str) -> None:
+        """Crash ``simnode`` at its next ``operation`` on a path under ``path_prefix``."""
+
+        def hook(seen_operation: str, path: str) -> None:
+            if seen_operation == operation and path.startswith(path_prefix):
+                simnode.disk.hook = None
+                self.crash_now(simnode, f"at {operation} of {path}")
+
+        simnode.disk.hook = hook
+        self.trace.record("arm", f"{simnode.id} crashes at its next {operation} of {path_prefix}")
+
+    # --- faults ---------------------------------------------------------------------------------
+
+    async def fault_loop(self) -> None:
+        options = self.options
+        rates = [
+            ("crash", options.crashes_per_minute),
+            ("partition", options.partitions_per_minute),
+            ("transfer", options.transfers_per_minute),
+            ("membership", options.membership_changes_per_minute),
+        ]
+        total_per_s = sum(rate for _, rate in rates) / 60
+        if total_per_s == 0:
+            return
+        while self.phase == "faults":
+            await trio.sleep(self.rng.expovariate(total_per_s))
+            if self.phase != "faults":
+                return
+            kind = self.pick_fault(rates)
+            if kind == "crash":
+                self.crash_fault()
+            elif kind == "partition":
+                await self.partition_fault()
+            elif kind == "transfer":
+                self.transfer_fault()
+            else:
+                await self.membership_step(toward_full=False)
+
+    def pick_fault(self, rates: list[tuple[str, float]]) -> str:
+        pick = self.rng.uniform(0, sum(rate for _, rate in rates))
+        for kind, rate in rates:
+            if pick < rate:
+                return kind
+            pick -= rate
+        return rates[-1][0]
+
+    def leader(self) -> SimNode | None:
+        leaders = [
+            simnode
+            for simnode in self.nodes
+            if simnode.node is not None and simnode.node.raft.core.role is Role.LEADER
+        ]
+        return max(leaders, key=lambda s: s.node.raft.core.term if s.node else 0, default=None)
+
+    def crash_fault(self) -> None:
+        options = self.options
+        if self.rng.random() < options.snapshot_crash_share:
+            self.arm_snapshot_crash(self.nodes[self.rng.randrange(len(self.nodes))])
+            return
+        leader = self.leader()
+        if leader is not None and self.rng.random() < options.leader_crash_share:
+            self.crash(leader, "the leader")
+            return
+        up = [simnode for simnode in self.nodes if simnode.scope is not None]
+        if not up:
+            return
+        victim = up[self.rng.randrange(len(up))]
+        self.crash(victim, "random")
+        rot = victim is not leader and self.rng.random() < options.corruption_share
+        if rot and self.may_rot():
+            path = victim.disk.rot_synced_record()
+            if path is not None:
+                victim.rotten = True
+                self.faults.corruptions += 1
+                self.trace.record("corrupt", f"{victim.id}: a synced record of {path}")
+
+    def may_rot(self) -> bool:
+        """The fault atlas: corrupt a node's synced data only while every node is a voter and
+        none is being repaired, so the corrupted node is the only one out (a minority). A node
+        still catching up after its repair does not count towards a majority yet."""
+        leader = self.leader()
+        if leader is None or leader.node is None:
+            return False
+        membership = leader.node.raft.core.membership
+        everyone = tuple(simnode.id for simnode in self.nodes)
+        healthy = not any(simnode.rotten or simnode.repairing for simnode in self.nodes)
+        return healthy and membership.voters == everyone and not membership.learners
+
+    async def partition_fault(self) -> None:
+        names = [simnode.id for simnode in self.nodes]
+        kind = self.rng.choice(["isolate", "split", "one_way", "bridge"])
+        shuffled = names[:]
+        self.rng.shuffle(shuffled)
+        cuts: list[tuple[str, str]] = []
+        if kind == "isolate":
+            lonely = shuffled[0]
+            others = [*shuffled[1:], *self.producer_names()]
+            cuts = [(a, b) for a in [lonely] for b in others] + [(b, lonely) for b in others]
+        elif kind == "split":
+            size = self.rng.randint(1, len(names) // 2)
+            minority, majority = shuffled[:size], shuffled[size:]
+            cuts = [(a, b) for a in minority for b in majority]
+            cuts += [(b, a) for a in minority for b in majority]
+        elif kind == "one_way":
+            cuts = [(shuffled[0], shuffled[1])]
+        else:  # a node that reaches everyone while the others cannot reach each other
+            rest = shuffled[1:]
+            cuts = [(a, b) for a in rest for b in rest if a != b]
+        self.faults.partitions += 1
+        self.network.set_cuts(cuts)
+        self.trace.record("partition", f"{kind} {sorted(cuts)}")
+        await trio.sleep(self.rng.uniform(0.1, self.options.partition_max_s))
+        if self.phase == "faults":
+            self.network.heal()
+            self.trace.record("heal", "network healed")
+
+    def transfer_fault(self) -> None:
+        leader = self.leader()
+        if leader is None or leader.node is None:
+            return
+        targets = [simnode for simnode in self.nodes if simnode is not leader]
+        target = targets[self.rng.randrange(len(targets))]
+        self.faults.transfers += 1
+        self.trace.record("transfer", f"{leader.id} -> {target.id}")
+        leader.node.raft.transfer_leadership(target.id)
+
+    @contextlib.asynccontextmanager
+    async def operator(self) -> AsyncIterator[Client]:
+        """A client for cluster operations (``raftq cluster add|remove``), from its own
+        endpoint, which partitions never cut."""
+        async with connect(
+            self.addresses,
+            network=self.network.endpoint("operator"),
+            rng=random.Random(self.rng.random()),
+            timeout=CLIENT_TIMEOUT_S,
+        ) as client:
+            yield client
+
+    async def membership_step(self, *, toward_full: bool) -> None:
+        """One operator action through the client API: add back (learner, then promoted) a
+        node that is out or only a learner, else (unless ``toward_full``) remove a voter."""
+        leader = self.leader()
+        if leader is None or leader.node is None:
+            return
+        current = leader.node.raft.core.membership
+        outside = [
+            simnode
+            for simnode in self.nodes
+            if simnode.id not in current.voters and not simnode.repairing
+        ]
+        async with self.operator() as client:
+            try:
+                if outside:
+                    simnode = outside[0]
+                    action = f"add {simnode.id}"
+                    await client.add_node(simnode.id, simnode.config.address)
+                elif not toward_full and len(current.voters) > 2:
+                    removed = current.voters[self.rng.randrange(len(current.voters))]
+                    action = f"remove {removed}"
+                    await client.remove_node(removed)
+                else:
+                    return
+            except RaftqError as error:
+                self.trace.record("membership", f"{action} not done: {type(error).__name__}")
+                return
+        self.faults.membership_changes += 1
+        self.trace.record("membership", f"{action} done")
+
+    async def reset_loop(self) -> None:
+        rate = self.options.network.reset_per_second
+        while rate and self.phase == "faults":
+            await trio.sleep(self.rng.expovariate(rate))
+            if self.phase == "faults":
+                self.faults.resets += 1
+                self.network.reset_random_connection()
+
+    def producer_names(self) -> list[str]:
+        return [f"c{number}" for number in range(1, self.options.producers + 1)]
+
+    # --- workload -------------------------------------------------------------------------------
+
+    async def producer(self, number: int) -> None:
+        rng = random.Random(f"{self.options.seed}:producer:{number}")
+        ledger = self.ledger
+        interval_s = self.options.enqueue_interval_ms / 1000
+        async with connect(
+            self.addresses,
+            network=self.network.endpoint(f"c{number}"),
+            rng=random.Random(rng.random()),
+            timeout=CLIENT_TIMEOUT_S,
+        ) as client:
+            for sequence in range(1_000_000):
+                if self.phase != "faults":
+                    return
+                await trio.sleep(interval_s * rng.uniform(0.5, 1.5))
+                if ledger.acked and rng.random() < self.options.cancel_share:
+                    keys = sorted(ledger.acked)
+                    job_id = ledger.acked[keys[rng.randrange(len(keys))]]
+                    try:
+                        state = await client.cancel(job_id)
+                    except RaftqError as error:
+                        state = f"refused ({type(error).__name__})"
+                    ledger.cancels += 1
+                    self.trace.record("cancel", f"{job_id}: {state}")
+                    continue
+                unacked = sorted(key for key in ledger.unacked if key.startswith(f"p{number}-"))
+                if unacked and rng.random() < 0.3:
+                    key = unacked[rng.randrange(len(unacked))]
+                    fields = ledger.unacked[key]
+                else:
+                    key, fields = f"p{number}-{sequence}", draw_job(rng, self.options)
+                    ledger.fields[key] = fields
+                try:
+                    job_id = await client.enqueue(JOB_TYPE, key=key, **fields)
+                except RaftqError as error:
+                    ledger.unacked[key] = fields
+                    self.trace.record("enqueue", f"{key} not acknowledged: {type(error).__name__}")
+                    continue
+                ledger.unacked.pop(key, None)
+                ledger.fresh_acks.append(job_id)
+                known = ledger.acked.setdefault(key, job_id)
+                if known != job_id:
+                    self.fail(Violation("idempotency keys dedupe", f"{key}: {known}, {job_id}"))
+                self.trace.record("acked", f"{key} -> {job_id}")
+
+    # --- checking -------------------------------------------------------------------------------
+
+    async def check_loop(self) -> None:
+        wall_started = time.monotonic()
+        while True:
+            await trio.sleep(CHECK_INTERVAL_S)
+            # Young objects every check, everything once a simulated second (see
+            # ``collections_on_schedule``): on virtual time, so the same in every process.
+            collect_garbage(2 if self._checks % 50 == 0 else 0)
+            try:
+                self.check()
+            except Violation as violation:
+                self.fail(violation)
+                return
+            if time.monotonic() - wall_started > self.wall_budget_s:
+                self.wall_budget_exceeded()
+                return
+
+    def check(self) -> None:
+        self._checks += 1
+        for simnode in self.nodes:
+            node = simnode.node
+            if node is None:
+                continue
+            core = node.raft.core
+            if core.role is Role.LEADER:
+                self.committed.observe_leader(core.term, simnode.id)
+            log = core.log
+            simnode.first_index = log.first_index()
+            low = max(simnode.checked_commit + 1, simnode.first_index)
+            if low <= log.committed:
+                for entry in log.entries(low, log.committed + 1):
+                    self.committed.observe_committed(simnode.id, entry)
+                simnode.checked_commit = log.committed
+        self.oracle.catch_up(self.committed)
+        for job_id in self.ledger.fresh_acks:
+            # A node answers an enqueue once it applied it, so the oracle has it by now.
+            if job_id not in self.oracle.machine.jobs:
+                raise Violation("acknowledged enqueues are committed", f"{job_id} is not")
+        self.ledger.fresh_acks.clear()
+        now = trio.current_time()
+        if self.oracle.applied_index > self._last_progress[0]:
+            self._last_progress = (self.oracle.applied_index, now)
+        elif self.phase == "faults" and now - self._last_progress[1] > NO_PROGRESS_S:
+            raise Violation("progress", f"nothing committed for {NO_PROGRESS_S:.0f} s")
+        if self._checks % DIGEST_EVERY_CHECKS == 0:
+            self.check_digests()
+
+    def check_digests(self) -> None:
+        oracle = self.oracle
+        lowest = min(simnode.first_index for simnode in self.nodes)
+        self.committed.forget_below(min(lowest, oracle.applied_index + 1))
+        self.committed.observe_digest("checker", oracle.applied_index, oracle.machine.digest())
+        parts = []
+        for simnode in self.nodes:
+            node = simnode.node
+            if node is None:
+                parts.append(f"{simnode.id}:down")
+                continue
+            applier = node.applier
+            self.committed.observe_digest(
+                simnode.id, applier.applied_index, applier.machine.digest()
+            )
+            core = node.raft.core
+            parts.append(
+                f"{simnode.id}:{core.role.value[0]}{core.term}"
+                f"/c{core.log.committed}/a{applier.applied_index}"
+            )
+        self.trace.record(
+            "status",
+            f"{' '.join(parts)} oracle={oracle.applied_index} "
+            f"acked={len(self.ledger.acked)} bytes={self.network.bytes_moved} "
+            f"hash={self.trace.hash[:12]}",
+        )
+
+    # --- liveness -------------------------------------------------------------------------------
+
+    async def liveness(self) -> None:
+        self.phase = "liveness"
+        self.network.heal()
+        for simnode in self.nodes:
+            simnode.disk.faults_on = False
+            simnode.snapshot_crash_armed = False
+        self.trace.record("liveness", "network healed, disk faults off, every node restarts")
+        for simnode in self.nodes:
+            if simnode.scope is None and not simnode.repairing:
+                await simnode.stopped.wait()
+                self.start(simnode)
+        deadline = trio.current_time() + self.liveness_bound_s()
+        while trio.current_time() < deadline:
+            await trio.sleep(0.1)
+            await self.membership_step(toward_full=True)
+            if self.converged():
+                self.trace.record("liveness", "every acknowledged job finished; nodes converged")
+                return
+        raise_liveness = self.liveness_problem()
+        self.fail(Violation("liveness", raise_liveness))
+
+    def liveness_bound_s(self) -> float:
+        """The base, plus twice the longest the unfinished acknowledged jobs could keep every
+        worker slot busy (all attempts at full length)."""
+        work_ms = 0
+        fields = {key: job for key, job in self.ledger.fields.items() if key in self.ledger.acked}
+        for key, job in sorted(fields.items()):
+            if not self.oracle.final(self.ledger.acked[key]):
+                work_ms += int(job["payload"]["run_ms"]) * int(job["max_attempts"])
+        slots = len(self.nodes) * self.options.worker_concurrency
+        return LIVENESS_BASE_S + 2 * work_ms / 1000 / slots
+
+    def converged(self) -> bool:
+        return not self.liveness_problem()
+
+    def liveness_problem(self) -> str:
+        highest = max((s.node.applier.applied_index for s in self.nodes if s.node), default=0)
+        if self.oracle.applied_index < highest:
+            return f"the checker lost the committed log at {self.oracle.applied_index + 1}"
+        unfinished = [job for job in self.ledger.acked.values() if not self.oracle.final(job)]
+        if unfinished:
+            return f"{len(unfinished)} acknowledged jobs not final, e.g. {sorted(unfinished)[:3]}"
+        states = set()
+        for simnode in self.nodes:
+            if simnode.node is None:
+                return f"{simnode.id} is not up"
+            applier = simnode.node.applier
+            states.add((applier.applied_index, simnode.node.raft.core.log.committed))
+        everyone = (tuple(s.id for s in self.nodes), ())
+        memberships = {
+            (s.node.raft.core.membership.voters, s.node.raft.core.membership.learners)
+            for s in self.nodes
+            if s.node is not None
+        }
+        if memberships != {everyone}:
+            return f"membership not restored: {sorted(memberships)}"
+        if len(states) != 1:
+            return f"nodes did not converge: (applied, commit) {sorted(states)}"
+        digests = {simnode.node.applier.machine.digest() for simnode in self.nodes if simnode.node}
+        if len(digests) != 1:
+            return "nodes at the same index hold different states"
+        return ""
+
+
+def run_seed(
+    seed: int,
+    *,
+    nodes: int = 3,
+    sim_seconds: float = 20.0,
+    wall_budget_s: float = WALL_BUDGET_S,
+    keep_trace: bool = False,
+) -> Report:
+    """Run one seed in this process (``trio.run`` inside)."""
+    options = Options.draw(seed, nodes, sim_seconds)
+    return run_options(options, wall_budget_s=wall_budget_s, keep_trace=keep_trace)
+
+
+def run_options(
+    options: Options,
+    *,
+    wall_budget_s: float = WALL_BUDGET_S,
+    keep_trace: bool = False,
+    script: Script | None = None,
+) -> Report:
+    simulation = Simulation(
+        options, wall_budget_s=wall_budget_s, keep_trace=keep_trace, script=script
+    )
+    watchdog = _WallWatchdog(wall_budget_s, simulation.wall_budget_exceeded)
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    started = time.monotonic()
+    sim_seconds = 0.0
+
+    async def main() -> None:
+        nonlocal sim_seconds
+        try:
+            await simulation.main()
+        finally:
+            sim_seconds = trio.current_time()
+
+    crashed = ""
+    with deterministic_scheduling(options.seed), collections_on_schedule(), _quiet_logging():
+        try:
+            trio.run(main, clock=clock, instruments=[watchdog])
+        except Exception as error:  # the simulator's own bug: still a report, never a hang
+            crashed = f"simulator error: {describe(error)}"
+    violations = [str(violation) for violation in simulation.violations]
+    if crashed:
+        violations.append(crashed)
+    return Report(
+        seed=options.seed,
+        options=options,
+        verdict="fail" if violations else "pass",
+        trace_hash=simulation.trace.hash,
+        sim_seconds=sim_seconds,
+        wall_seconds=time.monotonic() - started,
+        faults=_faults(simulation),
+        jobs_acked=len(simulation.ledger.acked),
+        jobs_succeeded=len(simulation.oracle.succeeded),
+        violations=violations,
+        trace_tail=list(simulation.trace.last)[-TRACE_TAIL_REPORTED:],
+        trace_lines=simulation.trace.all_lines,
+    )
+
+
+def _faults(simulation: Simulation) -> FaultCounts:
+    faults = simulation.faults
+    faults.resets = simulation.network.resets
+    faults.disk_faults = sum(
+        simnode.disk.sync_errors + simnode.disk.slow_syncs for simnode in simulation.nodes
+    )
+    faults.sync_errors = sum(simnode.disk.sync_errors for simnode in simulation.nodes)
+    return faults
+
+
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """raftq logs to the ``raftq`` logger; in a simulation its lines would only be noise (the
+    trace says what happened), and formatting them costs time. Restored afterwards: tests in
+    the same process read those logs."""
+    raftq_logger = logging.getLogger("raftq")
+    level, propagate = raftq_logger.level, raftq_logger.propagate
+    raftq_logger.setLevel(logging.CRITICAL)
+    raftq_logger.propagate = False
+    try:
+        yield
+    finally:
+        raftq_logger.setLevel(level)
+        raftq_logger.propagate = propagate

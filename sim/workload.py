@@ -1,0 +1,79 @@
+"""The workload: producers that enqueue with idempotency keys (retrying across nodes, and
+re-sending keys whose acknowledgement they never saw), cancels, and the job handler the
+in-process workers run (random durations, failures, heartbeats, timeouts)."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+import trio
+
+from raftq.app import App, JobContext, JobFailed
+
+JOB_TYPE = "sim"
+
+
+@attrs.define(eq=False)
+class Ledger:
+    """What the clients were told: the jobs whose enqueue was acknowledged."""
+
+    acked: dict[str, str] = attrs.field(factory=dict)
+    """Idempotency key -> job id, for every acknowledged enqueue."""
+    unacked: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    """Key -> job fields, for enqueues that failed (maybe committed, maybe not)."""
+    fields: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    """Key -> the job fields enqueued under it."""
+    fresh_acks: list[str] = attrs.field(factory=list)
+    """Job ids acknowledged since the last check (the checker empties it)."""
+    cancels: int = 0
+    executions: dict[str, int] = attrs.field(factory=dict)
+    """Job id -> handler runs that returned (at-least-once: may exceed one)."""
+
+
+def draw_job(rng: random.Random, options: Any) -> dict[str, Any]:
+    """Fields for ``Client.enqueue``: a job that succeeds, fails some attempts, or times out."""
+    timeout_ms = rng.choice([300, 1000, 3000])
+    times_out = rng.random() < options.job_timeout_share
+    heartbeat = not times_out and rng.random() < options.job_heartbeat_share
+    if times_out:
+        run_ms = timeout_ms + rng.randint(100, 2000)
+    elif heartbeat:
+        run_ms = rng.randint(timeout_ms // 2, timeout_ms * 3)
+    else:
+        run_ms = rng.randint(0, timeout_ms // 2)
+    fail_attempts = 0
+    if rng.random() < options.job_fail_share:
+        fail_attempts = rng.randint(1, 4)
+    payload = {"run_ms": run_ms, "fail_attempts": fail_attempts, "heartbeat": heartbeat}
+    return {
+        "payload": payload,
+        "max_attempts": rng.randint(1, 4),
+        "timeout": timeout_ms / 1000,
+        "priority": rng.randint(0, 2),
+    }
+
+
+def make_app(ledger: Ledger) -> App:
+    app = App(builtins=False)
+
+    async def run(job: JobContext) -> object:
+        payload = job.payload
+        remaining_ms = int(payload["run_ms"])
+        if payload["heartbeat"]:
+            step_ms = max(1, job.timeout_ms // 3)
+            while remaining_ms > 0:
+                await trio.sleep(min(step_ms, remaining_ms) / 1000)
+                remaining_ms -= step_ms
+                if remaining_ms > 0:
+                    await job.heartbeat()
+        else:
+            await trio.sleep(remaining_ms / 1000)
+        ledger.executions[job.id] = ledger.executions.get(job.id, 0) + 1
+        if job.attempt <= int(payload["fail_attempts"]):
+            raise JobFailed(f"simulated failure of attempt {job.attempt}")
+        return {"attempt": job.attempt, "fence": job.fence}
+
+    app.register(JOB_TYPE, run)
+    return app

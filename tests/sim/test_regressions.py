@@ -1,0 +1,32 @@
+"""Regressions for bugs the simulator found, pinned down without its randomness where the race
+it hit can be written out step by step (its scenarios in test_scenarios.py cover the rest)."""
+
+from __future__ import annotations
+
+import trio
+
+from raftq.raft.types import SnapshotMeta
+from raftq.storage.durable_log import DurableLog
+from raftq.storage.memory_disk import MemoryDisk
+from tests.storage_helpers import make_entries
+
+
+async def test_local_snapshot_superseded_by_an_install_in_flight() -> None:
+    """Found by the simulator (test_node_down_across_a_compaction, before raftq moved on): the
+    applier snapshots at its applied index while the Raft peer installs a leader's newer
+    snapshot. The older local snapshot must be dropped, not raise and stop the node, and must
+    never replace the newer one."""
+    log = await DurableLog.open(MemoryDisk(), segment_bytes=400)
+    await log.append(make_entries(1, 41))
+    writer = await log.begin_snapshot_install(SnapshotMeta(index=60, term=2))
+    await writer.write(b"leader state at 60")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(log.finish_snapshot_install, writer)
+        # The local save races the install's commit (both yield inside the disk).
+        nursery.start_soon(log.save_snapshot, SnapshotMeta(index=30, term=1), b"local at 30")
+    assert log.snapshot_meta.index == 60
+    assert await log.snapshot_data() == b"leader state at 60"
+    # Once the install is done, a stale local snapshot is dropped outright.
+    await log.save_snapshot(SnapshotMeta(index=30, term=1), b"local at 30")
+    assert log.snapshot_meta.index == 60
+    await log.close()

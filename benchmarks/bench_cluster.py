@@ -60,7 +60,10 @@ async def enqueue_batches(
     async def producer() -> None:
         for chunk in chunks:
             await client.enqueue_many(
-                [{"type": "noop", "payload": {}, "queue": QUEUE, "key": f"{prefix}{n}"} for n in chunk]
+                [
+                    {"type": "noop", "payload": {}, "queue": QUEUE, "key": f"{prefix}{n}"}
+                    for n in chunk
+                ]
             )
 
     started = time.perf_counter()
@@ -75,9 +78,12 @@ async def end_to_end(client: Client, arguments: argparse.Namespace) -> dict[str,
     enqueue_s = await enqueue_batches(
         client, arguments.jobs, arguments.batch, arguments.producers, "e2e-"
     )
-    with trio.fail_after(600):
-        while (await client.status())["jobs"]["succeeded"] < arguments.jobs:
-            await trio.sleep(0.02)
+    for _ in range(30_000):  # ten minutes of polls
+        if (await client.status())["jobs"]["succeeded"] >= arguments.jobs:
+            break
+        await trio.sleep(0.02)
+    else:
+        raise TimeoutError(f"{arguments.jobs} jobs did not all succeed in ten minutes")
     seconds = time.perf_counter() - started
     return {
         "jobs": arguments.jobs,
@@ -104,19 +110,19 @@ async def enqueue_single(client: Client, jobs: int, concurrency: int) -> float:
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="raftq-bench-cluster-"))
     try:
-        async with open_local_cluster(
-            root, arguments.nodes, workers=arguments.workers, fsync=arguments.fsync == "always"
-        ) as cluster:
-            async with raftq.connect(cluster.client_addresses, timeout=60) as client:
-                await wait_for_leader(client)
-                e2e = await end_to_end(client, arguments)
-                await client.pause(QUEUE)
-                batch_s = await enqueue_batches(
-                    client, arguments.jobs, arguments.batch, arguments.producers, "batch-"
-                )
-                single_s = await enqueue_single(
-                    client, arguments.single_jobs, arguments.concurrency
-                )
+        async with (
+            open_local_cluster(
+                root, arguments.nodes, workers=arguments.workers, fsync=arguments.fsync == "always"
+            ) as cluster,
+            raftq.connect(cluster.client_addresses, timeout=60) as client,
+        ):
+            await wait_for_leader(client)
+            e2e = await end_to_end(client, arguments)
+            await client.pause(QUEUE)
+            batch_s = await enqueue_batches(
+                client, arguments.jobs, arguments.batch, arguments.producers, "batch-"
+            )
+            single_s = await enqueue_single(client, arguments.single_jobs, arguments.concurrency)
         return {
             "nodes": arguments.nodes,
             "fsync": arguments.fsync,

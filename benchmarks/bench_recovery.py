@@ -46,10 +46,11 @@ PAYLOAD = {"pad": "x" * 80}
 SNAPSHOTS_WHILE_FILLING = 4
 
 
-async def serving(client: Client, seconds: float = 600) -> dict[str, Any]:
+async def serving(client: Client, node: LocalCluster, seconds: float = 600) -> dict[str, Any]:
     """The node's status once it leads its one-node cluster (it then serves reads)."""
     with trio.fail_after(seconds):
         while True:
+            node.check_running()
             try:
                 status = await client.status()
                 if status["cluster"]["leader"]:
@@ -100,7 +101,9 @@ async def add_entries(client: Client, entries: int, first_commit: int) -> None:
             await client.enqueue("noop", PAYLOAD, key=f"entry-{n}")
 
     async def watch() -> None:
-        while (await client.status())["cluster"]["commit_index"] < first_commit + entries:
+        for _ in range(12_000):  # ten minutes of polls
+            if (await client.status())["cluster"]["commit_index"] >= first_commit + entries:
+                break
             await trio.sleep(0.05)
         done.set()
 
@@ -133,7 +136,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     try:
         await filling.start("n1")
         async with raftq.connect(filling.client_addresses, timeout=120) as client:
-            await serving(client)
+            await serving(client, filling)
             began = time.perf_counter()
             await fill(client, arguments.jobs, snapshot_entries)
             fill_s = time.perf_counter() - began
@@ -145,7 +148,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         growing.addresses = filling.addresses  # same node, same port
         await growing.start("n1")
         async with raftq.connect(growing.client_addresses, timeout=120) as client:
-            await serving(client)
+            await serving(client, growing)
             rss = rss_bytes(growing.pid("n1"))
             status = await client.status()
             await add_entries(client, arguments.entries, status["cluster"]["commit_index"])
@@ -159,11 +162,14 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         spawned = time.perf_counter()
         await restarting.start("n1")
         async with raftq.connect(restarting.client_addresses, timeout=600) as client:
-            await serving(client)
+            await serving(client, restarting)
             await client.get(last_id)
             last_index = before_restart["log"]["last_index"]
             with trio.fail_after(600):
-                while (await client.status())["cluster"]["nodes"][0]["applied_index"] < last_index:
+                for _ in range(60_000):
+                    applied = (await client.status())["cluster"]["nodes"][0]["applied_index"]
+                    if applied >= last_index:
+                        break
                     await trio.sleep(0.01)
             recovered_s = time.perf_counter() - spawned
             load_s = await trio.to_thread.run_sync(metric, metrics_addr, "raftq_recovery_seconds")
@@ -203,7 +209,8 @@ def main() -> None:
         f"{report['jobs']:,} pending jobs: RSS {report['rss_bytes_pending_jobs'] / 1e6:,.0f} MB; "
         f"restart with a snapshot at index {report['snapshot_index']:,} plus "
         f"{report['log_entries_after_snapshot']:,} log entries: serving in "
-        f"{report['recovery_seconds']:.2f} s (snapshot load {report['node_recovery_seconds']:.2f} s)"
+        f"{report['recovery_seconds']:.2f} s "
+        f"(snapshot load {report['node_recovery_seconds']:.2f} s)"
     )
 
 

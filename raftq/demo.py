@@ -29,7 +29,7 @@ from raftq.client.client import Client, Job, connect
 from raftq.client.jobfile import load_job_file
 from raftq.errors import ConfigError, RaftqError
 from raftq.jobs.commands import JobSpec
-from raftq.local_cluster import LocalCluster, open_local_cluster
+from raftq.local_cluster import LocalCluster, NodeExited, open_local_cluster
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -132,6 +132,9 @@ class Producer:
     specs: list[JobSpec]
     batch: int
     rate: float
+    kill_at: int
+    """Once this many jobs are acknowledged, ``kill_due`` is set."""
+    kill_due: trio.Event = attrs.field(factory=trio.Event)
     acknowledged: list[str] = attrs.field(factory=list)
     kill_time: float | None = None
     first_ack_after_kill: float | None = None
@@ -147,10 +150,13 @@ class Producer:
             ids = await client.enqueue_specs(self.specs[start : start + self.batch])
             acked = time.monotonic()
             self.acknowledged.extend(ids)
+            if len(self.acknowledged) >= self.kill_at:
+                self.kill_due.set()
             killed = self.kill_time
             if killed is not None and began > killed and self.first_ack_after_kill is None:
                 # Started after the kill: its ack is a write the new leader committed.
                 self.first_ack_after_kill = acked
+        self.kill_due.set()
         self.done.set()
 
 
@@ -200,9 +206,7 @@ async def crash_and_recover(
 ) -> None:
     """SIGKILL the leader mid-run, see the election, restart the dead node, see it catch up."""
     deadline = time.monotonic() + 30
-    kill_at = max(1, int(len(producer.specs) * KILL_AT_FRACTION))
-    while len(producer.acknowledged) < kill_at and not producer.done.is_set():
-        await trio.sleep(POLL_S / 5)
+    await producer.kill_due.wait()
     status = await wait_for_leader(client, deadline)
     report.killed = status["cluster"]["leader"]
     report.old_term = status["cluster"]["term"]
@@ -229,8 +233,8 @@ async def crash_and_recover(
     await cluster.start(report.killed)
     display.event(f"** restarted {report.killed}; it must catch up to commit index {behind}")
     while time.monotonic() < deadline:
-        status = await status_or_none(client)
-        node = _node(status, report.killed) if status else None
+        now = await status_or_none(client)
+        node = _node(now, report.killed) if now else None
         if node and node["role"] != "unreachable" and node["applied_index"] >= behind:
             report.recovery_s = time.monotonic() - restarted
             display.event(
@@ -330,7 +334,8 @@ async def _drive(
             f"== enqueueing {len(specs)} jobs from the job file, {options.batch} per "
             f"command, {options.rate:g} jobs/s"
         )
-        producer = Producer(specs, options.batch, options.rate)
+        kill_at = max(1, int(len(specs) * KILL_AT_FRACTION))
+        producer = Producer(specs, options.batch, options.rate, kill_at)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer.run, client)
             nursery.start_soon(show_progress, client, display, producer)
@@ -343,6 +348,28 @@ async def _drive(
             report.failover_s = producer.first_ack_after_kill - producer.kill_time
         jobs = await client.list(limit=DEMO_JOBS_MAX)
         check(report, producer.acknowledged, jobs)
+
+
+def _exit_code_for(error: BaseException) -> int:
+    """The exit code of a demo that ended with ``error`` (maybe inside exception groups from
+    the nurseries it ran); an unexpected error is raised again, with its traceback."""
+    leaves = _leaves(error)
+    if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+        print("\nraftq demo: interrupted; every node it started is stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if all(isinstance(leaf, ConfigError) for leaf in leaves):
+        print(f"raftq demo: {leaves[0]}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    if all(isinstance(leaf, RaftqError | trio.TooSlowError | NodeExited) for leaf in leaves):
+        print(f"raftq demo: FAIL: {leaves[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    raise error
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def format_report(report: Report) -> str:
@@ -403,15 +430,8 @@ def main(argv: Sequence[str]) -> int:
     )
     try:
         report = trio.run(run_demo, options, sys.stdout)
-    except ConfigError as error:
-        print(f"raftq demo: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
-    except KeyboardInterrupt:
-        print("\nraftq demo: interrupted; every node it started is stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except (RaftqError, trio.TooSlowError) as error:
-        print(f"raftq demo: FAIL: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    except BaseException as error:  # mapped to an exit code, or raised again
+        return _exit_code_for(error)
     print(format_report(report))
     if arguments.json:
         print(json.dumps(attrs.asdict(report) | {"ok": report.ok}))

@@ -38,6 +38,10 @@ def free_ports(count: int) -> list[int]:
             probe.close()
 
 
+class NodeExited(RuntimeError):
+    """A node this program started has exited on its own."""
+
+
 class LocalCluster:
     """``size`` nodes named n1, n2, ... on free 127.0.0.1 ports, data under ``root``."""
 
@@ -53,7 +57,9 @@ class LocalCluster:
     ) -> None:
         assert 1 <= size <= 9, size
         self.root = root
-        self.addresses = {f"n{n}": f"127.0.0.1:{port}" for n, port in enumerate(free_ports(size), 1)}
+        self.addresses = {
+            f"n{n}": f"127.0.0.1:{port}" for n, port in enumerate(free_ports(size), 1)
+        }
         self.workers = workers
         self.fsync = fsync
         self.tick_ms = tick_ms
@@ -106,6 +112,15 @@ class LocalCluster:
     async def start_all(self) -> None:
         for node in self.addresses:
             await self.start(node)
+
+    def check_running(self) -> None:
+        """Raise ``NodeExited`` (with the end of its log) if a started node has exited."""
+        for node, process in self.processes.items():
+            if process.returncode is not None:
+                raise NodeExited(
+                    f"node {node} exited with code {process.returncode}; the end of its log "
+                    f"({self.log_file(node)}):\n{self.log_tail(node)}"
+                )
 
     def pid(self, node: str) -> int:
         return self.processes[node].pid

@@ -1,0 +1,186 @@
+"""Every command the README and the user docs show is run here, so the docs cannot drift from
+the code (issue 7).
+
+The rules the docs follow, which these tests enforce:
+
+- A ``sh`` block is run. All the ``sh`` blocks of one document form one bash script (``set -euo
+  pipefail``), run in a fresh directory holding a link to ``examples/``, with this
+  interpreter's ``bin`` directory first on PATH (as ``. .venv/bin/activate`` would). Every
+  ``127.0.0.1:PORT`` in a document is replaced by a free port (the same one for the same
+  number throughout the document), and the whole process group is killed at the end, so a
+  node left running by a failing script is stopped too.
+- A few lines cannot run inside a test; each must be listed in ``COVERED_ELSEWHERE`` with the
+  test that covers it.
+- A ``python`` block that starts with the docstring of a file in ``examples/`` must be that
+  file, word for word (the ``sh`` blocks run the file).
+- No other fenced block may hold a shell command: a ``bash``/``shell``/``console`` block, or
+  an untagged block whose first line starts like a command, fails the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.node_helpers import free_ports
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCUMENTS = [
+    ROOT / "README.md",
+    *(
+        ROOT / "docs" / name
+        for name in (
+            "architecture.md",
+            "operations.md",
+            "failure-model.md",
+            "formats.md",
+            "handlers.md",
+            "performance.md",
+        )
+    ),
+]
+
+COVERED_ELSEWHERE = {
+    "make demo": "tests/test_demo.py runs `raftq demo`; test_make_targets_call_the_commands",
+    "make test": "this very suite",
+    "make lint": "run before every commit; the Makefile target is checked below",
+    "make bench": "tests/test_bench.py runs `raftq bench --quick`; checked below",
+    "make venv": "every make target runs it first",
+    ". .venv/bin/activate": "the script runs with this interpreter's bin directory on PATH",
+}
+
+FENCE = re.compile(r"^```(\S*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+ADDRESS = re.compile(r"127\.0\.0\.1:(\d{4,5})")
+COMMAND_START = re.compile(r"^(\$ |raftq |python |make |curl |kill |cp |\. )")
+
+
+def blocks(document: Path) -> list[tuple[str, str]]:
+    return [(match[1], match[2]) for match in FENCE.finditer(document.read_text())]
+
+
+def command_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def runnable_script(document: Path) -> str:
+    lines = []
+    for language, text in blocks(document):
+        if language != "sh":
+            continue
+        for line in command_lines(text):
+            command = line.split("  #")[0].strip()
+            if command in COVERED_ELSEWHERE:
+                continue
+            lines.append(line)
+    script = "\n".join(lines)
+    ports = sorted(set(ADDRESS.findall(script)))
+    mapping = dict(zip(ports, (str(port) for port in free_ports(len(ports))), strict=True))
+    return ADDRESS.sub(lambda match: f"127.0.0.1:{mapping[match[1]]}", script)
+
+
+def run_script(
+    script: str, directory: Path, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    (directory / "examples").symlink_to(ROOT / "examples")
+    environment = dict(os.environ)
+    environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
+    environment.pop("RAFTQ_CLUSTER", None)
+    log = directory / "output.log"  # a file, not a pipe: background nodes would hold a pipe open
+    with log.open("w") as output_file:
+        process = subprocess.Popen(
+            ["bash", "-c", "set -euo pipefail\n" + script],
+            cwd=directory,
+            env=environment,
+            stdout=output_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            output_file.write(f"\n(timed out after {timeout_s} s)\n")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever the script left running
+            process.wait()
+    output = log.read_text()
+    return subprocess.CompletedProcess(process.args, process.returncode, output, "")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_every_shell_block_runs(document: Path, tmp_path: Path) -> None:
+    script = runnable_script(document)
+    if not script:
+        pytest.skip(f"{document.name} shows no commands")
+    completed = run_script(script, tmp_path)
+    assert completed.returncode == 0, f"{document.name}:\n{script}\n--- output:\n{completed.stdout}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_python_blocks_are_the_example_files(document: Path) -> None:
+    docstrings = {
+        path.read_text().split("\n", 1)[0]: path for path in (ROOT / "examples").glob("*.py")
+    }
+    for language, text in blocks(document):
+        if language != "python":
+            continue
+        example = docstrings.get(text.split("\n", 1)[0])
+        if example is not None:
+            assert text == example.read_text(), f"{document.name} shows an old {example.name}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
+def test_no_command_hides_outside_a_sh_block(document: Path) -> None:
+    for language, text in blocks(document):
+        assert language not in ("bash", "shell", "console", "shell-session"), text
+        if language == "":
+            first = text.lstrip().split("\n", 1)[0]
+            assert not COMMAND_START.match(first), (
+                f"{document.name}: a command in an untagged block"
+            )
+
+
+def test_the_covered_commands_are_real_make_targets() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^demo: .*\n\t\$\(BIN\)/raftq demo$", makefile, re.MULTILINE)
+    assert re.search(r"^bench: .*\n\t\$\(BIN\)/raftq bench$", makefile, re.MULTILINE)
+    for target in ("test", "lint", "venv"):
+        assert re.search(rf"^{target}: ", makefile, re.MULTILINE), target
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    language, text = blocks(ROOT / "README.md")[0]
+    assert language == "sh"
+    assert [line.split("#")[0].strip() for line in command_lines(text)] == [
+        "make demo",
+        "make test",
+    ]
+
+
+def test_ports_are_rewritten_one_free_port_per_number(tmp_path: Path) -> None:
+    document = tmp_path / "doc.md"
+    document.write_text(
+        "```sh\nraftq --cluster 127.0.0.1:7101 status\n"
+        "raftq --cluster 127.0.0.1:7101,127.0.0.1:7102 jobs\nmake test\n```\n"
+        "```text\nraftq not run\n```\n"
+    )
+    lines = runnable_script(document).splitlines()
+    assert len(lines) == 2  # "make test" is covered elsewhere; the text block is not run
+    first = ADDRESS.findall(lines[0])
+    second = ADDRESS.findall(lines[1])
+    assert first[0] == second[0] != second[1]
+    assert not {"7101", "7102"} & {*first, *second}
+
+
+def test_the_guard_sees_a_command_in_an_untagged_block() -> None:
+    assert COMMAND_START.match("raftq status")
+    assert COMMAND_START.match("python -m raftq.node --id n1")
+    assert not COMMAND_START.match('{"id": str, "payload": any JSON}')

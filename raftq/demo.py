@@ -109,8 +109,9 @@ class Display:
         print(text, file=self.out, flush=True)
 
     def progress(self, text: str) -> None:
-        if self.live:
-            self.out.write("\r\x1b[2K" + text)
+        if self.live:  # one line, cut to the terminal's width: a wrapped line cannot be redrawn
+            width = shutil.get_terminal_size().columns - 1
+            self.out.write("\r\x1b[2K" + text[:width])
             self.out.flush()
             self._showing = True
             return

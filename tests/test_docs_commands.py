@@ -32,8 +32,18 @@ import pytest
 from tests.node_helpers import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-"""Every page: those with no ``sh`` block are still checked for commands hiding elsewhere."""
+NOT_YET_COVERED = {
+    "node.md": "its membership example runs on hosts h1..h4; to be rewritten as a sh block",
+}
+"""Pages kept by the node work, not yet written to this rule. Each entry is a debt: the
+test below fails once a page listed here follows the rule, so the list only shrinks."""
+
+DOCUMENTS = [
+    ROOT / "README.md",
+    *sorted(path for path in (ROOT / "docs").glob("*.md") if path.name not in NOT_YET_COVERED),
+]
+"""Every other page: those with no ``sh`` block are still checked for commands hiding
+elsewhere."""
 
 COVERED_ELSEWHERE = {
     "make demo": "tests/test_demo.py runs `raftq demo`; test_make_targets_call_the_commands",
@@ -134,6 +144,18 @@ def test_no_command_hides_outside_a_sh_block(document: Path) -> None:
             assert not COMMAND_START.match(first), (
                 f"{document.name}: a command in an untagged block"
             )
+
+
+@pytest.mark.parametrize("name", sorted(NOT_YET_COVERED))
+def test_pages_not_yet_covered_still_break_the_rule(name: str) -> None:
+    page = ROOT / "docs" / name
+    hidden = [
+        text
+        for language, text in blocks(page)
+        if language in ("bash", "shell", "console")
+        or (language == "" and COMMAND_START.match(text.lstrip().split("\n", 1)[0]))
+    ]
+    assert hidden, f"docs/{name} follows the rule now: remove it from NOT_YET_COVERED"
 
 
 def test_the_covered_commands_are_real_make_targets() -> None:

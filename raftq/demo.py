@@ -206,8 +206,38 @@ async def crash_and_recover(
     cluster: LocalCluster, client: Client, display: Display, producer: Producer, report: Report
 ) -> None:
     """SIGKILL the leader mid-run, see the election, restart the dead node, see it catch up."""
-    deadline = time.monotonic() + 30
     await producer.kill_due.wait()
+    deadline = time.monotonic() + 30
+    status = await kill_the_leader(cluster, client, display, producer, report, deadline)
+    await trio.sleep(RESTART_AFTER_S)  # the cluster works on without the dead node
+    leader_status = await wait_for_leader(client, deadline)
+    behind = max(status["cluster"]["commit_index"], leader_status["cluster"]["commit_index"])
+    restarted = time.monotonic()
+    await cluster.start(report.killed)
+    display.event(f"** restarted {report.killed}; it must catch up to commit index {behind}")
+    while time.monotonic() < deadline:
+        now = await status_or_none(client)
+        node = _node(now, report.killed) if now else None
+        if node and node["role"] != "unreachable" and node["applied_index"] >= behind:
+            report.recovery_s = time.monotonic() - restarted
+            display.event(
+                f"** {report.killed} is back as {node['role']}, applied index "
+                f"{node['applied_index']}, {report.recovery_s:.2f} s after its restart"
+            )
+            return
+        await trio.sleep(POLL_S)
+    raise trio.TooSlowError(f"{report.killed} did not catch up in time")
+
+
+async def kill_the_leader(
+    cluster: LocalCluster,
+    client: Client,
+    display: Display,
+    producer: Producer,
+    report: Report,
+    deadline: float,
+) -> dict[str, Any]:
+    """SIGKILL whoever leads; the cluster's status once another node leads."""
     status = await wait_for_leader(client, deadline)
     report.killed = status["cluster"]["leader"]
     report.old_term = status["cluster"]["term"]
@@ -226,25 +256,7 @@ async def crash_and_recover(
         f"** {report.new_leader} elected leader for term {report.new_term}, "
         f"{report.election_s:.2f} s after the kill"
     )
-    await trio.sleep(RESTART_AFTER_S)
-    behind = status["cluster"]["commit_index"]
-    leader_status = await wait_for_leader(client, deadline)
-    behind = max(behind, leader_status["cluster"]["commit_index"])
-    restarted = time.monotonic()
-    await cluster.start(report.killed)
-    display.event(f"** restarted {report.killed}; it must catch up to commit index {behind}")
-    while time.monotonic() < deadline:
-        now = await status_or_none(client)
-        node = _node(now, report.killed) if now else None
-        if node and node["role"] != "unreachable" and node["applied_index"] >= behind:
-            report.recovery_s = time.monotonic() - restarted
-            display.event(
-                f"** {report.killed} is back as {node['role']}, applied index "
-                f"{node['applied_index']}, {report.recovery_s:.2f} s after its restart"
-            )
-            return
-        await trio.sleep(POLL_S)
-    raise trio.TooSlowError(f"{report.killed} did not catch up in time")
+    return status
 
 
 def _node(status: dict[str, Any], node_id: str) -> dict[str, Any] | None:
@@ -331,12 +343,15 @@ async def _drive(
     async with connect(cluster.client_addresses, timeout=30) as client:
         status = await wait_for_leader(client, deadline)
         display.event(f"== leader {status['cluster']['leader']}, term {status['cluster']['term']}")
+        kill_at = max(1, int(len(specs) * KILL_AT_FRACTION))
+        # At least ten commands, so that some are sent after the kill: the failover figure is
+        # the first acknowledgement of one of those.
+        batch = max(1, min(options.batch, len(specs) // 10))
         display.event(
-            f"== enqueueing {len(specs)} jobs from the job file, {options.batch} per "
+            f"== enqueueing {len(specs)} jobs from {options.jobs_file.name}, {batch} per "
             f"command, {options.rate:g} jobs/s"
         )
-        kill_at = max(1, int(len(specs) * KILL_AT_FRACTION))
-        producer = Producer(specs, options.batch, options.rate, kill_at)
+        producer = Producer(specs, batch, options.rate, kill_at)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(producer.run, client)
             nursery.start_soon(show_progress, client, display, producer)

@@ -9,11 +9,12 @@ temporary directory:
    snapshots along the way; then as many tiny commands (pause/resume of an empty queue) as one
    snapshot period, so the last snapshot holds every job. ``--fsync off`` while filling: the
    fill is set-up, not measured (a clean SIGTERM stop still writes everything out).
-2. restart (snapshots disabled from here on); once it answers, its RSS (``/proc/PID/status``
-   VmRSS) is the memory of a node holding ``--jobs`` pending jobs. Then ``--entries`` more
-   noop jobs enqueued one per ``enqueue`` call from 256 concurrent callers, until the commit
-   index has grown by ``--entries``: that many log entries after the snapshot. Clean stop;
-   ``raftq inspect`` reports the snapshot index and the last log index, the figures' proof.
+2. restart, snapshots off from here on (``--snapshot-entries 0 --snapshot-bytes 0``); once
+   it answers, its RSS (``/proc/PID/status`` VmRSS) is the memory of a node holding
+   ``--jobs`` pending jobs. Then ``--entries`` more noop jobs, one per ``enqueue`` call from
+   256 concurrent callers, until the commit index has grown by ``--entries``: that many log
+   entries after the snapshot. Clean stop; ``raftq inspect`` reports the snapshot index and
+   the last log index, the figures' proof.
 3. restart again, timed: from the process's spawn until a linearizable read (``get`` of the
    last job enqueued) answers and ``status`` shows the node applied every entry of its log.
    The node's own ``raftq_recovery_seconds`` (open the WAL, read and restore the snapshot)
@@ -60,6 +61,13 @@ async def serving(client: Client, node: LocalCluster, seconds: float = 600) -> d
             await trio.sleep(0.01)
 
 
+async def status_or_none(client: Client) -> dict[str, Any] | None:
+    try:
+        return await client.status()
+    except raftq.RaftqError:
+        return None
+
+
 def metric(address: str, name: str) -> float:
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as response:
         for line in response.read().decode().splitlines():
@@ -102,7 +110,8 @@ async def add_entries(client: Client, entries: int, first_commit: int) -> None:
 
     async def watch() -> None:
         for _ in range(12_000):  # ten minutes of polls
-            if (await client.status())["cluster"]["commit_index"] >= first_commit + entries:
+            status = await status_or_none(client)  # a node this busy may miss a status call
+            if status and status["cluster"]["commit_index"] >= first_commit + entries:
                 break
             await trio.sleep(0.05)
         done.set()
@@ -121,12 +130,15 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     metrics_addr = f"127.0.0.1:{metrics_port}"
 
     def node(snapshot_entries: int, fsync: bool) -> LocalCluster:
+        """0 entries: no snapshots at all (by count or by bytes), after the fill."""
+        snapshot_bytes = [] if snapshot_entries else ["--snapshot-bytes", "0"]
         return LocalCluster(
             root,
             1,
             fsync=fsync,
             extra_flags=[
-                "--snapshot-entries", str(snapshot_entries), "--metrics-addr", metrics_addr,
+                "--snapshot-entries", str(snapshot_entries), *snapshot_bytes,
+                "--metrics-addr", metrics_addr,
             ],
         )  # fmt: skip
 
@@ -143,7 +155,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         assert await filling.terminate("n1") == 0
         after_fill = inspect(root / "n1")
 
-        growing = node(10**9, fsync=False)
+        growing = node(0, fsync=False)
         started.append(growing)
         growing.addresses = filling.addresses  # same node, same port
         await growing.start("n1")
@@ -156,7 +168,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         assert await growing.terminate("n1") == 0
         before_restart = inspect(root / "n1")
 
-        restarting = node(10**9, fsync=True)
+        restarting = node(0, fsync=True)
         started.append(restarting)
         restarting.addresses = filling.addresses
         spawned = time.perf_counter()
@@ -167,8 +179,8 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
             last_index = before_restart["log"]["last_index"]
             with trio.fail_after(600):
                 for _ in range(60_000):
-                    applied = (await client.status())["cluster"]["nodes"][0]["applied_index"]
-                    if applied >= last_index:
+                    status = await status_or_none(client)
+                    if status and status["cluster"]["nodes"][0]["applied_index"] >= last_index:
                         break
                     await trio.sleep(0.01)
             recovered_s = time.perf_counter() - spawned

@@ -35,6 +35,7 @@ from tests.node_helpers import free_ports
 ROOT = Path(__file__).resolve().parent.parent
 NOT_YET_COVERED = {
     "node.md": "its membership example runs on hosts h1..h4; to be rewritten as a sh block",
+    "security.md": "its TLS walkthrough (openssl, a secret, three nodes) is an untagged block",
 }
 """Pages kept by the node work, not yet written to this rule. Each entry is a debt: the
 test below fails once a page listed here follows the rule, so the list only shrinks."""
@@ -57,7 +58,12 @@ COVERED_ELSEWHERE = {
 
 FENCE = re.compile(r"^```(\S*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 ADDRESS = re.compile(r"127\.0\.0\.1:(\d{4,5})")
-COMMAND_START = re.compile(r"^(\$ |raftq |python |make |curl |kill |cp |\. )")
+COMMAND_START = re.compile(r"^\s*(\$ |raftq |python |make |curl |kill |cp |openssl |export |\. )")
+
+
+def hides_a_command(text: str) -> bool:
+    """Whether any line of an untagged block reads like a shell command."""
+    return any(COMMAND_START.match(line) for line in text.splitlines())
 
 
 def blocks(document: Path) -> list[tuple[str, str]]:
@@ -160,10 +166,7 @@ def test_no_command_hides_outside_a_sh_block(document: Path) -> None:
     for language, text in blocks(document):
         assert language not in ("bash", "shell", "console", "shell-session"), text
         if language == "":
-            first = text.lstrip().split("\n", 1)[0]
-            assert not COMMAND_START.match(first), (
-                f"{document.name}: a command in an untagged block"
-            )
+            assert not hides_a_command(text), f"{document.name}: a command in an untagged block"
 
 
 @pytest.mark.parametrize("name", sorted(NOT_YET_COVERED))
@@ -172,8 +175,7 @@ def test_pages_not_yet_covered_still_break_the_rule(name: str) -> None:
     hidden = [
         text
         for language, text in blocks(page)
-        if language in ("bash", "shell", "console")
-        or (language == "" and COMMAND_START.match(text.lstrip().split("\n", 1)[0]))
+        if language in ("bash", "shell", "console") or (language == "" and hides_a_command(text))
     ]
     assert hidden, f"docs/{name} follows the rule now: remove it from NOT_YET_COVERED"
 
@@ -211,6 +213,7 @@ def test_ports_are_rewritten_one_free_port_per_number(tmp_path: Path) -> None:
 
 
 def test_the_guard_sees_a_command_in_an_untagged_block() -> None:
-    assert COMMAND_START.match("raftq status")
-    assert COMMAND_START.match("python -m raftq.node --id n1")
-    assert not COMMAND_START.match('{"id": str, "payload": any JSON}')
+    assert hides_a_command("raftq status")
+    assert hides_a_command("# 1. A CA\nopenssl req -x509 -newkey ec\n")
+    assert hides_a_command("for n in 1 2 3; do\n  python -m raftq.node --id n$n &\ndone")
+    assert not hides_a_command('{"id": str, "payload": any JSON}\nLOCK   flock()ed')

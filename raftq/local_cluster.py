@@ -125,9 +125,6 @@ class LocalCluster:
     def pid(self, node: str) -> int:
         return self.processes[node].pid
 
-    def pids(self) -> list[int]:
-        return [process.pid for process in self.processes.values()]
-
     async def kill(self, node: str) -> None:
         """kill -9 (no chance to flush or hand over), and reap it."""
         process = self.processes.pop(node)

@@ -30,7 +30,9 @@ from pathlib import Path
 
 import pytest
 
+from raftq.bench import table_rows
 from tests.node_helpers import free_ports
+from tests.test_bench import SAMPLE as SAMPLE_RESULTS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_YET_COVERED = {
@@ -217,3 +219,24 @@ def test_the_guard_sees_a_command_in_an_untagged_block() -> None:
     assert hides_a_command("# 1. A CA\nopenssl req -x509 -newkey ec\n")
     assert hides_a_command("for n in 1 2 3; do\n  python -m raftq.node --id n$n &\ndone")
     assert not hides_a_command('{"id": str, "payload": any JSON}\nLOCK   flock()ed')
+
+
+def markdown_table(text: str, header: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(header)
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    return table
+
+
+def test_the_readme_shows_the_performance_table_of_docs_performance() -> None:
+    """One table, two places: the README's must be the one docs/performance.md dates."""
+    header = "| figure | result | workload |"
+    readme = markdown_table((ROOT / "README.md").read_text(), header)
+    performance = markdown_table((ROOT / "docs" / "performance.md").read_text(), header)
+    assert readme == performance
+    figures = [row.split(" | ")[0].lstrip("| ") for row in readme[2:]]
+    assert figures == [row[0] for row in table_rows(SAMPLE_RESULTS)]

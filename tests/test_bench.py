@@ -110,13 +110,6 @@ def test_the_quick_suite_measures_the_clusters() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a node that snapshotted past its lazily saved commit index cannot restart "
-        "(RaftLog: 'commit 0 outside [6, 7]'); fixed by 5bd017d, not yet in main"
-    ),
-)
 def test_the_quick_suite_measures_recovery_and_memory() -> None:
     recovery = bench("--only", "recovery")["results"]["recovery"]
     assert recovery["jobs"] == 20_000

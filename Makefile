@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint bench sim-sweep clean
+.PHONY: venv test lint demo bench sim-sweep clean
 
 venv: $(STAMP)
 
@@ -22,11 +22,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check raftq sim tests benchmarks
 	$(BIN)/mypy
 
+# Three local nodes, the leader killed with SIGKILL mid-run, a report; under a minute.
+demo: $(STAMP)
+	$(BIN)/raftq demo
+
+# The end-to-end suite as one table (docs/performance.md). Component benchmarks run alone:
+# $(BIN)/python benchmarks/bench_storage.py (also bench_raft.py, bench_jobs.py).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_storage.py
-	$(BIN)/python benchmarks/bench_raft.py
-	$(BIN)/python benchmarks/bench_jobs.py
-	$(BIN)/python benchmarks/bench_node.py
+	$(BIN)/raftq bench
 
 # Many random seeds of the deterministic simulator (SEEDS, START); a failure prints its replay.
 SEEDS ?= 200

@@ -1,7 +1,7 @@
 """Storage benchmark: the disk's raw fdatasync rate, then durable WAL appends under group commit.
 
-Run by hand (``make bench``); figures, not a test. Every WAL append here is acknowledged only
-after its fdatasync, exactly as in production.
+Run by hand (a component benchmark, not part of ``make bench``); figures, not a test. Every WAL
+append here is acknowledged only after its fdatasync, exactly as in production.
 
     python benchmarks/bench_storage.py [--seconds 3] [--dir DIR] [--json]
 """

@@ -45,9 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("--data-dir", required=True, help="the node's data directory")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
-    # Listed for --help; their own parsers take over in main() (see NODE_COMMANDS).
+    # Listed for --help; their own parsers take over in main().
     commands.add_parser("run", help="run a single-node cluster with workers (the embedded default)")
     commands.add_parser("node", help="run one node of a cluster (as python -m raftq.node)")
+    commands.add_parser("demo", help="a 3-node local cluster loses its leader and no job")
+    commands.add_parser("bench", help="the benchmark suite: a table of figures (--json)")
     return parser
 
 
@@ -144,6 +146,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return node_main(args[1:], prog="raftq node")
     if args and args[0] == "run":
         return run_single_node(args[1:])
+    if args and args[0] == "demo":
+        from raftq.demo import main as demo_main
+
+        return demo_main(args[1:])
+    if args and args[0] == "bench":
+        from raftq.bench import main as bench_main
+
+        return bench_main(args[1:])
     arguments = build_parser().parse_args(args)
     if arguments.command in CLIENT_COMMANDS:
         return run_client_command(arguments)

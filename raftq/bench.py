@@ -1,0 +1,255 @@
+"""``raftq bench [--json] [--quick]``: the benchmark suite, one table.
+
+Runs the end-to-end benchmark scripts of ``benchmarks/`` (in a clone of the repository), each
+in its own process with ``--json``, and gathers their figures into one table, each figure with
+its workload; ``--json`` prints one JSON object instead. ``--quick`` runs the same suite at
+toy sizes (seconds, for a smoke test): its figures say that the suite works, not how fast
+raftq is.
+
+The scripts: ``bench_cluster.py`` (end to end and enqueue throughput of 1 or 3 node processes,
+fsync on or off), ``bench_node.py`` (enqueue latency and failover of 3 node processes), and
+``bench_recovery.py`` (restart time and memory of a node holding many pending jobs). Each says
+exactly what it measures in its docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_ARGUMENTS = 2
+
+SLOTS = 64
+"""In-process job slots per node, as ``bench_node.py`` uses by default: noop jobs finish at
+once, so the more a claim can take, the fewer Raft entries per job."""
+
+
+@attrs.frozen(kw_only=True)
+class Step:
+    """One benchmark process: a script and its arguments, full size and quick."""
+
+    name: str
+    script: str
+    arguments: tuple[str, ...]
+    quick_arguments: tuple[str, ...]
+
+
+def cluster_step(name: str, nodes: int, fsync: str) -> Step:
+    common = ("--nodes", str(nodes), "--fsync", fsync, "--workers", str(SLOTS))
+    return Step(
+        name=name,
+        script="bench_cluster.py",
+        arguments=(*common, "--jobs", "20000", "--single-jobs", "5000", "--concurrency", "64"),
+        quick_arguments=(*common, "--jobs", "500", "--single-jobs", "200", "--concurrency", "16"),
+    )
+
+
+STEPS = (
+    cluster_step("one_node", 1, "always"),
+    cluster_step("three_nodes", 3, "always"),
+    cluster_step("three_nodes_fsync_off", 3, "off"),
+    Step(
+        name="node",
+        script="bench_node.py",
+        arguments=("--jobs", "20000", "--samples", "500", "--failovers", "5"),
+        quick_arguments=("--jobs", "500", "--samples", "20", "--failovers", "1"),
+    ),
+    Step(
+        name="recovery",
+        script="bench_recovery.py",
+        arguments=("--jobs", "1000000", "--entries", "100000"),
+        quick_arguments=("--jobs", "20000", "--entries", "1000"),
+    ),
+)
+
+
+class BenchFailed(RuntimeError):
+    pass
+
+
+def run_step(step: Step, quick: bool) -> dict[str, Any]:
+    arguments = step.quick_arguments if quick else step.arguments
+    command = [sys.executable, str(BENCHMARKS / step.script), *arguments, "--json"]
+    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise BenchFailed(
+            f"{step.script} {' '.join(arguments)} exited {completed.returncode}:\n"
+            + completed.stderr[-3000:]
+        )
+    lines = completed.stdout.strip().splitlines()
+    if not lines:
+        raise BenchFailed(f"{step.script} printed nothing")
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["command"] = f"python benchmarks/{step.script} {' '.join(arguments)}"
+    return result
+
+
+Row = tuple[str, str, str]
+
+
+def _per_s(value: float) -> str:
+    return f"{value:,.0f} jobs/s"
+
+
+def table_rows(results: dict[str, Any]) -> list[Row]:
+    """(figure, result, workload) for every figure the suite reports."""
+    one, three, off = results["one_node"], results["three_nodes"], results["three_nodes_fsync_off"]
+    node, recovery = results["node"], results["recovery"]
+
+    def e2e(report: dict[str, Any]) -> str:
+        return (
+            f"{report['end_to_end']['jobs']:,} noop jobs, enqueue_many batches of 100 from 4 "
+            f"producers, {report['workers_per_node']} slots/node"
+        )
+
+    batches, single = three["enqueue_batches"], three["enqueue_single"]
+    failovers = node["failover"]["seconds"]
+    return [
+        ("end to end, 1 node, fsync on", _per_s(one["end_to_end"]["jobs_per_second"]), e2e(one)),
+        (
+            "end to end, 3 nodes, fsync on",
+            _per_s(three["end_to_end"]["jobs_per_second"]),
+            e2e(three),
+        ),
+        (
+            "enqueue, enqueue_many, 3 nodes",
+            _per_s(batches["jobs_per_second"]),
+            f"{batches['jobs']:,} noop jobs, batches of {batches['batch']}, "
+            f"{batches['producers']} producers, queue paused",
+        ),
+        (
+            "enqueue, single calls, 3 nodes",
+            _per_s(single["jobs_per_second"]),
+            f"{single['jobs']:,} enqueue() calls from {single['concurrency']} concurrent "
+            "callers, queue paused",
+        ),
+        (
+            "enqueue commit latency, 3 nodes",
+            f"p50 {node['latency']['p50_ms']:.1f} ms, p99 {node['latency']['p99_ms']:.1f} ms",
+            f"{node['latency']['samples']} enqueues one at a time, workers idle",
+        ),
+        (
+            "failover, 3 nodes",
+            f"{min(failovers):.2f}-{max(failovers):.2f} s",
+            f"kill -9 of the leader to the next acknowledged enqueue, {len(failovers)} runs",
+        ),
+        (
+            "restart recovery, 1 node",
+            f"{recovery['recovery_seconds']:.2f} s (snapshot load "
+            f"{recovery['node_recovery_seconds']:.2f} s)",
+            f"snapshot of {recovery['jobs']:,} pending jobs + "
+            f"{recovery['log_entries_after_snapshot']:,} log entries; spawn to serving reads",
+        ),
+        (
+            "RSS per node",
+            f"{recovery['rss_bytes_pending_jobs'] / 1e6:,.0f} MB",
+            f"{recovery['jobs']:,} pending noop jobs, ~100-byte payloads, after a restart",
+        ),
+        (
+            "fsync on vs off, 3 nodes",
+            f"{_per_s(three['end_to_end']['jobs_per_second'])} vs "
+            f"{_per_s(off['end_to_end']['jobs_per_second'])} end to end; "
+            f"{_per_s(batches['jobs_per_second'])} vs "
+            f"{_per_s(off['enqueue_batches']['jobs_per_second'])} enqueue",
+            "the same workloads with --fsync always and --fsync off",
+        ),
+    ]
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    header: Row = ("figure", "result", "workload")
+    lines = [f"| {' | '.join(header)} |", "| --- | --- | --- |"]
+    lines += [f"| {' | '.join(row)} |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def run_suite(
+    quick: bool, progress: Callable[[str], None], only: Sequence[str] = ()
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for step in STEPS:
+        if only and step.name not in only:
+            continue
+        progress(f"running {step.script} ({step.name}) ...")
+        began = time.monotonic()
+        results[step.name] = run_step(step, quick)
+        progress(f"  done in {time.monotonic() - began:.1f} s")
+    return results
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="raftq bench", description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--quick", action="store_true", help="toy sizes: a smoke test")
+    parser.add_argument(
+        "--only",
+        metavar="STEP,...",
+        default="",
+        help=f"run only these steps and print their JSON ({', '.join(s.name for s in STEPS)})",
+    )
+    arguments = parser.parse_args(argv)
+    only = [name for name in arguments.only.split(",") if name]
+    unknown = set(only) - {step.name for step in STEPS}
+    if unknown:
+        print(f"raftq bench: no step {', '.join(sorted(unknown))}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    if not BENCHMARKS.is_dir():
+        print(f"raftq bench: no {BENCHMARKS}; run it from a clone of raftq", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+
+    def progress(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    began = time.monotonic()
+    try:
+        results = run_suite(arguments.quick, progress, only)
+    except BenchFailed as error:
+        print(f"raftq bench: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if only:  # a partial suite has no table: its figures as they came
+        print(json.dumps({"quick": arguments.quick, "results": results}))
+        return EXIT_OK
+    rows = table_rows(results)
+    report = {
+        "quick": arguments.quick,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "seconds": time.monotonic() - began,
+        "machine": machine(),
+        "table": [dict(zip(("figure", "result", "workload"), row, strict=True)) for row in rows],
+        "results": results,
+    }
+    if arguments.json:
+        print(json.dumps(report))
+        return EXIT_OK
+    if arguments.quick:
+        print("QUICK MODE: toy sizes; these figures only show that the suite runs.")
+    print(format_table(rows))
+    info = report["machine"]
+    print(
+        f"\n{report['date']}, {info['cpus']} CPUs, load average {info['load_average']}, "
+        f"Python {info['python']}, {info['platform']}; suite took {report['seconds']:.0f} s"
+    )
+    return EXIT_OK

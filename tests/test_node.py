@@ -196,3 +196,27 @@ async def test_one_new_job_wakes_one_waiting_claim_not_every_idle_worker(tmp_pat
         assert len(leases) == 1
         # The enqueue and one claim: the two claims that found nothing never became entries.
         assert node.applier.statistics.applied_entries - entries_before == 2
+
+
+async def test_status_waits_for_a_cluster_that_is_still_starting(tmp_path: Path) -> None:
+    """Like every command, status retries until the client's timeout (CONTRACT.md): a node
+    that comes up a moment after the call still answers it."""
+    import raftq
+    from raftq.node.node import open_node
+    from tests.node_helpers import member_map, node_config
+
+    members = member_map(1)
+    (address,) = members.values()
+
+    async def start_late(*, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        await trio.sleep(0.5)
+        async with open_node(node_config("n1", members, tmp_path)):
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(start_late)
+        async with raftq.connect(address, timeout=10) as client:
+            status = await client.status()
+        assert status["cluster"]["nodes"][0]["id"] == "n1"
+        nursery.cancel_scope.cancel()

@@ -335,7 +335,8 @@ class Client:
 
     async def status(self) -> dict[str, Any]:
         """The cluster as ``raftq status --json`` shows it: every listed node asked for its own
-        view; those that do not answer are "unreachable". ``NoQuorum`` if none answers."""
+        view; those that do not answer (within a couple of seconds each) are "unreachable".
+        While none answers, it asks again until the client's timeout; then ``NoQuorum``."""
         replies: dict[str, StatusReply | None] = {}
         refusals: builtins.list[ConfigError] = []
 
@@ -346,9 +347,17 @@ class Client:
                 replies[address] = None
                 refusals.append(error)
 
-        async with trio.open_nursery() as nursery:
-            for address in self.addresses:
-                nursery.start_soon(ask, address)
+        deadline = trio.current_time() + self.timeout
+        backoff_s = BACKOFF_MIN_S
+        while True:  # until one node answers (a cluster may still be starting) or time is up
+            async with trio.open_nursery() as nursery:
+                for address in self.addresses:
+                    nursery.start_soon(ask, address)
+            remaining = deadline - trio.current_time()
+            if refusals or remaining <= 0 or any(r is not None for r in replies.values()):
+                break
+            await trio.sleep(min(backoff_s * (0.5 + self._rng.random()), remaining))
+            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
         # Members the listed nodes know of but we were not given (added at run time).
         answered_ids = {reply.node_id for reply in replies.values() if reply is not None}
         more = sorted(
@@ -367,7 +376,7 @@ class Client:
         if not answered:
             if refusals:
                 raise refusals[0]
-            raise NoQuorum(f"no node answered within {self._status_timeout():.3g} s")
+            raise NoQuorum(f"no node answered within {self.timeout:.3g} s")
         views = [(a, replies[a]) for a in self.addresses + more]
         return cluster_status(views, self.node_ids)
 

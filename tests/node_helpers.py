@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -11,6 +10,7 @@ import trio
 
 from raftq.ids import NodeId
 from raftq.jobs.commands import JobSpec
+from raftq.local_cluster import free_ports
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
@@ -24,20 +24,6 @@ from raftq.transport.wire import (
     Hello,
     Welcome,
 )
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports free right now on 127.0.0.1 (bound and released; a race we accept in tests)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            probe = socket.socket()
-            probe.bind(("127.0.0.1", 0))
-            sockets.append(probe)
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def member_map(count: int) -> dict[NodeId, str]:

@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     # Listed for --help; their own parsers take over in main().
     commands.add_parser("run", help="run a single-node cluster with workers (the embedded default)")
     commands.add_parser("node", help="run one node of a cluster (as python -m raftq.node)")
-    commands.add_parser("demo", help="a 3-node local cluster loses its leader and no job")
+    commands.add_parser(
+        "demo", help="a local 3-node cluster loses its leader; a report shows no job lost"
+    )
     commands.add_parser("bench", help="the benchmark suite: a table of figures (--json)")
     return parser
 

@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,47 +40,7 @@ import trio
 
 import raftq
 from raftq.client.client import Client
-from raftq.local_cluster import free_ports
-
-
-class Cluster:
-    def __init__(self, root: Path, workers: int, tick_ms: int) -> None:
-        self.root = root
-        self.addresses = {f"n{i}": f"127.0.0.1:{port}" for i, port in enumerate(free_ports(3), 1)}
-        self.workers = workers
-        self.tick_ms = tick_ms
-        self.processes: dict[str, trio.Process] = {}
-
-    async def start(self, node: str) -> None:
-        members = ",".join(f"{name}={address}" for name, address in self.addresses.items())
-        command = [
-            sys.executable, "-m", "raftq.node", "--id", node, "--cluster", members,
-            "--data-dir", str(self.root / node), "--workers", str(self.workers),
-            "--tick-ms", str(self.tick_ms), "--log-level", "warning",
-        ]  # fmt: skip
-        with (self.root / f"{node}.log").open("ab") as log:
-            self.processes[node] = await trio.lowlevel.open_process(
-                command, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU of every running node process so far (Linux /proc): a cost per
-        job that holds even when other work shares the machine, unlike jobs per second."""
-        ticks = os.sysconf("SC_CLK_TCK")
-        total = 0.0
-        for process in self.processes.values():
-            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-        return total
-
-    async def kill(self, node: str) -> None:
-        process = self.processes.pop(node)
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
-
-    async def stop(self) -> None:
-        for node in list(self.processes):
-            await self.kill(node)
+from raftq.local_cluster import LocalCluster
 
 
 async def leader_of(client: Client) -> str:
@@ -101,7 +57,7 @@ async def leader_of(client: Client) -> str:
 
 
 async def measure_throughput(
-    cluster: Cluster, client: Client, jobs: int, batch: int, producers: int
+    cluster: LocalCluster, client: Client, jobs: int, batch: int, producers: int
 ) -> dict[str, Any]:
     batches = [
         [{"type": "noop", "payload": {}, "key": f"t-{start + n}"} for n in range(batch)]
@@ -136,7 +92,7 @@ async def measure_throughput(
 
 
 async def measure_latency(
-    cluster: Cluster, client: Client, samples: int, gap_s: float
+    cluster: LocalCluster, client: Client, samples: int, gap_s: float
 ) -> dict[str, Any]:
     latencies = []
     cpu_started = cluster.cpu_seconds()
@@ -155,7 +111,7 @@ async def measure_latency(
     }
 
 
-async def measure_failover(cluster: Cluster, client: Client, rounds: int) -> dict[str, Any]:
+async def measure_failover(cluster: LocalCluster, client: Client, rounds: int) -> dict[str, Any]:
     times = []
     for round_number in range(rounds):
         leader = await leader_of(client)
@@ -172,7 +128,7 @@ async def measure_failover(cluster: Cluster, client: Client, rounds: int) -> dic
 
 async def run(arguments: argparse.Namespace) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="raftq-bench-node-"))
-    cluster = Cluster(root, arguments.workers, arguments.tick_ms)
+    cluster = LocalCluster(root, 3, workers=arguments.workers, tick_ms=arguments.tick_ms)
     try:
         for node in cluster.addresses:
             await cluster.start(node)

@@ -125,6 +125,16 @@ class LocalCluster:
     def pid(self, node: str) -> int:
         return self.processes[node].pid
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every running node process so far (Linux ``/proc``): a cost
+        per job that holds even when other work shares the machine, unlike jobs per second."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for process in self.processes.values():
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        return total
+
     async def kill(self, node: str) -> None:
         """kill -9 (no chance to flush or hand over), and reap it."""
         process = self.processes.pop(node)

@@ -1259,6 +1259,26 @@ def test_commit_only_appends_reach_followers_and_are_not_answered() -> None:
     assert sorted(m.sender for m in answers) == ["n2", "n3"]
 
 
+def test_without_commit_notices_followers_learn_the_commit_from_the_next_heartbeat() -> None:
+    """``commit_notices=False`` (the node's setting): a commit sends nothing by itself; the
+    leader's next heartbeat carries it to every follower, which then applies the entry."""
+    cluster = Cluster(3, commit_notices=False)
+    cluster.elect("n1")
+    recorder = Recorder(cluster)
+    cluster.propose("n1", b"x")
+    cluster.deliver()
+    index = cluster["n1"].log.last_index()
+    assert cluster["n1"].log.committed == index
+    assert all(cluster[name].log.committed < index for name in ("n2", "n3"))
+    appends = recorder.of(AppendEntries, sender="n1")
+    assert appends
+    assert all(m.entries for m in appends)  # no append that only passes a commit
+    cluster.tick(cluster["n1"].config.heartbeat_ticks)  # ticks, then delivers
+    assert all(cluster[name].log.committed == index for name in ("n2", "n3"))
+    applied = [entry.data for entry in cluster.peers[node("n2")].applied]
+    assert applied[-1] == b"x"
+
+
 def test_a_commit_only_append_that_does_not_match_is_still_rejected() -> None:
     """A follower whose log no longer holds the leader's view of its match answers the
     commit-only append with a rejection, so the leader backs off and repairs it."""

@@ -124,6 +124,7 @@ async def open_node(
                 node_id=config.node_id,
                 election_ticks=config.election_ticks,
                 heartbeat_ticks=config.heartbeat_ticks,
+                commit_notices=False,  # followers learn commits from the next message
             ),
             log,
             rng,

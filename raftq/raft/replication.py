@@ -114,17 +114,19 @@ def _handle_snapshot_response(
 
 
 def flush(core: RaftCore) -> None:
-    """Send every follower what is due: new entries up to its window, or the new commit."""
+    """Send every follower what is due: new entries up to its window, or (with
+    ``commit_notices``) the new commit."""
     if not core.replication_due:
         return
     core.replication_due = False
+    notices = core.config.commit_notices
     for peer, progress in core.progress.items():
         if peer == core.id:
             continue
         sent = False
         while _maybe_send_append(core, peer, progress, send_if_empty=False):
             sent = True
-        if not sent and progress.commit_sent < core.log.committed:
+        if not sent and notices and progress.commit_sent < core.log.committed:
             _maybe_send_append(core, peer, progress, send_if_empty=True)
 
 

@@ -70,7 +70,13 @@ def on_grain(time_s: float) -> float:
 
 
 class _Pipe:
-    """One direction of a connection: ordered chunks, each due at its delivery time."""
+    """One direction of a connection: ordered chunks, each due at its delivery time.
+
+    A reader waiting for a chunk that is on its way sleeps until the chunk is due, not until
+    it is sent: the sender moves the reader's wake-up deadline instead of waking it (one
+    scheduler step per chunk instead of three). Everything else that changes what the reader
+    sees (a reset, the end of the stream, a partition cut or healed) wakes it at once.
+    """
 
     def __init__(self, network: SimNetwork, source: str, target: str) -> None:
         self.network = network
@@ -84,6 +90,8 @@ class _Pipe:
         self.broken = False
         """Reset: both ends fail at once."""
         self.changed = trio.Event()
+        self._reader_wake: trio.CancelScope | None = None
+        """The scope a waiting reader sleeps in; its deadline is when the head chunk is due."""
 
     def notify(self) -> None:
         self.changed.set()
@@ -102,33 +110,42 @@ class _Pipe:
         self.chunks.append((due, data))
         self.buffered += len(data)
         self.network.mix(self.source, self.target, len(data))
-        self.notify()
-        await trio.lowlevel.checkpoint()
+        if self._reader_wake is not None and len(self.chunks) == 1:
+            self._reader_wake.deadline = due  # the reader wakes when it arrives
+        # Not a full checkpoint: a writer's next await (the link's queue, a reply) yields
+        # anyway, and a yield here cost every message a scheduler step of its own.
+        await trio.lowlevel.checkpoint_if_cancelled()
 
     async def receive(self, max_bytes: int) -> bytes:
+        waited = False
         while True:
             if self.broken:
                 raise trio.BrokenResourceError(f"connection {self.source}->{self.target} reset")
+            wake_at = math.inf
             if self.chunks and not self.cut():
                 due, data = self.chunks[0]
-                now = trio.current_time()
-                if due <= now:
+                if due <= trio.current_time():
                     if len(data) > max_bytes:
                         self.chunks[0] = (due, data[max_bytes:])
                         data = data[:max_bytes]
                     else:
                         self.chunks.popleft()
                     self.buffered -= len(data)
-                    self.notify()
-                    await trio.lowlevel.checkpoint()
+                    self.notify()  # a writer may wait for room
+                    if not waited:
+                        await trio.lowlevel.checkpoint()
                     return data
-                with trio.move_on_at(due):
-                    await self.changed.wait()
-                continue
-            if self.eof and not self.chunks:
-                await trio.lowlevel.checkpoint()
+                wake_at = due
+            elif self.eof and not self.chunks:
+                if not waited:
+                    await trio.lowlevel.checkpoint()
                 return b""
-            await self.changed.wait()
+            with trio.CancelScope(deadline=wake_at) as self._reader_wake:
+                try:
+                    await self.changed.wait()
+                finally:
+                    self._reader_wake = None
+            waited = True
 
     def reset(self) -> None:
         self.broken = True

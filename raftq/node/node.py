@@ -1,7 +1,7 @@
 """One raftq node: one nursery of actors, wired as DESIGN.md draws them.
 
 ```
- peers / clients --TCP--> listener + connections --+--> raft peer (owns the core) <-- ticker
+ peers / clients --TCP--> listener + connections --+--> raft peer (owns the core; ticks it)
                                                    |        |  Ready: early messages -> links
                           client service <---------+        |  persist -> log writer (WAL)
                              |   ^ results                  |  messages -> peer links
@@ -214,6 +214,7 @@ async def _start(
         core,
         log_writer,
         clock,
+        tick_ms=config.tick_ms,
         send=peers.send,
         apply=apply_send,
         waiters=waiters,
@@ -254,7 +255,6 @@ async def _start(
     await nursery.start(peers.run, core.membership)
     await nursery.start(applier.run)
     await nursery.start(raft.run)
-    await nursery.start(_ticker, raft, config.tick_ms)
     await nursery.start(steward.run)
     metrics.add_collector(
         functools.partial(_scrape, raft, applier, log_writer, transport, recovery_seconds)
@@ -372,12 +372,3 @@ async def _run_workers(
             await node.worker.run(task_status=task_status)
     finally:
         node.workers_done.set()
-
-
-async def _ticker(
-    raft: RaftPeer, tick_ms: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-) -> None:
-    task_status.started()
-    while True:
-        await trio.sleep(tick_ms / 1000)
-        raft.tick()

@@ -1,8 +1,9 @@
-"""The Raft peer: the one task that owns the ``RaftCore``.
+"""The Raft peer: the one task that owns the ``RaftCore``, and its clock.
 
-Each round it takes every input waiting in its inbox (peer messages, proposals, read requests,
-ticks; up to ``RAFT_INPUTS_PER_ROUND_MAX``), steps them all into the core, then carries out
-the Ready in the order of the contract:
+Each round it takes every input waiting in its inbox (peer messages, proposals, read requests;
+up to ``RAFT_INPUTS_PER_ROUND_MAX``), first ticks the core for every tick that fell due (the
+peer waits for its inbox only until the next tick), steps the inputs into the core, then
+carries out the Ready in the order of the contract:
 
     early messages -> persist (one WAL write + fdatasync) -> messages -> applier -> advance
 
@@ -36,11 +37,6 @@ from raftq.transport.wire import Failure
 
 
 @attrs.frozen(kw_only=True)
-class Tick:
-    pass
-
-
-@attrs.frozen(kw_only=True)
 class ProposeRequest:
     command: Command
     waiter: Waiter
@@ -71,14 +67,20 @@ class MembershipRequest:
     waiter: Waiter
 
 
-Input = Message | Tick | ProposeRequest | ReadRequest | TransferRequest | MembershipRequest
+Input = Message | ProposeRequest | ReadRequest | TransferRequest | MembershipRequest
 
 logger = logging.getLogger("raftq.node")
+
+CATCH_UP_TICKS_MAX = 3
+"""Ticks counted at once after the peer could not run for longer (a long fsync, a paused
+process): a stall is not taken for more silence from the leader than a few ticks, so it
+does not start an election by itself, and a leader does not send a burst of heartbeats."""
 
 
 @attrs.define(eq=False)
 class RaftPeerStatistics:
     rounds: int = 0
+    ticks: int = 0
     inputs: int = 0
     proposals: int = 0
     dropped_inputs: int = 0
@@ -92,6 +94,7 @@ class RaftPeer:
         log_writer: LogWriter,
         clock: Clock,
         *,
+        tick_ms: int,
         send: Callable[[Message], None],
         apply: trio.MemorySendChannel[ApplyBatch],
         waiters: ProposalWaiters,
@@ -101,6 +104,7 @@ class RaftPeer:
         self.core = core
         self._log_writer = log_writer
         self._clock = clock
+        self._tick_s = tick_ms / 1000
         self._send = send
         self._apply = apply
         self._waiters = waiters
@@ -118,9 +122,6 @@ class RaftPeer:
     def deliver(self, message: Message) -> None:
         """A peer's message; dropped if the inbox is full (Raft survives lost messages)."""
         self._offer(message)
-
-    def tick(self) -> None:
-        self._offer(Tick())
 
     def _offer(self, item: Input) -> bool:
         try:
@@ -161,22 +162,41 @@ class RaftPeer:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         await self._handle_ready()  # a restarted node may have committed entries to apply
+        next_tick = trio.current_time() + self._tick_s
         while True:
-            batch = [await self._inbox.receive()]
-            while len(batch) < limits.RAFT_INPUTS_PER_ROUND_MAX:
+            batch: list[Input] = []
+            try:
+                batch.append(self._inbox.receive_nowait())  # busy: no wait, no timer
+            except trio.WouldBlock:
+                with trio.move_on_at(next_tick):
+                    batch.append(await self._inbox.receive())
+            while batch and len(batch) < limits.RAFT_INPUTS_PER_ROUND_MAX:
                 try:
                     batch.append(self._inbox.receive_nowait())
                 except trio.WouldBlock:
                     break
+            next_tick = self._tick_due(next_tick)
             self._step_all(batch)
             await self._handle_ready()
+
+    def _tick_due(self, next_tick: float) -> float:
+        """Tick the core once per tick that fell due (the time since waited before the inputs
+        of this round arrived, so it counts first), at most ``CATCH_UP_TICKS_MAX`` times;
+        return when the next tick is due."""
+        now = trio.current_time()
+        ticks = 0
+        while next_tick <= now:
+            if ticks < CATCH_UP_TICKS_MAX:
+                self.core.tick()
+                ticks += 1
+            next_tick += self._tick_s
+        self.statistics.ticks += ticks
+        return next_tick
 
     def _step_all(self, batch: list[Input]) -> None:
         proposals: list[ProposeRequest] = []
         for item in batch:
-            if isinstance(item, Tick):
-                self.core.tick()
-            elif isinstance(item, ProposeRequest):
+            if isinstance(item, ProposeRequest):
                 proposals.append(item)
             elif isinstance(item, ReadRequest):
                 self._start_read(item.waiter)

@@ -503,6 +503,44 @@ def test_far_behind_follower_gets_the_snapshot_in_chunks_then_replicates() -> No
     assert cluster["n1"].status().peers[node("n3")].state == "replicate"
 
 
+def test_a_follower_that_installed_a_replaced_snapshot_gets_the_newer_one() -> None:
+    """The leader compacts again while a follower is still receiving the older snapshot (the
+    durable log keeps the previous snapshot readable, so the transfer completes). Once the
+    follower holds it, the leader probes, finds its log compacted past it, and sends the newer
+    snapshot; then replication resumes. Before the fix the leader stayed in SNAPSHOT and sent
+    the old snapshot again forever (found by the simulator: seed 12094 of the 12000 sweep)."""
+    cluster, first = lagging_follower_cluster()
+    leader = cluster.peers[node("n1")]
+    kept = {first: SNAPSHOT_DATA}  # like DurableLog: the previous snapshot stays readable
+    newest_chunk, newest_size = leader.storage.snapshot_chunk, leader.storage.snapshot_size
+
+    def chunk(meta: SnapshotMeta, offset: int, length: int) -> bytes:
+        if meta in kept:
+            return kept[meta][offset : offset + length]
+        return newest_chunk(meta, offset, length)
+
+    def size(meta: SnapshotMeta) -> int:
+        return len(kept[meta]) if meta in kept else newest_size(meta)
+
+    leader.storage.snapshot_chunk = chunk  # type: ignore[method-assign]
+    leader.storage.snapshot_size = size  # type: ignore[method-assign]
+    heal(cluster)
+    stalled = drop(cluster, lambda m: isinstance(m, InstallSnapshot) and m.offset >= 3 * CHUNK)
+    cluster.tick()  # the transfer of the first snapshot starts, and stalls
+    for number in range(5):
+        cluster.propose("n1", f"more-{number}".encode())
+    second = compact_at_applied(cluster, "n1", SNAPSHOT_DATA + b"and-more")
+    assert second.index > first.index
+    cluster.filters.remove(stalled)
+    follower = cluster.peers[node("n3")]
+    tick_until(cluster, lambda: follower.storage.snapshot_meta == second, 4 * ELECTION_TICKS)
+    assert follower.snapshots_installed == 2  # the first, then the newer one
+    cluster.propose("n1", b"after-both")
+    assert follower.commands()[-1] == b"after-both"
+    assert cluster["n3"].status().commit == cluster["n1"].status().commit
+    assert cluster["n1"].status().peers[node("n3")].state == "replicate"
+
+
 def test_lost_chunk_is_resent_and_the_transfer_resumes_at_the_acknowledged_offset() -> None:
     """Paper 7 (chunks by offset) / etcd-io/raft progress SNAPSHOT: a lost chunk is sent
     again after the follower stays silent, from the last acknowledged offset; the transfer

@@ -58,6 +58,17 @@ def test_same_seed_same_trace_in_process() -> None:
     assert other.trace_hash != first.trace_hash
 
 
+def test_a_seed_runs_the_same_after_other_seeds_in_one_process() -> None:
+    """A run does not depend on what the process did before it (other seeds, other tests): the
+    trace of a seed run here, after others, equals its trace in a fresh interpreter."""
+    finished = run_cli("run", "--seed", "5", "--sim-seconds", "4", "--json")
+    assert finished.returncode == 0, finished.stderr
+    fresh = json.loads(finished.stdout.splitlines()[-1])["trace_hash"]
+    for seed in (3, 8):
+        run_seed(seed, sim_seconds=4.0)
+    assert run_seed(5, sim_seconds=4.0).trace_hash == fresh
+
+
 def test_without_deterministic_scheduling_traces_diverge(monkeypatch: pytest.MonkeyPatch) -> None:
     """The determinism check can fail: with trio's scheduler left random, the same seed gives
     another trace (so the hash really covers scheduling order)."""

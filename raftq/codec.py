@@ -12,8 +12,9 @@ the caller turns that into ``RemoteProtocolError`` (a peer) or ``CorruptionError
 from __future__ import annotations
 
 import enum
+import io
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
 import attrs
@@ -214,3 +215,26 @@ def decode_plain(data: bytes) -> Any:
         return cbor2.loads(data)
     except Exception as error:  # cbor2 raises several types for bad input
         raise DecodeError(f"not valid CBOR: {error}") from None
+
+
+def encode_plain_sequence(items: Iterable[object]) -> bytes:
+    """A CBOR sequence (RFC 8742: items one after another) of plain values. Items are encoded
+    as they come, so a million rows never exist as one list."""
+    out = io.BytesIO()
+    encoder = cbor2.CBOREncoder(out)
+    for item in items:
+        encoder.encode(item)
+    return out.getvalue()
+
+
+def decode_plain_sequence(data: bytes) -> Iterator[Any]:
+    """The items of a CBOR sequence, decoded one at a time as the caller asks for them: a
+    reader that turns each into its own objects holds one raw item at a time, not all."""
+    stream = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(stream)
+    while stream.tell() < len(data):
+        try:
+            item = decoder.decode()
+        except Exception as error:  # cbor2 raises several types for bad input
+            raise DecodeError(f"not valid CBOR at byte {stream.tell()}: {error}") from None
+        yield item

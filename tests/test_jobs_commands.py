@@ -22,6 +22,7 @@ import gc
 import os
 import random
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import attrs
 import pytest
 
-from raftq import limits
+from raftq import codec, limits
 from raftq.errors import DecodeError
 from raftq.jobs.backoff import JITTER_FRACTION, retry_delay_ms
 from raftq.jobs.commands import (
@@ -1365,6 +1366,57 @@ def test_restore_of_bytes_that_are_no_snapshot_is_a_decode_error() -> None:
         JobStateMachine.restore(b"\xff\x00 not cbor")
     with pytest.raises(DecodeError):
         JobStateMachine.restore(JobStateMachine().snapshot()[:-1])
+
+
+def test_restore_refuses_a_snapshot_cut_short_or_with_data_after_it() -> None:
+    log = Log()
+    for command in SCENARIO:
+        log.apply(command)
+    snapshot = log.machine.snapshot()
+    with pytest.raises(DecodeError):
+        JobStateMachine.restore(snapshot[: len(snapshot) // 2])
+    with pytest.raises(DecodeError):
+        JobStateMachine.restore(snapshot + codec.encode_plain([1, 2, 3]))
+    without_tail = b"".join(
+        codec.encode_plain_sequence([item])
+        for item in list(codec.decode_plain_sequence(snapshot))[:-1]
+    )
+    with pytest.raises(DecodeError):
+        JobStateMachine.restore(without_tail)
+
+
+def test_restore_reads_a_version_1_snapshot() -> None:
+    """Version 1 (one CBOR array: ``[1, now_ms, next_seq, paused, rows, dead, finished, keys,
+    names]``) is what nodes wrote before version 2: a data directory from then still starts."""
+    log = Log()
+    for command in SCENARIO:
+        log.apply(command)
+    header, *rows, tail = codec.decode_plain_sequence(log.machine.snapshot())
+    _version, now_ms, next_seq, paused, names, job_count = header
+    assert len(rows) == job_count
+    dead, finished, keys = tail
+    version_1 = codec.encode_plain([1, now_ms, next_seq, paused, rows, dead, finished, keys, names])
+    restored = JobStateMachine.restore(version_1)
+    assert restored.digest() == log.machine.digest()
+    assert restored.snapshot() == log.machine.snapshot()  # written back as version 2
+
+
+def test_restore_holds_one_raw_row_at_a_time() -> None:
+    """A restore turns each row into its job before reading the next: its peak memory is the
+    restored state plus a little, not the state plus every raw row (which made a node that
+    restored a million jobs hundreds of megabytes bigger than the jobs it held)."""
+    log = Log()
+    log.enqueue(*(spec(id=f"j{n}", payload={"pad": "x" * 80}) for n in range(5_000)))
+    snapshot = log.machine.snapshot()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        restored = JobStateMachine.restore(snapshot)
+        retained, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(restored.jobs) == 5_000
+    assert peak < 1.25 * retained, (peak, retained)
 
 
 def test_the_job_state_holds_no_reference_cycles() -> None:

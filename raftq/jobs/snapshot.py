@@ -1,10 +1,19 @@
 """The job state machine's snapshot: every job as a row, plus the orders that matter.
 
-Layout (CBOR, through ``raftq.codec``)::
+Layout (version 2): a CBOR sequence (RFC 8742), items one after another, through
+``raftq.codec``::
 
-    [VERSION, now_ms, next_seq, paused queues, job rows in enqueue order,
-     dead-letter ids in order of death, [finished_ms, id] in finish order,
-     [key, job id, at_ms] oldest first, queue and type names in order of first use]
+    [VERSION, now_ms, next_seq, paused queues, queue and type names in order of first use,
+     number of jobs]
+    one row per job, in enqueue order
+    [dead-letter ids in order of death, [finished_ms, id] in finish order,
+     [key, job id, at_ms] oldest first]
+
+Rows are written and read one at a time: a restore turns each row into its job before it
+reads the next, so it never holds a million raw rows next to the million jobs they become
+(which doubled the memory a restore needed, and left the process that much bigger after it).
+Version 1, one CBOR array of ``[1, now_ms, next_seq, paused, rows, dead, finished, keys,
+names]``, is still read.
 
 The indexes (ready FIFOs, waiting and lease heaps, counts) are rebuilt on restore: each ready
 FIFO is exactly its jobs sorted by (run_at, enqueue order), and heaps are heaps. So restoring a
@@ -17,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +36,8 @@ from raftq.errors import DecodeError
 from raftq.jobs.job import FINISHED, Job, JobRun, JobState
 from raftq.jobs.machine import JobStateMachine, _ReadyQueue
 
-VERSION = 1
+VERSION = 2
+"""What ``encode_state`` writes; ``decode_state`` reads 1 and 2."""
 
 _STATES = {state.value: state for state in JobState}
 
@@ -50,7 +61,6 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _encode(machine: JobStateMachine) -> bytes:
-    rows = [_job_row(job) for job in machine.jobs.values()]
     finished = [
         [finished_ms, job.id]
         for finished_ms, job in machine.finished
@@ -64,18 +74,17 @@ def _encode(machine: JobStateMachine) -> bytes:
         for at_ms, key in machine.key_order
         if machine.keys.get(key, ("", -1))[1] == at_ms
     ]
-    return codec.encode_plain(
-        [
-            VERSION,
-            machine.now_ms,
-            machine.next_seq,
-            list(machine.paused),
-            rows,
-            list(machine.dead),
-            finished,
-            keys,
-            list(machine.names),
-        ]
+    header = [
+        VERSION,
+        machine.now_ms,
+        machine.next_seq,
+        list(machine.paused),
+        list(machine.names),
+        len(machine.jobs),
+    ]
+    rows = map(_job_row, machine.jobs.values())
+    return codec.encode_plain_sequence(
+        itertools.chain([header], rows, [[list(machine.dead), finished, keys]])
     )
 
 
@@ -115,19 +124,48 @@ def _job_row(job: Job) -> list[Any]:
 
 def decode_state(data: bytes) -> JobStateMachine:
     with _collector_paused():
-        raw = codec.decode_plain(data)
+        items = codec.decode_plain_sequence(data)
         try:
-            return _rebuild(raw)
+            first = next(items, None)
+            if isinstance(first, list) and first and first[0] == 1:
+                machine = _rebuild_version_1(first)
+            else:
+                machine = _rebuild(first, items)
+            if next(items, None) is not None:
+                raise DecodeError("data after the end of the job state snapshot")
+            return machine
         except DecodeError:
             raise
         except (TypeError, ValueError, KeyError, IndexError, AssertionError) as error:
             raise DecodeError(f"not a job state snapshot: {error!r}") from None
 
 
-def _rebuild(raw: Any) -> JobStateMachine:
-    version, now_ms, next_seq, paused, rows, dead, finished, keys, names_in_order = raw
+def _rebuild(header: Any, items: Iterator[Any]) -> JobStateMachine:
+    version, now_ms, next_seq, paused, names_in_order, job_count = header
     if version != VERSION:
-        raise DecodeError(f"job snapshot version {version}, this raftq reads {VERSION}")
+        raise DecodeError(f"job snapshot version {version}, this raftq reads 1 and {VERSION}")
+    rows = itertools.islice(items, job_count)
+    machine = _rebuild_jobs(now_ms, next_seq, paused, names_in_order, rows)
+    if len(machine.jobs) != job_count:
+        raise DecodeError(f"job snapshot ends after {len(machine.jobs)} of {job_count} jobs")
+    tail = next(items, None)
+    if tail is None:
+        raise DecodeError("job snapshot ends before its dead-letter, finish and key orders")
+    dead, finished, keys = tail
+    _rebuild_orders(machine, dead, finished, keys)
+    return machine
+
+
+def _rebuild_version_1(raw: list[Any]) -> JobStateMachine:
+    _version, now_ms, next_seq, paused, rows, dead, finished, keys, names_in_order = raw
+    machine = _rebuild_jobs(now_ms, next_seq, paused, names_in_order, iter(rows))
+    _rebuild_orders(machine, dead, finished, keys)
+    return machine
+
+
+def _rebuild_jobs(
+    now_ms: int, next_seq: int, paused: list[str], names_in_order: list[str], rows: Iterator[Any]
+) -> JobStateMachine:
     machine = JobStateMachine()
     machine.now_ms = now_ms
     machine.next_seq = next_seq
@@ -194,12 +232,16 @@ def _rebuild(raw: Any) -> JobStateMachine:
         source.extend_sorted(priority, fifo)
     heapq.heapify(machine.waiting)
     heapq.heapify(machine.leases)
+    return machine
+
+
+def _rebuild_orders(machine: JobStateMachine, dead: Any, finished: Any, keys: Any) -> None:
+    jobs = machine.jobs
     machine.dead = {job_id: None for job_id in dead}
     machine.finished = deque((finished_ms, jobs[job_id]) for finished_ms, job_id in finished)
     for key, job_id, at_ms in keys:
         machine.keys[key] = (job_id, at_ms)
         machine.key_order.append((at_ms, key))
-    return machine
 
 
 def _run_at(job: Job) -> int:

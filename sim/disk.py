@@ -163,6 +163,7 @@ class SimFile:
         # between it and the fdatasync, which does); only the hook sees it.
         if self._disk.hook is not None:
             self._disk.hook("write", self._file.path)
+            await trio.lowlevel.checkpoint()  # a crash the hook struck lands before the write
         await self._file.write(data, sync=False)
         if sync:
             await self.fdatasync()

@@ -87,6 +87,50 @@ async def wait_for_leader(nodes: dict[str, Node], seconds: float = 10) -> Node:
     return leader
 
 
+class Nodes:
+    """In-process nodes started and stopped one by one, each with its own ``--cluster``."""
+
+    def __init__(self, root: Path, nursery: trio.Nursery) -> None:
+        self.root = root
+        self.nursery = nursery
+        self.running: dict[str, Node] = {}
+        self.stops: dict[str, trio.Event] = {}
+        self.stopped: dict[str, trio.Event] = {}
+
+    async def start(self, node_id: str, members: dict[NodeId, str], **options: object) -> Node:
+        node: Node = await self.nursery.start(self._run, node_id, members, options)
+        self.running[node_id] = node
+        return node
+
+    async def _run(
+        self,
+        node_id: str,
+        members: dict[NodeId, str],
+        options: dict[str, object],
+        *,
+        task_status: trio.TaskStatus[Node],
+    ) -> None:
+        self.stops[node_id], self.stopped[node_id] = trio.Event(), trio.Event()
+        try:
+            async with open_node(node_config(node_id, members, self.root, **options)) as node:
+                task_status.started(node)
+                await self.stops[node_id].wait()
+        finally:
+            self.stopped[node_id].set()
+
+    async def stop(self, node_id: str) -> None:
+        del self.running[node_id]
+        self.stops[node_id].set()
+        await self.stopped[node_id].wait()
+
+
+@asynccontextmanager
+async def nodes_in(root: Path) -> AsyncIterator[Nodes]:
+    async with trio.open_nursery() as nursery:
+        yield Nodes(root, nursery)
+        nursery.cancel_scope.cancel()
+
+
 class RawClient:
     """The client protocol by hand (the real client library has its own tests)."""
 

@@ -3,8 +3,6 @@ or snapshot, promotion), leadership moves on request, members leave; refusals ar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -13,53 +11,8 @@ import trio
 import raftq
 from raftq.client.client import Client
 from raftq.ids import NodeId
-from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
-from tests.node_helpers import member_map, node_config, wait_for_leader, wait_until
-
-
-class Nodes:
-    """In-process nodes started and stopped one by one, each with its own ``--cluster``."""
-
-    def __init__(self, root: Path, nursery: trio.Nursery) -> None:
-        self.root = root
-        self.nursery = nursery
-        self.running: dict[str, Node] = {}
-        self.stops: dict[str, trio.Event] = {}
-        self.stopped: dict[str, trio.Event] = {}
-
-    async def start(self, node_id: str, members: dict[NodeId, str], **options: object) -> Node:
-        node: Node = await self.nursery.start(self._run, node_id, members, options)
-        self.running[node_id] = node
-        return node
-
-    async def _run(
-        self,
-        node_id: str,
-        members: dict[NodeId, str],
-        options: dict[str, object],
-        *,
-        task_status: trio.TaskStatus[Node],
-    ) -> None:
-        self.stops[node_id], self.stopped[node_id] = trio.Event(), trio.Event()
-        try:
-            async with open_node(node_config(node_id, members, self.root, **options)) as node:
-                task_status.started(node)
-                await self.stops[node_id].wait()
-        finally:
-            self.stopped[node_id].set()
-
-    async def stop(self, node_id: str) -> None:
-        del self.running[node_id]
-        self.stops[node_id].set()
-        await self.stopped[node_id].wait()
-
-
-@asynccontextmanager
-async def nodes_in(root: Path) -> AsyncIterator[Nodes]:
-    async with trio.open_nursery() as nursery:
-        yield Nodes(root, nursery)
-        nursery.cancel_scope.cancel()
+from tests.node_helpers import Nodes, member_map, nodes_in, wait_for_leader, wait_until
 
 
 def addresses(nodes: Nodes) -> list[str]:

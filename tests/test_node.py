@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
 from raftq.jobs.commands import Claim, ClaimResult, Complete, Done, Enqueue, EnqueueResult
+from raftq.node import client_service
+from raftq.node.client_service import ELECTION_WAIT_TIMEOUTS
 from raftq.transport.wire import (
     ClientRequest,
     CommandReply,
@@ -18,7 +21,15 @@ from raftq.transport.wire import (
     StatusReply,
     SubmitCommand,
 )
-from tests.node_helpers import RawClient, running_cluster, spec, wait_for_leader, wait_until
+from tests.node_helpers import (
+    RawClient,
+    member_map,
+    nodes_in,
+    running_cluster,
+    spec,
+    wait_for_leader,
+    wait_until,
+)
 
 
 async def test_three_nodes_elect_replicate_and_serve_clients(tmp_path: Path) -> None:
@@ -220,3 +231,49 @@ async def test_status_waits_for_a_cluster_that_is_still_starting(tmp_path: Path)
             status = await client.status()
         assert status["cluster"]["nodes"][0]["id"] == "n1"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_request_that_finds_no_leader_waits_for_the_election(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that knows no leader (an election is under way) holds a client's request until
+    one is elected and then answers it (a redirect to the new leader, or the answer if it won),
+    so the client does not sleep through the end of the election in its retry backoff. With
+    no quorum it says "no leader" after a bounded wait."""
+    members = member_map(3)
+    command = SubmitCommand(command=Enqueue(now_ms=0, jobs=(spec(),)), follow_redirects=True)
+    async with nodes_in(tmp_path) as nodes:
+        for node_id in members:
+            await nodes.start(node_id, members)
+        leader = await wait_for_leader(nodes.running)
+        lonely, other = (node for node in nodes.running.values() if node is not leader)
+        await nodes.stop(leader.config.node_id)
+        await nodes.stop(other.config.node_id)
+        await wait_until(lambda: lonely.raft.core.leader is None)
+        # No quorum: the request waits a few election timeouts, then "no leader".
+        async with RawClient.connect(lonely.config.address) as client:
+            started = trio.current_time()
+            reply = await client.call(command)
+            waited = trio.current_time() - started
+        assert reply == Redirect(leader_id="", leader_address="")
+        election_timeout_s = lonely.config.election_ticks * lonely.config.tick_ms / 1000
+        assert waited >= ELECTION_WAIT_TIMEOUTS * election_timeout_s
+        # A quorum returns while a request waits: it is answered once there is a leader.
+        monkeypatch.setattr(client_service, "ELECTION_WAIT_TIMEOUTS", 30)
+        replies: list[object] = []
+
+        async def call() -> None:
+            async with RawClient.connect(lonely.config.address) as client:
+                replies.append(await client.call(command))
+
+        async with trio.open_nursery() as waiting:
+            waiting.start_soon(call)
+            await trio.sleep(0.2)
+            assert not replies  # still waiting: there is no leader to name
+            await nodes.start(other.config.node_id, members)
+        (reply,) = replies
+        if isinstance(reply, Redirect):
+            assert reply.leader_id == other.config.node_id
+        else:
+            assert isinstance(reply, CommandReply)
+            assert lonely.raft.core.leader == lonely.config.node_id

@@ -51,6 +51,10 @@ from raftq.transport.wire import (
 
 logger = logging.getLogger("raftq.node")
 
+ELECTION_WAIT_TIMEOUTS = 3
+"""A request that finds no leader waits this many election timeouts for one (pre-vote, vote,
+and a split vote's second round) before it is answered with "no leader"."""
+
 REPLIES_PER_WRITE_MAX = 256
 """Replies coalesced into one write to a client."""
 
@@ -170,6 +174,8 @@ class ClientService:
                 if isinstance(call.command, Claim) and self._must_wait_for_work(call.command):
                     return await self._long_poll_claim(call.command)
                 outcome = await _outcome(self._raft.propose(call.command))
+                if await self._election_settled(outcome):
+                    outcome = await _outcome(self._raft.propose(call.command))
                 leader = self._leader_to_forward_to(outcome, call)
                 if leader and self._forwarder is not None:
                     forwarded = await self._forwarder.forward(leader, call, timeout_s)
@@ -177,6 +183,8 @@ class ClientService:
                         return forwarded
                 return self._reply(outcome)
             read = await _outcome(self._raft.read_index())
+            if await self._election_settled(read):
+                read = await _outcome(self._raft.read_index())
             if not isinstance(read, int):
                 return self._reply(read)
             await self._applier.wait_applied(read)
@@ -240,6 +248,21 @@ class ClientService:
         if isinstance(outcome, Membership):
             return self._membership_reply(outcome)
         return self._reply(outcome)
+
+    async def _election_settled(self, outcome: object) -> bool:
+        """If ``outcome`` says this node knows no leader (an election is under way), wait up
+        to ``ELECTION_WAIT_TIMEOUTS`` election timeouts for one to be known; True if one is
+        (the caller then tries again: a redirect to it, or the answer if it is this node).
+        Otherwise a client would sleep through the end of the election in its retry backoff,
+        adding up to its longest pause to a failover."""
+        if not isinstance(outcome, NotLeaderHere) or outcome.leader_id:
+            return False
+        core = self._raft.core
+        with trio.move_on_after(ELECTION_WAIT_TIMEOUTS * self._election_timeout_s):
+            while not core.leader:
+                await self._raft.role_changed()
+            return True
+        return False
 
     async def _transfer_leader(self, call: TransferLeader) -> ClientReply:
         """Ask the Raft core to hand over, then wait (up to two election timeouts) until this

@@ -204,19 +204,6 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def encode_plain(value: object) -> bytes:
-    """CBOR of plain values (lists, ints, bytes, str, None) that need no converter: for bulk
-    data such as a state machine snapshot, encoded row by row for speed."""
-    return cbor2.dumps(value)
-
-
-def decode_plain(data: bytes) -> Any:
-    try:
-        return cbor2.loads(data)
-    except Exception as error:  # cbor2 raises several types for bad input
-        raise DecodeError(f"not valid CBOR: {error}") from None
-
-
 def encode_plain_sequence(items: Iterable[object]) -> bytes:
     """A CBOR sequence (RFC 8742: items one after another) of plain values. Items are encoded
     as they come, so a million rows never exist as one list."""

@@ -1376,7 +1376,7 @@ def test_restore_refuses_a_snapshot_cut_short_or_with_data_after_it() -> None:
     with pytest.raises(DecodeError):
         JobStateMachine.restore(snapshot[: len(snapshot) // 2])
     with pytest.raises(DecodeError):
-        JobStateMachine.restore(snapshot + codec.encode_plain([1, 2, 3]))
+        JobStateMachine.restore(snapshot + codec.encode_plain_sequence([[1, 2, 3]]))
     without_tail = b"".join(
         codec.encode_plain_sequence([item])
         for item in list(codec.decode_plain_sequence(snapshot))[:-1]
@@ -1395,7 +1395,9 @@ def test_restore_reads_a_version_1_snapshot() -> None:
     _version, now_ms, next_seq, paused, names, job_count = header
     assert len(rows) == job_count
     dead, finished, keys = tail
-    version_1 = codec.encode_plain([1, now_ms, next_seq, paused, rows, dead, finished, keys, names])
+    version_1 = codec.encode_plain_sequence(
+        [[1, now_ms, next_seq, paused, rows, dead, finished, keys, names]]
+    )
     restored = JobStateMachine.restore(version_1)
     assert restored.digest() == log.machine.digest()
     assert restored.snapshot() == log.machine.snapshot()  # written back as version 2

@@ -1012,7 +1012,7 @@ from raftq import codec
 from raftq.jobs.commands import Command
 from raftq.jobs.machine import JobStateMachine
 with open(sys.argv[1], "rb") as file:
-    blobs = codec.decode_plain(file.read())
+    blobs = codec.decode_plain_sequence(file.read())
 machine = JobStateMachine()
 for index, blob in enumerate(blobs, start=1):
     machine.apply(index, codec.decode(blob, Command))
@@ -1023,7 +1023,7 @@ print(machine.digest())
 def test_same_log_same_digest_whatever_the_hash_seed(tmp_path: Path) -> None:
     commands = LogWriter(random.Random(20240611)).write(3_000)
     log_path = tmp_path / "log.cbor"
-    log_path.write_bytes(codec.encode_plain([codec.encode(c, Command) for c in commands]))
+    log_path.write_bytes(codec.encode_plain_sequence(codec.encode(c, Command) for c in commands))
     here = JobStateMachine()
     checkpoints = []
     states_seen: set[str] = set()

@@ -187,9 +187,10 @@ class RaftPeer:
         if now < next_tick:
             return next_tick
         due = int((now - next_tick) // self._tick_s) + 1
-        for _ in range(min(due, CATCH_UP_TICKS_MAX)):
+        ticks = min(due, CATCH_UP_TICKS_MAX)
+        for _ in range(ticks):
             self.core.tick()
-        self.statistics.ticks += min(due, CATCH_UP_TICKS_MAX)
+        self.statistics.ticks += ticks
         return next_tick + due * self._tick_s
 
     def _step_all(self, batch: list[Input]) -> None:

@@ -1,7 +1,16 @@
 """raftq: a durable, Raft-replicated job queue for Python on Trio."""
 
 from raftq.app import App, JobContext, JobFailed, handler
-from raftq.client import Client, CommandRejected, HistoryEntry, Job, Worker, connect
+from raftq.client import (
+    Client,
+    ClientClosed,
+    CommandRejected,
+    HistoryEntry,
+    Job,
+    SyncClient,
+    Worker,
+    connect,
+)
 from raftq.errors import (
     Busy,
     ConfigError,
@@ -24,6 +33,7 @@ __all__ = [
     "App",
     "Busy",
     "Client",
+    "ClientClosed",
     "CommandRejected",
     "ConfigError",
     "CorruptionError",
@@ -41,6 +51,7 @@ __all__ = [
     "Queue",
     "RaftqError",
     "StorageError",
+    "SyncClient",
     "TlsConfig",
     "Worker",
     "connect",

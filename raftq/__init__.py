@@ -23,6 +23,7 @@ from raftq.errors import (
     RaftqError,
     StorageError,
 )
+from raftq.handler_function import HandlerFunction
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
 from raftq.sync_queue import Queue
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "DataDirError",
+    "HandlerFunction",
     "HistoryEntry",
     "Job",
     "JobContext",

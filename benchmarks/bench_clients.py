@@ -10,9 +10,10 @@ For each: enqueue latency (``--samples`` single enqueues one at a time, each fro
 acknowledgement; p50, p99) and ``enqueue_many`` throughput (``--batches`` batches of
 ``--batch`` jobs, one batch at a time); for the SyncClient from 1 and from 8 threads, the
 throughput of single enqueues (every thread enqueueing one job at a time). The clients take
-turns in ``--rounds`` rounds, so load from elsewhere on the machine falls on all of them alike.
+turns in ``--rounds`` short rounds, so load from elsewhere on the machine falls on all of them
+alike.
 
-    python benchmarks/bench_clients.py [--samples 300] [--rounds 3] [--json]
+    python benchmarks/bench_clients.py [--samples 100] [--rounds 10] [--json]
 
 Targets: the asyncio client within 10% of the Trio client; the SyncClient's p50 within 0.3 ms
 of the async clients'; 8 threads at least 4x the single-enqueue throughput of one.
@@ -100,9 +101,7 @@ def run_async_client(
     runner(main)
 
 
-def measure_sync(
-    client: raftq.SyncClient, figures: Figures, arguments: argparse.Namespace
-) -> None:
+def measure_sync(client: raftq.SyncClient, figures: Figures, arguments: argparse.Namespace) -> None:
     client.enqueue("noop")
     for n in range(arguments.samples):
         start = time.perf_counter()
@@ -164,7 +163,8 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         finally:
             portal.call(cluster.stop)
     report = {name: each.report() for name, each in figures.items()}
-    trio_p50, asyncio_p50 = report["trio"]["p50_ms"], report["asyncio"]["p50_ms"]
+    on_trio, on_asyncio = report["trio"], report["asyncio"]
+    trio_p50, asyncio_p50 = on_trio["p50_ms"], on_asyncio["p50_ms"]
     threads_ratio = (
         report[f"sync x{THREADS}"]["single_enqueues_per_s"]
         / report["sync"]["single_enqueues_per_s"]
@@ -172,8 +172,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
     report["targets"] = {
         "asyncio_p50_vs_trio": round(asyncio_p50 / trio_p50, 3),
         "asyncio_enqueue_many_vs_trio": round(
-            report["asyncio"]["enqueue_many_jobs_per_s"] / report["trio"]["enqueue_many_jobs_per_s"],
-            3,
+            on_asyncio["enqueue_many_jobs_per_s"] / on_trio["enqueue_many_jobs_per_s"], 3
         ),
         "sync_p50_minus_async_ms": round(report["sync"]["p50_ms"] - max(trio_p50, asyncio_p50), 3),
         f"sync_x{THREADS}_vs_1_thread": round(threads_ratio, 2),
@@ -197,10 +196,10 @@ def print_table(report: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=300, help="single enqueues per round")
-    parser.add_argument("--batches", type=int, default=20, help="enqueue_many calls per round")
+    parser.add_argument("--samples", type=int, default=100, help="single enqueues per round")
+    parser.add_argument("--batches", type=int, default=10, help="enqueue_many calls per round")
     parser.add_argument("--batch", type=int, default=100, help="jobs per enqueue_many")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
     report = run(arguments)

@@ -27,8 +27,9 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import anyio
+import anyio.from_thread
 import attrs
-import trio
 
 from raftq import limits
 from raftq.errors import ConfigError, RaftqError
@@ -89,8 +90,9 @@ class JobContext:
         await self._heartbeat()
 
     def heartbeat_from_thread(self) -> None:
-        """``heartbeat`` for a sync handler, which runs in a worker thread."""
-        trio.from_thread.run(self._heartbeat)
+        """``heartbeat`` for a sync handler, which runs in a worker thread (under asyncio or
+        Trio: the worker's loop runs the heartbeat)."""
+        anyio.from_thread.run(self.heartbeat)
 
 
 @attrs.frozen
@@ -196,7 +198,7 @@ async def _sleep(job: JobContext) -> None:
         raise JobFailed(f"sleep_ms must be a number, not {sleep_ms!r}", retryable=False)
     if not 0 <= sleep_ms <= SLEEP_MS_MAX:
         raise JobFailed(f"sleep_ms must be from 0 to {SLEEP_MS_MAX}", retryable=False)
-    await trio.sleep(sleep_ms / 1000)
+    await anyio.sleep(sleep_ms / 1000)
 
 
 async def _echo(job: JobContext) -> Any:

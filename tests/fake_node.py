@@ -5,16 +5,23 @@ applies each command the moment it arrives, stamping ``now_ms`` as a real leader
 Nodes share one state machine; one of them leads, the others answer ``Redirect``. Tests script
 misbehaviour with ``inject``: the next requests get a given reply instead (``Failure`` or
 ``Redirect``), optionally after applying the command anyway (a commit whose answer was lost).
+
+The nodes are Trio code. A test on another event loop (asyncio, through AnyIO) runs them in a
+thread of their own with ``fake_cluster_in_thread``; ``FakeCluster.in_loop`` then runs a function
+on the fake's loop (to stop a node, say).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import attrs
+import outcome
 import trio
 
 from raftq.ids import NodeId
@@ -23,6 +30,7 @@ from raftq.jobs.machine import JobStateMachine
 from raftq.transport import connections
 from raftq.transport.connections import HandshakeGuard, Identity, TransportStatistics
 from raftq.transport.network import FramedConnection, TcpNetwork
+from raftq.transport.tls import TlsConfig
 from raftq.transport.wire import (
     ClientCall,
     ClientReply,
@@ -55,8 +63,25 @@ class Injection:
     calls: tuple[type, ...]
 
 
+T = TypeVar("T")
+
+THREAD_START_S = 10.0
+"""How long a fake cluster's thread may take to listen (it only binds 127.0.0.1 ports)."""
+
+
 class FakeCluster:
-    def __init__(self, node_ids: tuple[str, ...] = ("n1",), *, leader: str | None = None) -> None:
+    def __init__(
+        self,
+        node_ids: tuple[str, ...] = ("n1",),
+        *,
+        leader: str | None = None,
+        secret: bytes | None = None,
+        tls: TlsConfig | None = None,
+    ) -> None:
+        self.secret = secret
+        self.tls = tls
+        self.token: trio.lowlevel.TrioToken | None = None
+        """The fake's Trio loop when it runs in a thread of its own (``in_loop``)."""
         self.machine = JobStateMachine()
         self.index = 0
         self.leader_id = leader or node_ids[0]
@@ -71,6 +96,22 @@ class FakeCluster:
     async def start(self, nursery: trio.Nursery) -> None:
         for node in self.nodes.values():
             await nursery.start(node.serve)
+
+    def in_loop(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the fake's own loop (it runs in another thread) and return its
+        value: how a test on another loop touches the fake's Trio objects."""
+        assert self.token is not None, "only for a fake started by fake_cluster_in_thread"
+        done = threading.Event()
+        results: list[outcome.Outcome[T]] = []
+
+        def call() -> None:
+            results.append(outcome.capture(function))
+            done.set()
+
+        # ``run_sync_soon`` works from any thread, also from another Trio loop's (a test's).
+        self.token.run_sync_soon(call)
+        assert done.wait(THREAD_START_S), "the fake cluster's loop did not answer"
+        return results[0].unwrap()
 
     @property
     def addresses(self) -> str:
@@ -148,6 +189,7 @@ class FakeNode:
             cluster_id=CLUSTER_ID,
             node_id=NodeId(self.node_id),
             peers={NodeId(n) for n in self.cluster.nodes},
+            secret=self.cluster.secret,
         )
         handler = functools.partial(
             connections.accept,
@@ -160,7 +202,8 @@ class FakeNode:
 
         with self._scope:
             async with trio.open_nursery() as nursery:
-                port = await nursery.start(TcpNetwork().serve, "127.0.0.1:0", handler)
+                network = TcpNetwork(self.cluster.tls)
+                port = await nursery.start(network.serve, "127.0.0.1:0", handler)
                 self.address = f"127.0.0.1:{port}"
                 task_status.started(port)
 
@@ -211,3 +254,45 @@ class FakeNode:
 
 def failure(code: str) -> Failure:
     return Failure(code=code, message=f"injected {code}")
+
+
+@contextlib.contextmanager
+def fake_cluster_in_thread(fake: FakeCluster) -> Iterator[FakeCluster]:
+    """Run ``fake`` in a thread with its own ``trio.run`` until the block ends, so that a test
+    on any event loop (asyncio too) can talk to it over TCP. Stopped and joined on the way out,
+    also when the block fails."""
+    ready = threading.Event()
+    failures: list[BaseException] = []
+    stop: list[trio.Event] = []
+
+    async def main() -> None:
+        stop.append(trio.Event())
+        async with trio.open_nursery() as nursery:
+            await fake.start(nursery)
+            fake.token = trio.lowlevel.current_trio_token()
+            ready.set()
+            await stop[0].wait()
+            nursery.cancel_scope.cancel()
+
+    def run() -> None:
+        try:
+            trio.run(main)
+        except BaseException as error:  # handed to the test thread, which raises it
+            failures.append(error)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=run, name="fake-cluster", daemon=True)
+    thread.start()
+    try:
+        if not ready.wait(THREAD_START_S) or failures:
+            raise RuntimeError(f"the fake cluster did not start: {failures}")
+        yield fake
+    finally:
+        if fake.token is not None and thread.is_alive():
+            with contextlib.suppress(trio.RunFinishedError):
+                fake.token.run_sync_soon(stop[0].set)
+        thread.join(THREAD_START_S)
+        assert not thread.is_alive(), "the fake cluster's thread did not stop"
+    if failures:
+        raise failures[0]

@@ -1,45 +1,56 @@
 """The client library and the client CLI against a fake cluster (``tests/fake_node.py``): real
 TCP and handshake, the real job state machine, scripted failures. Each test names the promise
-of CONTRACT.md or DESIGN.md it checks."""
+of CONTRACT.md or DESIGN.md it checks.
+
+The client runs unchanged under asyncio and Trio (CONTRACT.md "Every kind of Python program"),
+so every client test runs on both (``anyio_backend``, tests/conftest.py); the fake cluster runs
+in a thread of its own, with its own ``trio.run``. The CLI tests run once: the CLI is its own
+program, with its own loop."""
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
-import trio
 
 import raftq
 from raftq.cli import main
 from raftq.jobs.commands import Claim, Enqueue
 from raftq.transport.wire import GetJob, Redirect, SubmitCommand
-from tests.fake_node import FakeCluster, failure
+from tests.fake_node import FakeCluster, failure, fake_cluster_in_thread
+
+pytestmark = pytest.mark.anyio
 
 FAST = 2.0
 """Client timeout for tests that expect success: generous, never reached when things work."""
 
-
-@pytest.fixture
-async def cluster(nursery: trio.Nursery) -> FakeCluster:
-    fake = FakeCluster(("n1",))
-    await fake.start(nursery)
-    return fake
+trio_only = pytest.mark.parametrize("anyio_backend", ["trio"])
+"""For the CLI tests: the CLI runs its own loop in a thread, whatever the test's loop is."""
 
 
 @pytest.fixture
-async def three(nursery: trio.Nursery) -> FakeCluster:
-    fake = FakeCluster(("n1", "n2", "n3"), leader="n2")
-    await fake.start(nursery)
-    return fake
+def cluster() -> Iterator[FakeCluster]:
+    with fake_cluster_in_thread(FakeCluster(("n1",))) as fake:
+        yield fake
 
 
-async def closed_port_address() -> str:
+@pytest.fixture
+def three() -> Iterator[FakeCluster]:
+    with fake_cluster_in_thread(FakeCluster(("n1", "n2", "n3"), leader="n2")) as fake:
+        yield fake
+
+
+def closed_port_address() -> str:
     """An address where nothing listens (bound, then closed)."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    await listeners[0].aclose()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
     return f"127.0.0.1:{port}"
 
 
@@ -109,7 +120,7 @@ async def test_the_client_follows_redirects_to_the_leader(three: FakeCluster) ->
 
 
 async def test_the_client_skips_unreachable_nodes(cluster: FakeCluster) -> None:
-    dead = await closed_port_address()
+    dead = closed_port_address()
     async with raftq.connect([dead, dead, cluster.addresses], timeout=FAST) as client:
         for _ in range(3):  # whichever it starts with
             await client.enqueue("noop")
@@ -125,12 +136,12 @@ async def test_retryable_failures_are_retried_across_nodes(three: FakeCluster) -
 
 
 async def test_no_answer_within_the_timeout_is_no_quorum() -> None:
-    dead = await closed_port_address()
+    dead = closed_port_address()
     async with raftq.connect(dead, timeout=0.3) as client:
-        started = trio.current_time()
+        started = anyio.current_time()
         with pytest.raises(raftq.NoQuorum, match="cannot connect"):
             await client.enqueue("noop")
-    assert 0.3 <= trio.current_time() - started < 1.0
+    assert 0.3 <= anyio.current_time() - started < 1.0
 
 
 async def test_a_cluster_that_stays_busy_is_busy(cluster: FakeCluster) -> None:
@@ -210,15 +221,15 @@ async def test_wait_returns_once_the_job_finished(cluster: FakeCluster) -> None:
         job_id = await client.enqueue("noop")
 
         async def finish_later() -> None:
-            await trio.sleep(0.1)
+            await anyio.sleep(0.1)
             (lease,) = await client.claim("w1", ["noop"])
             await client.complete(lease.job_id, lease.fence, 42)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(finish_later)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(finish_later)
             job = await client.wait(job_id, timeout=FAST)
         assert (job.state, job.result) == ("succeeded", 42)
-        with pytest.raises(trio.TooSlowError):
+        with pytest.raises(TimeoutError):
             await client.wait(await client.enqueue("noop"), timeout=0.1)
 
 
@@ -237,9 +248,9 @@ async def test_requests_share_one_connection_concurrently(cluster: FakeCluster) 
             except raftq.JobNotFound:
                 got[job_id] = "missing"
 
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for job_id in ["slow", *ids]:
-                nursery.start_soon(get, job_id)
+                tasks.start_soon(get, job_id)
     assert got == {"slow": "missing", **{i: i for i in ids}}
     assert node.clients == 1
 
@@ -258,8 +269,8 @@ async def test_status_has_the_contract_shape(three: FakeCluster) -> None:
         await client.enqueue("noop", queue="mail")
         await client.pause("mail")
         await client.status()  # learn every node's id while all answer
-        three.nodes["n3"].stop()
-        await trio.sleep(0.01)
+        three.in_loop(three.nodes["n3"].stop)
+        await anyio.sleep(0.01)
         report = await client.status()
     assert report["cluster"]["leader"] == "n2"
     assert report["cluster"]["term"] == 3
@@ -276,7 +287,7 @@ async def test_status_has_the_contract_shape(three: FakeCluster) -> None:
 
 
 async def test_status_with_no_node_answering_is_no_quorum() -> None:
-    async with raftq.connect(await closed_port_address(), timeout=0.5) as client:
+    async with raftq.connect(closed_port_address(), timeout=0.5) as client:
         with pytest.raises(raftq.NoQuorum):
             await client.status()
 
@@ -286,11 +297,12 @@ async def test_status_with_no_node_answering_is_no_quorum() -> None:
 
 async def cli(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int, str, str]:
     """Run ``raftq ARGUMENTS`` in-process (its own trio.run, in a thread)."""
-    code = await trio.to_thread.run_sync(main, list(arguments))
+    code = await anyio.to_thread.run_sync(main, list(arguments))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
 
+@trio_only
 async def test_cli_enqueue_job_and_jobs(
     cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -316,6 +328,7 @@ async def test_cli_enqueue_job_and_jobs(
     assert job_id in out
 
 
+@trio_only
 async def test_cli_enqueue_file_prints_one_id_per_line(
     cluster: FakeCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -329,6 +342,7 @@ async def test_cli_enqueue_file_prints_one_id_per_line(
     assert len(cluster.machine.list_jobs()) == 3
 
 
+@trio_only
 async def test_cli_a_bad_job_file_exits_2_naming_index_and_field(
     cluster: FakeCluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -342,19 +356,21 @@ async def test_cli_a_bad_job_file_exits_2_naming_index_and_field(
     assert cluster.calls == []
 
 
+@trio_only
 async def test_cli_exit_codes(cluster: FakeCluster, capsys: pytest.CaptureFixture[str]) -> None:
     at = ("--cluster", cluster.addresses)
     assert (await cli(capsys, "job", "nope", *at))[0] == 1
     assert (await cli(capsys, "cancel", "nope", *at))[0] == 1
     assert (await cli(capsys, "enqueue", "noop", "--payload", "{bad", *at))[0] == 2
     assert (await cli(capsys, "enqueue", *at))[0] == 2  # neither TYPE nor --file
-    dead = await closed_port_address()
+    dead = closed_port_address()
     code, _, err = await cli(capsys, "status", "--cluster", dead, "--timeout", "0.3")
     assert code == 4, err
     code, _, err = await cli(capsys, "--timeout", "0.3", "enqueue", "noop", "--cluster", dead)
     assert code == 4, err
 
 
+@trio_only
 async def test_cli_operator_commands(
     cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -375,17 +391,20 @@ async def test_cli_operator_commands(
     assert "leader n1" in out
 
 
+@trio_only
 async def test_cli_enqueue_wait_prints_the_finished_job(
     cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async def work() -> None:
         async with raftq.connect(cluster.addresses, timeout=FAST) as client:
-            while not (leases := await client.claim("w1", ["echo"])):  # noqa: ASYNC110
-                await trio.sleep(0.01)
+            for _ in range(1000):  # bounded: 10 s at most
+                if leases := await client.claim("w1", ["echo"]):
+                    break
+                await anyio.sleep(0.01)
             await client.complete(leases[0].job_id, leases[0].fence, {"done": True})
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(work)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(work)
         code, out, _ = await cli(
             capsys, "enqueue", "echo", "--wait", "--cluster", cluster.addresses
         )
@@ -396,13 +415,14 @@ async def test_cli_enqueue_wait_prints_the_finished_job(
     assert cluster.submitted(Claim)
 
 
+@trio_only
 async def test_the_raftq_command_reads_raftq_cluster(cluster: FakeCluster) -> None:
     """The real entry point, as a subprocess: $RAFTQ_CLUSTER, stdout, exit code."""
-    with trio.fail_after(30):
-        result = await trio.run_process(
+    with anyio.fail_after(30):
+        result = await anyio.run_process(
             [sys.executable, "-m", "raftq", "enqueue", "noop", "--key", "k1"],
-            capture_stdout=True,
-            capture_stderr=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             check=False,
             env={"RAFTQ_CLUSTER": cluster.addresses, "PATH": ""},
         )

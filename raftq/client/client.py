@@ -1,12 +1,15 @@
 """The client library: ``raftq.connect`` and the ``Client`` it yields.
 
 A ``Client`` talks to whichever node leads. It starts at a random listed node, follows
-``Redirect``s to the leader, and retries across nodes with jittered exponential backoff until
-its ``timeout`` when a node is unreachable or answers ``Failure`` busy, dropped, no_quorum or
-shutting_down. A retried request is the very same request: an enqueue keeps its idempotency
-key, so the state machine dedupes it and a lost acknowledgement never duplicates a job (DESIGN.md
-"An enqueue, end to end"). Out of time, it raises ``NoQuorum`` (or ``Busy`` if the cluster
-last said so); ``NotLeader`` never reaches callers.
+``Redirect``s to the leader, and retries across nodes with jittered exponential backoff
+(``raftq.backoff``) until its ``timeout`` when a node is unreachable or answers ``Failure`` busy,
+dropped, no_quorum or shutting_down. A retried request is the very same request: an enqueue
+keeps its idempotency key, so the state machine dedupes it and a lost acknowledgement never
+duplicates a job (DESIGN.md "An enqueue, end to end"). Out of time, it raises ``NoQuorum`` (or
+``Busy`` if the cluster last said so); ``NotLeader`` never reaches callers.
+
+It is built on AnyIO: the same code runs under ``asyncio.run`` and ``trio.run`` (and inside a
+node, and in the simulator, where it is Trio underneath).
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
 import attrs
-import trio
 
 from raftq import limits
+from raftq.backoff import Backoff
 from raftq.client.connection import ClientConnection, ConnectionClosed
 from raftq.client.job import HistoryEntry, Job
 from raftq.client.jobfile import (
@@ -69,7 +74,7 @@ from raftq.jobs.commands import (
 )
 from raftq.jobs.job import JobState
 from raftq.transport.auth import check_secret
-from raftq.transport.network import Network, TcpNetwork, parse_address
+from raftq.transport.network import ClientNetwork, Network, client_network, parse_address
 from raftq.transport.tls import TlsConfig
 from raftq.transport.wire import (
     ChangeMembership,
@@ -95,12 +100,11 @@ RETRYABLE_FAILURES = frozenset(
 )
 """``Failure`` codes that mean "not done, try again" (``raftq.transport.wire.Failure``)."""
 
-BACKOFF_MIN_S = 0.02
-BACKOFF_MAX_S = 0.25
-"""Retry backoff, doubling, with jitter of 50-150%: an election takes a few hundred ms, so the
-first retries are quick, and the cap keeps a client from sleeping through the end of one (a
-longer cap added up to a second to failovers). A long outage costs each client about four
-cheap attempts (a refused connection or a redirect) a second."""
+RETRY_BACKOFF = Backoff(min_s=0.02, max_s=0.25, jitter=(0.5, 1.5))
+"""Retry backoff, doubling from 20 ms to 250 ms, with jitter of 50-150%: an election takes a few
+hundred ms, so the first retries are quick, and the cap keeps a client from sleeping through the
+end of one (a longer cap added up to a second to failovers). A long outage costs each client
+about four cheap attempts (a refused connection or a redirect) a second."""
 
 ATTEMPT_TIMEOUT_S = 5.0
 """One request to one node: a healthy commit takes milliseconds, so a node silent this long is
@@ -117,9 +121,9 @@ ADDRESSES_MAX = 64
 """Nodes one client knows (listed, or learned from redirects): a cluster has 1 to 5 voters and a
 few learners; this bounds the connections one client holds."""
 
-WAIT_POLL_MIN_S = 0.01
-WAIT_POLL_MAX_S = 0.5
-"""``wait`` polls the job with backoff between these: quick for short jobs, cheap for long ones."""
+WAIT_POLL_BACKOFF = Backoff(min_s=0.01, max_s=0.5, jitter=(1.0, 1.0))
+"""``wait`` polls the job with backoff from 10 ms to 500 ms: quick for short jobs, cheap for long
+ones. No jitter: one caller's polls of one job need no spreading."""
 
 LIST_LIMIT_MAX = 10_000
 """The most jobs one ``list`` returns (``ListJobs.limit``)."""
@@ -160,7 +164,7 @@ async def connect(
     *,
     cluster_id: str = "raftq",
     timeout: float = 10.0,
-    network: Network | None = None,
+    network: ClientNetwork | Network | None = None,
     secret: bytes | str | None = None,
     tls: TlsConfig | None = None,
     rng: random.Random | None = None,
@@ -171,25 +175,29 @@ async def connect(
     ``secret``: the cluster secret (``raftq.load_secret(path)`` reads a secret file), proven
     to every node in the handshake and never sent. ``tls``: connect with TLS, verifying the
     nodes' certificates against ``tls.ca_file`` (and presenting ``tls.cert_file``, if any).
-    ``rng`` (retry jitter and the starting node) defaults to a fresh random one; the simulator
-    passes a seeded one."""
+    ``network``: how to reach the nodes (default: TCP); a node's own ``Network`` (Trio) works
+    too. ``rng`` (retry jitter and the starting node) defaults to a fresh random one; the
+    simulator passes a seeded one.
+
+    The same call works under ``asyncio.run`` and ``trio.run`` (AnyIO)."""
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ConfigError(f"timeout must be a positive number of seconds, not {timeout!r}")
     known = parse_addresses(addresses)
     checked_secret = None if secret is None else check_secret(secret)
     body_error: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        client = Client(known, cluster_id, timeout, network or TcpNetwork(tls), nursery, rng=rng)
+    dialer = client_network(network, tls)
+    async with anyio.create_task_group() as tasks:
+        client = Client(known, cluster_id, timeout, dialer, tasks, rng=rng)
         client.secret = checked_secret
         try:
             yield client
         except BaseException as error:
-            # Re-raised below, outside the nursery, so a caller catches ``JobNotFound``
+            # Re-raised below, outside the task group, so a caller catches ``JobNotFound``
             # itself rather than an ExceptionGroup around it.
             body_error = error
         finally:
             client.close()
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
     if body_error is not None:
         raise body_error
 
@@ -202,8 +210,8 @@ class Client:
         addresses: builtins.list[str],
         cluster_id: str,
         timeout: float,
-        network: Network,
-        nursery: trio.Nursery,
+        network: ClientNetwork,
+        tasks: anyio.abc.TaskGroup,
         *,
         rng: random.Random | None = None,
     ) -> None:
@@ -212,13 +220,13 @@ class Client:
         self.cluster_id = cluster_id
         self.timeout = timeout
         self._network = network
-        self._nursery = nursery
+        self._tasks = tasks
         # Jitter and the starting node only; nothing replicated depends on this randomness.
         self._rng = rng or random.Random(secrets.randbits(64))
         self._cursor = self._rng.randrange(len(addresses))
         self._leader: str | None = None
         self._connections: dict[str, ClientConnection] = {}
-        self._connecting: dict[str, trio.Lock] = {}
+        self._connecting: dict[str, anyio.Lock] = {}
         self.node_ids: dict[str, str] = {}
         """Address -> node id, as learned from handshakes, for reports on unreachable nodes."""
         self.secret: bytes | None = None
@@ -309,16 +317,15 @@ class Client:
         return Job.from_view(reply.job)
 
     async def wait(self, job_id: str, timeout: float) -> Job:
-        """The job once succeeded, dead or cancelled; ``trio.TooSlowError`` after ``timeout``
-        seconds. Polls with backoff: a finished job is seen within ``WAIT_POLL_MAX_S``."""
-        poll_s = WAIT_POLL_MIN_S
-        with trio.fail_after(timeout):
+        """The job once succeeded, dead or cancelled; ``TimeoutError`` after ``timeout``
+        seconds. Polls with backoff: a finished job is seen within ``WAIT_POLL_BACKOFF.max_s``."""
+        polls = WAIT_POLL_BACKOFF.delays()
+        with anyio.fail_after(timeout):
             while True:
                 job = await self.get(job_id)
                 if job.finished:
                     return job
-                await trio.sleep(poll_s)
-                poll_s = min(poll_s * 2, WAIT_POLL_MAX_S)
+                await anyio.sleep(polls.next_s())
 
     async def list(
         self, state: str | None = None, queue: str | None = None, limit: int = 100
@@ -347,17 +354,16 @@ class Client:
                 replies[address] = None
                 refusals.append(error)
 
-        deadline = trio.current_time() + self.timeout
-        backoff_s = BACKOFF_MIN_S
+        deadline = anyio.current_time() + self.timeout
+        delays = RETRY_BACKOFF.delays(self._rng)
         while True:  # until one node answers (a cluster may still be starting) or time is up
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for address in self.addresses:
-                    nursery.start_soon(ask, address)
-            remaining = deadline - trio.current_time()
+                    tasks.start_soon(ask, address)
+            remaining = deadline - anyio.current_time()
             if refusals or remaining <= 0 or any(r is not None for r in replies.values()):
                 break
-            await trio.sleep(min(backoff_s * (0.5 + self._rng.random()), remaining))
-            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+            await anyio.sleep(min(delays.next_s(), remaining))
         # Members the listed nodes know of but we were not given (added at run time).
         answered_ids = {reply.node_id for reply in replies.values() if reply is not None}
         more = sorted(
@@ -369,9 +375,9 @@ class Client:
                 if node not in answered_ids and address not in replies
             }
         )[: max(0, ADDRESSES_MAX - len(replies))]
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as tasks:
             for address in more:
-                nursery.start_soon(ask, address)
+                tasks.start_soon(ask, address)
         answered = {a: r for a, r in replies.items() if r is not None}
         if not answered:
             if refusals:
@@ -383,10 +389,10 @@ class Client:
     async def _status_of(self, address: str) -> StatusReply | None:
         """One node's own view, or None if it cannot give it in time (never raises)."""
         try:
-            with trio.fail_after(self._status_timeout()):
+            with anyio.fail_after(self._status_timeout()):
                 connection = await self._connection_to(address, self._status_timeout())
                 reply = await connection.call(GetStatus(), self._status_timeout())
-        except (ConnectionClosed, trio.TooSlowError):
+        except (ConnectionClosed, TimeoutError):
             self._forget(address)
             return None
         return reply if isinstance(reply, StatusReply) else None
@@ -441,10 +447,10 @@ class Client:
         hands leadership over, lets its running jobs finish, and exits. Returns its status as
         it started draining. ``RaftqError`` if it is embedded in an application."""
         try:
-            with trio.fail_after(self._status_timeout()):
+            with anyio.fail_after(self._status_timeout()):
                 connection = await self._connection_to(address, self._status_timeout())
                 reply = await connection.call(Drain(), self._status_timeout())
-        except (ConnectionClosed, trio.TooSlowError) as error:
+        except (ConnectionClosed, TimeoutError) as error:
             raise NoQuorum(f"{address} did not take the drain: {error}") from None
         if isinstance(reply, Failure):
             raise RaftqError(f"{address} refused to drain ({reply.code}): {reply.message}")
@@ -551,16 +557,16 @@ class Client:
 
     async def _request(self, call: ClientCall) -> ClientReply:
         """``call`` answered by the leader, retrying until ``self.timeout``."""
-        deadline = trio.current_time() + self.timeout
-        backoff_s = BACKOFF_MIN_S
+        deadline = anyio.current_time() + self.timeout
+        delays = RETRY_BACKOFF.delays(self._rng)
         problem, busy, not_ready = "no node was tried", False, False
         hops = 0
-        while (remaining := deadline - trio.current_time()) > 0:
+        while (remaining := deadline - anyio.current_time()) > 0:
             address = self._leader or self.addresses[self._cursor % len(self.addresses)]
             try:
                 connection = await self._connection_to(address, min(remaining, CONNECT_TIMEOUT_S))
                 reply = await connection.call(call, min(remaining, ATTEMPT_TIMEOUT_S))
-            except (ConnectionClosed, trio.TooSlowError) as error:
+            except (ConnectionClosed, TimeoutError) as error:
                 problem, busy = str(error) or f"{address}: no answer in time", False
                 self._forget(address)
             else:
@@ -576,9 +582,8 @@ class Client:
                     self._leader = address
                     return reply
             hops = 0
-            pause = backoff_s * (0.5 + self._rng.random())
-            await trio.sleep(min(pause, max(deadline - trio.current_time(), 0)))
-            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+            pause = delays.next_s()
+            await anyio.sleep(min(pause, max(deadline - anyio.current_time(), 0)))
         if not_ready:  # the leader answered: the change itself is what did not happen in time
             raise RaftqError(f"not done within {self.timeout:.3g} s: {problem}")
         message = f"no leader answered within {self.timeout:.3g} s; last: {problem}"
@@ -625,7 +630,9 @@ class Client:
             self._cursor += 1
 
     async def _connection_to(self, address: str, timeout: float) -> ClientConnection:
-        lock = self._connecting.setdefault(address, trio.Lock())
+        lock = self._connecting.get(address)
+        if lock is None:
+            lock = self._connecting[address] = anyio.Lock()
         async with lock:  # one connection per node, even when many tasks call at once
             connection = self._connections.get(address)
             if connection is None or not connection.is_open:
@@ -634,7 +641,7 @@ class Client:
                     address,
                     cluster_id=self.cluster_id,
                     secret=self.secret,
-                    nursery=self._nursery,
+                    nursery=self._tasks,
                     timeout=timeout,
                 )
                 self._connections[address] = connection

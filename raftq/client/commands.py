@@ -224,7 +224,7 @@ def run_client_command(arguments: argparse.Namespace) -> int:
         return _complain(error, EXIT_UNREACHABLE)
     except RaftqError as error:
         return _complain(error, EXIT_FAILED)
-    except trio.TooSlowError:
+    except TimeoutError:
         return _complain("the job did not finish within --wait-timeout", EXIT_FAILED)
 
 

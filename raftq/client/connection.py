@@ -3,7 +3,10 @@
 A node serves a client's requests concurrently and answers each with the same ``request_id``,
 in any order (``raftq.transport.wire``). So a connection is a writer shared under a lock plus one
 reader task that hands each ``ClientResponse`` to the caller waiting for it. The reader runs in
-a nursery its owner (the ``Client``) provides, because a task must not outlive its owner.
+a task group its owner (the ``Client``) provides, because a task must not outlive its owner.
+
+Everything here is AnyIO, so it runs under asyncio and Trio alike (a node's forwarder uses it
+too, from its Trio nursery). Timeouts raise the built-in ``TimeoutError``.
 
 A connection never retries and never chooses another node: it either answers or raises
 ``ConnectionClosed``, and the ``Client`` decides what to do next.
@@ -13,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
-import trio
+import anyio
 
 from raftq import limits
 from raftq.errors import (
@@ -25,7 +30,7 @@ from raftq.errors import (
     RemoteProtocolError,
 )
 from raftq.transport.connections import introduce
-from raftq.transport.network import FramedConnection, Network
+from raftq.transport.network import ClientNetwork, FramedByteStream, Network, client_network
 from raftq.transport.tls import refusal_reason, tls_failure
 from raftq.transport.wire import (
     ClientCall,
@@ -51,6 +56,16 @@ another protocol version, lacks the cluster secret or TLS, or has the wrong secr
 surface as ``ConfigError`` at once."""
 
 
+STREAM_FAILURES = (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+"""What a broken connection raises (a TLS failure is an ``ssl.SSLError``, an ``OSError``)."""
+
+
+class TaskStarter(Protocol):
+    """Where a connection starts its reader: an AnyIO task group or a Trio nursery."""
+
+    def start_soon(self, func: Callable[[], Coroutine[Any, Any, None]], /) -> object: ...
+
+
 class ConnectionClosed(RaftqError):
     """The connection to a node broke, could not be opened, or the node refused the handshake
     for a reason a retry (perhaps on another node) may fix. The ``Client`` retries elsewhere."""
@@ -62,7 +77,7 @@ class _Waiter:
     __slots__ = ("event", "reply")
 
     def __init__(self) -> None:
-        self.event = trio.Event()
+        self.event = anyio.Event()
         self.reply: ClientReply | None = None
 
 
@@ -71,7 +86,7 @@ class ClientConnection:
 
     def __init__(
         self,
-        connection: FramedConnection,
+        connection: FramedByteStream,
         *,
         address: str,
         node_id: str,
@@ -82,31 +97,33 @@ class ClientConnection:
         self.node_id = node_id
         """The node's id from its ``Welcome``."""
         self._connection = connection
-        self._send_lock = trio.Lock()
-        self._slots = trio.Semaphore(outstanding_max)
+        self._send_lock = anyio.Lock()
+        self._slots = anyio.Semaphore(outstanding_max)
         self._waiting: dict[int, _Waiter] = {}
         self._next_request_id = 1
-        self._reader_scope = trio.CancelScope()
+        self._reader_scope = anyio.CancelScope()
         self.closed_because: str | None = None
         """Why the connection is unusable, or None while it works."""
 
     @classmethod
     async def open(
         cls,
-        network: Network,
+        network: ClientNetwork | Network,
         address: str,
         *,
         cluster_id: str,
-        nursery: trio.Nursery,
+        nursery: TaskStarter,
         timeout: float,
         outstanding_max: int = OUTSTANDING_REQUESTS_MAX,
         secret: bytes | None = None,
     ) -> ClientConnection:
         """Connect and handshake within ``timeout`` seconds (proving ``secret``, if given),
-        then start the reader in ``nursery``. Raises ``ConnectionClosed`` (try elsewhere) or
-        ``ConfigError`` (wrong cluster, protocol version, secret or certificate: no node of
-        this cluster will take us)."""
-        welcome, connection = await _handshake(network, address, cluster_id, timeout, secret)
+        then start the reader in ``nursery`` (a task group or nursery). ``network``: a
+        client's, or a node's own (whose Trio streams are adapted). Raises
+        ``ConnectionClosed`` (try elsewhere) or ``ConfigError`` (wrong cluster, protocol
+        version, secret or certificate: no node of this cluster will take us)."""
+        dialer = client_network(network, None)
+        welcome, connection = await _handshake(dialer, address, cluster_id, timeout, secret)
         client_connection = cls(
             connection, address=address, node_id=welcome.node_id, outstanding_max=outstanding_max
         )
@@ -120,12 +137,12 @@ class ClientConnection:
     async def call(self, call: ClientCall, timeout: float) -> ClientReply:
         """Send ``call`` and wait up to ``timeout`` seconds for its reply.
 
-        Raises ``ConnectionClosed`` if the connection breaks first, ``trio.TooSlowError`` on
+        Raises ``ConnectionClosed`` if the connection breaks first, ``TimeoutError`` on
         timeout (the connection stays usable: a late reply is dropped), and ``ConfigError`` if
         the request is too large to send at all."""
         if self.closed_because is not None:
             raise ConnectionClosed(f"{self.address}: {self.closed_because}")
-        with trio.fail_after(timeout):
+        with anyio.fail_after(timeout):
             async with self._slots:
                 request_id = self._next_request_id
                 self._next_request_id += 1
@@ -145,8 +162,8 @@ class ClientConnection:
                 await self._connection.send(request)
             except LocalProtocolError as error:  # raised before any byte is written
                 raise ConfigError(f"the request cannot be sent: {error}") from None
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
-                self._break(f"sending failed: {error}")
+            except STREAM_FAILURES as error:
+                self._break(f"sending failed: {error!r}")
                 raise ConnectionClosed(f"{self.address}: {self.closed_because}") from None
             except BaseException:
                 # Cancelled mid-write: part of a frame may be on the wire, so the stream can no
@@ -176,11 +193,11 @@ class ClientConnection:
                     reason = await self._deliver_replies()
                 except RemoteProtocolError as error:
                     reason = f"the node sent bad bytes: {error}"
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as error:
+                except STREAM_FAILURES as error:
                     reason = f"the connection broke: {error!r}"
-        finally:  # also when the owner's nursery is cancelled
+        finally:  # also when the owner's task group is cancelled
             self._break(reason)
-            await trio.aclose_forcefully(self._connection.stream)
+            await anyio.aclose_forcefully(self._connection.stream)
 
     async def _deliver_replies(self) -> str:
         while True:
@@ -198,22 +215,22 @@ class ClientConnection:
 
 
 async def _handshake(
-    network: Network, address: str, cluster_id: str, timeout: float, secret: bytes | None
-) -> tuple[Welcome, FramedConnection]:
+    network: ClientNetwork, address: str, cluster_id: str, timeout: float, secret: bytes | None
+) -> tuple[Welcome, FramedByteStream]:
     try:
-        with trio.fail_after(timeout):
+        with anyio.fail_after(timeout):
             stream = await network.connect(address)
-            connection = FramedConnection(stream, max_bytes=limits.HANDSHAKE_FRAME_BYTES_MAX)
+            connection = FramedByteStream(stream, max_bytes=limits.HANDSHAKE_FRAME_BYTES_MAX)
             try:
                 answer = await introduce(
                     connection, cluster_id=cluster_id, caller_id="", secret=secret
                 )
             except BaseException:
-                await trio.aclose_forcefully(stream)
+                await anyio.aclose_forcefully(stream)
                 raise
-    except trio.TooSlowError:
+    except TimeoutError:
         raise ConnectionClosed(f"{address}: no handshake within {timeout:.3g} s") from None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as error:
+    except STREAM_FAILURES as error:
         failure = tls_failure(error)
         if isinstance(failure, ssl.SSLCertVerificationError):
             raise ConfigError(f"{address}: TLS: {failure.verify_message or failure}") from None
@@ -227,7 +244,7 @@ async def _handshake(
     if isinstance(answer, Welcome):
         connection.max_bytes = limits.FRAME_BYTES_MAX
         return answer, connection
-    await trio.aclose_forcefully(stream)
+    await anyio.aclose_forcefully(stream)
     if isinstance(answer, ErrorFrame):
         problem = f"{address} refused the handshake ({answer.code}): {answer.message}"
         if answer.code in REFUSALS_THAT_ARE_CONFIGURATION:

@@ -15,8 +15,12 @@ the lease's fence; one refused means the lease expired and the job went to anoth
 that is the protocol working (at-least-once), not a crash. A report that cannot reach the
 cluster is dropped with a log line: the leases then expire and the jobs run again.
 
-Time comes from Trio only. The cluster's clock appears only as the lease's ``expires_ms``,
-and renewals are computed relative to it (see ``_LeaseClock``).
+Time comes from the event loop only. The cluster's clock appears only as the lease's
+``expires_ms``, and renewals are computed relative to it (see ``_LeaseClock``).
+
+The worker is AnyIO code: a remote worker runs its async handlers on the loop it was started
+under (``raftq worker --loop asyncio|trio``), and a node's in-process workers on the node's
+Trio loop. Sync handlers run in worker threads either way.
 """
 
 from __future__ import annotations
@@ -31,11 +35,14 @@ import traceback
 from collections.abc import Sequence
 from typing import Protocol
 
+import anyio
+import anyio.abc
 import attrs
-import trio
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from raftq import limits
 from raftq.app import App, JobContext, JobFailed
+from raftq.backoff import Backoff
 from raftq.client.jobfile import decode_json, encode_json
 from raftq.errors import ConfigError, LeaseLost, RaftqError
 from raftq.jobs.commands import Lease, Outcome
@@ -45,9 +52,9 @@ logger = logging.getLogger("raftq.worker")
 POLL_MIN_S = 0.01
 POLL_MAX_S = 0.1
 """With nothing to claim, the worker claims again after a doubling pause between these (with
-jitter). The pause can be short: the leader holds an empty claim for up to
-``limits.CLAIM_LONG_POLL_MS`` before answering, and answers it without a log entry, so an idle
-worker costs about one request a second and a new job is picked up at once."""
+jitter of 50-150%, ``raftq.backoff``). The pause can be short: the leader holds an empty claim
+for up to ``limits.CLAIM_LONG_POLL_MS`` before answering, and answers it without a log entry,
+so an idle worker costs about one request a second and a new job is picked up at once."""
 
 GRACE_S = 30.0
 """On ``stop()``, running jobs get this long to finish before they are cancelled (and reported
@@ -87,8 +94,8 @@ class WorkerStatistics:
 
 
 class _LeaseClock:
-    """One running job's lease in Trio time. The cluster's now is estimated as the lease's
-    start (``expires_ms - timeout_ms``) plus the Trio time elapsed since the claim answered:
+    """One running job's lease in the event loop's time. The cluster's now is estimated as the
+    lease's start (``expires_ms - timeout_ms``) plus the time elapsed since the claim answered:
     a slight underestimate (by the round trip), so renewals never overshoot."""
 
     def __init__(self, lease: Lease, claimed_at: float) -> None:
@@ -96,14 +103,14 @@ class _LeaseClock:
         self.claimed_at = claimed_at
         margin_ms = min(DEADLINE_MARGIN_MS_MAX, lease.timeout_ms // 10)
         self.run_s = max(lease.timeout_ms - margin_ms, 1) / 1000
-        self.scope = trio.CancelScope(deadline=claimed_at + self.run_s)
+        self.scope = anyio.CancelScope(deadline=claimed_at + self.run_s)
 
     def renewal_until_ms(self) -> int:
-        elapsed_ms = round((trio.current_time() - self.claimed_at) * 1000)
+        elapsed_ms = round((anyio.current_time() - self.claimed_at) * 1000)
         return self.lease.expires_ms + elapsed_ms
 
     def renewed(self) -> None:
-        self.scope.deadline = trio.current_time() + self.run_s
+        self.scope.deadline = anyio.current_time() + self.run_s
 
 
 def default_claimer_id() -> str:
@@ -139,14 +146,14 @@ class Worker:
         self._concurrency = concurrency
         self._queues = tuple(queues)
         self._grace_s = grace_s
-        self._poll_max_s = poll_max_s
-        self._threads = trio.CapacityLimiter(concurrency)
+        self._poll_backoff = Backoff(min_s=min(POLL_MIN_S, poll_max_s), max_s=poll_max_s)
+        self._threads = anyio.CapacityLimiter(concurrency)
         self._stopping = False
-        self._wake = trio.Event()
-        self._all_done = trio.Event()
+        self._wake = anyio.Event()
+        self._all_done = anyio.Event()
         self._rng = rng or random.Random(secrets.randbits(64))  # poll jitter only
         # Finished jobs' outcomes wait here for the reporter; full, a finishing job waits too.
-        self._outcomes, self._to_report = trio.open_memory_channel[Outcome](concurrency)
+        self._outcomes, self._to_report = anyio.create_memory_object_stream[Outcome](concurrency)
 
     def _claim_batch_min(self) -> int:
         """Claim only once a quarter of the slots are free (one if idle): every claim is a log
@@ -160,41 +167,42 @@ class Worker:
         self._stopping = True
         self._wake.set()
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as reporting:
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as reporting:
             reporting.start_soon(self._report_outcomes, self._to_report)
-            async with self._outcomes, trio.open_nursery() as jobs:
+            async with self._outcomes, anyio.create_task_group() as jobs:
                 task_status.started()
                 logger.info("worker started claimer=%s types=%s", self.claimer_id, self._app.types)
                 await self._claim_until_stopped(jobs)
                 if self.statistics.running:
                     logger.info("worker stopping running=%d", self.statistics.running)
-                    with trio.move_on_after(self._grace_s):
+                    with anyio.move_on_after(self._grace_s):
                         await self._all_done.wait()
                 jobs.cancel_scope.cancel()  # past the grace period: cancel what still runs
             # ``outcomes`` is closed: the reporter sends what is left, then returns.
         logger.info("worker stopped claimer=%s", self.claimer_id)
 
-    async def _claim_until_stopped(self, jobs: trio.Nursery) -> None:
-        poll_s = POLL_MIN_S
+    async def _claim_until_stopped(self, jobs: anyio.abc.TaskGroup) -> None:
+        polls = self._poll_backoff.delays(self._rng)
         while not self._stopping:
-            self._wake = trio.Event()
+            self._wake = anyio.Event()
             free = self._concurrency - self.statistics.running
             if free < self._claim_batch_min():
                 await self._wake.wait()  # a job finished, or stop()
                 continue
             leases = await self._claim(free)
-            claimed_at = trio.current_time()
+            claimed_at = anyio.current_time()
             for lease in leases:
                 self.statistics.running += 1
-                self._all_done = trio.Event()
+                self._all_done = anyio.Event()
                 jobs.start_soon(self._run_job, lease, claimed_at)
             if leases:
-                poll_s = POLL_MIN_S
+                polls.reset()
                 continue
-            with trio.move_on_after(poll_s * (0.5 + self._rng.random())):
+            with anyio.move_on_after(polls.next_s()):
                 await self._wake.wait()
-            poll_s = min(poll_s * 2, self._poll_max_s)
 
     async def _claim(self, free: int) -> tuple[Lease, ...]:
         try:
@@ -215,9 +223,9 @@ class Worker:
             clock = _LeaseClock(lease, claimed_at)
             try:
                 outcome = await self._execute(clock)
-            except trio.Cancelled:
+            except anyio.get_cancelled_exc_class():
                 stopped = _failure(lease, "the worker stopped mid-job")
-                with trio.move_on_after(STOP_REPORT_S, shield=True):
+                with anyio.move_on_after(STOP_REPORT_S, shield=True):
                     await self._report([stopped])
                 raise
             if outcome is not None:
@@ -249,7 +257,7 @@ class Worker:
                 if registered.is_async:
                     result = await registered.function(context)
                 else:
-                    result = await trio.to_thread.run_sync(
+                    result = await anyio.to_thread.run_sync(
                         registered.function, context, limiter=self._threads, abandon_on_cancel=True
                     )
                 encoded = encode_json(result, limits.JOB_RESULT_BYTES_MAX)
@@ -276,7 +284,7 @@ class Worker:
             raise LeaseLost(f"job {lease.job_id} is no longer leased to fence {lease.fence}")
         clock.renewed()
 
-    async def _report_outcomes(self, outcomes: trio.MemoryReceiveChannel[Outcome]) -> None:
+    async def _report_outcomes(self, outcomes: MemoryObjectReceiveStream[Outcome]) -> None:
         """Send outcomes as they come, one report in flight at a time: whatever finishes while
         a report travels goes in the next, so reports grow with the load (one log entry for
         many jobs) without making a lone job wait."""
@@ -286,13 +294,13 @@ class Worker:
                 if held is None:
                     try:
                         held = await outcomes.receive()
-                    except trio.EndOfChannel:
+                    except anyio.EndOfStream:
                         return
                 batch, size, held = [held], _outcome_bytes(held), None
                 while len(batch) < limits.REPORT_OUTCOMES_MAX:
                     try:
                         outcome = outcomes.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                    except (anyio.WouldBlock, anyio.EndOfStream):
                         break
                     if size + _outcome_bytes(outcome) > limits.REPORT_BYTES_MAX:
                         held = outcome  # starts the next report

@@ -15,7 +15,7 @@ import trio
 
 from raftq.client.connection import ClientConnection, ConnectionClosed
 from raftq.errors import ConfigError
-from raftq.transport.network import Network
+from raftq.transport.network import Network, client_network
 from raftq.transport.wire import ClientReply, SubmitCommand
 
 logger = logging.getLogger("raftq.node")
@@ -31,7 +31,7 @@ class Forwarder:
         secret: bytes | None = None,
     ) -> None:
         self._secret = secret
-        self._network = network
+        self._network = client_network(network, None)  # the client side speaks AnyIO
         self._address_of = address_of
         self._cluster_id = cluster_id
         self._nursery = nursery
@@ -47,7 +47,7 @@ class Forwarder:
         try:
             connection = await self._connection_to(leader, timeout_s)
             reply = await connection.call(attrs.evolve(call, follow_redirects=True), timeout_s)
-        except (ConnectionClosed, ConfigError, trio.TooSlowError, OSError) as error:
+        except (ConnectionClosed, ConfigError, TimeoutError, OSError) as error:
             self.failed += 1
             self._connections.pop(leader, None)
             logger.info("forward failed leader=%s error=%r", leader, str(error))

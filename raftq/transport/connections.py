@@ -25,12 +25,13 @@ import attrs
 import trio
 
 from raftq import limits
+from raftq.backoff import Backoff
 from raftq.errors import AuthenticationError, RemoteProtocolError
 from raftq.ids import NodeId
 from raftq.raft.messages import Message
 from raftq.transport import auth
 from raftq.transport.framing import frame
-from raftq.transport.network import FramedConnection, Network
+from raftq.transport.network import FramedByteStream, FramedConnection, Network
 from raftq.transport.tls import refusal_reason, send_alert, tls_failure
 from raftq.transport.wire import (
     PROTOCOL_VERSION,
@@ -48,6 +49,13 @@ RAFT_MESSAGES = typing.get_args(Message)
 
 MESSAGES_PER_WRITE_MAX = 256
 """Queued messages coalesced into one write to a peer."""
+
+RECONNECT_BACKOFF = Backoff(
+    min_s=limits.RECONNECT_BACKOFF_MIN_MS / 1000,
+    max_s=limits.RECONNECT_BACKOFF_MAX_MS / 1000,
+    jitter=(0.5, 1.5),
+)
+"""A peer link reconnects after these delays (``limits.RECONNECT_BACKOFF_MIN_MS``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -283,7 +291,11 @@ async def _refuse_tls(
 
 
 async def introduce(
-    connection: FramedConnection, *, cluster_id: str, caller_id: str, secret: bytes | None
+    connection: FramedConnection | FramedByteStream,
+    *,
+    cluster_id: str,
+    caller_id: str,
+    secret: bytes | None,
 ) -> Welcome | ErrorFrame | None:
     """The caller's side of the handshake: the node's answer (None: it hung up). With a
     secret, the node must prove it first; ``RemoteProtocolError`` if it cannot."""
@@ -385,7 +397,7 @@ class PeerLink:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        backoff_ms = limits.RECONNECT_BACKOFF_MIN_MS
+        delays = RECONNECT_BACKOFF.delays(self._rng)
         while True:
             try:
                 connection = await self._connect()
@@ -399,7 +411,7 @@ class PeerLink:
                 else:
                     logger.debug("peer connect failed peer=%s error=%r", self.peer, str(e))
             else:
-                backoff_ms = limits.RECONNECT_BACKOFF_MIN_MS
+                delays.reset()
                 try:
                     await self._pump(connection)
                 except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -407,8 +419,7 @@ class PeerLink:
                 finally:
                     self.connected = False
                     await trio.aclose_forcefully(connection.stream)
-            await trio.sleep(backoff_ms * (0.5 + self._rng.random()) / 1000)
-            backoff_ms = min(backoff_ms * 2, limits.RECONNECT_BACKOFF_MAX_MS)
+            await trio.sleep(delays.next_s())
 
     async def _connect(self) -> FramedConnection:
         with trio.fail_after(limits.HANDSHAKE_TIMEOUT_MS / 1000):

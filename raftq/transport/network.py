@@ -1,8 +1,14 @@
-"""The ``Network`` seam, and framed connections over any byte stream.
+"""The ``Network`` seams, and framed connections over any byte stream.
 
 A node reaches the world only through ``Network``: ``TcpNetwork`` here, the simulator's own in
 ``sim/``. Both hand out ``trio.abc.Stream``s; ``FramedConnection`` turns one into a sequence of
 ``WireMessage``s.
+
+The client side (``raftq.connect``, remote workers) runs on AnyIO, under asyncio or Trio, so it
+dials through ``ClientNetwork``, which hands out ``anyio.abc.ByteStream``s: ``ClientTcpNetwork``
+is its real one. A node's own ``Network`` serves its clients too (a node's in-process workers and
+its forwarder, the simulator's producers): ``client_network`` adapts it, wrapping each Trio
+stream in ``TrioByteStream``. ``FramedByteStream`` is ``FramedConnection`` over such a stream.
 """
 
 from __future__ import annotations
@@ -10,12 +16,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import anyio
+import anyio.abc
 import trio
 
 from raftq import limits
 from raftq.errors import ConfigError, RemoteProtocolError
 from raftq.transport.framing import FrameDecoder, frame
-from raftq.transport.tls import TlsConfig, open_tls
+from raftq.transport.tls import TlsConfig, open_client_tls, open_tls
 from raftq.transport.wire import WireMessage, decode_wire, encode_wire
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
@@ -120,6 +128,136 @@ class FramedConnection:
                 if self._decoder.next_frame() is None:
                     return None
                 raise RemoteProtocolError("unreachable: a frame completed at end of stream")
+            self._decoder.feed(data)
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+# --- the client side: AnyIO --------------------------------------------------------------------
+
+
+class ClientNetwork(Protocol):
+    """How a client dials a node: an ``anyio.abc.ByteStream`` per connection."""
+
+    async def connect(self, address: str) -> anyio.abc.ByteStream: ...
+
+
+class ClientTcpNetwork:
+    """TCP from the client side on AnyIO (asyncio or Trio), with TLS when given ``tls``: the
+    node's certificate is verified against ``tls.ca_file`` for the host dialled, and the
+    client's own (``tls.cert_file``), if any, is presented. TLS runs without requiring a
+    close_notify at the end, as the node's does (see ``TcpNetwork``)."""
+
+    def __init__(self, tls: TlsConfig | None = None) -> None:
+        self._context = tls.client_context() if tls else None
+
+    async def connect(self, address: str) -> anyio.abc.ByteStream:
+        host, port = parse_address(address)
+        stream = await anyio.connect_tcp(host, port)
+        if self._context is None:
+            return stream
+        return await open_client_tls(stream, self._context, host)
+
+
+class TrioByteStream(anyio.abc.ByteStream):
+    """A ``trio.abc.Stream`` (from a node's ``Network``) as an AnyIO byte stream, with AnyIO's
+    exceptions: what broke it stays the ``__cause__`` (``tls.tls_failure`` finds a TLS error
+    there). Only ever used under Trio, where the stream lives."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+
+    async def send(self, item: bytes) -> None:
+        try:
+            await self.stream.send_all(item)
+        except trio.BrokenResourceError as error:
+            raise anyio.BrokenResourceError(str(error)) from error
+        except trio.ClosedResourceError as error:
+            raise anyio.ClosedResourceError(str(error)) from error
+
+    async def receive(self, max_bytes: int = RECEIVE_BYTES) -> bytes:
+        try:
+            data = await self.stream.receive_some(max_bytes)
+        except trio.BrokenResourceError as error:
+            raise anyio.BrokenResourceError(str(error)) from error
+        except trio.ClosedResourceError as error:
+            raise anyio.ClosedResourceError(str(error)) from error
+        if not data:
+            raise anyio.EndOfStream
+        return data if isinstance(data, bytes) else bytes(data)
+
+    async def send_eof(self) -> None:
+        raise NotImplementedError("raftq connections are never half-closed")
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+class _EitherNetwork:
+    """Dials through a node's ``Network`` or a ``ClientNetwork``, whichever it is given."""
+
+    def __init__(self, network: Network | ClientNetwork) -> None:
+        self._network = network
+
+    async def connect(self, address: str) -> anyio.abc.ByteStream:
+        try:
+            stream = await self._network.connect(address)
+        except trio.BrokenResourceError as error:  # e.g. a TLS handshake that failed
+            raise anyio.BrokenResourceError(str(error)) from error
+        if isinstance(stream, anyio.abc.ByteStream):
+            return stream
+        return TrioByteStream(stream)
+
+
+def client_network(network: Network | ClientNetwork | None, tls: TlsConfig | None) -> ClientNetwork:
+    """The network a client dials through: its own TCP (``tls``: with TLS) when given none;
+    else ``network``, a ``ClientNetwork`` or a node's ``Network`` (whose Trio streams are
+    adapted)."""
+    if network is None:
+        return ClientTcpNetwork(tls)
+    if isinstance(network, ClientTcpNetwork | _EitherNetwork):
+        return network
+    return _EitherNetwork(network)
+
+
+class FramedByteStream:
+    """``FramedConnection`` over an ``anyio.abc.ByteStream``: whole ``WireMessage``s;
+    ``receive`` returns None at a clean end."""
+
+    def __init__(
+        self, stream: anyio.abc.ByteStream, max_bytes: int = limits.FRAME_BYTES_MAX
+    ) -> None:
+        self.stream = stream
+        self._decoder = FrameDecoder(max_bytes)
+        self._max_bytes = max_bytes
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        """The largest frame sent or accepted from now on."""
+        self._max_bytes = self._decoder.max_bytes = value
+
+    async def send(self, message: WireMessage) -> None:
+        await self.stream.send(frame(encode_wire(message), self._max_bytes))
+
+    async def receive(self) -> WireMessage | None:
+        while True:
+            body = self._decoder.next_frame()
+            if body is not None:
+                return decode_wire(body)
+            try:
+                data = await self.stream.receive(RECEIVE_BYTES)
+            except anyio.EndOfStream:
+                self._decoder.close()
+                if self._decoder.next_frame() is None:
+                    return None
+                raise RemoteProtocolError(
+                    "unreachable: a frame completed at end of stream"
+                ) from None
             self._decoder.feed(data)
 
     async def aclose(self) -> None:

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
 import attrs
 import trio
+from anyio.streams.tls import TLSStream
 
 from raftq.errors import ConfigError
 
@@ -111,3 +116,39 @@ async def send_alert(stream: trio.SSLStream[trio.abc.Stream]) -> None:
     if isinstance(outgoing, ssl.MemoryBIO) and outgoing.pending:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await stream.transport_stream.send_all(outgoing.read())
+
+
+T = TypeVar("T")
+
+
+class _AlertingTLSStream(TLSStream):
+    """AnyIO's TLS stream, but a failed handshake sends the alert OpenSSL queued (as
+    ``send_alert`` does for Trio): without it the node sees only a closed connection and
+    cannot count or log why its certificate was refused."""
+
+    async def _call_sslobject_method(  # type: ignore[override]
+        self, func: Callable[..., T], *args: Any
+    ) -> T:
+        try:
+            return await super()._call_sslobject_method(func, *args)
+        except ssl.SSLError:
+            pending = self._write_bio.read() if self._write_bio.pending else b""  # anyio pinned
+            if pending:
+                with anyio.move_on_after(1), contextlib.suppress(Exception):
+                    await self.transport_stream.send(pending)
+            raise
+
+
+async def open_client_tls(
+    stream: anyio.abc.ByteStream, context: ssl.SSLContext, host: str
+) -> anyio.abc.ByteStream:
+    """The client side of ``open_tls`` on AnyIO: wrap, verify the node's certificate for
+    ``host``, finish the handshake; the stream is closed on failure (``ssl.SSLError`` then
+    says why, e.g. ``SSLCertVerificationError``)."""
+    try:
+        return await _AlertingTLSStream.wrap(
+            stream, hostname=host, ssl_context=context, standard_compatible=False
+        )
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise

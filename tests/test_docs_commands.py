@@ -56,6 +56,7 @@ EXCERPTED = ("README.md", "client.md", "handlers.md")
 RUN_BY_TESTS = {
     "flask_app.py": "tests/test_examples.py drives it through Flask's test client",
     "django_app.py": "tests/test_examples.py drives it through Django's test client",
+    "fastapi_app.py": "tests/test_examples.py drives it through Starlette's TestClient",
 }
 
 FENCE = re.compile(r"^```(\S*)\n(.*?)^```", re.MULTILINE | re.DOTALL)

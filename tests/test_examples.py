@@ -89,3 +89,26 @@ def test_django_enqueues_through_its_shared_sync_client(checker: raftq.SyncClien
         }
         assert http.get("/jobs/no-such-job").status_code == 404
         assert http.get("/resize").status_code == 405
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_fastapi_enqueues_through_the_client_its_lifespan_opens(
+    checker: raftq.SyncClient, backend: str
+) -> None:
+    """Through Starlette's TestClient, which runs the app (lifespan included) on ``backend``:
+    the same app code under asyncio, as uvicorn runs it, and under Trio (hypercorn's
+    ``--worker-class trio``)."""
+    module = importlib.import_module("fastapi_app")
+    from fastapi.testclient import TestClient
+
+    with TestClient(module.app, backend=backend) as http:
+        created = http.post("/resize", json={"file": f"{backend}.png", "width": 32})
+        assert created.status_code == 201, created.text
+        job_id = created.json()["id"]
+        assert checker.wait(job_id, timeout=WAIT_S).state == "succeeded"
+        assert http.get(f"/jobs/{job_id}").json() == {
+            "state": "succeeded",
+            "result": {"file": f"{backend}.png", "width": 32, "attempt": 1},
+        }
+        assert http.get("/jobs/no-such-job").status_code == 404
+        assert http.post("/resize", json={"width": 3}).status_code == 422

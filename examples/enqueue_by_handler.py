@@ -1,8 +1,8 @@
-"""Enqueue jobs by their handler, with checked arguments (docs/handlers.md)."""
+"""Enqueue jobs by their handler, with checked arguments, from asyncio (docs/handlers.md)."""
 
+import asyncio
 import os
 
-import trio
 from tasks import resize
 
 import raftq
@@ -21,4 +21,4 @@ async def main() -> None:
             print((await client.wait(each, timeout=30)).result)
 
 
-trio.run(main)
+asyncio.run(main())  # or trio.run(main): raftq.connect runs under either

@@ -4,12 +4,13 @@ node processes on 127.0.0.1, fsync on, no workers (the jobs stay pending), and t
 - ``trio``: ``raftq.connect`` under ``trio.run``;
 - ``asyncio``: the same call under ``asyncio.run``;
 - ``sync``: ``raftq.SyncClient`` from the main thread (its loop thread behind a portal);
-- ``sync x8``: one ``SyncClient`` shared by 8 threads.
+- ``sync x8``: one ``SyncClient`` shared by 8 threads (and, for reference, ``trio x8`` and
+  ``asyncio x8``: one async client shared by 8 tasks).
 
 For each: enqueue latency (``--samples`` single enqueues one at a time, each from send to
 acknowledgement; p50, p99) and ``enqueue_many`` throughput (``--batches`` batches of
-``--batch`` jobs, one batch at a time); for the SyncClient from 1 and from 8 threads, the
-throughput of single enqueues (every thread enqueueing one job at a time). The clients take
+``--batch`` jobs, one batch at a time); from 1 and from 8 threads or tasks, the
+throughput of single enqueues (each thread or task enqueueing one job at a time). The clients take
 turns in ``--rounds`` short rounds, so load from elsewhere on the machine falls on all of them
 alike.
 
@@ -32,6 +33,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import trio
 from anyio.from_thread import start_blocking_portal
 
@@ -70,14 +72,34 @@ class Figures:
 
 
 async def measure_async(
-    client: raftq.Client, figures: Figures, samples: int, batches: int, batch: int
+    client: raftq.Client,
+    figures: Figures,
+    concurrent: Figures,
+    samples: int,
+    batches: int,
+    batch: int,
 ) -> None:
     """The same code under trio.run and asyncio.run: the client takes no side."""
     await client.enqueue("noop")  # connections open, the leader known
+    start = time.perf_counter()
     for n in range(samples):
-        start = time.perf_counter()
+        sent = time.perf_counter()
         await client.enqueue("noop", n)
-        figures.latencies_s.append(time.perf_counter() - start)
+        figures.latencies_s.append(time.perf_counter() - sent)
+    figures.single_seconds += time.perf_counter() - start
+    figures.single_jobs += samples
+
+    async def produce(count: int) -> None:
+        for n in range(count):
+            await client.enqueue("noop", n)
+
+    # The reference for the SyncClient's threads: as many tasks, on one client.
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tasks:
+        for _ in range(THREADS):
+            tasks.start_soon(produce, samples // THREADS)
+    concurrent.single_seconds += time.perf_counter() - start
+    concurrent.single_jobs += samples // THREADS * THREADS
     jobs = [{"type": "noop", "payload": n} for n in range(batch)]
     start = time.perf_counter()
     for _ in range(batches):
@@ -90,15 +112,23 @@ def run_async_client(
     runner: Callable[[Callable[[], Awaitable[None]]], None],
     addresses: list[str],
     figures: Figures,
+    concurrent: Figures,
     arguments: argparse.Namespace,
 ) -> None:
     async def main() -> None:
         async with raftq.connect(addresses, timeout=30) as client:
             await measure_async(
-                client, figures, arguments.samples, arguments.batches, arguments.batch
+                client, figures, concurrent, arguments.samples, arguments.batches, arguments.batch
             )
 
     runner(main)
+
+
+def run_asyncio(main: Callable[[], Awaitable[None]]) -> None:
+    async def coroutine() -> None:
+        await main()
+
+    asyncio.run(coroutine())
 
 
 def measure_sync(client: raftq.SyncClient, figures: Figures, arguments: argparse.Namespace) -> None:
@@ -141,7 +171,15 @@ def measure_threads(
 
 
 def run(arguments: argparse.Namespace) -> dict[str, Any]:
-    figures = {name: Figures() for name in ("trio", "asyncio", "sync", f"sync x{THREADS}")}
+    names = (
+        "trio",
+        f"trio x{THREADS}",
+        "asyncio",
+        f"asyncio x{THREADS}",
+        "sync",
+        f"sync x{THREADS}",
+    )
+    figures = {name: Figures() for name in names}
     with (
         tempfile.TemporaryDirectory(prefix="raftq-bench-clients-") as root,
         start_blocking_portal("trio") as portal,
@@ -153,8 +191,14 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
             with raftq.SyncClient(addresses, timeout=30) as client:
                 client.status()
                 for _ in range(arguments.rounds):
-                    run_async_client(trio.run, addresses, figures["trio"], arguments)
-                    run_async_client(asyncio.run, addresses, figures["asyncio"], arguments)
+                    for name, runner in (("trio", trio.run), ("asyncio", run_asyncio)):
+                        run_async_client(
+                            runner,
+                            addresses,
+                            figures[name],
+                            figures[f"{name} x{THREADS}"],
+                            arguments,
+                        )
                     measure_sync(client, figures["sync"], arguments)
                     per_thread = arguments.samples // THREADS
                     measure_threads(client, figures["sync"], 1, per_thread * THREADS)
@@ -176,6 +220,10 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         ),
         "sync_p50_minus_async_ms": round(report["sync"]["p50_ms"] - max(trio_p50, asyncio_p50), 3),
         f"sync_x{THREADS}_vs_1_thread": round(threads_ratio, 2),
+        f"trio_x{THREADS}_tasks_vs_1_task": round(
+            report[f"trio x{THREADS}"]["single_enqueues_per_s"] / on_trio["single_enqueues_per_s"],
+            2,
+        ),
     }
     return report
 

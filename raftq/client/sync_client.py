@@ -34,8 +34,17 @@ from typing import Any, Literal, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from raftq.client.client import Client, connect, parse_addresses
+from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
+from raftq.client.jobfile import (
+    DELAY_MS_MAX,
+    TIMEOUT_MS_MAX,
+    FieldProblem,
+    make_spec,
+    seconds_to_ms,
+)
 from raftq.errors import ConfigError, RaftqError
+from raftq.jobs.commands import JobSpec
 from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
 
@@ -57,10 +66,12 @@ class _LoopThread:
         self.portal = portal_context.__enter__()
         self._client_context: AbstractContextManager[Client] | None = None
         self.client: Client | None = None
+        self.coalescer: EnqueueCoalescer | None = None
 
     def open_client(self, open_context: Callable[[], Any]) -> Client:
         self._client_context = self.portal.wrap_async_context_manager(open_context())
         self.client = self._client_context.__enter__()
+        self.coalescer = EnqueueCoalescer(self.client)
         return self.client
 
     def stop(self) -> None:
@@ -166,8 +177,8 @@ class SyncClient:
                 self._loop = loop
             return self._loop
 
-    def _call(self, method: Callable[[Client], Awaitable[T]]) -> T:
-        loop = self._running()
+    def _call(self, method: Callable[[Client], Awaitable[T]], loop: _LoopThread | None = None) -> T:
+        loop = loop or self._running()
         assert loop.client is not None, "open_client sets it"
         client = loop.client
         try:
@@ -192,20 +203,13 @@ class SyncClient:
         key: str | None = None,
         id: str | None = None,
     ) -> str:
-        """``Client.enqueue``: one job; its id once committed."""
-        return self._call(
-            lambda client: client.enqueue(
-                type,
-                payload,
-                queue=queue,
-                priority=priority,
-                delay=delay,
-                max_attempts=max_attempts,
-                timeout=timeout,
-                key=key,
-                id=id,
-            )
-        )
+        """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
+        the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
+        spec = job_spec(type, payload, queue, priority, delay, max_attempts, timeout, key, id)
+        loop = self._running()
+        assert loop.coalescer is not None, "open_client makes it"
+        coalescer = loop.coalescer
+        return self._call(lambda client: coalescer.enqueue(spec), loop)
 
     def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
         """``Client.enqueue_many``: job-file dicts in one command and one commit; their ids."""
@@ -247,6 +251,34 @@ class SyncClient:
 
     def resume(self, queue: str) -> None:
         self._call(lambda client: client.resume(queue))
+
+
+def job_spec(
+    type: str,
+    payload: object,
+    queue: str,
+    priority: int,
+    delay: float,
+    max_attempts: int,
+    timeout: float,
+    key: str | None,
+    id: str | None,
+) -> JobSpec:
+    """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
+    try:
+        return make_spec(
+            type=type,
+            payload=payload,
+            queue=queue,
+            priority=priority,
+            delay_ms=seconds_to_ms("delay", delay, lowest_ms=0, highest_ms=DELAY_MS_MAX),
+            max_attempts=max_attempts,
+            timeout_ms=seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX),
+            key=key if key is not None else (id or ""),
+            id=id or "",
+        )
+    except FieldProblem as problem:
+        raise ConfigError(f"{problem.field}: {problem}") from None
 
 
 _clients: weakref.WeakSet[SyncClient] = weakref.WeakSet()

@@ -21,6 +21,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import trio
 
 from raftq import limits
@@ -192,6 +193,13 @@ def add_client_commands(commands: Any) -> None:
         help="a module with a raftq.App named app, or that registers handlers (repeatable)",
     )
     worker.add_argument("--concurrency", type=int, default=8, metavar="N")
+    worker.add_argument(
+        "--loop",
+        choices=["trio", "asyncio"],
+        default="trio",
+        help="the event loop the async handlers run on (default trio); asyncio for handlers "
+        "that use asyncio libraries (asyncpg, aiohttp, ...)",
+    )
     worker.add_argument("--queue", dest="queues", action="append", default=[], metavar="Q")
     worker.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
 
@@ -216,8 +224,12 @@ def _connection_options(*, client_timeout_flag: str) -> argparse.ArgumentParser:
 def run_client_command(arguments: argparse.Namespace) -> int:
     """Run a parsed client command; its exit code. Errors are printed, never raised."""
     command = _COMMANDS[arguments.command]
+    loop = getattr(arguments, "loop", "trio")  # `raftq worker --loop`; the rest run on Trio
     try:
-        return trio.run(_connected, command, arguments)
+        if loop == "trio":
+            return trio.run(_connected, command, arguments)
+        code: int = anyio.run(_connected, command, arguments, backend=loop)
+        return code
     except ConfigError as error:
         return _complain(error, EXIT_BAD_ARGUMENTS)
     except (NoQuorum, Busy) as error:
@@ -414,8 +426,8 @@ async def _worker(client: Client, arguments: argparse.Namespace) -> int:
     sys.path.insert(0, os.getcwd())  # `--import jobs` finds ./jobs.py, as `python -m` would
     app = load_app(arguments.modules)
     worker = Worker(client, app, concurrency=arguments.concurrency, queues=tuple(arguments.queues))
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with anyio.create_task_group() as tasks:
 
             async def stop_on_signal() -> None:
                 async for signal_number in signals:
@@ -423,9 +435,9 @@ async def _worker(client: Client, arguments: argparse.Namespace) -> int:
                     worker.stop()
                     return
 
-            nursery.start_soon(stop_on_signal)
+            tasks.start_soon(stop_on_signal)
             await worker.run()
-            nursery.cancel_scope.cancel()
+            tasks.cancel_scope.cancel()
     return EXIT_OK
 
 

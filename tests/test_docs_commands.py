@@ -177,9 +177,9 @@ def test_python_blocks_are_the_example_files(document: Path) -> None:
 
 
 def test_the_excerpt_check_wants_whole_lines_word_for_word() -> None:
-    assert excerpt_of("app = raftq.App()\n") == "handlers.py"
-    assert excerpt_of("app = raftq.App(builtins=False)\n") is None
-    assert excerpt_of("= raftq.App()\n") is None  # not a whole line
+    assert excerpt_of('@app.handler("checksum")\n') == "handlers.py"
+    assert excerpt_of('@app.handler("checksum", 2)\n') is None
+    assert excerpt_of('.handler("checksum")\n') is None  # not a whole line
 
 
 def test_every_example_file_is_run() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -112,3 +113,31 @@ def test_fastapi_enqueues_through_the_client_its_lifespan_opens(
         }
         assert http.get("/jobs/no-such-job").status_code == 404
         assert http.post("/resize", json={"width": 3}).status_code == 422
+
+
+def test_an_asyncio_worker_runs_handlers_on_asyncio_only_apis(
+    cluster: LocalCluster, checker: raftq.SyncClient, tmp_path: Path
+) -> None:
+    """``raftq worker --loop asyncio`` runs ``examples/asyncio_worker.py``, whose handler needs
+    asyncio's running loop (no node has it: only this worker claims its jobs)."""
+    resolve = importlib.import_module("asyncio_worker").resolve
+    raftq_command = Path(sys.executable).parent / "raftq"
+    command = [
+        str(raftq_command), "worker", "--cluster", ",".join(cluster.client_addresses),
+        "--loop", "asyncio", "--import", "asyncio_worker", "--concurrency", "2",
+    ]  # fmt: skip
+    with (tmp_path / "worker.log").open("wb") as log:
+        worker = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        job_id = resolve.enqueue_sync(checker, host="localhost")
+        job = checker.wait(job_id, timeout=WAIT_S)
+        assert (job.state, job.result["host"]) == ("succeeded", "localhost"), job.error
+        assert "127.0.0.1" in job.result["addresses"]
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=WAIT_S)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    assert worker.returncode == 0, (tmp_path / "worker.log").read_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import uuid
 from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -30,9 +31,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         yield running
 
 
-@pytest.fixture
-def client(cluster: LocalCluster) -> Iterator[raftq.SyncClient]:
-    with raftq.SyncClient(cluster.client_addresses, timeout=20) as sync_client:
+@pytest.fixture(params=["trio", "asyncio"])
+def client(cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[raftq.SyncClient]:
+    """On either loop in its thread: the client runs the same under both."""
+    with raftq.SyncClient(
+        cluster.client_addresses, timeout=20, backend=request.param
+    ) as sync_client:
         yield sync_client
 
 
@@ -53,11 +57,12 @@ def test_every_method_blocks_and_returns_what_the_async_client_returns(
     ids = client.enqueue_many([{"type": "noop", "payload": n} for n in (1, 2)])
     assert [client.wait(each, timeout=20).payload for each in ids] == [1, 2]
 
-    client.pause("sync-paused")
-    held = client.enqueue("noop", queue="sync-paused")
-    assert [job.state for job in client.jobs(queue="sync-paused")] == ["pending"]
+    paused = f"paused-{uuid.uuid4().hex}"  # the cluster is the module's: a queue of our own
+    client.pause(paused)
+    held = client.enqueue("noop", queue=paused)
+    assert [job.state for job in client.jobs(queue=paused)] == ["pending"]
     assert client.cancel(held) == "cancelled"
-    client.resume("sync-paused")
+    client.resume(paused)
 
     dead = client.enqueue("fail", {"message": "no"}, max_attempts=1)
     assert client.wait(dead, timeout=20).state == "dead"
@@ -85,17 +90,20 @@ def test_errors_are_the_async_clients_and_bad_arguments_fail_before_sending(
         raftq.SyncClient("no port here")
     with pytest.raises(raftq.ConfigError, match="at least"):
         raftq.SyncClient("127.0.0.1:7100", secret="short")
+    with pytest.raises(raftq.ConfigError, match="backend"):
+        raftq.SyncClient("127.0.0.1:7100", backend="gevent")  # type: ignore[arg-type]
 
 
 def test_one_client_serves_eight_threads_at_once(client: raftq.SyncClient) -> None:
     """Every thread's enqueues come back with their own ids, and every job is there."""
+    queue = f"threads-{uuid.uuid4().hex}"  # the cluster is the module's: a queue of our own
     ids: list[list[str]] = [[] for _ in range(THREADS)]
     errors: list[BaseException] = []
 
     def produce(number: int) -> None:
         try:
             for n in range(ENQUEUES_PER_THREAD):
-                ids[number].append(client.enqueue("noop", [number, n], queue="sync-threads"))
+                ids[number].append(client.enqueue("noop", [number, n], queue=queue))
         except BaseException as error:  # reported by the test thread
             errors.append(error)
 
@@ -108,7 +116,7 @@ def test_one_client_serves_eight_threads_at_once(client: raftq.SyncClient) -> No
     assert not any(thread.is_alive() for thread in threads)
     every_id = [job_id for batch in ids for job_id in batch]
     assert len(every_id) == len(set(every_id)) == THREADS * ENQUEUES_PER_THREAD
-    stored = client.jobs(queue="sync-threads", limit=1000)
+    stored = client.jobs(queue=queue, limit=1000)
     assert {job.id for job in stored} == set(every_id)
     assert {job.id: job.payload for job in stored} == {
         job_id: [number, n] for number, batch in enumerate(ids) for n, job_id in enumerate(batch)

@@ -7,8 +7,9 @@
 It does not re-implement the client: one ``raftq.connect`` client runs in one event-loop
 thread that AnyIO's blocking portal manages, and every method is a blocking call into it
 (STYLE.md 14). That one loop serves every thread of the program at once, so one ``SyncClient``
-is meant to be shared: a web server's threads enqueue through it concurrently, and their
-requests travel on the same connections (and are committed together).
+is meant to be shared: a web server's threads enqueue through it concurrently, their requests
+travel on the same connections, and their single enqueues go to the cluster together
+(``EnqueueCoalescer``).
 
 Lazy: the loop thread starts and the nodes are dialled on the first call, not in the
 constructor, so a client made at import time by a pre-fork server (gunicorn, uWSGI) costs
@@ -87,8 +88,8 @@ class SyncClient:
     """A blocking, thread-safe, fork-safe client of the cluster at ``cluster``.
 
     The arguments are those of ``raftq.connect`` and are checked here, at once: ``timeout``
-    (seconds every call retries for), ``secret``, ``tls``, ``cluster_id``. ``backend`` is the
-    event loop the client runs on inside its thread; it never shows."""
+    (seconds every call retries for), ``secret``, ``tls``, ``cluster_id``. ``backend`` picks
+    the event loop of the client's thread (Trio, or asyncio); callers never see it."""
 
     def __init__(
         self,

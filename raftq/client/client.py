@@ -630,6 +630,9 @@ class Client:
             self._cursor += 1
 
     async def _connection_to(self, address: str, timeout: float) -> ClientConnection:
+        connection = self._connections.get(address)
+        if connection is not None and connection.is_open:
+            return connection  # the common case: no lock, no checkpoint on the hot path
         lock = self._connecting.get(address)
         if lock is None:
             lock = self._connecting[address] = anyio.Lock()

@@ -7,7 +7,9 @@ node processes on 127.0.0.1, fsync on, no workers (the jobs stay pending), and t
   threads is not counted for them);
 - ``sync``: ``raftq.SyncClient`` from the main thread, timed around the blocking call;
 - ``sync x8``: one ``SyncClient`` shared by 8 threads (and, for reference, ``trio x8`` and
-  ``asyncio x8``: one async client shared by 8 tasks).
+  ``asyncio x8``: one async client shared by 8 tasks);
+- ``portal hop``: a call of a no-op from the main thread into a portal's Trio loop, the cost
+  the SyncClient adds to each call.
 
 Enqueue latency: ``--samples`` single enqueues per round and client, one at a time, each from
 send to acknowledgement (p50, p99); the clients alternate enqueue by enqueue, so that load from
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 import raftq
@@ -151,6 +154,9 @@ def measure(
         start = time.perf_counter()
         sync_client.enqueue("noop", number)
         figures["sync"].latencies_s.append(time.perf_counter() - start)
+        start = time.perf_counter()  # what the SyncClient adds: one call into a portal's loop
+        loops["trio"][0].call(anyio.lowlevel.checkpoint)
+        figures["portal hop"].latencies_s.append(time.perf_counter() - start)
     per_thread = arguments.samples // THREADS
     for name, (portal, client) in loops.items():
         figures[name].add_batches(
@@ -178,6 +184,7 @@ def run(arguments: argparse.Namespace) -> dict[str, Any]:
         f"asyncio x{THREADS}",
         "sync",
         f"sync x{THREADS}",
+        "portal hop",
     ]
     figures = {name: Figures() for name in names}
     with (

@@ -146,7 +146,10 @@ async def test_stop_lets_running_jobs_finish_on_either_loop(cluster: FakeCluster
 
 
 @pytest.mark.anyio
-async def test_tls_and_the_secret_handshake_on_either_loop(pki: Pki) -> None:  # noqa: F811
+async def test_tls_and_the_secret_handshake_on_either_loop(
+    pki: Pki,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     fake = FakeCluster(("n1",), secret=SECRET, tls=pki.node_tls())
     with fake_cluster_in_thread(fake):
         async with raftq.connect(
@@ -166,6 +169,8 @@ async def test_tls_and_the_secret_handshake_on_either_loop(pki: Pki) -> None:  #
         async with raftq.connect(fake.addresses, secret=SECRET, tls=foreign) as client:
             with pytest.raises(raftq.ConfigError, match="TLS: self-signed certificate"):
                 await client.enqueue("noop")
+        # The client told the node why (the TLS alert), so the node's log says it too.
+        assert any("alert unknown ca" in record.getMessage() for record in caplog.records)
         async with raftq.connect(fake.addresses, secret=SECRET, timeout=FAST) as client:
             with pytest.raises(raftq.ConfigError, match=r"tls_plaintext"):
                 await client.enqueue("noop")

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import Any
 
 from starlette.requests import Request
@@ -31,6 +32,7 @@ from raftq.client.jobfile import (
 from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
 from raftq.jobs.job import JobState
 from raftq.web.context import current_user, web_context
+from raftq.web.openapi import openapi_document
 
 API_PREFIX = "/api/v1"
 
@@ -320,9 +322,15 @@ async def cluster_status(request: Request) -> Response:
         return JSONResponse(await client.status())
 
 
+async def openapi(request: Request) -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return JSONResponse(openapi_document(version("raftq")))
+
+
 def api_routes() -> list[BaseRoute]:
     prefix = API_PREFIX
     return [
+        Route(f"{prefix}/openapi.json", openapi, methods=["GET"]),
         Route(f"{prefix}/jobs", enqueue_jobs, methods=["POST"]),
         Route(f"{prefix}/jobs", list_jobs, methods=["GET"]),
         Route(f"{prefix}/jobs/retry-dead", retry_dead_jobs, methods=["POST"]),

@@ -101,7 +101,8 @@ class Guard:
         refusal = self._refusal(scope, path, headers)
         if refusal is not None:
             status, code, message = refusal
-            if status == 401 and not path.startswith("/api/") and scope["method"] == "GET":
+            is_page = not path.startswith("/api/") and path != "/metrics"
+            if status == 401 and is_page and scope["method"] == "GET":
                 await _redirect_to_login(scope, send)
                 return
             await send_error(send, status, code, message)

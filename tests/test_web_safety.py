@@ -120,6 +120,7 @@ def test_bad_input_is_a_4xx_json_error_never_a_500(
     error = response.json()["error"]
     assert error["code"] == code
     assert error["message"]
+    assert response.headers["server-timing"].startswith("app;dur=")
 
 
 def test_a_huge_body_without_a_length_is_cut_off_at_the_cap(http: TestClient) -> None:

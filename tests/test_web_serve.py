@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from typing import IO
 import httpx2 as httpx
 import pytest
 import sniffio
+import trustme
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -226,3 +228,28 @@ def test_a_node_refuses_a_public_http_addr_without_a_secret(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "loopback only" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_a_node_with_tls_serves_its_http_addr_over_https(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    certificate.private_key_pem.write_to_path(str(tmp_path / "n1.key"))
+    certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "n1.pem"))
+    node_port, http_port = free_ports(2)
+    command = raftq_command(
+        "run", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{node_port}",
+        "--workers", "0", "--http-addr", f"127.0.0.1:{http_port}",
+        "--tls-cert", str(tmp_path / "n1.pem"), "--tls-key", str(tmp_path / "n1.key"),
+        "--tls-ca", str(tmp_path / "ca.pem"),
+    )  # fmt: skip
+    with running(command) as node:
+        assert node.stdout is not None
+        assert "https://" in read_until(node.stdout, "web serving")
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        status = httpx.get(
+            f"https://127.0.0.1:{http_port}/api/v1/status", verify=trusted, timeout=WAIT_S
+        )
+        assert [node["id"] for node in status.json()["cluster"]["nodes"]] == ["n1"]
+        with pytest.raises(httpx.ConnectError):  # not the CA's: refused
+            httpx.get(f"https://127.0.0.1:{http_port}/api/v1/status", timeout=WAIT_S)

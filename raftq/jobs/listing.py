@@ -22,32 +22,29 @@ from collections.abc import Iterable, Iterator
 from raftq import limits
 from raftq.jobs.job import Job, JobState
 
-FilterKey = tuple[str, str, JobState]
-"""(queue, type, state)."""
-
 
 class _Block:
-    __slots__ = ("counts", "jobs")
+    __slots__ = ("jobs", "names", "states")
 
     def __init__(self) -> None:
         self.jobs: list[Job] = []
         """In enqueue order (ascending ``seq``)."""
-        self.counts: dict[FilterKey, int] = {}
-
-    def count(self, key: FilterKey, delta: int) -> None:
-        total = self.counts.get(key, 0) + delta
-        assert total >= 0, key
-        if total:
-            self.counts[key] = total
-        else:
-            del self.counts[key]
+        self.states: dict[JobState, int] = {}
+        """Jobs per state: changed on every transition, so a plain counter (no tuple keys)."""
+        self.names: dict[tuple[str, str], int] = {}
+        """Jobs per (queue, type): changed only on enqueue and purge."""
 
     def has_match(self, state: JobState | None, queue: str | None, job_type: str | None) -> bool:
+        """Whether the block may hold a match. Counted apart, a state and a name may each be
+        present without a job that has both: then the block is scanned for nothing, within
+        the page's scan bound."""
+        if state is not None and not self.states.get(state):
+            return False
+        if queue is None and job_type is None:
+            return True
         return any(
-            (state is None or key[2] is state)
-            and (queue is None or key[0] == queue)
-            and (job_type is None or key[1] == job_type)
-            for key in self.counts
+            (queue is None or name[0] == queue) and (job_type is None or name[1] == job_type)
+            for name in self.names
         )
 
 
@@ -70,14 +67,19 @@ class ListingIndex:
         if block is None:
             assert not self.blocks or number > next(reversed(self.blocks)), "seq only grows"
             block = self.blocks[number] = _Block()
-        assert not block.jobs or block.jobs[-1].seq < job.seq
-        block.jobs.append(job)
-        block.count((job.queue, job.type, job.state), 1)
+        jobs = block.jobs
+        assert not jobs or jobs[-1].seq < job.seq, "seq only grows"
+        jobs.append(job)
+        states, names = block.states, block.names
+        states[job.state] = states.get(job.state, 0) + 1
+        name = (job.queue, job.type)
+        names[name] = names.get(name, 0) + 1
 
     def moved(self, job: Job, old: JobState, new: JobState) -> None:
-        block = self.blocks[job.seq // self.block_jobs]
-        block.count((job.queue, job.type, old), -1)
-        block.count((job.queue, job.type, new), 1)
+        """On every state change of every job: kept to two dictionary updates."""
+        states = self.blocks[job.seq // self.block_jobs].states
+        states[old] -= 1
+        states[new] = states.get(new, 0) + 1
 
     def remove(self, job: Job) -> None:
         number = job.seq // self.block_jobs
@@ -85,7 +87,13 @@ class ListingIndex:
         position = bisect.bisect_left(block.jobs, job.seq, key=_seq)
         assert block.jobs[position] is job, job.id
         del block.jobs[position]
-        block.count((job.queue, job.type, job.state), -1)
+        block.states[job.state] -= 1
+        name = (job.queue, job.type)
+        left = block.names[name] - 1
+        if left:
+            block.names[name] = left
+        else:
+            del block.names[name]
         if not block.jobs:
             del self.blocks[number]
 

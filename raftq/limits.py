@@ -211,15 +211,35 @@ JSON_DEPTH_MAX = 64
 levels; Python's JSON parser and every consumer of the payload recurse once per level, so a
 body of ten thousand ``[`` must be a clear 400, never a RecursionError deep in a worker."""
 
+HTTP_HEADER_BYTES_MAX = 16 * 1024
+"""Request line and headers of one request: browsers send a few kB with cookies; past this a
+request is refused by h11 before it reaches the app."""
+
+HTTP_KEEP_ALIVE_S = 30
+"""An idle keep-alive connection is closed after this: a dashboard polling every few seconds
+keeps its connection, abandoned ones do not pile up."""
+
+HTTP_READ_TIMEOUT_S = 30
+"""A connection that sends nothing for this long is closed (Hypercorn waits forever by
+default): a client trickling a request cannot hold a connection open indefinitely."""
+
+HTTP_SHUTDOWN_GRACE_S = 3
+"""Requests in flight get this long to finish when the server stops."""
+
 JOBS_PAGE_MAX = 1_000
 """Jobs in one page (``PageJobs``, ``GET /api/v1/jobs``): a page a browser renders at once, and
 a reply that stays under ``FRAME_BYTES_MAX`` unless payloads are huge; more come by cursor."""
 
 LIST_BLOCK_JOBS = 1_024
-"""Jobs per block of the listing index (``raftq.jobs.listing``): each block counts its jobs per
-(queue, type, state), so a filtered page skips whole blocks without a match. Small enough that
-scanning one block is quick (tens of microseconds), large enough that even ``JOBS_MAX`` jobs
-make only about two thousand blocks to step over."""
+"""Jobs per block of the listing index (``raftq.jobs.listing``): each block counts its jobs
+per state and per (queue, type), so a filtered page skips whole blocks without a match. Small
+enough that scanning one block is quick (tens of microseconds), large enough that even
+``JOBS_MAX`` jobs make only about two thousand blocks to step over."""
+
+JOBS_PAGE_BYTES_MAX = 4 * 1024 * 1024
+"""Payload, result and error bytes in one page: a page of a thousand jobs with 1 MiB payloads
+would be a reply far past ``FRAME_BYTES_MAX``. A page ends after the job that crosses this
+(so it always holds at least one), and its cursor goes on from there."""
 
 LIST_SCAN_JOBS_MAX = 10_000
 """Jobs one page of a listing examines at most, so that no request costs a full scan (a few

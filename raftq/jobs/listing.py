@@ -4,8 +4,9 @@ A page of ``GET /api/v1/jobs`` (or ``raftq jobs``) is the jobs after a cursor, t
 order (``Job.seq``) of the last job seen, that match a state, queue and type. Jobs are kept in
 blocks of ``limits.LIST_BLOCK_JOBS`` consecutive sequence numbers, each with a count of its
 jobs per (queue, type, state): a page steps over every block without a match and scans only
-the others, at most ``limits.LIST_SCAN_JOBS_MAX`` jobs (then the page is short and its cursor
-points where it stopped). Since sequence numbers only grow, a job enqueued meanwhile comes
+the others, at most ``limits.LIST_SCAN_JOBS_MAX`` jobs, and ends after
+``limits.JOBS_PAGE_BYTES_MAX`` bytes of payloads and results (then the page is short and its
+cursor points where it stopped). Since sequence numbers only grow, a job enqueued meanwhile comes
 after every cursor already handed out, and a job that changes state keeps its place: paging
 neither repeats nor skips a job that matched throughout.
 
@@ -50,6 +51,11 @@ class _Block:
 
 def _seq(job: Job) -> int:
     return job.seq
+
+
+def _bytes(job: Job) -> int:
+    run = job.run
+    return len(job.payload) + (len(run.result) + len(run.error) if run is not None else 0)
 
 
 class ListingIndex:
@@ -113,6 +119,7 @@ class ListingIndex:
         limit: int = 100,
         newest_first: bool = False,
         scan_max: int = limits.LIST_SCAN_JOBS_MAX,
+        bytes_max: int = limits.JOBS_PAGE_BYTES_MAX,
     ) -> tuple[list[Job], int]:
         """Up to ``limit`` matching jobs after ``cursor`` (a ``seq``; 0: from the oldest, or
         with ``newest_first`` from the newest), and the cursor of the next page (0: none)."""
@@ -120,6 +127,7 @@ class ListingIndex:
         assert scan_max > 0, scan_max
         assert cursor >= 0, cursor
         found: list[Job] = []
+        found_bytes = 0
         jobs = self._after(cursor, newest_first, state, queue, job_type)
         for examined, job in enumerate(jobs, 1):
             if (
@@ -128,7 +136,8 @@ class ListingIndex:
                 and (job_type is None or job.type == job_type)
             ):
                 found.append(job)
-                if len(found) == limit:
+                found_bytes += _bytes(job)
+                if len(found) == limit or found_bytes > bytes_max:
                     return found, job.seq
             if examined >= scan_max:
                 return found, job.seq

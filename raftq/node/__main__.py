@@ -20,6 +20,8 @@ import trio
 
 from raftq.errors import ConfigError, DataDirError
 from raftq.ids import parse_node_id
+from raftq.interrupts import honour_sigint, interrupted
+from raftq.lifeline import lifeline_fd, wait_for_parent_exit
 from raftq.node.config import NodeConfig, parse_members
 from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
@@ -74,6 +76,14 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         help="off is UNSAFE: acknowledged jobs can be lost (for measuring only)",
     )
     parser.add_argument("--tick-ms", type=int, default=None, help="Raft tick (30 ms)")
+    parser.add_argument(
+        "--lifeline-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="stop (as on SIGTERM) when this inherited pipe reaches end-of-file: the program "
+        "that started the node has exited ($RAFTQ_LIFELINE_FD; raftq.lifeline)",
+    )
     add_security_arguments(parser)
     return parser
 
@@ -136,14 +146,18 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
     return config, options
 
 
-async def serve(config: NodeConfig) -> None:
+async def serve(config: NodeConfig, lifeline: int | None = None) -> None:
+    """Run the node until SIGTERM, SIGINT, a client's drain, or end-of-file on the
+    ``lifeline`` pipe (the program that started the node has exited); then stop cleanly."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_node(config) as node, trio.open_nursery() as nursery:
             if not config.fsync:
                 logger.warning("fsync is OFF: acknowledged writes can be lost on a crash")
             await nursery.start(freeze_survivors)
             node.client_service.drainable = True
-            reason = await _stop_requested(signals, node.client_service.drain_requested)
+            reason = await _stop_requested(
+                signals, node.client_service.drain_requested, lifeline
+            )
             logger.info("stopping reason=%s", reason)
             await node.stop_workers()  # stop claiming; running jobs finish or time out
             await hand_over(node)
@@ -182,10 +196,23 @@ async def freeze_survivors(
         )
 
 
-async def _stop_requested(signals: AsyncIterator[int], drain: trio.Event) -> str:
-    """Wait for SIGTERM/SIGINT or a client's ``raftq drain``; say which came."""
+async def _stop_requested(
+    signals: AsyncIterator[int], drain: trio.Event, lifeline: int | None
+) -> str:
+    """Wait for SIGTERM/SIGINT, a client's ``raftq drain`` or the lifeline's end; say which.
+    A signal that came while the node was starting is waiting in ``signals``, and the
+    lifeline's end-of-file stays: neither is missed for coming early."""
     reason = ""
     async with trio.open_nursery() as nursery:
+
+        async def on_parent_exit(fd: int) -> None:
+            nonlocal reason
+            await wait_for_parent_exit(fd)
+            reason = "lifeline closed: the program that started this node has exited"
+            nursery.cancel_scope.cancel()
+
+        if lifeline is not None:
+            nursery.start_soon(on_parent_exit, lifeline)
 
         async def on_signal() -> None:
             nonlocal reason
@@ -233,10 +260,12 @@ def _leading(node: Node) -> bool:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m raftq.node") -> int:
+    honour_sigint()
     parser = build_parser(prog)
     arguments = parser.parse_args(argv)
     try:
         config, options = config_from(arguments)
+        lifeline = lifeline_fd(arguments.lifeline_fd)
     except ConfigError as error:
         parser.print_usage(sys.stderr)
         print(f"{prog}: error: {error}", file=sys.stderr)
@@ -246,13 +275,26 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m raftq.node") 
         format="%(asctime)s level=%(levelname)s node=" + config.node_id + " %(message)s",
     )
     try:
-        trio.run(serve, config)
+        trio.run(serve, config, lifeline)
+    except BaseExceptionGroup as group:
+        if not interrupted(group):
+            raise
+        return _stopped_by_sigint()
+    except KeyboardInterrupt:
+        return _stopped_by_sigint()
     except DataDirError as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return EXIT_DATA_DIR
     except ConfigError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _stopped_by_sigint() -> int:
+    """SIGINT came in the moments before ``serve`` put its own handler in place, or after it
+    took it away as the node finished stopping: nothing was running, so a clean stop too."""
+    logger.info("stopped by SIGINT outside serving")
     return EXIT_OK
 
 

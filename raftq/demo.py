@@ -39,7 +39,14 @@ EXIT_INTERRUPTED = 130
 DEMO_JOBS_MAX = 10_000
 """The final check reads every job back with one ``list`` call, whose limit is 10,000."""
 
-EXAMPLE_JOBS = Path(__file__).resolve().parent.parent / "examples" / "jobs.json"
+def _example_jobs() -> Path:
+    """``examples/jobs.json``: the copy an installed wheel carries, else the clone's."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "examples" / "jobs.json"
+    return packaged if packaged.exists() else here.parent / "examples" / "jobs.json"
+
+
+EXAMPLE_JOBS = _example_jobs()
 KILL_AT_FRACTION = 0.4
 """The leader dies once this share of the file is acknowledged: mid-run, with jobs still to
 enqueue (so the producer must fail over) and jobs running on the doomed node's workers."""

@@ -3,7 +3,10 @@ table states every figure the issue asks for, each with its workload."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +20,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(*flags: str) -> dict[str, Any]:
-    completed = subprocess.run(
+    """``raftq bench`` in its own process group, killed whole however the test ends: the
+    benchmark script it runs with it (whose nodes then see their lifeline close)."""
+    with subprocess.Popen(
         [sys.executable, "-m", "raftq", "bench", "--quick", "--json", *flags],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd=ROOT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
 def cluster_result(nodes: int, fsync: str, rate: float) -> dict[str, Any]:

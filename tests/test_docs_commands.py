@@ -131,18 +131,20 @@ def test_every_shell_block_runs(tmp_path: Path) -> None:
     most of their time is process start-up and waiting, not CPU."""
     scripts = {document.name: runnable_script(document) for document in DOCUMENTS}
     runs = {}
-    for name, script in scripts.items():
-        if script:
-            directory = tmp_path / name
-            directory.mkdir()
-            runs[name] = ScriptRun(script, directory)
-    assert {"README.md", "operations.md", "formats.md", "handlers.md"} <= set(runs)
-    deadline = time.monotonic() + 150
     failures = []
-    for name, run in runs.items():
-        returncode, output = run.finish(deadline)
-        if returncode != 0:
-            failures.append(f"{name} exited {returncode}:\n{run.script}\n--- output:\n{output}")
+    deadline = time.monotonic() + 150
+    try:
+        for name, script in scripts.items():
+            if script:
+                directory = tmp_path / name
+                directory.mkdir()
+                runs[name] = ScriptRun(script, directory)
+    finally:  # every script started is finished (and what it left running killed), pass or fail
+        for name, run in runs.items():
+            returncode, output = run.finish(deadline)
+            if returncode != 0:
+                failures.append(f"{name} exited {returncode}:\n{run.script}\n--- output:\n{output}")
+    assert {"README.md", "operations.md", "formats.md", "handlers.md"} <= set(runs)
     assert not failures, "\n\n".join(failures)
 
 

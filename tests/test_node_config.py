@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
+import raftq
 from raftq.errors import ConfigError
+from raftq.local_cluster import free_ports
 from raftq.node.__main__ import build_parser, config_from
 from raftq.node.config import NodeConfig, NodeSettings, setting_keys
+from raftq.node.node import open_node
+from tests.node_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 OPERATIONS = ROOT / "docs" / "operations.md"
@@ -51,6 +56,7 @@ snapshot_bytes = 1048576
 lease_extension_ms = 20000
 expire_interval_ms = 250
 retention_ms = 3600000
+stop_grace_ms = 5000
 """
 
 
@@ -84,6 +90,7 @@ def test_every_key_reaches_the_node_s_config(tmp_path: Path) -> None:
         expire_interval_ms=250,
         retention_ms=3_600_000,
         workers=5,
+        workers_grace_ms=5_000,
         imports=("tests.handlers.slow",),
         metrics_addr="127.0.0.1:9102",
     )
@@ -235,3 +242,25 @@ def toml_text(value: Any) -> str:
 def test_the_docs_list_exactly_the_keys_with_their_defaults() -> None:
     expected = {key: toml_text(default) for key, default in setting_keys().items()}
     assert documented_keys() == expected
+
+
+async def test_stop_grace_ms_bounds_how_long_a_stopping_node_waits_for_its_jobs(
+    tmp_path: Path,
+) -> None:
+    """``jobs.stop_grace_ms`` reaches the in-process workers: a job that would run 30 s is
+    cancelled (and reported failed) 0.2 s after the node starts stopping."""
+    config, _ = load(
+        tmp_path,
+        IDENTITY.replace("7100", str(free_ports(1)[0]))
+        + 'data_dir = "DATA"\nworkers = 1\nimports = ["tests.handlers.slow"]\n'
+        + "[jobs]\nstop_grace_ms = 200\n",
+    )
+    async with open_node(config) as node:
+        await wait_until(lambda: node.steward.extend_alls > 0)
+        async with raftq.connect(config.address, timeout=10) as client:
+            job_id = await client.enqueue("slow", {"seconds": 30})
+            await wait_until(lambda: node.worker is not None and node.worker.statistics.running > 0)
+            with trio.fail_after(5):
+                await node.stop_workers()
+            job = await client.get(job_id)
+            assert job.state in {"failed", "pending"}, job.state  # failed, to be retried

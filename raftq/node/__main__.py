@@ -145,6 +145,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, NodeSettings
         lease_extension_ms=settings.jobs.lease_extension_ms,
         expire_interval_ms=settings.jobs.expire_interval_ms,
         retention_ms=settings.jobs.retention_ms,
+        workers_grace_ms=settings.jobs.stop_grace_ms,
         workers=settings.workers,
         metrics_addr=settings.metrics_addr,
         imports=settings.imports,

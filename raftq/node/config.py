@@ -49,6 +49,10 @@ class NodeConfig:
     """Finished jobs are purged this long after they finished."""
     workers: int = 0
     """In-process workers: a Worker with this concurrency, claiming through the cluster."""
+    workers_grace_ms: int = 30_000
+    """On a clean stop, running jobs of the in-process workers get this long to finish; then
+    they are cancelled and reported failed (retried at once elsewhere). A supervisor must
+    allow the node longer than this to stop (systemd's TimeoutStopSec)."""
     imports: tuple[str, ...] = ()
     """Modules that register job handlers (``--import``)."""
     metrics_addr: str = ""
@@ -152,11 +156,13 @@ class StorageSettings:
 
 @attrs.frozen(kw_only=True)
 class JobsSettings:
-    """``[jobs]``: the leader's duties to leases, and how long finished jobs are kept."""
+    """``[jobs]``: the leader's duties to leases, how long finished jobs are kept, and how
+    long running jobs may finish when the node stops."""
 
     lease_extension_ms: int = _setting(_default("lease_extension_ms"), minimum=1)
     expire_interval_ms: int = _setting(_default("expire_interval_ms"), minimum=1)
     retention_ms: int = _setting(_default("retention_ms"), minimum=0)
+    stop_grace_ms: int = _setting(_default("workers_grace_ms"), minimum=0)
 
 
 @attrs.frozen(kw_only=True)

@@ -221,17 +221,20 @@ def check_nesting(value: object, depth_max: int = limits.NESTING_DEPTH_MAX) -> N
     recursion, so any depth (even a value that contains itself) gets this one answer."""
     if depth_max < 0:
         raise ValueError(f"depth_max must not be negative, not {depth_max}")
-    containers: list[tuple[object, int]] = [(value, 1)]
+    if not isinstance(value, _CONTAINERS):
+        return
+    containers: list[tuple[Any, int]] = [(value, 1)]
     while containers:
         item, depth = containers.pop()
-        if not isinstance(item, dict | list | tuple):
-            continue  # only the value itself can be a scalar here
         if depth > depth_max:
             raise NestedTooDeep(_too_deep(depth_max))
         children = item.values() if isinstance(item, dict) else item
-        containers.extend(
-            (child, depth + 1) for child in children if isinstance(child, dict | list | tuple)
-        )
+        deeper = [child for child in children if isinstance(child, _CONTAINERS)]
+        if deeper:  # a comprehension: scalars (most of a payload) cost one isinstance each
+            containers.extend([(child, depth + 1) for child in deeper])
+
+
+_CONTAINERS = (dict, list, tuple)
 
 
 def _too_deep(depth_max: int) -> str:

@@ -4,7 +4,8 @@ The parent makes a pipe and keeps its write end, which no other program ever inh
 (close-on-exec, PEP 446); each child gets the read end (``pass_fds``) and its number as
 ``--lifeline-fd FD`` or ``$RAFTQ_LIFELINE_FD``. Nothing is ever written. When the parent's
 process ends, by returning, raising, SIGKILL or the OOM killer, the kernel closes its write
-end, and every child's read of the pipe returns end-of-file: a node then stops as on SIGTERM.
+end, and every child's read of the pipe returns end-of-file: a node then stops at once (no
+grace period for running jobs, no hand-over: its peers are going away too).
 
 Why a pipe and not Linux's ``PR_SET_PDEATHSIG``: that signal fires when the *thread* that
 forked the child exits, not the process. Trio starts processes from a worker thread

@@ -205,6 +205,14 @@ class DemoRun:
             if stream is not None:
                 stream.close()
 
+    def explain(self) -> str:
+        """What the demo printed and the end of each node's log, for a failure message."""
+        logs = sorted(Path(self.data_dir).glob("n*.log")) if self.data_dir else []
+        tails = [
+            f"--- {log.name}:\n" + "".join(log.read_text().splitlines(True)[-15:]) for log in logs
+        ]
+        return "".join(self.lines) + "\n".join(tails)
+
     def read_until(self, prefix: str, lines_max: int = 200) -> str:
         """The first line starting with ``prefix`` (bounded: the demo prints a few dozen)."""
         assert self.process.stdout is not None
@@ -236,10 +244,10 @@ def test_ctrl_c_stops_every_node_the_demo_started(after: str, running: int) -> N
     (the case that lost it before): exit 130 at once, no node left, the logs kept."""
     with DemoRun(ignoring_sigint(demo_command("--jobs", "100", "--rate", "20"))) as demo:
         demo.read_until(after)
-        assert len(processes_mentioning(demo.data_dir)) == running
+        assert len(processes_mentioning(demo.data_dir)) == running, demo.explain()
         demo.process.send_signal(signal.SIGINT)
-        assert demo.process.wait(timeout=30) == 130
-        assert processes_mentioning(demo.data_dir) == []
+        assert demo.process.wait(timeout=30) == 130, demo.explain()
+        assert processes_mentioning(demo.data_dir) == [], demo.explain()
         assert Path(demo.data_dir).is_dir()  # kept on purpose after an interrupted run: the logs
 
 
@@ -249,10 +257,10 @@ def test_sigkill_of_the_demo_ends_every_node_it_started() -> None:
     with DemoRun(demo_command("--rate", "20")) as demo:
         demo.read_until("== leader")
         nodes = processes_mentioning(demo.data_dir)
-        assert len(nodes) == 3
+        assert len(nodes) == 3, demo.explain()
         demo.process.kill()
         demo.process.wait()
         deadline = time.monotonic() + 30
         while processes_mentioning(demo.data_dir) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert processes_mentioning(demo.data_dir) == []
+        assert processes_mentioning(demo.data_dir) == [], demo.explain()

@@ -3,7 +3,7 @@
 ``raftq demo`` killed with SIGKILL once left its three nodes running for good. Now every node
 that ``LocalCluster`` starts (the demo, the benchmarks, tests) holds the read end of a pipe
 whose only write end is in the starting program (``raftq.lifeline``); when that program ends,
-the kernel closes the pipe and each node stops as on SIGTERM."""
+the kernel closes the pipe and each node stops at once."""
 
 from __future__ import annotations
 
@@ -26,9 +26,8 @@ from raftq.local_cluster import free_ports, process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 GONE_WITHIN_S = 30
-"""A node whose lifeline closed stops as on SIGTERM: it lets running jobs finish, hands
-leadership over, flushes. Its peers stop at the same moment, so a few seconds; the bound is
-generous for a loaded machine."""
+"""A node whose lifeline closed stops at once (no grace period, no hand-over): well under a
+second here; the bound is generous for a loaded machine."""
 
 
 def wait_until_gone(pids: list[int], seconds: float = GONE_WITHIN_S) -> list[int]:
@@ -164,8 +163,8 @@ def test_nodes_of_a_local_cluster_end_when_its_program_is_killed_with_sigkill(
 def test_a_node_started_with_the_lifeline_in_its_environment_stops_cleanly_when_it_closes(
     tmp_path: Path,
 ) -> None:
-    """``$RAFTQ_LIFELINE_FD``: how a script's ``raftq run ... &`` gets one. The node stops as
-    on SIGTERM, exit 0; the test runner's own lifeline is its write end."""
+    """``$RAFTQ_LIFELINE_FD``: how a script's ``raftq run ... &`` gets one. The node stops
+    at once, exit 0; the test runner's own lifeline is its write end."""
     (port,) = free_ports(1)
     lifeline = Lifeline()
     try:

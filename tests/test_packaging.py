@@ -99,7 +99,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_one_node_cluster(
                 check=False,
             )
         finally:
-            lifeline.close()  # the node stops as on SIGTERM
+            lifeline.close()  # the node stops, exit 0
             node.wait(timeout=60)
         assert smoke.returncode == 0, smoke.stderr + (tmp_path / "node.log").read_text()
         outcome = json.loads(smoke.stdout.strip().splitlines()[-1])

@@ -84,7 +84,7 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="FD",
-        help="stop (as on SIGTERM) when this inherited pipe reaches end-of-file: the program "
+        help="stop at once when this inherited pipe reaches end-of-file: the program "
         "that started the node has exited ($RAFTQ_LIFELINE_FD; raftq.lifeline)",
     )
     add_security_arguments(parser)
@@ -167,9 +167,18 @@ async def serve(config: NodeConfig, lifeline: int | None = None) -> None:
             node.client_service.drainable = True
             reason = await _stop_requested(signals, node.client_service.drain_requested, lifeline)
             logger.info("stopping reason=%s", reason)
-            await node.stop_workers()  # stop claiming; running jobs finish or time out
-            await hand_over(node)
+            if reason != PARENT_EXITED:
+                await node.stop_workers()  # stop claiming; running jobs finish or time out
+                await hand_over(node)
             nursery.cancel_scope.cancel()  # the collector (this body is in its scope too)
+
+
+PARENT_EXITED = "lifeline closed: the program that started this node has exited"
+"""Then the node stops at once, without the grace period or the hand-over: the cluster it was
+started in is going away with that program, its peers are stopping too, and a job's report
+could wait out the whole grace period for a quorum that is gone. What was acknowledged is on
+disk; running jobs are cancelled and their leases expire (they run again if the cluster
+ever does)."""
 
 
 GC_FREEZE_INTERVAL_S = 10.0
@@ -216,7 +225,7 @@ async def _stop_requested(
         async def on_parent_exit(fd: int) -> None:
             nonlocal reason
             await wait_for_parent_exit(fd)
-            reason = "lifeline closed: the program that started this node has exited"
+            reason = PARENT_EXITED
             nursery.cancel_scope.cancel()
 
         if lifeline is not None:

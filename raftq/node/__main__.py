@@ -158,7 +158,8 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, NodeSettings
 
 async def serve(config: NodeConfig, lifeline: int | None = None) -> None:
     """Run the node until SIGTERM, SIGINT, a client's drain, or end-of-file on the
-    ``lifeline`` pipe (the program that started the node has exited); then stop cleanly."""
+    ``lifeline`` pipe (the program that started the node has exited); then stop: cleanly
+    (running jobs finish, leadership is handed over), or at once for the lifeline."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_node(config) as node, trio.open_nursery() as nursery:
             if not config.fsync:

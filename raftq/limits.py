@@ -12,6 +12,17 @@ from __future__ import annotations
 NODE_ID_CHARS_MAX = 64
 """Node ids appear in every Raft message and log line; 64 characters fits any naming scheme."""
 
+# --- nesting ------------------------------------------------------------------------------------
+
+NESTING_DEPTH_MAX = 64
+"""Arrays and objects inside one another, in any document from outside: a job file, a payload
+or result, an HTTP body, a frame on the wire. Real documents stay under 20 levels; a deeper one
+is a mistake or an attack. Python's json and our decoders recurse once per level, and a
+document nested past Python's recursion limit (1000 frames, shared with the caller's own
+stack: trio tasks, handlers) raised a bare ``RecursionError``; 64 keeps every parse far below
+it, and below cbor2's own default (400). Checked by ``raftq.client.jobfile.parse_json`` /
+``check_nesting`` (JSON) and ``raftq.codec`` (CBOR), so every door refuses it the same way."""
+
 # --- write-ahead log ----------------------------------------------------------------------------
 
 WAL_RECORD_BYTES_MAX = 16 * 1024 * 1024

@@ -12,6 +12,17 @@ from __future__ import annotations
 NODE_ID_CHARS_MAX = 64
 """Node ids appear in every Raft message and log line; 64 characters fits any naming scheme."""
 
+# --- nesting ------------------------------------------------------------------------------------
+
+NESTING_DEPTH_MAX = 64
+"""Arrays and objects inside one another, in any document from outside: a job file, a payload
+or result, an HTTP body, a frame on the wire. Real documents stay under 20 levels; a deeper one
+is a mistake or an attack. Python's json and our decoders recurse once per level, and a
+document nested past Python's recursion limit (1000 frames, shared with the caller's own
+stack: trio tasks, handlers) raised a bare ``RecursionError``; 64 keeps every parse far below
+it, and below cbor2's own default (400). Checked by ``raftq.client.jobfile.parse_json`` /
+``check_nesting`` (JSON) and ``raftq.codec`` (CBOR), so every door refuses it the same way."""
+
 # --- write-ahead log ----------------------------------------------------------------------------
 
 WAL_RECORD_BYTES_MAX = 16 * 1024 * 1024
@@ -205,11 +216,6 @@ below the client's per-attempt timeout."""
 WEB_BODY_BYTES_MAX = COMMAND_BYTES_MAX
 """One HTTP request body: a POST of jobs becomes one Enqueue command, which may hold this much;
 a larger body is refused (413) before it is read, never buffered."""
-
-JSON_DEPTH_MAX = 64
-"""Nesting of arrays and objects in a payload or request body. Real payloads nest a handful of
-levels; Python's JSON parser and every consumer of the payload recurse once per level, so a
-body of ten thousand ``[`` must be a clear 400, never a RecursionError deep in a worker."""
 
 HTTP_HEADER_BYTES_MAX = 16 * 1024
 """Request line and headers of one request: browsers send a few kB with cookies; past this a

@@ -217,6 +217,11 @@ WEB_BODY_BYTES_MAX = COMMAND_BYTES_MAX
 """One HTTP request body: a POST of jobs becomes one Enqueue command, which may hold this much;
 a larger body is refused (413) before it is read, never buffered."""
 
+WEB_REQUESTS_IN_FLIGHT_MAX = 64
+"""HTTP requests one web app serves at once; past it a request is answered 503 ``busy`` at once.
+Each may hold a body of up to ``WEB_BODY_BYTES_MAX`` (512 MiB at the bound); a dashboard and
+a few services enqueueing in batches need far fewer, and the cluster is the bottleneck anyway."""
+
 HTTP_HEADER_BYTES_MAX = 16 * 1024
 """Request line and headers of one request: browsers send a few kB with cookies; past this a
 request is refused by h11 before it reaches the app."""

@@ -80,6 +80,8 @@ def test_mounted_under_a_prefix_in_an_asyncio_app(
         assert page.status_code == 200
         assert "leader" in page.text
         assert http.get("/raftq/api/v1/nothing").json()["error"]["code"] == "no_route"
+        document = http.get("/raftq/api/v1/openapi.json").json()
+        assert document["servers"] == [{"url": "/raftq"}]
 
 
 def test_mounted_with_a_secret_redirects_pages_to_the_prefixed_login(

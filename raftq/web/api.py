@@ -332,7 +332,8 @@ async def cluster_status(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """The OpenAPI 3.1 document of this API."""
-    return JSONResponse(openapi_document(version("raftq")))
+    root = request.scope.get("root_path", "").rstrip("/")  # mounted under a prefix: its URL
+    return JSONResponse(openapi_document(version("raftq"), server_url=root or "/"))
 
 
 async def http_error(request: Request, error: Exception) -> Response:

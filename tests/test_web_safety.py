@@ -100,7 +100,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", JOBS, {"params": {"limit": "ten"}}, 400, BAD),
     ("GET", JOBS, {"params": {"limit": "9" * 40}}, 400, BAD),
     ("GET", JOBS, {"params": [("state", "dead"), ("state", "pending")]}, 400, BAD),
-    ("GET", f"{JOBS}/x/cancel", {}, 405, "method_not_allowed"),
+    ("PATCH", f"{JOBS}/x/cancel", {}, 405, "method_not_allowed"),
     ("DELETE", f"{JOBS}/x", {}, 405, "method_not_allowed"),
     ("PUT", JOBS, {"json": {}}, 405, "method_not_allowed"),
     ("GET", "/api/v2/jobs", {}, 404, "no_route"),

@@ -354,10 +354,11 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{prefix}/jobs", enqueue_jobs, methods=["POST"]),
         Route(f"{prefix}/jobs", list_jobs, methods=["GET"]),
         Route(f"{prefix}/jobs/retry-dead", retry_dead_jobs, methods=["POST"]),
-        Route(f"{prefix}/jobs/{{job_id}}", get_job, methods=["GET"]),
-        Route(f"{prefix}/jobs/{{job_id}}/cancel", cancel_job, methods=["POST"]),
-        Route(f"{prefix}/jobs/{{job_id}}/retry", retry_job, methods=["POST"]),
-        Route(f"{prefix}/queues/{{name}}/pause", pause_queue, methods=["POST"]),
-        Route(f"{prefix}/queues/{{name}}/resume", resume_queue, methods=["POST"]),
+        # Ids and names may hold '/' (sent as %2F, which the server decodes): ":path".
+        Route(f"{prefix}/jobs/{{job_id:path}}/cancel", cancel_job, methods=["POST"]),
+        Route(f"{prefix}/jobs/{{job_id:path}}/retry", retry_job, methods=["POST"]),
+        Route(f"{prefix}/jobs/{{job_id:path}}", get_job, methods=["GET"]),
+        Route(f"{prefix}/queues/{{name:path}}/pause", pause_queue, methods=["POST"]),
+        Route(f"{prefix}/queues/{{name:path}}/resume", resume_queue, methods=["POST"]),
         Route(f"{prefix}/status", cluster_status, methods=["GET"]),
     ]

@@ -1,7 +1,16 @@
 """raftq: a durable, Raft-replicated job queue for Python on Trio."""
 
 from raftq.app import App, JobContext, JobFailed, handler
-from raftq.client import Client, CommandRejected, HistoryEntry, Job, Worker, connect
+from raftq.client import (
+    Client,
+    ClientClosed,
+    CommandRejected,
+    HistoryEntry,
+    Job,
+    SyncClient,
+    Worker,
+    connect,
+)
 from raftq.errors import (
     Busy,
     ConfigError,
@@ -14,6 +23,7 @@ from raftq.errors import (
     RaftqError,
     StorageError,
 )
+from raftq.handler_function import HandlerFunction
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
 from raftq.sync_queue import Queue
@@ -24,10 +34,12 @@ __all__ = [
     "App",
     "Busy",
     "Client",
+    "ClientClosed",
     "CommandRejected",
     "ConfigError",
     "CorruptionError",
     "DataDirError",
+    "HandlerFunction",
     "HistoryEntry",
     "Job",
     "JobContext",
@@ -41,6 +53,7 @@ __all__ = [
     "Queue",
     "RaftqError",
     "StorageError",
+    "SyncClient",
     "TlsConfig",
     "Worker",
     "connect",

@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -33,11 +33,13 @@ import attrs
 
 from raftq import limits
 from raftq.errors import ConfigError, RaftqError
+from raftq.handler_function import HandlerFunction, describe, payload_signature
 
 Handler = Callable[["JobContext"], Any]
 """``async def f(job) -> JSON-able`` or ``def f(job) -> JSON-able``."""
 
-F = TypeVar("F", bound=Handler)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 SLEEP_MS_MAX = 24 * 60 * 60 * 1000
 """The built-in ``sleep`` refuses to sleep longer than a day: longer is a typo."""
@@ -108,21 +110,34 @@ class App:
             for job_type, function in BUILTIN_HANDLERS.items():
                 self.register(job_type, function)
 
-    def handler(self, job_type: str) -> Callable[[F], F]:
-        """Decorator: ``function`` runs the jobs of ``job_type``."""
+    def handler(
+        self, job_type: str
+    ) -> Callable[[Callable[Concatenate[JobContext, P], R]], HandlerFunction[P, R]]:
+        """Decorator: ``function`` runs the jobs of ``job_type``. It returns the function as a
+        ``HandlerFunction``: called, it is the function; ``.enqueue(client, ...)`` enqueues a
+        job of ``job_type`` with checked arguments (``raftq.handler_function``)."""
 
-        def register(function: F) -> F:
-            self.register(job_type, function)
-            return function
+        def register(function: Callable[Concatenate[JobContext, P], R]) -> HandlerFunction[P, R]:
+            decorated = HandlerFunction(job_type, function)
+            self.register(job_type, decorated)
+            return decorated
 
         return register
 
     def register(self, job_type: str, function: Handler) -> None:
+        """``function(job)``, or ``function(job, **job.payload)`` if it declares parameters
+        after ``job`` (then a payload that does not fit them fails the attempt for good)."""
         if not isinstance(job_type, str) or not 0 < len(job_type) <= limits.NAME_CHARS_MAX:
             raise ConfigError(f"job type {job_type!r}: 1 to {limits.NAME_CHARS_MAX} characters")
+        if isinstance(function, HandlerFunction):
+            function = function.function
         if not callable(function):
             raise ConfigError(f"the handler of {job_type!r} is not callable: {function!r}")
-        self._handlers[job_type] = Registered(function, inspect.iscoroutinefunction(function))
+        is_async = inspect.iscoroutinefunction(function)
+        signature = payload_signature(job_type, function)
+        if signature is not None:
+            function = payload_caller(job_type, function, signature, is_async)
+        self._handlers[job_type] = Registered(function, is_async)
 
     def include(self, other: App) -> None:
         """Add ``other``'s handlers (they win over same-named ones already here)."""
@@ -135,6 +150,39 @@ class App:
 
     def lookup(self, job_type: str) -> Registered | None:
         return self._handlers.get(job_type)
+
+
+def payload_caller(
+    job_type: str, function: Callable[..., Any], signature: inspect.Signature, is_async: bool
+) -> Handler:
+    """What a worker calls for a handler with payload parameters: ``function(job,
+    **job.payload)``, once the payload is known to fit them. One that does not (a job enqueued
+    by type name with another payload) fails the attempt for good: no retry can fix it."""
+
+    shown = describe(job_type, signature)
+
+    def arguments(job: JobContext) -> dict[str, Any]:
+        payload = job.payload
+        if not isinstance(payload, dict):
+            problem = f"the payload is a {type(payload).__name__}, not an object of arguments"
+            raise JobFailed(f"{shown}: {problem}", retryable=False)
+        try:
+            signature.bind(**payload)
+        except TypeError as error:
+            raise JobFailed(f"{shown}: {error}", retryable=False) from None
+        return payload
+
+    if is_async:
+
+        async def call_async(job: JobContext) -> Any:
+            return await function(job, **arguments(job))
+
+        return call_async
+
+    def call(job: JobContext) -> Any:
+        return function(job, **arguments(job))
+
+    return call
 
 
 # --- built-in handlers ----------------------------------------------------------------------------
@@ -173,7 +221,9 @@ _default_app = App(builtins=False)
 """Where ``raftq.handler`` registers: modules imported with ``--import`` that define no ``app``."""
 
 
-def handler(job_type: str) -> Callable[[F], F]:
+def handler(
+    job_type: str,
+) -> Callable[[Callable[Concatenate[JobContext, P], R]], HandlerFunction[P, R]]:
     """``@raftq.handler("type")``: register on the default App (see ``load_app``)."""
     return _default_app.handler(job_type)
 

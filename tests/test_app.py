@@ -63,7 +63,7 @@ def test_every_app_has_the_builtin_handlers() -> None:
 
     registered = app.lookup("resize")
     assert registered is not None
-    assert (registered.function, registered.is_async) == (resize, False)
+    assert (registered.function, registered.is_async) == (resize.function, False)
     with pytest.raises(raftq.ConfigError):
         app.register("", resize)
 

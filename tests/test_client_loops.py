@@ -169,8 +169,17 @@ async def test_tls_and_the_secret_handshake_on_either_loop(
         async with raftq.connect(fake.addresses, secret=SECRET, tls=foreign) as client:
             with pytest.raises(raftq.ConfigError, match="TLS: self-signed certificate"):
                 await client.enqueue("noop")
-        # The client told the node why (the TLS alert), so the node's log says it too.
-        assert any("alert unknown ca" in record.getMessage() for record in caplog.records)
+
+        # The client told the node why (the TLS alert), so the node's log says it too: once
+        # the node's thread has read the alert, which may be after the client has raised.
+        def alert_logged() -> bool:
+            return any("alert unknown ca" in record.getMessage() for record in caplog.records)
+
+        for _ in range(500):  # at most 5 s; the node's thread logs it within milliseconds
+            if alert_logged():
+                break
+            await anyio.sleep(0.01)
+        assert alert_logged()
         async with raftq.connect(fake.addresses, secret=SECRET, timeout=FAST) as client:
             with pytest.raises(raftq.ConfigError, match=r"tls_plaintext"):
                 await client.enqueue("noop")

@@ -12,7 +12,10 @@ The rules the docs follow, which these tests enforce:
 - A few lines cannot run inside a test; each must be listed in ``COVERED_ELSEWHERE`` with the
   test that covers it.
 - A ``python`` block that starts with the docstring of a file in ``examples/`` must be that
-  file, word for word (the ``sh`` blocks run the file).
+  file, word for word (the ``sh`` blocks run the file). In the pages that teach the client
+  (``EXCERPTED``) every other ``python`` block must be whole lines cut from one example file,
+  word for word; and every example file is run, by a ``sh`` block or by
+  ``tests/test_examples.py`` (``RUN_BY_TESTS``).
 - No other fenced block may hold a shell command: a ``bash``/``shell``/``console`` block, or
   an untagged block whose first line starts like a command, fails the test.
 """
@@ -46,6 +49,15 @@ COVERED_ELSEWHERE = {
     "make bench": "tests/test_bench.py runs `raftq bench --quick`; checked below",
     "make venv": "every make target runs it first",
     ". .venv/bin/activate": "the script runs with this interpreter's bin directory on PATH",
+}
+
+EXCERPTED = ("README.md", "client.md", "handlers.md")
+"""Pages whose Python snippets must come from example files, so that a test runs them."""
+
+RUN_BY_TESTS = {
+    "flask_app.py": "tests/test_examples.py drives it through Flask's test client",
+    "django_app.py": "tests/test_examples.py drives it through Django's test client",
+    "fastapi_app.py": "tests/test_examples.py drives it through Starlette's TestClient",
 }
 
 FENCE = re.compile(r"^```(\S*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
@@ -148,17 +160,45 @@ def test_every_shell_block_runs(tmp_path: Path) -> None:
     assert not failures, "\n\n".join(failures)
 
 
+def example_files() -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted((ROOT / "examples").glob("*.py"))}
+
+
+def excerpt_of(text: str) -> str | None:
+    """The example file that holds ``text`` as whole lines, word for word, if one does."""
+    for name, source in example_files().items():
+        if "\n" + text in "\n" + source:
+            return name
+    return None
+
+
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)
 def test_python_blocks_are_the_example_files(document: Path) -> None:
-    docstrings = {
-        path.read_text().split("\n", 1)[0]: path for path in (ROOT / "examples").glob("*.py")
-    }
+    docstrings = {source.split("\n", 1)[0]: name for name, source in example_files().items()}
     for language, text in blocks(document):
         if language != "python":
             continue
         example = docstrings.get(text.split("\n", 1)[0])
         if example is not None:
-            assert text == example.read_text(), f"{document.name} shows an old {example.name}"
+            assert text == example_files()[example], f"{document.name} shows an old {example}"
+        elif document.name in EXCERPTED:
+            assert excerpt_of(text), f"{document.name}: a snippet from no example file:\n{text}"
+
+
+def test_the_excerpt_check_wants_whole_lines_word_for_word() -> None:
+    assert excerpt_of('@app.handler("checksum")\n') == "handlers.py"
+    assert excerpt_of('@app.handler("checksum", 2)\n') is None
+    assert excerpt_of('.handler("checksum")\n') is None  # not a whole line
+
+
+def test_every_example_file_is_run() -> None:
+    scripts = "\n".join(
+        text for document in DOCUMENTS for language, text in blocks(document) if language == "sh"
+    )
+    for name in example_files():
+        module = name.removesuffix(".py")
+        run = f"examples/{name}" in scripts or f"--import {module}" in scripts
+        assert run or name in RUN_BY_TESTS, f"examples/{name} is run by no sh block or test"
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.name)

@@ -159,6 +159,28 @@ async def test_a_stuck_node_is_given_up_on(three: FakeCluster) -> None:
             await client.enqueue("noop")
 
 
+async def test_an_attempt_the_deadline_cuts_short_keeps_what_the_cluster_last_said(
+    cluster: FakeCluster,
+) -> None:
+    """The last attempt may start with little of the timeout left; its running out says
+    nothing about the cluster, so the error keeps the cluster's last answer (here: it cannot
+    persist). It used to say "no answer in time" (a flaky full-disk test under load)."""
+    submits: list[object] = []
+
+    def delay(call: object) -> float:
+        if isinstance(call, SubmitCommand):
+            submits.append(call)
+            return 0.0 if len(submits) == 1 else 60.0  # answered once, then stuck
+        return 0.0
+
+    cluster.nodes["n1"].delay = delay
+    cluster.inject(failure("storage_error"))
+    async with raftq.connect(cluster.addresses, timeout=0.5) as client:
+        with pytest.raises(raftq.NoQuorum, match="storage_error"):
+            await client.enqueue("noop")
+    assert len(submits) >= 2
+
+
 async def test_errors_map_to_the_contract_exceptions(cluster: FakeCluster) -> None:
     async with raftq.connect(cluster.addresses, timeout=FAST) as client:
         with pytest.raises(raftq.JobNotFound):

@@ -1,10 +1,12 @@
 """Enqueueing by handler (issue 13 item 4, docs/handlers.md "Enqueue by handler"): a handler's
 parameters after ``job`` declare its payload; its object enqueues jobs of its type with those
 arguments, checked before anything is sent; the worker calls it with the payload as arguments;
-handlers of the job alone work as before."""
+handlers of the job alone work as before. The tests with a worker run under asyncio and Trio
+(tests/conftest.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,8 +17,8 @@ from raftq.app import App, JobContext
 from raftq.client.jobfile import specs_from_objects
 from raftq.handler_function import HandlerFunction
 from raftq.jobs.commands import Enqueue
-from tests.fake_node import FakeCluster
-from tests.test_app import FAST, running
+from tests.fake_node import FakeCluster, fake_cluster_in_thread
+from tests.test_client_loops import FAST, running
 
 app = App()
 
@@ -67,10 +69,9 @@ DEFAULT_OPTIONS = {
 
 
 @pytest.fixture
-async def cluster(nursery: trio.Nursery) -> FakeCluster:
-    fake = FakeCluster(("n1",))
-    await fake.start(nursery)
-    return fake
+def cluster() -> Iterator[FakeCluster]:
+    with fake_cluster_in_thread(FakeCluster(("n1",))) as fake:
+        yield fake
 
 
 def test_the_decorator_returns_the_handler_still_callable_as_before() -> None:
@@ -185,6 +186,7 @@ def test_a_handler_whose_parameters_cannot_come_from_a_payload_is_refused() -> N
     assert "bad" not in other.types
 
 
+@pytest.mark.anyio
 async def test_the_worker_calls_the_handler_with_the_payload_as_arguments(
     cluster: FakeCluster,
 ) -> None:
@@ -207,6 +209,7 @@ async def test_the_worker_calls_the_handler_with_the_payload_as_arguments(
     ]
 
 
+@pytest.mark.anyio
 async def test_a_payload_that_does_not_fit_fails_the_job_for_good(cluster: FakeCluster) -> None:
     """A job enqueued by type name (the CLI, another language) with the wrong payload: no
     retry can fix it, so it is dead after one attempt, and the error says what is wrong."""
@@ -222,6 +225,7 @@ async def test_a_payload_that_does_not_fit_fails_the_job_for_good(cluster: FakeC
     assert "the payload is a str, not an object of arguments" in jobs[1].error
 
 
+@pytest.mark.anyio
 async def test_a_value_json_cannot_carry_fails_before_anything_is_sent(
     cluster: FakeCluster,
 ) -> None:

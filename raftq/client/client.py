@@ -621,6 +621,7 @@ class Client:
         deadline = anyio.current_time() + self.timeout
         delays = RETRY_BACKOFF.delays(self._rng)
         problem, busy, not_ready = "no node was tried", False, False
+        answered = False  # a node said why it failed: a cut-short timeout keeps that reason
         hops = 0
         while (remaining := deadline - anyio.current_time()) > 0:
             address = self._leader or self.addresses[self._cursor % len(self.addresses)]
@@ -628,8 +629,10 @@ class Client:
                 connection = await self._connection_to(address, min(remaining, CONNECT_TIMEOUT_S))
                 reply = await connection.call(call, min(remaining, ATTEMPT_TIMEOUT_S))
             except (ConnectionClosed, TimeoutError) as error:
-                problem, busy = str(error) or f"{address}: no answer in time", False
                 self._forget(address)
+                out_of_time = anyio.current_time() >= deadline  # our deadline, not the node
+                if not (out_of_time and isinstance(error, TimeoutError) and answered):
+                    problem, busy = str(error) or f"{address}: no answer in time", False
             else:
                 if isinstance(reply, Redirect):
                     problem, busy = f"{address} is not the leader", False
@@ -638,6 +641,7 @@ class Client:
                         continue  # straight to the leader it named
                 elif isinstance(reply, Failure):
                     problem, busy = self._failed(address, reply)
+                    answered = True
                     not_ready = reply.code == "not_ready"
                 else:
                     self._leader = address

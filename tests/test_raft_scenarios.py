@@ -33,6 +33,7 @@ from raftq.raft.messages import (
     TimeoutNow,
 )
 from raftq.raft.ready import ReadState, Role
+from raftq.raft.replication import round_context
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from tests.raft_cluster import Cluster, Peer, persist
 
@@ -1020,7 +1021,9 @@ def test_read_index_on_the_leader_after_a_heartbeat_round() -> None:
     cluster["n1"].read_index(b"read-1")
     cluster.deliver()
     assert cluster.peers[node("n1")].read_states == []
-    assert {hb.context for hb in recorder.of(Heartbeat, sender="n1")} == {b"read-1"}
+    # The heartbeats carry the read's round at this leader, not the requester's context.
+    rounds = {hb.context for hb in recorder.of(Heartbeat, sender="n1")}
+    assert rounds == {round_context(cluster["n1"].read_round)}
     cluster.filters.remove(no_acks)
     cluster.tick()
     assert cluster.peers[node("n1")].read_states == [ReadState(context=b"read-1", index=commit)]
@@ -1109,6 +1112,94 @@ def test_stale_leader_without_check_quorum_never_answers_a_read() -> None:
     cluster.tick(3)
     assert cluster.peers[node("n1")].read_states == []
     assert leader_ids(cluster) == ["n2"]
+
+
+def test_reads_with_equal_contexts_from_two_nodes_are_both_answered() -> None:
+    """etcd-io/raft read_only.go keys pending reads by a request id unique at the leader.
+    Every node numbers its own reads, so two followers' forwarded reads may carry the same
+    context: the leader must still answer both (issue #14: one was silently dropped)."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    cluster.propose("n1", b"a")
+    commit = cluster["n1"].status().commit
+    no_acks = drop(cluster, lambda m: isinstance(m, HeartbeatResponse))
+    cluster["n2"].read_index(b"\x00\x00\x00\x01")
+    cluster["n3"].read_index(b"\x00\x00\x00\x01")
+    cluster.deliver()
+    cluster.filters.remove(no_acks)
+    cluster.tick()
+    for name in ("n2", "n3"):
+        assert cluster.peers[node(name)].read_states == [
+            ReadState(context=b"\x00\x00\x00\x01", index=commit)
+        ], name
+
+
+def test_a_read_is_not_confirmed_by_a_heartbeat_round_sent_before_it_arrived() -> None:
+    """Thesis 6.4 step 3 / etcd-io/raft read_only.go: a read is released only by a quorum's
+    acknowledgements of a heartbeat sent after the read was queued; an older round says
+    nothing about leadership at the read's time (a newer leader may have committed since).
+    Here the second read reuses the first read's context, as reads from two nodes may."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    cluster.propose("n1", b"a")
+    held: list[Message] = []
+
+    def hold_acks(message: Message) -> bool:
+        if isinstance(message, HeartbeatResponse):
+            held.append(message)
+            return False
+        return True
+
+    cluster.filters.append(hold_acks)
+    cluster["n2"].read_index(b"same")
+    cluster.deliver()
+    assert held, "the first read's heartbeat round was acknowledged"
+    # The second read arrives; every heartbeat from now on is lost, so no round sent after
+    # it is ever acknowledged. Only the first round's late acknowledgements come in.
+    cluster.filters.append(lambda m: not isinstance(m, Heartbeat))
+    cluster["n3"].read_index(b"same")
+    cluster.deliver()
+    step_all(cluster, held)
+    cluster.deliver()
+    assert cluster.peers[node("n3")].read_states == []
+    assert [read.context for read in cluster.peers[node("n2")].read_states] == [b"same"]
+
+
+def test_a_later_round_confirms_every_read_queued_before_it() -> None:
+    """etcd-io/raft read_only.go ``advance``: the acknowledgements of one round release every
+    read queued before that round, in order, each at its own read index."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    no_acks = drop(cluster, lambda m: isinstance(m, HeartbeatResponse))
+    cluster["n1"].read_index(b"first")
+    cluster.deliver()
+    first_index = cluster["n1"].status().commit
+    cluster.propose("n1", b"between")
+    cluster["n2"].read_index(b"second")
+    cluster.deliver()
+    second_index = cluster["n1"].status().commit
+    assert second_index > first_index
+    cluster.filters.remove(no_acks)
+    cluster.tick()
+    assert cluster.peers[node("n1")].read_states == [ReadState(context=b"first", index=first_index)]
+    assert cluster.peers[node("n2")].read_states == [
+        ReadState(context=b"second", index=second_index)
+    ]
+
+
+def test_a_follower_ignores_a_read_answer_it_did_not_ask_for() -> None:
+    """A ReadIndexResponse is accepted only for a read this follower forwarded in this term
+    (a late answer to a read of an earlier incarnation would carry an old read index)."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    term = cluster["n1"].status().term
+    cluster["n2"].step(
+        ReadIndexResponse(
+            term=term, sender=node("n1"), recipient=node("n2"), context=b"never asked", index=1
+        )
+    )
+    cluster.deliver()
+    assert cluster.peers[node("n2")].read_states == []
 
 
 def test_single_node_cluster_answers_a_read_at_once() -> None:

@@ -115,6 +115,10 @@ class RaftPeer:
         self._inbox_send, self._inbox = trio.open_memory_channel[Input](limits.RAFT_INBOX_MAX)
         self._reads: dict[bytes, Waiter] = {}
         self._read_sequence = 0
+        # Read contexts start with a number drawn once per process (from the core's injected
+        # random), so a late answer to a read of this node's previous run never matches one
+        # of this run (the sequence starts from 1 again after a restart).
+        self._read_incarnation = core.rng.getrandbits(64).to_bytes(8, "big")
         self.statistics = RaftPeerStatistics()
 
     # --- inputs, from other tasks ---------------------------------------------------------------
@@ -257,11 +261,14 @@ class RaftPeer:
 
     def _start_read(self, waiter: Waiter) -> None:
         self._read_sequence += 1
-        context = self._read_sequence.to_bytes(8, "big")
+        context = self._read_incarnation + self._read_sequence.to_bytes(8, "big")
         try:
             self.core.read_index(context)
         except NotLeader as error:
             waiter.resolve(NotLeaderHere(leader_id=error.leader_id or ""))
+            return
+        except Busy as error:
+            waiter.resolve(Failure(code="busy", message=str(error)))
             return
         self._reads[context] = waiter
 

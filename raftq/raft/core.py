@@ -127,8 +127,12 @@ class RaftCore:
         self.randomized_election_timeout = config.election_ticks
         self.pending_membership_index = 0
         self.transfer_target: NodeId | None = None
-        self.pending_reads: dict[bytes, PendingRead] = {}
+        self.pending_reads: deque[PendingRead] = deque()
+        self.read_round = 0
+        """The last ReadIndex round this node numbered as leader (never reused)."""
         self.reads_before_commit: list[tuple[bytes, NodeId]] = []
+        self.forwarded_reads: set[bytes] = set()
+        """Contexts of reads this follower asked its leader for, not yet answered."""
         self.read_states: list[ReadState] = []
         self.uncommitted: deque[tuple[int, int]] = deque()  # (last index, bytes) per proposal
         self.uncommitted_bytes = 0
@@ -199,8 +203,9 @@ class RaftCore:
         self.votes = {}
         self.progress = {}
         self.transfer_target = None
-        self.pending_reads = {}
+        self.pending_reads = deque()
         self.reads_before_commit = []
+        self.forwarded_reads = set()
         self.uncommitted.clear()
         self.uncommitted_bytes = 0
         self.replication_due = False
@@ -497,10 +502,16 @@ class RaftCore:
         self.replication_due = True
 
     def read_index(self, context: bytes) -> None:
-        """Ask for a linearizable read point; it arrives as a ``ReadState`` with ``context``."""
+        """Ask for a linearizable read point; it arrives as a ``ReadState`` with ``context``.
+        Raises ``NotLeader`` (no leader known) or ``Busy`` (too many reads waiting)."""
         if self.role is Role.LEADER:
+            if replication.reads_waiting(self) >= limits.RAFT_READS_PENDING_MAX:
+                raise Busy("too many reads waiting for a heartbeat round; retry")
             replication.handle_read(self, context, self.id)
         elif self.leader is not None:
+            if len(self.forwarded_reads) >= limits.RAFT_READS_PENDING_MAX:
+                raise Busy("too many reads waiting for the leader; retry")
+            self.forwarded_reads.add(context)
             self.send(
                 ReadIndexRequest(
                     term=self.term, sender=self.id, recipient=self.leader, context=context

@@ -69,10 +69,14 @@ class Ready:
     must_sync: bool = False
 
 
-@attrs.define(eq=False)
+@attrs.frozen(kw_only=True)
 class PendingRead:
-    """A leader's read waiting for a quorum to confirm its leadership."""
+    """A leader's read waiting for a quorum to confirm its leadership. ``round`` numbers it
+    at this leader (unique, increasing; the requester's ``context`` need not be unique
+    across nodes): only acknowledgements of a heartbeat carrying a round at least this one,
+    sent after the read was queued, release it (etcd-io/raft read_only.go)."""
 
+    round: int
     index: int
     requester: NodeId
-    acknowledged: set[NodeId]
+    context: bytes

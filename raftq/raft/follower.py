@@ -128,7 +128,11 @@ def _handle_heartbeat(core: RaftCore, message: Heartbeat) -> None:
     core.log.commit_to(min(message.commit, core.log.last_index()))
     core.send(
         HeartbeatResponse(
-            term=core.term, sender=core.id, recipient=message.sender, context=message.context
+            term=core.term,
+            sender=core.id,
+            recipient=message.sender,
+            context=message.context,
+            applied=core.log.applied,
         )
     )
 

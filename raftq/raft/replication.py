@@ -27,7 +27,7 @@ from raftq.raft.messages import (
     TimeoutNow,
 )
 from raftq.raft.progress import Progress, ProgressState
-from raftq.raft.ready import PendingRead, ReadState
+from raftq.raft.ready import PendingRead, ReadState, Role
 from raftq.raft.types import Membership
 
 if TYPE_CHECKING:
@@ -112,6 +112,11 @@ def _handle_heartbeat_response(
         # rejection reveals appends lost in flight (it resets the window).
         _maybe_send_append(core, message.sender, progress, send_if_empty=True)
         core.replication_due = True
+    if message.applied > progress.applied:
+        progress.applied = message.applied
+        maybe_hand_over(core)
+        if core.role is not Role.LEADER:
+            return
     read_round = round_of(message.context)
     if progress.read_round < read_round <= core.read_round:
         progress.read_round = read_round
@@ -416,11 +421,32 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
             )
 
 
+def maybe_hand_over(core: RaftCore) -> None:
+    """A leader that applied its own removal (at ``leaving_index``) steps down once a quorum
+    of the new voters has applied it too, so they elect among themselves without it (and,
+    with the change applied, durably: a restart does not make them wait for the removed
+    voter again). It sends TimeoutNow to the most up-to-date of them first, so the new
+    leader takes over at once instead of after an election timeout."""
+    index = core.leaving_index
+    if not index:
+        return
+    voters = [voter for voter in core.membership.voters if voter in core.progress]
+    applied = sum(1 for voter in voters if core.progress[voter].applied >= index)
+    if applied < core.quorum():
+        return
+    target = max(voters, key=lambda voter: (core.progress[voter].match, voter))
+    if core.progress[target].match == core.log.last_index():
+        core.early_messages.append(TimeoutNow(term=core.term, sender=core.id, recipient=target))
+    core.handed_over_index = index
+    core.become_follower(core.term, None)
+
+
 def reconcile_progress(core: RaftCore) -> None:
-    """Track exactly the members of the applied configuration."""
+    """Track exactly the members of the applied configuration (and ourselves, as a leader
+    removed by it keeps leading until it hands over)."""
     members = core.membership.voters + core.membership.learners
     for peer in list(core.progress):
-        if peer not in members:
+        if peer not in members and peer != core.id:
             del core.progress[peer]
             core.pending_reads = deque(
                 read for read in core.pending_reads if read.requester != peer

@@ -24,7 +24,7 @@ from raftq.errors import RaftqError
 from raftq.ids import NodeId
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
-from sim.checkers import CommittedLog, JobOracle, Violation
+from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -38,7 +38,7 @@ from sim.disk import SimDisk
 from sim.network import SimNetwork
 from sim.options import Options
 from sim.trace import Trace
-from sim.workload import JOB_TYPE, Ledger, draw_job, make_app
+from sim.workload import JOB_TYPE, Ledger, draw_job, make_app, reader
 
 CHECK_INTERVAL_S = 0.02
 """Safety checks this often (virtual): often enough to read every committed entry before a
@@ -152,6 +152,8 @@ class Simulation:
         self.app = make_app(self.ledger)
         self.committed = CommittedLog()
         self.oracle = JobOracle()
+        self.reads = ReadChecker(self.oracle)
+        self.node_checks = NodeChecks()
         self.faults = FaultCounts()
         self.phase = "faults"
         self.violations: list[Violation] = []
@@ -176,6 +178,8 @@ class Simulation:
                     nursery.start_soon(self.reset_loop)
                 for number in range(1, self.options.producers + 1):
                     nursery.start_soon(self.producer, number)
+                for simnode in self.nodes:
+                    nursery.start_soon(reader, self, simnode)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -497,7 +501,7 @@ class Simulation:
                     simnode = outside[0]
                     action = f"add {simnode.id}"
                     await client.add_node(simnode.id, simnode.config.address)
-                elif not toward_full and len(current.voters) > 2:
+                elif not toward_full and len(current.voters) > 1:
                     removed = current.voters[self.rng.randrange(len(current.voters))]
                     action = f"remove {removed}"
                     await client.remove_node(removed)
@@ -561,6 +565,10 @@ class Simulation:
                     continue
                 ledger.unacked.pop(key, None)
                 ledger.fresh_acks.append(job_id)
+                try:
+                    self.node_checks.acknowledged(self.nodes, job_id)
+                except Violation as violation:
+                    self.fail(violation)
                 known = ledger.acked.setdefault(key, job_id)
                 if known != job_id:
                     self.fail(Violation("idempotency keys dedupe", f"{key}: {known}, {job_id}"))
@@ -601,6 +609,8 @@ class Simulation:
                     self.committed.observe_committed(simnode.id, entry)
                 simnode.checked_commit = log.committed
         self.oracle.catch_up(self.committed)
+        self.node_checks.check(self.nodes)
+        self.reads.check()
         for job_id in self.ledger.fresh_acks:
             # A node answers an enqueue once it applied it, so the oracle has it by now.
             if job_id not in self.oracle.machine.jobs:

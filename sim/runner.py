@@ -485,7 +485,8 @@ class Simulation:
 
     async def membership_step(self, *, toward_full: bool) -> None:
         """One operator action through the client API: add back (learner, then promoted) a
-        node that is out or only a learner, else (unless ``toward_full``) remove a voter."""
+        node that is out or only a learner, or (unless ``toward_full``; while a node is out,
+        half the time) remove a voter, down to a single one."""
         leader = self.leader()
         if leader is None or leader.node is None:
             return
@@ -495,13 +496,16 @@ class Simulation:
             for simnode in self.nodes
             if simnode.id not in current.voters and not simnode.repairing
         ]
+        # Half the time, shrink further while a node is out: down to one voter and back.
+        shrink = not toward_full and len(current.voters) > 1
+        shrink = shrink and (not outside or self.rng.random() < 0.5)
         async with self.operator() as client:
             try:
-                if outside:
+                if outside and not shrink:
                     simnode = outside[0]
                     action = f"add {simnode.id}"
                     await client.add_node(simnode.id, simnode.config.address)
-                elif not toward_full and len(current.voters) > 1:
+                elif shrink:
                     removed = current.voters[self.rng.randrange(len(current.voters))]
                     action = f"remove {removed}"
                     await client.remove_node(removed)

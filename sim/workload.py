@@ -19,7 +19,7 @@ from sim.cluster import CLIENT_TIMEOUT_S
 
 JOB_TYPE = "sim"
 
-READ_INTERVAL_S = 0.1
+READ_INTERVAL_S = 0.25
 """Each node's reader gets a job this often (virtual time): enough reads to land in every
 leader change and partition, few enough that they cost little of the run's speed."""
 

@@ -31,6 +31,10 @@ def leads_in(sim: Simulation, group: list[str]) -> bool:
     return leader is not None and leader.id in group
 
 
+def acknowledged_more(sim: Simulation, count: int) -> bool:
+    return len(sim.ledger.acked) >= count
+
+
 def passed(report: Report) -> Report:
     assert report.verdict == "pass", (report.violations, "\n".join(report.trace_tail))
     return report
@@ -272,3 +276,36 @@ def test_corrupt_synced_record_on_a_minority() -> None:
     options = Options.quiet(110, snapshot_entries=200)
     report = passed(run_options(options, script=script, keep_trace=True))
     assert any("refused to start" in line for line in report.trace_lines or []), "no refusal"
+
+
+def test_shrink_to_one_voter_stopping_each_removed_leader() -> None:
+    """Issue #14 (the class of etcd-io/etcd#10563): the operator removes the leader, stops it
+    as soon as ``remove`` answers, and does it again, down to a single voter; the survivor
+    must keep committing. Then the stopped nodes start again (as non-members) and the
+    liveness phase adds both back (learner, then voter)."""
+
+    async def script(sim: Simulation) -> None:
+        stopped = []
+        for _ in range(2):
+            leader = await sim.wait_for_leader()
+            await trio.sleep(0.5)
+            async with sim.operator() as client:
+                await client.remove_node(leader.id)
+            sim.faults.membership_changes += 1
+            sim.crash_now(leader, "stopped after its removal")
+            stopped.append(leader)
+            await sim.wait_until(
+                functools.partial(acknowledged_more, sim, len(sim.ledger.acked) + 5),
+                "enqueues acknowledged",
+                10.0,
+            )
+        survivor = sim.leader()
+        assert survivor is not None
+        assert survivor.node is not None
+        assert survivor.node.raft.core.membership.voters == (survivor.id,)
+        for simnode in stopped:
+            await sim.restart(simnode)
+
+    report = passed(run_options(Options.quiet(103), script=script))
+    assert report.faults.crashes == 2
+    assert report.faults.membership_changes >= 2  # the removals, then the adds

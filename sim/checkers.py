@@ -434,9 +434,9 @@ class ReadChecker:
                 return  # an older version, from before the oracle watched: undecidable
         raise Violation(
             "linearizable reads",
-            f"a read of {read.job_id} on {read.node} returned {read.key}, replaced by index "
-            f"{read.floor} (an enqueue acknowledged before the read was sent); versions "
-            f"{versions}",
+            f"a read of {read.job_id} through {read.node} returned {read.key}, a version "
+            f"already replaced at index {read.floor} (enqueues up to there were acknowledged "
+            f"before the read was sent); versions (index, key): {versions}",
         )
 
     def _unwatch(self, job_id: str) -> None:

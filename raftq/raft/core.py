@@ -611,6 +611,9 @@ class RaftCore:
         if self.role is not Role.LEADER:
             return
         replication.reconcile_progress(self)
+        if self.transfer_target is not None and self.transfer_target not in membership.voters:
+            self.transfer_target = None
+        replication.maybe_commit(self)
         if self.id not in membership.voters:
             # Removed (or demoted): keep leading the new voters, without counting ourselves,
             # until enough of them have applied the change to elect a leader without us;
@@ -619,10 +622,6 @@ class RaftCore:
             # vote (issue #14, the class of etcd-io/etcd#10563).
             self.leaving_index = index
             replication.maybe_hand_over(self)
-            return
-        if self.transfer_target is not None and self.transfer_target not in membership.voters:
-            self.transfer_target = None
-        replication.maybe_commit(self)
 
     def _hard_state(self) -> HardState:
         return HardState(term=self.term, vote=self.vote, commit=self.log.committed)

@@ -18,7 +18,7 @@ import pytest
 
 from raftq.errors import Busy, MembershipChangeError, NotLeader
 from raftq.ids import NodeId
-from raftq.raft.core import RaftCore
+from raftq.raft.core import LEAVING_ELECTION_TIMEOUTS, RaftCore
 from raftq.raft.messages import (
     AppendEntries,
     AppendEntriesResponse,
@@ -912,6 +912,24 @@ def test_a_removed_leader_hands_over_only_once_the_survivor_applied_the_change()
     cluster.filters.remove(lost)
     stopped_once_not_leading(cluster, "n1")
     tick_until(cluster, lambda: leader_ids(cluster) == ["n2"], 3 * ELECTION_TICKS)
+
+
+def test_a_removed_leader_that_cannot_hand_over_steps_down_within_a_bound() -> None:
+    """Bounded like every wait: if no answer ever says the change was applied (here lost;
+    check-quorum off, so nothing else deposes it), the removed leader steps down after
+    ``LEAVING_ELECTION_TIMEOUTS`` election timeouts instead of refusing proposals forever.
+    It did not hand over, so the node does not acknowledge the removal."""
+    cluster = Cluster(2, commit_notices=False, check_quorum=False)
+    cluster.elect("n1")
+    index = cluster["n1"].status().last_index + 1
+    drop(cluster, lambda m: isinstance(m, HeartbeatResponse) and m.applied >= index)
+    cluster["n1"].propose_membership(voters("n2"))
+    cluster.deliver()
+    bound = LEAVING_ELECTION_TIMEOUTS * ELECTION_TICKS
+    cluster.tick(bound - 2)
+    assert cluster["n1"].role is Role.LEADER
+    tick_until(cluster, lambda: cluster["n1"].role is not Role.LEADER, 3)
+    assert cluster["n1"].handed_over_index == 0
 
 
 def test_a_removed_leader_that_crashes_before_handing_over_lets_the_survivor_lead() -> None:

@@ -95,6 +95,11 @@ class Status:
 
 _kind = operator.attrgetter("kind")
 
+LEAVING_ELECTION_TIMEOUTS = 3
+"""A removed leader hands over within this many election timeouts or steps down anyway. The
+remaining voters report the change applied in their next heartbeat answers (a tick or two);
+a leader still waiting after three timeouts is waiting for something that will not come."""
+
 
 class RaftCore:
     """One Raft peer; see the module docstring."""
@@ -128,6 +133,7 @@ class RaftCore:
         self.pending_membership_index = 0
         self.leaving_index = 0
         """As leader: the index of the applied change that removed us (0: not leaving)."""
+        self.leaving_ticks = 0
         self.handed_over_index = 0
         """The last ``leaving_index`` whose hand-over completed (the node acknowledges the
         removal to the operator then: the remaining voters can lead without us)."""
@@ -208,6 +214,7 @@ class RaftCore:
         self.votes = {}
         self.progress = {}
         self.leaving_index = 0
+        self.leaving_ticks = 0
         self.transfer_target = None
         self.pending_reads = deque()
         self.reads_before_commit = []
@@ -360,6 +367,13 @@ class RaftCore:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
         replication.tick_snapshot_transfers(self)
+        if self.leaving_index:
+            self.leaving_ticks += 1
+            if self.leaving_ticks >= LEAVING_ELECTION_TIMEOUTS * self.config.election_ticks:
+                # No quorum of the new voters reported the change applied (they may run a
+                # version that does not say): step down rather than refuse proposals forever.
+                self.become_follower(self.term, None)
+                return
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum and not replication.quorum_active(self):

@@ -37,6 +37,7 @@ from sim.determinism import collect_garbage, collections_on_schedule, determinis
 from sim.disk import SimDisk
 from sim.network import SimNetwork
 from sim.options import Options
+from sim.schedules import schedule_loop
 from sim.trace import Trace
 from sim.workload import JOB_TYPE, Ledger, draw_job, make_app
 
@@ -72,6 +73,12 @@ class FaultCounts:
     sync_errors: int = 0
     corruptions: int = 0
     repairs: int = 0
+    schedules: int = 0
+    """Fault schedules run (``sim.schedules``), and of them each kind:"""
+    ack_crashes: int = 0
+    down_compactions: int = 0
+    membership_partitions: int = 0
+    lease_skews: int = 0
 
 
 @attrs.define(eq=False)
@@ -101,6 +108,7 @@ class Report:
             "jobs_succeeded": self.jobs_succeeded,
             "violations": self.violations,
             "nodes": self.options.nodes,
+            "swarm": list(self.options.swarm),
         }
 
 
@@ -172,8 +180,10 @@ class Simulation:
                     self.start(simnode)
                 nursery.start_soon(self.check_loop)
                 if self.script is None:
+                    self.trace.record("swarm", " ".join(self.options.swarm) or "(no faults)")
                     nursery.start_soon(self.fault_loop)
                     nursery.start_soon(self.reset_loop)
+                    nursery.start_soon(schedule_loop, self)
                 for number in range(1, self.options.producers + 1):
                     nursery.start_soon(self.producer, number)
                 if self.script is None:
@@ -462,7 +472,11 @@ class Simulation:
         if leader is None or leader.node is None:
             return
         targets = [simnode for simnode in self.nodes if simnode is not leader]
-        target = targets[self.rng.randrange(len(targets))]
+        self.transfer_to(leader, targets[self.rng.randrange(len(targets))])
+
+    def transfer_to(self, leader: SimNode, target: SimNode) -> None:
+        if leader.node is None:
+            return
         self.faults.transfers += 1
         self.trace.record("transfer", f"{leader.id} -> {target.id}")
         leader.node.raft.transfer_leadership(target.id)
@@ -714,9 +728,12 @@ def run_seed(
     sim_seconds: float = 20.0,
     wall_budget_s: float = WALL_BUDGET_S,
     keep_trace: bool = False,
+    force: tuple[str, ...] = (),
+    disable: tuple[str, ...] = (),
 ) -> Report:
-    """Run one seed in this process (``trio.run`` inside)."""
-    options = Options.draw(seed, nodes, sim_seconds)
+    """Run one seed in this process (``trio.run`` inside); ``force``/``disable`` override
+    the fault kinds it draws (``Options.draw``)."""
+    options = Options.draw(seed, nodes, sim_seconds, force=force, disable=disable)
     return run_options(options, wall_budget_s=wall_budget_s, keep_trace=keep_trace)
 
 

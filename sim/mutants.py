@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -405,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [by_name[name] for name in options.mutants] or list(MUTANTS)
     root = repository_root()
     outcomes = []
+    # A SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the scratch worktree is removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with scratch_copy(root) as tree:
         for mutant in chosen:
             outcome = measure(root, tree, mutant, options)

@@ -146,6 +146,7 @@ def _sweep(options: argparse.Namespace) -> int:
     failed = [result for result in results if result.failed]
     sim_seconds = sum(result.report["sim_seconds"] for result in results)
     wall_seconds = sum(result.report["wall_seconds"] for result in results)
+    cpu_seconds = sum(result.report.get("cpu_seconds", 0.0) for result in results)
     cover = coverage(results)
     failures = [
         {
@@ -161,6 +162,7 @@ def _sweep(options: argparse.Namespace) -> int:
         "passed": options.seeds - len(failed),
         "failed": [result.seed for result in failed],
         "sim_seconds_per_wall_second": round(sim_seconds / max(wall_seconds, 1e-9), 2),
+        "sim_seconds_per_cpu_second": round(sim_seconds / max(cpu_seconds, 1e-9), 2),
         "jobs": options.jobs,
         "wall_seconds": round(elapsed, 1),
         "seeds_per_minute": seeds_per_minute,
@@ -170,7 +172,9 @@ def _sweep(options: argparse.Namespace) -> int:
     if not options.json:
         print(
             f"{options.seeds} seeds in {elapsed:.0f} s ({seeds_per_minute} a minute, "
-            f"{options.jobs} processes), {len(failed)} failed"
+            f"{options.jobs} processes), {len(failed)} failed; "
+            f"{summary['sim_seconds_per_wall_second']} simulated seconds per wall second "
+            f"({summary['sim_seconds_per_cpu_second']} per CPU second)"
         )
         print("fault coverage (seeds that exercised each kind):")
         for kind, count in cover.items():

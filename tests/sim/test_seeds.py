@@ -17,11 +17,12 @@ from sim import runner
 from sim.options import FAULT_KINDS, Options
 from sim.runner import Report, run_seed
 
-SEEDS = [1, 2, 4, 8, 9, 12, 14, 20, 37]
+SEEDS = [9, 14, 23, 37, 147, 271, 296]
 """Chosen for coverage within the time budget (swarm testing: each seed draws a few fault
-kinds, ``sim.options``): between them they crash leaders and followers (some during snapshot
-writes), partition, reset connections, delay, slow and fail fdatasync, skew clocks, transfer
-leadership, change membership, and run every fault schedule (``sim.schedules``)."""
+kinds, ``sim.options``), with light workloads: between them they crash leaders and followers
+(some during snapshot writes), partition, reset connections, delay, slow and fail fdatasync,
+skew clocks, transfer leadership, change membership, and run every fault schedule
+(``sim.schedules``). Seed 9 found a schedule that left a node down into the liveness phase."""
 
 SIM_SECONDS = 10.0
 
@@ -163,7 +164,7 @@ def test_cli_sweep_json() -> None:
         "--seeds",
         "2",
         "--start",
-        "7",
+        "23",
         "--sim-seconds",
         "3",
         "--jobs",
@@ -193,7 +194,7 @@ def test_swarm_overrides_reach_every_seed_of_a_sweep_and_the_run_report() -> Non
         "--seeds",
         "1",
         "--start",
-        "7",
+        "23",
         "--sim-seconds",
         "3",
         "--jobs",
@@ -201,24 +202,24 @@ def test_swarm_overrides_reach_every_seed_of_a_sweep_and_the_run_report() -> Non
         "--force",
         "lease_skew",
         "--disable",
-        "reset",
+        "membership",
         "--json",
     )
     summary = json.loads(finished.stdout.splitlines()[-1])
     assert finished.returncode == 0, finished.stderr
     assert summary["coverage"]["swarm:lease_skew"] == 1
-    assert "swarm:reset" not in summary["coverage"]
+    assert "swarm:membership" not in summary["coverage"]
     replay = run_cli(
         "run",
         "--seed",
-        "7",
+        "23",
         "--sim-seconds",
         "3",
         "--force",
         "lease_skew",
         "--disable",
-        "reset",
+        "membership",
         "--json",
     )
     report = json.loads(replay.stdout.splitlines()[-1])
-    assert report["swarm"] == ["lease_skew"]
+    assert report["swarm"] == ["partition", "lease_skew"]

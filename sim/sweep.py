@@ -51,29 +51,72 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
+class _Processes:
+    """The seed processes running now, so an interrupted sweep can stop them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, subprocess.Popen[str]] = {}
+        self.stopping = False
+
+    def start(
+        self, seed: int, command: list[str], cwd: str | None, env: dict[str, str]
+    ) -> subprocess.Popen[str] | None:
+        with self._lock:
+            if self.stopping:
+                return None
+            process = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=cwd,
+                env=env,
+            )
+            self._running[seed] = process
+            return process
+
+    def finished(self, seed: int) -> None:
+        with self._lock:
+            self._running.pop(seed, None)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for process in self._running.values():
+                process.kill()
+
+
 def run_one(
-    seed: int, arguments: Sequence[str], cwd: str | None, env: dict[str, str]
-) -> SeedResult:
+    seed: int,
+    arguments: Sequence[str],
+    cwd: str | None,
+    env: dict[str, str],
+    processes: _Processes | None = None,
+) -> SeedResult | None:
+    """One seed in a fresh interpreter; None if the sweep is stopping."""
     command = [sys.executable, "-m", "sim", "run", "--seed", str(seed), "--json", *arguments]
+    processes = processes or _Processes()
+    process = processes.start(seed, command, cwd, env)
+    if process is None:
+        return None
     try:
-        finished = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=cwd,
-            env=env,
-            timeout=SEED_WALL_LIMIT_S,
-        )
+        stdout, stderr = process.communicate(timeout=SEED_WALL_LIMIT_S)
     except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
         broken = f"seed process killed after {SEED_WALL_LIMIT_S:.0f} s"
         return SeedResult(seed=seed, report=_broken_report(seed, broken), stderr=broken)
+    finally:
+        processes.finished(seed)
+    if processes.stopping:
+        return None
     try:
-        report = json.loads(finished.stdout.splitlines()[-1])
+        report = json.loads(stdout.splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        broken = f"no report (exit {finished.returncode}): {finished.stderr[-300:]!r}"
+        broken = f"no report (exit {process.returncode}): {stderr[-300:]!r}"
         report = _broken_report(seed, broken)
-    return SeedResult(seed=seed, report=report, stderr=finished.stderr[-STDERR_KEPT_CHARS:])
+    return SeedResult(seed=seed, report=report, stderr=stderr[-STDERR_KEPT_CHARS:])
 
 
 def _broken_report(seed: int, why: str) -> dict[str, Any]:
@@ -105,12 +148,15 @@ def run_seeds(
     environment = dict(env if env is not None else os.environ)
     lowest_failure = [max(seeds, default=0) + 1]
     lock = threading.Lock()
+    processes = _Processes()
 
     def task(seed: int) -> SeedResult | None:
         with lock:
             if stop_at_first_failure and seed > lowest_failure[0]:
                 return None
-        result = run_one(seed, arguments, cwd, environment)
+        result = run_one(seed, arguments, cwd, environment, processes)
+        if result is None:
+            return None
         with lock:
             if result.failed:
                 lowest_failure[0] = min(lowest_failure[0], seed)
@@ -119,10 +165,17 @@ def run_seeds(
         return result
 
     results: list[SeedResult] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=jobs)
+    try:
         for result in pool.map(task, seeds):
             if result is not None:
                 results.append(result)
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM in the mutation harness): no new seed, none left over.
+        processes.stop_all()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     if stop_at_first_failure:
         results = [result for result in results if result.seed <= lowest_failure[0]]
     return results

@@ -24,7 +24,7 @@ from raftq.errors import RaftqError
 from raftq.ids import NodeId
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
-from sim.checkers import CommittedLog, JobOracle, Violation
+from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -39,7 +39,7 @@ from sim.network import SimNetwork
 from sim.options import Options
 from sim.schedules import schedule_loop
 from sim.trace import Trace
-from sim.workload import JOB_TYPE, Ledger, draw_job, make_app
+from sim.workload import JOB_TYPE, Ledger, draw_job, make_app, reader
 
 CHECK_INTERVAL_S = 0.02
 """Safety checks this often (virtual): often enough to read every committed entry before a
@@ -167,6 +167,8 @@ class Simulation:
         self.app = make_app(self.ledger)
         self.committed = CommittedLog()
         self.oracle = JobOracle()
+        self.reads = ReadChecker(self.oracle)
+        self.node_checks = NodeChecks()
         self.faults = FaultCounts()
         self.phase = "faults"
         self.violations: list[Violation] = []
@@ -193,6 +195,8 @@ class Simulation:
                     nursery.start_soon(schedule_loop, self)
                 for number in range(1, self.options.producers + 1):
                     nursery.start_soon(self.producer, number)
+                for simnode in self.nodes:
+                    nursery.start_soon(reader, self, simnode)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -502,7 +506,8 @@ class Simulation:
 
     async def membership_step(self, *, toward_full: bool) -> None:
         """One operator action through the client API: add back (learner, then promoted) a
-        node that is out or only a learner, else (unless ``toward_full``) remove a voter."""
+        node that is out or only a learner, or (unless ``toward_full``; while a node is out,
+        half the time) remove a voter, down to a single one."""
         leader = self.leader()
         if leader is None or leader.node is None:
             return
@@ -512,13 +517,16 @@ class Simulation:
             for simnode in self.nodes
             if simnode.id not in current.voters and not simnode.repairing
         ]
+        # Half the time, shrink further while a node is out: down to one voter and back.
+        shrink = not toward_full and len(current.voters) > 1
+        shrink = shrink and (not outside or self.rng.random() < 0.5)
         async with self.operator() as client:
             try:
-                if outside:
+                if outside and not shrink:
                     simnode = outside[0]
                     action = f"add {simnode.id}"
                     await client.add_node(simnode.id, simnode.config.address)
-                elif not toward_full and len(current.voters) > 2:
+                elif shrink:
                     removed = current.voters[self.rng.randrange(len(current.voters))]
                     action = f"remove {removed}"
                     await client.remove_node(removed)
@@ -582,6 +590,10 @@ class Simulation:
                     continue
                 ledger.unacked.pop(key, None)
                 ledger.fresh_acks.append(job_id)
+                try:
+                    self.node_checks.acknowledged(self.nodes, job_id)
+                except Violation as violation:
+                    self.fail(violation)
                 known = ledger.acked.setdefault(key, job_id)
                 if known != job_id:
                     self.fail(Violation("idempotency keys dedupe", f"{key}: {known}, {job_id}"))
@@ -622,6 +634,8 @@ class Simulation:
                     self.committed.observe_committed(simnode.id, entry)
                 simnode.checked_commit = log.committed
         self.oracle.catch_up(self.committed)
+        self.node_checks.check(self.nodes)
+        self.reads.check()
         for job_id in self.ledger.fresh_acks:
             # A node answers an enqueue once it applied it, so the oracle has it by now.
             if job_id not in self.oracle.machine.jobs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.command == "sweep" and (options.jobs < 1 or options.seeds < 1):
         parser.error("--jobs and --seeds must be at least 1")
     if options.command == "sweep":
+        # A SIGTERM unwinds like Ctrl-C, so the seed processes running are stopped too.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         return _sweep(options)
     if options.check_determinism:
         return _check_determinism(options)

@@ -16,8 +16,23 @@ from sim import mutants
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-QUICK = [("expire_early", 1, "leases end only by report, cancel or expiry")]
-"""(mutant, a seed that catches it with ``--sim-seconds 10``, the checker that fires)."""
+DURABLE = "acknowledged enqueues are durable on a majority"
+
+QUICK = [
+    ("expire_early", 1, "leases end only by report, cancel or expiry"),
+    ("wal_no_fsync", 1, DURABLE),
+    ("commit_minority", 1, DURABLE),
+]
+"""(mutant, a seed that catches it with ``--sim-seconds 10``, the checker that fires): a few
+quick ones in every ``make test``. The last two needed a new checker (durability on a
+majority's disks, ``sim.checkers.NodeChecks``): they are also its regression seeds."""
+
+REGRESSIONS = [
+    ("send_before_persist", 1, DURABLE),
+    ("vote_not_persisted", 9, "one leader per term"),
+]
+"""Regression seeds of the mutants that needed a new checker or a new fault to be found
+(seed 9 runs the ``ack_crash`` and ``down_compaction`` schedules)."""
 
 
 def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:
@@ -45,7 +60,13 @@ def test_every_patch_applies_to_head_and_a_stale_one_is_named(tmp_path: pathlib.
     assert not tree.exists()
 
 
-@pytest.mark.parametrize(("name", "seed", "checker"), QUICK)
+@pytest.mark.parametrize(
+    ("name", "seed", "checker"),
+    [
+        *QUICK,
+        *(pytest.param(*regression, marks=pytest.mark.slow) for regression in REGRESSIONS),
+    ],
+)
 def test_a_quick_mutant_is_caught_by_its_unit_tests_and_the_simulator(
     name: str, seed: int, checker: str
 ) -> None:

@@ -298,12 +298,23 @@ class DurableView:
     def __init__(self) -> None:
         self._scanned: dict[str, tuple[int, list[int], int]] = {}
         """Segment path -> (id of its inode, record offsets, bytes scanned)."""
+        self._hard_state: tuple[tuple[int, int, bool], HardState | None] | None = None
+        """The last hard state read, with the (inode, synced length) it was read from: the
+        file is replaced whole (a new inode) at every save, so that names its content."""
 
     def hard_state(self, disk: MemoryDisk) -> HardState | None:
         inode = disk._durable_files.get(hard_state_file.PATH)
         if inode is None:
             return None
-        data = inode.durable()
+        version = (id(inode), inode.synced_length, inode.truncated_from is None)
+        if self._hard_state is not None and self._hard_state[0] == version:
+            return self._hard_state[1]
+        state = self._read_hard_state(inode.durable())
+        self._hard_state = (version, state)
+        return state
+
+    @staticmethod
+    def _read_hard_state(data: bytes) -> HardState | None:
         records = list(record.scan(data[len(hard_state_file.MAGIC) :], []))
         if not data.startswith(hard_state_file.MAGIC) or not records:
             return None
@@ -423,9 +434,9 @@ class ReadChecker:
                 return  # an older version, from before the oracle watched: undecidable
         raise Violation(
             "linearizable reads",
-            f"a read of {read.job_id} on {read.node} returned {read.key}, replaced by index "
-            f"{read.floor} (an enqueue acknowledged before the read was sent); versions "
-            f"{versions}",
+            f"a read of {read.job_id} through {read.node} returned {read.key}, a version "
+            f"already replaced at index {read.floor} (enqueues up to there were acknowledged "
+            f"before the read was sent); versions (index, key): {versions}",
         )
 
     def _unwatch(self, job_id: str) -> None:

@@ -19,7 +19,7 @@ from sim.cluster import CLIENT_TIMEOUT_S
 
 JOB_TYPE = "sim"
 
-READ_INTERVAL_S = 0.1
+READ_INTERVAL_S = 0.25
 """Each node's reader gets a job this often (virtual time): enough reads to land in every
 leader change and partition, few enough that they cost little of the run's speed."""
 
@@ -104,7 +104,8 @@ async def reader(simulation: Any, simnode: Any) -> None:
             acked = list(ledger.acked.values())
             if not acked or simulation.phase != "faults":
                 continue
-            job_id = acked[rng.randrange(len(acked))]
+            # Half the reads ask for the newest acknowledged job: the one a stale read misses.
+            job_id = acked[-1] if rng.random() < 0.5 else acked[rng.randrange(len(acked))]
             floor = max(enqueue_index(acked_id) for acked_id in acked)
             read = simulation.reads.sent(simnode.id, job_id, floor)
             key: JobKey

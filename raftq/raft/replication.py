@@ -432,7 +432,7 @@ def maybe_hand_over(core: RaftCore) -> None:
         return
     voters = [voter for voter in core.membership.voters if voter in core.progress]
     applied = sum(1 for voter in voters if core.progress[voter].applied >= index)
-    if applied < core.quorum():
+    if not voters or applied < core.quorum():
         return
     target = max(voters, key=lambda voter: (core.progress[voter].match, voter))
     if core.progress[target].match == core.log.last_index():

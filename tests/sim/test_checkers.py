@@ -5,11 +5,14 @@ checked directly against a disk whose tail is not synced. Patches are undone aft
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from raftq import codec
+from raftq.ids import derived_job_id
 from raftq.jobs import machine
-from raftq.jobs.commands import Claim
+from raftq.jobs.commands import Claim, Enqueue
 from raftq.jobs.machine import JobStateMachine
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import Waiter
@@ -84,6 +87,23 @@ def test_reused_fences_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(machine._HANDLERS, Claim, constant_fences)
     assert violated(run_seed(11, sim_seconds=10.0))[:1] == ["fences increase"]
+
+
+def test_replicas_that_diverge_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: applying an enqueue depends on something other than the log (which process
+    applies it), so replicas at the same applied index hold different states."""
+    original = JobStateMachine._enqueue
+    calls = itertools.count()
+
+    def nondeterministic(self: JobStateMachine, index: int, command: Enqueue) -> object:
+        result = original(self, index, command)
+        job = self.jobs.get(derived_job_id(index, 0))
+        if job is not None and next(calls) % 2:
+            job.timeout_ms += 1  # differs between the machines applying the same entry
+        return result
+
+    monkeypatch.setitem(machine._HANDLERS, Enqueue, nondeterministic)
+    assert violated(run_seed(11, sim_seconds=5.0))[:1] == ["equal state at equal applied index"]
 
 
 # --- the pieces, directly -----------------------------------------------------------------------

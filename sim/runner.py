@@ -25,6 +25,7 @@ from raftq.ids import NodeId
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
+from sim.checkers_more import LeaseAndRetryRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -167,6 +168,7 @@ class Simulation:
         self.app = make_app(self.ledger)
         self.committed = CommittedLog()
         self.oracle = JobOracle()
+        self.more_rules = LeaseAndRetryRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -633,7 +635,7 @@ class Simulation:
                 for entry in log.entries(low, log.committed + 1):
                     self.committed.observe_committed(simnode.id, entry)
                 simnode.checked_commit = log.committed
-        self.oracle.catch_up(self.committed)
+        self.catch_up()
         self.node_checks.check(self.nodes)
         self.reads.check()
         for job_id in self.ledger.fresh_acks:
@@ -648,6 +650,14 @@ class Simulation:
             raise Violation("progress", f"nothing committed for {NO_PROGRESS_S:.0f} s")
         if self._checks % DIGEST_EVERY_CHECKS == 0:
             self.check_digests()
+
+    def catch_up(self) -> None:
+        """The oracle applies what is newly committed; the rules of ``checkers_more`` read
+        its state after each entry."""
+        oracle, entries = self.oracle, self.committed.entries
+        while (entry := entries.get(oracle.applied_index + 1)) is not None:
+            oracle.apply(entry)
+            self.more_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

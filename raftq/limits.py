@@ -82,6 +82,12 @@ RAFT_APPLY_BYTES_MAX = 16 * 1024 * 1024
 """Committed entries handed to the application per Ready, so one Ready never holds the whole
 log after a long partition heals."""
 
+RAFT_READS_PENDING_MAX = 16_384
+"""ReadIndex requests waiting for a heartbeat round on a leader (or for the leader's answer on
+a follower). A round confirms them all every tick, so only a leader cut off from its quorum
+gathers many: past this, local reads get ``Busy`` and forwarded ones are dropped (their
+clients time out and retry elsewhere). As large as the Raft inbox, which bounds one tick's."""
+
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 """One InstallSnapshot chunk: bounded memory per message on both sides; a transfer resumes at
 chunk granularity."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+from sim.options import FAULT_KINDS
 from sim.runner import Report, run_seed
+from sim.sweep import SeedResult, coverage, default_jobs, run_seeds
 
 DEFAULT_SIM_SECONDS = 20.0
 
@@ -29,22 +32,54 @@ def main(argv: list[str] | None = None) -> int:
         help="run the seed twice in fresh processes (different PYTHONHASHSEED) and compare",
     )
     run.add_argument("--trace-out", help=argparse.SUPPRESS)
-    sweep = commands.add_parser("sweep", help="run many seeds")
+    _add_swarm_arguments(run)
+    sweep = commands.add_parser("sweep", help="run many seeds, each in a fresh process")
     sweep.add_argument("--seeds", type=int, required=True)
     sweep.add_argument("--start", type=int, default=1)
     sweep.add_argument("--nodes", type=int, choices=(3, 5), default=3)
     sweep.add_argument("--sim-seconds", type=float, default=DEFAULT_SIM_SECONDS)
+    sweep.add_argument(
+        "--jobs", type=int, default=default_jobs(), help="processes at once (default: cores)"
+    )
     sweep.add_argument("--json", action="store_true")
+    _add_swarm_arguments(sweep)
     options = parser.parse_args(argv)
+    if options.command == "sweep" and (options.jobs < 1 or options.seeds < 1):
+        parser.error("--jobs and --seeds must be at least 1")
     if options.command == "sweep":
+        # A SIGTERM unwinds like Ctrl-C, so the seed processes running are stopped too.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         return _sweep(options)
     if options.check_determinism:
         return _check_determinism(options)
     return _run(options)
 
 
-def _replay_command(seed: int, nodes: int, sim_seconds: float) -> str:
-    return f"python -m sim run --seed {seed} --nodes {nodes} --sim-seconds {sim_seconds:g}"
+def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
+    for flag, verb in (("--force", "turn on"), ("--disable", "turn off")):
+        parser.add_argument(
+            flag,
+            action="append",
+            default=[],
+            choices=FAULT_KINDS,
+            metavar="KIND",
+            help=f"{verb} this fault kind whatever the seed draws (repeatable; one of: "
+            f"{', '.join(FAULT_KINDS)})",
+        )
+
+
+def _swarm_arguments(options: argparse.Namespace) -> list[str]:
+    arguments = []
+    for kind in options.force:
+        arguments += ["--force", kind]
+    for kind in options.disable:
+        arguments += ["--disable", kind]
+    return arguments
+
+
+def _replay_command(seed: int, nodes: int, sim_seconds: float, swarm: list[str]) -> str:
+    command = f"python -m sim run --seed {seed} --nodes {nodes} --sim-seconds {sim_seconds:g}"
+    return " ".join([command, *swarm])
 
 
 def _run(options: argparse.Namespace) -> int:
@@ -53,12 +88,14 @@ def _run(options: argparse.Namespace) -> int:
         nodes=options.nodes,
         sim_seconds=options.sim_seconds,
         keep_trace=bool(options.trace_out),
+        force=tuple(options.force),
+        disable=tuple(options.disable),
     )
     if options.trace_out:
         with open(options.trace_out, "w") as out:
             out.write("\n".join(report.trace_lines or []) + "\n")
     if report.verdict == "fail":
-        _print_failure(report)
+        _print_failure(report, _swarm_arguments(options))
     elif not options.json:
         print(
             f"seed {report.seed}: pass, {report.sim_seconds:.1f} simulated s in "
@@ -70,46 +107,84 @@ def _run(options: argparse.Namespace) -> int:
     return 0 if report.verdict == "pass" else 1
 
 
-def _print_failure(report: Report) -> None:
+def _print_failure(report: Report, swarm_arguments: list[str]) -> None:
     options = report.options
     print(f"FAIL seed {report.seed}: {report.violations[0]}", file=sys.stderr)
+    print(f"swarm: {' '.join(options.swarm) or '(no faults)'}", file=sys.stderr)
     print(f"options: {json.dumps(options.summary(), sort_keys=True)}", file=sys.stderr)
     print("last trace lines:", file=sys.stderr)
     for line in report.trace_tail:
         print(f"  {line}", file=sys.stderr)
-    replay = _replay_command(report.seed, options.nodes, options.sim_seconds)
+    replay = _replay_command(report.seed, options.nodes, options.sim_seconds, swarm_arguments)
     print(f"replay: {replay}", file=sys.stderr)
 
 
 def _sweep(options: argparse.Namespace) -> int:
-    failed: list[int] = []
-    sim_seconds = wall_seconds = 0.0
+    """Seeds ``start .. start + seeds - 1``, ``jobs`` processes at a time. Prints each failure
+    (its report and replay command) as it comes, progress now and then, and a summary: seeds
+    per minute, fault coverage (how many seeds exercised each fault kind), the failures."""
+    swarm = _swarm_arguments(options)
+    arguments = ["--nodes", str(options.nodes), "--sim-seconds", str(options.sim_seconds), *swarm]
+    seeds = range(options.start, options.start + options.seeds)
     started = time.monotonic()
-    for seed in range(options.start, options.start + options.seeds):
-        # Each seed in a fresh interpreter, exactly as its replay command will run it.
-        command = [sys.executable, "-m", "sim", "run", "--seed", str(seed), "--json"]
-        command += ["--nodes", str(options.nodes), "--sim-seconds", str(options.sim_seconds)]
-        finished = subprocess.run(command, capture_output=True, text=True, check=False)
-        try:
-            report = json.loads(finished.stdout.splitlines()[-1])
-        except (IndexError, json.JSONDecodeError):
-            report = {"verdict": "fail", "sim_seconds": 0.0, "wall_seconds": 0.0}
-        sim_seconds += report["sim_seconds"]
-        wall_seconds += report["wall_seconds"]
-        if report["verdict"] == "fail":
-            failed.append(seed)
-            print(finished.stderr[-6000:], file=sys.stderr, flush=True)
+    done = [0]
+    progress_every = max(1, options.seeds // 20)
+
+    def on_result(result: SeedResult) -> None:
+        done[0] += 1
+        if result.failed:
+            print(result.stderr or result.violation, file=sys.stderr, flush=True)
         elif not options.json:
-            print(f"seed {seed}: pass ({report['wall_seconds']:.1f} s)", flush=True)
+            print(f"seed {result.seed}: pass ({result.report['wall_seconds']:.1f} s)", flush=True)
+        if done[0] % progress_every == 0:
+            minutes = (time.monotonic() - started) / 60
+            print(
+                f"{done[0]}/{options.seeds} seeds, {done[0] / max(minutes, 1e-9):.1f} a minute",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    results = run_seeds(seeds, arguments, jobs=options.jobs, on_result=on_result)
+    elapsed = time.monotonic() - started
+    failed = [result for result in results if result.failed]
+    sim_seconds = sum(result.report["sim_seconds"] for result in results)
+    wall_seconds = sum(result.report["wall_seconds"] for result in results)
+    cpu_seconds = sum(result.report.get("cpu_seconds", 0.0) for result in results)
+    cover = coverage(results)
+    failures = [
+        {
+            "seed": result.seed,
+            "violation": result.violation,
+            "replay": _replay_command(result.seed, options.nodes, options.sim_seconds, swarm),
+        }
+        for result in failed
+    ]
+    seeds_per_minute = round(options.seeds / max(elapsed / 60, 1e-9), 1)
     summary = {
         "seeds": options.seeds,
         "passed": options.seeds - len(failed),
-        "failed": failed,
+        "failed": [result.seed for result in failed],
         "sim_seconds_per_wall_second": round(sim_seconds / max(wall_seconds, 1e-9), 2),
+        "sim_seconds_per_cpu_second": round(sim_seconds / max(cpu_seconds, 1e-9), 2),
+        "jobs": options.jobs,
+        "wall_seconds": round(elapsed, 1),
+        "seeds_per_minute": seeds_per_minute,
+        "coverage": cover,
+        "failures": failures,
     }
     if not options.json:
-        elapsed = time.monotonic() - started
-        print(f"{options.seeds} seeds in {elapsed:.0f} s, {len(failed)} failed")
+        print(
+            f"{options.seeds} seeds in {elapsed:.0f} s ({seeds_per_minute} a minute, "
+            f"{options.jobs} processes), {len(failed)} failed; "
+            f"{summary['sim_seconds_per_wall_second']} simulated seconds per wall second "
+            f"({summary['sim_seconds_per_cpu_second']} per CPU second)"
+        )
+        print("fault coverage (seeds that exercised each kind):")
+        for kind, count in cover.items():
+            print(f"  {kind:<28} {count}")
+        for failure in failures:
+            print(f"FAILED seed {failure['seed']}: {failure['violation']}")
+            print(f"  replay: {failure['replay']}")
     print(json.dumps(summary))
     return 1 if failed else 0
 
@@ -125,7 +200,7 @@ def _check_determinism(options: argparse.Namespace) -> int:
             environment = dict(os.environ, PYTHONHASHSEED=hash_seed)
             command = [sys.executable, "-m", "sim", "run", "--seed", str(options.seed)]
             command += ["--nodes", str(options.nodes), "--sim-seconds", str(options.sim_seconds)]
-            command += ["--json", "--trace-out", path]
+            command += ["--json", "--trace-out", path, *_swarm_arguments(options)]
             finished = subprocess.run(
                 command, env=environment, capture_output=True, text=True, check=False
             )

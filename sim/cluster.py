@@ -33,7 +33,8 @@ WORKER_GRACE_S = 1.0
 
 
 class SkewedClock:
-    """A node's wall clock: virtual time, off by a fixed skew (clocks never agree)."""
+    """A node's wall clock: virtual time, off by a skew (clocks never agree). The skew is
+    fixed, except that the ``lease_skew`` schedule makes it jump (``sim.schedules``)."""
 
     def __init__(self, skew_ms: int) -> None:
         self.skew_ms = skew_ms

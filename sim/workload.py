@@ -1,6 +1,7 @@
 """The workload: producers that enqueue with idempotency keys (retrying across nodes, and
-re-sending keys whose acknowledgement they never saw), cancels, and the job handler the
-in-process workers run (random durations, failures, heartbeats, timeouts)."""
+re-sending keys whose acknowledgement they never saw), cancels, readers that get jobs from
+every node (each reader pinned to one node, so followers serve reads too), and the job handler
+the in-process workers run (random durations, failures, heartbeats, timeouts)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,16 @@ import attrs
 import trio
 
 from raftq.app import App, JobContext, JobFailed
+from raftq.client.client import connect
+from raftq.errors import JobNotFound, RaftqError
+from sim.checkers import JobKey, enqueue_index, job_key
+from sim.cluster import CLIENT_TIMEOUT_S
 
 JOB_TYPE = "sim"
+
+READ_INTERVAL_S = 0.25
+"""Each node's reader gets a job this often (virtual time): enough reads to land in every
+leader change and partition, few enough that they cost little of the run's speed."""
 
 
 @attrs.define(eq=False)
@@ -77,3 +86,37 @@ def make_app(ledger: Ledger) -> App:
 
     app.register(JOB_TYPE, run)
     return app
+
+
+async def reader(simulation: Any, simnode: Any) -> None:
+    """Get acknowledged jobs through one node until the fault phase ends; each answer goes to
+    the ``ReadChecker`` (``simulation.reads``) with the floor it must not be older than."""
+    rng = random.Random(f"{simulation.options.seed}:reader:{simnode.id}")
+    ledger: Ledger = simulation.ledger
+    async with connect(
+        [simnode.config.address],
+        network=simulation.network.endpoint(f"r-{simnode.id}"),
+        rng=random.Random(rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    ) as client:
+        while simulation.phase == "faults":
+            await trio.sleep(READ_INTERVAL_S * rng.uniform(0.5, 1.5))
+            acked = list(ledger.acked.values())
+            if not acked or simulation.phase != "faults":
+                continue
+            # Half the reads ask for the newest acknowledged job: the one a stale read misses.
+            job_id = acked[-1] if rng.random() < 0.5 else acked[rng.randrange(len(acked))]
+            floor = max(enqueue_index(acked_id) for acked_id in acked)
+            read = simulation.reads.sent(simnode.id, job_id, floor)
+            key: JobKey
+            try:
+                key = job_key(await client.get(job_id))
+            except JobNotFound:
+                key = None
+            except RaftqError:
+                simulation.reads.abandoned(read)
+                continue
+            ceiling = max(
+                (s.node.raft.core.log.committed for s in simulation.nodes if s.node), default=0
+            )
+            simulation.reads.answered(read, key, ceiling)

@@ -108,6 +108,33 @@ async def test_leadership_moves_on_request_and_a_removed_leader_steps_down(tmp_p
             assert (await client.remove_node(target))["voters"] == membership["voters"]
 
 
+async def test_two_voters_shrink_to_one_and_the_survivor_leads_once_the_leader_stops(
+    tmp_path: Path,
+) -> None:
+    """Issue #14 (the class of etcd-io/etcd#10563), end to end: remove the leader of a
+    two-voter cluster, then stop it as soon as ``remove`` answers (docs/operations.md): the
+    survivor has applied the change by then, elects itself alone and takes writes; after a
+    restart too (the change it applied is durable)."""
+    members = member_map(2)
+    async with nodes_in(tmp_path) as nodes:
+        for node_id in members:
+            await nodes.start(node_id, members)
+        leader = await wait_for_leader(nodes.running)
+        removed = leader.config.node_id
+        (survivor,) = set(members) - {removed}
+        async with raftq.connect(addresses(nodes), timeout=10) as client:
+            membership = await client.remove_node(removed)
+            assert membership["voters"] == [survivor]
+            await nodes.stop(removed)
+            assert nodes.running[survivor].raft.core.membership.voters == (survivor,)
+            await nodes.stop(survivor)
+            await nodes.start(survivor, members)
+            new_leader = await wait_for_leader(nodes.running)
+            assert new_leader.config.node_id == survivor
+            (job_id,) = await enqueue_some(client, 1, "alone")
+            assert new_leader.applier.machine.get(job_id) is not None
+
+
 async def test_membership_changes_that_make_no_sense_are_refused_clearly(tmp_path: Path) -> None:
     members = member_map(3)
     async with nodes_in(tmp_path) as nodes:

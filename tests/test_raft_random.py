@@ -261,12 +261,12 @@ class Simulation:
         self.partition_until: int | None = None
         self.partition_text = ""
         self.next_command = 0
-        self.next_read = 0
+        self.next_read: dict[NodeId, int] = {}
         # The checker's memory.
         self.leaders: dict[int, NodeId] = {}
         self.committed: list[Entry | None] = [None]  # index -> the entry committed there
         self.command_index: dict[bytes, int] = {}
-        self.reads: dict[bytes, tuple[NodeId, int]] = {}  # context -> (asker, commit floor)
+        self.reads: dict[tuple[NodeId, bytes], int] = {}  # (asker, context) -> commit floor
         self.committed_before_step = 0
         self.commit_high = 0  # the highest commit index any node ever had
         self.snapshots_taken = 0
@@ -465,15 +465,16 @@ class Simulation:
                     leader.core.transfer_leadership(rng.choice(sorted(self.nodes)))
 
     def read(self, node: SimNode) -> None:
-        self.next_read += 1
-        context = f"r{self.next_read}".encode()
+        # Each node numbers its own reads, as the node does: contexts repeat across nodes.
+        self.next_read[node.id] = self.next_read.get(node.id, 0) + 1
+        context = f"r{self.next_read[node.id]}".encode()
         # Whatever any node knows to be committed now, the read must reflect.
         floor = max(other.core.log.committed for other in self.nodes.values())
         try:
             node.core.read_index(context)
         except NotLeader:
             return
-        self.reads[context] = (node.id, floor)
+        self.reads[node.id, context] = floor
 
     def take_snapshot(self, node: SimNode) -> None:
         """The application snapshots its state at its applied index and compacts the log."""
@@ -596,17 +597,17 @@ class Simulation:
             self.record_committed(node, entry, "has in a snapshot")
 
     def check_read(self, node: SimNode, read_state: ReadState) -> None:
-        asked = self.reads.get(read_state.context)
-        if asked is None or asked[0] != node.id:
+        floor = self.reads.get((node.id, read_state.context))
+        if floor is None:
             raise self.fail(f"{node.id} got {read_state}, which it never asked for")
         ceiling = max(
             self.commit_high, *(other.core.log.committed for other in self.nodes.values())
         )
         if read_state.index > ceiling:
             raise self.fail(f"{node.id}: {read_state} is past every commit index ({ceiling})")
-        if read_state.index < asked[1]:
+        if read_state.index < floor:
             raise self.fail(
-                f"{node.id}: stale read {read_state}: index {asked[1]} was committed when asked"
+                f"{node.id}: stale read {read_state}: index {floor} was committed when asked"
             )
         self.reads_answered += 1
 

@@ -98,7 +98,9 @@ class LogWriter:
         if ready.entries and not self._holds(ready.entries[-1]):
             await self.log.append(ready.entries)
             self.statistics.entries += len(ready.entries)
-        if ready.hard_state is not None and self._must_save(ready.hard_state):
+        if ready.hard_state is not None and (
+            ready.commit_durable or self._must_save(ready.hard_state)
+        ):
             await self.log.save_hard_state(ready.hard_state)
             self.statistics.hard_states += 1
 

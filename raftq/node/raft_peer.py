@@ -114,7 +114,12 @@ class RaftPeer:
         self._soft_state_seen = trio.Event()
         self._inbox_send, self._inbox = trio.open_memory_channel[Input](limits.RAFT_INBOX_MAX)
         self._reads: dict[bytes, Waiter] = {}
+        self._own_removal: tuple[int, Waiter] | None = None
         self._read_sequence = 0
+        # Read contexts start with a number drawn once per process (from the core's injected
+        # random), so a late answer to a read of this node's previous run never matches one
+        # of this run (the sequence starts from 1 again after a restart).
+        self._read_incarnation = core.rng.getrandbits(64).to_bytes(8, "big")
         self.statistics = RaftPeerStatistics()
 
     # --- inputs, from other tasks ---------------------------------------------------------------
@@ -252,16 +257,25 @@ class RaftPeer:
         except Busy as error:
             request.waiter.resolve(Failure(code="busy", message=str(error)))
         else:
-            self._waiters.add(placed.last_index, placed.term, request.waiter)
+            if core.id in proposed.voters:
+                self._waiters.add(placed.last_index, placed.term, request.waiter)
+            else:
+                # Our own removal is acknowledged only once we handed leadership over (the
+                # remaining voters applied it and can elect without us), not when applied:
+                # the operator then stops this node (``_resolve_own_removal``).
+                self._own_removal = (placed.last_index, request.waiter)
             logger.info("membership change proposed index=%d to=%s", placed.last_index, proposed)
 
     def _start_read(self, waiter: Waiter) -> None:
         self._read_sequence += 1
-        context = self._read_sequence.to_bytes(8, "big")
+        context = self._read_incarnation + self._read_sequence.to_bytes(8, "big")
         try:
             self.core.read_index(context)
         except NotLeader as error:
             waiter.resolve(NotLeaderHere(leader_id=error.leader_id or ""))
+            return
+        except Busy as error:
+            waiter.resolve(Failure(code="busy", message=str(error)))
             return
         self._reads[context] = waiter
 
@@ -287,10 +301,27 @@ class RaftPeer:
             if ready.soft_state is not None:
                 self._soft_state_changed(ready.soft_state)
             core.advance(ready)
+            if self._own_removal is not None and core.role is not Role.LEADER:
+                self._resolve_own_removal()
             if core.membership is not self._membership:  # applied just now
                 self._membership = core.membership
                 logger.info("membership applied %s", core.membership)
                 self._on_membership(core.membership)
+
+    def _resolve_own_removal(self) -> None:
+        assert self._own_removal is not None
+        index, waiter = self._own_removal
+        self._own_removal = None
+        if self.core.handed_over_index == index:
+            logger.info("removed; leadership handed over index=%d", index)
+            waiter.resolve(self.core.membership)
+        else:
+            waiter.resolve(
+                Failure(
+                    code="dropped",
+                    message="leadership was lost before the removal was handed over; retry",
+                )
+            )
 
     async def role_changed(self) -> None:
         """Return at the next change of role or leader."""

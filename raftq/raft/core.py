@@ -95,6 +95,11 @@ class Status:
 
 _kind = operator.attrgetter("kind")
 
+LEAVING_ELECTION_TIMEOUTS = 3
+"""A removed leader hands over within this many election timeouts or steps down anyway. The
+remaining voters report the change applied in their next heartbeat answers (a tick or two);
+a leader still waiting after three timeouts is waiting for something that will not come."""
+
 
 class RaftCore:
     """One Raft peer; see the module docstring."""
@@ -126,9 +131,19 @@ class RaftCore:
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_ticks
         self.pending_membership_index = 0
+        self.leaving_index = 0
+        """As leader: the index of the applied change that removed us (0: not leaving)."""
+        self.leaving_ticks = 0
+        self.handed_over_index = 0
+        """The last ``leaving_index`` whose hand-over completed (the node acknowledges the
+        removal to the operator then: the remaining voters can lead without us)."""
         self.transfer_target: NodeId | None = None
-        self.pending_reads: dict[bytes, PendingRead] = {}
+        self.pending_reads: deque[PendingRead] = deque()
+        self.read_round = 0
+        """The last ReadIndex round this node numbered as leader (never reused)."""
         self.reads_before_commit: list[tuple[bytes, NodeId]] = []
+        self.forwarded_reads: set[bytes] = set()
+        """Contexts of reads this follower asked its leader for, not yet answered."""
         self.read_states: list[ReadState] = []
         self.uncommitted: deque[tuple[int, int]] = deque()  # (last index, bytes) per proposal
         self.uncommitted_bytes = 0
@@ -198,9 +213,12 @@ class RaftCore:
         self._reset_election_timeout()
         self.votes = {}
         self.progress = {}
+        self.leaving_index = 0
+        self.leaving_ticks = 0
         self.transfer_target = None
-        self.pending_reads = {}
+        self.pending_reads = deque()
         self.reads_before_commit = []
+        self.forwarded_reads = set()
         self.uncommitted.clear()
         self.uncommitted_bytes = 0
         self.replication_due = False
@@ -349,6 +367,13 @@ class RaftCore:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
         replication.tick_snapshot_transfers(self)
+        if self.leaving_index:
+            self.leaving_ticks += 1
+            if self.leaving_ticks >= LEAVING_ELECTION_TIMEOUTS * self.config.election_ticks:
+                # No quorum of the new voters reported the change applied (they may run a
+                # version that does not say): step down rather than refuse proposals forever.
+                self.become_follower(self.term, None)
+                return
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
             if self.config.check_quorum and not replication.quorum_active(self):
@@ -437,7 +462,7 @@ class RaftCore:
     def propose_membership(self, membership: Membership) -> Proposal:
         """Propose the next configuration: one server added, removed, promoted or demoted."""
         self._require_leader()
-        if self.pending_membership_index > self.log.applied:
+        if self.pending_membership_index > self.log.applied or self.leaving_index:
             raise MembershipChangeError(
                 "a membership change is still in progress; retry", retryable=True
             )
@@ -456,6 +481,8 @@ class RaftCore:
             raise LocalProtocolError("nothing to propose")
         if self.transfer_target is not None:
             raise Busy(f"leadership is moving to {self.transfer_target}; retry there")
+        if self.leaving_index:
+            raise Busy(f"{self.id} was removed and is handing leadership over; retry")
         first = self.log.last_index() + 1
         entries = [
             Entry(index=first + offset, term=self.term, kind=kind, data=data)
@@ -497,10 +524,16 @@ class RaftCore:
         self.replication_due = True
 
     def read_index(self, context: bytes) -> None:
-        """Ask for a linearizable read point; it arrives as a ``ReadState`` with ``context``."""
+        """Ask for a linearizable read point; it arrives as a ``ReadState`` with ``context``.
+        Raises ``NotLeader`` (no leader known) or ``Busy`` (too many reads waiting)."""
         if self.role is Role.LEADER:
+            if replication.reads_waiting(self) >= limits.RAFT_READS_PENDING_MAX:
+                raise Busy("too many reads waiting for a heartbeat round; retry")
             replication.handle_read(self, context, self.id)
         elif self.leader is not None:
+            if len(self.forwarded_reads) >= limits.RAFT_READS_PENDING_MAX:
+                raise Busy("too many reads waiting for the leader; retry")
+            self.forwarded_reads.add(context)
             self.send(
                 ReadIndexRequest(
                     term=self.term, sender=self.id, recipient=self.leader, context=context
@@ -530,14 +563,19 @@ class RaftCore:
             replication.flush(self)
         hard_state = self._hard_state()
         soft_state = self._soft_state()
+        committed = tuple(self.log.next_committed_entries(self.config.apply_bytes_max))
+        commit_durable = bool(committed) and EntryKind.MEMBERSHIP in map(_kind, committed)
         ready = Ready(
             soft_state=soft_state if soft_state != self._reported_soft_state else None,
-            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            hard_state=(
+                hard_state if commit_durable or hard_state != self._persisted_hard_state else None
+            ),
             entries=tuple(self.log.unstable),
             snapshot=self.log.pending_snapshot,
             early_messages=tuple(self.early_messages),
             messages=tuple(self.messages),
-            committed_entries=tuple(self.log.next_committed_entries(self.config.apply_bytes_max)),
+            committed_entries=committed,
+            commit_durable=commit_durable,
             read_states=tuple(self.read_states),
             must_sync=bool(self.log.unstable)
             or self.log.pending_snapshot is not None
@@ -579,21 +617,25 @@ class RaftCore:
             return
         for entry in entries:
             if entry.kind is EntryKind.MEMBERSHIP:
-                self._apply_membership(codec.decode(entry.data, Membership))
+                self._apply_membership(codec.decode(entry.data, Membership), entry.index)
 
-    def _apply_membership(self, membership: Membership) -> None:
+    def _apply_membership(self, membership: Membership, index: int) -> None:
         """A committed configuration takes effect as it is applied (as in etcd-io/raft)."""
         self.membership = membership
         if self.role is not Role.LEADER:
-            return
-        if self.id not in membership.voters:
-            # A leader removed from the cluster steps down once the change is committed.
-            self.become_follower(self.term, None)
             return
         replication.reconcile_progress(self)
         if self.transfer_target is not None and self.transfer_target not in membership.voters:
             self.transfer_target = None
         replication.maybe_commit(self)
+        if self.id not in membership.voters:
+            # Removed (or demoted): keep leading the new voters, without counting ourselves,
+            # until enough of them have applied the change to elect a leader without us;
+            # then hand over (``replication.maybe_hand_over``). Stepping down at once left a
+            # survivor of two voters unaware that the change committed: it still needed our
+            # vote (issue #14, the class of etcd-io/etcd#10563).
+            self.leaving_index = index
+            replication.maybe_hand_over(self)
 
     def _hard_state(self) -> HardState:
         return HardState(term=self.term, vote=self.vote, commit=self.log.committed)

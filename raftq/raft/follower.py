@@ -54,7 +54,10 @@ def step_follower(core: RaftCore, message: Message) -> None:
     elif isinstance(message, TimeoutNow):
         if core.role is Role.FOLLOWER and core.promotable():
             core.campaign(transfer=True)  # the leader hands over: no pre-vote, no lease
-    elif isinstance(message, ReadIndexResponse):
+    elif isinstance(message, ReadIndexResponse) and message.context in core.forwarded_reads:
+        # Only an answer to a read asked in this term (forgotten at any change of term or
+        # leader; a late answer to an earlier incarnation's read would be out of date).
+        core.forwarded_reads.discard(message.context)
         core.read_states.append(ReadState(context=message.context, index=message.index))
 
 
@@ -125,7 +128,11 @@ def _handle_heartbeat(core: RaftCore, message: Heartbeat) -> None:
     core.log.commit_to(min(message.commit, core.log.last_index()))
     core.send(
         HeartbeatResponse(
-            term=core.term, sender=core.id, recipient=message.sender, context=message.context
+            term=core.term,
+            sender=core.id,
+            recipient=message.sender,
+            context=message.context,
+            applied=core.log.applied,
         )
     )
 

@@ -68,10 +68,14 @@ class Heartbeat:
 @codec.register
 @attrs.frozen(kw_only=True)
 class HeartbeatResponse:
+    """``applied``: the follower's applied index. A membership change at or below it has
+    taken effect there and survives its restart (``Ready.commit_durable``)."""
+
     term: int
     sender: NodeId
     recipient: NodeId
     context: bytes = b""
+    applied: int = 0
 
 
 @codec.register

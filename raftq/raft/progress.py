@@ -71,6 +71,10 @@ class Progress:
     snapshot: SnapshotTransfer | None = None
     commit_sent: int = 0
     """The commit index last told to this follower (an empty append carries a newer one)."""
+    read_round: int = 0
+    applied: int = 0
+    """The follower's applied index, as its last heartbeat answer said."""
+    """The highest ReadIndex round this follower acknowledged (a heartbeat's context)."""
 
     def become_probe(self) -> None:
         if self.state is ProgressState.SNAPSHOT and self.snapshot is not None:

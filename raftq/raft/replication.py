@@ -8,8 +8,10 @@ entries per message. So a round of many proposals and responses costs one batch 
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING
 
+from raftq import limits
 from raftq.errors import LogCompacted, MembershipChangeError
 from raftq.ids import NodeId
 from raftq.raft.messages import (
@@ -25,7 +27,7 @@ from raftq.raft.messages import (
     TimeoutNow,
 )
 from raftq.raft.progress import Progress, ProgressState
-from raftq.raft.ready import PendingRead, ReadState
+from raftq.raft.ready import PendingRead, ReadState, Role
 from raftq.raft.types import Membership
 
 if TYPE_CHECKING:
@@ -43,7 +45,10 @@ def step_leader(core: RaftCore, message: Message) -> None:
         _handle_heartbeat_response(core, message, progress)
     elif isinstance(message, InstallSnapshotResponse):
         _handle_snapshot_response(core, message, progress)
-    elif isinstance(message, ReadIndexRequest):
+    elif isinstance(message, ReadIndexRequest) and (
+        reads_waiting(core) < limits.RAFT_READS_PENDING_MAX
+    ):
+        # Past the bound a forwarded read is dropped: its client times out and retries.
         handle_read(core, message.context, message.sender)
 
 
@@ -107,8 +112,15 @@ def _handle_heartbeat_response(
         # rejection reveals appends lost in flight (it resets the window).
         _maybe_send_append(core, message.sender, progress, send_if_empty=True)
         core.replication_due = True
-    if message.context:
-        _acknowledge_read(core, message.context, message.sender)
+    if message.applied > progress.applied:
+        progress.applied = message.applied
+        maybe_hand_over(core)
+        if core.role is not Role.LEADER:
+            return
+    read_round = round_of(message.context)
+    if progress.read_round < read_round <= core.read_round:
+        progress.read_round = read_round
+        release_reads(core)
 
 
 def _handle_snapshot_response(
@@ -230,7 +242,9 @@ def tick_snapshot_transfers(core: RaftCore) -> None:
 
 
 def broadcast_heartbeat(core: RaftCore) -> None:
-    context = next(reversed(core.pending_reads), b"") if core.pending_reads else b""
+    """Heartbeat every follower; the context names the newest ReadIndex round pending, so
+    the acknowledgements of this heartbeat confirm every read queued before it was sent."""
+    context = round_context(core.pending_reads[-1].round) if core.pending_reads else b""
     for peer, progress in core.progress.items():
         if peer != core.id:
             core.early_messages.append(
@@ -298,6 +312,28 @@ def quorum_active(core: RaftCore) -> bool:
 
 
 # --- ReadIndex (thesis 6.4) ---------------------------------------------------------------------
+#
+# As etcd-io/raft's read_only.go does: each read gets a round number unique at this leader
+# (the requester's context is only echoed back; nodes number their reads independently, so
+# contexts of different requesters may be equal). A heartbeat carries the newest pending
+# round; a follower's acknowledgement of round R shows it still followed this leader after
+# every read of round <= R was queued. A read is released once a quorum of voters has
+# acknowledged its round or a later one, never by a round sent before it.
+
+ROUND_BYTES = 8
+
+
+def round_context(read_round: int) -> bytes:
+    return read_round.to_bytes(ROUND_BYTES, "big")
+
+
+def round_of(context: bytes) -> int:
+    """The round a heartbeat acknowledgement carries (0: none, or not a round of ours)."""
+    return int.from_bytes(context, "big") if len(context) == ROUND_BYTES else 0
+
+
+def reads_waiting(core: RaftCore) -> int:
+    return len(core.pending_reads) + len(core.reads_before_commit)
 
 
 def handle_read(core: RaftCore, context: bytes, requester: NodeId) -> None:
@@ -307,29 +343,38 @@ def handle_read(core: RaftCore, context: bytes, requester: NodeId) -> None:
     if not core.committed_in_current_term():
         core.reads_before_commit.append((context, requester))
         return
-    if len(core.membership.voters) == 1:
+    if core.membership.voters == (core.id,):
         _answer_read(core, context, core.log.committed, requester)
         return
-    core.pending_reads[context] = PendingRead(
-        index=core.log.committed, requester=requester, acknowledged={core.id}
+    core.read_round += 1
+    core.pending_reads.append(
+        PendingRead(
+            round=core.read_round,
+            index=core.log.committed,
+            requester=requester,
+            context=context,
+        )
     )
     broadcast_heartbeat(core)
 
 
-def _acknowledge_read(core: RaftCore, context: bytes, sender: NodeId) -> None:
-    pending = core.pending_reads.get(context)
-    if pending is None:
+def release_reads(core: RaftCore) -> None:
+    """Answer every pending read whose round a quorum of voters has acknowledged."""
+    rounds = sorted(
+        (
+            core.read_round if voter == core.id else core.progress[voter].read_round
+            for voter in core.membership.voters
+            if voter == core.id or voter in core.progress
+        ),
+        reverse=True,
+    )
+    quorum = core.quorum()
+    if len(rounds) < quorum:
         return
-    pending.acknowledged.add(sender)
-    confirmed = sum(1 for voter in core.membership.voters if voter in pending.acknowledged)
-    if confirmed < core.quorum():
-        return
-    # The quorum confirmed leadership as of this read, so of every earlier one too.
-    for earlier in list(core.pending_reads):
-        read = core.pending_reads.pop(earlier)
-        _answer_read(core, earlier, read.index, read.requester)
-        if earlier == context:
-            break
+    confirmed = rounds[quorum - 1]
+    while core.pending_reads and core.pending_reads[0].round <= confirmed:
+        read = core.pending_reads.popleft()
+        _answer_read(core, read.context, read.index, read.requester)
 
 
 def _answer_read(core: RaftCore, context: bytes, index: int, requester: NodeId) -> None:
@@ -376,19 +421,39 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
             )
 
 
+def maybe_hand_over(core: RaftCore) -> None:
+    """A leader that applied its own removal (at ``leaving_index``) steps down once a quorum
+    of the new voters has applied it too, so they elect among themselves without it (and,
+    with the change applied, durably: a restart does not make them wait for the removed
+    voter again). It sends TimeoutNow to the most up-to-date of them first, so the new
+    leader takes over at once instead of after an election timeout."""
+    index = core.leaving_index
+    if not index:
+        return
+    voters = [voter for voter in core.membership.voters if voter in core.progress]
+    applied = sum(1 for voter in voters if core.progress[voter].applied >= index)
+    if not voters or applied < core.quorum():
+        return
+    target = max(voters, key=lambda voter: (core.progress[voter].match, voter))
+    if core.progress[target].match == core.log.last_index():
+        core.early_messages.append(TimeoutNow(term=core.term, sender=core.id, recipient=target))
+    core.handed_over_index = index
+    core.become_follower(core.term, None)
+
+
 def reconcile_progress(core: RaftCore) -> None:
-    """Track exactly the members of the applied configuration."""
+    """Track exactly the members of the applied configuration (and ourselves, as a leader
+    removed by it keeps leading until it hands over)."""
     members = core.membership.voters + core.membership.learners
     for peer in list(core.progress):
-        if peer not in members:
+        if peer not in members and peer != core.id:
             del core.progress[peer]
-            core.pending_reads = {
-                context: read
-                for context, read in core.pending_reads.items()
-                if read.requester != peer
-            }
+            core.pending_reads = deque(
+                read for read in core.pending_reads if read.requester != peer
+            )
     for peer in members:
         if peer not in core.progress:
             core.progress[peer] = core._new_progress(peer, core.log.last_index() + 1)
             core.replication_due = True
         core.progress[peer].learner = peer in core.membership.learners
+    release_reads(core)  # the quorum may be smaller now

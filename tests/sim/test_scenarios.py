@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 
+import attrs
 import trio
 
 from raftq import limits
+from raftq.raft.ready import Role
 from raftq.storage.memory_disk import TailFate
 from sim.checkers import Violation
 from sim.cluster import SimNode
@@ -30,6 +32,20 @@ def down(simnode: SimNode) -> bool:
 def leads_in(sim: Simulation, group: list[str]) -> bool:
     leader = sim.leader()
     return leader is not None and leader.id in group
+
+
+def has_pending_read(simnode: SimNode) -> bool:
+    core = simnode.node.raft.core if simnode.node else None
+    return core is not None and core.role is Role.LEADER and bool(core.pending_reads)
+
+
+def newer_leader_acknowledged(sim: Simulation, old: SimNode, acked: int) -> bool:
+    leader = sim.leader()
+    return leader is not None and leader is not old and len(sim.ledger.acked) > acked
+
+
+def acknowledged_more(sim: Simulation, count: int) -> bool:
+    return len(sim.ledger.acked) >= count
 
 
 def passed(report: Report) -> Report:
@@ -186,11 +202,15 @@ def test_node_down_across_a_compaction() -> None:
             "the follower's own compactions",
             30.0,
         )
+        assert follower.node is not None
+        follower_last = follower.node.raft.core.log.last_index()
         sim.crash_now(follower, "down across a compaction")
-        first = leader.node.raft.core.log.first_index() if leader.node else 0
+        # Past the end of the follower's log (not only past the leader's own first index at
+        # the crash, which depends on timing): it must need the leader's snapshot.
         await sim.wait_until(
             lambda: (
-                leader.node is not None and leader.node.raft.core.log.first_index() > first + 150
+                leader.node is not None
+                and leader.node.raft.core.log.first_index() > follower_last + 1
             ),
             "compactions past the follower's log",
             30.0,
@@ -216,7 +236,7 @@ def test_node_down_across_a_compaction() -> None:
             10.0,
         )
 
-    options = Options.quiet(106, snapshot_entries=60, enqueue_interval_ms=20)
+    options = Options.quiet(107, snapshot_entries=60, enqueue_interval_ms=20)
     passed(run_options(options, script=script))
 
 
@@ -284,3 +304,73 @@ def test_corrupt_synced_record_on_a_minority() -> None:
     options = Options.quiet(110, snapshot_entries=200)
     report = passed(run_options(options, script=script, keep_trace=True))
     assert any("refused to start" in line for line in report.trace_lines or []), "no refusal"
+
+
+def test_shrink_to_one_voter_stopping_each_removed_leader() -> None:
+    """Issue #14 (the class of etcd-io/etcd#10563): the operator removes the leader, stops it
+    as soon as ``remove`` answers, and does it again, down to a single voter; the survivor
+    must keep committing. Then the stopped nodes start again (as non-members) and the
+    liveness phase adds both back (learner, then voter)."""
+
+    async def script(sim: Simulation) -> None:
+        stopped = []
+        for _ in range(2):
+            leader = await sim.wait_for_leader()
+            await trio.sleep(0.5)
+            async with sim.operator() as client:
+                await client.remove_node(leader.id)
+            sim.faults.membership_changes += 1
+            sim.crash_now(leader, "stopped after its removal")
+            stopped.append(leader)
+            await sim.wait_until(
+                functools.partial(acknowledged_more, sim, len(sim.ledger.acked) + 5),
+                "enqueues acknowledged",
+                10.0,
+            )
+        survivor = sim.leader()
+        assert survivor is not None
+        assert survivor.node is not None
+        assert survivor.node.raft.core.membership.voters == (survivor.id,)
+        for simnode in stopped:
+            await sim.restart(simnode)
+
+    report = passed(run_options(Options.quiet(103), script=script))
+    assert report.faults.crashes == 2
+    assert report.faults.membership_changes >= 2  # the removals, then the adds
+
+
+def test_a_stalled_stale_leader_never_answers_a_read_from_an_older_round() -> None:
+    """Issue #14 (ReadIndex): the leader has a read in flight, the acknowledgements of its
+    heartbeat round are held in the network, and its disk stalls; cut off, it is replaced by
+    a new leader that acknowledges writes. Meanwhile a new read reaches it; when the network
+    heals, the held acknowledgements (of the older round) must not confirm the new read, or
+    it is answered at an index older than the new leader's acknowledged writes (the read
+    checker's "linearizable reads"). With the bug planted (any round confirms every pending
+    read) this scenario fails on seed 700 in its second round."""
+
+    async def script(sim: Simulation) -> None:
+        for _ in range(3):
+            leader = await sim.wait_for_leader()
+            await trio.sleep(0.5)
+            await sim.wait_until(
+                functools.partial(has_pending_read, leader), "a read in flight", 3.0
+            )
+            others = [simnode.id for simnode in sim.nodes if simnode is not leader]
+            inbound = [(other, leader.id) for other in others]
+            sim.cut(inbound, "the leader's acknowledgements held")
+            normal = leader.disk.profile
+            leader.disk.profile = attrs.evolve(normal, sync_min_ms=6000.0, sync_max_ms=6500.0)
+            await trio.sleep(0.002)
+            sim.cut(inbound + [(leader.id, other) for other in others], "stalled leader cut off")
+            await sim.wait_until(
+                functools.partial(newer_leader_acknowledged, sim, leader, len(sim.ledger.acked)),
+                "a new leader acknowledging writes",
+                5.5,
+            )
+            await trio.sleep(0.3)  # the old leader's reader sends it a read
+            sim.heal()
+            leader.disk.profile = normal
+            await trio.sleep(1.5)
+
+    report = passed(run_options(Options.quiet(700), script=script))
+    assert report.faults.partitions == 6

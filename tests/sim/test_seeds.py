@@ -14,14 +14,32 @@ import attrs
 import pytest
 
 from sim import runner
+from sim.options import FAULT_KINDS, Options
 from sim.runner import Report, run_seed
 
-SEEDS = [1, 2, 3, 4, 6, 7, 9, 10]
-"""Chosen for coverage within the time budget: between them they crash leaders and
-followers (some during snapshot writes), partition, reset connections, transfer leadership,
-change membership and fail fdatasync."""
+SEEDS = [9, 14, 23, 37, 147, 271, 296]
+"""Chosen for coverage within the time budget (swarm testing: each seed draws a few fault
+kinds, ``sim.options``), with light workloads: between them they crash leaders and followers
+(some during snapshot writes), partition, reset connections, delay, slow and fail fdatasync,
+skew clocks, transfer leadership, change membership, and run every fault schedule
+(``sim.schedules``). Seed 9 found a schedule that left a node down into the liveness phase."""
 
 SIM_SECONDS = 10.0
+
+FAULTS_COVERED = (
+    "crashes",
+    "snapshot_crashes",
+    "partitions",
+    "disk_faults",
+    "resets",
+    "transfers",
+    "sync_errors",
+    "membership_changes",
+    "ack_crashes",
+    "down_compactions",
+    "membership_partitions",
+    "lease_skews",
+)
 
 
 @functools.cache
@@ -41,12 +59,37 @@ def test_seed_passes(seed: int) -> None:
 def test_the_fixed_seeds_inject_every_kind_of_fault() -> None:
     """Guards the list above: if option drawing changes, the seeds must still cover faults."""
     totals: dict[str, int] = {}
+    swarm: set[str] = set()
     for seed in SEEDS:
-        for kind, count in attrs.asdict(report_of(seed).faults).items():
+        report = report_of(seed)
+        swarm.update(report.options.swarm)
+        for kind, count in attrs.asdict(report.faults).items():
             totals[kind] = totals.get(kind, 0) + count
-    kinds = ("crashes", "partitions", "disk_faults", "resets", "transfers", "sync_errors")
-    for kind in (*kinds, "membership_changes", "snapshot_crashes"):
-        assert totals[kind] > 0, totals
+    for kind in FAULTS_COVERED:
+        assert totals[kind] > 0, (kind, totals)
+    assert swarm == set(FAULT_KINDS)
+
+
+def test_a_seed_draws_a_few_fault_kinds_and_force_and_disable_override_only_those() -> None:
+    """Swarm testing: most seeds run few kinds; ``force``/``disable`` change which kinds run
+    and nothing else the seed drew (so a forced replay is the same seed, one kind more)."""
+    sizes = [len(Options.draw(seed, 3, 20.0).swarm) for seed in range(1, 201)]
+    assert sum(size <= 3 for size in sizes) > 120, sizes
+    assert min(sizes) >= 1
+    drawn = Options.draw(7, 3, 20.0)
+    assert drawn.swarm == ("reset",)
+    forced = Options.draw(7, 3, 20.0, force=["partition"], disable=["reset"])
+    assert forced.swarm == ("partition",)
+    assert forced.partitions_per_minute > 0
+    assert drawn.partitions_per_minute == 0
+    assert forced.network.reset_per_second == 0
+    assert drawn.network.reset_per_second > 0
+    assert (
+        attrs.evolve(forced, swarm=drawn.swarm, partitions_per_minute=0.0, network=drawn.network)
+        == drawn
+    )
+    with pytest.raises(ValueError, match="unknown fault kinds"):
+        Options.draw(7, 3, 20.0, force=["meteor"])
 
 
 def test_same_seed_same_trace_in_process() -> None:
@@ -113,10 +156,70 @@ def test_cli_run_json_and_check_determinism() -> None:
 
 
 def test_cli_sweep_json() -> None:
-    finished = run_cli("sweep", "--seeds", "2", "--start", "2", "--sim-seconds", "3", "--json")
+    """CONTRACT.md's sweep keys, and what ``make sim-sweep`` prints besides: seeds per minute
+    and how many seeds exercised each fault kind (the swarm each drew, and the faults that
+    actually happened); seeds run in parallel processes (``--jobs``)."""
+    finished = run_cli(
+        "sweep",
+        "--seeds",
+        "2",
+        "--start",
+        "23",
+        "--sim-seconds",
+        "3",
+        "--jobs",
+        "2",
+        "--json",
+        "--force",
+        "partition",
+    )
     assert finished.returncode == 0, finished.stdout + finished.stderr
     summary = json.loads(finished.stdout.splitlines()[-1])
     assert summary["seeds"] == 2
     assert summary["passed"] == 2
     assert summary["failed"] == []
+    assert summary["failures"] == []
     assert summary["sim_seconds_per_wall_second"] > 0
+    assert summary["seeds_per_minute"] > 0
+    assert summary["jobs"] == 2
+    assert summary["coverage"]["swarm:partition"] == 2
+    assert summary["coverage"]["partitions"] >= 1
+
+
+def test_swarm_overrides_reach_every_seed_of_a_sweep_and_the_run_report() -> None:
+    """``--force``/``--disable`` pass from the sweep to each seed's process (its replay
+    command carries them too: ``cli._replay_command``), and the report names the swarm."""
+    finished = run_cli(
+        "sweep",
+        "--seeds",
+        "1",
+        "--start",
+        "23",
+        "--sim-seconds",
+        "3",
+        "--jobs",
+        "1",
+        "--force",
+        "lease_skew",
+        "--disable",
+        "membership",
+        "--json",
+    )
+    summary = json.loads(finished.stdout.splitlines()[-1])
+    assert finished.returncode == 0, finished.stderr
+    assert summary["coverage"]["swarm:lease_skew"] == 1
+    assert "swarm:membership" not in summary["coverage"]
+    replay = run_cli(
+        "run",
+        "--seed",
+        "23",
+        "--sim-seconds",
+        "3",
+        "--force",
+        "lease_skew",
+        "--disable",
+        "membership",
+        "--json",
+    )
+    report = json.loads(replay.stdout.splitlines()[-1])
+    assert report["swarm"] == ["partition", "lease_skew"]

@@ -1,0 +1,433 @@
+"""The mutation harness: does the safety net catch planted bugs? (``make mutants``)
+
+Each mutant is a small patch kept outside the product code (``tests/mutants/NAME.patch``) with
+a row in ``MUTANTS``: what bug it plants and which unit tests must catch it. For each mutant,
+one at a time, the harness applies the patch to a scratch copy of the repository (a
+``git worktree`` detached at HEAD, in a temporary directory, removed afterwards), then
+
+1. runs the named unit tests against the mutant: they must FAIL;
+2. runs simulator seeds ``start, start + 1, ...`` (up to ``--seeds``, several processes at a
+   time) until one fails, and reports how many seeds that took and which checker fired.
+
+A table at the end: mutant, unit tests caught it (y/n), seeds to the first violation, checker.
+It exits 1 if any mutant escaped either net, 2 if a patch no longer applies (regenerate it:
+edit the scratch copy, ``git diff > tests/mutants/NAME.patch``; docs/simulator.md).
+
+The scratch copy is HEAD: commit (or stash) your work before running the harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+
+import attrs
+
+from sim.sweep import SeedResult, default_jobs, run_seeds
+
+MUTANTS_DIRECTORY = "tests/mutants"
+UNIT_TEST_WALL_LIMIT_S = 600.0
+"""A unit-test run against a mutant that takes this long is stopped (a mutant may make a test
+hang; the tests' own timeouts use virtual time, which a livelock never advances)."""
+
+
+@attrs.frozen(kw_only=True)
+class Mutant:
+    name: str
+    area: str
+    bug: str
+    unit_tests: tuple[str, ...]
+    """pytest node ids (or files): at least one must fail against the mutant."""
+
+
+MUTANTS = (
+    Mutant(
+        name="vote_twice",
+        area="vote granting",
+        bug="a voter grants a second vote in the same term while it knows no leader",
+        unit_tests=(
+            "tests/test_raft_paper.py::test_a_follower_votes_for_at_most_one_candidate_per_term",
+        ),
+    ),
+    Mutant(
+        name="vote_stale_log",
+        area="vote granting",
+        bug="a voter ignores the candidate's last index (5.4.1): a shorter log of the same "
+        "last term wins votes",
+        unit_tests=(
+            "tests/test_raft_paper.py::test_a_voter_denies_a_candidate_whose_log_is_less_up_to_date",
+        ),
+    ),
+    Mutant(
+        name="commit_figure8",
+        area="commit rule",
+        bug="the leader commits an entry of an earlier term by counting replicas (figure 8)",
+        unit_tests=(
+            "tests/test_raft_paper.py::test_figure_8_an_entry_of_an_earlier_term_on_a_majority_is_not_committed",
+        ),
+    ),
+    Mutant(
+        name="commit_minority",
+        area="commit rule",
+        bug="the leader commits with one replica fewer than a majority",
+        unit_tests=("tests/test_raft_paper.py::test_an_entry_is_committed_once_a_majority_has_it",),
+    ),
+    Mutant(
+        name="commit_counts_learners",
+        area="membership changes",
+        bug="learners count towards the commit quorum",
+        unit_tests=(
+            "tests/test_raft_scenarios.py::test_learner_receives_the_log_but_never_counts_for_commit",
+        ),
+    ),
+    Mutant(
+        name="send_before_persist",
+        area="persist / send order",
+        bug="a Ready's messages (votes, append acknowledgements) go out before its entries "
+        "and hard state are durable",
+        unit_tests=(
+            "tests/mutants/test_guards.py::test_a_vote_is_sent_only_once_the_vote_is_durable",
+        ),
+    ),
+    Mutant(
+        name="vote_not_persisted",
+        area="persist / send order",
+        bug="a change of term or vote is not saved before the vote is sent",
+        unit_tests=(
+            "tests/mutants/test_guards.py::test_a_vote_is_sent_only_once_the_vote_is_durable",
+        ),
+    ),
+    Mutant(
+        name="wal_no_fsync",
+        area="persist / acknowledge order",
+        bug="WAL appends are written but never fdatasync'ed, then acknowledged",
+        unit_tests=(
+            "tests/test_wal.py::test_group_commit_shares_one_sync_among_concurrent_appenders",
+        ),
+    ),
+    Mutant(
+        name="leader_counts_unpersisted",
+        area="persist / acknowledge order",
+        bug="the leader counts its own entries towards the quorum before they are durable",
+        unit_tests=("tests/test_raft_paper.py::test_an_entry_is_committed_once_a_majority_has_it",),
+    ),
+    Mutant(
+        name="snapshot_install_drops_log",
+        area="snapshot install",
+        bug="installing a snapshot always discards the log, even entries after the snapshot "
+        "the leader counted as replicated",
+        unit_tests=(
+            "tests/test_raft_scenarios.py::test_follower_whose_log_contains_the_snapshot_point_keeps_the_following_entries",
+        ),
+    ),
+    Mutant(
+        name="compact_past_snapshot",
+        area="compaction",
+        bug="WAL compaction deletes a segment that still holds entries after the snapshot",
+        unit_tests=(
+            "tests/mutants/test_guards.py::test_compaction_keeps_the_segment_that_holds_entries_after_the_index",
+        ),
+    ),
+    Mutant(
+        name="dedupe_not_in_snapshot",
+        area="dedupe table across snapshots",
+        bug="snapshots leave out the idempotency keys: after a restore a retried key "
+        "enqueues a second job",
+        unit_tests=("tests/test_jobs_model.py::test_snapshot_then_replay_equals_full_replay",),
+    ),
+    Mutant(
+        name="stale_fence_accepted",
+        area="fences",
+        bug="a completion or failure is accepted whatever its fence",
+        unit_tests=(
+            "tests/test_jobs_commands.py::test_reports_without_the_lease_are_rejected_and_change_nothing",
+        ),
+    ),
+    Mutant(
+        name="expire_early",
+        area="leases",
+        bug="leases expire half a second before their expiry time",
+        unit_tests=(
+            "tests/test_jobs_commands.py::test_expire_leases_expires_only_the_expired_ones",
+        ),
+    ),
+    Mutant(
+        name="no_extend_on_failover",
+        area="lease extension on a new leader",
+        bug="a new leader expires leases without first extending them (ExtendAll)",
+        unit_tests=(
+            "tests/mutants/test_guards.py::test_a_new_leader_extends_every_lease_before_expiring_any",
+        ),
+    ),
+    Mutant(
+        name="retry_without_backoff",
+        area="retries and backoff",
+        bug="a failed attempt is retried at once, without backoff",
+        unit_tests=(
+            "tests/test_jobs_commands.py::test_a_retried_job_keeps_its_enqueue_order_among_equally_due_jobs",
+        ),
+    ),
+    Mutant(
+        name="retry_past_max_attempts",
+        area="retries and backoff",
+        bug="a job is retried once more than max_attempts allows",
+        unit_tests=(
+            "tests/test_jobs_commands.py::test_report_settles_each_outcome_in_order_as_its_complete_or_fail_would",
+        ),
+    ),
+    Mutant(
+        name="read_without_quorum",
+        area="ReadIndex",
+        bug="the leader answers a ReadIndex at once, without a quorum confirming it still leads",
+        unit_tests=(
+            "tests/test_raft_scenarios.py::test_read_index_on_the_leader_after_a_heartbeat_round",
+        ),
+    ),
+    Mutant(
+        name="commit_regresses",
+        area="commit index",
+        bug="a follower takes a heartbeat's lower commit index, so its commit index regresses",
+        unit_tests=(
+            "tests/mutants/test_guards.py::test_a_heartbeat_with_a_lower_commit_never_lowers_the_followers_commit",
+        ),
+    ),
+)
+
+
+@attrs.define(eq=False)
+class Outcome:
+    mutant: Mutant
+    applies: bool = True
+    problem: str = ""
+    unit_caught: bool | None = None
+    unit_detail: str = ""
+    unit_seconds: float = 0.0
+    seeds_run: int = 0
+    first_failing_seed: int | None = None
+    checker: str = ""
+    violation: str = ""
+    sim_seconds: float = 0.0
+
+    def row(self) -> dict[str, object]:
+        return {
+            "mutant": self.mutant.name,
+            "area": self.mutant.area,
+            "applies": self.applies,
+            "problem": self.problem,
+            "unit_caught": self.unit_caught,
+            "unit_detail": self.unit_detail,
+            "seeds_to_violation": self.seeds_run if self.first_failing_seed is not None else None,
+            "seeds_run": self.seeds_run,
+            "first_failing_seed": self.first_failing_seed,
+            "checker": self.checker,
+            "violation": self.violation[:200],
+            "unit_seconds": round(self.unit_seconds, 1),
+            "sim_wall_seconds": round(self.sim_seconds, 1),
+        }
+
+
+def repository_root() -> pathlib.Path:
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True
+    )
+    return pathlib.Path(top.stdout.strip())
+
+
+@contextlib.contextmanager
+def scratch_copy(root: pathlib.Path) -> Iterator[pathlib.Path]:
+    """A ``git worktree`` of HEAD in a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="raftq-mutant-") as directory:
+        path = pathlib.Path(directory) / "tree"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "--detach", "--quiet", str(path), "HEAD"],
+            check=True,
+        )
+        try:
+            yield path
+        finally:
+            subprocess.run(
+                ["git", "-C", str(root), "worktree", "remove", "--force", str(path)], check=False
+            )
+            subprocess.run(["git", "-C", str(root), "worktree", "prune"], check=False)
+
+
+def _git(tree: pathlib.Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", "-C", str(tree), *arguments], capture_output=True, text=True, check=False
+    )
+
+
+def apply_patch(tree: pathlib.Path, patch: pathlib.Path) -> str:
+    """Apply ``patch`` to the clean ``tree``; an empty string, or why it does not apply."""
+    if not patch.exists():
+        return f"{patch} is missing"
+    checked = _git(tree, "apply", "--check", str(patch))
+    if checked.returncode != 0:
+        return f"{patch.name} no longer applies to HEAD: {checked.stderr.strip()[:300]}"
+    _git(tree, "apply", str(patch)).check_returncode()
+    return ""
+
+
+def restore(tree: pathlib.Path) -> None:
+    _git(tree, "checkout", "--quiet", "--", ".").check_returncode()
+    _git(tree, "clean", "-fdq").check_returncode()
+
+
+def scratch_environment(tree: pathlib.Path) -> dict[str, str]:
+    """The scratch copy first on the path: the editable install points at the real tree."""
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = str(tree)
+    environment.pop("PYTHONHASHSEED", None)
+    return environment
+
+
+def run_unit_tests(tree: pathlib.Path, mutant: Mutant) -> tuple[bool, str]:
+    """(caught, detail): caught means the tests ran and at least one failed."""
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+    command += list(mutant.unit_tests)
+    try:
+        finished = subprocess.run(
+            command,
+            cwd=tree,
+            env=scratch_environment(tree),
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=UNIT_TEST_WALL_LIMIT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return True, f"timed out after {UNIT_TEST_WALL_LIMIT_S:.0f} s (the mutant hangs a test)"
+    failed = [line for line in finished.stdout.splitlines() if line.startswith("FAILED")]
+    if finished.returncode == 1 and failed:
+        return True, failed[0].removeprefix("FAILED ")[:160]
+    if finished.returncode == 0:
+        return False, "all passed"
+    tail = (finished.stdout + finished.stderr).strip().splitlines()[-3:]
+    return False, f"pytest exit {finished.returncode}: {' | '.join(tail)[:200]}"
+
+
+def run_simulator(
+    tree: pathlib.Path, outcome: Outcome, options: argparse.Namespace
+) -> list[SeedResult]:
+    seeds = range(options.start, options.start + options.seeds)
+    arguments = ["--sim-seconds", str(options.sim_seconds), "--nodes", str(options.nodes)]
+    started = time.monotonic()
+    results = run_seeds(
+        seeds,
+        arguments,
+        jobs=options.jobs,
+        cwd=str(tree),
+        env=scratch_environment(tree),
+        stop_at_first_failure=True,
+    )
+    outcome.sim_seconds = time.monotonic() - started
+    outcome.seeds_run = len(results)
+    failing = [result for result in results if result.failed]
+    if failing:
+        first = failing[0]
+        outcome.first_failing_seed = first.seed
+        outcome.checker = first.checker
+        outcome.violation = first.violation
+    return results
+
+
+def measure(
+    root: pathlib.Path, tree: pathlib.Path, mutant: Mutant, options: argparse.Namespace
+) -> Outcome:
+    outcome = Outcome(mutant=mutant)
+    problem = apply_patch(tree, root / MUTANTS_DIRECTORY / f"{mutant.name}.patch")
+    if problem:
+        outcome.applies = False
+        outcome.problem = problem
+        return outcome
+    try:
+        if not options.skip_unit:
+            started = time.monotonic()
+            outcome.unit_caught, outcome.unit_detail = run_unit_tests(tree, mutant)
+            outcome.unit_seconds = time.monotonic() - started
+        if options.seeds > 0:
+            run_simulator(tree, outcome, options)
+    finally:
+        restore(tree)
+    return outcome
+
+
+def print_table(outcomes: Sequence[Outcome], options: argparse.Namespace) -> None:
+    print()
+    budget = f"seeds to first violation (of {options.seeds})"
+    print(f"| mutant | unit tests caught | {budget} | checker |")
+    print("| --- | --- | --- | --- |")
+    for outcome in outcomes:
+        if not outcome.applies:
+            print(f"| {outcome.mutant.name} | patch does not apply | | |")
+            continue
+        unit = {True: "y", False: "NO", None: "(skipped)"}[outcome.unit_caught]
+        if outcome.first_failing_seed is not None:
+            found = f"{outcome.seeds_run} (seed {outcome.first_failing_seed})"
+        elif options.seeds > 0:
+            found = f"not found in {outcome.seeds_run}"
+        else:
+            found = "(skipped)"
+        print(f"| {outcome.mutant.name} | {unit} | {found} | {outcome.checker} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sim.mutants", description=__doc__)
+    parser.add_argument(
+        "mutants", nargs="*", help="names of mutants to run (default: all); see --list"
+    )
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--seeds", type=int, default=200, help="seed budget per mutant")
+    parser.add_argument("--start", type=int, default=1, help="first seed")
+    parser.add_argument("--sim-seconds", type=float, default=20.0)
+    parser.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="processes at once")
+    parser.add_argument("--skip-unit", action="store_true", help="do not run the unit tests")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    options = parser.parse_args(argv)
+    by_name = {mutant.name: mutant for mutant in MUTANTS}
+    if options.list:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:<28} {mutant.area}: {mutant.bug}")
+        return 0
+    unknown = [name for name in options.mutants if name not in by_name]
+    if unknown:
+        parser.error(f"unknown mutants {unknown}; known: {', '.join(by_name)}")
+    if options.jobs < 1 or options.seeds < 0:
+        parser.error("--jobs must be at least 1 and --seeds at least 0")
+    chosen = [by_name[name] for name in options.mutants] or list(MUTANTS)
+    root = repository_root()
+    outcomes = []
+    # A SIGTERM (a CI timeout, kill) unwinds like Ctrl-C, so the scratch worktree is removed.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with scratch_copy(root) as tree:
+        for mutant in chosen:
+            outcome = measure(root, tree, mutant, options)
+            outcomes.append(outcome)
+            print(json.dumps(outcome.row()), file=sys.stderr, flush=True)
+    print_table(outcomes, options)
+    if options.json:
+        print(json.dumps([outcome.row() for outcome in outcomes]))
+    if not all(outcome.applies for outcome in outcomes):
+        return 2
+    missed_by_simulator = options.seeds > 0
+    escaped = [
+        outcome
+        for outcome in outcomes
+        if outcome.unit_caught is False
+        or (missed_by_simulator and outcome.first_failing_seed is None)
+    ]
+    return 1 if escaped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The simulator's checkers catch what they are for. Each planted bug (patched in for one run,
+never in the product) must make its checker fire on a fixed seed; the durable view is also
+checked directly against a disk whose tail is not synced. Patches are undone after each test
+(pytest's monkeypatch)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from raftq import codec
+from raftq.ids import derived_job_id
+from raftq.jobs import machine
+from raftq.jobs.commands import Claim, Enqueue
+from raftq.jobs.machine import JobStateMachine
+from raftq.node.raft_peer import RaftPeer
+from raftq.node.waiters import Waiter
+from raftq.raft.core import RaftCore
+from raftq.raft.ready import Role
+from raftq.raft.types import Entry
+from raftq.storage import record
+from raftq.storage.memory_disk import MemoryDisk
+from raftq.storage.wal import segment_name
+from sim.checkers import DurableView, JobOracle, ReadChecker, Violation, job_key
+from sim.disk import SimFile
+from sim.runner import Report, run_seed
+
+
+def violated(report: Report) -> list[str]:
+    return [violation.split(":")[0] for violation in report.violations]
+
+
+def test_stale_follower_reads_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: a follower answers a read at its own commit index, without asking the leader
+    (no ReadIndex). The read checker sees a job acknowledged before the read missing."""
+    original = RaftPeer._start_read
+
+    def read_locally(self: RaftPeer, waiter: Waiter) -> None:
+        if self.core.role is not Role.LEADER:
+            waiter.resolve(self.core.log.committed)
+        else:
+            original(self, waiter)
+
+    monkeypatch.setattr(RaftPeer, "_start_read", read_locally)
+    # A seed that partitions (swarm testing: a seed runs only the fault kinds it draws).
+    report = run_seed(100, sim_seconds=10.0, force=("partition",))
+    assert violated(report) == ["linearizable reads"]
+
+
+def test_acknowledging_before_the_fsync_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: fdatasync does nothing (so nothing is ever durable). The first acknowledged
+    enqueue is found on no disk's durable bytes."""
+
+    async def no_sync(self: object) -> None:
+        return None
+
+    monkeypatch.setattr(SimFile, "fdatasync", no_sync)
+    report = run_seed(11, sim_seconds=5.0)
+    assert violated(report)[:1] == ["acknowledged enqueues are durable on a majority"]
+
+
+def test_a_restart_below_the_saved_commit_index_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: a restarted core forgets part of its commit index (it re-learns it from the
+    leader, but a node must never go back on what it saved as committed)."""
+    original = RaftCore.__init__
+
+    def forgetful(self: RaftCore, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        if self.log.committed > self.log.first_index():
+            self.log.committed -= 1
+
+    monkeypatch.setattr(RaftCore, "__init__", forgetful)
+    # A seed that crashes nodes (swarm testing: a seed runs only the fault kinds it draws).
+    report = run_seed(100, sim_seconds=10.0, force=("crash",))
+    assert "commit index never goes back" in violated(report)
+
+
+def test_reused_fences_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: every lease gets fence 1. The oracle (which replays the same machine) sees a
+    job leased again under a fence that did not increase."""
+    original = JobStateMachine._claim
+
+    def constant_fences(self: JobStateMachine, index: int, command: Claim) -> object:
+        result = original(self, index, command)
+        for lease in getattr(result, "leases", ()):
+            run = self.jobs[lease.job_id].run
+            assert run is not None
+            run.fence = 1
+        return result
+
+    monkeypatch.setitem(machine._HANDLERS, Claim, constant_fences)
+    assert violated(run_seed(11, sim_seconds=10.0))[:1] == ["fences increase"]
+
+
+def test_replicas_that_diverge_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Planted: applying an enqueue depends on something other than the log (which process
+    applies it), so replicas at the same applied index hold different states."""
+    original = JobStateMachine._enqueue
+    calls = itertools.count()
+
+    def nondeterministic(self: JobStateMachine, index: int, command: Enqueue) -> object:
+        result = original(self, index, command)
+        job = self.jobs.get(derived_job_id(index, 0))
+        if job is not None and next(calls) % 2:
+            job.timeout_ms += 1  # differs between the machines applying the same entry
+        return result
+
+    monkeypatch.setitem(machine._HANDLERS, Enqueue, nondeterministic)
+    assert violated(run_seed(11, sim_seconds=5.0))[:1] == ["equal state at equal applied index"]
+
+
+# --- the pieces, directly -----------------------------------------------------------------------
+
+
+async def test_the_durable_view_sees_synced_entries_only() -> None:
+    disk = MemoryDisk()
+    await disk.make_directory("wal")
+    path = f"wal/{segment_name(1)}"
+    file = await disk.open(path)
+    entries = [Entry(index=index, term=2, data=b"x" * index) for index in range(1, 6)]
+    frames = [record.frame(codec.encode(entry, Entry)) for entry in entries]
+    await file.write(b"".join(frames[:3]), sync=False)
+    await file.fdatasync()
+    await disk.fsync_directory("wal")
+    await file.write(b"".join(frames[3:]), sync=False)
+    view = DurableView()
+    assert [view.holds(disk, index, 2) for index in range(1, 6)] == [True] * 3 + [False] * 2
+    assert not view.holds(disk, 2, 3)  # another term at that index
+    await file.fdatasync()
+    assert view.holds(disk, 5, 2)
+
+
+def test_a_read_older_than_an_acknowledged_write_is_a_violation() -> None:
+    oracle = JobOracle()
+    reads = ReadChecker(oracle)
+    oracle.applied_index = 10
+    read = reads.sent("n2", "j5-0", floor=12)  # no such job at 10: version None from there
+    oracle.watched["j5-0"].append((12, ("pending", 0, 0, 1, (0, "enqueued", 0, "", 0))))
+    reads.answered(read, None, ceiling=12)
+    oracle.applied_index = 12
+    with pytest.raises(Violation, match="linearizable reads"):
+        reads.check()
+
+
+def test_a_read_of_the_version_current_at_its_floor_passes() -> None:
+    oracle = JobOracle()
+    reads = ReadChecker(oracle)
+    oracle.applied_index = 10
+    read = reads.sent("n3", "j5-0", floor=12)
+    version = ("pending", 0, 0, 1, (0, "enqueued", 0, "", 0))
+    oracle.watched["j5-0"].append((11, version))
+    oracle.watched["j5-0"].append((14, ("running", 1, 0, 2, (5, "claimed", 1, "n1", 14))))
+    reads.answered(read, version, ceiling=13)
+    oracle.applied_index = 14
+    reads.check()
+    assert reads.checked == 1
+    assert "j5-0" not in oracle.watched
+    assert job_key(None) is None

@@ -29,7 +29,7 @@ majority's disks, ``sim.checkers.NodeChecks``): they are also its regression see
 
 REGRESSIONS = [
     ("send_before_persist", 1, DURABLE),
-    ("vote_not_persisted", 9, "one leader per term"),
+    ("vote_not_persisted", 9, "linearizable reads"),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
 (seed 9 runs the ``ack_crash`` and ``down_compaction`` schedules)."""

@@ -268,22 +268,7 @@ class Client:
     ) -> str:
         """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
         seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries."""
-        delay_ms = seconds_to_ms("delay", delay, lowest_ms=0, highest_ms=DELAY_MS_MAX)
-        timeout_ms = seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX)
-        try:
-            spec = make_spec(
-                type=type,
-                payload=payload,
-                queue=queue,
-                priority=priority,
-                delay_ms=delay_ms,
-                max_attempts=max_attempts,
-                timeout_ms=timeout_ms,
-                key=key if key is not None else (id or ""),
-                id=id or "",
-            )
-        except FieldProblem as problem:
-            raise ConfigError(f"{problem.field}: {problem}") from None
+        spec = job_spec(type, payload, queue, priority, delay, max_attempts, timeout, key, id)
         (job_id,) = await self.enqueue_specs([spec])
         return job_id
 
@@ -761,3 +746,31 @@ def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
 
 
 __all__ = ["Client", "CommandRejected", "HistoryEntry", "Job", "JobPage", "connect", "new_key"]
+
+
+def job_spec(
+    type: str,
+    payload: object,
+    queue: str,
+    priority: int,
+    delay: float,
+    max_attempts: int,
+    timeout: float,
+    key: str | None,
+    id: str | None,
+) -> JobSpec:
+    """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
+    try:
+        return make_spec(
+            type=type,
+            payload=payload,
+            queue=queue,
+            priority=priority,
+            delay_ms=seconds_to_ms("delay", delay, lowest_ms=0, highest_ms=DELAY_MS_MAX),
+            max_attempts=max_attempts,
+            timeout_ms=seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX),
+            key=key if key is not None else (id or ""),
+            id=id or "",
+        )
+    except FieldProblem as problem:
+        raise ConfigError(f"{problem.field}: {problem}") from None

@@ -35,18 +35,10 @@ from typing import Any, Literal, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from raftq import limits
-from raftq.client.client import Client, JobPage, connect, parse_addresses
+from raftq.client.client import Client, JobPage, connect, job_spec, parse_addresses
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
-from raftq.client.jobfile import (
-    DELAY_MS_MAX,
-    TIMEOUT_MS_MAX,
-    FieldProblem,
-    make_spec,
-    seconds_to_ms,
-)
 from raftq.errors import ConfigError, RaftqError
-from raftq.jobs.commands import JobSpec
 from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
 
@@ -279,34 +271,6 @@ class SyncClient:
 
     def resume(self, queue: str) -> None:
         self._call(lambda client: client.resume(queue))
-
-
-def job_spec(
-    type: str,
-    payload: object,
-    queue: str,
-    priority: int,
-    delay: float,
-    max_attempts: int,
-    timeout: float,
-    key: str | None,
-    id: str | None,
-) -> JobSpec:
-    """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
-    try:
-        return make_spec(
-            type=type,
-            payload=payload,
-            queue=queue,
-            priority=priority,
-            delay_ms=seconds_to_ms("delay", delay, lowest_ms=0, highest_ms=DELAY_MS_MAX),
-            max_attempts=max_attempts,
-            timeout_ms=seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX),
-            key=key if key is not None else (id or ""),
-            id=id or "",
-        )
-    except FieldProblem as problem:
-        raise ConfigError(f"{problem.field}: {problem}") from None
 
 
 _clients: weakref.WeakSet[SyncClient] = weakref.WeakSet()

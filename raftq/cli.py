@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="a local 3-node cluster loses its leader; a report shows no job lost"
     )
     commands.add_parser("bench", help="the benchmark suite: a table of figures (--json)")
+    commands.add_parser("web", help="serve the dashboard and the HTTP JSON API (docs/web.md)")
     return parser
 
 
@@ -69,6 +70,9 @@ def build_run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", default="127.0.0.1:7100", help="HOST:PORT (127.0.0.1:7100)")
     parser.add_argument("--workers", type=int, default=8, help="in-process workers (8)")
     parser.add_argument("--metrics-addr", default=None, help="serve Prometheus metrics here")
+    parser.add_argument(
+        "--http-addr", default=None, help="serve the dashboard, /api/v1 and /metrics here"
+    )
     parser.add_argument(
         "--import",
         dest="imports",
@@ -96,6 +100,8 @@ def run_single_node(argv: Sequence[str]) -> int:
     ]  # fmt: skip
     if arguments.metrics_addr:
         node_argv += ["--metrics-addr", arguments.metrics_addr]
+    if arguments.http_addr:
+        node_argv += ["--http-addr", arguments.http_addr]
     for module in arguments.imports:
         node_argv += ["--import", module]
     for option in ("secret_file", "tls_cert", "tls_key", "tls_ca"):
@@ -152,6 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from raftq.demo import main as demo_main
 
         return demo_main(args[1:])
+    if args and args[0] == "web":
+        from raftq.web.serve import main as web_main
+
+        return web_main(args[1:])
     if args and args[0] == "bench":
         from raftq.bench import main as bench_main
 

@@ -199,3 +199,18 @@ CLAIM_LONG_POLL_MS = 1_000
 """A claim that would find nothing waits this long on the leader for a job to arrive before it
 answers empty: idle workers cost no log entries, and a new job is picked up at once. Well
 below the client's per-attempt timeout."""
+
+# --- web (dashboard and HTTP JSON API) ------------------------------------------------------------
+
+WEB_BODY_BYTES_MAX = COMMAND_BYTES_MAX
+"""One HTTP request body: a POST of jobs becomes one Enqueue command, which may hold this much;
+a larger body is refused (413) before it is read, never buffered."""
+
+JSON_DEPTH_MAX = 64
+"""Nesting of arrays and objects in a payload or request body. Real payloads nest a handful of
+levels; Python's JSON parser and every consumer of the payload recurse once per level, so a
+body of ten thousand ``[`` must be a clear 400, never a RecursionError deep in a worker."""
+
+WEB_JOBS_PAGE_MAX = 1_000
+"""Jobs in one page of ``GET /api/v1/jobs``: a page the browser renders at once and a reply
+that stays well under ``FRAME_BYTES_MAX`` with small payloads; more come by cursor."""

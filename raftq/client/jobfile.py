@@ -77,6 +77,10 @@ def parse_job_file(data: bytes | str) -> list[JobSpec]:
         document = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"not JSON: {error}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"not JSON we read: arrays and objects nest more than {limits.JSON_DEPTH_MAX} deep"
+        ) from None
     if not isinstance(document, list):
         raise ConfigError(f"must be a JSON array of job objects, not {_json_kind(document)}")
     return specs_from_objects(document)
@@ -138,7 +142,7 @@ def make_spec(
     return JobSpec(
         id=_field("id", check_text, id, limits.JOB_ID_CHARS_MAX, empty=True),
         type=_field("type", check_text, type, limits.NAME_CHARS_MAX),
-        payload=_field("payload", encode_json, payload, limits.JOB_PAYLOAD_BYTES_MAX),
+        payload=_field("payload", encode_payload, payload),
         queue=_field("queue", check_text, queue, limits.NAME_CHARS_MAX),
         priority=_field("priority", check_integer, priority, PRIORITY_MIN, PRIORITY_MAX),
         delay_ms=_field("delay_ms", check_integer, delay_ms, 0, DELAY_MS_MAX),
@@ -193,6 +197,26 @@ def encode_json(value: object, bytes_max: int) -> bytes:
     if len(encoded) > bytes_max:
         raise ValueError(f"{len(encoded)} bytes as JSON; at most {bytes_max} are allowed")
     return encoded
+
+
+def encode_payload(value: object) -> bytes:
+    """A payload: JSON, bounded in bytes and in nesting (``limits.JSON_DEPTH_MAX``)."""
+    check_json_depth(value, limits.JSON_DEPTH_MAX)
+    return encode_json(value, limits.JOB_PAYLOAD_BYTES_MAX)
+
+
+def check_json_depth(value: object, depth_max: int) -> None:
+    """``ValueError`` if arrays and objects nest deeper than ``depth_max`` in ``value``.
+    Iterative, so a deep value cannot exhaust the stack while it is being checked."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if not isinstance(item, dict | list):
+            continue
+        if depth + 1 > depth_max:
+            raise ValueError(f"arrays and objects nest more than {depth_max} deep")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children)
 
 
 def decode_json(data: bytes) -> Any:

@@ -53,6 +53,11 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         help="import MODULE to register job handlers (repeatable)",
     )
     parser.add_argument("--metrics-addr", default=None, help="serve Prometheus metrics here")
+    parser.add_argument(
+        "--http-addr",
+        default=None,
+        help="serve the dashboard, the JSON API (/api/v1) and /metrics here (docs/web.md)",
+    )
     parser.add_argument("--config", help="a TOML file with any of these options")
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning"])
     parser.add_argument(
@@ -124,6 +129,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, An
         tick_ms=int(options.get("tick_ms", 30)),
         workers=int(options.get("workers", 0)),
         metrics_addr=str(options.get("metrics_addr", "")),
+        http_addr=str(options.get("http_addr", "")),
         imports=tuple(options.get("imports", ())),
         secret_file=str(options.get("secret_file") or os.environ.get("RAFTQ_SECRET_FILE", "")),
         insecure=bool(options.get("insecure", False)),
@@ -142,12 +148,41 @@ async def serve(config: NodeConfig) -> None:
             if not config.fsync:
                 logger.warning("fsync is OFF: acknowledged writes can be lost on a crash")
             await nursery.start(freeze_survivors)
+            if config.http_addr:
+                await nursery.start(serve_web, config, node)
             node.client_service.drainable = True
             reason = await _stop_requested(signals, node.client_service.drain_requested)
             logger.info("stopping reason=%s", reason)
             await node.stop_workers()  # stop claiming; running jobs finish or time out
             await hand_over(node)
             nursery.cancel_scope.cancel()  # the collector (this body is in its scope too)
+
+
+async def serve_web(
+    config: NodeConfig, node: Node, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """The dashboard, the JSON API and ``/metrics`` on ``--http-addr``: the web app is a client
+    of the cluster (this node first), so its actions go through the replicated log."""
+    from raftq.transport.auth import load_secret
+    from raftq.web.app import asgi_app
+    from raftq.web.serve import serve_http
+
+    addresses = [config.address, *(a for n, a in config.members.items() if n != config.node_id)]
+    app = asgi_app(
+        addresses,
+        secret=load_secret(config.secret_file) if config.secret_file else None,
+        cluster_id=config.cluster_id,
+        tls=config.tls,
+        metrics_registry=node.metrics.registry,
+    )
+    tls = config.tls
+    await serve_http(
+        app,
+        config.http_addr,
+        certfile=tls.cert_file if tls else "",
+        keyfile=tls.key_file if tls else "",
+        task_status=task_status,
+    )
 
 
 GC_FREEZE_INTERVAL_S = 10.0

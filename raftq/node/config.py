@@ -48,6 +48,8 @@ class NodeConfig:
     """Modules that register job handlers (``--import``)."""
     metrics_addr: str = ""
     """HOST:PORT to serve Prometheus metrics at ``/metrics`` ("" for none)."""
+    http_addr: str = ""
+    """HOST:PORT to serve the dashboard, the JSON API and ``/metrics`` at ("" for none)."""
     secret_file: str = ""
     """The cluster secret (``--secret-file``); "" for none: then loopback only, or insecure."""
     insecure: bool = False
@@ -70,6 +72,14 @@ class NodeConfig:
             )
         if self.metrics_addr:
             parse_address(self.metrics_addr, any_port=True)
+        if self.http_addr and not self.secret_file and not self.insecure:
+            host, _ = parse_address(self.http_addr, any_port=True)
+            if not _is_loopback(host):
+                raise ConfigError(
+                    f"without --secret-file the web app listens on loopback only, not on "
+                    f"{self.http_addr}: give the cluster a secret (the web app then asks for a "
+                    "token), or pass --insecure"
+                )
         if self.tick_ms <= 0 or self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("need tick_ms > 0 and election_ticks > heartbeat_ticks")
 
@@ -77,12 +87,7 @@ class NodeConfig:
     def loopback_only(self) -> bool:
         """Whether the node listens only where other hosts cannot reach it."""
         host, _ = parse_address(self.listen_address, any_port=True)
-        if host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(host).is_loopback
-        except ValueError:  # a host name: it may resolve to anything
-            return False
+        return _is_loopback(host)
 
     @property
     def address(self) -> str:
@@ -91,6 +96,15 @@ class NodeConfig:
     @property
     def listen_address(self) -> str:
         return self.listen or self.address
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def parse_members(text: str) -> dict[NodeId, str]:

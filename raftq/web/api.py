@@ -1,0 +1,242 @@
+"""The HTTP JSON API under ``/api/v1`` (CONTRACT.md "HTTP"), a thin layer over the client.
+
+Each route checks its input, makes one client call, and answers JSON. Errors are
+``{"error": {"code", "message"}}``: 400 bad input (naming the index and field), 401 no
+credentials, 403 refused action, 404 no such job, 409 the job's state forbids it, 413 too
+large, 415 not JSON, 503 no quorum or busy. Bad input never becomes a 500.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from raftq import limits
+from raftq.client.client import CommandRejected
+from raftq.client.jobfile import check_json_depth, specs_from_objects
+from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
+from raftq.jobs.job import JobState
+from raftq.web.context import current_user, web_context
+
+API_PREFIX = "/api/v1"
+
+logger = logging.getLogger("raftq.web")
+
+
+class ApiError(Exception):
+    """An answer other than success: the status, a code for programs, a message for people."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _answering(handler: Handler) -> Handler:
+    """Turn the cluster's and the input's errors into JSON errors with the right status."""
+
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as error:
+            return error_response(error.status, error.code, error.message)
+        except ConfigError as error:
+            return error_response(400, "bad_request", str(error))
+        except JobNotFound as error:
+            return error_response(404, "not_found", str(error))
+        except CommandRejected as error:
+            return error_response(409, error.code, str(error))
+        except Busy as error:
+            return error_response(503, "busy", str(error))
+        except NoQuorum as error:
+            return error_response(503, "no_quorum", str(error))
+        except RaftqError as error:
+            return error_response(503, "unavailable", str(error))
+
+    answer.__name__ = handler.__name__
+    answer.__doc__ = handler.__doc__
+    return answer
+
+
+# --- input ----------------------------------------------------------------------------------------
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body, bounded in bytes and nesting; ``ApiError`` if it is not."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limits.WEB_BODY_BYTES_MAX:
+            raise ApiError(413, "too_large", f"the body is over {limits.WEB_BODY_BYTES_MAX} bytes")
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as error:
+        message = str(error) if isinstance(error, ValueError) else "nested too deeply"
+        raise ApiError(400, "bad_request", f"the body is not JSON: {message}") from None
+    try:
+        check_json_depth(document, limits.JSON_DEPTH_MAX)
+    except ValueError as error:
+        raise ApiError(400, "bad_request", f"the body: {error}") from None
+    return document
+
+
+def query(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters, each at most once and each one this route knows."""
+    values: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name not in allowed:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"query parameter {name!r} is unknown (known: {', '.join(allowed)})",
+            )
+        if name in values:
+            raise ApiError(400, "bad_request", f"query parameter {name!r} is given twice")
+        values[name] = value
+    return values
+
+
+def _integer(name: str, text: str, lowest: int, highest: int) -> int:
+    if not text.isdigit() or not lowest <= int(text) <= highest:
+        raise ApiError(
+            400, "bad_request", f"query parameter {name!r}: an integer from {lowest} to {highest}"
+        )
+    return int(text)
+
+
+def _state(text: str) -> str:
+    states = [state.value for state in JobState]
+    if text not in states:
+        raise ApiError(
+            400, "bad_request", f"query parameter 'state': {text!r} is none of {', '.join(states)}"
+        )
+    return text
+
+
+def _path_name(request: Request, name: str) -> str:
+    value: str = request.path_params[name]
+    if not 0 < len(value) <= limits.NAME_CHARS_MAX:
+        raise ApiError(400, "bad_request", f"{name}: 1 to {limits.NAME_CHARS_MAX} characters")
+    return value
+
+
+def _log_action(request: Request, action: str, **details: object) -> None:
+    fields = " ".join(f"{key}={value}" for key, value in details.items())
+    logger.info("web action=%s user=%s %s", action, current_user(request), fields)
+
+
+# --- routes ---------------------------------------------------------------------------------------
+
+
+@_answering
+async def enqueue_jobs(request: Request) -> Response:
+    """Enqueue one job-file object, or a list of them, as one command."""
+    document = await read_json(request)
+    items = document if isinstance(document, list) else [document]
+    if not items:
+        raise ApiError(400, "bad_request", "the list holds no job")
+    if len(items) > limits.JOBS_PER_ENQUEUE_MAX:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"{len(items)} jobs; at most {limits.JOBS_PER_ENQUEUE_MAX} per request",
+        )
+    specs = specs_from_objects(items)
+    async with web_context(request).client() as client:
+        ids = await client.enqueue_specs(specs)
+    _log_action(request, "enqueue", jobs=len(ids), first=ids[0])
+    return JSONResponse({"ids": ids}, status_code=201)
+
+
+@_answering
+async def get_job(request: Request) -> Response:
+    """One job with its full history (the ``raftq job ID --json`` object)."""
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        job = await client.get(job_id)
+    return JSONResponse(job.to_json())
+
+
+@_answering
+async def list_jobs(request: Request) -> Response:
+    """Jobs in enqueue order, filtered."""
+    parameters = query(request, ("state", "queue", "limit"))
+    state = _state(parameters["state"]) if "state" in parameters else None
+    limit = _integer("limit", parameters.get("limit", "100"), 1, limits.WEB_JOBS_PAGE_MAX)
+    async with web_context(request).client() as client:
+        jobs = await client.list(state=state, queue=parameters.get("queue"), limit=limit)
+    return JSONResponse({"jobs": [job.to_json() for job in jobs], "next_cursor": None})
+
+
+@_answering
+async def cancel_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        state = await client.cancel(job_id)
+    _log_action(request, "cancel", job=job_id, state=state)
+    return JSONResponse({"id": job_id, "state": state})
+
+
+@_answering
+async def retry_job(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        state = await client.retry(job_id)
+    _log_action(request, "retry", job=job_id, state=state)
+    return JSONResponse({"id": job_id, "state": state})
+
+
+@_answering
+async def pause_queue(request: Request) -> Response:
+    queue = _path_name(request, "name")
+    async with web_context(request).client() as client:
+        await client.pause(queue)
+    _log_action(request, "pause", queue=queue)
+    return JSONResponse({"queue": queue, "paused": True})
+
+
+@_answering
+async def resume_queue(request: Request) -> Response:
+    queue = _path_name(request, "name")
+    async with web_context(request).client() as client:
+        await client.resume(queue)
+    _log_action(request, "resume", queue=queue)
+    return JSONResponse({"queue": queue, "paused": False})
+
+
+@_answering
+async def cluster_status(request: Request) -> Response:
+    """The ``raftq status --json`` object."""
+    async with web_context(request).client() as client:
+        return JSONResponse(await client.status())
+
+
+def api_routes() -> list[BaseRoute]:
+    prefix = API_PREFIX
+    return [
+        Route(f"{prefix}/jobs", enqueue_jobs, methods=["POST"]),
+        Route(f"{prefix}/jobs", list_jobs, methods=["GET"]),
+        Route(f"{prefix}/jobs/{{job_id}}", get_job, methods=["GET"]),
+        Route(f"{prefix}/jobs/{{job_id}}/cancel", cancel_job, methods=["POST"]),
+        Route(f"{prefix}/jobs/{{job_id}}/retry", retry_job, methods=["POST"]),
+        Route(f"{prefix}/queues/{{name}}/pause", pause_queue, methods=["POST"]),
+        Route(f"{prefix}/queues/{{name}}/resume", resume_queue, methods=["POST"]),
+        Route(f"{prefix}/status", cluster_status, methods=["GET"]),
+    ]

@@ -1,0 +1,156 @@
+"""Serving the web app with Hypercorn's Trio worker: inside a node (``--http-addr``) and as
+``raftq web`` (standalone). Hypercorn is a complete HTTP/1.1 and HTTP/2 server (h11, h2),
+so raftq parses no HTTP itself."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import cast
+
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve
+from hypercorn.typing import Framework
+from starlette.types import ASGIApp
+
+from raftq.errors import ConfigError
+from raftq.transport.auth import load_secret
+from raftq.transport.network import parse_address
+from raftq.transport.tls import tls_config_from
+from raftq.web.app import asgi_app
+from raftq.web.auth import check_listen, token_for
+
+EXIT_OK = 0
+EXIT_BAD_ARGUMENTS = 2
+
+HTTP_HEADER_BYTES_MAX = 16 * 1024
+"""Request line and headers of one request: browsers send a few kB with cookies; past this a
+request is refused by h11 before it reaches the app."""
+
+HTTP_KEEP_ALIVE_S = 30
+"""An idle keep-alive connection is closed after this: a dashboard polling every few seconds
+keeps its connection, abandoned ones do not pile up."""
+
+HTTP_SHUTDOWN_GRACE_S = 3
+"""Requests in flight get this long to finish when the server stops."""
+
+logger = logging.getLogger("raftq.web")
+
+
+def hypercorn_config(listen: str, *, certfile: str = "", keyfile: str = "") -> Config:
+    parse_address(listen, any_port=True)
+    config = Config()
+    config.bind = [listen]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("raftq.web.server")
+    config.h11_max_incomplete_size = HTTP_HEADER_BYTES_MAX
+    config.keep_alive_timeout = HTTP_KEEP_ALIVE_S
+    config.graceful_timeout = HTTP_SHUTDOWN_GRACE_S
+    if certfile:
+        config.certfile, config.keyfile = certfile, keyfile
+    return config
+
+
+async def serve_http(
+    app: ASGIApp,
+    listen: str,
+    *,
+    certfile: str = "",
+    keyfile: str = "",
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``app`` at ``listen`` (port 0: a free one) until cancelled; ``started(port)``."""
+    config = hypercorn_config(listen, certfile=certfile, keyfile=keyfile)
+
+    async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+        await serve(cast(Framework, app), config, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        binds: list[str] = await nursery.start(run)
+        port = int(binds[0].rsplit(":", 1)[1])
+        logger.info("web serving address=%s", binds[0])
+        task_status.started(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="raftq web",
+        description=(
+            "Serve the dashboard and the HTTP JSON API (/api/v1) for a cluster, as a client of "
+            "it (docs/web.md). With a cluster secret it asks for a token (docs/security.md)."
+        ),
+    )
+    parser.add_argument(
+        "--cluster", help="HOST:PORT,... (default $RAFTQ_CLUSTER or 127.0.0.1:7100)"
+    )
+    parser.add_argument("--cluster-id", default="raftq")
+    parser.add_argument("--listen", default="127.0.0.1:8080", help="HOST:PORT (127.0.0.1:8080)")
+    parser.add_argument("--read-only", action="store_true", help="refuse every action")
+    parser.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds a request retries the cluster (10)"
+    )
+    parser.add_argument("--secret-file", help="the cluster secret (default $RAFTQ_SECRET_FILE)")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen beyond loopback without a secret: anyone who reaches it may change jobs",
+    )
+    parser.add_argument("--tls-ca", help="reach the nodes with TLS, trusting this CA")
+    parser.add_argument("--tls-cert", help="a client certificate to present to the nodes")
+    parser.add_argument("--tls-key", help="its private key")
+    parser.add_argument(
+        "--print-token",
+        metavar="USER",
+        help="print USER's web token (derived from the secret) and exit",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        secret_file = arguments.secret_file or os.environ.get("RAFTQ_SECRET_FILE", "")
+        secret = load_secret(secret_file) if secret_file else None
+        if arguments.print_token is not None:
+            if secret is None:
+                raise ConfigError("--print-token needs the cluster secret (--secret-file)")
+            print(token_for(secret, arguments.print_token))
+            return EXIT_OK
+        check_listen(arguments.listen, secret=secret, insecure=arguments.insecure)
+        app = asgi_app(
+            arguments.cluster or os.environ.get("RAFTQ_CLUSTER") or "127.0.0.1:7100",
+            read_only=arguments.read_only,
+            secret=secret,
+            cluster_id=arguments.cluster_id,
+            timeout=arguments.timeout,
+            tls=tls_config_from(
+                arguments.tls_cert or "",
+                arguments.tls_key or "",
+                arguments.tls_ca or os.environ.get("RAFTQ_TLS_CA", ""),
+            ),
+        )
+    except ConfigError as error:
+        print(f"raftq web: error: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    logging.basicConfig(
+        level=arguments.log_level.upper(), format="%(asctime)s %(name)s %(message)s"
+    )
+    trio.run(_serve_until_signal, app, arguments.listen)
+    return EXIT_OK
+
+
+async def _serve_until_signal(app: ASGIApp, listen: str) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(serve_http, app, listen)
+            print(f"raftq web: serving http://{listen.rsplit(':', 1)[0]}:{port}/", flush=True)
+            async for received in signals:
+                logger.info("stopping signal=%s", signal.Signals(received).name)
+                nursery.cancel_scope.cancel()
+                break

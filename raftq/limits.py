@@ -211,6 +211,20 @@ JSON_DEPTH_MAX = 64
 levels; Python's JSON parser and every consumer of the payload recurse once per level, so a
 body of ten thousand ``[`` must be a clear 400, never a RecursionError deep in a worker."""
 
-WEB_JOBS_PAGE_MAX = 1_000
-"""Jobs in one page of ``GET /api/v1/jobs``: a page the browser renders at once and a reply
-that stays well under ``FRAME_BYTES_MAX`` with small payloads; more come by cursor."""
+JOBS_PAGE_MAX = 1_000
+"""Jobs in one page (``PageJobs``, ``GET /api/v1/jobs``): a page a browser renders at once, and
+a reply that stays under ``FRAME_BYTES_MAX`` unless payloads are huge; more come by cursor."""
+
+LIST_BLOCK_JOBS = 1_024
+"""Jobs per block of the listing index (``raftq.jobs.listing``): each block counts its jobs per
+(queue, type, state), so a filtered page skips whole blocks without a match. Small enough that
+scanning one block is quick (tens of microseconds), large enough that even ``JOBS_MAX`` jobs
+make only about two thousand blocks to step over."""
+
+LIST_SCAN_JOBS_MAX = 10_000
+"""Jobs one page of a listing examines at most, so that no request costs a full scan (a few
+milliseconds at most); a page that stops there is short, and its cursor goes on from there."""
+
+RETRY_DEAD_JOBS_MAX = 1_000
+"""Dead jobs one bulk retry (``RetryDead``) moves back to pending: one entry of bounded size
+and apply time; an operator retries more by repeating it."""

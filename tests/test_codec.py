@@ -241,6 +241,15 @@ STRATEGIES[wire.ListJobs] = st.builds(
     queue=st.just("") | names,
     limit=st.integers(1, 10_000),
 )
+STRATEGIES[wire.PageJobs] = st.builds(
+    wire.PageJobs,
+    state=st.sampled_from(wire.JOB_STATE_FILTERS),
+    queue=st.just("") | names,
+    type=st.just("") | names,
+    cursor=u64,
+    limit=st.integers(1, 1000),
+    newest_first=st.booleans(),
+)
 STRATEGIES[wire.GetStatus] = st.builds(wire.GetStatus)
 STRATEGIES[wire.ChangeMembership] = st.builds(
     wire.ChangeMembership,
@@ -260,6 +269,9 @@ STRATEGIES[wire.CommandReply] = st.builds(wire.CommandReply, result=STRATEGIES[c
 STRATEGIES[wire.JobReply] = st.builds(wire.JobReply, job=st.none() | job_views)
 STRATEGIES[wire.JobsReply] = st.builds(
     wire.JobsReply, jobs=st.lists(job_views, max_size=2).map(tuple)
+)
+STRATEGIES[wire.JobsPage] = st.builds(
+    wire.JobsPage, jobs=st.lists(job_views, max_size=2).map(tuple), cursor=u64
 )
 STRATEGIES[wire.QueueStatus] = st.builds(
     wire.QueueStatus, paused=st.booleans(), counts=state_counts

@@ -19,6 +19,9 @@ Where the documents leave a choice open the model follows the code's documented 
 - several leases expiring in one command die in (expiry, enqueue order);
 - a reused job id is ``Rejected("id_taken")`` (not ``Enqueued(created=False)``, which is for
   keys), and a key is remembered only for a job that was created;
+- ``RetryDead`` retries the matching dead jobs in order of death, each as ``Retry`` would;
+  pages of ``page_jobs`` walked by cursor give the filtered list in enqueue order (or its
+  reverse), with the listing index cut into blocks of three jobs so that pages cross blocks;
 - a cancelled running job: ``Cancel`` answers ``Done(state="running")``; ``ExtendAll`` only
   extends it; a failed attempt of it records ``error``; Retry of a failed job keeps its
   attempts;
@@ -75,8 +78,10 @@ from raftq.jobs.commands import (
     Result,
     ResumeQueue,
     Retry,
+    RetryDead,
 )
 from raftq.jobs.job import HistoryEvent, JobState, JobView
+from raftq.jobs.listing import ListingIndex
 from raftq.jobs.machine import JobStateMachine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -160,6 +165,8 @@ class ReferenceQueue:
                 return self.cancel(index, command)
             case Retry():
                 return self.retry(index, command)
+            case RetryDead():
+                return self.retry_dead(index, command)
             case PauseQueue():
                 return self.pause(index, command)
             case ResumeQueue():
@@ -378,6 +385,18 @@ class ReferenceQueue:
         job.run_at_ms = self.now_ms
         return Done(job_id=job.id, state=job.state.value)
 
+    def retry_dead(self, index: int, command: RetryDead) -> Count:
+        """Retry, one by one in order of death, the first ``max_jobs`` matching dead jobs."""
+        matching = [
+            job_id
+            for job_id in self.dead
+            if command.queue in ("", self.jobs[job_id].queue)
+            and command.type in ("", self.jobs[job_id].type)
+        ][: command.max_jobs]
+        for job_id in matching:
+            self.retry(index, Retry(now_ms=command.now_ms, job_id=job_id))
+        return Count(count=len(matching))
+
     def pause(self, index: int, command: PauseQueue) -> Done:
         if command.queue not in self.paused:
             self.paused.append(command.queue)
@@ -523,6 +542,7 @@ class JobQueueComparison(RuleBasedStateMachine):
         """Every id ever enqueued (purged ones stay)."""
         self.fences_seen: list[int] = [0]
         self.names_limit: Any = None
+        self.block_limit: Any = None
 
     @initialize(
         start_ms=st.sampled_from((0, 1_000_000)),
@@ -534,11 +554,18 @@ class JobQueueComparison(RuleBasedStateMachine):
         self.clock_ms = start_ms
         self.names_limit = mock.patch.object(limits, "NAMES_MAX", names_max)
         self.names_limit.start()
+        # Blocks of three jobs in the listing index (restores too), so that pages cross
+        # blocks, skip blocks without a match, and purges empty whole blocks.
+        self.block_limit = mock.patch.object(limits, "LIST_BLOCK_JOBS", LIST_BLOCK_JOBS)
+        self.block_limit.start()
+        self.machine.listing = ListingIndex()
         self.run(Enqueue(now_ms=start_ms, jobs=tuple(specs)))
 
     def teardown(self) -> None:
         if self.names_limit is not None:
             self.names_limit.stop()
+        if self.block_limit is not None:
+            self.block_limit.stop()
 
     # --- driving --------------------------------------------------------------------------------
 
@@ -710,6 +737,17 @@ class JobQueueComparison(RuleBasedStateMachine):
             step_ms = 0
 
     @rule(
+        queue=st.sampled_from(("", *QUEUES)),
+        job_type=st.sampled_from(("", *TYPES)),
+        max_jobs=st.integers(1, 3),
+        step_ms=time_steps,
+    )
+    def retry_dead(self, queue: str, job_type: str, max_jobs: int, step_ms: int) -> None:
+        """An operator's bulk retry of the dead jobs of a queue and type, bounded in count."""
+        now_ms = self.stamp(step_ms)
+        self.run(RetryDead(now_ms=now_ms, queue=queue, type=job_type, max_jobs=max_jobs))
+
+    @rule(
         queue=st.sampled_from((*QUEUES, "q-none")),
         pause=st.sampled_from((False, True)),
         step_ms=time_steps,
@@ -776,6 +814,57 @@ class JobQueueComparison(RuleBasedStateMachine):
                 == [view for view in expected if view.queue == queue][:2]
             )
 
+    @invariant()
+    def pages_walk_the_filtered_list(self) -> None:
+        """Paging by cursor, small pages and a small scan budget, either way, gives exactly
+        the filtered list in enqueue order (or its reverse): nothing twice, nothing missed."""
+        expected = [self.model.view(job) for job in self.model.jobs.values()]
+        filters: list[tuple[str | None, str | None, str | None]] = [
+            (None, None, None),
+            (None, QUEUES[0], TYPES[1]),
+            *((state.value, None, None) for state in JobState),
+        ]
+        for state, queue, job_type in filters:
+            wanted = [
+                view
+                for view in expected
+                if state in (None, view.state)
+                and queue in (None, view.queue)
+                and job_type in (None, view.type)
+            ]
+            for newest_first in (False, True):
+                paged = walk_pages(self.machine, state, queue, job_type, newest_first)
+                assert paged == (wanted[::-1] if newest_first else wanted)
+
+
+LIST_BLOCK_JOBS = 3
+
+
+def walk_pages(
+    machine: JobStateMachine,
+    state: str | None,
+    queue: str | None,
+    job_type: str | None,
+    newest_first: bool,
+) -> list[JobView]:
+    """Every page, two jobs at a time, examining at most three jobs per page."""
+    views: list[JobView] = []
+    cursor = 0
+    for _ in range(10_000):  # bounded: each page moves the cursor past at least one job
+        page, cursor = machine.page_jobs(
+            state=state,
+            queue=queue,
+            job_type=job_type,
+            cursor=cursor,
+            limit=2,
+            newest_first=newest_first,
+            scan_max=3,
+        )
+        views += page
+        if not cursor:
+            return views
+    raise AssertionError("paging did not end")
+
 
 JobQueueComparison.TestCase.settings = settings(
     max_examples=250, stateful_step_count=50, deadline=None
@@ -812,8 +901,9 @@ class LogWriter:
         "resume",
         "purge",
         "dedupe_edge",
+        "retry_dead",
     )
-    WEIGHTS = (24, 20, 10, 10, 6, 2, 8, 4, 1, 5, 1, 2, 3, 3, 1)
+    WEIGHTS = (24, 20, 10, 10, 6, 2, 8, 4, 1, 5, 1, 2, 3, 3, 1, 1)
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -897,6 +987,15 @@ class LogWriter:
             return [
                 Retry(now_ms=now_ms, job_id=view.id)
                 for view in self.scratch.dead_letters(limit=limits.JOB_HISTORY_MAX)
+            ]
+        if kind == "retry_dead":  # one bulk command instead of a Retry each
+            return [
+                RetryDead(
+                    now_ms=now_ms,
+                    queue=rng.choice(("", *QUEUES)),
+                    type=rng.choice(("", *TYPES)),
+                    max_jobs=rng.randint(1, 5),
+                )
             ]
         if kind == "dedupe_edge" and self.key_taken_ms:
             key = rng.choice(sorted(self.key_taken_ms))

@@ -211,3 +211,28 @@ def test_the_secret_and_tls_reach_every_connection(tmp_path: Path) -> None:
             pytest.raises(raftq.ConfigError, match="auth_required"),
         ):
             no_secret.enqueue("noop")
+
+
+def test_page_and_retry_dead_block_and_return_what_the_async_client_returns(
+    client: raftq.SyncClient,
+) -> None:
+    queue = f"page-{uuid.uuid4().hex}"
+    ids = client.enqueue_many(
+        [{"type": "fail", "payload": {}, "max_attempts": 1, "queue": queue} for _ in range(3)]
+    )
+    assert [client.wait(each, timeout=20).state for each in ids] == ["dead"] * 3
+    first = client.page(state="dead", queue=queue, type="fail", limit=2)
+    assert [job.id for job in first.jobs] == ids[:2]
+    assert first.cursor is not None
+    rest = client.page(state="dead", queue=queue, cursor=first.cursor, limit=2)
+    assert ([job.id for job in rest.jobs], rest.cursor) == (ids[2:], None)
+    newest = client.page(queue=queue, newest_first=True, limit=3)
+    assert [job.id for job in newest.jobs] == ids[::-1]
+    client.pause(queue)  # retried jobs stay pending
+    assert client.retry_dead(queue=queue, type="fail", limit=2) == 2
+    assert client.retry_dead(queue=queue) == 1
+    assert {client.get(each).state for each in ids} == {"pending"}
+    with pytest.raises(raftq.ConfigError):
+        client.page(state="sleeping")
+    with pytest.raises(raftq.ConfigError):
+        client.retry_dead(limit=0)

@@ -123,3 +123,76 @@ def test_no_quorum_is_503(tmp_path_factory: pytest.TempPathFactory) -> None:
         response = client.get("/api/v1/jobs/x")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "no_quorum"
+
+
+def walk(http: TestClient, params: dict[str, str]) -> list[str]:
+    """Every page's job ids, following next_cursor."""
+    ids: list[str] = []
+    cursor = None
+    for _ in range(100):  # bounded: every page moves the cursor on
+        page = http.get("/api/v1/jobs", params={**params, **({"cursor": cursor} if cursor else {})})
+        assert page.status_code == 200, page.text
+        ids += [job["id"] for job in page.json()["jobs"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            return ids
+    raise AssertionError("paging did not end")
+
+
+def test_cursor_pages_filter_by_type_both_ways_and_stay_stable(http: TestClient) -> None:
+    queue = unique("pages")
+    http.post(f"/api/v1/queues/{queue}/pause")  # nothing runs: the states stay as they are
+    jobs = [
+        {"id": unique("p"), "type": "a" if n % 3 else "b", "payload": n, "queue": queue}
+        for n in range(9)
+    ]
+    http.post("/api/v1/jobs", json=jobs)
+    of_type_a = [job["id"] for job in jobs if job["type"] == "a"]
+    assert walk(http, {"queue": queue, "type": "a", "limit": "2"}) == of_type_a
+    assert (
+        walk(http, {"queue": queue, "type": "a", "limit": "2", "order": "newest"})
+        == (of_type_a[::-1])
+    )
+    first = http.get("/api/v1/jobs", params={"queue": queue, "limit": "3"}).json()
+    later = [{"id": unique("p"), "payload": 0, "queue": queue}]
+    http.post("/api/v1/jobs", json=later)  # enqueued while paging: comes at the end
+    http.post(f"/api/v1/jobs/{jobs[1]['id']}/cancel")  # seen already: changes nothing
+    rest = walk(http, {"queue": queue, "limit": "3", "cursor": first["next_cursor"]})
+    assert [job["id"] for job in first["jobs"]] + rest == [job["id"] for job in jobs + later]
+
+
+def test_bad_cursors_and_parameters_are_400(http: TestClient) -> None:
+    cursor = http.get("/api/v1/jobs", params={"limit": "1"}).json()["next_cursor"]
+    assert cursor is not None
+    for params, code in (
+        ({"cursor": "not-a-cursor"}, "bad_cursor"),
+        ({"cursor": "djE6b2xkZXN0OjA"}, "bad_cursor"),  # v1:oldest:0
+        ({"cursor": cursor, "order": "newest"}, "bad_cursor"),
+        ({"cursor": "x" * 10_000}, "bad_cursor"),
+        ({"limit": "0"}, "bad_request"),
+        ({"limit": "1001"}, "bad_request"),
+        ({"limit": "-1"}, "bad_request"),
+        ({"state": "sleeping"}, "bad_request"),
+        ({"order": "random"}, "bad_request"),
+        ({"colour": "red"}, "bad_request"),
+        ({"queue": "q" * 200}, "bad_request"),
+    ):
+        response = http.get("/api/v1/jobs", params=params)
+        assert (response.status_code, response.json()["error"]["code"]) == (400, code), params
+
+
+def test_retry_dead_retries_every_dead_job_matching_in_one_command(http: TestClient) -> None:
+    queue = unique("dead")
+    jobs = [{"type": "fail", "payload": {}, "max_attempts": 1, "queue": queue} for _ in range(3)]
+    ids = http.post("/api/v1/jobs", json=jobs).json()["ids"]
+    for job_id in ids:
+        wait_for_state(http, job_id, {"dead"})
+    http.post(f"/api/v1/queues/{queue}/pause")  # so that they stay pending once retried
+    response = http.post("/api/v1/jobs/retry-dead", json={"queue": queue, "limit": 2})
+    assert response.json() == {"retried": 2}
+    assert http.post("/api/v1/jobs/retry-dead", json={"queue": queue}).json() == {"retried": 1}
+    states = {http.get(f"/api/v1/jobs/{job_id}").json()["state"] for job_id in ids}
+    assert states == {"pending"}
+    for body in ({"queue": 5}, {"limit": 0}, {"limit": True}, {"colour": "red"}, [1]):
+        refused = http.post("/api/v1/jobs/retry-dead", json=body)
+        assert refused.status_code == 400, body

@@ -54,6 +54,7 @@ from raftq.jobs.commands import (
     ClaimResult,
     Command,
     Complete,
+    Count,
     Done,
     Enqueue,
     EnqueueResult,
@@ -70,6 +71,7 @@ from raftq.jobs.commands import (
     Result,
     ResumeQueue,
     Retry,
+    RetryDead,
     enqueue_bytes,
 )
 from raftq.jobs.job import JobState
@@ -86,9 +88,11 @@ from raftq.transport.wire import (
     GetJob,
     GetStatus,
     JobReply,
+    JobsPage,
     JobsReply,
     ListJobs,
     MembershipReply,
+    PageJobs,
     Redirect,
     StatusReply,
     SubmitCommand,
@@ -129,6 +133,16 @@ LIST_LIMIT_MAX = 10_000
 """The most jobs one ``list`` returns (``ListJobs.limit``)."""
 
 JOB_STATES = frozenset(state.value for state in JobState)
+
+
+@attrs.frozen(kw_only=True)
+class JobPage:
+    """One page of ``Client.page``: its jobs, and the cursor of the next page (None: the
+    last). A cursor is the enqueue order of the last job examined: jobs enqueued after it come
+    on later pages, so paging neither repeats nor skips a job."""
+
+    jobs: builtins.list[Job]
+    cursor: int | None
 
 
 class CommandRejected(RaftqError):
@@ -340,6 +354,38 @@ class Client:
             raise _unexpected(reply)
         return [Job.from_view(view) for view in reply.jobs]
 
+    async def page(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        *,
+        cursor: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> JobPage:
+        """A page of jobs, filtered by state, queue and type, in enqueue order (or newest
+        first) from ``cursor`` (the previous page's; None: the first page). At most ``limit``
+        (up to ``limits.JOBS_PAGE_MAX``) jobs; fewer when the node examined its bound of jobs
+        for one page (``limits.LIST_SCAN_JOBS_MAX``): the cursor then goes on from there."""
+        try:
+            call = PageJobs(
+                state=state or "",
+                queue=queue or "",
+                type=type or "",
+                cursor=cursor or 0,
+                limit=limit,
+                newest_first=newest_first,
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad page request: {error}") from None
+        reply = await self._request(call)
+        if not isinstance(reply, JobsPage):
+            raise _unexpected(reply)
+        return JobPage(
+            jobs=[Job.from_view(view) for view in reply.jobs], cursor=reply.cursor or None
+        )
+
     async def status(self) -> dict[str, Any]:
         """The cluster as ``raftq status --json`` shows it: every listed node asked for its own
         view; those that do not answer (within a couple of seconds each) are "unreachable".
@@ -410,6 +456,21 @@ class Client:
     async def retry(self, job_id: str) -> str:
         """Run a dead or failed job again now; returns its state after."""
         return _expect(await self._submit(Retry(now_ms=0, job_id=job_id)), Done).state
+
+    async def retry_dead(
+        self,
+        queue: str | None = None,
+        type: str | None = None,
+        limit: int = limits.RETRY_DEAD_JOBS_MAX,
+    ) -> int:
+        """Retry the dead jobs of a queue and type (None: any), oldest death first, at most
+        ``limit`` (up to ``limits.RETRY_DEAD_JOBS_MAX``) in one command; how many it retried.
+        Fewer than ``limit``: no matching dead job is left."""
+        try:
+            command = RetryDead(now_ms=0, queue=queue or "", type=type or "", max_jobs=limit)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad retry: {error}") from None
+        return _expect(await self._submit(command), Count).count
 
     async def pause(self, queue: str) -> None:
         """Stop handing out the queue's jobs (running ones finish)."""
@@ -695,4 +756,4 @@ def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
     return CommandRejected(message, code=rejected.code)
 
 
-__all__ = ["Client", "CommandRejected", "HistoryEntry", "Job", "connect", "new_key"]
+__all__ = ["Client", "CommandRejected", "HistoryEntry", "Job", "JobPage", "connect", "new_key"]

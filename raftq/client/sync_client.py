@@ -34,7 +34,8 @@ from typing import Any, Literal, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from raftq.client.client import Client, connect, parse_addresses
+from raftq import limits
+from raftq.client.client import Client, JobPage, connect, parse_addresses
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
 from raftq.client.jobfile import (
@@ -237,6 +238,23 @@ class SyncClient:
         """Jobs in enqueue order, filtered by state and queue (``Client.list``)."""
         return self._call(lambda client: client.list(state, queue, limit))
 
+    def page(
+        self,
+        state: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        *,
+        cursor: int | None = None,
+        limit: int = 100,
+        newest_first: bool = False,
+    ) -> JobPage:
+        """A page of jobs from ``cursor``, filtered by state, queue and type (``Client.page``)."""
+        return self._call(
+            lambda client: client.page(
+                state, queue, type, cursor=cursor, limit=limit, newest_first=newest_first
+            )
+        )
+
     # --- operators ----------------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> str:
@@ -246,6 +264,15 @@ class SyncClient:
     def retry(self, job_id: str) -> str:
         """Run a dead or failed job again now; its state after."""
         return self._call(lambda client: client.retry(job_id))
+
+    def retry_dead(
+        self,
+        queue: str | None = None,
+        type: str | None = None,
+        limit: int = limits.RETRY_DEAD_JOBS_MAX,
+    ) -> int:
+        """Retry dead jobs of a queue and type in one command; how many (``Client.retry_dead``)."""
+        return self._call(lambda client: client.retry_dead(queue, type, limit))
 
     def pause(self, queue: str) -> None:
         self._call(lambda client: client.pause(queue))

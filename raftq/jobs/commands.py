@@ -203,6 +203,21 @@ class Retry:
 
 @codec.register
 @attrs.frozen(kw_only=True)
+class RetryDead:
+    """Retry dead jobs of ``queue`` and ``type`` ("" for any), at most ``max_jobs``, oldest
+    death first, as ``Retry`` would each: one entry for an operator's "retry all"."""
+
+    now_ms: int
+    queue: str = attrs.field(default="", validator=_text(limits.NAME_CHARS_MAX))
+    type: str = attrs.field(default="", validator=_text(limits.NAME_CHARS_MAX))
+    max_jobs: int = attrs.field(
+        default=limits.RETRY_DEAD_JOBS_MAX,
+        validator=[_positive, attrs.validators.le(limits.RETRY_DEAD_JOBS_MAX)],
+    )
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
 class PauseQueue:
     now_ms: int
     queue: str = attrs.field(validator=_name)
@@ -235,6 +250,7 @@ Command = (
     | ExpireLeases
     | Cancel
     | Retry
+    | RetryDead
     | PauseQueue
     | ResumeQueue
     | Purge

@@ -12,7 +12,8 @@ Indexes, so that nothing scans all jobs:
   FIFOs: highest priority, earliest run_at, then enqueue order. O(1) per job handed out.
 - a heap of jobs waiting for ``run_at_ms`` (delayed, or failed and backing off);
 - a heap of leases by expiry, for ``ExpireLeases``: O(expired);
-- the finish order, for ``Purge``: O(purged); the dead-letter list; counts per queue and state.
+- the finish order, for ``Purge``: O(purged); the dead-letter list; counts per queue and state;
+- the listing index (``raftq.jobs.listing``), for pages of jobs by cursor without a full scan.
 
 Heap and FIFO entries are never removed early: an entry whose job moved on is skipped when it
 surfaces (lazy deletion).
@@ -55,8 +56,10 @@ from raftq.jobs.commands import (
     Result,
     ResumeQueue,
     Retry,
+    RetryDead,
 )
 from raftq.jobs.job import FINISHED, Job, JobRun, JobState, JobView, view_of
+from raftq.jobs.listing import ListingIndex
 
 OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
 """A job's error when its result or error did not fit (``JOBS_HELD_BYTES_MAX``)."""
@@ -149,6 +152,8 @@ class JobStateMachine:
         self.names: dict[str, str] = {}  # queue and type names, one copy of each
         self.held_bytes = 0
         """Payloads, results and errors of every job held: what admission control bounds."""
+        self.listing = ListingIndex()
+        """Every job in enqueue order, for cursor pages (derived: rebuilt on restore)."""
         self.observer: Observer | None = None
         """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
         self.jobs_max = limits.JOBS_MAX
@@ -204,6 +209,7 @@ class JobStateMachine:
             del counts[old]
         new = (job.queue, state)
         counts[new] = counts.get(new, 0) + 1
+        self.listing.moved(job, job.state, state)
         job.state = state
 
     def _record(self, job: Job, event: str, node: str = "") -> None:
@@ -289,6 +295,7 @@ class JobStateMachine:
         self.held_bytes += len(spec.payload)
         counted = (queue, JobState.PENDING)
         self.counts[counted] = self.counts.get(counted, 0) + 1
+        self.listing.add(job)
         # No delay: the very same int as now, not a new one per job (memory).
         self._schedule(job, self.now_ms + spec.delay_ms if spec.delay_ms else self.now_ms)
         if self.observer is not None:
@@ -508,13 +515,32 @@ class JobStateMachine:
                 code="not_retryable",
                 message=f"job {job.id} is {job.state.value}; only dead or failed jobs retry",
             )
+        self._retry_job(job)
+        return Done(job_id=job.id, state=job.state.value)
+
+    def _retry_job(self, job: Job) -> None:
         if job.state is JobState.DEAD:
             job.attempts = 0  # out of the dead-letter list with a full set of attempts
             del self.dead[job.id]
         assert job.run is not None
         self._record(job, "retried")
         self._schedule(job, self.now_ms)
-        return Done(job_id=job.id, state=job.state.value)
+
+    def _retry_dead(self, index: int, command: RetryDead) -> Count:
+        """Scans the dead-letter list from its oldest until ``max_jobs`` match: an operator's
+        command, bounded by the dead jobs there are (``JOBS_MAX``)."""
+        chosen: list[Job] = []
+        for job_id in self.dead:
+            job = self.jobs[job_id]
+            if (not command.queue or job.queue == command.queue) and (
+                not command.type or job.type == command.type
+            ):
+                chosen.append(job)
+                if len(chosen) >= command.max_jobs:
+                    break
+        for job in chosen:
+            self._retry_job(job)
+        return Count(count=len(chosen))
 
     def _pause(self, index: int, command: PauseQueue) -> Done:
         self.paused[command.queue] = None
@@ -547,6 +573,7 @@ class JobStateMachine:
         if job.run is not None:
             self.held_bytes -= len(job.run.result) + len(job.run.error)
         self.dead.pop(job.id, None)
+        self.listing.remove(job)
         counted = (job.queue, job.state)
         self.counts[counted] -= 1
         if not self.counts[counted]:
@@ -596,6 +623,30 @@ class JobStateMachine:
                 views.append(view_of(job))
         return views
 
+    def page_jobs(
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        job_type: str | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        newest_first: bool = False,
+        scan_max: int = limits.LIST_SCAN_JOBS_MAX,
+    ) -> tuple[list[JobView], int]:
+        """A page of jobs in enqueue order (or newest first) after ``cursor``, filtered, and
+        the cursor of the next page (0: none); ``raftq.jobs.listing`` says how."""
+        jobs, next_cursor = self.listing.page(
+            state=None if state is None else JobState(state),
+            queue=queue,
+            job_type=job_type,
+            cursor=cursor,
+            limit=limit,
+            newest_first=newest_first,
+            scan_max=scan_max,
+        )
+        return [view_of(job) for job in jobs], next_cursor
+
     # --- snapshots --------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
@@ -614,6 +665,7 @@ class JobStateMachine:
             len(job.payload) + (len(job.run.result) + len(job.run.error) if job.run else 0)
             for job in machine.jobs.values()
         )
+        machine.listing.rebuild(machine.jobs.values())
         return machine
 
     def digest(self) -> str:
@@ -641,6 +693,7 @@ _HANDLERS = {
     ExpireLeases: JobStateMachine._expire_leases,
     Cancel: JobStateMachine._cancel,
     Retry: JobStateMachine._retry,
+    RetryDead: JobStateMachine._retry_dead,
     PauseQueue: JobStateMachine._pause,
     ResumeQueue: JobStateMachine._resume,
     Purge: JobStateMachine._purge,

@@ -39,9 +39,11 @@ from raftq.transport.wire import (
     GetJob,
     GetStatus,
     JobReply,
+    JobsPage,
     JobsReply,
     ListJobs,
     MembershipReply,
+    PageJobs,
     QueueStatus,
     Redirect,
     StatusReply,
@@ -191,6 +193,16 @@ class ClientService:
             machine = self._applier.machine
             if isinstance(call, GetJob):
                 return JobReply(job=machine.get(call.job_id))
+            if isinstance(call, PageJobs):
+                views, cursor = machine.page_jobs(
+                    state=call.state or None,
+                    queue=call.queue or None,
+                    job_type=call.type or None,
+                    cursor=call.cursor,
+                    limit=call.limit,
+                    newest_first=call.newest_first,
+                )
+                return JobsPage(jobs=tuple(views), cursor=cursor)
             assert isinstance(call, ListJobs)
             return JobsReply(
                 jobs=tuple(

@@ -14,7 +14,7 @@ import attrs
 from raftq import codec, limits
 from raftq.errors import DecodeError, RemoteProtocolError
 from raftq.jobs.commands import Command, Result
-from raftq.jobs.job import JobView
+from raftq.jobs.job import JobState, JobView
 from raftq.raft.messages import Message
 
 PROTOCOL_VERSION = 1
@@ -110,6 +110,26 @@ class ListJobs:
     )
 
 
+JOB_STATE_FILTERS = ("", *(state.value for state in JobState))
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class PageJobs:
+    """One page of jobs after ``cursor`` (the enqueue order of the last job seen; 0: from the
+    start), matching ``state``, ``queue`` and ``type`` ("" for any), oldest first or newest
+    first. Answered with ``JobsPage`` (``raftq.jobs.listing``)."""
+
+    state: str = attrs.field(default="", validator=attrs.validators.in_(JOB_STATE_FILTERS))
+    queue: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+    type: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+    cursor: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    limit: int = attrs.field(
+        default=100, validator=[attrs.validators.ge(1), attrs.validators.le(limits.JOBS_PAGE_MAX)]
+    )
+    newest_first: bool = False
+
+
 @codec.register
 @attrs.frozen(kw_only=True)
 class GetStatus:
@@ -152,7 +172,14 @@ class Drain:
 
 
 ClientCall = (
-    SubmitCommand | GetJob | ListJobs | GetStatus | ChangeMembership | TransferLeader | Drain
+    SubmitCommand
+    | GetJob
+    | ListJobs
+    | PageJobs
+    | GetStatus
+    | ChangeMembership
+    | TransferLeader
+    | Drain
 )
 codec.register_union(ClientCall)
 
@@ -180,6 +207,15 @@ class JobReply:
 @attrs.frozen(kw_only=True)
 class JobsReply:
     jobs: tuple[JobView, ...]
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class JobsPage:
+    """``cursor``: where the next page starts; 0 when there is none."""
+
+    jobs: tuple[JobView, ...]
+    cursor: int
 
 
 @codec.register
@@ -254,7 +290,14 @@ class Failure:
 
 
 ClientReply = (
-    CommandReply | JobReply | JobsReply | StatusReply | MembershipReply | Redirect | Failure
+    CommandReply
+    | JobReply
+    | JobsReply
+    | JobsPage
+    | StatusReply
+    | MembershipReply
+    | Redirect
+    | Failure
 )
 codec.register_union(ClientReply)
 

@@ -8,9 +8,12 @@ large, 415 not JSON, 503 no quorum or busy. Bad input never becomes a 500.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
+from importlib.metadata import version
 from typing import Any
 
 from starlette.requests import Request
@@ -19,10 +22,17 @@ from starlette.routing import BaseRoute, Route
 
 from raftq import limits
 from raftq.client.client import CommandRejected
-from raftq.client.jobfile import check_json_depth, specs_from_objects
+from raftq.client.jobfile import (
+    FieldProblem,
+    check_integer,
+    check_json_depth,
+    check_text,
+    specs_from_objects,
+)
 from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
 from raftq.jobs.job import JobState
 from raftq.web.context import current_user, web_context
+from raftq.web.openapi import openapi_document
 
 API_PREFIX = "/api/v1"
 
@@ -176,13 +186,97 @@ async def get_job(request: Request) -> Response:
 
 @_answering
 async def list_jobs(request: Request) -> Response:
-    """Jobs in enqueue order, filtered."""
-    parameters = query(request, ("state", "queue", "limit"))
-    state = _state(parameters["state"]) if "state" in parameters else None
-    limit = _integer("limit", parameters.get("limit", "100"), 1, limits.WEB_JOBS_PAGE_MAX)
+    """A page of jobs, filtered, oldest (or newest) first, and the cursor of the next page."""
+    parameters = query(request, ("state", "queue", "type", "limit", "cursor", "order"))
+    order = parameters.get("order", "oldest")
+    if order not in ("oldest", "newest"):
+        raise ApiError(400, "bad_request", "query parameter 'order': oldest or newest")
+    cursor = decode_cursor(parameters["cursor"], order) if "cursor" in parameters else None
     async with web_context(request).client() as client:
-        jobs = await client.list(state=state, queue=parameters.get("queue"), limit=limit)
-    return JSONResponse({"jobs": [job.to_json() for job in jobs], "next_cursor": None})
+        page = await client.page(
+            _state(parameters["state"]) if "state" in parameters else None,
+            _name_parameter(parameters, "queue"),
+            _name_parameter(parameters, "type"),
+            cursor=cursor,
+            limit=_integer("limit", parameters.get("limit", "100"), 1, limits.JOBS_PAGE_MAX),
+            newest_first=order == "newest",
+        )
+    next_cursor = None if page.cursor is None else encode_cursor(page.cursor, order)
+    return JSONResponse({"jobs": [job.to_json() for job in page.jobs], "next_cursor": next_cursor})
+
+
+CURSOR_PATTERN = re.compile(r"v1:(oldest|newest):([1-9][0-9]{0,17})")
+
+
+def encode_cursor(position: int, order: str) -> str:
+    """Opaque to callers: the enqueue order of the last job seen, and the order paged in."""
+    assert position > 0, position
+    return base64.urlsafe_b64encode(f"v1:{order}:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str, order: str) -> int:
+    """A cursor this API handed out for the same order, or a 400 saying what is wrong."""
+    try:
+        if len(text) > 64:
+            raise ValueError
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        decoded = ""
+    match = CURSOR_PATTERN.fullmatch(decoded)
+    if match is None:
+        raise ApiError(400, "bad_cursor", "query parameter 'cursor': not a cursor this API made")
+    if match.group(1) != order:
+        raise ApiError(
+            400, "bad_cursor", f"query parameter 'cursor': made for order={match.group(1)}"
+        )
+    return int(match.group(2))
+
+
+def _name_parameter(parameters: dict[str, str], name: str) -> str | None:
+    value = parameters.get(name)
+    if value is not None and not 0 < len(value) <= limits.NAME_CHARS_MAX:
+        raise ApiError(
+            400, "bad_request", f"query parameter {name!r}: 1 to {limits.NAME_CHARS_MAX} characters"
+        )
+    return value
+
+
+RETRY_DEAD_FIELDS = ("queue", "type", "limit")
+
+
+def _optional(body: dict[str, Any], field: str, check: Any, *bounds: int) -> Any:
+    """``body[field]`` checked as the job file's fields are, or None when absent."""
+    if field not in body:
+        return None
+    try:
+        return check(body[field], *bounds)
+    except ValueError as error:
+        raise FieldProblem(field, str(error)) from None
+
+
+@_answering
+async def retry_dead_jobs(request: Request) -> Response:
+    """Retry every dead job of a queue and type (any, if not given), up to ``limit``."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object (it may be {})")
+    for field in body:
+        if field not in RETRY_DEAD_FIELDS:
+            raise ApiError(
+                400,
+                "bad_request",
+                f"field {field!r}: unknown field (known: {', '.join(RETRY_DEAD_FIELDS)})",
+            )
+    try:
+        queue = _optional(body, "queue", check_text, limits.NAME_CHARS_MAX)
+        job_type = _optional(body, "type", check_text, limits.NAME_CHARS_MAX)
+        limit = _optional(body, "limit", check_integer, 1, limits.RETRY_DEAD_JOBS_MAX)
+    except FieldProblem as problem:
+        raise ApiError(400, "bad_request", f"field {problem.field!r}: {problem}") from None
+    async with web_context(request).client() as client:
+        retried = await client.retry_dead(queue, job_type, limit or limits.RETRY_DEAD_JOBS_MAX)
+    _log_action(request, "retry-dead", queue=queue, type=job_type, retried=retried)
+    return JSONResponse({"retried": retried})
 
 
 @_answering
@@ -228,11 +322,18 @@ async def cluster_status(request: Request) -> Response:
         return JSONResponse(await client.status())
 
 
+async def openapi(request: Request) -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return JSONResponse(openapi_document(version("raftq")))
+
+
 def api_routes() -> list[BaseRoute]:
     prefix = API_PREFIX
     return [
+        Route(f"{prefix}/openapi.json", openapi, methods=["GET"]),
         Route(f"{prefix}/jobs", enqueue_jobs, methods=["POST"]),
         Route(f"{prefix}/jobs", list_jobs, methods=["GET"]),
+        Route(f"{prefix}/jobs/retry-dead", retry_dead_jobs, methods=["POST"]),
         Route(f"{prefix}/jobs/{{job_id}}", get_job, methods=["GET"]),
         Route(f"{prefix}/jobs/{{job_id}}/cancel", cancel_job, methods=["POST"]),
         Route(f"{prefix}/jobs/{{job_id}}/retry", retry_job, methods=["POST"]),

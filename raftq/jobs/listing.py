@@ -1,0 +1,157 @@
+"""The listing index: jobs in enqueue order, in blocks that count their jobs by filter.
+
+A page of ``GET /api/v1/jobs`` (or ``raftq jobs``) is the jobs after a cursor, the enqueue
+order (``Job.seq``) of the last job seen, that match a state, queue and type. Jobs are kept in
+blocks of ``limits.LIST_BLOCK_JOBS`` consecutive sequence numbers, each with a count of its
+jobs per (queue, type, state): a page steps over every block without a match and scans only
+the others, at most ``limits.LIST_SCAN_JOBS_MAX`` jobs (then the page is short and its cursor
+points where it stopped). Since sequence numbers only grow, a job enqueued meanwhile comes
+after every cursor already handed out, and a job that changes state keeps its place: paging
+neither repeats nor skips a job that matched throughout.
+
+Pure and owned by the state machine, which calls ``add``, ``moved`` and ``remove`` as jobs are
+enqueued, change state and are purged. Derived state: rebuilt from the jobs on restore, never
+part of a snapshot.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Iterator
+
+from raftq import limits
+from raftq.jobs.job import Job, JobState
+
+FilterKey = tuple[str, str, JobState]
+"""(queue, type, state)."""
+
+
+class _Block:
+    __slots__ = ("counts", "jobs")
+
+    def __init__(self) -> None:
+        self.jobs: list[Job] = []
+        """In enqueue order (ascending ``seq``)."""
+        self.counts: dict[FilterKey, int] = {}
+
+    def count(self, key: FilterKey, delta: int) -> None:
+        total = self.counts.get(key, 0) + delta
+        assert total >= 0, key
+        if total:
+            self.counts[key] = total
+        else:
+            del self.counts[key]
+
+    def has_match(self, state: JobState | None, queue: str | None, job_type: str | None) -> bool:
+        return any(
+            (state is None or key[2] is state)
+            and (queue is None or key[0] == queue)
+            and (job_type is None or key[1] == job_type)
+            for key in self.counts
+        )
+
+
+def _seq(job: Job) -> int:
+    return job.seq
+
+
+class ListingIndex:
+    def __init__(self, block_jobs: int | None = None) -> None:
+        self.block_jobs = limits.LIST_BLOCK_JOBS if block_jobs is None else block_jobs
+        assert self.block_jobs > 0, self.block_jobs
+        self.blocks: dict[int, _Block] = {}
+        """Block number (``seq // block_jobs``) -> block; created in ascending order and
+        never again once emptied (sequence numbers only grow), so the dict stays sorted."""
+
+    def add(self, job: Job) -> None:
+        """A job just enqueued: its ``seq`` is the highest yet."""
+        number = job.seq // self.block_jobs
+        block = self.blocks.get(number)
+        if block is None:
+            assert not self.blocks or number > next(reversed(self.blocks)), "seq only grows"
+            block = self.blocks[number] = _Block()
+        assert not block.jobs or block.jobs[-1].seq < job.seq
+        block.jobs.append(job)
+        block.count((job.queue, job.type, job.state), 1)
+
+    def moved(self, job: Job, old: JobState, new: JobState) -> None:
+        block = self.blocks[job.seq // self.block_jobs]
+        block.count((job.queue, job.type, old), -1)
+        block.count((job.queue, job.type, new), 1)
+
+    def remove(self, job: Job) -> None:
+        number = job.seq // self.block_jobs
+        block = self.blocks[number]
+        position = bisect.bisect_left(block.jobs, job.seq, key=_seq)
+        assert block.jobs[position] is job, job.id
+        del block.jobs[position]
+        block.count((job.queue, job.type, job.state), -1)
+        if not block.jobs:
+            del self.blocks[number]
+
+    def rebuild(self, jobs: Iterable[Job]) -> None:
+        """From jobs in enqueue order (a restored machine's)."""
+        self.blocks.clear()
+        for job in jobs:
+            self.add(job)
+
+    def page(
+        self,
+        *,
+        state: JobState | None = None,
+        queue: str | None = None,
+        job_type: str | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        newest_first: bool = False,
+        scan_max: int = limits.LIST_SCAN_JOBS_MAX,
+    ) -> tuple[list[Job], int]:
+        """Up to ``limit`` matching jobs after ``cursor`` (a ``seq``; 0: from the oldest, or
+        with ``newest_first`` from the newest), and the cursor of the next page (0: none)."""
+        assert limit > 0, limit
+        assert scan_max > 0, scan_max
+        assert cursor >= 0, cursor
+        found: list[Job] = []
+        jobs = self._after(cursor, newest_first, state, queue, job_type)
+        for examined, job in enumerate(jobs, 1):
+            if (
+                (state is None or job.state is state)
+                and (queue is None or job.queue == queue)
+                and (job_type is None or job.type == job_type)
+            ):
+                found.append(job)
+                if len(found) == limit:
+                    return found, job.seq
+            if examined >= scan_max:
+                return found, job.seq
+        return found, 0
+
+    def _after(
+        self,
+        cursor: int,
+        newest_first: bool,
+        state: JobState | None,
+        queue: str | None,
+        job_type: str | None,
+    ) -> Iterator[Job]:
+        """Jobs after the cursor, in page order, in blocks that hold a match."""
+        numbers = list(self.blocks)
+        if newest_first:
+            start = cursor // self.block_jobs if cursor else None
+            for number in reversed(numbers):
+                if start is not None and number > start:
+                    continue
+                block = self.blocks[number]
+                if not block.has_match(state, queue, job_type):
+                    continue
+                jobs = block.jobs
+                end = bisect.bisect_left(jobs, cursor, key=_seq) if cursor else len(jobs)
+                yield from reversed(jobs[:end])
+        else:
+            first = bisect.bisect_left(numbers, cursor // self.block_jobs)
+            for number in numbers[first:]:
+                block = self.blocks[number]
+                if not block.has_match(state, queue, job_type):
+                    continue
+                jobs = block.jobs
+                yield from jobs[bisect.bisect_right(jobs, cursor, key=_seq) :]

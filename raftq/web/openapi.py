@@ -1,0 +1,390 @@
+"""The OpenAPI 3.1 document of the JSON API, served at ``/api/v1/openapi.json``.
+
+Written by hand next to the routes (``api.py``), and checked against them by a test in both
+directions: every route is described, every description is a route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from raftq import limits
+from raftq.client.jobfile import (
+    DELAY_MS_MAX,
+    MAX_ATTEMPTS_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TIMEOUT_MS_MAX,
+)
+from raftq.jobs.job import JobState
+
+JSON = "application/json"
+NAME = {"type": "string", "minLength": 1, "maxLength": limits.NAME_CHARS_MAX}
+
+ERROR_DESCRIPTIONS = {
+    "400": "Bad input: the message names the parameter, or the index and field of the job",
+    "401": "The cluster has a secret: send Authorization: Bearer TOKEN",
+    "403": "Refused: read-only mode, or a POST from another site",
+    "404": "No such job",
+    "409": "The job's state forbids it (code: finished, not_retryable, id_taken, ...)",
+    "413": "The body is larger than the API reads",
+    "415": "The body is not application/json",
+    "503": "No quorum, or the cluster is busy: retry later (the same request is safe)",
+}
+
+JOB_STATES = [state.value for state in JobState]
+JOB_FIELDS = [
+    "id",
+    "type",
+    "queue",
+    "state",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "payload",
+    "result",
+    "error",
+    "enqueued_ms",
+    "history",
+]
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {
+        status: {
+            "description": ERROR_DESCRIPTIONS[status],
+            "content": {JSON: {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status in statuses
+    }
+
+
+def _ok(status: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {status: {"description": description, "content": {JSON: {"schema": schema}}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _path_parameter(name: str, description: str) -> dict[str, Any]:
+    schema = {"type": "string", "minLength": 1}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"required": True, "description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _action(
+    summary: str, operation_id: str, responses: dict[str, Any], **more: Any
+) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "operationId": operation_id,
+        "responses": {**responses, **_errors("400", "401", "403", "503")},
+        **more,
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    name = {"type": "string", "minLength": 1, "maxLength": limits.NAME_CHARS_MAX}
+    integer = {"type": "integer"}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                }
+            },
+        },
+        "JobSpec": {
+            "type": "object",
+            "description": "A job in the job-file format (CONTRACT.md); only payload is required",
+            "required": ["payload"],
+            "additionalProperties": False,
+            "properties": {
+                "id": {"type": "string", "maxLength": limits.JOB_ID_CHARS_MAX},
+                "type": {**name, "default": "noop"},
+                "payload": {"description": "any JSON value"},
+                "queue": {**name, "default": "default"},
+                "priority": {
+                    "type": "integer",
+                    "minimum": PRIORITY_MIN,
+                    "maximum": PRIORITY_MAX,
+                    "default": 0,
+                },
+                "delay_ms": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": DELAY_MS_MAX,
+                    "default": 0,
+                },
+                "max_attempts": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": MAX_ATTEMPTS_MAX,
+                    "default": 3,
+                },
+                "timeout_ms": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": TIMEOUT_MS_MAX,
+                    "default": 30_000,
+                },
+                "key": {"type": "string", "maxLength": limits.JOB_KEY_CHARS_MAX},
+            },
+        },
+        "HistoryEntry": {
+            "type": "object",
+            "required": ["at_ms", "event", "attempt", "node", "fence"],
+            "properties": {
+                "at_ms": integer,
+                "event": {"type": "string"},
+                "attempt": integer,
+                "node": {"type": "string"},
+                "fence": {"type": "integer", "description": "log index of the claim"},
+            },
+        },
+        "Job": {
+            "type": "object",
+            "description": "The raftq job ID --json object",
+            "required": JOB_FIELDS,
+            "properties": {
+                "id": {"type": "string"},
+                "type": {"type": "string"},
+                "queue": {"type": "string"},
+                "state": {"type": "string", "enum": JOB_STATES},
+                "priority": integer,
+                "attempts": integer,
+                "max_attempts": integer,
+                "payload": {},
+                "result": {},
+                "error": {"type": ["string", "null"]},
+                "enqueued_ms": integer,
+                "history": {"type": "array", "items": _ref("HistoryEntry")},
+            },
+        },
+        "JobPage": {
+            "type": "object",
+            "required": ["jobs", "next_cursor"],
+            "properties": {
+                "jobs": {"type": "array", "items": _ref("Job")},
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "pass as cursor for the next page; null on the last",
+                },
+            },
+        },
+        "JobState": {
+            "type": "object",
+            "required": ["id", "state"],
+            "properties": {"id": {"type": "string"}, "state": {"type": "string"}},
+        },
+        "QueueState": {
+            "type": "object",
+            "required": ["queue", "paused"],
+            "properties": {"queue": {"type": "string"}, "paused": {"type": "boolean"}},
+        },
+        "Status": {
+            "type": "object",
+            "description": "The raftq status --json object (CONTRACT.md)",
+            "required": ["cluster", "jobs", "queues"],
+            "properties": {
+                "cluster": {
+                    "type": "object",
+                    "required": ["leader", "term", "commit_index", "nodes"],
+                    "properties": {
+                        "leader": {"type": ["string", "null"]},
+                        "term": integer,
+                        "commit_index": integer,
+                        "nodes": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "jobs": {"type": "object", "additionalProperties": integer},
+                "queues": {"type": "object", "additionalProperties": {"type": "object"}},
+            },
+        },
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    job_id = _path_parameter("job_id", "the job's id")
+    queue_name = _path_parameter("name", "the queue's name")
+    page_parameters = [
+        _query("state", "only jobs in this state", {"type": "string", "enum": JOB_STATES}),
+        _query("queue", "only jobs of this queue", NAME),
+        _query("type", "only jobs of this type", NAME),
+        _query(
+            "limit",
+            "jobs per page (a page may hold fewer and still have a next_cursor)",
+            {"type": "integer", "minimum": 1, "maximum": limits.JOBS_PAGE_MAX, "default": 100},
+        ),
+        _query("cursor", "the previous page's next_cursor", {"type": "string"}),
+        _query(
+            "order",
+            "enqueue order, oldest or newest first",
+            {"type": "string", "enum": ["oldest", "newest"], "default": "oldest"},
+        ),
+    ]
+    many = {
+        "type": "array",
+        "items": _ref("JobSpec"),
+        "minItems": 1,
+        "maxItems": limits.JOBS_PER_ENQUEUE_MAX,
+    }
+    one_or_many = {"oneOf": [_ref("JobSpec"), many]}
+    retry_dead_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "queue": {"type": "string", "minLength": 1, "maxLength": limits.NAME_CHARS_MAX},
+            "type": {"type": "string", "minLength": 1, "maxLength": limits.NAME_CHARS_MAX},
+            "limit": {"type": "integer", "minimum": 1, "maximum": limits.RETRY_DEAD_JOBS_MAX},
+        },
+    }
+    paths: dict[str, Any] = {
+        "/api/v1/jobs": {
+            "post": _action(
+                "Enqueue one job or a list of jobs, as one command (all or nothing on bad input)",
+                "enqueueJobs",
+                {
+                    **_ok(
+                        "201",
+                        "Enqueued (or deduped by key): the ids, in order",
+                        {
+                            "type": "object",
+                            "required": ["ids"],
+                            "properties": {"ids": {"type": "array", "items": {"type": "string"}}},
+                        },
+                    ),
+                    **_errors("409", "413", "415"),
+                },
+                requestBody=_json_body(one_or_many, "a job-file object, or a list of them"),
+            ),
+            "get": {
+                "summary": "A page of jobs, filtered, by cursor",
+                "operationId": "listJobs",
+                "parameters": page_parameters,
+                "responses": {
+                    **_ok("200", "One page", _ref("JobPage")),
+                    **_errors("400", "401", "503"),
+                },
+            },
+        },
+        "/api/v1/jobs/retry-dead": {
+            "post": _action(
+                "Retry the dead jobs of a queue and type (any if not given), up to limit",
+                "retryDeadJobs",
+                {
+                    **_ok(
+                        "200",
+                        "How many were retried; fewer than limit: none is left",
+                        {
+                            "type": "object",
+                            "required": ["retried"],
+                            "properties": {"retried": {"type": "integer"}},
+                        },
+                    ),
+                    **_errors("413", "415"),
+                },
+                requestBody=_json_body(retry_dead_body, "filters and a bound; {} for all"),
+            )
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": {
+                "summary": "One job with its full history",
+                "operationId": "getJob",
+                "parameters": [job_id],
+                "responses": {**_ok("200", "The job", _ref("Job")), **_errors("401", "404", "503")},
+            }
+        },
+        "/api/v1/jobs/{job_id}/cancel": {
+            "post": _action(
+                "Cancel a job (a running one is cancelled when its worker next reports)",
+                "cancelJob",
+                {**_ok("200", "Its state after", _ref("JobState")), **_errors("404", "409")},
+                parameters=[job_id],
+            )
+        },
+        "/api/v1/jobs/{job_id}/retry": {
+            "post": _action(
+                "Run a dead or failed job again now",
+                "retryJob",
+                {**_ok("200", "Its state after", _ref("JobState")), **_errors("404", "409")},
+                parameters=[job_id],
+            )
+        },
+        "/api/v1/queues/{name}/pause": {
+            "post": _action(
+                "Stop handing out the queue's jobs (running ones finish)",
+                "pauseQueue",
+                _ok("200", "Paused", _ref("QueueState")),
+                parameters=[queue_name],
+            )
+        },
+        "/api/v1/queues/{name}/resume": {
+            "post": _action(
+                "Hand out the queue's jobs again",
+                "resumeQueue",
+                _ok("200", "Resumed", _ref("QueueState")),
+                parameters=[queue_name],
+            )
+        },
+        "/api/v1/status": {
+            "get": {
+                "summary": "The cluster: nodes, leader, job and queue counts",
+                "operationId": "getStatus",
+                "responses": {**_ok("200", "The status", _ref("Status")), **_errors("401", "503")},
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "operationId": "getOpenApi",
+                "security": [],
+                "responses": _ok("200", "OpenAPI 3.1", {"type": "object"}),
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "raftq HTTP JSON API",
+            "version": version,
+            "description": "A thin layer over the raftq client: every change goes through the "
+            "cluster's replicated log. Actions are POSTs; see docs/web.md and docs/security.md.",
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"token": []}, {}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "from raftq web --print-token USER (clusters with a secret)",
+                }
+            },
+        },
+    }

@@ -20,7 +20,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
 from raftq.local_cluster import LocalCluster
-from raftq.web.pages import REFRESH_MS
+from raftq.web.pages import JOBS_PAGE_SIZE, REFRESH_MS
 from tests.browser import PHONE, WebProcess, chromium, phone_view, require_browser, web_process
 from tests.process_cluster import process_cluster
 
@@ -219,6 +219,51 @@ def test_a_dead_job_is_retried_from_the_page_and_succeeds(
     browser.get(f"{web.url}/jobs/{job_id}")
     history = ["enqueued", "claimed", "dead", "retried", "claimed", "succeeded"]
     assert texts(browser, "#job-history .what") == history
+
+
+def test_every_dead_job_of_a_queue_is_retried_at_once(
+    browser: WebDriver, web: WebProcess, tmp_path: Path
+) -> None:
+    flag = tmp_path / "fail"
+    flag.touch()
+    queue = unique("bulk")
+    jobs = [
+        {"type": "flaky", "payload": {"fail_while": str(flag)}, "queue": queue, "max_attempts": 1}
+        for _ in range(3)
+    ]
+    status, body = api(web, "POST", "/jobs", jobs)
+    assert status == 201, body
+    for job_id in body["ids"]:
+        wait_api_state(web, job_id, "dead")
+    browser.get(f"{web.url}/dead?queue={queue}")
+    wait(browser).until(lambda b: count(b, "tr[data-job-id]") == 3)
+    assert f"of queue {queue}" in text(browser, "#retry-all button")
+    flag.unlink()
+    click(browser, "#retry-all button")
+    wait(browser).until(lambda b: "3 dead jobs retried" in text(b, ".notice"))
+    for job_id in body["ids"]:
+        wait_api_state(web, job_id, "succeeded")
+    wait(browser).until(lambda b: "No jobs here." in text(b, "#live"))  # live: none left
+
+
+def test_jobs_are_filtered_by_type_and_paged_by_cursor(browser: WebDriver, web: WebProcess) -> None:
+    queue = unique("paged")
+    wanted = JOBS_PAGE_SIZE + 2
+    jobs = [{"type": "echo", "payload": n, "queue": queue} for n in range(wanted)]
+    jobs += [{"type": "noop", "payload": n, "queue": queue} for n in range(3)]
+    status, body = api(web, "POST", "/jobs", jobs)
+    assert status == 201, body
+    echo_ids = body["ids"][:wanted]
+    browser.get(f"{web.url}/jobs?queue={queue}&type=echo")
+    wait(browser).until(lambda b: count(b, "tr[data-job-id]") == JOBS_PAGE_SIZE)
+    first = attributes(browser, "tr[data-job-id]", "data-job-id")
+    assert first == echo_ids[::-1][:JOBS_PAGE_SIZE]  # newest first
+    click(browser, "#next-page")
+    wait(browser).until(lambda b: count(b, "#first-page") == 1)
+    second = attributes(browser, "tr[data-job-id]", "data-job-id")
+    assert second == echo_ids[::-1][JOBS_PAGE_SIZE:]
+    assert count(browser, "#next-page") == 0
+    assert set(texts(browser, "tr[data-job-id] td:nth-child(2)")) == {"echo"}
 
 
 def test_pause_and_resume_from_the_page_take_effect(browser: WebDriver, web: WebProcess) -> None:

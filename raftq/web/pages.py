@@ -90,6 +90,13 @@ def _root(request: Request) -> str:
     return root.rstrip("/")
 
 
+def _here(request: Request) -> str:
+    """This page's path and query, without the last action's message: where a form on it
+    comes back to."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("notice", "problem")]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -106,6 +113,7 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
         notice=request.query_params.get("notice", "")[: limits.NAME_CHARS_MAX * 4],
         problem=request.query_params.get("problem", "")[: limits.NAME_CHARS_MAX * 4],
         path=request.url.path,
+        here=_here(request),
         now_ms=_now_ms(),
     )
     template = _templates.get_template(name)
@@ -166,7 +174,7 @@ async def queues(request: Request) -> Response:
         status = await client.status()
         rows = []
         for name, queue in sorted(status["queues"].items()):
-            oldest = await client.list(state="pending", queue=name, limit=1)
+            oldest = (await client.page("pending", name, limit=1)).jobs
             waiting_since = max(oldest[0].enqueued_ms, oldest[0].run_at_ms) if oldest else 0
             rows.append(
                 {
@@ -179,29 +187,57 @@ async def queues(request: Request) -> Response:
 
 
 def _filters(request: Request) -> dict[str, str]:
-    """The jobs list's filters from the query string; a bad state is a clear 400."""
-    state = request.query_params.get("state", "")
-    if state and state not in STATES:
-        raise ConfigError(f"state {state!r} is none of {', '.join(STATES)}")
-    queue = request.query_params.get("queue", "").strip()
-    if len(queue) > limits.NAME_CHARS_MAX:
-        raise ConfigError(f"queue: at most {limits.NAME_CHARS_MAX} characters")
-    return {"state": state, "queue": queue}
+    """The jobs list's filters from the query string; bad ones are a clear 400 page."""
+    parameters = request.query_params
+    filters = {name: parameters.get(name, "").strip() for name in ("state", "queue", "type")}
+    if filters["state"] and filters["state"] not in STATES:
+        raise ConfigError(f"state {filters['state']!r} is none of {', '.join(STATES)}")
+    for name in ("queue", "type"):
+        if len(filters[name]) > limits.NAME_CHARS_MAX:
+            raise ConfigError(f"{name}: at most {limits.NAME_CHARS_MAX} characters")
+    after = parameters.get("after", "")
+    if after and not (after.isdigit() and len(after) <= 18):
+        raise ConfigError("after: the cursor of a page, a number this page made")
+    filters["after"] = after
+    return filters
+
+
+async def _page_of_jobs(
+    request: Request, filters: dict[str, str]
+) -> tuple[list[Job], dict[str, str]]:
+    """One page, newest first (the jobs people look for are usually the latest), and the
+    links to the first and the next page ("" where there is none)."""
+    async with web_context(request).client() as client:
+        page = await client.page(
+            filters["state"] or None,
+            filters["queue"] or None,
+            filters["type"] or None,
+            cursor=int(filters["after"]) if filters["after"] else None,
+            limit=JOBS_PAGE_SIZE,
+            newest_first=True,
+        )
+    kept = {name: value for name, value in filters.items() if value and name != "after"}
+    here = request.url.path
+    pages = {
+        "first": f"{here}?{urlencode(kept)}".rstrip("?") if filters["after"] else "",
+        "next": ""
+        if page.cursor is None
+        else f"{here}?{urlencode({**kept, 'after': page.cursor})}",
+    }
+    return page.jobs, pages
 
 
 @_unavailable_as_page
 async def jobs(request: Request) -> Response:
     filters = _filters(request)
-    async with web_context(request).client() as client:
-        found = await client.list(
-            state=filters["state"] or None, queue=filters["queue"] or None, limit=JOBS_PAGE_SIZE
-        )
+    found, pages = await _page_of_jobs(request, filters)
     title = f"{filters['state'].capitalize()} jobs" if filters["state"] else "Jobs"
     return render(
         request,
         "jobs.html",
         title=title,
         jobs=found,
+        pages=pages,
         filters=filters,
         states=STATES,
         cancellable=CANCELLABLE,
@@ -212,11 +248,8 @@ async def jobs(request: Request) -> Response:
 @_unavailable_as_page
 async def dead(request: Request) -> Response:
     filters = {**_filters(request), "state": "dead"}
-    async with web_context(request).client() as client:
-        found = await client.list(
-            state="dead", queue=filters["queue"] or None, limit=JOBS_PAGE_SIZE
-        )
-    return render(request, "dead.html", title="Dead jobs", jobs=found, filters=filters)
+    found, pages = await _page_of_jobs(request, filters)
+    return render(request, "dead.html", title="Dead jobs", jobs=found, pages=pages, filters=filters)
 
 
 @_unavailable_as_page
@@ -325,6 +358,21 @@ async def resume_queue(request: Request, form: dict[str, str]) -> str:
     return f"queue {queue} resumed"
 
 
+@_action("/dead")
+async def retry_dead_jobs(request: Request, form: dict[str, str]) -> str:
+    """Every dead job of a queue and type (empty: any), up to the bound of one command."""
+    queue, job_type = form.get("queue", "").strip(), form.get("type", "").strip()
+    async with web_context(request).client() as client:
+        retried = await client.retry_dead(queue or None, job_type or None)
+    _log_action(request, "retry-dead", queue=queue or "*", type=job_type or "*", jobs=retried)
+    more = (
+        " (the most one action retries; repeat it for more)"
+        if (retried == limits.RETRY_DEAD_JOBS_MAX)
+        else ""
+    )
+    return f"{retried} dead jobs retried{more}"
+
+
 def page_routes() -> list[BaseRoute]:
     """The dashboard's routes, mounted at the web app's root."""
     return [
@@ -335,6 +383,7 @@ def page_routes() -> list[BaseRoute]:
         Route("/jobs/{job_id}", job_page, methods=["GET"]),
         Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
         Route("/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        Route("/dead/retry", retry_dead_jobs, methods=["POST"]),
         Route("/queues/{name}/pause", pause_queue, methods=["POST"]),
         Route("/queues/{name}/resume", resume_queue, methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("raftq.web", "static")]), name="static"),

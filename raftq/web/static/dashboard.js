@@ -75,17 +75,31 @@
   }
 
   function draw(svg, points) {
-    const width = 600, height = 160, top = 8;
-    const high = Math.max(1, ...points.map((p) => Math.max(p.enqueued, p.finished)));
-    const x = (i) => (points.length < 2 ? width : (i * width) / (SAMPLES_MAX - 2));
-    const y = (v) => height - 2 - ((height - top - 2) * v) / high;
+    // Newest at the right edge, one step per sample; the scale is a round number above the
+    // highest rate shown, labelled at the top left.
+    const width = svg.clientWidth || 600, height = 160, top = 18, step = width / (SAMPLES_MAX - 2);
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    const highest = Math.max(0, ...points.map((p) => Math.max(p.enqueued, p.finished)));
+    const high = roundUp(highest * 1.1);
+    const x = (i) => width - (points.length - 1 - i) * step;
+    const y = (v) => height - 1 - ((height - top - 1) * v) / high;
     const line = (key) => points.map((p, i) => `${x(i).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ");
     svg.innerHTML =
       `<line class="grid" x1="0" x2="${width}" y1="${y(high)}" y2="${y(high)}"/>` +
+      `<line class="grid" x1="0" x2="${width}" y1="${y(high / 2)}" y2="${y(high / 2)}"/>` +
       `<line class="grid" x1="0" x2="${width}" y1="${y(0)}" y2="${y(0)}"/>` +
-      `<text x="4" y="${y(high) + 12}" font-size="11" fill="#5f6b7a">${high.toFixed(1)}/s</text>` +
+      `<text x="2" y="${y(high) - 5}" class="scale">${high}/s</text>` +
       `<polyline class="enqueued" points="${line("enqueued")}"/>` +
       `<polyline class="finished" points="${line("finished")}"/>`;
+  }
+
+  function roundUp(value) {
+    if (value <= 1) return 1;
+    const magnitude = 10 ** Math.floor(Math.log10(value));
+    for (const factor of [1, 2, 2.5, 5, 10]) {
+      if (value <= factor * magnitude) return factor * magnitude;
+    }
+    return 10 * magnitude;
   }
 
   if (!live) return;

@@ -93,3 +93,14 @@ def test_the_checker_sees_imports() -> None:
 
 def test_pure_list_is_not_empty() -> None:
     assert any(path.name == "types.py" for path in pure_files())
+
+
+def test_the_web_app_is_a_client_and_never_reaches_into_a_node() -> None:
+    """DESIGN.md: web/ is an ASGI app over the client library; what it changes goes through
+    the replicated log, so it imports neither the node nor the job state machine's insides."""
+    for path in sorted((PACKAGE / "web").rglob("*.py")):
+        for name in imported_modules(path):
+            assert not name.startswith(("raftq.node", "raftq.raft", "raftq.storage")), (
+                f"{path.relative_to(ROOT)} imports {name}"
+            )
+            assert name not in ("raftq.jobs.machine", "raftq.jobs.listing"), name

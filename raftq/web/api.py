@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from raftq import limits
@@ -31,6 +32,7 @@ from raftq.client.jobfile import (
 )
 from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
 from raftq.jobs.job import JobState
+from raftq.web.auth import route_path
 from raftq.web.context import current_user, web_context
 from raftq.web.openapi import openapi_document
 
@@ -140,6 +142,17 @@ def _state(text: str) -> str:
     return text
 
 
+def _job_id(request: Request) -> str:
+    job_id: str = request.path_params["job_id"]
+    if len(job_id) > limits.JOB_ID_CHARS_MAX:
+        raise ApiError(
+            400,
+            "bad_request",
+            f"job id: {len(job_id)} characters; at most {limits.JOB_ID_CHARS_MAX}",
+        )
+    return job_id
+
+
 def _path_name(request: Request, name: str) -> str:
     value: str = request.path_params[name]
     if not 0 < len(value) <= limits.NAME_CHARS_MAX:
@@ -178,7 +191,7 @@ async def enqueue_jobs(request: Request) -> Response:
 @_answering
 async def get_job(request: Request) -> Response:
     """One job with its full history (the ``raftq job ID --json`` object)."""
-    job_id = request.path_params["job_id"]
+    job_id = _job_id(request)
     async with web_context(request).client() as client:
         job = await client.get(job_id)
     return JSONResponse(job.to_json())
@@ -281,7 +294,7 @@ async def retry_dead_jobs(request: Request) -> Response:
 
 @_answering
 async def cancel_job(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = _job_id(request)
     async with web_context(request).client() as client:
         state = await client.cancel(job_id)
     _log_action(request, "cancel", job=job_id, state=state)
@@ -290,7 +303,7 @@ async def cancel_job(request: Request) -> Response:
 
 @_answering
 async def retry_job(request: Request) -> Response:
-    job_id = request.path_params["job_id"]
+    job_id = _job_id(request)
     async with web_context(request).client() as client:
         state = await client.retry(job_id)
     _log_action(request, "retry", job=job_id, state=state)
@@ -325,6 +338,17 @@ async def cluster_status(request: Request) -> Response:
 async def openapi(request: Request) -> Response:
     """The OpenAPI 3.1 document of this API."""
     return JSONResponse(openapi_document(version("raftq")))
+
+
+async def http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) as JSON errors under /api/."""
+    assert isinstance(error, HTTPException)
+    if not route_path(request.scope).startswith("/api/"):
+        return PlainTextResponse(error.detail, status_code=error.status_code)
+    code = {404: "no_route", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return error_response(
+        error.status_code, code, f"{request.method} {request.url.path}: {error.detail}"
+    )
 
 
 def api_routes() -> list[BaseRoute]:

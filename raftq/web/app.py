@@ -24,6 +24,7 @@ from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
 from raftq.web import pages
-from raftq.web.api import api_routes
+from raftq.web.api import api_routes, http_error
 from raftq.web.auth import Guard
 from raftq.web.context import WebContext
 from raftq.web.login import login_routes
@@ -77,6 +78,7 @@ def asgi_app(
         routes=routes,
         middleware=[Middleware(Guard, secret=context.secret, read_only=read_only)],
         lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
     )
     app.state.raftq = context
     return app

@@ -20,10 +20,11 @@ import hmac
 import ipaddress
 import json
 import re
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from raftq import limits
 from raftq.errors import ConfigError
@@ -96,17 +97,29 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+
+        async def timed_send(message: Message) -> None:
+            """Every answer says how long the server took (Server-Timing), for the
+            browser's developer tools and benchmarks/bench_web.py."""
+            if message["type"] == "http.response.start":
+                duration_ms = (time.perf_counter() - started) * 1000
+                timing = (b"server-timing", f"app;dur={duration_ms:.2f}".encode())
+                message = {**message, "headers": [*message.get("headers", ()), timing]}
+            await send(message)
+
         path = route_path(scope)
         headers = _headers(scope)
         refusal = self._refusal(scope, path, headers)
         if refusal is not None:
             status, code, message = refusal
-            if status == 401 and not path.startswith("/api/") and scope["method"] == "GET":
-                await _redirect_to_login(scope, send)
+            is_page = not path.startswith("/api/") and path != "/metrics"
+            if status == 401 and is_page and scope["method"] == "GET":
+                await _redirect_to_login(scope, timed_send)
                 return
-            await send_error(send, status, code, message)
+            await send_error(timed_send, status, code, message)
             return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, timed_send)
 
     def _refusal(
         self, scope: Scope, path: str, headers: dict[str, str]

@@ -47,7 +47,8 @@ def hypercorn_config(listen: str, *, certfile: str = "", keyfile: str = "") -> C
     config = Config()
     config.bind = [listen]
     config.accesslog = None
-    config.errorlog = logging.getLogger("raftq.web.server")
+    config.errorlog = server_log = logging.getLogger("raftq.web.server")
+    server_log.setLevel(logging.WARNING)  # its "Running on ..." line: raftq logs its own
     config.h11_max_incomplete_size = HTTP_HEADER_BYTES_MAX
     config.keep_alive_timeout = HTTP_KEEP_ALIVE_S
     config.graceful_timeout = HTTP_SHUTDOWN_GRACE_S

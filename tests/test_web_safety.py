@@ -1,0 +1,273 @@
+"""The web app's safety (docs/security.md, "Web"): bad input of every kind is a 4xx with a JSON
+error and never a 500 or a crash; with a cluster secret nothing is served without a token
+(bearer or the login cookie); cross-site POSTs are refused; read-only mode refuses every
+action; without a secret the web app serves loopback only.
+
+The app here points at an address where nothing listens: every request below must be decided
+by the web app itself, before it asks the cluster (which would answer 503)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from raftq import limits
+from raftq.errors import ConfigError
+from raftq.web import asgi_app, token_for
+from raftq.web.auth import TOKEN_COOKIE, check_listen, user_of
+
+NOWHERE = "127.0.0.1:9"
+SECRET = b"s" * 32
+JSON_HEADERS = {"content-type": "application/json"}
+
+
+@pytest.fixture
+def http() -> Iterator[TestClient]:
+    with TestClient(asgi_app(NOWHERE, timeout=0.5)) as client:
+        yield client
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def raw(body: bytes, **headers: str) -> dict[str, Any]:
+    return {"content": body, "headers": {**JSON_HEADERS, **headers}}
+
+
+def job(**fields: Any) -> dict[str, Any]:
+    return {"json": {"payload": 1, **fields}}
+
+
+JOBS = "/api/v1/jobs"
+RETRY_DEAD = "/api/v1/jobs/retry-dead"
+LONG_ID = "i" * (limits.JOB_ID_CHARS_MAX + 1)
+LONG_NAME = "q" * (limits.NAME_CHARS_MAX + 1)
+DEEP = json.loads(nested(limits.JSON_DEPTH_MAX + 1))
+HUGE_BODY = b"[" + b" " * limits.WEB_BODY_BYTES_MAX + b"]"
+TOO_MANY = [{"payload": 0}] * (limits.JOBS_PER_ENQUEUE_MAX + 1)
+SAME_ID = [{"payload": 1, "id": "a"}, {"payload": 2, "id": "a"}]
+BAD = "bad_request"
+
+BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
+    # (method, path, httpx request options, status, error code)
+    ("POST", JOBS, raw(b"{not json"), 400, BAD),
+    ("POST", JOBS, raw(b"\xff\xfe"), 400, BAD),
+    ("POST", JOBS, raw(b""), 400, BAD),
+    ("POST", JOBS, raw(b"null"), 400, BAD),
+    ("POST", JOBS, {"content": b'{"payload": 1}'}, 415, "unsupported_media_type"),
+    (
+        "POST",
+        JOBS,
+        raw(b'{"payload": 1}', **{"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+    ),
+    ("POST", JOBS, {"json": []}, 400, BAD),
+    ("POST", JOBS, {"json": "a job"}, 400, BAD),
+    ("POST", JOBS, {"json": 7}, 400, BAD),
+    ("POST", JOBS, {"json": {"type": "x"}}, 400, BAD),
+    ("POST", JOBS, job(colour="red"), 400, BAD),
+    ("POST", JOBS, job(priority="high"), 400, BAD),
+    ("POST", JOBS, job(priority=10**100), 400, BAD),
+    ("POST", JOBS, job(max_attempts=True), 400, BAD),
+    ("POST", JOBS, job(type=""), 400, BAD),
+    ("POST", JOBS, job(queue=LONG_NAME), 400, BAD),
+    ("POST", JOBS, job(id=LONG_ID), 400, BAD),
+    ("POST", JOBS, {"json": SAME_ID}, 400, BAD),
+    ("POST", JOBS, raw(b'{"payload": NaN}'), 400, BAD),
+    ("POST", JOBS, raw(b'{"payload": 1e999}'), 400, BAD),
+    ("POST", JOBS, raw(nested(100_000).encode()), 400, BAD),
+    ("POST", JOBS, job(payload=DEEP), 400, BAD),
+    ("POST", JOBS, job(payload="x" * (limits.JOB_PAYLOAD_BYTES_MAX + 1)), 400, BAD),
+    ("POST", JOBS, {"json": TOO_MANY}, 400, BAD),
+    ("POST", JOBS, raw(HUGE_BODY), 413, "too_large"),
+    ("POST", JOBS, raw(b"{}", **{"content-length": "many"}), 400, BAD),
+    ("POST", RETRY_DEAD, {"json": {"limit": "all"}}, 400, BAD),
+    ("POST", RETRY_DEAD, {"json": {"queue": ""}}, 400, BAD),
+    ("POST", RETRY_DEAD, {"json": {"state": "dead"}}, 400, BAD),
+    ("GET", f"{JOBS}/{LONG_ID}", {}, 400, BAD),
+    ("POST", f"{JOBS}/{LONG_ID}/cancel", {}, 400, BAD),
+    ("POST", f"{JOBS}/{LONG_ID}/retry", {}, 400, BAD),
+    ("POST", f"/api/v1/queues/{LONG_NAME}/pause", {}, 400, BAD),
+    ("GET", JOBS, {"params": {"cursor": "AAAA"}}, 400, "bad_cursor"),
+    ("GET", JOBS, {"params": {"limit": "ten"}}, 400, BAD),
+    ("GET", JOBS, {"params": {"limit": "9" * 40}}, 400, BAD),
+    ("GET", JOBS, {"params": [("state", "dead"), ("state", "pending")]}, 400, BAD),
+    ("GET", f"{JOBS}/x/cancel", {}, 405, "method_not_allowed"),
+    ("DELETE", f"{JOBS}/x", {}, 405, "method_not_allowed"),
+    ("PUT", JOBS, {"json": {}}, 405, "method_not_allowed"),
+    ("GET", "/api/v2/jobs", {}, 404, "no_route"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "options", "status", "code"),
+    BAD_REQUESTS,
+    ids=[f"{index}-{row[0]}-{row[3]}" for index, row in enumerate(BAD_REQUESTS)],
+)
+def test_bad_input_is_a_4xx_json_error_never_a_500(
+    http: TestClient, method: str, path: str, options: dict[str, Any], status: int, code: str
+) -> None:
+    response = http.request(method, path, **options)
+    assert response.status_code == status, response.text[:300]
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert response.headers["server-timing"].startswith("app;dur=")
+
+
+def test_a_huge_body_without_a_length_is_cut_off_at_the_cap(http: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:  # sent chunked: no Content-Length to refuse it by
+        yield b"["
+        for _ in range(limits.WEB_BODY_BYTES_MAX // 65_536 + 1):
+            yield b" " * 65_536
+        yield b"]"
+
+    response = http.post(JOBS, content=chunks(), headers=JSON_HEADERS)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+
+
+def test_the_app_still_answers_after_the_bad_requests(http: TestClient) -> None:
+    for method, path, options, _, _ in BAD_REQUESTS:
+        http.request(method, path, **options)
+    assert http.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_a_bad_job_message_names_index_and_field_as_the_cli_does(http: TestClient) -> None:
+    body = [{"payload": 1}, {"payload": 2, "priority": "high"}]
+    response = http.post("/api/v1/jobs", json=body)
+    message = response.json()["error"]["message"]
+    assert message == "index 1, field 'priority': must be an integer, not a string"
+    # The job file says the same about the same jobs.
+    cli = subprocess.run(
+        [sys.executable, "-c", "import sys; from raftq.client.jobfile import parse_job_file\n"
+         "try:\n parse_job_file(sys.stdin.read())\nexcept Exception as e: print(e)"],
+        input=json.dumps(body), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert cli.stdout.strip() == message
+
+
+# --- credentials ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded() -> Iterator[TestClient]:
+    with TestClient(asgi_app(NOWHERE, secret=SECRET, timeout=0.5)) as client:
+        yield client
+
+
+def test_tokens_name_their_user_and_do_not_forge() -> None:
+    token = token_for(SECRET, "alice@example.com")
+    assert user_of(SECRET, token) == "alice@example.com"
+    assert user_of(b"t" * 32, token) is None
+    assert user_of(SECRET, token.replace("alice", "mallory")) is None
+    assert user_of(SECRET, token[:-1] + ("0" if token[-1] != "0" else "1")) is None
+    assert user_of(SECRET, "") is None
+    with pytest.raises(ConfigError):
+        token_for(SECRET, "bad user")
+
+
+def test_with_a_secret_every_route_needs_a_token(guarded: TestClient) -> None:
+    for method, path in (
+        ("GET", "/api/v1/status"),
+        ("GET", "/api/v1/jobs"),
+        ("POST", "/api/v1/jobs"),
+        ("POST", "/api/v1/queues/q/pause"),
+        ("GET", "/metrics"),
+    ):
+        for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": "Basic x"}):
+            response = guarded.request(method, path, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.json()["error"]["code"] == "unauthorized"
+    page = guarded.get("/", follow_redirects=False)
+    assert (page.status_code, page.headers["location"]) == (303, "/login")
+    assert guarded.get("/login").status_code == 200  # the form itself is open
+    assert guarded.get("/api/v1/openapi.json").status_code == 200
+
+
+def test_a_bearer_token_gets_through_to_the_cluster(guarded: TestClient) -> None:
+    headers = {"authorization": "Bearer " + token_for(SECRET, "alice")}
+    response = guarded.get("/api/v1/status", headers=headers)
+    assert response.status_code == 503  # past the guard: the cluster (nowhere) did not answer
+    assert response.json()["error"]["code"] == "no_quorum"
+
+
+def test_signing_in_sets_a_strict_http_only_cookie_that_works(guarded: TestClient) -> None:
+    refused = guarded.post("/login", data={"token": "alice.0000"})
+    assert refused.status_code == 401
+    signed_in = guarded.post(
+        "/login", data={"token": token_for(SECRET, "alice")}, follow_redirects=False
+    )
+    assert signed_in.status_code == 303
+    cookie = signed_in.headers["set-cookie"]
+    assert cookie.startswith(f"{TOKEN_COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert guarded.get("/api/v1/status").status_code == 503  # the cookie got it past the guard
+    signed_out = guarded.post("/logout", follow_redirects=False)
+    assert signed_out.status_code == 303
+    guarded.cookies.clear()
+    assert guarded.get("/api/v1/status").status_code == 401
+
+
+# --- cross-site actions and read-only mode --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"origin": "http://evil.example"},
+        {"origin": "null"},
+        {"origin": "https://testserver"},  # another scheme is another origin
+        {"sec-fetch-site": "cross-site"},
+        {"sec-fetch-site": "same-site"},
+        {"sec-fetch-site": "same-origin", "origin": "http://evil.example"},
+    ],
+)
+def test_a_cross_site_post_is_refused(http: TestClient, headers: dict[str, str]) -> None:
+    for path in ("/api/v1/queues/q/pause", "/api/v1/jobs/x/cancel", "/login"):
+        response = http.post(path, headers=headers)
+        assert response.status_code == 403, (path, headers)
+        assert response.json()["error"]["code"] == "cross_site"
+
+
+def test_a_same_origin_post_is_let_through(http: TestClient) -> None:
+    headers = {"origin": "http://testserver", "sec-fetch-site": "same-origin"}
+    response = http.post("/api/v1/queues/q/pause", headers=headers)
+    assert response.status_code == 503  # past the guard, to the cluster (nowhere)
+
+
+def test_read_only_refuses_every_action_and_serves_reads() -> None:
+    with TestClient(asgi_app(NOWHERE, read_only=True, timeout=0.5)) as http:
+        for path in (
+            "/api/v1/jobs",
+            "/api/v1/jobs/x/cancel",
+            "/api/v1/jobs/x/retry",
+            "/api/v1/jobs/retry-dead",
+            "/api/v1/queues/q/pause",
+            "/api/v1/queues/q/resume",
+        ):
+            response = http.post(path, json={"payload": 1})
+            assert response.status_code == 403, path
+            assert response.json()["error"]["code"] == "read_only"
+        assert http.get("/api/v1/status").status_code == 503  # reads pass (to nowhere)
+
+
+def test_without_a_secret_only_loopback_unless_insecure() -> None:
+    check_listen("127.0.0.1:8080", secret=None, insecure=False)
+    check_listen("[::1]:8080", secret=None, insecure=False)
+    check_listen("localhost:0", secret=None, insecure=False)
+    check_listen("0.0.0.0:8080", secret=SECRET, insecure=False)
+    check_listen("0.0.0.0:8080", secret=None, insecure=True)
+    with pytest.raises(ConfigError, match="loopback only"):
+        check_listen("0.0.0.0:8080", secret=None, insecure=False)
+    with pytest.raises(ConfigError, match="loopback only"):
+        check_listen("example.com:8080", secret=None, insecure=False)

@@ -5,6 +5,8 @@ Against a real node process with workers, through Starlette's TestClient."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -94,6 +96,26 @@ def test_a_form_goes_back_only_to_a_page_of_this_site(http: TestClient) -> None:
         f"/jobs/{job_id}/retry", data={"next": "/queues?x=1"}, follow_redirects=False
     )
     assert response.headers["location"].startswith("/queues?x=1&problem=")
+
+
+def test_a_job_id_with_slashes_and_url_characters_has_a_page_and_actions(
+    http: TestClient,
+) -> None:
+    job_id = "img/a b.png?v=2#top"
+    assert http.post("/api/v1/queues/slash/pause").status_code == 200  # it stays pending
+    job = {"id": job_id, "type": "noop", "payload": 1, "queue": "slash"}
+    assert http.post("/api/v1/jobs", json=job).status_code == 201
+    listed = http.get("/jobs?queue=slash").text
+    link = re.search(r'<a href="(/jobs/[^"]+)">img/a b.png', listed)
+    assert link is not None, listed
+    page = http.get(link.group(1))
+    assert page.status_code == 200
+    assert f"Job {job_id}" in html.unescape(page.text)
+    cancel = re.search(r'action="([^"]+/cancel)"', page.text)
+    assert cancel is not None
+    done = http.post(html.unescape(cancel.group(1)), data={"next": "/jobs"}, follow_redirects=False)
+    assert "problem" not in done.headers["location"], done.headers["location"]
+    assert 'id="job-state">cancelled<' in http.get(link.group(1)).text
 
 
 def test_a_cross_site_form_is_refused(http: TestClient) -> None:

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import jinja2
 from starlette.requests import Request
@@ -78,11 +78,18 @@ def _duration(ms: int) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _segment(value: str) -> str:
+    """One path segment: everything quoted, "/" included (Jinja's urlencode keeps "/")."""
+    return quote(value, safe="")
+
+
 def _pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
-_templates.filters.update(time=_time, duration=_duration, pretty_json=_pretty_json)
+_templates.filters.update(
+    time=_time, duration=_duration, pretty_json=_pretty_json, segment=_segment
+)
 
 
 def _root(request: Request) -> str:
@@ -380,9 +387,11 @@ def page_routes() -> list[BaseRoute]:
         Route("/queues", queues, methods=["GET"]),
         Route("/jobs", jobs, methods=["GET"]),
         Route("/dead", dead, methods=["GET"]),
-        Route("/jobs/{job_id}", job_page, methods=["GET"]),
-        Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
-        Route("/jobs/{job_id}/retry", retry_job, methods=["POST"]),
+        # Job ids may hold "/" (and anything else): links quote them whole, and the path
+        # converter takes the rest of the path, less the action's last segment.
+        Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}/retry", retry_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}", job_page, methods=["GET"]),
         Route("/dead/retry", retry_dead_jobs, methods=["POST"]),
         Route("/queues/{name}/pause", pause_queue, methods=["POST"]),
         Route("/queues/{name}/resume", resume_queue, methods=["POST"]),

@@ -128,7 +128,7 @@ class JobOracle:
             command: Command = codec.decode(entry.data, Command)
         except DecodeError:
             return  # the nodes skip it too (Applier._apply)
-        result = self.machine.apply(entry.index, command)
+        result = self.machine.apply(entry.index, command, entry.term)
         self.commands += 1
         self._check(entry.index, command, result)
 

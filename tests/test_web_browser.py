@@ -192,6 +192,8 @@ def test_a_job_enqueued_through_the_api_appears_and_its_page_shows_its_history(
     assert "attempt 1" in claimed
     assert "node n" in claimed
     assert "fence " in claimed
+    fence = int(claimed.split("fence ")[1].split()[0])
+    assert f"entry {fence}, term " in claimed  # the claim's entry is its fence
     assert json.loads(text(browser, "#job-payload")) == payload  # shown as text, not markup
     assert count(browser, "#job-payload b") == 0
     assert json.loads(text(browser, "#job-result")) == payload

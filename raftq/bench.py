@@ -15,11 +15,14 @@ exactly what it measures in its docstring.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -81,10 +84,42 @@ class BenchFailed(RuntimeError):
     pass
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl(2): the signal Linux sends a process when the thread that forked it exits."""
+
+
+def ending_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes a benchmark script end when ``raftq bench`` does, however:
+    Linux sends the script SIGTERM, which ends it, and its nodes see their lifeline close
+    (``raftq.lifeline``). ``PR_SET_PDEATHSIG`` fires when the *thread* that forked the child
+    exits, which is why nodes, started from Trio's worker threads, use a pipe instead; here
+    the fork happens in this program's main thread (it runs no other), whose exit is the
+    program's. None where there is no such call (then a killed bench's script runs to its
+    end, and stops its own nodes)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent() -> None:  # in the child, between fork and exec
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent ended before the call took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return die_with_parent
+
+
 def run_step(step: Step, quick: bool) -> dict[str, Any]:
     arguments = step.quick_arguments if quick else step.arguments
     command = [sys.executable, str(BENCHMARKS / step.script), *arguments, "--json"]
-    completed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert threading.active_count() == 1, "PR_SET_PDEATHSIG: fork from the only thread"
+    completed = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=ending_with_this_process(),
+    )
     if completed.returncode != 0:
         raise BenchFailed(
             f"{step.script} {' '.join(arguments)} exited {completed.returncode}:\n"

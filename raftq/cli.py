@@ -19,13 +19,15 @@ from raftq.client.commands import (
     add_global_options,
     run_client_command,
 )
-from raftq.errors import DataDirError
+from raftq.errors import ConfigError, DataDirError
+from raftq.interrupts import honour_sigint, interrupted
 from raftq.storage.disk import RealDisk
 from raftq.storage.durable_log import DurableLog
 
 EXIT_OK = 0
 EXIT_BAD_ARGUMENTS = 2
 EXIT_DATA_DIR = 3
+EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +149,7 @@ def _looks_like_data_dir(path: str) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    honour_sigint()
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "node":
         from raftq.node.__main__ import main as node_main
@@ -159,6 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(args[1:])
     if args and args[0] == "web":
+        from raftq.node.config import check_web_installed
+
+        try:
+            check_web_installed("raftq web")
+        except ConfigError as error:
+            print(f"raftq web: error: {error}", file=sys.stderr)
+            return EXIT_BAD_ARGUMENTS
         from raftq.web.serve import main as web_main
 
         return web_main(args[1:])
@@ -187,8 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console script's entry point."""
-    sys.exit(main())
+    """The console script's entry point. Ctrl-C that no command turned into its own clean
+    stop (a client command waiting on the cluster, a worker still importing) ends the
+    program with one line and the shell's exit code for it, not a traceback."""
+    try:
+        code = main()
+    except BaseException as error:
+        if not interrupted(error):
+            raise
+        print("raftq: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)
 
 
 if __name__ == "__main__":

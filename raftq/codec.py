@@ -5,7 +5,8 @@ Values are frozen attrs classes. Modules that define carried types register them
 cover every carried type. Tagged unions carry their member's class name under ``TAG``. Never
 pickle: decoding a stranger's bytes must only ever build our own plain values.
 
-``decode`` turns every failure (bad CBOR, wrong shape, failed validator) into ``DecodeError``;
+``decode`` turns every failure (bad CBOR, wrong shape, failed validator, containers nested deeper
+than ``limits.NESTING_DEPTH_MAX``, which cbor2 counts as it reads) into ``DecodeError``;
 the caller turns that into ``RemoteProtocolError`` (a peer) or ``CorruptionError`` (a file).
 """
 
@@ -22,6 +23,7 @@ import cbor2
 from cattrs.preconf.cbor2 import make_converter
 from cattrs.strategies import configure_tagged_union
 
+from raftq import limits
 from raftq.errors import DecodeError
 
 T = TypeVar("T")
@@ -175,7 +177,7 @@ def decode(data: bytes, cls: Any) -> Any: ...
 def decode(data: bytes, cls: Any) -> Any:
     """Decode CBOR ``data`` as ``cls``; any failure becomes ``DecodeError``."""
     try:
-        raw = cbor2.loads(data)
+        raw = cbor2.loads(data, max_depth=limits.NESTING_DEPTH_MAX)
     except Exception as error:  # cbor2 raises several types for bad input
         raise DecodeError(f"not valid CBOR: {error}") from None
     return structure(raw, cls)
@@ -218,7 +220,7 @@ def decode_plain_sequence(data: bytes) -> Iterator[Any]:
     """The items of a CBOR sequence, decoded one at a time as the caller asks for them: a
     reader that turns each into its own objects holds one raw item at a time, not all."""
     stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream)
+    decoder = cbor2.CBORDecoder(stream, max_depth=limits.NESTING_DEPTH_MAX)
     while stream.tell() < len(data):
         try:
             item = decoder.decode()

@@ -7,7 +7,9 @@ the dead node, waits for every job to finish, and then checks the outcome for re
 acknowledged id is read back from the cluster (none lost), no id is held twice, no job holds
 an id that was never acknowledged, and no job's history shows two successes (no duplicates).
 Exit code 0 only if nothing was lost or duplicated and every job finished; every process the
-demo started is stopped however it ends (Ctrl-C included).
+demo started is stopped however it ends: on Ctrl-C (exit 130, even when started with SIGINT
+ignored) the demo stops them in order; if the demo itself is killed (SIGKILL), its nodes see
+their lifeline close (``raftq.lifeline``) and stop by themselves.
 """
 
 from __future__ import annotations
@@ -39,7 +41,15 @@ EXIT_INTERRUPTED = 130
 DEMO_JOBS_MAX = 10_000
 """The final check reads every job back with one ``list`` call, whose limit is 10,000."""
 
-EXAMPLE_JOBS = Path(__file__).resolve().parent.parent / "examples" / "jobs.json"
+
+def _example_jobs() -> Path:
+    """``examples/jobs.json``: the copy an installed wheel carries, else the clone's."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "examples" / "jobs.json"
+    return packaged if packaged.exists() else here.parent / "examples" / "jobs.json"
+
+
+EXAMPLE_JOBS = _example_jobs()
 KILL_AT_FRACTION = 0.4
 """The leader dies once this share of the file is acknowledged: mid-run, with jobs still to
 enqueue (so the producer must fail over) and jobs running on the doomed node's workers."""

@@ -12,6 +12,17 @@ from __future__ import annotations
 NODE_ID_CHARS_MAX = 64
 """Node ids appear in every Raft message and log line; 64 characters fits any naming scheme."""
 
+# --- nesting ------------------------------------------------------------------------------------
+
+NESTING_DEPTH_MAX = 64
+"""Arrays and objects inside one another, in any document from outside: a job file, a payload
+or result, an HTTP body, a frame on the wire. Real documents stay under 20 levels; a deeper one
+is a mistake or an attack. Python's json and our decoders recurse once per level, and a
+document nested past Python's recursion limit (1000 frames, shared with the caller's own
+stack: trio tasks, handlers) raised a bare ``RecursionError``; 64 keeps every parse far below
+it, and below cbor2's own default (400). Checked by ``raftq.client.jobfile.parse_json`` /
+``check_nesting`` (JSON) and ``raftq.codec`` (CBOR), so every door refuses it the same way."""
+
 # --- write-ahead log ----------------------------------------------------------------------------
 
 WAL_RECORD_BYTES_MAX = 16 * 1024 * 1024
@@ -206,20 +217,40 @@ WEB_BODY_BYTES_MAX = COMMAND_BYTES_MAX
 """One HTTP request body: a POST of jobs becomes one Enqueue command, which may hold this much;
 a larger body is refused (413) before it is read, never buffered."""
 
-JSON_DEPTH_MAX = 64
-"""Nesting of arrays and objects in a payload or request body. Real payloads nest a handful of
-levels; Python's JSON parser and every consumer of the payload recurse once per level, so a
-body of ten thousand ``[`` must be a clear 400, never a RecursionError deep in a worker."""
+WEB_REQUESTS_IN_FLIGHT_MAX = 64
+"""HTTP requests one web app serves at once; past it a request is answered 503 ``busy`` at once.
+Each may hold a body of up to ``WEB_BODY_BYTES_MAX`` (512 MiB at the bound); a dashboard and
+a few services enqueueing in batches need far fewer, and the cluster is the bottleneck anyway."""
+
+HTTP_HEADER_BYTES_MAX = 16 * 1024
+"""Request line and headers of one request: browsers send a few kB with cookies; past this a
+request is refused by h11 before it reaches the app."""
+
+HTTP_KEEP_ALIVE_S = 30
+"""An idle keep-alive connection is closed after this: a dashboard polling every few seconds
+keeps its connection, abandoned ones do not pile up."""
+
+HTTP_READ_TIMEOUT_S = 30
+"""A connection that sends nothing for this long is closed (Hypercorn waits forever by
+default): a client trickling a request cannot hold a connection open indefinitely."""
+
+HTTP_SHUTDOWN_GRACE_S = 3
+"""Requests in flight get this long to finish when the server stops."""
 
 JOBS_PAGE_MAX = 1_000
 """Jobs in one page (``PageJobs``, ``GET /api/v1/jobs``): a page a browser renders at once, and
 a reply that stays under ``FRAME_BYTES_MAX`` unless payloads are huge; more come by cursor."""
 
 LIST_BLOCK_JOBS = 1_024
-"""Jobs per block of the listing index (``raftq.jobs.listing``): each block counts its jobs per
-(queue, type, state), so a filtered page skips whole blocks without a match. Small enough that
-scanning one block is quick (tens of microseconds), large enough that even ``JOBS_MAX`` jobs
-make only about two thousand blocks to step over."""
+"""Jobs per block of the listing index (``raftq.jobs.listing``): each block counts its jobs
+per state and per (queue, type), so a filtered page skips whole blocks without a match. Small
+enough that scanning one block is quick (tens of microseconds), large enough that even
+``JOBS_MAX`` jobs make only about two thousand blocks to step over."""
+
+JOBS_PAGE_BYTES_MAX = 4 * 1024 * 1024
+"""Payload, result and error bytes in one page: a page of a thousand jobs with 1 MiB payloads
+would be a reply far past ``FRAME_BYTES_MAX``. A page ends after the job that crosses this
+(so it always holds at least one), and its cursor goes on from there."""
 
 LIST_SCAN_JOBS_MAX = 10_000
 """Jobs one page of a listing examines at most, so that no request costs a full scan (a few

@@ -4,7 +4,9 @@ A ``LocalCluster`` picks free ports, gives every node its own data directory und
 and its own log file, and owns the processes it starts: ``stop()`` ends every one of them
 (SIGTERM, then SIGKILL after a grace period), and ``open_local_cluster`` calls it on any exit,
 Ctrl-C included. Nodes run in their own session, so a terminal's Ctrl-C reaches only the
-program that started them, which then stops them in order.
+program that started them, which then stops them in order. And every node holds the cluster's
+lifeline (``raftq.lifeline``): if this program dies without stopping them (SIGKILL, a crash, a
+test runner killed at its timeout), each node sees the pipe close and stops by itself.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
+
+from raftq.lifeline import Lifeline
 
 STOP_GRACE_S = 5.0
 """A node given SIGTERM hands over leadership and lets running jobs finish; past this it is
@@ -65,6 +69,7 @@ class LocalCluster:
         self.tick_ms = tick_ms
         self.extra_flags = list(extra_flags)
         self.processes: dict[str, trio.Process] = {}
+        self._lifeline: Lifeline | None = None
 
     @property
     def cluster_flag(self) -> str:
@@ -98,13 +103,16 @@ class LocalCluster:
         assert node in self.addresses, node
         assert node not in self.processes, f"{node} is already running"
         self.root.mkdir(parents=True, exist_ok=True)
+        if self._lifeline is None:
+            self._lifeline = Lifeline()
         with self.log_file(node).open("ab") as log:  # the child keeps its own descriptor
             process = await trio.lowlevel.open_process(
-                self.command(node),
+                [*self.command(node), *self._lifeline.flags()],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=self._lifeline.pass_fds,
             )
         self.processes[node] = process
         return process
@@ -157,12 +165,15 @@ class LocalCluster:
         return process.returncode
 
     async def stop(self) -> None:
-        """Stop every node still running, all at once."""
+        """Stop every node still running, all at once; then let go of the lifeline."""
         with trio.CancelScope(shield=True):
             async with trio.open_nursery() as nursery:
                 for node in list(self.processes):
                     nursery.start_soon(self.terminate, node)
         assert not self.processes
+        if self._lifeline is not None:
+            self._lifeline.close()
+            self._lifeline = None
 
     def log_tail(self, node: str, lines: int = 20) -> str:
         try:

@@ -3,30 +3,44 @@ table states every figure the issue asks for, each with its workload."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from raftq.bench import format_table, table_rows
+from raftq.local_cluster import process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(*flags: str) -> dict[str, Any]:
-    completed = subprocess.run(
+    """``raftq bench`` in its own process group, killed whole however the test ends: the
+    benchmark script it runs with it (whose nodes then see their lifeline close)."""
+    with subprocess.Popen(
         [sys.executable, "-m", "raftq", "bench", "--quick", "--json", *flags],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=120,
         cwd=ROOT,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return dict(json.loads(completed.stdout.strip().splitlines()[-1]))
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr[-3000:]
+    return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
 def cluster_result(nodes: int, fsync: str, rate: float) -> dict[str, Any]:
@@ -117,3 +131,57 @@ def test_the_quick_suite_measures_recovery_and_memory() -> None:
     assert recovery["snapshot_index"] > 0
     assert 0 < recovery["node_recovery_seconds"] < recovery["recovery_seconds"]
     assert recovery["rss_bytes_pending_jobs"] > 0
+
+
+def processes_whose_command_has(text: str) -> dict[int, str]:
+    """Live processes (pid -> command line) whose command line contains ``text``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command_line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in command_line and process_alive(int(entry.name)):
+            found[int(entry.name)] = command_line
+    return found
+
+
+@pytest.mark.slow
+def test_sigkill_of_raftq_bench_ends_its_script_and_the_script_s_nodes() -> None:
+    """The full-size node step runs for minutes: killed once its nodes are up, nothing of it
+    may outlive ``raftq bench`` (the script by PR_SET_PDEATHSIG, its nodes by their lifeline)."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "raftq", "bench", "--only", "node"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    ) as bench_process:
+        started: dict[int, str] = {}
+        try:
+            deadline = time.monotonic() + 60
+            while len(started) < 4 and time.monotonic() < deadline:  # the script, 3 nodes
+                started = processes_whose_command_has("bench_node.py") | {
+                    pid: line
+                    for pid, line in processes_whose_command_has("raftq-bench-node-").items()
+                    if "raftq.node" in line
+                }
+                time.sleep(0.1)
+            assert len(started) == 4, started
+        finally:
+            bench_process.kill()
+            bench_process.wait()
+        try:
+            deadline = time.monotonic() + 30
+            while any(process_alive(pid) for pid in started) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert [pid for pid in started if process_alive(pid)] == []
+        finally:
+            for pid in started:
+                if process_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+            for line in started.values():  # the script's data directory, left by SIGTERM
+                match = re.search(r"(/\S*raftq-bench-node-[^/\s]+)", line)
+                if match:
+                    shutil.rmtree(match[1], ignore_errors=True)

@@ -1,6 +1,7 @@
 """Real node processes (``python -m raftq.node``) on 127.0.0.1: a cluster forms, serves,
 survives kill -9 of its leader, and a restarted node catches up. Every process started is
-killed at the end."""
+killed at the end, and holds this test process's lifeline (``raftq.lifeline``): if pytest
+itself is killed, the nodes stop too."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import trio
 
 from raftq.jobs.commands import Enqueue, EnqueueResult
+from raftq.lifeline import Lifeline
 from raftq.transport.wire import CommandReply, GetStatus, Redirect, StatusReply, SubmitCommand
 from tests.node_helpers import RawClient, free_ports, spec
 
@@ -26,6 +28,7 @@ class ProcessCluster:
         self.addresses = {f"n{i}": f"127.0.0.1:{port}" for i, port in enumerate(ports, start=1)}
         self.root = root
         self.processes: dict[str, trio.Process] = {}
+        self.lifeline: Lifeline | None = None
 
     def command(self, node: str) -> list[str]:
         members = ",".join(f"{name}={address}" for name, address in self.addresses.items())
@@ -46,10 +49,16 @@ class ProcessCluster:
             *self.extra_flags,
         ]
 
-    async def start(self, node: str) -> None:
+    async def start(self, node: str, command: list[str] | None = None) -> None:
+        """Start ``node`` (with ``command``, else its usual one) holding the lifeline."""
+        if self.lifeline is None:
+            self.lifeline = Lifeline()
         with (self.root / f"{node}.log").open("ab") as log:  # the child keeps its own copy
             self.processes[node] = await trio.lowlevel.open_process(
-                self.command(node), stdout=log, stderr=subprocess.STDOUT
+                [*(command or self.command(node)), *self.lifeline.flags()],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=self.lifeline.pass_fds,
             )
 
     async def kill(self, node: str) -> None:
@@ -62,6 +71,9 @@ class ProcessCluster:
     async def stop_all(self) -> None:
         for node in list(self.processes):
             await self.kill(node)
+        if self.lifeline is not None:
+            self.lifeline.close()
+            self.lifeline = None
 
     async def status(self, node: str) -> StatusReply | None:
         try:
@@ -406,10 +418,7 @@ async def test_grow_1_to_3_to_5_shrink_to_3_and_replace_a_wiped_node_under_load(
         return command
 
     async def start(node: str, members: list[str]) -> None:
-        with (tmp_path / f"{node}.log").open("ab") as log:
-            cluster.processes[node] = await trio.lowlevel.open_process(
-                start_with(node, members), stdout=log, stderr=subprocess.STDOUT
-            )
+        await cluster.start(node, start_with(node, members))
 
     async def stop(node: str) -> None:
         process = cluster.processes.pop(node)

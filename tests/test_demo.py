@@ -173,29 +173,94 @@ def test_demo_kills_the_leader_and_loses_nothing() -> None:
     assert not Path(report["data_dir"]).exists()
 
 
+def ignoring_sigint(command: list[str]) -> list[str]:
+    """``command`` started with SIGINT ignored, as a script's ``command &`` starts it (POSIX
+    shells do that when job control is off, and exec keeps it): how Ctrl-C got lost."""
+    return ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *command]
+
+
+class DemoRun:
+    """A demo in the background, read line by line; every process it started is killed when
+    the block ends, pass or fail, and its data directory removed."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        self.data_dir = ""
+        self.lines: list[str] = []
+
+    def __enter__(self) -> DemoRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.data_dir:
+            for pid in processes_mentioning(self.data_dir):
+                os.kill(pid, signal.SIGKILL)
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def explain(self) -> str:
+        """What the demo printed and the end of each node's log, for a failure message."""
+        logs = sorted(Path(self.data_dir).glob("n*.log")) if self.data_dir else []
+        tails = [
+            f"--- {log.name}:\n" + "".join(log.read_text().splitlines(True)[-15:]) for log in logs
+        ]
+        return "".join(self.lines) + "\n".join(tails)
+
+    def read_until(self, prefix: str, lines_max: int = 200) -> str:
+        """The first line starting with ``prefix`` (bounded: the demo prints a few dozen)."""
+        assert self.process.stdout is not None
+        for _ in range(lines_max):
+            line = self.process.stdout.readline()
+            self.lines.append(line)
+            if not self.data_dir and line.startswith("== 3 nodes"):
+                self.data_dir = line.rsplit(" ", 1)[-1].strip()  # "... data in DIR"
+                assert self.data_dir.startswith("/"), line
+            if line.startswith(prefix):
+                return line
+            if not line:
+                break
+        raise AssertionError(f"no line starting {prefix!r} in:\n{''.join(self.lines)}")
+
+
+INTERRUPT_POINTS = [
+    ("== leader", 3),  # the nodes are up, the producer is starting
+    ("!! SIGKILL leader", 2),  # an election under way, the producer failing over
+    ("** restarted", 3),  # a node catching up
+]
+"""(the line after which SIGINT comes, the nodes running then)"""
+
+
 @pytest.mark.slow
-def test_ctrl_c_stops_every_node_the_demo_started() -> None:
-    with subprocess.Popen(
-        demo_command("--rate", "20"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=ROOT,
-    ) as process:
-        try:
-            assert process.stdout is not None
-            first = process.stdout.readline()  # "== 3 nodes (...), ... data in DIR"
-            data_dir = first.rsplit(" ", 1)[-1].strip()
-            assert data_dir.startswith("/"), first
-            for _ in range(100):  # the "== leader" line: the nodes are up
-                if process.stdout.readline().startswith("== leader"):
-                    break
-            assert len(processes_mentioning(data_dir)) == 3
-            process.send_signal(signal.SIGINT)
-            assert process.wait(timeout=30) == 130
-            assert processes_mentioning(data_dir) == []
-            shutil.rmtree(data_dir)  # kept on purpose after an interrupted run: the logs
-        finally:
-            if process.poll() is None:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+@pytest.mark.parametrize(("after", "running"), INTERRUPT_POINTS)
+def test_ctrl_c_stops_every_node_the_demo_started(after: str, running: int) -> None:
+    """SIGINT at several points of the demo, each time with SIGINT ignored by inheritance
+    (the case that lost it before): exit 130 at once, no node left, the logs kept."""
+    with DemoRun(ignoring_sigint(demo_command("--jobs", "100", "--rate", "20"))) as demo:
+        demo.read_until(after)
+        assert len(processes_mentioning(demo.data_dir)) == running, demo.explain()
+        demo.process.send_signal(signal.SIGINT)
+        assert demo.process.wait(timeout=30) == 130, demo.explain()
+        assert processes_mentioning(demo.data_dir) == [], demo.explain()
+        assert Path(demo.data_dir).is_dir()  # kept on purpose after an interrupted run: the logs
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_demo_ends_every_node_it_started() -> None:
+    """No code of the demo runs after SIGKILL; its nodes see their lifeline close."""
+    with DemoRun(demo_command("--rate", "20")) as demo:
+        demo.read_until("== leader")
+        nodes = processes_mentioning(demo.data_dir)
+        assert len(nodes) == 3, demo.explain()
+        demo.process.kill()
+        demo.process.wait()
+        deadline = time.monotonic() + 30
+        while processes_mentioning(demo.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_mentioning(demo.data_dir) == [], demo.explain()

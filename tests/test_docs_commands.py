@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from raftq.bench import table_rows
+from raftq.lifeline import Lifeline
 from tests.node_helpers import free_ports
 from tests.test_bench import SAMPLE as SAMPLE_RESULTS
 
@@ -101,6 +102,10 @@ class ScriptRun:
         environment = dict(os.environ)
         environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
         environment.pop("RAFTQ_CLUSTER", None)
+        # Nodes the script starts in the background stop by themselves if pytest is killed
+        # before finish() (raftq.lifeline: every node takes $RAFTQ_LIFELINE_FD).
+        self.lifeline = Lifeline()
+        environment.update(self.lifeline.environment())
         self.script = script
         # A file, not a pipe: background nodes would hold a pipe open after bash exits.
         self.log = directory / "output.log"
@@ -112,6 +117,7 @@ class ScriptRun:
                 stdout=output_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=self.lifeline.pass_fds,
             )
 
     def finish(self, deadline: float) -> tuple[int | None, str]:
@@ -127,6 +133,7 @@ class ScriptRun:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+            self.lifeline.close()
         return returncode, self.log.read_text()
 
 
@@ -136,18 +143,20 @@ def test_every_shell_block_runs(tmp_path: Path) -> None:
     most of their time is process start-up and waiting, not CPU."""
     scripts = {document.name: runnable_script(document) for document in DOCUMENTS}
     runs = {}
-    for name, script in scripts.items():
-        if script:
-            directory = tmp_path / name
-            directory.mkdir()
-            runs[name] = ScriptRun(script, directory)
-    assert {"README.md", "operations.md", "formats.md", "handlers.md"} <= set(runs)
-    deadline = time.monotonic() + 150
     failures = []
-    for name, run in runs.items():
-        returncode, output = run.finish(deadline)
-        if returncode != 0:
-            failures.append(f"{name} exited {returncode}:\n{run.script}\n--- output:\n{output}")
+    deadline = time.monotonic() + 150
+    try:
+        for name, script in scripts.items():
+            if script:
+                directory = tmp_path / name
+                directory.mkdir()
+                runs[name] = ScriptRun(script, directory)
+    finally:  # every script started is finished (and what it left running killed), pass or fail
+        for name, run in runs.items():
+            returncode, output = run.finish(deadline)
+            if returncode != 0:
+                failures.append(f"{name} exited {returncode}:\n{run.script}\n--- output:\n{output}")
+    assert {"README.md", "operations.md", "formats.md", "handlers.md"} <= set(runs)
     assert not failures, "\n\n".join(failures)
 
 

@@ -162,3 +162,24 @@ def test_retry_dead_is_one_command_bounded_in_count_and_filtered() -> None:
     assert retried.history[-1].event == "retried"
     with pytest.raises(ValueError, match="max_jobs"):
         RetryDead(now_ms=0, max_jobs=limits.RETRY_DEAD_JOBS_MAX + 1)
+
+
+def test_a_page_ends_after_its_bytes_so_a_reply_fits_a_frame() -> None:
+    """Big payloads: a page stops after the job that crosses JOBS_PAGE_BYTES_MAX (never
+    fewer than one job), and the cursor goes on."""
+    log = Log()
+    big = b"x" * limits.JOB_PAYLOAD_BYTES_MAX
+    log.enqueue([spec(n) for n in range(6)])
+    for job in log.machine.jobs.values():
+        job.payload = big  # as if each was enqueued with a 1 MiB payload
+    pages = []
+    cursor = 0
+    for _ in range(10):
+        page, cursor = log.machine.page_jobs(limit=100, cursor=cursor)
+        pages.append(ids(page))
+        if not cursor:
+            break
+    per_page = limits.JOBS_PAGE_BYTES_MAX // limits.JOB_PAYLOAD_BYTES_MAX + 1
+    assert [len(page) for page in pages] == [per_page, 6 - per_page]
+    assert [job for page in pages for job in page] == [f"job-{n}" for n in range(6)]
+    assert ids(log.machine.page_jobs(limit=100, bytes_max=1)[0]) == ["job-0"]

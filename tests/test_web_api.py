@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
@@ -96,6 +97,19 @@ def test_cancel_retry_and_their_conflicts(http: TestClient) -> None:
     assert http.post(f"/api/v1/jobs/{failing}/retry").json()["state"] == "pending"
     resumed = http.post(f"/api/v1/queues/{queue}/resume")
     assert resumed.json() == {"queue": queue, "paused": False}
+
+
+def test_ids_and_queue_names_with_slashes_and_spaces_work(http: TestClient) -> None:
+    queue = unique("team/a b")
+    job_id = unique("reports/2026/q4 #1?")
+    quoted_queue, quoted_id = quote(queue, safe=""), quote(job_id, safe="")
+    assert http.post(f"/api/v1/queues/{quoted_queue}/pause").json()["queue"] == queue
+    created = http.post("/api/v1/jobs", json={"id": job_id, "payload": 1, "queue": queue})
+    assert created.json()["ids"] == [job_id]
+    assert http.get(f"/api/v1/jobs/{quoted_id}").json()["id"] == job_id
+    cancelled = http.post(f"/api/v1/jobs/{quoted_id}/cancel").json()
+    assert cancelled == {"id": job_id, "state": "cancelled"}
+    assert http.post(f"/api/v1/jobs/{quoted_id}/retry").status_code == 409
 
 
 def test_unknown_job_is_404(http: TestClient) -> None:

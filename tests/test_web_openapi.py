@@ -47,9 +47,10 @@ def served_operations() -> set[tuple[str, str]]:
     operations = set()
     for route in app.routes:
         if isinstance(route, Route) and route.path.startswith(API_PREFIX):
+            path = route.path.replace(":path}", "}")  # a convertor is no part of the template
             for method in route.methods or ():
                 if method != "HEAD":  # Starlette answers HEAD for every GET
-                    operations.add((route.path, method.lower()))
+                    operations.add((path, method.lower()))
     return operations
 
 

@@ -49,7 +49,7 @@ JOBS = "/api/v1/jobs"
 RETRY_DEAD = "/api/v1/jobs/retry-dead"
 LONG_ID = "i" * (limits.JOB_ID_CHARS_MAX + 1)
 LONG_NAME = "q" * (limits.NAME_CHARS_MAX + 1)
-DEEP = json.loads(nested(limits.JSON_DEPTH_MAX + 1))
+DEEP = json.loads(nested(limits.NESTING_DEPTH_MAX + 1))
 HUGE_BODY = b"[" + b" " * limits.WEB_BODY_BYTES_MAX + b"]"
 TOO_MANY = [{"payload": 0}] * (limits.JOBS_PER_ENQUEUE_MAX + 1)
 SAME_ID = [{"payload": 1, "id": "a"}, {"payload": 2, "id": "a"}]
@@ -100,7 +100,7 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("GET", JOBS, {"params": {"limit": "ten"}}, 400, BAD),
     ("GET", JOBS, {"params": {"limit": "9" * 40}}, 400, BAD),
     ("GET", JOBS, {"params": [("state", "dead"), ("state", "pending")]}, 400, BAD),
-    ("GET", f"{JOBS}/x/cancel", {}, 405, "method_not_allowed"),
+    ("PATCH", f"{JOBS}/x/cancel", {}, 405, "method_not_allowed"),
     ("DELETE", f"{JOBS}/x", {}, 405, "method_not_allowed"),
     ("PUT", JOBS, {"json": {}}, 405, "method_not_allowed"),
     ("GET", "/api/v2/jobs", {}, 404, "no_route"),
@@ -271,3 +271,48 @@ def test_without_a_secret_only_loopback_unless_insecure() -> None:
         check_listen("0.0.0.0:8080", secret=None, insecure=False)
     with pytest.raises(ConfigError, match="loopback only"):
         check_listen("example.com:8080", secret=None, insecure=False)
+
+
+async def test_requests_past_the_in_flight_bound_are_503_at_once() -> None:
+    """Guard counts requests being served; one more than the bound is refused at once, and
+    a slot freed is a slot taken again."""
+    import trio
+    import trio.testing
+
+    from raftq.web.auth import Guard
+
+    release = trio.Event()
+    started: list[str] = []
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        started.append(scope["path"])
+        await release.wait()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    guard = Guard(slow_app, secret=None, read_only=False, in_flight_max=3)
+    statuses: list[int] = []
+
+    async def request(path: str) -> None:
+        scope = {"type": "http", "method": "GET", "path": path, "headers": []}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await guard(scope, receive, send)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(3):
+            nursery.start_soon(request, f"/{n}")
+        await trio.testing.wait_all_tasks_blocked()
+        await request("/one-too-many")
+        assert statuses == [503]
+        release.set()
+    assert sorted(statuses) == [204, 204, 204, 503]
+    await request("/after")
+    assert statuses[-1] == 204
+    assert guard.in_flight == 0

@@ -80,6 +80,8 @@ def test_mounted_under_a_prefix_in_an_asyncio_app(
         assert page.status_code == 200
         assert "leader" in page.text
         assert http.get("/raftq/api/v1/nothing").json()["error"]["code"] == "no_route"
+        document = http.get("/raftq/api/v1/openapi.json").json()
+        assert document["servers"] == [{"url": "/raftq"}]
 
 
 def test_mounted_with_a_secret_redirects_pages_to_the_prefixed_login(
@@ -253,3 +255,32 @@ def test_a_node_with_tls_serves_its_http_addr_over_https(tmp_path: Path) -> None
         assert [node["id"] for node in status.json()["cluster"]["nodes"]] == ["n1"]
         with pytest.raises(httpx.ConnectError):  # not the CA's: refused
             httpx.get(f"https://127.0.0.1:{http_port}/api/v1/status", timeout=WAIT_S)
+
+
+WITHOUT_THE_WEB_EXTRA = (
+    "import sys; sys.modules['hypercorn'] = None  # as if raftq[web] were not installed\n"
+    "from raftq.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+@pytest.mark.parametrize("command", ["node", "web"])
+def test_without_the_web_extra_http_is_one_clear_error(tmp_path: Path, command: str) -> None:
+    """A node runs without raftq[web]; asking it (or `raftq web`) to serve HTTP is exit 2 with
+    one line that says what to install."""
+    (node_port,) = free_ports(1)
+    arguments = {
+        "node": ["node", "--id", "n1", "--cluster", f"n1=127.0.0.1:{node_port}",
+                 "--data-dir", str(tmp_path / "data"), "--http-addr", "127.0.0.1:0"],
+        "web": ["web", "--listen", "127.0.0.1:0"],
+    }[command]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_WEB_EXTRA, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+    )
+    assert result.returncode == 2
+    last_line = result.stderr.splitlines()[-1]
+    assert "needs raftq's web extra (hypercorn is not installed)" in last_line
+    assert "pip install 'raftq[web]'" in last_line
+    assert not (tmp_path / "data").exists()

@@ -27,7 +27,7 @@ import trio
 from raftq import limits
 from raftq.app import load_app
 from raftq.client.client import Client, Job, connect
-from raftq.client.jobfile import load_job_file
+from raftq.client.jobfile import load_job_file, parse_json
 from raftq.client.worker import Worker
 from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
 from raftq.jobs.commands import JobSpec
@@ -277,9 +277,9 @@ async def _enqueue(client: Client, arguments: argparse.Namespace) -> int:
                 print(job_id, flush=True)
         return EXIT_OK
     try:
-        payload = json.loads(arguments.payload)
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"--payload is not JSON: {error}") from None
+        payload = parse_json(arguments.payload)
+    except ConfigError as error:
+        raise ConfigError(f"--payload is {error}") from None
     job_id = await client.enqueue(
         arguments.type,
         payload,

@@ -6,6 +6,9 @@ refused with the index and field of its first problem and nothing from it is enq
 state machine would otherwise accept the good jobs of a batch and reject the bad ones).
 
 ``enqueue_many`` takes the same dicts, so the Python API and the file share one set of rules.
+JSON from outside enters through ``parse_json`` and Python values through ``check_nesting``
+(which ``encode_json`` calls): every door (the CLI, the client, the HTTP API) bounds nesting
+depth (``limits.NESTING_DEPTH_MAX``) with the same error, never a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -71,15 +74,20 @@ def load_job_file(path: str) -> list[JobSpec]:
         raise ConfigError(f"{path}: {error}") from None
 
 
+JOB_FILE_WRAPPING_DEPTH = 2
+"""A job file wraps each payload in two levels (the array, the job's object), so a payload
+may nest as deep in a file as anywhere else."""
+
+
 def parse_job_file(data: bytes | str) -> list[JobSpec]:
     """The jobs of a job file's text, in order, or ``ConfigError`` for the first problem."""
+    depth_max = limits.NESTING_DEPTH_MAX + JOB_FILE_WRAPPING_DEPTH
     try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ConfigError(f"not JSON: {error}") from None
-    except RecursionError:
-        raise ConfigError(
-            f"not JSON we read: arrays and objects nest more than {limits.JSON_DEPTH_MAX} deep"
+        document = parse_json(data, depth_max=depth_max)
+    except NestedTooDeep:
+        raise NestedTooDeep(
+            f"nested deeper than {depth_max} levels of arrays and objects (a job file is an "
+            f"array of objects; a payload may nest {limits.NESTING_DEPTH_MAX} levels)"
         ) from None
     if not isinstance(document, list):
         raise ConfigError(f"must be a JSON array of job objects, not {_json_kind(document)}")
@@ -142,7 +150,7 @@ def make_spec(
     return JobSpec(
         id=_field("id", check_text, id, limits.JOB_ID_CHARS_MAX, empty=True),
         type=_field("type", check_text, type, limits.NAME_CHARS_MAX),
-        payload=_field("payload", encode_payload, payload),
+        payload=_field("payload", encode_json, payload, limits.JOB_PAYLOAD_BYTES_MAX),
         queue=_field("queue", check_text, queue, limits.NAME_CHARS_MAX),
         priority=_field("priority", check_integer, priority, PRIORITY_MIN, PRIORITY_MAX),
         delay_ms=_field("delay_ms", check_integer, delay_ms, 0, DELAY_MS_MAX),
@@ -186,8 +194,61 @@ def check_integer(value: object, lowest: int, highest: int) -> int:
     return value
 
 
+class NestedTooDeep(ConfigError):
+    """A document or value nests arrays and objects deeper than allowed."""
+
+
+def parse_json(data: bytes | str, depth_max: int = limits.NESTING_DEPTH_MAX) -> Any:
+    """JSON text from outside (a job file, ``--payload``, an HTTP body) as a value, or
+    ``ConfigError``: not JSON, or nested deeper than ``depth_max`` (``NestedTooDeep``).
+
+    Python's parser recurses once per level: text nested past its recursion limit stops it
+    with ``RecursionError`` (cleanly: the parser counts its depth), which is the same verdict
+    as a parsed value that is too deep, reached sooner."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise NestedTooDeep(_too_deep(depth_max)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"not JSON: {error}") from None
+    check_nesting(value, depth_max)
+    return value
+
+
+def check_nesting(value: object, depth_max: int = limits.NESTING_DEPTH_MAX) -> None:
+    """``NestedTooDeep`` (a ``ConfigError``) if ``value`` nests dicts, lists or tuples more
+    than ``depth_max`` levels deep; a scalar is level 0, ``[1]`` level 1. Walks without
+    recursion, so any depth (even a value that contains itself) gets this one answer."""
+    if depth_max < 0:
+        raise ValueError(f"depth_max must not be negative, not {depth_max}")
+    if not isinstance(value, _CONTAINERS):
+        return
+    containers: list[tuple[Any, int]] = [(value, 1)]
+    while containers:
+        item, depth = containers.pop()
+        if depth > depth_max:
+            raise NestedTooDeep(_too_deep(depth_max))
+        children = item.values() if isinstance(item, dict) else item
+        deeper = [child for child in children if isinstance(child, _CONTAINERS)]
+        if deeper:  # a comprehension: scalars (most of a payload) cost one isinstance each
+            containers.extend([(child, depth + 1) for child in deeper])
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+def _too_deep(depth_max: int) -> str:
+    return f"nested deeper than {depth_max} levels of arrays and objects"
+
+
 def encode_json(value: object, bytes_max: int) -> bytes:
-    """A JSON value as the compact UTF-8 bytes that travel in payloads and results."""
+    """A JSON value as the compact UTF-8 bytes that travel in payloads and results; a value
+    nested deeper than ``limits.NESTING_DEPTH_MAX`` is a ``ValueError``, as is one that is not
+    JSON or too large."""
+    try:
+        check_nesting(value)
+    except NestedTooDeep as error:
+        raise ValueError(str(error)) from None
     try:
         encoded = json.dumps(
             value, ensure_ascii=False, allow_nan=False, separators=(",", ":")
@@ -199,26 +260,6 @@ def encode_json(value: object, bytes_max: int) -> bytes:
     return encoded
 
 
-def encode_payload(value: object) -> bytes:
-    """A payload: JSON, bounded in bytes and in nesting (``limits.JSON_DEPTH_MAX``)."""
-    check_json_depth(value, limits.JSON_DEPTH_MAX)
-    return encode_json(value, limits.JOB_PAYLOAD_BYTES_MAX)
-
-
-def check_json_depth(value: object, depth_max: int) -> None:
-    """``ValueError`` if arrays and objects nest deeper than ``depth_max`` in ``value``.
-    Iterative, so a deep value cannot exhaust the stack while it is being checked."""
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if not isinstance(item, dict | list):
-            continue
-        if depth + 1 > depth_max:
-            raise ValueError(f"arrays and objects nest more than {depth_max} deep")
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children)
-
-
 def decode_json(data: bytes) -> Any:
     """Bytes from a payload or result as a JSON value: None for none. A job enqueued by other
     means may hold bytes that are not JSON; those are returned as text rather than hidden."""
@@ -226,7 +267,7 @@ def decode_json(data: bytes) -> Any:
         return None
     try:
         return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         return data.decode(errors="replace")
 
 

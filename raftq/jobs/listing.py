@@ -4,8 +4,9 @@ A page of ``GET /api/v1/jobs`` (or ``raftq jobs``) is the jobs after a cursor, t
 order (``Job.seq``) of the last job seen, that match a state, queue and type. Jobs are kept in
 blocks of ``limits.LIST_BLOCK_JOBS`` consecutive sequence numbers, each with a count of its
 jobs per (queue, type, state): a page steps over every block without a match and scans only
-the others, at most ``limits.LIST_SCAN_JOBS_MAX`` jobs (then the page is short and its cursor
-points where it stopped). Since sequence numbers only grow, a job enqueued meanwhile comes
+the others, at most ``limits.LIST_SCAN_JOBS_MAX`` jobs, and ends after
+``limits.JOBS_PAGE_BYTES_MAX`` bytes of payloads and results (then the page is short and its
+cursor points where it stopped). Since sequence numbers only grow, a job enqueued meanwhile comes
 after every cursor already handed out, and a job that changes state keeps its place: paging
 neither repeats nor skips a job that matched throughout.
 
@@ -22,37 +23,39 @@ from collections.abc import Iterable, Iterator
 from raftq import limits
 from raftq.jobs.job import Job, JobState
 
-FilterKey = tuple[str, str, JobState]
-"""(queue, type, state)."""
-
 
 class _Block:
-    __slots__ = ("counts", "jobs")
+    __slots__ = ("jobs", "names", "states")
 
     def __init__(self) -> None:
         self.jobs: list[Job] = []
         """In enqueue order (ascending ``seq``)."""
-        self.counts: dict[FilterKey, int] = {}
-
-    def count(self, key: FilterKey, delta: int) -> None:
-        total = self.counts.get(key, 0) + delta
-        assert total >= 0, key
-        if total:
-            self.counts[key] = total
-        else:
-            del self.counts[key]
+        self.states: dict[JobState, int] = {}
+        """Jobs per state: changed on every transition, so a plain counter (no tuple keys)."""
+        self.names: dict[tuple[str, str], int] = {}
+        """Jobs per (queue, type): changed only on enqueue and purge."""
 
     def has_match(self, state: JobState | None, queue: str | None, job_type: str | None) -> bool:
+        """Whether the block may hold a match. Counted apart, a state and a name may each be
+        present without a job that has both: then the block is scanned for nothing, within
+        the page's scan bound."""
+        if state is not None and not self.states.get(state):
+            return False
+        if queue is None and job_type is None:
+            return True
         return any(
-            (state is None or key[2] is state)
-            and (queue is None or key[0] == queue)
-            and (job_type is None or key[1] == job_type)
-            for key in self.counts
+            (queue is None or name[0] == queue) and (job_type is None or name[1] == job_type)
+            for name in self.names
         )
 
 
 def _seq(job: Job) -> int:
     return job.seq
+
+
+def _bytes(job: Job) -> int:
+    run = job.run
+    return len(job.payload) + (len(run.result) + len(run.error) if run is not None else 0)
 
 
 class ListingIndex:
@@ -70,14 +73,19 @@ class ListingIndex:
         if block is None:
             assert not self.blocks or number > next(reversed(self.blocks)), "seq only grows"
             block = self.blocks[number] = _Block()
-        assert not block.jobs or block.jobs[-1].seq < job.seq
-        block.jobs.append(job)
-        block.count((job.queue, job.type, job.state), 1)
+        jobs = block.jobs
+        assert not jobs or jobs[-1].seq < job.seq, "seq only grows"
+        jobs.append(job)
+        states, names = block.states, block.names
+        states[job.state] = states.get(job.state, 0) + 1
+        name = (job.queue, job.type)
+        names[name] = names.get(name, 0) + 1
 
     def moved(self, job: Job, old: JobState, new: JobState) -> None:
-        block = self.blocks[job.seq // self.block_jobs]
-        block.count((job.queue, job.type, old), -1)
-        block.count((job.queue, job.type, new), 1)
+        """On every state change of every job: kept to two dictionary updates."""
+        states = self.blocks[job.seq // self.block_jobs].states
+        states[old] -= 1
+        states[new] = states.get(new, 0) + 1
 
     def remove(self, job: Job) -> None:
         number = job.seq // self.block_jobs
@@ -85,7 +93,13 @@ class ListingIndex:
         position = bisect.bisect_left(block.jobs, job.seq, key=_seq)
         assert block.jobs[position] is job, job.id
         del block.jobs[position]
-        block.count((job.queue, job.type, job.state), -1)
+        block.states[job.state] -= 1
+        name = (job.queue, job.type)
+        left = block.names[name] - 1
+        if left:
+            block.names[name] = left
+        else:
+            del block.names[name]
         if not block.jobs:
             del self.blocks[number]
 
@@ -105,6 +119,7 @@ class ListingIndex:
         limit: int = 100,
         newest_first: bool = False,
         scan_max: int = limits.LIST_SCAN_JOBS_MAX,
+        bytes_max: int = limits.JOBS_PAGE_BYTES_MAX,
     ) -> tuple[list[Job], int]:
         """Up to ``limit`` matching jobs after ``cursor`` (a ``seq``; 0: from the oldest, or
         with ``newest_first`` from the newest), and the cursor of the next page (0: none)."""
@@ -112,6 +127,7 @@ class ListingIndex:
         assert scan_max > 0, scan_max
         assert cursor >= 0, cursor
         found: list[Job] = []
+        found_bytes = 0
         jobs = self._after(cursor, newest_first, state, queue, job_type)
         for examined, job in enumerate(jobs, 1):
             if (
@@ -120,7 +136,8 @@ class ListingIndex:
                 and (job_type is None or job.type == job_type)
             ):
                 found.append(job)
-                if len(found) == limit:
+                found_bytes += _bytes(job)
+                if len(found) == limit or found_bytes > bytes_max:
                     return found, job.seq
             if examined >= scan_max:
                 return found, job.seq

@@ -641,6 +641,7 @@ class JobStateMachine:
         limit: int = 100,
         newest_first: bool = False,
         scan_max: int = limits.LIST_SCAN_JOBS_MAX,
+        bytes_max: int = limits.JOBS_PAGE_BYTES_MAX,
     ) -> tuple[list[JobView], int]:
         """A page of jobs in enqueue order (or newest first) after ``cursor``, filtered, and
         the cursor of the next page (0: none); ``raftq.jobs.listing`` says how."""
@@ -652,6 +653,7 @@ class JobStateMachine:
             limit=limit,
             newest_first=newest_first,
             scan_max=scan_max,
+            bytes_max=bytes_max,
         )
         return [view_of(job) for job in jobs], next_cursor
 

@@ -12,15 +12,15 @@ import logging
 import os
 import signal
 import sys
-import tomllib
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import trio
 
 from raftq.errors import ConfigError, DataDirError
 from raftq.ids import parse_node_id
-from raftq.node.config import NodeConfig, parse_members
+from raftq.interrupts import honour_sigint, interrupted
+from raftq.lifeline import lifeline_fd, wait_for_parent_exit
+from raftq.node.config import NodeConfig, NodeSettings, load_settings, parse_members
 from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
 from raftq.transport.tls import tls_config_from
@@ -58,7 +58,12 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         default=None,
         help="serve the dashboard, the JSON API (/api/v1) and /metrics here (docs/web.md)",
     )
-    parser.add_argument("--config", help="a TOML file with any of these options")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a TOML file with any of these settings and more (docs/operations.md); "
+        "flags given here override it",
+    )
     parser.add_argument("--log-level", default=None, choices=["debug", "info", "warning"])
     parser.add_argument(
         "--snapshot-entries",
@@ -79,6 +84,14 @@ def build_parser(prog: str = "python -m raftq.node") -> argparse.ArgumentParser:
         help="off is UNSAFE: acknowledged jobs can be lost (for measuring only)",
     )
     parser.add_argument("--tick-ms", type=int, default=None, help="Raft tick (30 ms)")
+    parser.add_argument(
+        "--lifeline-fd",
+        type=int,
+        default=None,
+        metavar="FD",
+        help="stop at once when this inherited pipe reaches end-of-file: the program "
+        "that started the node has exited ($RAFTQ_LIFELINE_FD; raftq.lifeline)",
+    )
     add_security_arguments(parser)
     return parser
 
@@ -102,47 +115,57 @@ def add_security_arguments(parser: argparse.ArgumentParser) -> None:
     security.add_argument("--tls-ca", default=None, help="the CA that signs every node (PEM)")
 
 
-def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, dict[str, Any]]:
-    """The node's config from flags over the --config file; and the process options."""
-    options: dict[str, Any] = {}
-    if arguments.config:
-        try:
-            with open(arguments.config, "rb") as file:
-                options = tomllib.load(file)
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ConfigError(f"--config {arguments.config}: {error}") from None
-    for key, value in vars(arguments).items():
-        if value is not None and value != [] and key != "config":
-            options[key.replace("-", "_")] = value
+NOT_SETTINGS = frozenset({"config", "lifeline_fd"})
+"""Flags that are no key of the config file: the file itself, and process plumbing."""
+
+
+def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, NodeSettings]:
+    """The node's config from the --config file with the flags given over it (a flag wins);
+    and the settings it came from. ``ConfigError`` names the first wrong key or flag."""
+    flags = {
+        name: value
+        for name, value in vars(arguments).items()
+        if value is not None and value != [] and name not in NOT_SETTINGS
+    }
+    if "imports" in flags:
+        flags["imports"] = tuple(flags["imports"])
+    settings = load_settings(arguments.config or "", flags)
     for required in ("id", "cluster", "data_dir"):
-        if not options.get(required):
-            raise ConfigError(f"--{required.replace('_', '-')} is required")
-    fsync = options.get("fsync", "always")
+        if not getattr(settings, required):
+            raise ConfigError(
+                f"--{required.replace('_', '-')} (or {required} in --config) is required"
+            )
     config = NodeConfig(
-        node_id=parse_node_id(str(options["id"])),
-        members=parse_members(str(options["cluster"])),
-        data_dir=str(options["data_dir"]),
-        cluster_id=str(options.get("cluster_id", "raftq")),
-        fsync=fsync != "off",
-        snapshot_entries=int(options.get("snapshot_entries", 10_000)),
-        snapshot_bytes=int(options.get("snapshot_bytes", 64 * 1024 * 1024)),
-        tick_ms=int(options.get("tick_ms", 30)),
-        workers=int(options.get("workers", 0)),
-        metrics_addr=str(options.get("metrics_addr", "")),
-        http_addr=str(options.get("http_addr", "")),
-        imports=tuple(options.get("imports", ())),
-        secret_file=str(options.get("secret_file") or os.environ.get("RAFTQ_SECRET_FILE", "")),
-        insecure=bool(options.get("insecure", False)),
-        tls=tls_config_from(
-            str(options.get("tls_cert", "")),
-            str(options.get("tls_key", "")),
-            str(options.get("tls_ca", "")),
-        ),
+        node_id=parse_node_id(settings.id),
+        members=parse_members(settings.cluster),
+        data_dir=settings.data_dir,
+        cluster_id=settings.cluster_id,
+        listen=settings.listen,
+        tick_ms=settings.raft.tick_ms,
+        election_ticks=settings.raft.election_ticks,
+        heartbeat_ticks=settings.raft.heartbeat_ticks,
+        fsync=settings.storage.fsync != "off",
+        snapshot_entries=settings.storage.snapshot_entries,
+        snapshot_bytes=settings.storage.snapshot_bytes,
+        lease_extension_ms=settings.jobs.lease_extension_ms,
+        expire_interval_ms=settings.jobs.expire_interval_ms,
+        retention_ms=settings.jobs.retention_ms,
+        workers_grace_ms=settings.jobs.stop_grace_ms,
+        workers=settings.workers,
+        metrics_addr=settings.metrics_addr,
+        http_addr=settings.http_addr,
+        imports=settings.imports,
+        secret_file=settings.secret_file or os.environ.get("RAFTQ_SECRET_FILE", ""),
+        insecure=settings.insecure,
+        tls=tls_config_from(settings.tls_cert, settings.tls_key, settings.tls_ca),
     )
-    return config, options
+    return config, settings
 
 
-async def serve(config: NodeConfig) -> None:
+async def serve(config: NodeConfig, lifeline: int | None = None) -> None:
+    """Run the node until SIGTERM, SIGINT, a client's drain, or end-of-file on the
+    ``lifeline`` pipe (the program that started the node has exited); then stop: cleanly
+    (running jobs finish, leadership is handed over), or at once for the lifeline."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with open_node(config) as node, trio.open_nursery() as nursery:
             if not config.fsync:
@@ -151,11 +174,20 @@ async def serve(config: NodeConfig) -> None:
             if config.http_addr:
                 await nursery.start(serve_web, config, node)
             node.client_service.drainable = True
-            reason = await _stop_requested(signals, node.client_service.drain_requested)
+            reason = await _stop_requested(signals, node.client_service.drain_requested, lifeline)
             logger.info("stopping reason=%s", reason)
-            await node.stop_workers()  # stop claiming; running jobs finish or time out
-            await hand_over(node)
+            if reason != PARENT_EXITED:
+                await node.stop_workers()  # stop claiming; running jobs finish or time out
+                await hand_over(node)
             nursery.cancel_scope.cancel()  # the collector (this body is in its scope too)
+
+
+PARENT_EXITED = "lifeline closed: the program that started this node has exited"
+"""Then the node stops at once, without the grace period or the hand-over: the cluster it was
+started in is going away with that program, its peers are stopping too, and a job's report
+could wait out the whole grace period for a quorum that is gone. What was acknowledged is on
+disk; running jobs are cancelled and their leases expire (they run again if the cluster
+ever does)."""
 
 
 async def serve_web(
@@ -217,10 +249,23 @@ async def freeze_survivors(
         )
 
 
-async def _stop_requested(signals: AsyncIterator[int], drain: trio.Event) -> str:
-    """Wait for SIGTERM/SIGINT or a client's ``raftq drain``; say which came."""
+async def _stop_requested(
+    signals: AsyncIterator[int], drain: trio.Event, lifeline: int | None
+) -> str:
+    """Wait for SIGTERM/SIGINT, a client's ``raftq drain`` or the lifeline's end; say which.
+    A signal that came while the node was starting is waiting in ``signals``, and the
+    lifeline's end-of-file stays: neither is missed for coming early."""
     reason = ""
     async with trio.open_nursery() as nursery:
+
+        async def on_parent_exit(fd: int) -> None:
+            nonlocal reason
+            await wait_for_parent_exit(fd)
+            reason = PARENT_EXITED
+            nursery.cancel_scope.cancel()
+
+        if lifeline is not None:
+            nursery.start_soon(on_parent_exit, lifeline)
 
         async def on_signal() -> None:
             nonlocal reason
@@ -268,26 +313,40 @@ def _leading(node: Node) -> bool:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m raftq.node") -> int:
+    honour_sigint()
     parser = build_parser(prog)
     arguments = parser.parse_args(argv)
     try:
-        config, options = config_from(arguments)
-    except ConfigError as error:
-        parser.print_usage(sys.stderr)
+        config, settings = config_from(arguments)
+        lifeline = lifeline_fd(arguments.lifeline_fd)
+    except ConfigError as error:  # one line that names the key or flag; no usage after it
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     logging.basicConfig(
-        level=getattr(logging, str(options.get("log_level", "info")).upper()),
+        level=getattr(logging, settings.log_level.upper()),
         format="%(asctime)s level=%(levelname)s node=" + config.node_id + " %(message)s",
     )
     try:
-        trio.run(serve, config)
+        trio.run(serve, config, lifeline)
+    except BaseExceptionGroup as group:
+        if not interrupted(group):
+            raise
+        return _stopped_by_sigint()
+    except KeyboardInterrupt:
+        return _stopped_by_sigint()
     except DataDirError as error:
         print(f"{prog}: {error}", file=sys.stderr)
         return EXIT_DATA_DIR
     except ConfigError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    return EXIT_OK
+
+
+def _stopped_by_sigint() -> int:
+    """SIGINT came in the moments before ``serve`` put its own handler in place, or after it
+    took it away as the node finished stopping: nothing was running, so a clean stop too."""
+    logger.info("stopped by SIGINT outside serving")
     return EXIT_OK
 
 

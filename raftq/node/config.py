@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
+import tomllib
+from typing import Any
 
 import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
 
-from raftq.errors import ConfigError
+from raftq import codec
+from raftq.errors import ConfigError, DecodeError
 from raftq.ids import NodeId, parse_node_id
 from raftq.transport.network import parse_address
 from raftq.transport.tls import TlsConfig
@@ -44,6 +50,10 @@ class NodeConfig:
     """Finished jobs are purged this long after they finished."""
     workers: int = 0
     """In-process workers: a Worker with this concurrency, claiming through the cluster."""
+    workers_grace_ms: int = 30_000
+    """On a clean stop, running jobs of the in-process workers get this long to finish; then
+    they are cancelled and reported failed (retried at once elsewhere). A supervisor must
+    allow the node longer than this to stop (systemd's TimeoutStopSec)."""
     imports: tuple[str, ...] = ()
     """Modules that register job handlers (``--import``)."""
     metrics_addr: str = ""
@@ -72,6 +82,8 @@ class NodeConfig:
             )
         if self.metrics_addr:
             parse_address(self.metrics_addr, any_port=True)
+        if self.http_addr:
+            check_web_installed("--http-addr")
         if self.http_addr and not self.secret_file and not self.insecure:
             host, _ = parse_address(self.http_addr, any_port=True)
             if not _is_loopback(host):
@@ -98,6 +110,22 @@ class NodeConfig:
         return self.listen or self.address
 
 
+WEB_MODULES = ("starlette", "hypercorn")
+"""What the web app needs beyond raftq's own dependencies: the ``web`` extra."""
+
+
+def check_web_installed(what: str) -> None:
+    """``ConfigError`` (exit 2) saying what to install if the web extra is missing."""
+    for module in WEB_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ConfigError(
+                f"{what} needs raftq's web extra ({module} is not installed): "
+                "pip install 'raftq[web]'"
+            ) from None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -122,3 +150,208 @@ def parse_members(text: str) -> dict[NodeId, str]:
     if not members:
         raise ConfigError("--cluster lists no members")
     return members
+
+
+# --- the --config file ------------------------------------------------------------------------
+#
+# ``python -m raftq.node --config FILE`` reads a TOML file into ``NodeSettings`` with the
+# project's cattrs converter (``raftq.codec``: strict types, so ``workers = "8"`` is refused,
+# never converted), refusing unknown keys; flags given on the command line override the file.
+# docs/operations.md lists every key with its default (a test compares it with this class).
+
+
+def _default(name: str) -> Any:
+    """``NodeConfig``'s default for ``name``: one source for the node's defaults."""
+    return attrs.fields_dict(NodeConfig)[name].default
+
+
+def _setting(default: Any, *, minimum: int | None = None, choices: tuple[str, ...] = ()) -> Any:
+    return attrs.field(default=default, metadata={"minimum": minimum, "choices": choices})
+
+
+@attrs.frozen(kw_only=True)
+class RaftSettings:
+    """``[raft]``: timing. Every member should use the same values."""
+
+    tick_ms: int = _setting(_default("tick_ms"), minimum=1)
+    election_ticks: int = _setting(_default("election_ticks"), minimum=2)
+    heartbeat_ticks: int = _setting(_default("heartbeat_ticks"), minimum=1)
+
+
+@attrs.frozen(kw_only=True)
+class StorageSettings:
+    """``[storage]``: durability and compaction."""
+
+    fsync: str = _setting("always", choices=("always", "off"))
+    snapshot_entries: int = _setting(_default("snapshot_entries"), minimum=0)
+    snapshot_bytes: int = _setting(_default("snapshot_bytes"), minimum=0)
+
+
+@attrs.frozen(kw_only=True)
+class JobsSettings:
+    """``[jobs]``: the leader's duties to leases, how long finished jobs are kept, and how
+    long running jobs may finish when the node stops."""
+
+    lease_extension_ms: int = _setting(_default("lease_extension_ms"), minimum=1)
+    expire_interval_ms: int = _setting(_default("expire_interval_ms"), minimum=1)
+    retention_ms: int = _setting(_default("retention_ms"), minimum=0)
+    stop_grace_ms: int = _setting(_default("workers_grace_ms"), minimum=0)
+
+
+@attrs.frozen(kw_only=True)
+class NodeSettings:
+    """Everything ``--config`` may set. Top-level keys are the node's identity, process and
+    security options, spelled as their flags with underscores; tunables sit in tables."""
+
+    id: str = ""
+    cluster: str = ""
+    data_dir: str = ""
+    cluster_id: str = _default("cluster_id")
+    listen: str = _default("listen")
+    workers: int = _setting(_default("workers"), minimum=0)
+    imports: tuple[str, ...] = ()
+    metrics_addr: str = _default("metrics_addr")
+    http_addr: str = _default("http_addr")
+    log_level: str = _setting("info", choices=("debug", "info", "warning"))
+    secret_file: str = ""
+    insecure: bool = False
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    raft: RaftSettings = attrs.field(factory=RaftSettings)
+    storage: StorageSettings = attrs.field(factory=StorageSettings)
+    jobs: JobsSettings = attrs.field(factory=JobsSettings)
+
+
+def _module_names(value: Any, _: Any) -> tuple[str, ...]:
+    """``imports``: an array of names; cattrs would take a string as its characters."""
+    if not isinstance(value, list | tuple):
+        raise DecodeError(f"expected an array of module names, got {type(value).__name__}")
+    return tuple(codec.converter.structure(name, str) for name in value)
+
+
+def _register_settings() -> None:
+    """Structure hooks that refuse unknown keys, on the project's converter."""
+    for cls in (RaftSettings, StorageSettings, JobsSettings, NodeSettings):
+        attrs.resolve_types(cls)  # field.type: classes, not the strings of the annotations
+        overrides: dict[str, Any] = {}
+        if cls is NodeSettings:
+            overrides["imports"] = override(struct_hook=_module_names)
+        hook = make_dict_structure_fn(
+            cls, codec.converter, _cattrs_forbid_extra_keys=True, **overrides
+        )
+        codec.converter.register_structure_hook(cls, hook)
+
+
+_register_settings()
+
+FLAG_KEYS = {"tick_ms": "raft.tick_ms"} | {
+    name: f"storage.{name}" for name in ("fsync", "snapshot_entries", "snapshot_bytes")
+}
+"""Flags whose key sits in a table; every other flag's key is its own name."""
+
+
+def setting_keys(cls: Any = NodeSettings, prefix: str = "") -> dict[str, Any]:
+    """Every key a config file may hold, dotted (``raft.tick_ms``), with its default."""
+    keys: dict[str, Any] = {}
+    for field in attrs.fields(cls):
+        if attrs.has(field.type):
+            keys.update(setting_keys(field.type, f"{prefix}{field.name}."))
+        else:
+            default = field.default
+            keys[prefix + field.name] = default.factory() if _is_factory(default) else default
+    return keys
+
+
+def _is_factory(default: Any) -> bool:
+    return isinstance(default, attrs.Factory)  # type: ignore[arg-type]
+
+
+def load_settings(path: str, flags: dict[str, Any]) -> NodeSettings:
+    """The file at ``path`` (or none: "") with ``flags`` (name -> value, given ones only) over
+    it; ``ConfigError`` naming the first wrong key."""
+    document: dict[str, Any] = {}
+    if path:
+        try:
+            with open(path, "rb") as file:
+                document = tomllib.load(file)
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"--config {path}: {error}") from None
+        try:
+            settings_from(document)  # the file alone first: its errors name the file
+        except ConfigError as error:
+            raise ConfigError(f"--config {path}: {error}") from None
+    for name, value in flags.items():
+        *tables, key = FLAG_KEYS.get(name, name).split(".")
+        table = document
+        for name_of_table in tables:
+            table = table.setdefault(name_of_table, {})
+        table[key] = value
+    return settings_from(document)
+
+
+def settings_from(document: dict[str, Any]) -> NodeSettings:
+    """``NodeSettings`` from a parsed TOML document; ``ConfigError`` naming the key."""
+    try:
+        settings = codec.converter.structure(document, NodeSettings)
+    except Exception as error:  # cattrs' ClassValidationError, with a note per wrong key
+        problems = cattrs.transform_error(error, path="$", format_exception=_describe)
+        raise ConfigError(_key_first(problems[0]) if problems else str(error)) from None
+    _check_bounds(settings)
+    if settings.raft.election_ticks <= settings.raft.heartbeat_ticks:
+        raise ConfigError(
+            f"raft.election_ticks ({settings.raft.election_ticks}) must be greater than "
+            f"raft.heartbeat_ticks ({settings.raft.heartbeat_ticks}): a leader must be heard "
+            "from before followers give up on it"
+        )
+    return settings
+
+
+_UNKNOWN = "\0unknown:"
+
+
+def _describe(error: BaseException, kind: Any) -> str:
+    if isinstance(error, cattrs.ForbiddenExtraKeysError):
+        return _UNKNOWN + ",".join(sorted(error.extra_fields))
+    if attrs.has(kind):
+        return "must be a table"
+    if isinstance(error, DecodeError):
+        return str(error)  # "expected int, got str"
+    return f"cannot be read as {getattr(kind, '__name__', kind)}: {error}"
+
+
+def _key_first(problem: str) -> str:
+    """cattrs' "what @ $.raft.tick_ms" as "raft.tick_ms: what"."""
+    what, _, where = problem.rpartition(" @ ")
+    path = where.removeprefix("$").removeprefix(".")
+    if what.startswith(_UNKNOWN):
+        unknown = what[len(_UNKNOWN) :].split(",")
+        names = ", ".join(f"{path}.{key}" if path else key for key in unknown)
+        elsewhere = [key for key in setting_keys() if key.rpartition(".")[2] in unknown]
+        if elsewhere:
+            return f"unknown key {names} (did you mean {' or '.join(elsewhere)}?)"
+        table = f"[{path}]" if path else "the top level"
+        known = ", ".join(field.name for field in attrs.fields(_settings_class_at(path)))
+        return f"unknown key {names} (known in {table}: {known})"
+    return f"{path}: {what}"
+
+
+def _settings_class_at(path: str) -> Any:
+    cls: Any = NodeSettings
+    for name in filter(None, path.split(".")):
+        cls = attrs.fields_dict(cls)[name].type
+    return cls
+
+
+def _check_bounds(settings: Any, prefix: str = "") -> None:
+    for field in attrs.fields(type(settings)):
+        value = getattr(settings, field.name)
+        key = prefix + field.name
+        if attrs.has(type(value)):
+            _check_bounds(value, key + ".")
+            continue
+        minimum, choices = field.metadata.get("minimum"), field.metadata.get("choices")
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{key}: must be at least {minimum}, not {value}")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(choices)}, not {value!r}")

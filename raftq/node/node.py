@@ -367,7 +367,11 @@ async def _run_workers(
             secret=node.secret,
         ) as client:
             node.worker = Worker(
-                client, app, concurrency=config.workers, claimer_id=f"{config.node_id}/workers"
+                client,
+                app,
+                concurrency=config.workers,
+                claimer_id=f"{config.node_id}/workers",
+                grace_s=config.workers_grace_ms / 1000,
             )
             await node.worker.run(task_status=task_status)
     finally:

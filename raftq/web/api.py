@@ -9,7 +9,6 @@ large, 415 not JSON, 503 no quorum or busy. Bad input never becomes a 500.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -24,10 +23,11 @@ from starlette.routing import BaseRoute, Route
 from raftq import limits
 from raftq.client.client import CommandRejected
 from raftq.client.jobfile import (
+    JOB_FILE_WRAPPING_DEPTH,
     FieldProblem,
     check_integer,
-    check_json_depth,
     check_text,
+    parse_json,
     specs_from_objects,
 )
 from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
@@ -98,15 +98,10 @@ async def read_json(request: Request) -> Any:
         if len(body) > limits.WEB_BODY_BYTES_MAX:
             raise ApiError(413, "too_large", f"the body is over {limits.WEB_BODY_BYTES_MAX} bytes")
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        message = str(error) if isinstance(error, ValueError) else "nested too deeply"
-        raise ApiError(400, "bad_request", f"the body is not JSON: {message}") from None
-    try:
-        check_json_depth(document, limits.JSON_DEPTH_MAX)
-    except ValueError as error:
+        # A list of jobs wraps each payload in two levels, as a job file does.
+        return parse_json(bytes(body), limits.NESTING_DEPTH_MAX + JOB_FILE_WRAPPING_DEPTH)
+    except ConfigError as error:
         raise ApiError(400, "bad_request", f"the body: {error}") from None
-    return document
 
 
 def query(request: Request, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -337,7 +332,8 @@ async def cluster_status(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     """The OpenAPI 3.1 document of this API."""
-    return JSONResponse(openapi_document(version("raftq")))
+    root = request.scope.get("root_path", "").rstrip("/")  # mounted under a prefix: its URL
+    return JSONResponse(openapi_document(version("raftq"), server_url=root or "/"))
 
 
 async def http_error(request: Request, error: Exception) -> Response:
@@ -358,10 +354,11 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{prefix}/jobs", enqueue_jobs, methods=["POST"]),
         Route(f"{prefix}/jobs", list_jobs, methods=["GET"]),
         Route(f"{prefix}/jobs/retry-dead", retry_dead_jobs, methods=["POST"]),
-        Route(f"{prefix}/jobs/{{job_id}}", get_job, methods=["GET"]),
-        Route(f"{prefix}/jobs/{{job_id}}/cancel", cancel_job, methods=["POST"]),
-        Route(f"{prefix}/jobs/{{job_id}}/retry", retry_job, methods=["POST"]),
-        Route(f"{prefix}/queues/{{name}}/pause", pause_queue, methods=["POST"]),
-        Route(f"{prefix}/queues/{{name}}/resume", resume_queue, methods=["POST"]),
+        # Ids and names may hold '/' (sent as %2F, which the server decodes): ":path".
+        Route(f"{prefix}/jobs/{{job_id:path}}/cancel", cancel_job, methods=["POST"]),
+        Route(f"{prefix}/jobs/{{job_id:path}}/retry", retry_job, methods=["POST"]),
+        Route(f"{prefix}/jobs/{{job_id:path}}", get_job, methods=["GET"]),
+        Route(f"{prefix}/queues/{{name:path}}/pause", pause_queue, methods=["POST"]),
+        Route(f"{prefix}/queues/{{name:path}}/resume", resume_queue, methods=["POST"]),
         Route(f"{prefix}/status", cluster_status, methods=["GET"]),
     ]

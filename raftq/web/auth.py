@@ -84,14 +84,24 @@ def _is_loopback(host: str) -> bool:
 
 
 class Guard:
-    """ASGI middleware in front of every route: credentials, cross-site actions, read-only
-    mode and the body size cap, each refused with a JSON error (API) or a page's answer
-    before any route runs."""
+    """ASGI middleware in front of every route: requests in flight, credentials, cross-site
+    actions, read-only mode and the body size cap, each refused with a JSON error (API) or a
+    page's answer before any route runs."""
 
-    def __init__(self, app: ASGIApp, *, secret: bytes | None, read_only: bool) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: bytes | None,
+        read_only: bool,
+        in_flight_max: int = limits.WEB_REQUESTS_IN_FLIGHT_MAX,
+    ) -> None:
         self.app = app
         self.secret = secret
         self.read_only = read_only
+        self.in_flight = 0
+        """Requests being served: ASGI calls run on one event loop, so a plain count."""
+        self.in_flight_max = in_flight_max
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,6 +118,17 @@ class Guard:
                 message = {**message, "headers": [*message.get("headers", ()), timing]}
             await send(message)
 
+        if self.in_flight >= self.in_flight_max:
+            message = f"{self.in_flight} requests in flight, the most this app serves: retry"
+            await send_error(timed_send, 503, "busy", message)
+            return
+        self.in_flight += 1
+        try:
+            await self._guarded(scope, receive, timed_send)
+        finally:
+            self.in_flight -= 1
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         headers = _headers(scope)
         refusal = self._refusal(scope, path, headers)
@@ -115,11 +136,11 @@ class Guard:
             status, code, message = refusal
             is_page = not path.startswith("/api/") and path != "/metrics"
             if status == 401 and is_page and scope["method"] == "GET":
-                await _redirect_to_login(scope, timed_send)
+                await _redirect_to_login(scope, send)
                 return
-            await send_error(timed_send, status, code, message)
+            await send_error(send, status, code, message)
             return
-        await self.app(scope, receive, timed_send)
+        await self.app(scope, receive, send)
 
     def _refusal(
         self, scope: Scope, path: str, headers: dict[str, str]

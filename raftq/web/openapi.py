@@ -227,9 +227,11 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
-    job_id = _path_parameter("job_id", "the job's id")
-    queue_name = _path_parameter("name", "the queue's name")
+def openapi_document(version: str, server_url: str = "/") -> dict[str, Any]:
+    """The document; ``server_url``: where the app is mounted, so that clients generated from
+    it reach ``{server_url}/api/v1/...``."""
+    job_id = _path_parameter("job_id", "the job's id, percent-encoded ('/' as %2F)")
+    queue_name = _path_parameter("name", "the queue's name, percent-encoded ('/' as %2F)")
     page_parameters = [
         _query("state", "only jobs in this state", {"type": "string", "enum": JOB_STATES}),
         _query("queue", "only jobs of this queue", NAME),
@@ -374,7 +376,7 @@ def openapi_document(version: str) -> dict[str, Any]:
             "description": "A thin layer over the raftq client: every change goes through the "
             "cluster's replicated log. Actions are POSTs; see docs/web.md and docs/security.md.",
         },
-        "servers": [{"url": "/"}],
+        "servers": [{"url": server_url}],
         "security": [{"token": []}, {}],
         "paths": paths,
         "components": {

@@ -18,6 +18,7 @@ from hypercorn.trio import serve
 from hypercorn.typing import Framework
 from starlette.types import ASGIApp
 
+from raftq import limits
 from raftq.errors import ConfigError
 from raftq.transport.auth import load_secret
 from raftq.transport.network import parse_address
@@ -27,17 +28,6 @@ from raftq.web.auth import check_listen, token_for
 
 EXIT_OK = 0
 EXIT_BAD_ARGUMENTS = 2
-
-HTTP_HEADER_BYTES_MAX = 16 * 1024
-"""Request line and headers of one request: browsers send a few kB with cookies; past this a
-request is refused by h11 before it reaches the app."""
-
-HTTP_KEEP_ALIVE_S = 30
-"""An idle keep-alive connection is closed after this: a dashboard polling every few seconds
-keeps its connection, abandoned ones do not pile up."""
-
-HTTP_SHUTDOWN_GRACE_S = 3
-"""Requests in flight get this long to finish when the server stops."""
 
 logger = logging.getLogger("raftq.web")
 
@@ -49,9 +39,10 @@ def hypercorn_config(listen: str, *, certfile: str = "", keyfile: str = "") -> C
     config.accesslog = None
     config.errorlog = server_log = logging.getLogger("raftq.web.server")
     server_log.setLevel(logging.WARNING)  # its "Running on ..." line: raftq logs its own
-    config.h11_max_incomplete_size = HTTP_HEADER_BYTES_MAX
-    config.keep_alive_timeout = HTTP_KEEP_ALIVE_S
-    config.graceful_timeout = HTTP_SHUTDOWN_GRACE_S
+    config.h11_max_incomplete_size = limits.HTTP_HEADER_BYTES_MAX
+    config.keep_alive_timeout = limits.HTTP_KEEP_ALIVE_S
+    config.read_timeout = limits.HTTP_READ_TIMEOUT_S
+    config.graceful_timeout = limits.HTTP_SHUTDOWN_GRACE_S
     if certfile:
         config.certfile, config.keyfile = certfile, keyfile
     return config

@@ -19,8 +19,9 @@ from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
 
+from raftq.limits import WEB_PAGE_JOBS as JOBS_PAGE_SIZE
 from raftq.local_cluster import LocalCluster
-from raftq.web.pages import JOBS_PAGE_SIZE, REFRESH_MS
+from raftq.web.pages import REFRESH_MS
 from tests.browser import PHONE, WebProcess, chromium, phone_view, require_browser, web_process
 from tests.process_cluster import process_cluster
 

@@ -82,6 +82,12 @@ def test_whatever_a_job_carries_is_escaped(http: TestClient) -> None:
         assert "&lt;img src=x onerror=" in page, path
 
 
+def test_a_notice_in_the_url_is_cut_to_its_bound(http: TestClient) -> None:
+    page = http.get("/queues", params={"notice": "n" * 10_000}).text
+    assert "n" * limits.WEB_NOTICE_CHARS_MAX in page
+    assert "n" * (limits.WEB_NOTICE_CHARS_MAX + 1) not in page
+
+
 def test_a_form_goes_back_only_to_a_page_of_this_site(http: TestClient) -> None:
     job_id = http.post("/api/v1/jobs", json={"type": "noop", "payload": 1}).json()["ids"][0]
     finished(http, job_id)

@@ -45,9 +45,6 @@ REFRESH_MS = 2_000
 """How often a visible page refreshes itself: fresh enough to watch jobs move, and one small
 request per open tab every two seconds costs the cluster nothing noticeable."""
 
-JOBS_PAGE_SIZE = 50
-"""Jobs per page of the jobs and dead lists: one laptop screen or two; more by cursor."""
-
 STATES = tuple(state.value for state in JobState)
 CANCELLABLE = frozenset({"pending", "running", "failed", "waiting"})
 RETRYABLE = frozenset({"dead", "failed"})
@@ -117,8 +114,8 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
         auth_required=context.auth_required,
         user=current_user(request),
         refresh_ms=REFRESH_MS,
-        notice=request.query_params.get("notice", "")[: limits.NAME_CHARS_MAX * 4],
-        problem=request.query_params.get("problem", "")[: limits.NAME_CHARS_MAX * 4],
+        notice=request.query_params.get("notice", "")[: limits.WEB_NOTICE_CHARS_MAX],
+        problem=request.query_params.get("problem", "")[: limits.WEB_NOTICE_CHARS_MAX],
         path=request.url.path,
         here=_here(request),
         now_ms=_now_ms(),
@@ -220,7 +217,7 @@ async def _page_of_jobs(
             filters["queue"] or None,
             filters["type"] or None,
             cursor=int(filters["after"]) if filters["after"] else None,
-            limit=JOBS_PAGE_SIZE,
+            limit=limits.WEB_PAGE_JOBS,
             newest_first=True,
         )
     kept = {name: value for name, value in filters.items() if value and name != "after"}

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -145,11 +147,33 @@ async def test_stop_lets_running_jobs_finish_on_either_loop(cluster: FakeCluster
         assert (await client.get(job_id)).result == "done"
 
 
+class LogWatch(logging.Handler):
+    """Sets ``seen`` when a record holding ``text`` is logged, from any thread."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
 @pytest.mark.anyio
 async def test_tls_and_the_secret_handshake_on_either_loop(
     pki: Pki,  # noqa: F811
-    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    alert = LogWatch("alert unknown ca")
+    node_log = logging.getLogger("raftq.transport")
+    node_log.addHandler(alert)
+    try:
+        await _tls_and_the_secret_handshake(pki, alert)
+    finally:
+        node_log.removeHandler(alert)
+
+
+async def _tls_and_the_secret_handshake(pki: Pki, alert: LogWatch) -> None:  # noqa: F811
     fake = FakeCluster(("n1",), secret=SECRET, tls=pki.node_tls())
     with fake_cluster_in_thread(fake):
         async with raftq.connect(
@@ -169,8 +193,9 @@ async def test_tls_and_the_secret_handshake_on_either_loop(
         async with raftq.connect(fake.addresses, secret=SECRET, tls=foreign) as client:
             with pytest.raises(raftq.ConfigError, match="TLS: self-signed certificate"):
                 await client.enqueue("noop")
-        # The client told the node why (the TLS alert), so the node's log says it too.
-        assert any("alert unknown ca" in record.getMessage() for record in caplog.records)
+        # The client told the node why (the TLS alert), so the node's log says it too: on the
+        # node's thread, maybe after the client gave up, so wait for it (bounded).
+        assert await anyio.to_thread.run_sync(alert.seen.wait, FAST)
         async with raftq.connect(fake.addresses, secret=SECRET, timeout=FAST) as client:
             with pytest.raises(raftq.ConfigError, match=r"tls_plaintext"):
                 await client.enqueue("noop")

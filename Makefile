@@ -18,8 +18,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check raftq sim tests benchmarks
-	$(BIN)/ruff format --check raftq sim tests benchmarks
+	$(BIN)/ruff check raftq sim tests benchmarks scripts
+	$(BIN)/ruff format --check raftq sim tests benchmarks scripts
 	$(BIN)/mypy
 
 # Three local nodes, the leader killed with SIGKILL mid-run, a report; under a minute.

@@ -8,8 +8,9 @@ in front of them, driven over real HTTP by httpx on this process's Trio loop:
 - then the cluster is filled to ``--jobs`` jobs (through the client library, 10,000 per
   command), and ``--samples`` times each: ``GET /api/v1/status`` (what the overview page
   shows), the first page of ``GET /api/v1/jobs`` (100 jobs), a filtered page of a rare state,
-  and the newest page: the server's own time (its Server-Timing header: from the request's
-  arrival to the answer's first byte) and the payload size.
+  the newest page, and the dashboard's pages (overview, jobs, queues, dead: whole HTML
+  pages, as a browser first loads them): the server's own time (its Server-Timing header:
+  from the request's arrival to the answer's first byte) and the payload size.
 
     python benchmarks/bench_web.py [--jobs 100000] [--requests 200] [--json]
 """
@@ -125,6 +126,10 @@ async def measure(
             ("jobs_first_page", "/api/v1/jobs?limit=100"),
             ("jobs_newest_page", "/api/v1/jobs?limit=100&order=newest"),
             ("jobs_dead_page", "/api/v1/jobs?limit=100&state=dead"),
+            ("page_overview", "/"),
+            ("page_jobs", "/jobs"),
+            ("page_queues", "/queues"),
+            ("page_dead", "/dead"),
         ):
             report[name] = await read_figures(http, path, arguments.samples)
     return report
@@ -173,7 +178,10 @@ def main() -> None:
         f"{latency['p50_ms']:.1f} ms, p99 {latency['p99_ms']:.1f} ms"
     )
     print(f"with {report['jobs_held']:,} jobs held:")
-    for name in ("status", "jobs_first_page", "jobs_newest_page", "jobs_dead_page"):
+    for name in (
+        "status", "jobs_first_page", "jobs_newest_page", "jobs_dead_page",
+        "page_overview", "page_jobs", "page_queues", "page_dead",
+    ):  # fmt: skip
         figures = report[name]
         print(
             f"  {name:<17} server p50 {figures['server_p50_ms']:.1f} ms, "

@@ -265,3 +265,11 @@ milliseconds at most); a page that stops there is short, and its cursor goes on 
 RETRY_DEAD_JOBS_MAX = 1_000
 """Dead jobs one bulk retry (``RetryDead``) moves back to pending: one entry of bounded size
 and apply time; an operator retries more by repeating it."""
+
+WEB_PAGE_JOBS = 50
+"""Jobs in one page of the dashboard's jobs and dead lists: a laptop screen or two, about 28 kB
+of HTML (measured); more come by cursor, and the page refreshes itself every two seconds."""
+
+WEB_NOTICE_CHARS_MAX = 512
+"""The message an action leaves for the page it returns to travels in the URL; it is a
+sentence, so a longer one (a hand-made URL) is cut rather than rendered whole."""

@@ -144,7 +144,7 @@ class JobOracle:
         except DecodeError:
             return  # the nodes skip it too (Applier._apply)
         stale = self._stale_reports(command)
-        result = self.machine.apply(entry.index, command)
+        result = self.machine.apply(entry.index, command, entry.term)
         self.commands += 1
         self._check(entry.index, command, result)
         self._check_stale_reports(entry.index, stale)

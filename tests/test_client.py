@@ -21,8 +21,9 @@ import pytest
 
 import raftq
 from raftq.cli import main
+from raftq.client.status import cluster_status
 from raftq.jobs.commands import Claim, Enqueue
-from raftq.transport.wire import GetJob, Redirect, SubmitCommand
+from raftq.transport.wire import GetJob, Redirect, StatusReply, SubmitCommand
 from tests.fake_node import FakeCluster, failure, fake_cluster_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -306,6 +307,18 @@ async def test_status_has_the_contract_shape(three: FakeCluster) -> None:
     }  # fmt: skip
     assert report["queues"] == {"mail": {"paused": True, "pending": 1, "running": 0}}
     json.dumps(report)
+
+
+def test_status_totals_count_jobs_ever_enqueued_and_finished() -> None:
+    """``totals`` only grow while jobs flow (the dashboard's rates come from them): 10 jobs
+    ever enqueued, 4 not finished now, so 6 finished, 2 of them since purged."""
+    counts = {"pending": 2, "running": 1, "failed": 1, "succeeded": 3, "dead": 1, "cancelled": 0}
+    reply = StatusReply(
+        node_id="n1", address="a:1", role="leader", term=2, leader_id="n1", commit_index=9,
+        applied_index=9, jobs=counts, queues={}, fsync=True, enqueued_total=10,
+    )  # fmt: skip
+    report = cluster_status([("a:1", reply)], {})
+    assert report["totals"] == {"enqueued": 10, "finished": 6}
 
 
 async def test_status_with_no_node_answering_is_no_quorum() -> None:

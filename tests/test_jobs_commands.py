@@ -96,11 +96,13 @@ class Log:
     def __init__(self, machine: JobStateMachine | None = None, *, index: int = 0) -> None:
         self.machine = machine if machine is not None else JobStateMachine()
         self.index = index
+        self.term = 0
+        """The term the next entries are applied in (0 unless a test sets it)."""
         _machines_under_test.append(self.machine)
 
     def apply(self, command: Command) -> Result:
         self.index += 1
-        return self.machine.apply(self.index, command)
+        return self.machine.apply(self.index, command, self.term)
 
     def enqueue_result(self, *specs: JobSpec, now_ms: int = 0) -> tuple[Enqueued | Rejected, ...]:
         result = self.apply(Enqueue(now_ms=now_ms, jobs=specs))
@@ -560,7 +562,7 @@ def test_a_lease_is_fenced_by_the_claim_index_and_expires_after_the_timeout() ->
         5_000,
     )
     assert view.history[-1] == HistoryEvent(
-        at_ms=1_000, event="claimed", attempt=1, node="worker-7", fence=3
+        at_ms=1_000, event="claimed", attempt=1, node="worker-7", fence=3, index=3
     )
 
 
@@ -704,7 +706,7 @@ def test_fail_schedules_the_retry_with_backoff_and_jitter() -> None:
     assert view.attempts == 1
     assert view.run_at_ms == 1_200 + retry_delay_ms(job_id, 1)
     assert view.history[-1] == HistoryEvent(
-        at_ms=1_200, event="failed", attempt=1, node="", fence=lease.fence
+        at_ms=1_200, event="failed", attempt=1, node="", fence=lease.fence, index=log.index
     )
 
 
@@ -914,7 +916,7 @@ def test_an_expired_lease_counts_as_a_failed_attempt() -> None:
     assert (view.state, view.attempts) == ("failed", 1)
     assert view.run_at_ms == 150 + retry_delay_ms(job_id, 1)
     assert view.history[-1] == HistoryEvent(
-        at_ms=150, event="lease expired", attempt=1, node="", fence=lease.fence
+        at_ms=150, event="lease expired", attempt=1, node="", fence=lease.fence, index=log.index
     )
     assert log.claimed_ids(now_ms=view.run_at_ms - 1) == []
     assert log.claim_one(now_ms=view.run_at_ms).attempt == 2
@@ -1127,16 +1129,18 @@ def test_history_records_each_step_of_a_job() -> None:
     second = log.claim_one(now_ms=retry_ms, claimer="w2")
     log.single(Cancel(now_ms=retry_ms + 1, job_id=job_id))
     log.complete(second, now_ms=retry_ms + 2)
+    # Entries 1 to 6: enqueue, claim, fail, claim, cancel, complete; a claim's fence is its index.
     assert log.view(job_id).history == (
         HistoryEvent(at_ms=5, event="enqueued", attempt=0, node="", fence=0),
-        HistoryEvent(at_ms=10, event="claimed", attempt=1, node="w1", fence=first.fence),
-        HistoryEvent(at_ms=20, event="failed", attempt=1, node="", fence=first.fence),
-        HistoryEvent(at_ms=retry_ms, event="claimed", attempt=2, node="w2", fence=second.fence),
+        HistoryEvent(at_ms=10, event="claimed", attempt=1, node="w1", fence=2, index=2),
+        HistoryEvent(at_ms=20, event="failed", attempt=1, node="", fence=2, index=3),
+        HistoryEvent(at_ms=retry_ms, event="claimed", attempt=2, node="w2", fence=4, index=4),
         HistoryEvent(
-            at_ms=retry_ms + 1, event="cancel requested", attempt=2, node="", fence=second.fence
+            at_ms=retry_ms + 1, event="cancel requested", attempt=2, node="", fence=4, index=5
         ),
-        HistoryEvent(at_ms=retry_ms + 2, event="succeeded", attempt=2, node="", fence=second.fence),
+        HistoryEvent(at_ms=retry_ms + 2, event="succeeded", attempt=2, node="", fence=4, index=6),
     )
+    assert (first.fence, second.fence) == (2, 4)
 
 
 def test_history_of_a_job_cancelled_before_running() -> None:
@@ -1400,7 +1404,51 @@ def test_restore_reads_a_version_1_snapshot() -> None:
     )
     restored = JobStateMachine.restore(version_1)
     assert restored.digest() == log.machine.digest()
-    assert restored.snapshot() == log.machine.snapshot()  # written back as version 2
+    assert restored.snapshot() == log.machine.snapshot()  # written back as the latest version
+
+
+def test_a_jobs_history_names_the_log_entry_of_each_event() -> None:
+    """Each event carries the index and term of the committed entry that caused it: the claim's
+    index is also its fence, and a retry after a leader change shows the new term."""
+    log = Log()
+    log.term = 2
+    log.enqueue(spec(id="j"))
+    lease = log.claim_one()  # index 2
+    log.term = 3
+    log.fail(lease, retryable=False)  # index 3: dead
+    log.single(Retry(now_ms=0, job_id="j"))  # index 4
+    view = log.machine.get("j")
+    assert view is not None
+    events = [(e.event, e.index, e.term, e.fence) for e in view.history]
+    assert events == [
+        ("enqueued", 0, 0, 0),  # the enqueue itself is not an entry of the run's history
+        ("claimed", 2, 2, 2),
+        ("failed, not retryable", 3, 3, 2),
+        ("retried", 4, 3, 2),
+    ]
+    assert lease.fence == 2
+    restored = JobStateMachine.restore(log.machine.snapshot())
+    assert restored.get("j") == view
+
+
+def test_restore_reads_a_version_2_snapshot() -> None:
+    """Version 2 history events have five items (no index, no term): read as index 0."""
+    log = Log()
+    for command in SCENARIO:
+        log.apply(command)
+    header, *rows, tail = codec.decode_plain_sequence(log.machine.snapshot())
+    assert header[0] == 3
+    for row in rows:
+        run = row[-1]
+        if run is not None:
+            run[-1] = [event[:5] for event in run[-1]]
+    version_2 = codec.encode_plain_sequence([[2, *header[1:]], *rows, tail])
+    restored = JobStateMachine.restore(version_2)
+    views = restored.list_jobs(limit=EVERYTHING)
+    assert [job.id for job in views] == [job.id for job in log.machine.list_jobs(limit=EVERYTHING)]
+    events = [event for job in views for event in job.history]
+    assert events
+    assert {(event.index, event.term) for event in events} == {(0, 0)}
 
 
 def test_restore_holds_one_raw_row_at_a_time() -> None:

@@ -124,7 +124,7 @@ class ModelJob:
     error: str = ""
     finished_ms: int = 0
     cancel_requested: bool = False
-    history: list[tuple[int, str, int, str, int]] = field(default_factory=list)
+    history: list[tuple[int, str, int, str, int, int]] = field(default_factory=list)
 
 
 class ReferenceQueue:
@@ -138,8 +138,10 @@ class ReferenceQueue:
         self.dead: list[str] = []  # in order of death
         self.keys: dict[str, tuple[str, int]] = {}  # key -> (job id, enqueued at)
         self.names: list[str] = []  # every queue and type name a job was created with
+        self.entry_index = 0
 
     def apply(self, index: int, command: Command) -> Result:
+        self.entry_index = index  # each event records the entry that caused it (term 0 here)
         self.now_ms = max(self.now_ms, command.now_ms)
         for job in self.jobs.values():  # a failed job whose retry time came is pending again
             if job.state is FAILED and job.run_at_ms <= self.now_ms:
@@ -178,7 +180,7 @@ class ReferenceQueue:
     # --- helpers --------------------------------------------------------------------------------
 
     def _record(self, job: ModelJob, event: str, node: str = "") -> None:
-        job.history.append((self.now_ms, event, job.attempts, node, job.fence))
+        job.history.append((self.now_ms, event, job.attempts, node, job.fence, self.entry_index))
         del job.history[: -(limits.JOB_HISTORY_MAX - 1)]  # the enqueue event is the first kept
 
     def _finish(self, job: ModelJob, state: JobState, event: str) -> None:
@@ -426,8 +428,10 @@ class ReferenceQueue:
             HistoryEvent(at_ms=job.enqueued_ms, event="enqueued", attempt=0, node="", fence=0)
         ]
         history += [
-            HistoryEvent(at_ms=at_ms, event=event, attempt=attempt, node=node, fence=fence)
-            for at_ms, event, attempt, node, fence in job.history
+            HistoryEvent(
+                at_ms=at_ms, event=event, attempt=attempt, node=node, fence=fence, index=index
+            )
+            for at_ms, event, attempt, node, fence, index in job.history
         ]
         return JobView(
             id=job.id,

@@ -111,6 +111,7 @@ async def test_in_process_workers_run_jobs_enqueued_through_the_client(tmp_path:
             status = await client.status()
         assert status["cluster"]["leader"] == leader.config.node_id
         assert status["jobs"]["succeeded"] == 61
+        assert status["totals"] == {"enqueued": 61, "finished": 61}
         assert {node["role"] for node in status["cluster"]["nodes"]} == {"leader", "follower"}
 
 

@@ -19,6 +19,9 @@ class HistoryEntry:
     attempt: int
     node: str
     fence: int
+    index: int = 0
+    """The log index of the entry that caused the event (0: unknown)."""
+    term: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -66,7 +69,13 @@ class Job:
             finished_ms=view.finished_ms,
             history=tuple(
                 HistoryEntry(
-                    at_ms=e.at_ms, event=e.event, attempt=e.attempt, node=e.node, fence=e.fence
+                    at_ms=e.at_ms,
+                    event=e.event,
+                    attempt=e.attempt,
+                    node=e.node,
+                    fence=e.fence,
+                    index=e.index,
+                    term=e.term,
                 )
                 for e in view.history
             ),

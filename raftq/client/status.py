@@ -11,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from raftq.jobs.job import FINISHED
 from raftq.transport.wire import StatusReply
+
+_FINISHED = frozenset(state.value for state in FINISHED)
 
 
 def cluster_status(
@@ -41,6 +44,7 @@ def cluster_status(
             "nodes": nodes,
         },
         "jobs": dict(freshest.jobs),
+        "totals": _totals(freshest),
         "queues": {
             name: {
                 "paused": queue.paused,
@@ -50,6 +54,14 @@ def cluster_status(
             for name, queue in sorted(freshest.queues.items())
         },
     }
+
+
+def _totals(reply: StatusReply) -> dict[str, int]:
+    """Jobs ever enqueued and ever finished, for rates (the dashboard's chart): counters that
+    only grow while jobs flow, unlike ``jobs``, from which old finished jobs are purged. A job
+    retried out of the dead-letter list is no longer finished, so ``finished`` drops by one."""
+    unfinished = sum(count for state, count in reply.jobs.items() if state not in _FINISHED)
+    return {"enqueued": reply.enqueued_total, "finished": reply.enqueued_total - unfinished}
 
 
 def _leader_report(answered: Sequence[StatusReply]) -> StatusReply | None:

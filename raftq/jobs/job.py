@@ -56,8 +56,9 @@ class JobRun:
         self.error = ""
         self.finished_ms = 0
         self.cancel_requested = False
-        self.history: list[tuple[int, str, int, str, int]] = []
-        """(at_ms, event, attempt, node, fence), oldest first, bounded."""
+        self.history: list[tuple[int, str, int, str, int, int, int]] = []
+        """(at_ms, event, attempt, node, fence, log index, term), oldest first, bounded: the
+        log entry (index and term) whose command caused each event."""
 
 
 class Job:
@@ -118,6 +119,11 @@ class HistoryEvent:
     attempt: int
     node: str
     fence: int
+    index: int = 0
+    """The log index of the entry that caused the event (0: not recorded, in snapshots
+    written before version 3)."""
+    term: int = 0
+    """That entry's term."""
 
 
 @codec.register
@@ -149,8 +155,16 @@ def view_of(job: Job) -> JobView:
     history = [HistoryEvent(at_ms=job.enqueued_ms, event="enqueued", attempt=0, node="", fence=0)]
     if run is not None:
         history += [
-            HistoryEvent(at_ms=at, event=event, attempt=attempt, node=node, fence=fence)
-            for at, event, attempt, node, fence in run.history
+            HistoryEvent(
+                at_ms=at,
+                event=event,
+                attempt=attempt,
+                node=node,
+                fence=fence,
+                index=index,
+                term=term,
+            )
+            for at, event, attempt, node, fence, index, term in run.history
         ]
     return JobView(
         id=job.id,

@@ -138,6 +138,9 @@ class Observer(Protocol):
 class JobStateMachine:
     def __init__(self) -> None:
         self.now_ms = 0
+        self.entry_index = 0
+        self.entry_term = 0
+        """The log entry being applied (for job histories); not state of its own."""
         self.next_seq = 1
         self.jobs: dict[str, Job] = {}
         self.paused: dict[str, None] = {}
@@ -163,9 +166,12 @@ class JobStateMachine:
 
     # --- applying -------------------------------------------------------------------------------
 
-    def apply(self, index: int, command: Command) -> Result:
-        """Apply the command committed at log ``index``."""
+    def apply(self, index: int, command: Command, term: int = 0) -> Result:
+        """Apply the command committed at log ``index`` in ``term``; every job event it causes
+        is recorded with both, so a job's history names the entries that decided it."""
         assert index > 0, index
+        assert term >= 0, term
+        self.entry_index, self.entry_term = index, term
         if command.now_ms > self.now_ms:
             self.now_ms = command.now_ms
         self._promote_due()
@@ -216,7 +222,9 @@ class JobStateMachine:
         run = job.run
         assert run is not None
         history = run.history
-        history.append((self.now_ms, event, job.attempts, node, run.fence))
+        history.append(
+            (self.now_ms, event, job.attempts, node, run.fence, self.entry_index, self.entry_term)
+        )
         if len(history) >= limits.JOB_HISTORY_MAX:  # the enqueue event is the bound's first
             del history[0]
 

@@ -1,7 +1,7 @@
 """The job state machine's snapshot: every job as a row, plus the orders that matter.
 
-Layout (version 2): a CBOR sequence (RFC 8742), items one after another, through
-``raftq.codec``::
+Layout (version 3; version 2 is the same with five-item history events): a CBOR sequence
+(RFC 8742), items one after another, through ``raftq.codec``::
 
     [VERSION, now_ms, next_seq, paused queues, queue and type names in order of first use,
      number of jobs]
@@ -36,8 +36,9 @@ from raftq.errors import DecodeError
 from raftq.jobs.job import FINISHED, Job, JobRun, JobState
 from raftq.jobs.machine import JobStateMachine, _ReadyQueue
 
-VERSION = 2
-"""What ``encode_state`` writes; ``decode_state`` reads 1 and 2."""
+VERSION = 3
+"""What ``encode_state`` writes; ``decode_state`` reads 1, 2 and 3. Version 3: each history
+event also holds the log index and term of the entry that caused it."""
 
 _STATES = {state.value: state for state in JobState}
 
@@ -142,8 +143,8 @@ def decode_state(data: bytes) -> JobStateMachine:
 
 def _rebuild(header: Any, items: Iterator[Any]) -> JobStateMachine:
     version, now_ms, next_seq, paused, names_in_order, job_count = header
-    if version != VERSION:
-        raise DecodeError(f"job snapshot version {version}, this raftq reads 1 and {VERSION}")
+    if version not in (2, VERSION):
+        raise DecodeError(f"job snapshot version {version}, this raftq reads 1 to {VERSION}")
     rows = itertools.islice(items, job_count)
     machine = _rebuild_jobs(now_ms, next_seq, paused, names_in_order, rows)
     if len(machine.jobs) != job_count:
@@ -260,7 +261,14 @@ def _run_from_row(run_row: list[Any]) -> JobRun:
         run.cancel_requested,
         history,
     ) = run_row
-    run.history = [
-        (at_ms, event, attempt, node, fence) for at_ms, event, attempt, node, fence in history
-    ]
+    run.history = [_event_from_row(event) for event in history]
     return run
+
+
+def _event_from_row(row: list[Any]) -> tuple[int, str, int, str, int, int, int]:
+    """A history event; those of version 1 and 2 snapshots have no index and term (0)."""
+    if len(row) == 5:
+        at_ms, event, attempt, node, fence = row
+        return (at_ms, event, attempt, node, fence, 0, 0)
+    at_ms, event, attempt, node, fence, index, term = row
+    return (at_ms, event, attempt, node, fence, index, term)

@@ -105,7 +105,7 @@ class Applier:
                 # Every node rejects the same bytes the same way: skip, deterministically.
                 logger.error("undecodable command skipped index=%d error=%r", entry.index, error)
             else:
-                result = self.machine.apply(entry.index, command)
+                result = self.machine.apply(entry.index, command, entry.term)
                 self._waiters.applied(entry.index, entry.term, result)
         elif entry.kind is EntryKind.MEMBERSHIP:
             self.membership = codec.decode(entry.data, Membership)

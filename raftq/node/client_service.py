@@ -356,6 +356,7 @@ class ClientService:
             if role is Role.LEADER
             else {},
             storage_error=self._storage_problem(),
+            enqueued_total=machine.next_seq - 1,
         )
 
     def _has_room(self, enqueue: Enqueue) -> bool:

@@ -251,6 +251,10 @@ class StatusReply:
     a learner has caught up). Empty elsewhere."""
     storage_error: str = ""
     """Why this node's disk refuses writes (a full disk, a failed fsync); "" while it works."""
+    enqueued_total: int = 0
+    """Jobs ever enqueued in the state this node has applied (the state machine's sequence
+    counter: replicated, so every node says the same at the same applied index; purging old
+    finished jobs does not lower it). With ``jobs`` it gives the jobs ever finished."""
 
 
 @codec.register

@@ -1,57 +1,396 @@
-"""The dashboard's pages (owned by the dashboard work; ``app.py`` explains the seam).
+"""The dashboard: server-rendered pages over the client library (docs/web.md, "Dashboard").
 
-``page_routes()`` is the one function ``asgi_app`` calls. For now it serves the overview as a
-plain server-rendered page of the cluster's status; the dashboard replaces it with the full
-set of pages, templates and static assets.
+Each page is a plain view of what the cluster says now (Sidekiq Web and Oban Web style): the
+overview, queues, jobs by state, one job with its history, and the dead jobs. Templates are
+Jinja2 with autoescape on, so nothing a job carries (ids, payloads, errors) can inject markup.
+
+Live updates: ``static/dashboard.js`` re-fetches the page every few seconds with the header
+``X-Raftq-Live: 1`` while the tab is visible, and the page answers with only its live region,
+which the script swaps in. Without JavaScript every page still works, reloaded by hand.
+
+Actions are ``<form method="post">`` to the POST routes here; ``Guard`` (``raftq.web.auth``)
+refuses them cross-site, without credentials, or in read-only mode before they run, and the
+pages show no action buttons in read-only mode. Each action is one client call (through the
+replicated log), is logged with who made it, and answers with a redirect back (303).
 """
 
 from __future__ import annotations
 
-import html
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs, quote, urlencode
 
+import jinja2
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from raftq.errors import RaftqError
-from raftq.web.context import web_context
+from raftq import limits
+from raftq.client.client import CommandRejected
+from raftq.client.job import Job
+from raftq.errors import ConfigError, JobNotFound, RaftqError
+from raftq.jobs.job import JobState
+from raftq.web.context import current_user, web_context
+
+logger = logging.getLogger("raftq.web")
+
+LIVE_HEADER = "x-raftq-live"
+"""Set by dashboard.js on its refreshes: answer with the page's live region only."""
+
+REFRESH_MS = 2_000
+"""How often a visible page refreshes itself: fresh enough to watch jobs move, and one small
+request per open tab every two seconds costs the cluster nothing noticeable."""
+
+STATES = tuple(state.value for state in JobState)
+CANCELLABLE = frozenset({"pending", "running", "failed", "waiting"})
+RETRYABLE = frozenset({"dead", "failed"})
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("raftq.web", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
+def _time(ms: int) -> str:
+    if not ms:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
+
+
+def _duration(ms: int) -> str:
+    seconds = max(0, ms) / 1000
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _segment(value: str) -> str:
+    """One path segment: everything quoted, "/" included (Jinja's urlencode keeps "/")."""
+    return quote(value, safe="")
+
+
+def _pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+_templates.filters.update(
+    time=_time, duration=_duration, pretty_json=_pretty_json, segment=_segment
+)
+
+
+def _root(request: Request) -> str:
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/")
+
+
+def _here(request: Request) -> str:
+    """This page's path and query, without the last action's message: where a form on it
+    comes back to."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("notice", "problem")]
+    return request.url.path + (f"?{urlencode(kept)}" if kept else "")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def render(request: Request, name: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    """The page ``name``, or only its live region when dashboard.js asks for it."""
+    context = web_context(request)
+    values.update(
+        root=_root(request),
+        read_only=context.read_only,
+        auth_required=context.auth_required,
+        user=current_user(request),
+        refresh_ms=REFRESH_MS,
+        notice=request.query_params.get("notice", "")[: limits.WEB_NOTICE_CHARS_MAX],
+        problem=request.query_params.get("problem", "")[: limits.WEB_NOTICE_CHARS_MAX],
+        path=request.url.path,
+        here=_here(request),
+        now_ms=_now_ms(),
+    )
+    template = _templates.get_template(name)
+    if request.headers.get(LIVE_HEADER) == "1":
+        body = "".join(template.blocks["live"](template.new_context(values)))
+    else:
+        body = template.render(values)
+    return HTMLResponse(body, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+PageHandler = Callable[[Request], Awaitable[Response]]
+
+
+def _unavailable_as_page(handler: PageHandler) -> PageHandler:
+    """The cluster's refusals as a page that says so (and keeps refreshing), never a 500."""
+
+    async def page(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except JobNotFound as error:
+            return render(request, "problem.html", 404, title="Not found", message=str(error))
+        except ConfigError as error:
+            return render(request, "problem.html", 400, title="Bad request", message=str(error))
+        except RaftqError as error:
+            return render(
+                request, "problem.html", 503, title="Cluster unavailable", message=str(error)
+            )
+
+    return page
+
+
+# --- pages ----------------------------------------------------------------------------------------
+
+
+@_unavailable_as_page
 async def overview(request: Request) -> Response:
-    try:
-        async with web_context(request).client() as client:
-            status = await client.status()
-    except RaftqError as error:
-        return HTMLResponse(_page("<p role=alert>" + html.escape(str(error)) + "</p>"), 503)
+    async with web_context(request).client() as client:
+        status = await client.status()
     cluster = status["cluster"]
-    rows = "".join(
-        "<tr>"
-        + "".join(
-            f"<td>{html.escape(str(node.get(key, '')))}</td>"
-            for key in ("id", "addr", "role", "term", "commit_index", "applied_index")
+    for node in cluster["nodes"]:
+        reachable = node["role"] != "unreachable"
+        node["lag"] = max(0, cluster["commit_index"] - node["applied_index"]) if reachable else None
+    return render(
+        request,
+        "overview.html",
+        title="Overview",
+        cluster=cluster,
+        jobs=status["jobs"],
+        totals=status.get("totals", {"enqueued": 0, "finished": 0}),
+        queue_count=len(status["queues"]),
+    )
+
+
+@_unavailable_as_page
+async def queues(request: Request) -> Response:
+    now_ms = _now_ms()
+    async with web_context(request).client() as client:
+        status = await client.status()
+        rows = []
+        for name, queue in sorted(status["queues"].items()):
+            oldest = (await client.page("pending", name, limit=1)).jobs
+            waiting_since = max(oldest[0].enqueued_ms, oldest[0].run_at_ms) if oldest else 0
+            rows.append(
+                {
+                    "name": name,
+                    **queue,
+                    "oldest_wait_ms": max(0, now_ms - waiting_since) if waiting_since else None,
+                }
+            )
+    return render(request, "queues.html", title="Queues", queues=rows)
+
+
+def _filters(request: Request) -> dict[str, str]:
+    """The jobs list's filters from the query string; bad ones are a clear 400 page."""
+    parameters = request.query_params
+    filters = {name: parameters.get(name, "").strip() for name in ("state", "queue", "type")}
+    if filters["state"] and filters["state"] not in STATES:
+        raise ConfigError(f"state {filters['state']!r} is none of {', '.join(STATES)}")
+    for name in ("queue", "type"):
+        if len(filters[name]) > limits.NAME_CHARS_MAX:
+            raise ConfigError(f"{name}: at most {limits.NAME_CHARS_MAX} characters")
+    after = parameters.get("after", "")
+    if after and not (after.isdigit() and len(after) <= 18):
+        raise ConfigError("after: the cursor of a page, a number this page made")
+    filters["after"] = after
+    return filters
+
+
+async def _page_of_jobs(
+    request: Request, filters: dict[str, str]
+) -> tuple[list[Job], dict[str, str]]:
+    """One page, newest first (the jobs people look for are usually the latest), and the
+    links to the first and the next page ("" where there is none)."""
+    async with web_context(request).client() as client:
+        page = await client.page(
+            filters["state"] or None,
+            filters["queue"] or None,
+            filters["type"] or None,
+            cursor=int(filters["after"]) if filters["after"] else None,
+            limit=limits.WEB_PAGE_JOBS,
+            newest_first=True,
         )
-        + "</tr>"
-        for node in cluster["nodes"]
-    )
-    counts = "".join(
-        f"<li>{html.escape(state)}: {count}</li>" for state, count in status["jobs"].items()
-    )
-    body = (
-        f"<h1>raftq</h1><p>leader: {html.escape(str(cluster['leader']))}</p>"
-        "<table><tr><th>node</th><th>address</th><th>role</th><th>term</th>"
-        f"<th>commit</th><th>applied</th></tr>{rows}</table><ul>{counts}</ul>"
-    )
-    return HTMLResponse(_page(body))
+    kept = {name: value for name, value in filters.items() if value and name != "after"}
+    here = request.url.path
+    pages = {
+        "first": f"{here}?{urlencode(kept)}".rstrip("?") if filters["after"] else "",
+        "next": ""
+        if page.cursor is None
+        else f"{here}?{urlencode({**kept, 'after': page.cursor})}",
+    }
+    return page.jobs, pages
 
 
-def _page(body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>raftq</title>'
-        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
-        f"<body><main>{body}</main></body></html>"
+@_unavailable_as_page
+async def jobs(request: Request) -> Response:
+    filters = _filters(request)
+    found, pages = await _page_of_jobs(request, filters)
+    title = f"{filters['state'].capitalize()} jobs" if filters["state"] else "Jobs"
+    return render(
+        request,
+        "jobs.html",
+        title=title,
+        jobs=found,
+        pages=pages,
+        filters=filters,
+        states=STATES,
+        cancellable=CANCELLABLE,
+        retryable=RETRYABLE,
     )
+
+
+@_unavailable_as_page
+async def dead(request: Request) -> Response:
+    filters = {**_filters(request), "state": "dead"}
+    found, pages = await _page_of_jobs(request, filters)
+    return render(request, "dead.html", title="Dead jobs", jobs=found, pages=pages, filters=filters)
+
+
+@_unavailable_as_page
+async def job_page(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        job: Job = await client.get(job_id)
+    return render(
+        request,
+        "job.html",
+        title=f"Job {job.id}",
+        job=job,
+        cancellable=job.state in CANCELLABLE,
+        retryable=job.state in RETRYABLE,
+    )
+
+
+# --- actions --------------------------------------------------------------------------------------
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form body, bounded in size: each field's first value."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limits.WEB_BODY_BYTES_MAX:
+            raise ConfigError("the form is too large")
+    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    return {name: values[0] for name, values in fields.items()}
+
+
+def _back(request: Request, form: dict[str, str], fallback: str, **message: str) -> Response:
+    """303 to the page the form came from (only a path on this site), with a notice."""
+    root = _root(request)
+    target = form.get("next", "")
+    if not target.startswith(root + "/") or target.startswith("//") or "\\" in target:
+        target = root + fallback
+    target = target.split("#", 1)[0]
+    separator = "&" if "?" in target else "?"
+    return RedirectResponse(target + separator + urlencode(message), status_code=303)
+
+
+def _log_action(request: Request, action: str, **details: object) -> None:
+    fields = " ".join(f"{key}={value}" for key, value in details.items())
+    logger.info("web action=%s user=%s %s", action, current_user(request), fields)
+
+
+Action = Callable[[Request, dict[str, str]], Awaitable[str]]
+
+
+def _action(fallback: str) -> Callable[[Action], PageHandler]:
+    """Run an action, then go back with a notice (or a problem: the cluster refused it)."""
+
+    def wrap(action: Action) -> PageHandler:
+        async def post(request: Request) -> Response:
+            try:
+                form = await _form(request)
+            except ConfigError as error:
+                return render(request, "problem.html", 400, title="Bad form", message=str(error))
+            try:
+                done = await action(request, form)
+            except (CommandRejected, JobNotFound, ConfigError) as error:
+                return _back(request, form, fallback, problem=str(error))
+            except RaftqError as error:
+                return _back(request, form, fallback, problem=f"not done: {error}")
+            return _back(request, form, fallback, notice=done)
+
+        return post
+
+    return wrap
+
+
+@_action("/jobs")
+async def cancel_job(request: Request, form: dict[str, str]) -> str:
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        state = await client.cancel(job_id)
+    _log_action(request, "cancel", job=job_id, state=state)
+    return f"job {job_id}: {state}"
+
+
+@_action("/dead")
+async def retry_job(request: Request, form: dict[str, str]) -> str:
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        state = await client.retry(job_id)
+    _log_action(request, "retry", job=job_id, state=state)
+    return f"job {job_id} retried: {state}"
+
+
+@_action("/queues")
+async def pause_queue(request: Request, form: dict[str, str]) -> str:
+    queue = request.path_params["name"]
+    async with web_context(request).client() as client:
+        await client.pause(queue)
+    _log_action(request, "pause", queue=queue)
+    return f"queue {queue} paused"
+
+
+@_action("/queues")
+async def resume_queue(request: Request, form: dict[str, str]) -> str:
+    queue = request.path_params["name"]
+    async with web_context(request).client() as client:
+        await client.resume(queue)
+    _log_action(request, "resume", queue=queue)
+    return f"queue {queue} resumed"
+
+
+@_action("/dead")
+async def retry_dead_jobs(request: Request, form: dict[str, str]) -> str:
+    """Every dead job of a queue and type (empty: any), up to the bound of one command."""
+    queue, job_type = form.get("queue", "").strip(), form.get("type", "").strip()
+    async with web_context(request).client() as client:
+        retried = await client.retry_dead(queue or None, job_type or None)
+    _log_action(request, "retry-dead", queue=queue or "*", type=job_type or "*", jobs=retried)
+    more = (
+        " (the most one action retries; repeat it for more)"
+        if (retried == limits.RETRY_DEAD_JOBS_MAX)
+        else ""
+    )
+    return f"{retried} dead jobs retried{more}"
 
 
 def page_routes() -> list[BaseRoute]:
     """The dashboard's routes, mounted at the web app's root."""
-    return [Route("/", overview, methods=["GET"])]
+    return [
+        Route("/", overview, methods=["GET"]),
+        Route("/queues", queues, methods=["GET"]),
+        Route("/jobs", jobs, methods=["GET"]),
+        Route("/dead", dead, methods=["GET"]),
+        # Job ids may hold "/" (and anything else): links quote them whole, and the path
+        # converter takes the rest of the path, less the action's last segment.
+        Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}/retry", retry_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}", job_page, methods=["GET"]),
+        Route("/dead/retry", retry_dead_jobs, methods=["POST"]),
+        Route("/queues/{name}/pause", pause_queue, methods=["POST"]),
+        Route("/queues/{name}/resume", resume_queue, methods=["POST"]),
+        Mount("/static", StaticFiles(packages=[("raftq.web", "static")]), name="static"),
+    ]

@@ -1,0 +1,1 @@
+"""Tools for working on raftq (run from the repository root with ``python -m scripts.NAME``)."""

@@ -1,0 +1,149 @@
+"""Screenshots of every dashboard page for docs/web.md, made against a real cluster.
+
+Starts three ``python -m raftq.node`` processes (in-process workers, free 127.0.0.1 ports)
+and ``raftq web``, puts jobs in every state (succeeded, running, pending in a paused queue,
+failed and waiting for a retry, dead, cancelled), keeps enqueueing while the overview is
+captured so its chart has something to draw, and saves PNGs of each page at laptop width
+and of the overview at phone width into docs/screenshots/. Everything it starts is stopped
+when it ends, however it ends.
+
+    .venv/bin/python -m scripts.web_screenshots [--out docs/screenshots]
+
+Needs Chromium and chromedriver (``apt-get install -y chromium chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
+
+import raftq
+from tests.browser import LAPTOP, PHONE, chromium, phone_view, web_process
+from tests.process_cluster import process_cluster
+
+WAIT_S = 30.0
+HEIGHT_MAX = 2200
+"""A long page is cut here: a screenshot shows what one or two screens show."""
+
+
+def populate(client: raftq.SyncClient) -> dict[str, str]:
+    """Jobs in every state; returns a few ids worth a page of their own."""
+    ids: dict[str, str] = {}
+    done = client.enqueue_many(
+        [{"type": "echo", "payload": {"image": f"img-{n}.png", "width": 640},
+          "queue": "images", "id": f"resize-{n:03d}"} for n in range(12)]
+    )  # fmt: skip
+    for job_id in done:
+        client.wait(job_id, timeout=WAIT_S)
+    ids["succeeded"] = done[3]
+    client.enqueue_many(
+        [{"type": "fail", "payload": {"message": "SMTP 554: mailbox unavailable"},
+          "queue": "email", "max_attempts": 1, "id": f"welcome-mail-{n}"} for n in range(3)]
+    )  # fmt: skip
+    for n in range(3):
+        client.wait(f"welcome-mail-{n}", timeout=WAIT_S)
+    ids["dead"] = "welcome-mail-0"
+    client.enqueue_many(
+        [{"type": "fail", "payload": {"message": "upstream timed out"}, "queue": "email",
+          "max_attempts": 5, "id": "digest-weekly"}]
+    )  # fmt: skip
+    client.pause("reports")
+    client.enqueue_many(
+        [{"type": "echo", "payload": {"report": f"q{n}"}, "queue": "reports",
+          "id": f"report-q{n}"} for n in range(1, 5)]
+    )  # fmt: skip
+    client.cancel("report-q4")
+    client.enqueue_many(
+        [{"type": "sleep", "payload": {"sleep_ms": 600_000}, "queue": "default",
+          "id": f"long-import-{n}", "timeout_ms": 900_000} for n in range(2)]
+    )  # fmt: skip
+    return ids
+
+
+def settle(driver: WebDriver, refreshes: int = 1) -> None:
+    """Wait for the page's own live refreshes (bounded), so it shows the newest state."""
+    start = driver.execute_script("return window.raftqRefreshes || 0")
+    WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(
+        lambda d: d.execute_script("return window.raftqRefreshes || 0") >= start + refreshes
+    )
+
+
+def capture(
+    driver: WebDriver, url: str, path: Path, *, phone: bool = False, refreshes: int = 1
+) -> None:
+    phone_view(driver, on=False)
+    driver.set_window_size(*LAPTOP)
+    driver.get(url)
+    if phone:
+        phone_view(driver, on=True)
+        driver.get(url)
+    settle(driver, refreshes)
+    height = min(HEIGHT_MAX, driver.execute_script("return document.documentElement.scrollHeight"))
+    if phone:
+        width, _ = PHONE
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 2, "mobile": True}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    else:
+        chrome_height = driver.execute_script("return window.outerHeight - window.innerHeight")
+        driver.set_window_size(LAPTOP[0], height + chrome_height)
+    driver.save_screenshot(str(path))
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
+    out: Path = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="raftq-screenshots-") as scratch:
+        root = Path(scratch)
+        with (
+            process_cluster(root / "cluster", 3, workers=2) as cluster,
+            web_process(cluster.client_addresses, root / "web.log") as web,
+            raftq.SyncClient(cluster.client_addresses, timeout=WAIT_S) as client,
+        ):
+            ids = populate(client)
+            with chromium(LAPTOP) as driver:
+                capture(driver, web.url + "/jobs", out / "jobs.png")
+                capture(driver, web.url + "/queues", out / "queues.png")
+                capture(driver, web.url + f"/jobs/{ids['dead']}", out / "job.png")
+                capture(driver, web.url + "/dead", out / "dead.png")
+                with trickling(client):
+                    capture(driver, web.url + "/", out / "overview.png", refreshes=10)
+                    capture(
+                        driver, web.url + "/", out / "overview-phone.png", phone=True, refreshes=10
+                    )
+
+
+@contextmanager
+def trickling(client: raftq.SyncClient) -> Iterator[None]:
+    """A steady, uneven flow of small jobs while the block runs, for the overview's chart."""
+    stop = threading.Event()
+
+    def trickle() -> None:
+        n = 0
+        while not stop.wait(0.25):
+            client.enqueue_many(
+                [{"type": "noop", "payload": n * 10 + k, "queue": "default"}
+                 for k in range(5 + n % 7)]
+            )  # fmt: skip
+            n += 1
+
+    flow = threading.Thread(target=trickle, name="screenshot-trickle")
+    flow.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        flow.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ test runner killed at its timeout), each node sees the pipe close and stops by i
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -29,9 +30,53 @@ STOP_GRACE_S = 5.0
 killed. The demo's and the benchmarks' jobs are short, so a few seconds is plenty."""
 
 
+LISTEN_PORTS_LOWEST = 10_000
+"""Ports for local nodes are drawn from here up to just below the kernel's ephemeral range."""
+
+PORT_DRAWS_MAX = 1_000
+
+
 def free_ports(count: int) -> list[int]:
-    """Ports free right now on 127.0.0.1 (bound together, then released: another program
-    could take one in between, a race a local tool accepts)."""
+    """Ports free right now on 127.0.0.1, drawn at random below the kernel's ephemeral range.
+
+    A port from ``bind(("127.0.0.1", 0))`` comes from the ephemeral range, which is also where
+    every outgoing connection on the machine takes its local port: under load (a test suite
+    beside other work) one of them took a node's port between the probe and the node's bind
+    ("Address already in use"). Below that range only another program that listens can take
+    it, and random draws make two such programs picking the same port unlikely. Still a race
+    a local tool accepts: the port is free when checked, then released."""
+    lowest, highest = LISTEN_PORTS_LOWEST, _ephemeral_lowest() - 1
+    if highest - lowest < 100 * count:  # an odd kernel setting: let the kernel choose
+        return _kernel_chosen_ports(count)
+    draw = random.Random()  # local tooling, not replicated state: any randomness will do
+    ports: list[int] = []
+    for _ in range(PORT_DRAWS_MAX):
+        port = draw.randint(lowest, highest)
+        if port not in ports and _is_free(port):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    return _kernel_chosen_ports(count)
+
+
+def _ephemeral_lowest() -> int:
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _kernel_chosen_ports(count: int) -> list[int]:
     probes = [socket.socket() for _ in range(count)]
     try:
         for probe in probes:

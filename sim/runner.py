@@ -695,19 +695,25 @@ class Simulation:
             simnode.disk.faults_on = False
             simnode.snapshot_crash_armed = False
         self.trace.record("liveness", "network healed, disk faults off, every node restarts")
-        for simnode in self.nodes:
-            if simnode.scope is None and not simnode.repairing:
-                await simnode.stopped.wait()
-                self.start(simnode)
+        self.start_stopped_nodes()
         deadline = trio.current_time() + self.liveness_bound_s()
         while trio.current_time() < deadline:
             await trio.sleep(0.1)
+            self.start_stopped_nodes()
             await self.membership_step(toward_full=True)
             if self.converged():
                 self.trace.record("liveness", "every acknowledged job finished; nodes converged")
                 return
         raise_liveness = self.liveness_problem()
         self.fail(Violation("liveness", raise_liveness))
+
+    def start_stopped_nodes(self) -> None:
+        """Start every node whose process has exited, again at each step of the liveness
+        phase: a crashed process may take seconds to finish exiting, and a node still
+        exiting when the phase begins must come back too (nobody else may owe its restart)."""
+        for simnode in self.nodes:
+            if not simnode.running and not simnode.repairing:
+                self.start(simnode)
 
     def liveness_bound_s(self) -> float:
         """The base, plus twice the longest the unfinished acknowledged jobs could keep every

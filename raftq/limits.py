@@ -38,7 +38,8 @@ etcd's choice, and at ~100 bytes per job it is over half a million jobs per segm
 WAL_SEGMENT_BYTES_MIN = 4096
 """The smallest segment size a node accepts (``NodeConfig.wal_segment_bytes``): room for a few
 dozen small records, so a segment never rolls after every write (one file and directory fsync
-per batch). The simulator runs with segments near this size so its runs roll and compact them."""
+per batch). The simulator sets small segments (``sim.cluster.wal_segment_bytes``, 11 KiB and
+up) so its short runs roll and compact them."""
 
 LOG_CACHE_ENTRIES = 8192
 """Recently appended entries kept decoded in memory: followers in the replicate state read only

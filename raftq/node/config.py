@@ -68,6 +68,8 @@ class NodeConfig:
     """TLS for every connection (``--tls-cert``, ``--tls-key``, ``--tls-ca``)."""
 
     def __attrs_post_init__(self) -> None:
+        if self.wal_segment_bytes < limits.WAL_SEGMENT_BYTES_MIN:
+            raise ConfigError(f"wal_segment_bytes must be at least {limits.WAL_SEGMENT_BYTES_MIN}")
         if self.node_id not in self.members:
             raise ConfigError(f"--cluster must list this node ({self.node_id}) with its address")
         for address in self.members.values():
@@ -82,8 +84,6 @@ class NodeConfig:
             )
         if self.metrics_addr:
             parse_address(self.metrics_addr, any_port=True)
-        if self.wal_segment_bytes < limits.WAL_SEGMENT_BYTES_MIN:
-            raise ConfigError(f"wal_segment_bytes must be at least {limits.WAL_SEGMENT_BYTES_MIN}")
         if self.tick_ms <= 0 or self.election_ticks <= self.heartbeat_ticks:
             raise ConfigError("need tick_ms > 0 and election_ticks > heartbeat_ticks")
 

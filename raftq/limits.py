@@ -35,6 +35,12 @@ WAL_SEGMENT_BYTES = 64 * 1024 * 1024
 disk sooner after a snapshot; larger ones mean fewer files and directory fsyncs. 64 MiB is
 etcd's choice, and at ~100 bytes per job it is over half a million jobs per segment."""
 
+WAL_SEGMENT_BYTES_MIN = 4096
+"""The smallest segment size a node accepts (``NodeConfig.wal_segment_bytes``): room for a few
+dozen small records, so a segment never rolls after every write (one file and directory fsync
+per batch). The simulator sets small segments (``sim.cluster.wal_segment_bytes``, 11 KiB and
+up) so its short runs roll and compact them."""
+
 LOG_CACHE_ENTRIES = 8192
 """Recently appended entries kept decoded in memory: followers in the replicate state read only
 these, so the hot path never touches the disk. Older entries are read back by position."""

@@ -462,8 +462,10 @@ class NodeChecks:
         nodes (counted over every node's disk, running or not). The majority is that of the
         configuration that committed it: the leader's, or the one before it, which may have
         had one voter fewer (an entry committed just before a promotion applied); so the
-        quorum of one voter fewer than the leader's. A disk the simulator rotted on purpose
-        counts as holding it (its durable bytes were destroyed after the fact)."""
+        quorum of one voter fewer than the leader's, counted over the leader's voters only (a
+        learner's copy does not protect an entry: the voters elect without it). A disk the
+        simulator rotted on purpose counts as holding it (its durable bytes were destroyed
+        after the fact)."""
         index = enqueue_index(job_id)
         logs = [simnode.node.raft.core.log for simnode in nodes if simnode.node is not None]
         terms = [log.term(index) for log in logs if log.first_index() <= index <= log.committed]
@@ -475,12 +477,13 @@ class NodeChecks:
         if not terms or not leaders:
             return
         term = terms[0]
-        voters = len(max(leaders, key=lambda core: core.term).membership.voters)
-        quorum = max(1, (voters - 1) // 2 + 1)
+        voters = max(leaders, key=lambda core: core.term).membership.voters
+        quorum = max(1, (len(voters) - 1) // 2 + 1)
         holding = []
         for simnode in nodes:
             view = self.views.setdefault(simnode.id, DurableView())
-            if simnode.rotten or view.holds(simnode.disk.memory, index, term):
+            voter_holds = simnode.id in voters and view.holds(simnode.disk.memory, index, term)
+            if simnode.rotten or voter_holds:
                 holding.append(simnode.id)
         self.acks_checked += 1
         if len(holding) < quorum:

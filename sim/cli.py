@@ -11,11 +11,12 @@ import sys
 import tempfile
 import time
 
-from sim.options import FAULT_KINDS
+from sim.options import FAULT_KINDS, nodes_arguments
 from sim.runner import Report, run_seed
 from sim.sweep import SeedResult, coverage, default_jobs, run_seeds
 
 DEFAULT_SIM_SECONDS = 20.0
+NODES_HELP = "3 or 5 (default: each seed draws; five for some that change membership)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run one seed")
     run.add_argument("--seed", type=int, required=True)
-    run.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    run.add_argument("--nodes", type=int, choices=(3, 5), help=NODES_HELP)
     run.add_argument("--sim-seconds", type=float, default=DEFAULT_SIM_SECONDS)
     run.add_argument("--json", action="store_true", help="end with one JSON line")
     run.add_argument(
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="run many seeds, each in a fresh process")
     sweep.add_argument("--seeds", type=int, required=True)
     sweep.add_argument("--start", type=int, default=1)
-    sweep.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    sweep.add_argument("--nodes", type=int, choices=(3, 5), help=NODES_HELP)
     sweep.add_argument("--sim-seconds", type=float, default=DEFAULT_SIM_SECONDS)
     sweep.add_argument(
         "--jobs", type=int, default=default_jobs(), help="processes at once (default: cores)"
@@ -77,9 +78,9 @@ def _swarm_arguments(options: argparse.Namespace) -> list[str]:
     return arguments
 
 
-def _replay_command(seed: int, nodes: int, sim_seconds: float, swarm: list[str]) -> str:
-    command = f"python -m sim run --seed {seed} --nodes {nodes} --sim-seconds {sim_seconds:g}"
-    return " ".join([command, *swarm])
+def _replay_command(seed: int, nodes: int | None, sim_seconds: float, swarm: list[str]) -> str:
+    command = ["python -m sim run --seed", str(seed), *nodes_arguments(nodes)]
+    return " ".join([*command, f"--sim-seconds {sim_seconds:g}", *swarm])
 
 
 def _run(options: argparse.Namespace) -> int:
@@ -124,7 +125,7 @@ def _sweep(options: argparse.Namespace) -> int:
     (its report and replay command) as it comes, progress now and then, and a summary: seeds
     per minute, fault coverage (how many seeds exercised each fault kind), the failures."""
     swarm = _swarm_arguments(options)
-    arguments = ["--nodes", str(options.nodes), "--sim-seconds", str(options.sim_seconds), *swarm]
+    arguments = [*nodes_arguments(options.nodes), "--sim-seconds", str(options.sim_seconds), *swarm]
     seeds = range(options.start, options.start + options.seeds)
     started = time.monotonic()
     done = [0]
@@ -199,7 +200,8 @@ def _check_determinism(options: argparse.Namespace) -> int:
             path = os.path.join(directory, f"trace-{hash_seed}.txt")
             environment = dict(os.environ, PYTHONHASHSEED=hash_seed)
             command = [sys.executable, "-m", "sim", "run", "--seed", str(options.seed)]
-            command += ["--nodes", str(options.nodes), "--sim-seconds", str(options.sim_seconds)]
+            command += nodes_arguments(options.nodes)
+            command += ["--sim-seconds", str(options.sim_seconds)]
             command += ["--json", "--trace-out", path, *_swarm_arguments(options)]
             finished = subprocess.run(
                 command, env=environment, capture_output=True, text=True, check=False

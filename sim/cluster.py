@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import trio
 
+from raftq import limits
 from raftq.app import App
 from raftq.client.client import connect
 from raftq.client.worker import Worker
@@ -43,6 +44,24 @@ class SkewedClock:
         return EPOCH_MS + int(trio.current_time() * 1000) + self.skew_ms
 
 
+WAL_SEGMENT_BYTES_PER_SNAPSHOT_ENTRY = 192
+"""A simulated node's WAL segment holds about one and a half snapshot intervals (entries are
+~120 bytes; production's segments are 64 MiB, which a short run never fills). Compaction keeps
+the segment that holds the older kept snapshot, and that segment may have rolled while it
+still holds entries past the newest snapshot: segments longer than a snapshot interval are
+what makes that case, and so a compaction bug there, come up within a run."""
+WAL_SEGMENT_BYTES_NO_SNAPSHOTS = 16 * 1024
+"""Without snapshots nothing is compacted; small segments still roll several times a run."""
+
+
+def wal_segment_bytes(snapshot_entries: int) -> int:
+    if snapshot_entries == 0:
+        return WAL_SEGMENT_BYTES_NO_SNAPSHOTS
+    return max(
+        limits.WAL_SEGMENT_BYTES_MIN, snapshot_entries * WAL_SEGMENT_BYTES_PER_SNAPSHOT_ENTRY
+    )
+
+
 class SimNode:
     """One node's machine: its disk and clock persist; its process comes and goes."""
 
@@ -55,6 +74,7 @@ class SimNode:
             members=members,
             data_dir=f"sim/{node_id}",
             snapshot_entries=options.snapshot_entries,
+            wal_segment_bytes=wal_segment_bytes(options.snapshot_entries),
         )
         self.disk = SimDisk(random.Random(rng.random()), options.disk)
         self.clock = SkewedClock(rng.randint(-options.clock_skew_max_ms, options.clock_skew_max_ms))

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 
 import attrs
 
+from sim.options import nodes_arguments
 from sim.sweep import SeedResult, default_jobs, run_seeds
 
 MUTANTS_DIRECTORY = "tests/mutants"
@@ -319,7 +320,7 @@ def run_simulator(
     tree: pathlib.Path, outcome: Outcome, options: argparse.Namespace
 ) -> list[SeedResult]:
     seeds = range(options.start, options.start + options.seeds)
-    arguments = ["--sim-seconds", str(options.sim_seconds), "--nodes", str(options.nodes)]
+    arguments = ["--sim-seconds", str(options.sim_seconds), *nodes_arguments(options.nodes)]
     started = time.monotonic()
     results = run_seeds(
         seeds,
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=200, help="seed budget per mutant")
     parser.add_argument("--start", type=int, default=1, help="first seed")
     parser.add_argument("--sim-seconds", type=float, default=20.0)
-    parser.add_argument("--nodes", type=int, choices=(3, 5), default=3)
+    parser.add_argument("--nodes", type=int, choices=(3, 5), help="default: each seed draws")
     parser.add_argument("--jobs", type=int, default=default_jobs(), help="processes at once")
     parser.add_argument("--skip-unit", action="store_true", help="do not run the unit tests")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")

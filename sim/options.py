@@ -42,6 +42,19 @@ FAULT_KINDS = (
 """Every fault kind a seed may draw. ``corruption`` implies ``crash`` (it strikes a crashed
 follower); ``down_compaction`` implies snapshots (``snapshot_entries`` 60)."""
 
+FIVE_NODES_SHARE = 0.5
+"""Of the seeds that change membership (``MEMBERSHIP_KINDS``) and are not given ``--nodes``,
+this share runs five nodes: a commit rule that counts a learner loses an entry only with three
+voters and a learner at least (mutant ``commit_counts_learners``). About one seed in six: five
+nodes cost about 1.7 times three."""
+MEMBERSHIP_KINDS = frozenset({"membership", "membership_partition"})
+
+
+def nodes_arguments(nodes: int | None) -> list[str]:
+    """``--nodes N`` for a child process, or nothing to let the seed draw it."""
+    return [] if nodes is None else ["--nodes", str(nodes)]
+
+
 SWARM_SIZES = (1, 1, 2, 2, 2, 3, 3, 4, 5)
 """How many kinds a seed draws: mostly few, so each is run hard and alone or in pairs."""
 
@@ -87,14 +100,16 @@ class Options:
     def draw(
         cls,
         seed: int,
-        nodes: int,
+        nodes: int | None,
         sim_seconds: float,
         *,
         force: Iterable[str] = (),
         disable: Iterable[str] = (),
     ) -> Options:
         """The seed's options. Every intensity is drawn whether its kind is on or not, so
-        ``force``/``disable`` change which kinds run and nothing else."""
+        ``force``/``disable`` change which kinds run and nothing else. ``nodes`` None: the
+        seed draws 3 or 5 (``FIVE_NODES_SHARE``); given, nothing else changes (a replay
+        with ``--nodes`` runs the same seed)."""
         rng = random.Random(f"options:{seed}")
         swarm = draw_swarm(rng, force=force, disable=disable)
         on = set(swarm)
@@ -134,9 +149,9 @@ class Options:
             # every 60 entries spent 7% of a heavy seed encoding snapshots: profiled.)
             snapshot_entries = 60
         crashing = bool(on & {"crash", "snapshot_crash", "corruption"})
-        return cls(
+        options = cls(
             seed=seed,
-            nodes=nodes,
+            nodes=nodes or 3,
             sim_seconds=sim_seconds,
             swarm=swarm,
             network=network,
@@ -161,6 +176,10 @@ class Options:
             job_heartbeat_share=rng.choice([0.0, 0.3]),
             cancel_share=rng.choice([0.0, 0.05]),
         )
+        five_nodes = rng.random() < FIVE_NODES_SHARE  # drawn last: the draws above stay put
+        if nodes is None and five_nodes and on & MEMBERSHIP_KINDS:
+            options = attrs.evolve(options, nodes=5)
+        return options
 
     @classmethod
     def quiet(cls, seed: int, nodes: int = 3, **overrides: Any) -> Options:

@@ -507,8 +507,9 @@ class Simulation:
             yield client
 
     async def membership_step(self, *, toward_full: bool) -> None:
-        """One operator action through the client API: add back (learner, then promoted) a
-        node that is out or only a learner, or (unless ``toward_full``; while a node is out,
+        """One operator action through the client API: add back (learner, then promoted; or,
+        half the time, only as a learner until the next step) a node that is out or only a
+        learner, or (unless ``toward_full``; while a node is out,
         half the time) remove a voter, down to a single one."""
         leader = self.leader()
         if leader is None or leader.node is None:
@@ -526,8 +527,16 @@ class Simulation:
             try:
                 if outside and not shrink:
                     simnode = outside[0]
-                    action = f"add {simnode.id}"
-                    await client.add_node(simnode.id, simnode.config.address)
+                    if simnode.id not in current.learners and self.rng.random() < 0.5:
+                        # Only as a learner, for now: the next step promotes it. A learner
+                        # ahead of lagging voters must not count for commit.
+                        action = f"add {simnode.id} as a learner"
+                        await client._change_membership(  # no public add-learner call
+                            "add_learner", simnode.id, simnode.config.address
+                        )
+                    else:
+                        action = f"add {simnode.id}"
+                        await client.add_node(simnode.id, simnode.config.address)
                 elif shrink:
                     removed = current.voters[self.rng.randrange(len(current.voters))]
                     action = f"remove {removed}"
@@ -695,19 +704,25 @@ class Simulation:
             simnode.disk.faults_on = False
             simnode.snapshot_crash_armed = False
         self.trace.record("liveness", "network healed, disk faults off, every node restarts")
-        for simnode in self.nodes:
-            if simnode.scope is None and not simnode.repairing:
-                await simnode.stopped.wait()
-                self.start(simnode)
+        self.start_stopped_nodes()
         deadline = trio.current_time() + self.liveness_bound_s()
         while trio.current_time() < deadline:
             await trio.sleep(0.1)
+            self.start_stopped_nodes()
             await self.membership_step(toward_full=True)
             if self.converged():
                 self.trace.record("liveness", "every acknowledged job finished; nodes converged")
                 return
         raise_liveness = self.liveness_problem()
         self.fail(Violation("liveness", raise_liveness))
+
+    def start_stopped_nodes(self) -> None:
+        """Start every node whose process has exited, again at each step of the liveness
+        phase: a crashed process may take seconds to finish exiting, and a node still
+        exiting when the phase begins must come back too (nobody else may owe its restart)."""
+        for simnode in self.nodes:
+            if not simnode.running and not simnode.repairing:
+                self.start(simnode)
 
     def liveness_bound_s(self) -> float:
         """The base, plus twice the longest the unfinished acknowledged jobs could keep every
@@ -755,7 +770,7 @@ class Simulation:
 def run_seed(
     seed: int,
     *,
-    nodes: int = 3,
+    nodes: int | None = None,
     sim_seconds: float = 20.0,
     wall_budget_s: float = WALL_BUDGET_S,
     keep_trace: bool = False,

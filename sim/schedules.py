@@ -76,8 +76,8 @@ def _up_followers(simulation: Simulation, leader: SimNode) -> list[SimNode]:
 
 
 async def _restart_later(simulation: Simulation, simnode: SimNode, delay_s: float) -> None:
-    """Restart a node the schedule crashed, in whatever phase: the liveness phase restarts
-    only the nodes that were down when it began, and this one may still have been stopping."""
+    """Restart a node the schedule crashed, in whatever phase (the liveness phase would
+    restart it too, once stopped, but the fault phase may go on for a while)."""
     await trio.sleep(delay_s)
     await simnode.stopped.wait()
     if not simnode.running and not simnode.repairing:

@@ -1364,6 +1364,50 @@ def test_reads_with_equal_contexts_from_two_nodes_are_both_answered() -> None:
         ], name
 
 
+def test_a_forwarded_read_is_sent_again_when_its_leader_is_reelected_in_a_higher_term() -> None:
+    """Thesis 6.4 / etcd-io/raft MsgReadIndex: a follower's forwarded read whose request or
+    answer was lost with the leader's term is asked again of the leader of the new term.
+    Issue #14: the follower forgot it at the term change, and as its leader was the same node
+    again nothing told the node that waited for it: it waited out the client's timeout."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    cluster.propose("n1", b"a")
+    commit = cluster["n1"].status().commit
+    lost = drop_once(cluster, lambda m: isinstance(m, ReadIndexRequest))
+    cluster["n2"].read_index(b"read-1")
+    cluster.deliver()
+    assert lost, "the read's request went through"
+    cluster.peers[node("n1")].restart()
+    cluster["n1"].campaign(transfer=True)  # the same node leads again, in a higher term
+    cluster.deliver()
+    assert leader_ids(cluster) == ["n1"]
+    assert cluster["n2"].status().term == 2
+    assert cluster["n2"].status().leader == "n1"
+    cluster.tick(3)
+    (read,) = cluster.peers[node("n2")].read_states
+    assert read.context == b"read-1"
+    assert read.index >= commit + 1  # covers the new term's no-op
+
+
+def test_a_follower_that_becomes_leader_answers_its_own_forwarded_read() -> None:
+    """A forwarded read still unanswered when its follower wins an election in a later term
+    is served by that node as leader, once its no-op commits and a quorum confirms it."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    cluster.propose("n1", b"a")
+    commit = cluster["n1"].status().commit
+    drop(cluster, lambda m: isinstance(m, ReadIndexRequest))
+    cluster["n2"].read_index(b"read-1")
+    cluster.deliver()
+    cluster["n2"].campaign(transfer=True)
+    cluster.deliver()
+    assert leader_ids(cluster) == ["n2"]
+    cluster.tick(3)
+    (read,) = cluster.peers[node("n2")].read_states
+    assert read.context == b"read-1"
+    assert read.index >= commit + 1
+
+
 def test_a_read_is_not_confirmed_by_a_heartbeat_round_sent_before_it_arrived() -> None:
     """Thesis 6.4 step 3 / etcd-io/raft read_only.go: a read is released only by a quorum's
     acknowledgements of a heartbeat sent after the read was queued; an older round says

@@ -11,7 +11,7 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from raftq import codec
+from raftq import codec, limits
 from raftq.errors import ConfigError, DecodeError
 from raftq.ids import NodeId, parse_node_id
 from raftq.transport.network import parse_address
@@ -42,6 +42,9 @@ class NodeConfig:
     """... or after this many bytes of applied entries (0: never), whichever comes first: a
     log of large jobs is compacted as promptly as one of many small ones, so neither the WAL
     on disk nor a restart's replay grows past about this much."""
+    wal_segment_bytes: int = limits.WAL_SEGMENT_BYTES
+    """WAL segments roll over past this size (limits.py says why the default). The simulator sets
+    a small one so its short runs roll and compact segments as a long production run does."""
     lease_extension_ms: int = 10_000
     """A new leader's ExtendAll: no lease expires within this of the failover."""
     expire_interval_ms: int = 1_000
@@ -68,6 +71,8 @@ class NodeConfig:
     """TLS for every connection (``--tls-cert``, ``--tls-key``, ``--tls-ca``)."""
 
     def __attrs_post_init__(self) -> None:
+        if self.wal_segment_bytes < limits.WAL_SEGMENT_BYTES_MIN:
+            raise ConfigError(f"wal_segment_bytes must be at least {limits.WAL_SEGMENT_BYTES_MIN}")
         if self.node_id not in self.members:
             raise ConfigError(f"--cluster must list this node ({self.node_id}) with its address")
         for address in self.members.values():

@@ -111,7 +111,7 @@ async def open_node(
     clock = clock or WallClock()
     rng = rng or random.Random()
     recovery_started = trio.current_time()
-    log = await DurableLog.open(disk, fsync=config.fsync)
+    log = await DurableLog.open(disk, segment_bytes=config.wal_segment_bytes, fsync=config.fsync)
     try:
         snapshot = log.snapshot_meta
         if snapshot.index > 0:

@@ -143,7 +143,11 @@ class RaftCore:
         """The last ReadIndex round this node numbered as leader (never reused)."""
         self.reads_before_commit: list[tuple[bytes, NodeId]] = []
         self.forwarded_reads: set[bytes] = set()
-        """Contexts of reads this follower asked its leader for, not yet answered."""
+        """Contexts of reads this follower asked its leader (of this term) for, not yet
+        answered."""
+        self.reads_to_forward: list[bytes] = []
+        """Forwarded reads whose term ended unanswered: asked again of the next leader, or
+        served by this node if it is that leader (``forward_waiting_reads``)."""
         self.read_states: list[ReadState] = []
         self.uncommitted: deque[tuple[int, int]] = deque()  # (last index, bytes) per proposal
         self.uncommitted_bytes = 0
@@ -218,6 +222,9 @@ class RaftCore:
         self.transfer_target = None
         self.pending_reads = deque()
         self.reads_before_commit = []
+        # The request or the answer of a forwarded read may have been lost with the term:
+        # ask again once a leader is known (a late answer of the old term is dropped).
+        self.reads_to_forward.extend(sorted(self.forwarded_reads))
         self.forwarded_reads = set()
         self.uncommitted.clear()
         self.uncommitted_bytes = 0
@@ -260,6 +267,7 @@ class RaftCore:
         # A no-op of the new term commits everything before it (5.4.2, figure 8).
         noop = [Entry(index=last + 1, term=self.term, kind=EntryKind.NOOP)]
         self._append_entries(noop, entries_size(noop))
+        self.forward_waiting_reads()
 
     def _new_progress(self, peer: NodeId, next_index: int) -> Progress:
         return Progress(
@@ -531,16 +539,33 @@ class RaftCore:
                 raise Busy("too many reads waiting for a heartbeat round; retry")
             replication.handle_read(self, context, self.id)
         elif self.leader is not None:
-            if len(self.forwarded_reads) >= limits.RAFT_READS_PENDING_MAX:
+            if len(self.forwarded_reads) + len(self.reads_to_forward) >= (
+                limits.RAFT_READS_PENDING_MAX
+            ):
                 raise Busy("too many reads waiting for the leader; retry")
-            self.forwarded_reads.add(context)
-            self.send(
-                ReadIndexRequest(
-                    term=self.term, sender=self.id, recipient=self.leader, context=context
-                )
-            )
+            self._forward_read(context)
         else:
             raise NotLeader("no leader known for a read", leader_id=None)
+
+    def _forward_read(self, context: bytes) -> None:
+        assert self.leader is not None
+        assert self.leader != self.id, self.leader
+        self.forwarded_reads.add(context)
+        self.send(
+            ReadIndexRequest(term=self.term, sender=self.id, recipient=self.leader, context=context)
+        )
+
+    def forward_waiting_reads(self) -> None:
+        """Reads forwarded in an earlier term and never answered: ask the leader now known,
+        or, as that leader, serve them (after the no-op commits, like any read)."""
+        if not self.reads_to_forward or self.leader is None:
+            return
+        waiting, self.reads_to_forward = self.reads_to_forward, []
+        for context in waiting:
+            if self.role is Role.LEADER:
+                replication.handle_read(self, context, self.id)
+            else:
+                self._forward_read(context)
 
     # --- the Ready cycle ------------------------------------------------------------------------
 

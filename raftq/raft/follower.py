@@ -45,6 +45,7 @@ def step_follower(core: RaftCore, message: Message) -> None:
     if isinstance(message, AppendEntries | Heartbeat | InstallSnapshot):
         core.election_elapsed = 0
         core.leader = message.sender
+        core.forward_waiting_reads()
         if isinstance(message, AppendEntries):
             _handle_append(core, message)
         elif isinstance(message, Heartbeat):
@@ -55,8 +56,8 @@ def step_follower(core: RaftCore, message: Message) -> None:
         if core.role is Role.FOLLOWER and core.promotable():
             core.campaign(transfer=True)  # the leader hands over: no pre-vote, no lease
     elif isinstance(message, ReadIndexResponse) and message.context in core.forwarded_reads:
-        # Only an answer to a read asked in this term (forgotten at any change of term or
-        # leader; a late answer to an earlier incarnation's read would be out of date).
+        # Only an answer to a read asked in this term (a read unanswered at a change of term
+        # is asked again of the next leader: ``forward_waiting_reads``).
         core.forwarded_reads.discard(message.context)
         core.read_states.append(ReadState(context=message.context, index=message.index))
 

@@ -19,20 +19,25 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DURABLE = "acknowledged enqueues are durable on a majority"
 
 QUICK = [
-    ("expire_early", 1, "leases end only by report, cancel or expiry"),
-    ("wal_no_fsync", 1, DURABLE),
-    ("commit_minority", 1, DURABLE),
+    ("expire_early", 1, "leases end only by report, cancel or expiry", 10),
+    ("wal_no_fsync", 1, DURABLE, 10),
+    ("commit_minority", 1, DURABLE, 10),
 ]
-"""(mutant, a seed that catches it with ``--sim-seconds 10``, the checker that fires): a few
+"""(mutant, a seed that catches it, the checker that fires, ``--sim-seconds``): a few
 quick ones in every ``make test``. The last two needed a new checker (durability on a
 majority's disks, ``sim.checkers.NodeChecks``): they are also its regression seeds."""
 
 REGRESSIONS = [
-    ("send_before_persist", 1, DURABLE),
-    ("vote_not_persisted", 9, "linearizable reads"),
+    ("send_before_persist", 1, DURABLE, 10),
+    ("vote_not_persisted", 9, "linearizable reads", 10),
+    ("compact_past_snapshot", 8, "nodes do not die", 10),
+    ("commit_counts_learners", 28, DURABLE, 20),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
-(seed 9 runs the ``ack_crash`` and ``down_compaction`` schedules)."""
+(seed 9 runs the ``ack_crash`` and ``down_compaction`` schedules; seed 8 needs WAL segments
+small enough to roll and long enough to hold two snapshots, ``sim.cluster.wal_segment_bytes``;
+seed 28 runs five nodes, with three voters and a learner, and needs the checker to count only
+the voters' disks)."""
 
 
 def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:
@@ -61,17 +66,17 @@ def test_every_patch_applies_to_head_and_a_stale_one_is_named(tmp_path: pathlib.
 
 
 @pytest.mark.parametrize(
-    ("name", "seed", "checker"),
+    ("name", "seed", "checker", "sim_seconds"),
     [
         *QUICK,
         *(pytest.param(*regression, marks=pytest.mark.slow) for regression in REGRESSIONS),
     ],
 )
 def test_a_quick_mutant_is_caught_by_its_unit_tests_and_the_simulator(
-    name: str, seed: int, checker: str
+    name: str, seed: int, checker: str, sim_seconds: int
 ) -> None:
     command = [sys.executable, "-m", "sim.mutants", name, "--start", str(seed), "--seeds", "1"]
-    command += ["--sim-seconds", "10", "--jobs", "1", "--json"]
+    command += ["--sim-seconds", str(sim_seconds), "--jobs", "1", "--json"]
     finished = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=600
     )

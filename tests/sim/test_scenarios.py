@@ -374,3 +374,19 @@ def test_a_stalled_stale_leader_never_answers_a_read_from_an_older_round() -> No
 
     report = passed(run_options(Options.quiet(700), script=script))
     assert report.faults.partitions == 6
+
+
+def test_a_node_still_stopping_when_the_liveness_phase_begins_is_restarted() -> None:
+    """The liveness phase restarts every node that is down, including one whose crashed
+    process is still exiting as it begins (a crash may take seconds of simulated time to
+    finish) and whose restart nobody else owes: it used to skip it ("n2 is not up")."""
+
+    async def script(sim: Simulation) -> None:
+        leader = await sim.wait_for_leader()
+        await trio.sleep(1.0)
+        follower = next(simnode for simnode in sim.nodes if simnode is not leader)
+        sim.crash_now(follower, "as the fault phase ends")
+        assert follower.scope is not None  # still exiting when the liveness phase begins
+
+    report = passed(run_options(Options.quiet(102), script=script))
+    assert report.faults.crashes == 1

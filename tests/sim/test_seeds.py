@@ -165,6 +165,8 @@ def test_cli_sweep_json() -> None:
         "2",
         "--start",
         "23",
+        "--nodes",
+        "3",  # (both seeds would draw five nodes, which partition later than 3 s)
         "--sim-seconds",
         "3",
         "--jobs",

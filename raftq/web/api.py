@@ -33,7 +33,7 @@ from raftq.client.jobfile import (
 from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
 from raftq.jobs.job import JobState
 from raftq.web.auth import route_path
-from raftq.web.context import current_user, web_context
+from raftq.web.context import log_action, web_context
 from raftq.web.openapi import openapi_document
 
 API_PREFIX = "/api/v1"
@@ -155,11 +155,6 @@ def _path_name(request: Request, name: str) -> str:
     return value
 
 
-def _log_action(request: Request, action: str, **details: object) -> None:
-    fields = " ".join(f"{key}={value}" for key, value in details.items())
-    logger.info("web action=%s user=%s %s", action, current_user(request), fields)
-
-
 # --- routes ---------------------------------------------------------------------------------------
 
 
@@ -179,7 +174,7 @@ async def enqueue_jobs(request: Request) -> Response:
     specs = specs_from_objects(items)
     async with web_context(request).client() as client:
         ids = await client.enqueue_specs(specs)
-    _log_action(request, "enqueue", jobs=len(ids), first=ids[0])
+    log_action(request, "enqueue", jobs=len(ids), first=ids[0])
     return JSONResponse({"ids": ids}, status_code=201)
 
 
@@ -283,7 +278,7 @@ async def retry_dead_jobs(request: Request) -> Response:
         raise ApiError(400, "bad_request", f"field {problem.field!r}: {problem}") from None
     async with web_context(request).client() as client:
         retried = await client.retry_dead(queue, job_type, limit or limits.RETRY_DEAD_JOBS_MAX)
-    _log_action(request, "retry-dead", queue=queue, type=job_type, retried=retried)
+    log_action(request, "retry-dead", queue=queue, type=job_type, retried=retried)
     return JSONResponse({"retried": retried})
 
 
@@ -292,7 +287,7 @@ async def cancel_job(request: Request) -> Response:
     job_id = _job_id(request)
     async with web_context(request).client() as client:
         state = await client.cancel(job_id)
-    _log_action(request, "cancel", job=job_id, state=state)
+    log_action(request, "cancel", job=job_id, state=state)
     return JSONResponse({"id": job_id, "state": state})
 
 
@@ -301,7 +296,7 @@ async def retry_job(request: Request) -> Response:
     job_id = _job_id(request)
     async with web_context(request).client() as client:
         state = await client.retry(job_id)
-    _log_action(request, "retry", job=job_id, state=state)
+    log_action(request, "retry", job=job_id, state=state)
     return JSONResponse({"id": job_id, "state": state})
 
 
@@ -310,7 +305,7 @@ async def pause_queue(request: Request) -> Response:
     queue = _path_name(request, "name")
     async with web_context(request).client() as client:
         await client.pause(queue)
-    _log_action(request, "pause", queue=queue)
+    log_action(request, "pause", queue=queue)
     return JSONResponse({"queue": queue, "paused": True})
 
 
@@ -319,7 +314,7 @@ async def resume_queue(request: Request) -> Response:
     queue = _path_name(request, "name")
     async with web_context(request).client() as client:
         await client.resume(queue)
-    _log_action(request, "resume", queue=queue)
+    log_action(request, "resume", queue=queue)
     return JSONResponse({"queue": queue, "paused": False})
 
 

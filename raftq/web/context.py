@@ -7,6 +7,7 @@ through the client library, so nothing the web app does bypasses the replicated 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,3 +83,11 @@ def current_user(connection: HTTPConnection) -> str:
         return user
     client = connection.client
     return f"anonymous@{client.host}" if client else "anonymous"
+
+
+def log_action(connection: HTTPConnection, action: str, **details: object) -> None:
+    """One line per action taken through the API or the dashboard, with who took it."""
+    fields = " ".join(f"{key}={value}" for key, value in details.items())
+    logging.getLogger("raftq.web").info(
+        "web action=%s user=%s %s", action, current_user(connection), fields
+    )

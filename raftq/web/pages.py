@@ -34,7 +34,7 @@ from raftq.client.client import CommandRejected
 from raftq.client.job import Job
 from raftq.errors import ConfigError, JobNotFound, RaftqError
 from raftq.jobs.job import JobState
-from raftq.web.context import current_user, web_context
+from raftq.web.context import current_user, log_action, web_context
 
 logger = logging.getLogger("raftq.web")
 
@@ -296,11 +296,6 @@ def _back(request: Request, form: dict[str, str], fallback: str, **message: str)
     return RedirectResponse(target + separator + urlencode(message), status_code=303)
 
 
-def _log_action(request: Request, action: str, **details: object) -> None:
-    fields = " ".join(f"{key}={value}" for key, value in details.items())
-    logger.info("web action=%s user=%s %s", action, current_user(request), fields)
-
-
 Action = Callable[[Request, dict[str, str]], Awaitable[str]]
 
 
@@ -331,7 +326,7 @@ async def cancel_job(request: Request, form: dict[str, str]) -> str:
     job_id = request.path_params["job_id"]
     async with web_context(request).client() as client:
         state = await client.cancel(job_id)
-    _log_action(request, "cancel", job=job_id, state=state)
+    log_action(request, "cancel", job=job_id, state=state)
     return f"job {job_id}: {state}"
 
 
@@ -340,7 +335,7 @@ async def retry_job(request: Request, form: dict[str, str]) -> str:
     job_id = request.path_params["job_id"]
     async with web_context(request).client() as client:
         state = await client.retry(job_id)
-    _log_action(request, "retry", job=job_id, state=state)
+    log_action(request, "retry", job=job_id, state=state)
     return f"job {job_id} retried: {state}"
 
 
@@ -349,7 +344,7 @@ async def pause_queue(request: Request, form: dict[str, str]) -> str:
     queue = request.path_params["name"]
     async with web_context(request).client() as client:
         await client.pause(queue)
-    _log_action(request, "pause", queue=queue)
+    log_action(request, "pause", queue=queue)
     return f"queue {queue} paused"
 
 
@@ -358,7 +353,7 @@ async def resume_queue(request: Request, form: dict[str, str]) -> str:
     queue = request.path_params["name"]
     async with web_context(request).client() as client:
         await client.resume(queue)
-    _log_action(request, "resume", queue=queue)
+    log_action(request, "resume", queue=queue)
     return f"queue {queue} resumed"
 
 
@@ -368,7 +363,7 @@ async def retry_dead_jobs(request: Request, form: dict[str, str]) -> str:
     queue, job_type = form.get("queue", "").strip(), form.get("type", "").strip()
     async with web_context(request).client() as client:
         retried = await client.retry_dead(queue or None, job_type or None)
-    _log_action(request, "retry-dead", queue=queue or "*", type=job_type or "*", jobs=retried)
+    log_action(request, "retry-dead", queue=queue or "*", type=job_type or "*", jobs=retried)
     more = (
         " (the most one action retries; repeat it for more)"
         if (retried == limits.RETRY_DEAD_JOBS_MAX)

@@ -282,6 +282,17 @@ WEB_PAGE_JOBS = 50
 """Jobs in one page of the dashboard's jobs and dead lists: a laptop screen or two, about 28 kB
 of HTML (measured); more come by cursor, and the page refreshes itself every two seconds."""
 
+WEB_TOKEN_TTL_DEFAULT_S = 30 * 86400
+"""How long a web token lives when ``raftq web --print-token`` is given no ``--ttl``: a month,
+long enough for a person's browser or a service's config not to need a new one every day,
+short enough that a token copied into a chat or a ticket stops working on its own."""
+
+WEB_TOKEN_TTL_MIN_S = 60
+WEB_TOKEN_TTL_MAX_S = 365 * 86400
+"""A token lives at least a minute (less expires before anyone can use it) and at most a year:
+every token has a bounded lifetime, so a forgotten one stops working without a secret change
+(which is still the way to revoke tokens early)."""
+
 WEB_NOTICE_CHARS_MAX = 512
 """The message an action leaves for the page it returns to travels in the URL; it is a
 sentence, so a longer one (a hand-made URL) is cut rather than rendered whole."""

@@ -8,6 +8,8 @@ by the web app itself, before it asks the cluster (which would answer 503)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import subprocess
 import sys
@@ -20,10 +22,12 @@ from starlette.testclient import TestClient
 from raftq import limits
 from raftq.errors import ConfigError
 from raftq.web import asgi_app, token_for
-from raftq.web.auth import TOKEN_COOKIE, check_listen, user_of
+from raftq.web.auth import TOKEN_COOKIE, TokenRefused, check_listen, check_token, parse_ttl
 
 NOWHERE = "127.0.0.1:9"
 SECRET = b"s" * 32
+NOW_S = 1_796_083_200.0
+"""2026-12-01T00:00:00Z: the fake wall clock's time where a test sets one."""
 JSON_HEADERS = {"content-type": "application/json"}
 
 
@@ -164,15 +168,107 @@ def guarded() -> Iterator[TestClient]:
         yield client
 
 
+def user_of(token: str, *, secret: bytes = SECRET, now_s: float = NOW_S) -> str:
+    """The user ``check_token`` lets in, or the code it refuses with."""
+    try:
+        return check_token(secret, token, now_s=now_s)
+    except TokenRefused as refused:
+        return f"refused: {refused.code}"
+
+
 def test_tokens_name_their_user_and_do_not_forge() -> None:
-    token = token_for(SECRET, "alice@example.com")
-    assert user_of(SECRET, token) == "alice@example.com"
-    assert user_of(b"t" * 32, token) is None
-    assert user_of(SECRET, token.replace("alice", "mallory")) is None
-    assert user_of(SECRET, token[:-1] + ("0" if token[-1] != "0" else "1")) is None
-    assert user_of(SECRET, "") is None
+    token = token_for(SECRET, "alice@example.com", now_s=NOW_S)
+    assert user_of(token) == "alice@example.com"
+    forged = "refused: unauthorized"
+    assert user_of(token, secret=b"t" * 32) == forged
+    assert user_of(token.replace("alice", "mallory")) == forged
+    assert user_of(token[:-1] + ("0" if token[-1] != "0" else "1")) == forged
+    user, expires, mac = token.rsplit(".", 2)
+    assert user_of(f"{user}.{int(expires) + 86400}.{mac}") == forged  # a longer life: forged
+    for nonsense in ("", ".", "..", "alice", "alice.1.", ".1.ab", "a.99999999999999999999.ab"):
+        assert user_of(nonsense) == forged, nonsense
     with pytest.raises(ConfigError):
         token_for(SECRET, "bad user")
+
+
+def test_a_token_expires_after_its_ttl() -> None:
+    """``USER.EXPIRES.MAC``: accepted until EXPIRES (Unix seconds), refused from then on, with
+    a message that names the user and the time and says how to get a new token."""
+    token = token_for(SECRET, "alice", ttl_s=3_600, now_s=NOW_S)
+    assert token.split(".")[1] == str(int(NOW_S) + 3_600)
+    assert user_of(token, now_s=NOW_S + 3_599) == "alice"
+    assert user_of(token, now_s=NOW_S + 3_600) == "refused: token_expired"
+    with pytest.raises(TokenRefused) as refused:
+        check_token(SECRET, token, now_s=NOW_S + 86_400)
+    assert refused.value.message == (
+        "alice's token expired at 2026-12-01T01:00:00Z: make a new one with raftq web "
+        "--print-token alice [--ttl 30d] and send it instead"
+    )
+
+
+def test_a_token_without_an_expiry_is_refused_by_name() -> None:
+    """The first token format, ``USER.HMAC(secret, "raftq-web-token:" + USER)``, never
+    expired: it is refused with a message that says so, not taken for a forgery."""
+    mac = hmac.new(SECRET, b"raftq-web-token:alice", hashlib.sha256).hexdigest()
+    with pytest.raises(TokenRefused) as refused:
+        check_token(SECRET, f"alice.{mac}", now_s=NOW_S)
+    assert refused.value.code == "token_without_expiry"
+    assert "alice's token has no expiry" in refused.value.message
+    assert "raftq web --print-token alice" in refused.value.message
+    dotted = hmac.new(SECRET, b"raftq-web-token:a.1767229200", hashlib.sha256).hexdigest()
+    assert user_of(f"a.1767229200.{dotted}") == "refused: token_without_expiry"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30d", 30 * 86_400), ("12h", 43_200), ("15m", 900), ("90s", 90), ("600", 600),
+     ("365d", 365 * 86_400), (" 1m ", 60)],
+)  # fmt: skip
+def test_a_ttl_is_a_number_and_a_unit(text: str, seconds: int) -> None:
+    assert parse_ttl(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "0d", "59s", "366d", "1w", "-1d", "1.5h", "d"])
+def test_a_ttl_out_of_bounds_or_unreadable_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="--ttl"):
+        parse_ttl(text)
+
+
+def test_token_for_bounds_the_lifetime() -> None:
+    for ttl_s in (0, limits.WEB_TOKEN_TTL_MIN_S - 1, limits.WEB_TOKEN_TTL_MAX_S + 1):
+        with pytest.raises(ConfigError, match="a token lives"):
+            token_for(SECRET, "alice", ttl_s=ttl_s)
+
+
+class FakeClock:
+    """Wall time in seconds that a test moves by hand."""
+
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_an_expired_token_is_refused_by_the_api_and_the_pages() -> None:
+    clock = FakeClock(NOW_S)
+    token = token_for(SECRET, "alice", ttl_s=600, now_s=NOW_S)
+    with TestClient(asgi_app(NOWHERE, secret=SECRET, timeout=0.5, clock=clock)) as client:
+        headers = {"authorization": f"Bearer {token}"}
+        assert client.get("/api/v1/status", headers=headers).status_code == 503  # let in
+        signed_in = client.post("/login", data={"token": token}, follow_redirects=False)
+        assert "Max-Age=600" in signed_in.headers["set-cookie"]  # the browser drops it then
+        clock.now_s += 600
+        refused = client.get("/api/v1/status", headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "token_expired"
+        assert "alice's token expired at" in refused.json()["error"]["message"]
+        page = client.get("/", follow_redirects=False)  # with the (expired) cookie
+        assert (page.status_code, page.headers["location"]) == (303, "/login?why=expired")
+        assert "Your token expired" in client.get(page.headers["location"]).text
+        again = client.post("/login", data={"token": token})
+        assert again.status_code == 401
+        assert "alice&#x27;s token expired at" in again.text
 
 
 def test_with_a_secret_every_route_needs_a_token(guarded: TestClient) -> None:

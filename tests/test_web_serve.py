@@ -15,6 +15,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -31,8 +32,10 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 import raftq
+from raftq import limits
 from raftq.local_cluster import LocalCluster, free_ports
-from raftq.web import asgi_app, token_for
+from raftq.web import asgi_app
+from raftq.web.auth import TokenRefused, check_token, token_expiry_s
 from tests.process_cluster import process_cluster
 
 WAIT_S = 30.0
@@ -163,6 +166,35 @@ def test_raftq_web_serves_the_cluster_and_read_only_refuses_actions(cluster: Loc
         assert httpx.get(f"{base}/api/v1/status", timeout=WAIT_S).status_code == 200
 
 
+def test_raftq_web_prints_a_token_that_expires_after_its_ttl(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("a cluster secret that is long enough\n")
+    print_token = raftq_command("web", "--print-token", "alice", "--secret-file", str(secret_file))
+    for ttl, ttl_s in ((None, limits.WEB_TOKEN_TTL_DEFAULT_S), ("2h", 7_200)):
+        before_s = int(time.time())
+        result = subprocess.run(
+            print_token + ([] if ttl is None else ["--ttl", ttl]),
+            capture_output=True, text=True, timeout=WAIT_S, check=True,
+        )  # fmt: skip
+        after_s = int(time.time())
+        token = result.stdout.strip()
+        expires_s = token_expiry_s(token)
+        assert before_s + ttl_s <= expires_s <= after_s + ttl_s, (ttl, token)
+        secret = raftq.load_secret(str(secret_file))
+        assert check_token(secret, token, now_s=expires_s - 1) == "alice"
+        with pytest.raises(TokenRefused):
+            check_token(secret, token, now_s=expires_s)
+        assert "this token expires at 20" in result.stderr
+    for arguments, words in (
+        ([*print_token, "--ttl", "0d"], "--ttl 0d: a token lives from 1 minute to 365 days"),
+        ([*print_token, "--ttl", "soon"], "--ttl 'soon': a number and a unit"),
+        (raftq_command("web", "--ttl", "1d"), "--ttl is how long a token lives"),
+    ):
+        refused = subprocess.run(arguments, capture_output=True, text=True, timeout=WAIT_S)
+        assert (refused.returncode, refused.stdout) == (2, ""), arguments
+        assert words in refused.stderr
+
+
 def test_raftq_web_refuses_a_public_address_without_a_secret() -> None:
     result = subprocess.run(
         raftq_command("web", "--listen", "0.0.0.0:8080"),
@@ -189,7 +221,7 @@ def test_a_node_serves_dashboard_api_and_metrics_on_its_http_addr(tmp_path: Path
         raftq_command("web", "--print-token", "alice", "--secret-file", str(secret_file)),
         capture_output=True, text=True, timeout=WAIT_S, check=True,
     ).stdout.strip()  # fmt: skip
-    assert token == token_for(raftq.load_secret(str(secret_file)), "alice")
+    assert check_token(raftq.load_secret(str(secret_file)), token, now_s=time.time()) == "alice"
     with running(command) as node:
         assert node.stdout is not None
         read_until(node.stdout, "web serving")

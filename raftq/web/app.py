@@ -19,6 +19,7 @@ every route before it runs, pages included. Links must be built with ``request.u
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -48,12 +49,14 @@ def asgi_app(
     timeout: float = 10.0,
     tls: TlsConfig | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The raftq web app over the cluster at ``cluster`` ("HOST:PORT,..." or a list).
 
     ``secret``: the cluster secret; the app then requires a token (docs/security.md).
     ``read_only``: refuse every action (403) and show no buttons. ``metrics_registry``: also
-    serve it at ``/metrics`` (a node does). Mounted in another app, run this app's lifespan
+    serve it at ``/metrics`` (a node does). ``clock``: wall time in seconds, against which
+    tokens expire (tests pass a fake one). Mounted in another app, run this app's lifespan
     from the host's (``async with web.router.lifespan_context(web):``) so that requests share
     one client; otherwise each request connects anew (correct, slower)."""
     context = WebContext(
@@ -63,6 +66,7 @@ def asgi_app(
         secret=None if secret is None else check_secret(secret),
         tls=tls,
         read_only=read_only,
+        clock=clock,
     )
     routes: list[BaseRoute] = [*api_routes(), *login_routes()]
     if metrics_registry is not None:
@@ -76,7 +80,7 @@ def asgi_app(
 
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(Guard, secret=context.secret, read_only=read_only)],
+        middleware=[Middleware(Guard, secret=context.secret, read_only=read_only, clock=clock)],
         lifespan=lifespan,
         exception_handlers={HTTPException: http_error},
     )

@@ -1,12 +1,16 @@
 """Who may use the web app, and which requests count as actions (docs/security.md, "Web").
 
 Credentials: when the cluster has a secret, every route but the login page and the OpenAPI
-document needs a token, ``USER.HMAC-SHA256(secret, "raftq-web-token:" + USER)`` in hex: sent as
-``Authorization: Bearer TOKEN`` by API callers, or kept in an HttpOnly, SameSite=Strict cookie
-after the login form. The token names its user, so the action log says who did what; it is
-derived from the secret but does not reveal it, so a leaked token opens the web app, never the
-cluster's own port. ``raftq web --print-token USER`` makes one. Without a secret there are no
-credentials, and the web app listens on loopback only (``check_listen``), as nodes do.
+document needs a token, ``USER.EXPIRES.MAC``: EXPIRES is the Unix time (seconds) after which it
+is refused, MAC is HMAC-SHA256(secret, "raftq-web-token-v2:" + USER + ":" + EXPIRES) in hex.
+It is sent as ``Authorization: Bearer TOKEN`` by API callers, or kept in an HttpOnly,
+SameSite=Strict cookie after the login form. The token names its user, so the action log says
+who did what; it is derived from the secret but does not reveal it, so a leaked token opens
+the web app, never the cluster's own port, and only until it expires. ``raftq web
+--print-token USER [--ttl 30d]`` makes one. Tokens of the first format, ``USER.MAC`` without an
+expiry, are refused by name (their 401 says to make a new one): nothing lives forever. Without
+a secret there are no credentials, and the web app listens on loopback only
+(``check_listen``), as nodes do.
 
 Actions: every change is a POST (a GET never changes anything). A POST whose ``Origin`` is not
 this site, or that the browser marks cross-site (``Sec-Fetch-Site``), is refused (403): a page
@@ -21,6 +25,7 @@ import ipaddress
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,24 +46,108 @@ UNGUARDED_ACTIONS = frozenset({"/login", "/logout"})
 """POSTs allowed in read-only mode: signing in and out change no job."""
 
 
-def token_for(secret: bytes, user: str) -> str:
-    """The web token of ``user`` for the cluster with ``secret``."""
+TTL_PATTERN = re.compile(r"([0-9]{1,9})([smhd]?)")
+TTL_UNITS_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class TokenRefused(Exception):
+    """A token that does not let its bearer in; ``code`` for the API's error, ``message``
+    says why and what to do."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def token_for(
+    secret: bytes,
+    user: str,
+    *,
+    ttl_s: int = limits.WEB_TOKEN_TTL_DEFAULT_S,
+    now_s: float | None = None,
+) -> str:
+    """The web token of ``user`` for the cluster with ``secret``, valid for ``ttl_s`` seconds
+    from ``now_s`` (default: now)."""
     if not USER_PATTERN.fullmatch(user):
         raise ConfigError(
             f"user {user!r}: 1 to 64 letters, digits or _.@+- (not starting with a dot)"
         )
-    return f"{user}.{_mac(secret, user)}"
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int):
+        raise ConfigError(f"ttl_s must be an integer number of seconds, not {ttl_s!r}")
+    if not limits.WEB_TOKEN_TTL_MIN_S <= ttl_s <= limits.WEB_TOKEN_TTL_MAX_S:
+        raise ConfigError(
+            f"a token lives from {limits.WEB_TOKEN_TTL_MIN_S} s to "
+            f"{limits.WEB_TOKEN_TTL_MAX_S // 86400} days, not {ttl_s} s"
+        )
+    expires_s = int(time.time() if now_s is None else now_s) + ttl_s
+    return f"{user}.{expires_s}.{_mac(secret, user, expires_s)}"
 
 
-def user_of(secret: bytes, token: str) -> str | None:
-    """The user a token names, if the token is genuine; else None."""
-    user, separator, mac = token.rpartition(".")
-    if not separator or not USER_PATTERN.fullmatch(user):
-        return None
-    return user if hmac.compare_digest(mac, _mac(secret, user)) else None
+def parse_ttl(text: str) -> int:
+    """``--ttl``: a count of seconds, minutes, hours or days (``90s``, ``15m``, ``12h``,
+    ``30d``; a bare number is seconds), within the bounds ``token_for`` takes."""
+    match = TTL_PATTERN.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(f"--ttl {text!r}: a number and a unit, s, m, h or d (e.g. 30d)")
+    ttl_s = int(match.group(1)) * TTL_UNITS_S[match.group(2)]
+    if not limits.WEB_TOKEN_TTL_MIN_S <= ttl_s <= limits.WEB_TOKEN_TTL_MAX_S:
+        raise ConfigError(
+            f"--ttl {text}: a token lives from {limits.WEB_TOKEN_TTL_MIN_S // 60} minute to "
+            f"{limits.WEB_TOKEN_TTL_MAX_S // 86400} days"
+        )
+    return ttl_s
 
 
-def _mac(secret: bytes, user: str) -> str:
+def token_expiry_s(token: str) -> int:
+    """When a token that ``check_token`` accepted expires (Unix seconds)."""
+    return int(token.rsplit(".", 2)[1])
+
+
+UNAUTHORIZED = (
+    "this cluster has a secret: send 'Authorization: Bearer TOKEN' "
+    "(raftq web --print-token USER makes one) or sign in at /login"
+)
+
+
+def check_token(secret: bytes, token: str, *, now_s: float) -> str:
+    """The user a genuine, unexpired token names; else ``TokenRefused`` saying which."""
+    rest, separator, mac = token.rpartition(".")
+    user, _, expires = rest.rpartition(".")
+    genuine = (
+        separator
+        and USER_PATTERN.fullmatch(user)
+        and expires.isdigit()
+        and len(expires) <= 12
+        and hmac.compare_digest(mac, _mac(secret, user, int(expires)))
+    )
+    if genuine:
+        if now_s >= int(expires):
+            expired_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(expires)))
+            raise TokenRefused(
+                "token_expired",
+                f"{user}'s token expired at {expired_at}: make a new one with raftq web "
+                f"--print-token {user} [--ttl 30d] and send it instead",
+            )
+        return user
+    first_format = separator and USER_PATTERN.fullmatch(rest)
+    if first_format and hmac.compare_digest(mac, _mac_v1(secret, rest)):
+        raise TokenRefused(
+            "token_without_expiry",
+            f"{rest}'s token has no expiry (the first token format), and such tokens are no "
+            f"longer accepted: make one that expires with raftq web --print-token {rest} "
+            "[--ttl 30d]",
+        )
+    raise TokenRefused("unauthorized", UNAUTHORIZED)
+
+
+def _mac(secret: bytes, user: str, expires_s: int) -> str:
+    message = f"raftq-web-token-v2:{user}:{expires_s}".encode()
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
+def _mac_v1(secret: bytes, user: str) -> str:
+    """The first format's MAC (no expiry): checked only to say why such a token is refused."""
     return hmac.new(secret, b"raftq-web-token:" + user.encode(), hashlib.sha256).hexdigest()
 
 
@@ -94,10 +183,13 @@ class Guard:
         *,
         secret: bytes | None,
         read_only: bool,
+        clock: Callable[[], float] = time.time,
         in_flight_max: int = limits.WEB_REQUESTS_IN_FLIGHT_MAX,
     ) -> None:
         self.app = app
         self.secret = secret
+        self.clock = clock
+        """Wall time in seconds, against which tokens expire."""
         self.read_only = read_only
         self.in_flight = 0
         """Requests being served: ASGI calls run on one event loop, so a plain count."""
@@ -136,7 +228,7 @@ class Guard:
             status, code, message = refusal
             is_page = not path.startswith("/api/") and path != "/metrics"
             if status == 401 and is_page and scope["method"] == "GET":
-                await _redirect_to_login(scope, send)
+                await _redirect_to_login(scope, send, code)
                 return
             await send_error(send, status, code, message)
             return
@@ -146,17 +238,10 @@ class Guard:
         self, scope: Scope, path: str, headers: dict[str, str]
     ) -> tuple[int, str, str] | None:
         if self.secret is not None and path not in PUBLIC_PATHS:
-            user = self._user(headers)
-            if user is None:
-                return (
-                    401,
-                    "unauthorized",
-                    (
-                        "this cluster has a secret: send 'Authorization: Bearer TOKEN' "
-                        "(raftq web --print-token USER makes one) or sign in at /login"
-                    ),
-                )
-            scope["raftq.user"] = user
+            try:
+                scope["raftq.user"] = check_token(self.secret, _token(headers), now_s=self.clock())
+            except TokenRefused as refused:
+                return 401, refused.code, refused.message
         if scope["method"] == "POST":
             if not _same_site(scope, headers):
                 return 403, "cross_site", "a POST from another site is refused (CSRF)"
@@ -173,15 +258,13 @@ class Guard:
             )
         return None
 
-    def _user(self, headers: dict[str, str]) -> str | None:
-        assert self.secret is not None
-        token = ""
-        scheme, _, credentials = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            token = credentials.strip()
-        elif (cookie := _cookie(headers.get("cookie", ""), TOKEN_COOKIE)) is not None:
-            token = cookie
-        return user_of(self.secret, token) if token else None
+
+def _token(headers: dict[str, str]) -> str:
+    """The bearer token, else the login cookie's, else ""."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return credentials.strip()
+    return _cookie(headers.get("cookie", ""), TOKEN_COOKIE) or ""
 
 
 def route_path(scope: Scope) -> str:
@@ -239,8 +322,12 @@ async def send_error(send: Send, status: int, code: str, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _redirect_to_login(scope: Scope, send: Send) -> None:
+async def _redirect_to_login(scope: Scope, send: Send, code: str) -> None:
+    """To the login form; an expired token's holder is told why (a fixed word, never text
+    from the request)."""
     location = scope.get("root_path", "") + "/login"
+    if code == "token_expired":
+        location += "?why=expired"
     headers: list[tuple[bytes, bytes]] = [
         (b"location", location.encode()),
         (b"content-length", b"0"),

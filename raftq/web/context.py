@@ -8,7 +8,8 @@ through the client library, so nothing the web app does bypasses the replicated 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -32,6 +33,8 @@ class WebContext:
     tls: TlsConfig | None = None
     read_only: bool = False
     """Every action (POST) is refused with 403; pages show no buttons."""
+    clock: Callable[[], float] = time.time
+    """Wall time in seconds, against which tokens expire (tests pass a fake one)."""
     shared: Client | None = None
     """The client the app's lifespan opened; None outside it (then one per request)."""
 

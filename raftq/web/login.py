@@ -1,5 +1,6 @@
 """Signing in to the dashboard: a form that takes a token (``raftq web --print-token USER``)
-and keeps it in an HttpOnly, SameSite=Strict cookie; signing out forgets it."""
+and keeps it in an HttpOnly, SameSite=Strict cookie until the token expires; signing out
+forgets it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from raftq import limits
-from raftq.web.auth import TOKEN_COOKIE, user_of
+from raftq.web.auth import TOKEN_COOKIE, TokenRefused, check_token, token_expiry_s
 from raftq.web.context import web_context
 
 LOGIN_FORM = """<!doctype html>
@@ -26,8 +27,12 @@ cluster's secret file.</p></main></body></html>
 """
 
 
+WHY = {"expired": "Your token expired: sign in with a new one."}
+"""Why the guard sent a browser here (``?why=``): fixed sentences, never the request's text."""
+
+
 async def login_form(request: Request) -> Response:
-    return _form(request, "")
+    return _form(request, WHY.get(request.query_params.get("why", ""), ""))
 
 
 async def login(request: Request) -> Response:
@@ -40,13 +45,19 @@ async def login(request: Request) -> Response:
     token = parse_qs(body.decode("utf-8", errors="replace")).get("token", [""])[0].strip()
     if context.secret is None:
         return RedirectResponse(_root(request) + "/", status_code=303)
-    user = user_of(context.secret, token)
-    if user is None:
-        return _form(request, "That token is not valid for this cluster.", status=401)
+    now_s = context.clock()
+    try:
+        check_token(context.secret, token, now_s=now_s)
+    except TokenRefused as refused:
+        problem = refused.message  # expired, or without an expiry: says what to do
+        if refused.code == "unauthorized":
+            problem = "That token is not valid for this cluster."
+        return _form(request, problem, status=401)
     response = RedirectResponse(_root(request) + "/", status_code=303)
     response.set_cookie(
         TOKEN_COOKIE,
         token,
+        max_age=max(1, token_expiry_s(token) - int(now_s)),  # the browser drops it then
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",

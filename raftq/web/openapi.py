@@ -22,7 +22,8 @@ NAME = {"type": "string", "minLength": 1, "maxLength": limits.NAME_CHARS_MAX}
 
 ERROR_DESCRIPTIONS = {
     "400": "Bad input: the message names the parameter, or the index and field of the job",
-    "401": "The cluster has a secret: send Authorization: Bearer TOKEN",
+    "401": "The cluster has a secret: send Authorization: Bearer TOKEN (code: unauthorized, "
+    "token_expired, token_without_expiry)",
     "403": "Refused: read-only mode, or a POST from another site",
     "404": "No such job",
     "409": "The job's state forbids it (code: finished, not_retryable, id_taken, ...)",
@@ -396,7 +397,9 @@ def openapi_document(version: str, server_url: str = "/") -> dict[str, Any]:
                 "token": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "from raftq web --print-token USER (clusters with a secret)",
+                    "description": "USER.EXPIRES.MAC, from raftq web --print-token USER "
+                    "[--ttl 30d] (clusters with a secret); refused once EXPIRES (Unix seconds) "
+                    "has passed",
                 }
             },
         },

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import cast
 
@@ -24,7 +25,7 @@ from raftq.transport.auth import load_secret
 from raftq.transport.network import parse_address
 from raftq.transport.tls import tls_config_from
 from raftq.web.app import asgi_app
-from raftq.web.auth import check_listen, token_for
+from raftq.web.auth import check_listen, parse_ttl, token_expiry_s, token_for
 
 EXIT_OK = 0
 EXIT_BAD_ARGUMENTS = 2
@@ -98,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--print-token",
         metavar="USER",
-        help="print USER's web token (derived from the secret) and exit",
+        help="print a web token for USER (derived from the secret) and exit",
+    )
+    parser.add_argument(
+        "--ttl",
+        metavar="TIME",
+        help="how long a printed token lives: N followed by s, m, h or d, up to 365d (30d)",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -112,8 +118,18 @@ def main(argv: Sequence[str]) -> int:
         if arguments.print_token is not None:
             if secret is None:
                 raise ConfigError("--print-token needs the cluster secret (--secret-file)")
-            print(token_for(secret, arguments.print_token))
+            ttl_s = (
+                limits.WEB_TOKEN_TTL_DEFAULT_S
+                if arguments.ttl is None
+                else parse_ttl(arguments.ttl)
+            )
+            token = token_for(secret, arguments.print_token, ttl_s=ttl_s)
+            expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(token_expiry_s(token)))
+            print(token)
+            print(f"raftq web: this token expires at {expires}", file=sys.stderr)
             return EXIT_OK
+        if arguments.ttl is not None:
+            raise ConfigError("--ttl is how long a token lives: it goes with --print-token USER")
         check_listen(arguments.listen, secret=secret, insecure=arguments.insecure)
         app = asgi_app(
             arguments.cluster or os.environ.get("RAFTQ_CLUSTER") or "127.0.0.1:7100",

@@ -307,6 +307,7 @@ def test_signing_in_sets_a_strict_http_only_cookie_that_works(guarded: TestClien
     assert cookie.startswith(f"{TOKEN_COOKIE}=")
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
+    assert "Secure" not in cookie  # plain HTTP (tests/test_web_serve.py: Secure over HTTPS)
     assert guarded.get("/api/v1/status").status_code == 503  # the cookie got it past the guard
     signed_out = guarded.post("/logout", follow_redirects=False)
     assert signed_out.status_code == 303

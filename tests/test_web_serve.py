@@ -34,7 +34,7 @@ from starlette.testclient import TestClient
 import raftq
 from raftq import limits
 from raftq.local_cluster import LocalCluster, free_ports
-from raftq.web import asgi_app
+from raftq.web import asgi_app, token_for
 from raftq.web.auth import TokenRefused, check_token, token_expiry_s
 from tests.process_cluster import process_cluster
 
@@ -264,12 +264,18 @@ def test_a_node_refuses_a_public_http_addr_without_a_secret(tmp_path: Path) -> N
     assert not (tmp_path / "data").exists()
 
 
-def test_a_node_with_tls_serves_its_http_addr_over_https(tmp_path: Path) -> None:
+def write_certificate(directory: Path, name: str) -> None:
+    """``ca.pem``, and ``NAME.pem`` with ``NAME.key``: a certificate for 127.0.0.1 that CA
+    signed (trustme, as the node TLS tests make theirs)."""
     ca = trustme.CA()
     certificate = ca.issue_cert("127.0.0.1")
-    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
-    certificate.private_key_pem.write_to_path(str(tmp_path / "n1.key"))
-    certificate.cert_chain_pems[0].write_to_path(str(tmp_path / "n1.pem"))
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    certificate.private_key_pem.write_to_path(str(directory / f"{name}.key"))
+    certificate.cert_chain_pems[0].write_to_path(str(directory / f"{name}.pem"))
+
+
+def test_a_node_with_tls_serves_its_http_addr_over_https(tmp_path: Path) -> None:
+    write_certificate(tmp_path, "n1")
     node_port, http_port = free_ports(2)
     command = raftq_command(
         "run", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{node_port}",
@@ -287,6 +293,67 @@ def test_a_node_with_tls_serves_its_http_addr_over_https(tmp_path: Path) -> None
         assert [node["id"] for node in status.json()["cluster"]["nodes"]] == ["n1"]
         with pytest.raises(httpx.ConnectError):  # not the CA's: refused
             httpx.get(f"https://127.0.0.1:{http_port}/api/v1/status", timeout=WAIT_S)
+
+
+def test_raftq_web_serves_https_with_a_secure_session_cookie(tmp_path: Path) -> None:
+    """``raftq web --tls-cert/--tls-key`` serves HTTPS (Hypercorn's TLS), in front of a node
+    with a secret reached in plain TCP: the login cookie is ``Secure``, plain HTTP is not
+    served, and a client that does not trust the certificate is refused."""
+    write_certificate(tmp_path, "web")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("a cluster secret that is long enough\n")
+    node_port, web_port = free_ports(2)
+    node = raftq_command(
+        "run", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{node_port}",
+        "--workers", "0", "--secret-file", str(secret_file),
+    )  # fmt: skip
+    web = raftq_command(
+        "web", "--cluster", f"127.0.0.1:{node_port}", "--listen", f"127.0.0.1:{web_port}",
+        "--secret-file", str(secret_file),
+        "--tls-cert", str(tmp_path / "web.pem"), "--tls-key", str(tmp_path / "web.key"),
+    )  # fmt: skip
+    token = token_for(raftq.load_secret(str(secret_file)), "alice")
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    with running(node) as node_process, running(web) as web_process:
+        assert node_process.stdout is not None
+        assert web_process.stdout is not None
+        read_until(node_process.stdout, "raft role=leader")
+        started = read_until(web_process.stdout, "raftq web: serving")
+        assert f"https://127.0.0.1:{web_port}/" in started
+        base = f"https://127.0.0.1:{web_port}"
+        with httpx.Client(base_url=base, verify=trusted, timeout=WAIT_S) as client:
+            status = client.get("/api/v1/status", headers={"authorization": f"Bearer {token}"})
+            assert status.status_code == 200, status.text
+            assert status.json()["cluster"]["leader"] == "n1"
+            signed_in = client.post("/login", data={"token": token}, follow_redirects=False)
+            assert signed_in.status_code == 303
+            cookie = signed_in.headers["set-cookie"]
+            assert "; Secure" in cookie, cookie
+            assert "HttpOnly" in cookie
+            assert client.get("/", follow_redirects=False).status_code == 200  # the cookie
+        with pytest.raises(httpx.ConnectError):  # not the CA's: refused
+            httpx.get(f"{base}/api/v1/status", timeout=WAIT_S)
+        with pytest.raises(httpx.TransportError):  # plain HTTP is not served there
+            httpx.get(f"http://127.0.0.1:{web_port}/api/v1/status", timeout=WAIT_S)
+
+
+def test_raftq_web_refuses_https_files_that_do_not_go_together_or_load(tmp_path: Path) -> None:
+    write_certificate(tmp_path, "web")
+    (tmp_path / "not.pem").write_text("not a certificate\n")
+    cert, key = str(tmp_path / "web.pem"), str(tmp_path / "web.key")
+    for flags, words in (
+        (["--tls-cert", cert], "--tls-cert and --tls-key go together"),
+        (["--tls-key", key], "--tls-cert and --tls-key go together"),
+        (["--tls-cert", str(tmp_path / "not.pem"), "--tls-key", key], "HTTPS certificate"),
+        (["--tls-cert", cert, "--tls-key", str(tmp_path / "missing.key")], "missing.key"),
+    ):
+        result = subprocess.run(
+            raftq_command("web", "--listen", "127.0.0.1:0", *flags),
+            capture_output=True, text=True, timeout=WAIT_S,
+        )  # fmt: skip
+        assert result.returncode == 2, flags
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert words in result.stderr, result.stderr
 
 
 WITHOUT_THE_WEB_EXTRA = (

@@ -1,6 +1,7 @@
 """Serving the web app with Hypercorn's Trio worker: inside a node (``--http-addr``) and as
 ``raftq web`` (standalone). Hypercorn is a complete HTTP/1.1 and HTTP/2 server (h11, h2),
-so raftq parses no HTTP itself."""
+so raftq parses no HTTP itself; given a certificate and key (a node's ``--tls-cert``, ``raftq
+web --tls-cert``) it serves HTTPS with Hypercorn's own TLS configuration."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import argparse
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import cast
 
 import trio
@@ -94,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen beyond loopback without a secret: anyone who reaches it may change jobs",
     )
     parser.add_argument("--tls-ca", help="reach the nodes with TLS, trusting this CA")
-    parser.add_argument("--tls-cert", help="a client certificate to present to the nodes")
-    parser.add_argument("--tls-key", help="its private key")
+    parser.add_argument(
+        "--tls-cert", help="serve HTTPS with this certificate (PEM, its chain after it)"
+    )
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument(
         "--print-token",
         metavar="USER",
@@ -131,17 +136,15 @@ def main(argv: Sequence[str]) -> int:
         if arguments.ttl is not None:
             raise ConfigError("--ttl is how long a token lives: it goes with --print-token USER")
         check_listen(arguments.listen, secret=secret, insecure=arguments.insecure)
+        certfile, keyfile = arguments.tls_cert or "", arguments.tls_key or ""
+        check_https_files(certfile, keyfile)
         app = asgi_app(
             arguments.cluster or os.environ.get("RAFTQ_CLUSTER") or "127.0.0.1:7100",
             read_only=arguments.read_only,
             secret=secret,
             cluster_id=arguments.cluster_id,
             timeout=arguments.timeout,
-            tls=tls_config_from(
-                arguments.tls_cert or "",
-                arguments.tls_key or "",
-                arguments.tls_ca or os.environ.get("RAFTQ_TLS_CA", ""),
-            ),
+            tls=tls_config_from(ca_file=arguments.tls_ca or os.environ.get("RAFTQ_TLS_CA", "")),
         )
     except ConfigError as error:
         print(f"raftq web: error: {error}", file=sys.stderr)
@@ -149,15 +152,32 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(
         level=arguments.log_level.upper(), format="%(asctime)s %(name)s %(message)s"
     )
-    trio.run(_serve_until_signal, app, arguments.listen)
+    trio.run(_serve_until_signal, app, arguments.listen, certfile, keyfile)
     return EXIT_OK
 
 
-async def _serve_until_signal(app: ASGIApp, listen: str) -> None:
+def check_https_files(certfile: str, keyfile: str) -> None:
+    """``--tls-cert`` and ``--tls-key`` go together and must load, checked before serving:
+    a wrong file is one clear error at start, not a failure on the first connection."""
+    if bool(certfile) != bool(keyfile):
+        raise ConfigError("--tls-cert and --tls-key go together (HTTPS needs both)")
+    if not certfile:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigError(f"HTTPS certificate {certfile} with key {keyfile}: {error}") from None
+
+
+async def _serve_until_signal(app: ASGIApp, listen: str, certfile: str, keyfile: str) -> None:
+    scheme = "https" if certfile else "http"
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            port = await nursery.start(serve_http, app, listen)
-            print(f"raftq web: serving http://{listen.rsplit(':', 1)[0]}:{port}/", flush=True)
+            port = await nursery.start(
+                partial(serve_http, app, listen, certfile=certfile, keyfile=keyfile)
+            )
+            host = listen.rsplit(":", 1)[0]
+            print(f"raftq web: serving {scheme}://{host}:{port}/", flush=True)
             async for received in signals:
                 logger.info("stopping signal=%s", signal.Signals(received).name)
                 nursery.cancel_scope.cancel()

@@ -41,8 +41,10 @@ from raftq.transport.wire import (
     GetJob,
     GetStatus,
     JobReply,
+    JobsPage,
     JobsReply,
     ListJobs,
+    PageJobs,
     QueueStatus,
     Redirect,
     StatusReply,
@@ -124,7 +126,7 @@ class FakeCluster:
         times: int = 1,
         node: str | None = None,
         apply_first: bool = False,
-        calls: tuple[type, ...] = (SubmitCommand, GetJob, ListJobs),
+        calls: tuple[type, ...] = (SubmitCommand, GetJob, ListJobs, PageJobs),
     ) -> None:
         for _ in range(times):
             self.injections.append(Injection(reply, node, apply_first, calls))
@@ -155,6 +157,16 @@ class FakeCluster:
             return CommandReply(result=self.apply(call.command))
         if isinstance(call, GetJob):
             return JobReply(job=self.machine.get(call.job_id))
+        if isinstance(call, PageJobs):
+            views, cursor = self.machine.page_jobs(
+                state=call.state or None,
+                queue=call.queue or None,
+                job_type=call.type or None,
+                cursor=call.cursor,
+                limit=call.limit,
+                newest_first=call.newest_first,
+            )
+            return JobsPage(jobs=tuple(views), cursor=cursor)
         return JobsReply(
             jobs=tuple(
                 self.machine.list_jobs(

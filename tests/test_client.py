@@ -10,6 +10,7 @@ program, with its own loop."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import pytest
 import raftq
 from raftq.cli import main
 from raftq.client.commands import describe
+from raftq.client.cursor import decode_cursor, encode_cursor
 from raftq.client.job import HistoryEntry, Job
 from raftq.client.status import cluster_status
 from raftq.jobs.commands import Claim, Enqueue
@@ -364,6 +366,65 @@ async def test_cli_enqueue_job_and_jobs(
     assert [j["id"] for j in json.loads(out)] == [job_id]
     code, out, _ = await cli(capsys, "jobs", *at)
     assert job_id in out
+
+
+@trio_only
+async def test_cli_jobs_filter_by_type_and_go_on_by_cursor(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``raftq jobs --type T --limit N`` prints N jobs and, on stderr, the cursor that goes on;
+    ``--cursor C`` goes on from there (``--json`` then prints the page object), to the end."""
+    at = ("--cluster", cluster.addresses)
+    async with raftq.connect(cluster.addresses, timeout=5) as client:
+        ids = await client.enqueue_many(
+            [{"type": "a" if n % 3 else "b", "payload": n} for n in range(10)]
+        )
+    of_type_a = [job_id for n, job_id in enumerate(ids) if n % 3]
+    code, out, err = await cli(capsys, "jobs", "--type", "a", "--limit", "4", *at)
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()] == of_type_a[:4]
+    (cursor,) = re.findall(r"^next cursor: (\S+)$", err, re.MULTILINE)
+    code, out, err = await cli(capsys, "jobs", "--type", "a", "--cursor", cursor, "--json", *at)
+    assert code == 0
+    page = json.loads(out)
+    assert [job["id"] for job in page["jobs"]] == of_type_a[4:]
+    assert page["next_cursor"] is None
+    assert err == ""
+    code, out, _ = await cli(capsys, "jobs", "--cursor", "start", "--limit", "2", "--json", *at)
+    first = json.loads(out)
+    assert [job["id"] for job in first["jobs"]] == ids[:2]
+    assert decode_cursor(first["next_cursor"], "oldest") > 0  # the HTTP API's cursors
+    code, out, _ = await cli(capsys, "jobs", "--type", "b", "--json", *at)  # no --cursor: a list
+    assert [job["id"] for job in json.loads(out)] == ids[::3]
+
+
+@trio_only
+@pytest.mark.parametrize(
+    ("arguments", "words"),
+    [
+        (("--cursor", "nonsense"), "--cursor: 'nonsense' is not a cursor that raftq made"),
+        (("--cursor", encode_cursor(5, "newest")), "made for order=newest, not oldest"),
+        (("--limit", "0"), "--limit must be from 1 to 10000, not 0"),
+        (("--limit", "10001"), "--limit must be from 1 to 10000"),
+    ],
+)
+async def test_cli_jobs_bad_cursor_or_limit_is_exit_2_with_a_clear_error(
+    cluster: FakeCluster, capsys: pytest.CaptureFixture[str], arguments: tuple[str, ...], words: str
+) -> None:
+    code, out, err = await cli(capsys, "jobs", *arguments, "--cluster", cluster.addresses)
+    assert (code, out) == (2, "")
+    assert words in err
+    assert err.count("\n") == 1
+
+
+def test_cli_jobs_help_names_every_option() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "raftq", "jobs", "--help"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    for option in ("--state", "--queue Q", "--type T", "--limit N", "--cursor C", "--json"):
+        assert option in help_text, option
+    assert "next cursor" in help_text
 
 
 def test_raftq_job_shows_each_failed_attempts_error_by_its_last_line() -> None:

@@ -26,7 +26,8 @@ import trio
 
 from raftq import limits
 from raftq.app import load_app
-from raftq.client.client import Client, Job, connect
+from raftq.client.client import LIST_LIMIT_MAX, Client, Job, connect
+from raftq.client.cursor import decode_cursor, encode_cursor
 from raftq.client.jobfile import load_job_file, parse_json
 from raftq.client.worker import Worker
 from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
@@ -131,10 +132,30 @@ def add_client_commands(commands: Any) -> None:
     status = commands.add_parser("status", parents=[with_timeout], help="the cluster's state")
     status.add_argument("--json", action="store_true")
 
-    jobs = commands.add_parser("jobs", parents=[with_timeout], help="list jobs")
+    jobs = commands.add_parser(
+        "jobs",
+        parents=[with_timeout],
+        help="list jobs",
+        description="Jobs in enqueue order, filtered, at most --limit. When more are left, "
+        "the cursor that goes on after them is printed on stderr (`next cursor: C`); pass it "
+        "as --cursor C for the next jobs (an HTTP API cursor works too). With --cursor, "
+        '--json prints {"jobs": [...], "next_cursor": C or null} instead of the list.',
+    )
     jobs.add_argument("--state", choices=[state.value for state in JobState])
-    jobs.add_argument("--queue")
-    jobs.add_argument("--limit", type=int, default=100)
+    jobs.add_argument("--queue", metavar="Q")
+    jobs.add_argument("--type", dest="job_type", metavar="T", help="jobs of this type only")
+    jobs.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        metavar="N",
+        help=f"at most N jobs, 1 to {LIST_LIMIT_MAX:,} (default 100)",
+    )
+    jobs.add_argument(
+        "--cursor",
+        metavar="C",
+        help="go on after the jobs a previous listing printed ('start': from the first)",
+    )
     jobs.add_argument("--json", action="store_true")
 
     job = commands.add_parser("job", parents=[with_timeout], help="one job with its history")
@@ -349,16 +370,47 @@ async def _status(client: Client, arguments: argparse.Namespace) -> int:
 
 
 async def _jobs(client: Client, arguments: argparse.Namespace) -> int:
-    jobs = await client.list(state=arguments.state, queue=arguments.queue, limit=arguments.limit)
-    if arguments.json:
-        print(json.dumps([job.to_json() for job in jobs]))
-        return EXIT_OK
-    for job in jobs:
-        print(
-            f"{job.id}  {job.state:<9}  {job.type}  queue={job.queue}  "
-            f"attempts={job.attempts}/{job.max_attempts}"
+    limit = arguments.limit
+    if not 0 < limit <= LIST_LIMIT_MAX:
+        raise ConfigError(f"--limit must be from 1 to {LIST_LIMIT_MAX}, not {limit}")
+    cursor = arguments.cursor
+    position = None if cursor in (None, "start") else _cursor_position(cursor)
+    jobs: list[Job] = []
+    while len(jobs) < limit:  # each page moves on; at most a page per LIST_SCAN_JOBS_MAX jobs
+        page = await client.page(
+            arguments.state,
+            arguments.queue,
+            arguments.job_type,
+            cursor=position,
+            limit=min(limits.JOBS_PAGE_MAX, limit - len(jobs)),
         )
+        jobs += page.jobs
+        position = page.cursor
+        if position is None:
+            break
+    next_cursor = None if position is None else encode_cursor(position, "oldest")
+    if arguments.json:
+        listed = [job.to_json() for job in jobs]
+        page_object = {"jobs": listed, "next_cursor": next_cursor}
+        print(json.dumps(listed if cursor is None else page_object))
+    else:
+        for job in jobs:
+            print(
+                f"{job.id}  {job.state:<9}  {job.type}  queue={job.queue}  "
+                f"attempts={job.attempts}/{job.max_attempts}"
+            )
+    if next_cursor is not None:
+        print(f"next cursor: {next_cursor}", file=sys.stderr)
     return EXIT_OK
+
+
+def _cursor_position(cursor: str) -> int:
+    try:
+        return decode_cursor(cursor, "oldest")
+    except ConfigError as error:
+        raise ConfigError(
+            f"--cursor: {error}; pass the one a listing printed ('next cursor: ...'), or 'start'"
+        ) from None
 
 
 async def _job(client: Client, arguments: argparse.Namespace) -> int:

@@ -8,9 +8,7 @@ large, 415 not JSON, 503 no quorum or busy. Bad input never becomes a 500.
 
 from __future__ import annotations
 
-import base64
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
@@ -22,6 +20,7 @@ from starlette.routing import BaseRoute, Route
 
 from raftq import limits
 from raftq.client.client import CommandRejected
+from raftq.client.cursor import decode_cursor, encode_cursor
 from raftq.client.jobfile import (
     JOB_FILE_WRAPPING_DEPTH,
     FieldProblem,
@@ -194,7 +193,7 @@ async def list_jobs(request: Request) -> Response:
     order = parameters.get("order", "oldest")
     if order not in ("oldest", "newest"):
         raise ApiError(400, "bad_request", "query parameter 'order': oldest or newest")
-    cursor = decode_cursor(parameters["cursor"], order) if "cursor" in parameters else None
+    cursor = _cursor(parameters["cursor"], order) if "cursor" in parameters else None
     async with web_context(request).client() as client:
         page = await client.page(
             _state(parameters["state"]) if "state" in parameters else None,
@@ -208,31 +207,11 @@ async def list_jobs(request: Request) -> Response:
     return JSONResponse({"jobs": [job.to_json() for job in page.jobs], "next_cursor": next_cursor})
 
 
-CURSOR_PATTERN = re.compile(r"v1:(oldest|newest):([1-9][0-9]{0,17})")
-
-
-def encode_cursor(position: int, order: str) -> str:
-    """Opaque to callers: the enqueue order of the last job seen, and the order paged in."""
-    assert position > 0, position
-    return base64.urlsafe_b64encode(f"v1:{order}:{position}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str, order: str) -> int:
-    """A cursor this API handed out for the same order, or a 400 saying what is wrong."""
+def _cursor(text: str, order: str) -> int:
     try:
-        if len(text) > 64:
-            raise ValueError
-        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode("ascii")
-    except (ValueError, UnicodeDecodeError):
-        decoded = ""
-    match = CURSOR_PATTERN.fullmatch(decoded)
-    if match is None:
-        raise ApiError(400, "bad_cursor", "query parameter 'cursor': not a cursor this API made")
-    if match.group(1) != order:
-        raise ApiError(
-            400, "bad_cursor", f"query parameter 'cursor': made for order={match.group(1)}"
-        )
-    return int(match.group(2))
+        return decode_cursor(text, order)
+    except ConfigError as error:
+        raise ApiError(400, "bad_cursor", f"query parameter 'cursor': {error}") from None
 
 
 def _name_parameter(parameters: dict[str, str], name: str) -> str | None:

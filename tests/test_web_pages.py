@@ -6,6 +6,7 @@ Against a real node process with workers, through Starlette's TestClient."""
 from __future__ import annotations
 
 import html
+import logging
 import re
 from collections.abc import Iterator
 
@@ -98,6 +99,28 @@ def test_a_jobs_page_shows_the_error_of_each_attempt(
     assert '<pre class="error" id="job-error">the fail handler always fails (attempt 2)' in page
     live = http.get(f"/jobs/{job_id}", headers={LIVE_HEADER: "1"}).text
     assert live.count("attempt-error") == 2  # the refreshed part keeps them
+
+
+def test_pause_and_resume_take_one_path_from_a_page_and_from_the_api(
+    http: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dashboard's buttons and the API's routes run the same action (raftq.web.actions):
+    the same effect through the log, the same line in the action log."""
+    caplog.set_level(logging.INFO, logger="raftq.web")
+    queue = "one-path"
+    paused = http.post(f"/queues/{queue}/pause", data={"next": "/queues"}, follow_redirects=False)
+    assert paused.headers["location"].startswith("/queues?notice=queue+one-path+paused")
+    assert http.get("/api/v1/status").json()["queues"][queue]["paused"] is True
+    assert http.post(f"/api/v1/queues/{queue}/resume").json() == {"queue": queue, "paused": False}
+    assert http.get("/api/v1/status").json()["queues"].get(queue, {}).get("paused") is not True
+    assert http.post(f"/api/v1/queues/{queue}/pause").json() == {"queue": queue, "paused": True}
+    http.post(f"/queues/{queue}/resume", data={"next": "/queues"})
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("web action=")]
+    user = "anonymous@testclient"
+    assert lines == [
+        f"web action={action} user={user} queue={queue}"
+        for action in ("pause", "resume", "pause", "resume")
+    ]
 
 
 def test_a_notice_in_the_url_is_cut_to_its_bound(http: TestClient) -> None:

@@ -31,6 +31,7 @@ from raftq.client.jobfile import (
 )
 from raftq.errors import Busy, ConfigError, JobNotFound, NoQuorum, RaftqError
 from raftq.jobs.job import JobState
+from raftq.web import actions
 from raftq.web.auth import route_path
 from raftq.web.context import log_action, web_context
 from raftq.web.openapi import openapi_document
@@ -255,46 +256,34 @@ async def retry_dead_jobs(request: Request) -> Response:
         limit = _optional(body, "limit", check_integer, 1, limits.RETRY_DEAD_JOBS_MAX)
     except FieldProblem as problem:
         raise ApiError(400, "bad_request", f"field {problem.field!r}: {problem}") from None
-    async with web_context(request).client() as client:
-        retried = await client.retry_dead(queue, job_type, limit or limits.RETRY_DEAD_JOBS_MAX)
-    log_action(request, "retry-dead", queue=queue, type=job_type, retried=retried)
+    retried = await actions.retry_dead(
+        request, queue, job_type, limit or limits.RETRY_DEAD_JOBS_MAX
+    )
     return JSONResponse({"retried": retried})
 
 
 @_answering
 async def cancel_job(request: Request) -> Response:
     job_id = _job_id(request)
-    async with web_context(request).client() as client:
-        state = await client.cancel(job_id)
-    log_action(request, "cancel", job=job_id, state=state)
-    return JSONResponse({"id": job_id, "state": state})
+    return JSONResponse({"id": job_id, "state": await actions.cancel(request, job_id)})
 
 
 @_answering
 async def retry_job(request: Request) -> Response:
     job_id = _job_id(request)
-    async with web_context(request).client() as client:
-        state = await client.retry(job_id)
-    log_action(request, "retry", job=job_id, state=state)
-    return JSONResponse({"id": job_id, "state": state})
+    return JSONResponse({"id": job_id, "state": await actions.retry(request, job_id)})
 
 
-@_answering
-async def pause_queue(request: Request) -> Response:
-    queue = _path_name(request, "name")
-    async with web_context(request).client() as client:
-        await client.pause(queue)
-    log_action(request, "pause", queue=queue)
-    return JSONResponse({"queue": queue, "paused": True})
+def _queue_action(*, paused: bool) -> Callable[[Request], Awaitable[Response]]:
+    """``POST /queues/{name}/pause`` or ``.../resume``."""
 
+    @_answering
+    async def post(request: Request) -> Response:
+        queue = _path_name(request, "name")
+        await actions.set_paused(request, queue, paused=paused)
+        return JSONResponse({"queue": queue, "paused": paused})
 
-@_answering
-async def resume_queue(request: Request) -> Response:
-    queue = _path_name(request, "name")
-    async with web_context(request).client() as client:
-        await client.resume(queue)
-    log_action(request, "resume", queue=queue)
-    return JSONResponse({"queue": queue, "paused": False})
+    return post
 
 
 @_answering
@@ -332,7 +321,9 @@ def api_routes() -> list[BaseRoute]:
         Route(f"{prefix}/jobs/{{job_id:path}}/cancel", cancel_job, methods=["POST"]),
         Route(f"{prefix}/jobs/{{job_id:path}}/retry", retry_job, methods=["POST"]),
         Route(f"{prefix}/jobs/{{job_id:path}}", get_job, methods=["GET"]),
-        Route(f"{prefix}/queues/{{name:path}}/pause", pause_queue, methods=["POST"]),
-        Route(f"{prefix}/queues/{{name:path}}/resume", resume_queue, methods=["POST"]),
+        Route(f"{prefix}/queues/{{name:path}}/pause", _queue_action(paused=True), methods=["POST"]),
+        Route(
+            f"{prefix}/queues/{{name:path}}/resume", _queue_action(paused=False), methods=["POST"]
+        ),
         Route(f"{prefix}/status", cluster_status, methods=["GET"]),
     ]

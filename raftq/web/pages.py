@@ -34,7 +34,8 @@ from raftq.client.client import CommandRejected
 from raftq.client.job import Job
 from raftq.errors import ConfigError, JobNotFound, RaftqError
 from raftq.jobs.job import JobState
-from raftq.web.context import current_user, log_action, web_context
+from raftq.web import actions
+from raftq.web.context import current_user, web_context
 
 logger = logging.getLogger("raftq.web")
 
@@ -325,46 +326,34 @@ def _action(fallback: str) -> Callable[[Action], PageHandler]:
 @_action("/jobs")
 async def cancel_job(request: Request, form: dict[str, str]) -> str:
     job_id = request.path_params["job_id"]
-    async with web_context(request).client() as client:
-        state = await client.cancel(job_id)
-    log_action(request, "cancel", job=job_id, state=state)
-    return f"job {job_id}: {state}"
+    return f"job {job_id}: {await actions.cancel(request, job_id)}"
 
 
 @_action("/dead")
 async def retry_job(request: Request, form: dict[str, str]) -> str:
     job_id = request.path_params["job_id"]
-    async with web_context(request).client() as client:
-        state = await client.retry(job_id)
-    log_action(request, "retry", job=job_id, state=state)
-    return f"job {job_id} retried: {state}"
+    return f"job {job_id} retried: {await actions.retry(request, job_id)}"
 
 
-@_action("/queues")
-async def pause_queue(request: Request, form: dict[str, str]) -> str:
-    queue = request.path_params["name"]
-    async with web_context(request).client() as client:
-        await client.pause(queue)
-    log_action(request, "pause", queue=queue)
-    return f"queue {queue} paused"
+def _queue_action(*, paused: bool) -> PageHandler:
+    """The queues page's Pause or Resume button."""
 
+    @_action("/queues")
+    async def post(request: Request, form: dict[str, str]) -> str:
+        queue = request.path_params["name"]
+        await actions.set_paused(request, queue, paused=paused)
+        return f"queue {queue} {'paused' if paused else 'resumed'}"
 
-@_action("/queues")
-async def resume_queue(request: Request, form: dict[str, str]) -> str:
-    queue = request.path_params["name"]
-    async with web_context(request).client() as client:
-        await client.resume(queue)
-    log_action(request, "resume", queue=queue)
-    return f"queue {queue} resumed"
+    return post
 
 
 @_action("/dead")
 async def retry_dead_jobs(request: Request, form: dict[str, str]) -> str:
     """Every dead job of a queue and type (empty: any), up to the bound of one command."""
     queue, job_type = form.get("queue", "").strip(), form.get("type", "").strip()
-    async with web_context(request).client() as client:
-        retried = await client.retry_dead(queue or None, job_type or None)
-    log_action(request, "retry-dead", queue=queue or "*", type=job_type or "*", jobs=retried)
+    retried = await actions.retry_dead(
+        request, queue or None, job_type or None, limits.RETRY_DEAD_JOBS_MAX
+    )
     more = (
         " (the most one action retries; repeat it for more)"
         if (retried == limits.RETRY_DEAD_JOBS_MAX)
@@ -386,7 +375,7 @@ def page_routes() -> list[BaseRoute]:
         Route("/jobs/{job_id:path}/retry", retry_job, methods=["POST"]),
         Route("/jobs/{job_id:path}", job_page, methods=["GET"]),
         Route("/dead/retry", retry_dead_jobs, methods=["POST"]),
-        Route("/queues/{name}/pause", pause_queue, methods=["POST"]),
-        Route("/queues/{name}/resume", resume_queue, methods=["POST"]),
+        Route("/queues/{name}/pause", _queue_action(paused=True), methods=["POST"]),
+        Route("/queues/{name}/resume", _queue_action(paused=False), methods=["POST"]),
         Mount("/static", StaticFiles(packages=[("raftq.web", "static")]), name="static"),
     ]

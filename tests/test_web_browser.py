@@ -246,7 +246,12 @@ def test_every_dead_job_of_a_queue_is_retried_at_once(
     wait(browser).until(lambda b: count(b, "tr[data-job-id]") == 3)
     assert f"of queue {queue}" in text(browser, "#retry-all button")
     flag.unlink()
-    click(browser, "#retry-all button")
+    click(browser, "#retry-all button")  # asks first, saying how many
+    wait(browser).until(lambda b: count(b, "#confirm-retry") == 1)
+    assert f"3 dead jobs of queue {queue} will run again" in text(browser, "#retry-count")
+    assert text(browser, "#confirm-retry button") == "Retry 3 jobs"
+    assert api(web, "GET", f"/jobs/{body['ids'][0]}")[1]["state"] == "dead"  # not yet
+    click(browser, "#confirm-retry button")
     wait(browser).until(lambda b: "3 dead jobs retried" in text(b, ".notice"))
     for job_id in body["ids"]:
         wait_api_state(web, job_id, "succeeded")

@@ -9,6 +9,7 @@ import html
 import logging
 import re
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -121,6 +122,50 @@ def test_pause_and_resume_take_one_path_from_a_page_and_from_the_api(
         f"web action={action} user={user} queue={queue}"
         for action in ("pause", "resume", "pause", "resume")
     ]
+
+
+def test_retrying_every_dead_job_asks_first_saying_how_many_then_says_how_many_it_did(
+    http: TestClient, read_only: TestClient
+) -> None:
+    queue = "bulk-confirm"
+    jobs = [{"type": "fail", "payload": {}, "max_attempts": 1, "queue": queue}] * 3
+    ids = http.post("/api/v1/jobs", json=jobs).json()["ids"]
+    for job_id in ids:
+        assert finished(http, job_id)["state"] == "dead"
+    http.post(f"/api/v1/queues/{queue}/pause")  # retried jobs stay pending
+    dead_page = http.get("/dead", params={"queue": queue}).text
+    ask = '<form method="get" action="/dead/retry" class="bulk" id="retry-all">'
+    assert ask in dead_page, dead_page  # a GET: the button only asks
+
+    confirm = http.get("/dead/retry", params={"queue": queue})
+    assert confirm.status_code == 200
+    assert 'data-count="3"' in confirm.text
+    assert f"3 dead jobs of queue {queue} will run again" in confirm.text
+    assert '<input type="hidden" name="limit" value="3">' in confirm.text
+    assert 'data-refresh-ms="0"' in confirm.text  # the number confirmed stays on screen
+    assert [job["state"] for job in map(finished, [http] * 3, ids)] == ["dead"] * 3
+
+    none = http.get("/dead/retry", params={"queue": queue, "type": "no-such-type"}).text
+    assert 'data-count="0"' in none
+    assert "nothing to retry" in none
+    assert 'id="confirm-retry"' not in none
+    looked = read_only.get("/dead/retry", params={"queue": queue}).text
+    assert 'data-count="3"' in looked
+    assert 'method="post"' not in looked
+
+    form = {"queue": queue, "type": "", "limit": "2", "next": f"/dead?queue={queue}"}
+    done = http.post("/dead/retry", data=form, follow_redirects=False)
+    assert "notice=2+dead+jobs+retried" in done.headers["location"], done.headers["location"]
+    assert 'data-count="1"' in http.get("/dead/retry", params={"queue": queue}).text
+    done = http.post("/dead/retry", data={**form, "limit": "3"}, follow_redirects=False)
+    notice = parse_qs(urlsplit(done.headers["location"]).query)["notice"][0]
+    assert notice.startswith("1 dead job retried (of the 3 counted")
+    states = [http.get(f"/api/v1/jobs/{job_id}").json()["state"] for job_id in ids]
+    assert states == ["pending"] * 3
+    for bad in ("0", "1001", "abc", "²", "007"):
+        refused = http.post("/dead/retry", data={**form, "limit": bad}, follow_redirects=False)
+        assert "problem=limit" in refused.headers["location"], bad
+    http.post(f"/api/v1/queues/{queue}/resume")
 
 
 def test_a_notice_in_the_url_is_cut_to_its_bound(http: TestClient) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -114,7 +115,7 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
         read_only=context.read_only,
         auth_required=context.auth_required,
         user=current_user(request),
-        refresh_ms=REFRESH_MS,
+        refresh_ms=values.pop("refresh_ms", REFRESH_MS),
         notice=request.query_params.get("notice", "")[: limits.WEB_NOTICE_CHARS_MAX],
         problem=request.query_params.get("problem", "")[: limits.WEB_NOTICE_CHARS_MAX],
         path=request.url.path,
@@ -347,19 +348,65 @@ def _queue_action(*, paused: bool) -> PageHandler:
     return post
 
 
+@_unavailable_as_page
+async def confirm_retry_dead(request: Request) -> Response:
+    """What "Retry every dead job" will do, to confirm: how many dead jobs of the filter it
+    retries (those the button then retries, at most). It changes nothing, and does not
+    refresh itself: the number stays the one confirmed."""
+    filters = {**_filters(request), "state": "dead"}
+    count = await _count_dead(request, filters)
+    kept = {name: filters[name] for name in ("queue", "type") if filters[name]}
+    return render(
+        request,
+        "retry_dead.html",
+        title="Retry dead jobs",
+        filters=filters,
+        count=min(count, limits.RETRY_DEAD_JOBS_MAX),
+        more=count > limits.RETRY_DEAD_JOBS_MAX,
+        back=f"{_root(request)}/dead" + (f"?{urlencode(kept)}" if kept else ""),
+        refresh_ms=0,
+    )
+
+
+async def _count_dead(request: Request, filters: dict[str, str]) -> int:
+    """The dead jobs of the filter, counted up to one more than a retry takes: page by page
+    through the listing index (each page examines at most ``LIST_SCAN_JOBS_MAX`` jobs, so
+    this is a few requests for a cluster near ``JOBS_MAX``), never a scan in one request."""
+    wanted = limits.RETRY_DEAD_JOBS_MAX + 1
+    counted, cursor = 0, None
+    pages_max = limits.JOBS_MAX // limits.LIST_SCAN_JOBS_MAX + 2  # every job examined once
+    async with web_context(request).client() as client:
+        for _ in range(pages_max):
+            page = await client.page(
+                "dead",
+                filters["queue"] or None,
+                filters["type"] or None,
+                cursor=cursor,
+                limit=min(limits.JOBS_PAGE_MAX, wanted - counted),
+            )
+            counted += len(page.jobs)
+            cursor = page.cursor
+            if cursor is None or counted >= wanted:
+                break
+    return counted
+
+
 @_action("/dead")
 async def retry_dead_jobs(request: Request, form: dict[str, str]) -> str:
-    """Every dead job of a queue and type (empty: any), up to the bound of one command."""
+    """The dead jobs of a queue and type (empty: any), at most ``limit`` (the number the
+    confirmation counted; the bound of one command if absent)."""
     queue, job_type = form.get("queue", "").strip(), form.get("type", "").strip()
-    retried = await actions.retry_dead(
-        request, queue or None, job_type or None, limits.RETRY_DEAD_JOBS_MAX
-    )
-    more = (
-        " (the most one action retries; repeat it for more)"
-        if (retried == limits.RETRY_DEAD_JOBS_MAX)
-        else ""
-    )
-    return f"{retried} dead jobs retried{more}"
+    counted = form.get("limit", "").strip()
+    limit = int(counted) if re.fullmatch(r"[0-9]{1,9}", counted) else limits.RETRY_DEAD_JOBS_MAX
+    if counted and not (str(limit) == counted and 1 <= limit <= limits.RETRY_DEAD_JOBS_MAX):
+        raise ConfigError(f"limit: a number from 1 to {limits.RETRY_DEAD_JOBS_MAX}")
+    retried = await actions.retry_dead(request, queue or None, job_type or None, limit)
+    done = f"{retried} dead job{'' if retried == 1 else 's'} retried"
+    if counted and retried < limit:
+        return f"{done} (of the {limit} counted: the others left the dead list meanwhile)"
+    if retried == limits.RETRY_DEAD_JOBS_MAX:
+        return f"{done} (the most one action retries; repeat it for more)"
+    return done
 
 
 def page_routes() -> list[BaseRoute]:
@@ -374,6 +421,7 @@ def page_routes() -> list[BaseRoute]:
         Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
         Route("/jobs/{job_id:path}/retry", retry_job, methods=["POST"]),
         Route("/jobs/{job_id:path}", job_page, methods=["GET"]),
+        Route("/dead/retry", confirm_retry_dead, methods=["GET"]),
         Route("/dead/retry", retry_dead_jobs, methods=["POST"]),
         Route("/queues/{name}/pause", _queue_action(paused=True), methods=["POST"]),
         Route("/queues/{name}/resume", _queue_action(paused=False), methods=["POST"]),

@@ -201,6 +201,23 @@ MUTANTS = (
             "tests/mutants/test_guards.py::test_a_heartbeat_with_a_lower_commit_never_lowers_the_followers_commit",
         ),
     ),
+    Mutant(
+        name="history_names_the_previous_entry",
+        area="job history",
+        bug="the state machine notes the entry it applies after the command ran, so each "
+        "history event names the previous entry's index and term",
+        unit_tests=(
+            "tests/test_jobs_commands.py::test_a_jobs_history_names_the_log_entry_of_each_event",
+        ),
+    ),
+    Mutant(
+        name="retry_dead_past_its_bound",
+        area="bulk retry",
+        bug="a RetryDead retries one dead job more than its max_jobs",
+        unit_tests=(
+            "tests/test_jobs_listing.py::test_retry_dead_is_one_command_bounded_in_count_and_filtered",
+        ),
+    ),
 )
 
 

@@ -25,6 +25,7 @@ from raftq.ids import NodeId
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
+from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_more import LeaseAndRetryRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
@@ -40,7 +41,15 @@ from sim.network import SimNetwork
 from sim.options import Options
 from sim.schedules import schedule_loop
 from sim.trace import Trace
-from sim.workload import JOB_TYPE, Ledger, draw_job, make_app, reader
+from sim.workload import (
+    JOB_TYPE,
+    Ledger,
+    draw_job,
+    make_app,
+    operator,
+    reader,
+    retries_dead_jobs,
+)
 
 CHECK_INTERVAL_S = 0.02
 """Safety checks this often (virtual): often enough to read every committed entry before a
@@ -169,6 +178,7 @@ class Simulation:
         self.committed = CommittedLog()
         self.oracle = JobOracle()
         self.more_rules = LeaseAndRetryRules()
+        self.job_rules = HistoryAndBulkRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -199,6 +209,8 @@ class Simulation:
                     nursery.start_soon(self.producer, number)
                 for simnode in self.nodes:
                     nursery.start_soon(reader, self, simnode)
+                if self.script is None and retries_dead_jobs(self.options.seed):
+                    nursery.start_soon(operator, self)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -661,12 +673,14 @@ class Simulation:
             self.check_digests()
 
     def catch_up(self) -> None:
-        """The oracle applies what is newly committed; the rules of ``checkers_more`` read
-        its state after each entry."""
+        """The oracle applies what is newly committed; the rules of ``checkers_more`` and
+        ``checkers_jobs`` read its state after each entry."""
         oracle, entries = self.oracle, self.committed.entries
         while (entry := entries.get(oracle.applied_index + 1)) is not None:
+            self.job_rules.before(entry, oracle)
             oracle.apply(entry)
             self.more_rules.observe(entry, oracle)
+            self.job_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

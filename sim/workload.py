@@ -23,6 +23,16 @@ READ_INTERVAL_S = 0.25
 """Each node's reader gets a job this often (virtual time): enough reads to land in every
 leader change and partition, few enough that they cost little of the run's speed."""
 
+OPERATOR_SEEDS_MOD = (4, (2, 3))
+"""Seeds ``s`` with ``s % 4`` in (2, 3), half of them, run an operator retrying dead jobs in
+bulk (``RetryDead``). The other half run exactly as they did before the operator existed: among
+them every seed pinned in tests/sim/test_mutants.py (1, 8, 9, 28), which catch their mutants
+on those exact runs (three of them no longer did with an operator in them)."""
+
+RETRY_DEAD_INTERVAL_S = 1.0
+"""The operator retries dead jobs this often (virtual time): several times a run, each time
+a few of them (``max_jobs`` 1 to 3), so that often more are dead than one command may take."""
+
 
 @attrs.define(eq=False)
 class Ledger:
@@ -120,3 +130,32 @@ async def reader(simulation: Any, simnode: Any) -> None:
                 (s.node.raft.core.log.committed for s in simulation.nodes if s.node), default=0
             )
             simulation.reads.answered(read, key, ceiling)
+
+
+def retries_dead_jobs(seed: int) -> bool:
+    """Whether the run of ``seed`` has an operator retrying dead jobs (``operator``)."""
+    modulus, remainders = OPERATOR_SEEDS_MOD
+    return seed % modulus in remainders
+
+
+async def operator(simulation: Any) -> None:
+    """Retries a few dead jobs at once now and then (``RetryDead`` with ``max_jobs`` from 1
+    to 3), through any node, until the fault phase ends: what an operator's "retry every dead
+    job" does, whose bound ``sim.checkers_jobs`` checks."""
+    rng = random.Random(f"{simulation.options.seed}:operator")
+    async with connect(
+        simulation.addresses,
+        network=simulation.network.endpoint("operator"),
+        rng=random.Random(rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    ) as client:
+        while simulation.phase == "faults":
+            await trio.sleep(RETRY_DEAD_INTERVAL_S * rng.uniform(0.5, 1.5))
+            if simulation.phase != "faults":
+                return
+            limit = rng.randint(1, 3)
+            try:
+                retried = f"{await client.retry_dead(limit=limit)} retried"
+            except RaftqError as error:
+                retried = f"refused ({type(error).__name__})"
+            simulation.trace.record("retry-dead", f"at most {limit}: {retried}")

@@ -2,9 +2,11 @@
 
 Starts three ``python -m raftq.node`` processes (in-process workers, free 127.0.0.1 ports)
 and ``raftq web``, puts jobs in every state (succeeded, running, pending in a paused queue,
-failed and waiting for a retry, dead, cancelled), keeps enqueueing while the overview is
+failed and waiting for a retry, dead after three attempts that failed each its own way,
+cancelled), keeps enqueueing while the overview is
 captured so its chart has something to draw, and saves PNGs of each page at laptop width
-and of the overview at phone width into docs/screenshots/. Everything it starts is stopped
+and of the overview at phone width into docs/screenshots/, with the confirmation page of
+"Retry every dead job". Everything it starts is stopped
 when it ends, however it ends.
 
     .venv/bin/python -m scripts.web_screenshots [--out docs/screenshots]
@@ -49,7 +51,13 @@ def populate(client: raftq.SyncClient) -> dict[str, str]:
     )  # fmt: skip
     for n in range(3):
         client.wait(f"welcome-mail-{n}", timeout=WAIT_S)
-    ids["dead"] = "welcome-mail-0"
+    # Three attempts, each failing its own way: the job's page shows every attempt's error.
+    client.enqueue_many(
+        [{"type": "fail", "payload": {}, "queue": "inventory", "max_attempts": 3,
+          "id": "sync-inventory-7"}]
+    )  # fmt: skip
+    client.wait("sync-inventory-7", timeout=WAIT_S)
+    ids["dead"] = "sync-inventory-7"
     client.enqueue_many(
         [{"type": "fail", "payload": {"message": "upstream timed out"}, "queue": "email",
           "max_attempts": 5, "id": "digest-weekly"}]
@@ -115,6 +123,9 @@ def main() -> None:
                 capture(driver, web.url + "/queues", out / "queues.png")
                 capture(driver, web.url + f"/jobs/{ids['dead']}", out / "job.png")
                 capture(driver, web.url + "/dead", out / "dead.png")
+                # "Retry every dead job" asks first; that page does not refresh itself.
+                confirm = web.url + "/dead/retry?queue=email"
+                capture(driver, confirm, out / "retry-dead.png", refreshes=0)
                 with trickling(client):
                     capture(driver, web.url + "/", out / "overview.png", refreshes=10)
                     capture(

@@ -266,9 +266,10 @@ enough that scanning one block is quick (tens of microseconds), large enough tha
 ``JOBS_MAX`` jobs make only about two thousand blocks to step over."""
 
 JOBS_PAGE_BYTES_MAX = 4 * 1024 * 1024
-"""Payload, result and error bytes in one page: a page of a thousand jobs with 1 MiB payloads
-would be a reply far past ``FRAME_BYTES_MAX``. A page ends after the job that crosses this
-(so it always holds at least one), and its cursor goes on from there."""
+"""Payload, result and error bytes in one page (with the errors its jobs' histories keep): a
+page of a thousand jobs with 1 MiB payloads would be a reply far past ``FRAME_BYTES_MAX``. A
+page ends after the job that crosses this (so it always holds at least one), and its cursor
+goes on from there."""
 
 LIST_SCAN_JOBS_MAX = 10_000
 """Jobs one page of a listing examines at most, so that no request costs a full scan (a few

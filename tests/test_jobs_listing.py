@@ -164,6 +164,23 @@ def test_retry_dead_is_one_command_bounded_in_count_and_filtered() -> None:
         RetryDead(now_ms=0, max_jobs=limits.RETRY_DEAD_JOBS_MAX + 1)
 
 
+def test_a_pages_bytes_count_the_errors_its_jobs_histories_keep() -> None:
+    """Each failed attempt's error is kept in the job's history too (up to
+    ``JOB_HISTORY_MAX`` of them, ``JOB_HISTORY_ERROR_CHARS_MAX`` each): a page's reply carries
+    them, so its byte bound counts them like payloads, results and errors."""
+    log = Log()
+    log.enqueue([spec(n) for n in range(6)])
+    claimed = log.apply(Claim(now_ms=log.now_ms, claimer="w", max_jobs=6))
+    assert isinstance(claimed, ClaimResult)
+    error = "e" * limits.JOB_HISTORY_ERROR_CHARS_MAX
+    for lease in claimed.leases:
+        log.apply(Fail(now_ms=log.now_ms, job_id=lease.job_id, fence=lease.fence, error=error))
+    # Each job holds 2 KiB: its error, and the copy its "failed" event keeps.
+    page, cursor = log.machine.page_jobs(limit=100, bytes_max=3 * 1024)
+    assert ids(page) == ["job-0", "job-1"]  # the page ends after the job that crosses 3 KiB
+    assert cursor == log.machine.jobs["job-1"].seq
+
+
 def test_a_page_ends_after_its_bytes_so_a_reply_fits_a_frame() -> None:
     """Big payloads: a page stops after the job that crosses JOBS_PAGE_BYTES_MAX (never
     fewer than one job), and the cursor goes on."""

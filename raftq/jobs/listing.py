@@ -5,10 +5,10 @@ order (``Job.seq``) of the last job seen, that match a state, queue and type. Jo
 blocks of ``limits.LIST_BLOCK_JOBS`` consecutive sequence numbers, each with a count of its
 jobs per (queue, type, state): a page steps over every block without a match and scans only
 the others, at most ``limits.LIST_SCAN_JOBS_MAX`` jobs, and ends after
-``limits.JOBS_PAGE_BYTES_MAX`` bytes of payloads and results (then the page is short and its
-cursor points where it stopped). Since sequence numbers only grow, a job enqueued meanwhile comes
-after every cursor already handed out, and a job that changes state keeps its place: paging
-neither repeats nor skips a job that matched throughout.
+``limits.JOBS_PAGE_BYTES_MAX`` bytes of payloads, results and errors (then the page is short
+and its cursor points where it stopped). Since sequence numbers only grow, a job enqueued
+meanwhile comes after every cursor already handed out, and a job that changes state keeps its
+place: paging neither repeats nor skips a job that matched throughout.
 
 Pure and owned by the state machine, which calls ``add``, ``moved`` and ``remove`` as jobs are
 enqueued, change state and are purged. Derived state: rebuilt from the jobs on restore, never
@@ -54,8 +54,13 @@ def _seq(job: Job) -> int:
 
 
 def _bytes(job: Job) -> int:
+    """What a job adds to a page's reply that can be large: payload, result, error, and the
+    errors its history keeps (one per failed attempt, at most ``JOB_HISTORY_MAX``)."""
     run = job.run
-    return len(job.payload) + (len(run.result) + len(run.error) if run is not None else 0)
+    if run is None:
+        return len(job.payload)
+    kept_errors = sum(len(event[7]) for event in run.history)
+    return len(job.payload) + len(run.result) + len(run.error) + kept_errors
 
 
 class ListingIndex:

@@ -433,11 +433,12 @@ def test_raftq_job_shows_each_failed_attempts_error_by_its_last_line() -> None:
         id="j", type="t", queue="q", state="failed", priority=0, attempts=1, max_attempts=3,
         payload=None, result=None, error="Traceback ...\nValueError: last", enqueued_ms=0,
         run_at_ms=0, timeout_ms=1, finished_ms=0,
-        history=(attrs.evolve(entry, error="Traceback ...\nKeyError: 'first'\n"), entry),
+        history=(attrs.evolve(entry, error="Traceback ...\nKeyError: 'first'\n"), entry,
+                 attrs.evolve(entry, error=" \n ")),
     )  # fmt: skip
     text = describe(job)
     assert "  5  failed  attempt=1  fence=2\n    error: KeyError: 'first'\n" in text
-    assert text.count("    error:") == 1  # an event without an error shows none
+    assert text.count("    error:") == 1  # an event without an error (or a blank one) shows none
 
 
 @trio_only

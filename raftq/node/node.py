@@ -332,15 +332,16 @@ def _scrape(
     yield counter(
         "raftq_raft_leader_changes", "Role or leader changes seen", raft.statistics.leader_changes
     )
+    now = trio.current_time()
     yield gauge(
         "raftq_raft_tick_late_seconds_max",
-        "Longest a Raft tick came after it was due since the start (an event-loop stall)",
-        raft.statistics.tick_late_max_s,
+        "Longest a Raft tick came after it was due (an event-loop stall), last 10-20 s",
+        raft.statistics.tick_late.value(now),
     )
     yield gauge(
         "raftq_raft_leader_silence_seconds_max",
-        "On a follower, longest time between two messages from its leader since the start",
-        raft.statistics.leader_silence_max_s,
+        "On a follower, longest time between two messages from its leader, last 10-20 s",
+        raft.statistics.leader_silence.value(now),
     )
     yield counter("raftq_wal_bytes", "Bytes written to the WAL", raft.wal_bytes_written)
     yield gauge("raftq_recovery_seconds", "Time to recover the data directory", recovery_seconds)

@@ -98,6 +98,37 @@ process): a stall is not taken for more silence from the leader than a few ticks
 does not start an election by itself, and a leader does not send a burst of heartbeats."""
 
 
+RECENT_WINDOW_S = 10.0
+"""Stalls and heartbeat gaps are reported as the longest of the last 10-20 s: long enough for
+a scrape every few seconds to see every peak, short enough to tell now from start-up."""
+
+
+@attrs.define(eq=False)
+class RecentMax:
+    """The largest value of the last ``window_s`` to ``2 * window_s`` seconds: a reader that
+    polls more often than every ``window_s`` misses no peak, and an old peak ages out."""
+
+    window_s: float = RECENT_WINDOW_S
+    _start: float = 0.0
+    _current: float = 0.0
+    _previous: float = 0.0
+
+    def add(self, value: float, now: float) -> None:
+        self._roll(now)
+        self._current = max(self._current, value)
+
+    def value(self, now: float) -> float:
+        self._roll(now)
+        return max(self._current, self._previous)
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._start
+        if elapsed >= self.window_s:
+            self._previous = self._current if elapsed < 2 * self.window_s else 0.0
+            self._current = 0.0
+            self._start = now
+
+
 @attrs.define(eq=False)
 class RaftPeerStatistics:
     rounds: int = 0
@@ -106,13 +137,12 @@ class RaftPeerStatistics:
     proposals: int = 0
     dropped_inputs: int = 0
     leader_changes: int = 0
-    tick_late_max_s: float = 0.0
-    """The longest a tick came after it was due: how long the event loop kept this peer from
-    ticking and heartbeating (a stall), since the start."""
-    leader_silence_max_s: float = 0.0
-    """On a follower, the longest time between two messages from the same leader in one term,
-    since the start: the heartbeat gap the leader's stalls cause (an election starts past the
-    election timeout)."""
+    tick_late: RecentMax = attrs.field(factory=lambda: RecentMax())
+    """How long after it was due a tick came: how long the event loop kept this peer from
+    ticking and heartbeating (a stall)."""
+    leader_silence: RecentMax = attrs.field(factory=lambda: RecentMax())
+    """On a follower, the time between two messages from the same leader in one term: the
+    heartbeat gap a leader's stall causes (an election starts past the election timeout)."""
 
 
 class RaftPeer:
@@ -281,8 +311,7 @@ class RaftPeer:
         if now < next_tick:
             return next_tick
         late_s = now - next_tick
-        if late_s > self.statistics.tick_late_max_s:
-            self.statistics.tick_late_max_s = late_s
+        self.statistics.tick_late.add(late_s, now)
         due = int(late_s // self._tick_s) + 1
         ticks = min(due, CATCH_UP_TICKS_MAX)
         for _ in range(ticks):
@@ -366,9 +395,7 @@ class RaftPeer:
         now = trio.current_time()
         heard = self._heard_from
         if heard is not None and heard[:2] == (message.term, message.sender):
-            silence_s = now - heard[2]
-            if silence_s > self.statistics.leader_silence_max_s:
-                self.statistics.leader_silence_max_s = silence_s
+            self.statistics.leader_silence.add(now - heard[2], now)
         self._heard_from = (message.term, message.sender, now)
 
     def _start_snapshot_save(self, request: SnapshotRequest) -> None:

@@ -5,6 +5,8 @@ by its followers stalling at the same moment."""
 
 from __future__ import annotations
 
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import trio
 import raftq
 from raftq.client.client import Client
 from raftq.local_cluster import LocalCluster
+from raftq.node.applier import OFFLOAD_SWITCH_INTERVAL_S, run_in_thread
 from raftq.seeded_state import pending_jobs, seed_snapshot, voters_at
 
 TICK_MS = 10
@@ -87,3 +90,28 @@ async def test_a_leader_snapshotting_a_large_state_loses_no_election(tmp_path: P
             assert snapshot_indexes(cluster.data_dir(follower)) == {1}
     finally:
         await cluster.stop()
+
+
+async def test_offloaded_work_hands_the_gil_over_every_millisecond_then_as_before() -> None:
+    """``run_in_thread`` shortens the GIL switch interval only while a thread runs, and puts
+    back what it found, even when two overlap."""
+    before = sys.getswitchinterval()
+    seen: list[float] = []
+    release = threading.Event()
+
+    def work() -> int:
+        seen.append(sys.getswitchinterval())
+        release.wait(10)
+        return 7
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(run_in_thread, work)
+        nursery.start_soon(run_in_thread, work)
+        for _ in range(1000):  # ten seconds
+            if len(seen) == 2:
+                break
+            await trio.sleep(0.01)
+        release.set()
+    assert seen == [OFFLOAD_SWITCH_INTERVAL_S, OFFLOAD_SWITCH_INTERVAL_S]
+    assert sys.getswitchinterval() == before
+    assert await run_in_thread(lambda: 7) == 7

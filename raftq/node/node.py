@@ -40,7 +40,7 @@ from raftq.ids import NodeId
 from raftq.jobs.machine import JobStateMachine
 from raftq.metrics.http import handle_scrape
 from raftq.metrics.node_metrics import NodeMetrics, counter, gauge, labelled_counter
-from raftq.node.applier import Applier, ApplyBatch, Offload
+from raftq.node.applier import Applier, ApplyBatch, Offload, run_in_thread
 from raftq.node.client_service import ClientService
 from raftq.node.clock import Clock, WallClock
 from raftq.node.config import NodeConfig
@@ -164,7 +164,7 @@ async def open_node(
                 recovery_seconds,
                 secret=secret,
                 metrics_network=metrics_network,
-                offload=offload or trio.to_thread.run_sync,
+                offload=offload or run_in_thread,
             )
             if config.workers:
                 handlers = load_app(config.imports, base=app)

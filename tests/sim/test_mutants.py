@@ -30,7 +30,7 @@ majority's disks, ``sim.checkers.NodeChecks``): they are also its regression see
 REGRESSIONS = [
     ("send_before_persist", 1, DURABLE, 10),
     ("vote_not_persisted", 9, "linearizable reads", 10),
-    ("compact_past_snapshot", 8, "nodes do not die", 10),
+    ("compact_past_snapshot", 8, DURABLE, 10),
     ("commit_counts_learners", 28, DURABLE, 20),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found

@@ -35,8 +35,8 @@ T = TypeVar("T")
 
 Offload = Callable[[Callable[[], T]], Awaitable[T]]
 """Runs CPU-heavy pure work (a snapshot's encode or restore) off the event loop and returns
-its result: a worker thread in production (``run_in_thread``); the simulator runs it in its own task
-(``run_inline``), where a thread would make a seed's run depend on the host's timing."""
+its result: a worker thread in production (``run_in_thread``); the simulator runs it on the
+loop (``run_inline``), where a thread would make a seed's run depend on the host's timing."""
 
 
 OFFLOAD_SWITCH_INTERVAL_S = 0.001

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from raftq import limits
 from raftq.client.client import connect
 from raftq.errors import JobNotFound, RaftqError
 from raftq.raft.ready import Role
@@ -399,6 +400,13 @@ async def figure_8(simulation: Simulation) -> None:
     finally:
         for simnode in simulation.nodes:
             simnode.disk.hook = None
+            core = _core(simnode)
+            if core is not None and core.config.inflight_max == 1:  # a step gave up on A
+                core.config = attrs.evolve(
+                    core.config,
+                    append_bytes_max=limits.RAFT_APPEND_BYTES_MAX,
+                    inflight_max=limits.RAFT_INFLIGHT_MAX,
+                )
         if _faulting(simulation):
             simulation.heal()
             for simnode in simulation.nodes:

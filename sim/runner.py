@@ -93,6 +93,9 @@ class FaultCounts:
     down_compactions: int = 0
     membership_partitions: int = 0
     lease_skews: int = 0
+    deposed_reads: int = 0
+    figure_8s: int = 0
+    held_snapshots: int = 0
 
 
 @attrs.define(eq=False)

@@ -34,7 +34,12 @@ from sim.cluster import (
     refused_corruption,
     run_process,
 )
-from sim.determinism import collect_garbage, collections_on_schedule, deterministic_scheduling
+from sim.determinism import (
+    collect_garbage,
+    collections_on_schedule,
+    deterministic_scheduling,
+    virtual_clock,
+)
 from sim.disk import SimDisk
 from sim.network import SimNetwork
 from sim.options import Options
@@ -794,7 +799,7 @@ def run_options(
         options, wall_budget_s=wall_budget_s, keep_trace=keep_trace, script=script
     )
     watchdog = _WallWatchdog(wall_budget_s, simulation.wall_budget_exceeded)
-    clock = trio.testing.MockClock(autojump_threshold=0)
+    clock = virtual_clock()
     started = time.monotonic()
     cpu_started = time.process_time()
     sim_seconds = 0.0

@@ -17,7 +17,6 @@ from typing import Any
 
 import attrs
 import trio
-import trio.testing
 
 from raftq.client.client import Client, connect
 from raftq.errors import RaftqError

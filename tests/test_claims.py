@@ -17,6 +17,7 @@ and releases what it holds when stopped.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import attrs
 import pytest
@@ -47,6 +48,9 @@ from raftq.jobs.commands import (
 )
 from raftq.jobs.job import JobState
 from raftq.jobs.machine import JobStateMachine
+from raftq.node.waiters import Waiter
+from raftq.transport.wire import CommandReply, SubmitCommand
+from tests.node_helpers import RawClient, running_cluster, wait_for_leader
 from tests.test_jobs_commands import Log, done, rejected, spec
 
 # --- the state machine ----------------------------------------------------------------------------
@@ -419,3 +423,49 @@ def test_worker_prefetch_and_hold_are_bounded() -> None:
         Worker(client, app, hold_ms=0)
     with pytest.raises(ConfigError, match="hold_ms"):
         Worker(client, app, hold_ms=limits.CLAIM_HOLD_MS_MAX + 1)
+
+
+# --- the leader: a waiting claim rides with the enqueue that feeds it ----------------------------
+
+
+async def test_an_enqueue_proposes_the_waiting_claim_in_its_own_round(tmp_path: Path) -> None:
+    """A claim waiting on the leader (long poll) for work is proposed right behind the enqueue
+    of a job it takes, before that enqueue is even committed: both in one Raft round, so the
+    claim costs no round of its own. An enqueue of jobs the claim would not take (another type,
+    a delay) leaves it waiting."""
+    async with running_cluster(tmp_path, 1, expire_interval_ms=600_000) as nodes:
+        (node,) = nodes.values()
+        await wait_for_leader(nodes)
+        proposals: list[tuple[str, int]] = []
+        propose = node.raft.propose
+
+        def recording(command: Command) -> Waiter:
+            proposals.append((type(command).__name__, node.applier.applied_index))
+            return propose(command)
+
+        node.raft.propose = recording  # type: ignore[method-assign]
+        answer: list[object] = []
+
+        async def idle_worker() -> None:
+            async with RawClient.connect(node.config.address) as client:
+                claim = Claim(now_ms=0, claimer="w", types=("work",), max_jobs=5)
+                answer.append(await client.call(SubmitCommand(command=claim)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(idle_worker)
+            await trio.sleep(0.2)  # waiting
+            async with RawClient.connect(node.config.address) as client:
+                for other in (spec(type="other"), spec(type="work", delay_ms=60_000)):
+                    await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(other,))))
+                assert not answer  # still waiting: neither job is one it takes now
+                proposals.clear()
+                await client.call(
+                    SubmitCommand(command=Enqueue(now_ms=0, jobs=(spec(type="work"),)))
+                )
+        [(first, applied_then), (second, applied_also)] = proposals
+        assert (first, second) == ("Enqueue", "Claim")
+        assert applied_then == applied_also  # nothing applied in between: the same round
+        [reply] = answer
+        assert isinstance(reply, CommandReply)
+        assert isinstance(reply.result, ClaimResult)
+        assert len(reply.result.leases) == 1

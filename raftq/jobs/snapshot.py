@@ -1,7 +1,7 @@
 """The job state machine's snapshot: every job as a row, plus the orders that matter.
 
-Layout (version 3; version 2 is the same with five-item history events): a CBOR sequence
-(RFC 8742), items one after another, through ``raftq.codec``::
+Layout (version 4; versions 2 and 3 are the same with five- and seven-item history events):
+a CBOR sequence (RFC 8742), items one after another, through ``raftq.codec``::
 
     [VERSION, now_ms, next_seq, paused queues, queue and type names in order of first use,
      number of jobs]
@@ -36,9 +36,10 @@ from raftq.errors import DecodeError
 from raftq.jobs.job import FINISHED, Job, JobRun, JobState
 from raftq.jobs.machine import JobStateMachine, _ReadyQueue
 
-VERSION = 3
-"""What ``encode_state`` writes; ``decode_state`` reads 1, 2 and 3. Version 3: each history
-event also holds the log index and term of the entry that caused it."""
+VERSION = 4
+"""What ``encode_state`` writes; ``decode_state`` reads 1 to 4. Version 3: each history event
+also holds the log index and term of the entry that caused it; version 4: and the error of
+the attempt it ended."""
 
 _STATES = {state.value: state for state in JobState}
 
@@ -143,7 +144,7 @@ def decode_state(data: bytes) -> JobStateMachine:
 
 def _rebuild(header: Any, items: Iterator[Any]) -> JobStateMachine:
     version, now_ms, next_seq, paused, names_in_order, job_count = header
-    if version not in (2, VERSION):
+    if version not in (2, 3, VERSION):
         raise DecodeError(f"job snapshot version {version}, this raftq reads 1 to {VERSION}")
     rows = itertools.islice(items, job_count)
     machine = _rebuild_jobs(now_ms, next_seq, paused, names_in_order, rows)
@@ -265,10 +266,14 @@ def _run_from_row(run_row: list[Any]) -> JobRun:
     return run
 
 
-def _event_from_row(row: list[Any]) -> tuple[int, str, int, str, int, int, int]:
-    """A history event; those of version 1 and 2 snapshots have no index and term (0)."""
+def _event_from_row(row: list[Any]) -> tuple[int, str, int, str, int, int, int, str]:
+    """A history event; those of version 1 and 2 snapshots have no index and term (0), and
+    those before version 4 no error ("")."""
     if len(row) == 5:
         at_ms, event, attempt, node, fence = row
-        return (at_ms, event, attempt, node, fence, 0, 0)
-    at_ms, event, attempt, node, fence, index, term = row
-    return (at_ms, event, attempt, node, fence, index, term)
+        return (at_ms, event, attempt, node, fence, 0, 0, "")
+    if len(row) == 7:
+        at_ms, event, attempt, node, fence, index, term = row
+        return (at_ms, event, attempt, node, fence, index, term, "")
+    at_ms, event, attempt, node, fence, index, term, error = row
+    return (at_ms, event, attempt, node, fence, index, term, error)

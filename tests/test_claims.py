@@ -469,3 +469,58 @@ async def test_an_enqueue_proposes_the_waiting_claim_in_its_own_round(tmp_path: 
         assert isinstance(reply, CommandReply)
         assert isinstance(reply.result, ClaimResult)
         assert len(reply.result.leases) == 1
+
+
+async def test_a_report_on_the_leader_rides_with_the_next_proposal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's report waits on the leader (``limits.REPORT_RIDE_MS`` at most) for the next
+    proposal and goes in its Raft round; alone, it is proposed when the wait ends."""
+    async with running_cluster(tmp_path, 1, expire_interval_ms=600_000) as nodes:
+        (node,) = nodes.values()
+        await wait_for_leader(nodes)
+        proposals: list[tuple[str, int]] = []
+        propose = node.raft.propose
+
+        def recording(command: Command) -> Waiter:
+            proposals.append((type(command).__name__, node.applier.applied_index))
+            return propose(command)
+
+        async with (
+            RawClient.connect(node.config.address) as worker,
+            RawClient.connect(node.config.address) as producer,
+        ):
+            jobs = (spec(type="work"), spec(type="work"))
+            await producer.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=jobs)))
+            claim = Claim(now_ms=0, claimer="w", max_jobs=2)
+            reply = await worker.call(SubmitCommand(command=claim))
+            assert isinstance(reply, CommandReply)
+            assert isinstance(reply.result, ClaimResult)
+            first, second = reply.result.leases
+            node.raft.propose = recording  # type: ignore[method-assign]
+
+            def report(lease: Lease) -> SubmitCommand:
+                outcome = Outcome(job_id=lease.job_id, fence=lease.fence, succeeded=True)
+                return SubmitCommand(command=Report(now_ms=0, outcomes=(outcome,)))
+
+            monkeypatch.setattr(limits, "REPORT_RIDE_MS", 60_000)  # waits for the enqueue
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.call, report(first))
+                for _ in range(1_000):  # until the report waits on the leader (10 s at most)
+                    if node.client_service._riders:
+                        break
+                    await trio.sleep(0.01)
+                assert proposals == []
+                other = Enqueue(now_ms=0, jobs=(spec(type="other"),))
+                await producer.call(SubmitCommand(command=other))
+            [(enqueue, applied_then), (riding, applied_also)] = proposals
+            assert (enqueue, riding) == ("Enqueue", "Report")
+            assert applied_then == applied_also  # the same round
+            proposals.clear()
+            monkeypatch.setattr(limits, "REPORT_RIDE_MS", 50)
+            began = trio.current_time()
+            await worker.call(report(second))  # alone: proposed once the wait is over
+            assert [name for name, _ in proposals] == ["Report"]
+            assert trio.current_time() - began >= 0.05
+        assert node.applier.machine.jobs[second.job_id].state is JobState.SUCCEEDED
+        assert node.applier.machine.jobs[first.job_id].state is JobState.SUCCEEDED

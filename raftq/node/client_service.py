@@ -18,7 +18,7 @@ import trio
 from raftq import limits
 from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
 from raftq.ids import NodeId
-from raftq.jobs.commands import Claim, ClaimResult, Command, Enqueue
+from raftq.jobs.commands import Claim, ClaimResult, Command, Enqueue, Report
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.log_writer import LogWriter
@@ -92,6 +92,9 @@ class ClientService:
         self._next_claim: _WaitingClaim | None = None
         """The long-poll claim whose turn it is, while it waits for work: an enqueue of jobs it
         would take proposes it right behind itself (``_propose_with_waiting_claim``)."""
+        self._riders: list[_Rider] = []
+        """Workers' reports on the leader waiting (``limits.REPORT_RIDE_MS`` at most) for the
+        next proposal, to go in its Raft round (``_ride``)."""
 
     async def serve(self, connection: FramedConnection) -> None:
         """Serve one client connection until it closes: each request in a task of its own;
@@ -180,7 +183,10 @@ class ClientService:
                     )
                 if isinstance(call.command, Claim) and self._must_wait_for_work(call.command):
                     return await self._long_poll_claim(call.command)
-                outcome = await _outcome(self._propose_with_waiting_claim(call.command))
+                if isinstance(call.command, Report) and self._leads():
+                    outcome = await _outcome(await self._ride(call.command))
+                else:
+                    outcome = await _outcome(self._propose_with_waiting_claim(call.command))
                 if await self._election_settled(outcome):
                     outcome = await _outcome(self._raft.propose(call.command))
                 leader = self._leader_to_forward_to(outcome, call)
@@ -252,7 +258,7 @@ class ClientService:
                     with trio.move_on_at(math.inf) as woken:
                         waiting.woken = woken
                         await self._applier.wait_applied(self._applier.applied_index + 1)
-                proposed = waiting.proposed or self._raft.propose(claim)
+                proposed = waiting.proposed or self._propose_with_riders(claim)
             finally:
                 if self._next_claim is waiting:
                     self._next_claim = None
@@ -270,7 +276,7 @@ class ClientService:
     def _propose_with_waiting_claim(self, command: Command) -> Waiter:
         """Propose ``command``; if it enqueues a job due now that the waiting claim would take,
         propose that claim right behind it (no task switch between: the same Raft round)."""
-        proposed = self._raft.propose(command)
+        proposed = self._propose_with_riders(command)
         waiting = self._next_claim
         if waiting is not None and isinstance(command, Enqueue) and self._feeds(command, waiting):
             self._next_claim = None
@@ -278,6 +284,35 @@ class ClientService:
             if waiting.woken is not None:
                 waiting.woken.cancel()
         return proposed
+
+    def _propose_with_riders(self, command: Command) -> Waiter:
+        """Propose ``command``, then the reports waiting to ride (the same Raft round)."""
+        proposed = self._raft.propose(command)
+        riders, self._riders = self._riders, []
+        for rider in riders:
+            rider.proposed = self._raft.propose(rider.report)
+            rider.woken.cancel()
+        return proposed
+
+    async def _ride(self, report: Report) -> Waiter:
+        """Propose a worker's report with the next proposal, or alone after
+        ``limits.REPORT_RIDE_MS``. A report is never urgent (the work is done, the lease runs
+        on), but proposed alone it is a Raft round of its own that the next enqueue waits
+        behind; one enqueue at a time while workers run each job took two rounds per job."""
+        rider = _Rider(report=report, woken=trio.CancelScope())
+        self._riders.append(rider)
+        try:
+            with rider.woken:
+                await trio.sleep(limits.REPORT_RIDE_MS / 1000)
+        finally:
+            if rider.proposed is None:  # not taken along: on its own (or not at all, if cancelled)
+                self._riders.remove(rider)
+        if rider.proposed is None:
+            rider.proposed = self._propose_with_riders(report)
+        return rider.proposed
+
+    def _leads(self) -> bool:
+        return self._raft.core.role is Role.LEADER
 
     def _feeds(self, enqueue: Enqueue, waiting: _WaitingClaim) -> bool:
         machine = self._applier.machine
@@ -409,6 +444,13 @@ class ClientService:
     def _storage_problem(self) -> str:
         """Why this node's disk refuses writes ("" while it is fine)."""
         return (self._log_writer and self._log_writer.storage_problem) or ""
+
+
+@attrs.define(eq=False)
+class _Rider:
+    report: Report
+    woken: trio.CancelScope
+    proposed: Waiter | None = None
 
 
 @attrs.define(eq=False)

@@ -9,10 +9,11 @@ raftq is.
 The scripts: ``bench_cluster.py`` (end to end and enqueue throughput of 1 or 3 node processes,
 fsync on or off), ``bench_node.py`` (end to end at 1, 4, 16 and 64 job slots per node, with
 the nodes' CPU per job; enqueue latency and failover of 3 node processes), ``bench_floor.py``
-(the machine's latency floor, beside the enqueue latency of the same run), and
-``bench_recovery.py`` (restart time and memory of a node holding many pending jobs). Each says
-exactly what it measures in its docstring. Each step's result carries the load average at its
-end: on a shared machine the figures move with it.
+(the machine's latency floor, beside the enqueue latency of the same run),
+``bench_recovery.py`` (restart time and memory of a node holding many pending jobs), and
+``bench_snapshot_stall.py`` (event-loop stalls and heartbeat gaps while a leader snapshots a
+million jobs). Each says exactly what it measures in its docstring. Each step's result carries
+the load average at its end: on a shared machine the figures move with it.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def slots_step(slots: int) -> Step:
     )
 
 
-STEPS = (
+STEPS: tuple[Step, ...] = (
     cluster_step("one_node", 1, "always"),
     cluster_step("three_nodes", 3, "always"),
     cluster_step("three_nodes_fsync_off", 3, "off"),
@@ -110,6 +111,14 @@ STEPS = (
         quick_arguments=("--jobs", "20000", "--entries", "1000"),
     ),
 )
+
+SNAPSHOT_STALL_STEP = Step(
+    name="snapshot_stall",
+    script="bench_snapshot_stall.py",
+    arguments=("--jobs", "1000000"),
+    quick_arguments=("--jobs", "20000"),
+)
+STEPS += (SNAPSHOT_STALL_STEP,)
 
 
 class BenchFailed(RuntimeError):
@@ -260,6 +269,31 @@ def slots_row(report: dict[str, Any]) -> Row:
     )
 
 
+def snapshot_stall_rows(results: dict[str, Any]) -> list[Row]:
+    """The longest event-loop stall and heartbeat gap while a leader snapshots."""
+    stall = results["snapshot_stall"]
+    tenth_ms = stall["election_timeout_s"] * 100
+    silences = stall["follower_leader_silence_max_s"].values()
+    return [
+        (
+            "loop stall while snapshotting, 3 nodes",
+            f"{stall['leader_tick_late_max_s'] * 1000:.0f} ms longest tick delay on the leader "
+            f"(target under {tenth_ms:.0f} ms)",
+            f"leader snapshots {stall['jobs']:,} pending jobs "
+            f"({stall['snapshot_bytes'] / 1e6:,.0f} MB, {stall['leader_snapshot_seconds']:.1f} s)",
+        ),
+        (
+            "heartbeat gap while snapshotting, 3 nodes",
+            f"{max(silences) * 1000:.0f} ms longest silence on a follower, "
+            f"{stall['heartbeat_gap_past_interval_max_s'] * 1000:.0f} ms past the "
+            f"{stall['heartbeat_interval_s'] * 1000:.0f} ms heartbeat (target under "
+            f"{tenth_ms:.0f} ms)",
+            "the same snapshot; elections during it: "
+            f"{sum(1 for change in stall['term_changes'].values() if change)}",
+        ),
+    ]
+
+
 def format_table(rows: Sequence[Row]) -> str:
     header: Row = ("figure", "result", "workload")
     lines = [f"| {' | '.join(header)} |", "| --- | --- | --- |"]
@@ -322,7 +356,7 @@ def main(argv: Sequence[str]) -> int:
     if only:  # a partial suite has no table: its figures as they came
         print(json.dumps({"quick": arguments.quick, "results": results}))
         return EXIT_OK
-    rows = table_rows(results)
+    rows = table_rows(results) + snapshot_stall_rows(results)
     report = {
         "quick": arguments.quick,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -17,12 +17,11 @@ built-in ``noop`` handler), then measures through the client library:
 
     python benchmarks/bench_node.py [--jobs 20000] [--workers 64] [--json]
 
-``--workers`` is each node's number of job slots (async handlers running at once). Every claim
-is a Raft entry, so a worker's slots bound how many jobs one claim can take: with 8 slots a
-claim takes about 2 to 8 jobs and the cluster spends ~0.6 ms of CPU per noop job, with 64
-about 0.25 ms. 64 is the default here because noop jobs finish at once (for real jobs, size
-it to what the handlers can run concurrently). The report gives node CPU per job, which holds
-even when other work shares the machine.
+``--workers`` is each node's number of job slots (async handlers running at once). A worker
+claims ahead of its free slots while its jobs run fast (docs/jobs.md, "Claims and prefetch"),
+so one Claim entry serves hundreds of noop jobs whatever the slots: ``raftq bench`` runs the
+throughput at 1, 4, 16 and 64 slots per node (``--samples 0 --failovers 0``). The report gives
+node CPU per job, which holds even when other work shares the machine.
 """
 
 from __future__ import annotations
@@ -93,7 +92,9 @@ async def measure_throughput(
 
 async def measure_latency(
     cluster: LocalCluster, client: Client, samples: int, gap_s: float
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    if not samples:
+        return None
     latencies = []
     cpu_started = cluster.cpu_seconds()
     for n in range(samples):
@@ -141,7 +142,12 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
                 cluster, client, arguments.samples, arguments.gap_ms / 1000
             )
             failover = await measure_failover(cluster, client, arguments.failovers)
-        return {"throughput": throughput, "latency": latency, "failover": failover}
+        return {
+            "workers_per_node": arguments.workers,
+            "throughput": throughput,
+            "latency": latency,
+            "failover": failover,
+        }
     finally:
         with trio.CancelScope(shield=True):
             await cluster.stop()
@@ -177,10 +183,11 @@ def main() -> None:
         f"{throughput['end_to_end_jobs_per_second']:,.0f}/s, "
         f"node CPU {throughput['node_cpu_ms_per_job']:.3f} ms per job (all three nodes)"
     )
-    print(
-        f"latency: enqueue p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms, "
-        f"node CPU {latency['node_cpu_ms_per_enqueue']:.2f} ms per enqueue (all three nodes)"
-    )
+    if latency is not None:
+        print(
+            f"latency: enqueue p50 {latency['p50_ms']:.2f} ms, p99 {latency['p99_ms']:.2f} ms, "
+            f"node CPU {latency['node_cpu_ms_per_enqueue']:.2f} ms per enqueue (all three nodes)"
+        )
     print(
         "failover: kill -9 of the leader to the next acknowledged enqueue: "
         + ", ".join(f"{seconds:.2f} s" for seconds in failover["seconds"])

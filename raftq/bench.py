@@ -7,10 +7,13 @@ toy sizes (seconds, for a smoke test): its figures say that the suite works, not
 raftq is.
 
 The scripts: ``bench_cluster.py`` (end to end and enqueue throughput of 1 or 3 node processes,
-fsync on or off), ``bench_node.py`` (enqueue latency and failover of 3 node processes), and
+fsync on or off), ``bench_node.py`` (end to end at 1, 4, 16 and 64 job slots per node, with
+the nodes' CPU per job; enqueue latency and failover of 3 node processes), ``bench_floor.py``
+(the machine's latency floor, beside the enqueue latency of the same run),
 ``bench_recovery.py`` (restart time and memory of a node holding many pending jobs), and
 ``bench_snapshot_stall.py`` (event-loop stalls and heartbeat gaps while a leader snapshots a
-million jobs). Each says exactly what it measures in its docstring.
+million jobs). Each says exactly what it measures in its docstring. Each step's result carries
+the load average at its end: on a shared machine the figures move with it.
 """
 
 from __future__ import annotations
@@ -38,8 +41,14 @@ EXIT_FAILED = 1
 EXIT_BAD_ARGUMENTS = 2
 
 SLOTS = 64
-"""In-process job slots per node, as ``bench_node.py`` uses by default: noop jobs finish at
-once, so the more a claim can take, the fewer Raft entries per job."""
+"""In-process job slots per node for the cluster steps (noop jobs finish at once)."""
+
+SLOT_COUNTS = (1, 4, 16, 64)
+"""Job slots per node of the end-to-end steps of ``bench_node.py``: workers claim ahead of their
+free slots, so throughput should not depend on this (issue 16)."""
+
+README_WORKERS = 4
+"""The ``--workers`` the README and the docs start nodes with: the latency step uses it."""
 
 
 @attrs.frozen(kw_only=True)
@@ -62,15 +71,38 @@ def cluster_step(name: str, nodes: int, fsync: str) -> Step:
     )
 
 
+def slots_step(slots: int) -> Step:
+    common = ("--workers", str(slots), "--samples", "0", "--failovers", "0")
+    return Step(
+        name=f"slots_{slots}",
+        script="bench_node.py",
+        arguments=(*common, "--jobs", "20000"),
+        quick_arguments=(*common, "--jobs", "300"),
+    )
+
+
 STEPS: tuple[Step, ...] = (
     cluster_step("one_node", 1, "always"),
     cluster_step("three_nodes", 3, "always"),
     cluster_step("three_nodes_fsync_off", 3, "off"),
+    *(slots_step(slots) for slots in SLOT_COUNTS),
+    Step(
+        name="floor",
+        script="bench_floor.py",
+        arguments=("--samples", "2000"),
+        quick_arguments=("--samples", "50"),
+    ),
     Step(
         name="node",
         script="bench_node.py",
-        arguments=("--jobs", "20000", "--samples", "500", "--failovers", "5"),
-        quick_arguments=("--jobs", "500", "--samples", "20", "--failovers", "1"),
+        arguments=(
+            *("--workers", str(README_WORKERS), "--gap-ms", "0"),
+            *("--jobs", "20000", "--samples", "1000", "--failovers", "5"),
+        ),
+        quick_arguments=(
+            *("--workers", str(README_WORKERS), "--gap-ms", "0"),
+            *("--jobs", "500", "--samples", "20", "--failovers", "1"),
+        ),
     ),
     Step(
         name="recovery",
@@ -137,8 +169,12 @@ def run_step(step: Step, quick: bool) -> dict[str, Any]:
     lines = completed.stdout.strip().splitlines()
     if not lines:
         raise BenchFailed(f"{step.script} printed nothing")
-    result: dict[str, Any] = json.loads(lines[-1])
+    try:
+        result: dict[str, Any] = json.loads(lines[-1])
+    except json.JSONDecodeError:  # bench_floor.py prints its JSON indented, alone
+        result = json.loads(completed.stdout)
     result["command"] = f"python benchmarks/{step.script} {' '.join(arguments)}"
+    result["load_average"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     return result
 
 
@@ -162,6 +198,7 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
 
     batches, single = three["enqueue_batches"], three["enqueue_single"]
     failovers = node["failover"]["seconds"]
+    latency, floor = node["latency"], results["floor"]["trio"]
     return [
         ("end to end, 1 node, fsync on", _per_s(one["end_to_end"]["jobs_per_second"]), e2e(one)),
         (
@@ -169,6 +206,7 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             _per_s(three["end_to_end"]["jobs_per_second"]),
             e2e(three),
         ),
+        *(slots_row(results[f"slots_{slots}"]) for slots in SLOT_COUNTS),
         (
             "enqueue, enqueue_many, 3 nodes",
             _per_s(batches["jobs_per_second"]),
@@ -182,10 +220,13 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             "callers, queue paused",
         ),
         (
-            "enqueue commit latency, 3 nodes",
-            f"p50 {node['latency']['p50_ms']:.1f} ms, p99 {node['latency']['p99_ms']:.1f} ms",
-            f"{node['latency']['samples']} enqueues one at a time, 5 ms apart; "
-            "workers run each job",
+            "enqueue commit latency, 3 nodes, vs the floor",
+            f"p50 {latency['p50_ms']:.1f} ms ({latency['p50_ms'] / floor['p50_ms']:.1f}x the "
+            f"floor's {floor['p50_ms']:.2f} ms), p99 {latency['p99_ms']:.1f} ms (floor "
+            f"{floor['p99_ms']:.2f} ms)",
+            f"{latency['samples']} enqueues one at a time, back to back, while "
+            f"{node['workers_per_node']} workers per node run each job; the floor: "
+            "bench_floor.py's 3-process Trio commit, same run",
         ),
         (
             "failover, 3 nodes",
@@ -213,6 +254,19 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             "the same workloads with --fsync always and --fsync off",
         ),
     ]
+
+
+def slots_row(report: dict[str, Any]) -> Row:
+    throughput = report["throughput"]
+    load = report.get("load_average")
+    return (
+        f"end to end, 3 nodes, {report['workers_per_node']} slots/node",
+        f"{_per_s(throughput['end_to_end_jobs_per_second'])} at "
+        f"{throughput['node_cpu_ms_per_job']:.3f} ms node CPU per job",
+        f"{throughput['jobs']:,} noop jobs, enqueue_many batches of 100 from 4 producers, "
+        f"--workers {report['workers_per_node']}"
+        + (f"; load average {load[0]:.1f} at its end" if load else ""),
+    )
 
 
 def snapshot_stall_rows(results: dict[str, Any]) -> list[Row]:

@@ -13,7 +13,7 @@ import trio
 from raftq import limits
 from raftq.app import App
 from raftq.client.client import connect
-from raftq.client.worker import Worker
+from raftq.client.worker import Worker, WorkerClient
 from raftq.errors import CorruptionError, StorageError
 from raftq.ids import NodeId
 from raftq.node.applier import run_inline
@@ -114,6 +114,7 @@ async def run_process(
     trace: Trace,
     died: ProcessDied,
     applied: EntryObserver,
+    watch: Callable[[WorkerClient], WorkerClient] = lambda client: client,
 ) -> None:
     """One life of the node's process, until it crashes or stops itself. The caller marks
     the node running (``simnode.stopped = trio.Event()``) before starting this task."""
@@ -151,7 +152,7 @@ async def run_process(
                     timeout=CLIENT_TIMEOUT_S,
                 ) as client:
                     worker = Worker(
-                        client,
+                        watch(client),
                         app,
                         concurrency=options.worker_concurrency,
                         claimer_id=f"{simnode.id}-w{simnode.starts}",

@@ -216,6 +216,31 @@ MUTANTS = (
             "tests/test_jobs_listing.py::test_retry_dead_is_one_command_bounded_in_count_and_filtered",
         ),
     ),
+    Mutant(
+        name="release_stale_fence",
+        area="claims ahead (prefetch)",
+        bug="a Release ends the job's current lease whatever fence it carries",
+        unit_tests=(
+            "tests/test_claims.py::test_a_release_with_a_stale_fence_is_rejected_and_changes_nothing",
+        ),
+    ),
+    Mutant(
+        name="claim_ignores_hold",
+        area="claims ahead (prefetch)",
+        bug="a claim's leases expire after the timeout alone, not the hold plus the timeout",
+        unit_tests=(
+            "tests/test_claims.py::test_a_claim_with_a_hold_leases_for_the_hold_plus_the_timeout",
+        ),
+    ),
+    Mutant(
+        name="prefetch_past_hold",
+        area="claims ahead (prefetch)",
+        bug="a worker starts a prefetched job whenever a slot frees, past its hold, instead of "
+        "releasing it",
+        unit_tests=(
+            "tests/test_claims.py::test_a_buffered_job_never_starts_after_its_hold_it_is_released",
+        ),
+    ),
 )
 
 

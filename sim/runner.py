@@ -24,6 +24,7 @@ from raftq.ids import NodeId
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
+from sim.checkers_claims import ClaimRules
 from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_more import LeaseAndRetryRules
 from sim.cluster import (
@@ -181,7 +182,8 @@ class Simulation:
             for node in sorted(members)
         ]
         self.ledger = Ledger()
-        self.app = make_app(self.ledger)
+        self.claim_rules = ClaimRules()
+        self.app = make_app(self.ledger, on_start=self.claim_rules.started)
         self.committed = CommittedLog()
         self.oracle = JobOracle()
         self.more_rules = LeaseAndRetryRules()
@@ -253,6 +255,7 @@ class Simulation:
             self.trace,
             self.died,
             self.applied,
+            self.claim_rules.watch,
         )
 
     def applied(self, node: str, entry: Entry) -> None:
@@ -666,6 +669,7 @@ class Simulation:
         self.catch_up()
         self.node_checks.check(self.nodes)
         self.reads.check()
+        self.claim_rules.check()
         for job_id in self.ledger.fresh_acks:
             # A node answers an enqueue once it applied it, so the oracle has it by now.
             if job_id not in self.oracle.machine.jobs:
@@ -688,6 +692,7 @@ class Simulation:
             oracle.apply(entry)
             self.more_rules.observe(entry, oracle)
             self.job_rules.observe(entry, oracle)
+            self.claim_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

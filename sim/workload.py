@@ -6,6 +6,7 @@ the in-process workers run (random durations, failures, heartbeats, timeouts).""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -76,10 +77,12 @@ def draw_job(rng: random.Random, options: Any) -> dict[str, Any]:
     }
 
 
-def make_app(ledger: Ledger) -> App:
+def make_app(ledger: Ledger, on_start: Callable[[str, int], None] = lambda *_: None) -> App:
+    """The simulator's handler; ``on_start(job id, fence)`` as each run begins."""
     app = App(builtins=False)
 
     async def run(job: JobContext) -> object:
+        on_start(job.id, job.fence)
         payload = job.payload
         remaining_ms = int(payload["run_ms"])
         if payload["heartbeat"]:

@@ -132,6 +132,7 @@ COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
     "until_ms": u64,
     "by_ms": u64,
     "before_ms": u64,
+    "hold_ms": st.integers(0, 60_000),
 }
 STRATEGIES[commands.JobSpec] = st.builds(
     commands.JobSpec,
@@ -149,6 +150,16 @@ STRATEGIES[commands.Outcome] = st.builds(
 )
 COMMAND_FIELDS["outcomes"] = st.lists(STRATEGIES[commands.Outcome], max_size=3).map(tuple)
 for command_type in typing.get_args(commands.Command):
+    if command_type is commands.Release:
+        STRATEGIES[command_type] = st.integers(0, 3).flatmap(
+            lambda size: st.builds(
+                commands.Release,
+                now_ms=u64,
+                job_ids=st.lists(names, min_size=size, max_size=size).map(tuple),
+                fences=st.lists(u64, min_size=size, max_size=size).map(tuple),
+            )
+        )
+        continue
     if command_type is commands.Extend:
         STRATEGIES[command_type] = st.integers(0, 3).flatmap(
             lambda size: st.builds(
@@ -207,6 +218,9 @@ STRATEGIES[commands.ExtendResult] = st.builds(
 )
 STRATEGIES[commands.ReportResult] = st.builds(
     commands.ReportResult, outcomes=st.lists(done | rejected, max_size=3).map(tuple)
+)
+STRATEGIES[commands.ReleaseResult] = st.builds(
+    commands.ReleaseResult, outcomes=st.lists(done | rejected, max_size=3).map(tuple)
 )
 STRATEGIES[commands.Count] = st.builds(commands.Count, count=u64)
 STRATEGIES[commands.Result] = st.one_of(

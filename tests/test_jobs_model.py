@@ -76,6 +76,8 @@ from raftq.jobs.commands import (
     PauseQueue,
     Purge,
     Rejected,
+    Release,
+    ReleaseResult,
     Report,
     ReportResult,
     Result,
@@ -129,6 +131,7 @@ class ModelJob:
     error: str = ""
     finished_ms: int = 0
     cancel_requested: bool = False
+    claimer: str = ""
     history: list[tuple[int, str, int, str, int, int, str]] = field(default_factory=list)
 
 
@@ -164,6 +167,8 @@ class ReferenceQueue:
                 return self.report(index, command)
             case Extend():
                 return self.extend(index, command)
+            case Release():
+                return self.release(index, command)
             case ExtendAll():
                 return self.extend_all(index, command)
             case ExpireLeases():
@@ -269,7 +274,8 @@ class ReferenceQueue:
             job.state = RUNNING
             job.attempts += 1
             job.fence = index
-            job.lease_expires_ms = self.now_ms + job.timeout_ms
+            job.lease_expires_ms = self.now_ms + command.hold_ms + job.timeout_ms
+            job.claimer = command.claimer
             self._record(job, "claimed", command.claimer)
             leases.append(
                 Lease(
@@ -330,6 +336,23 @@ class ReferenceQueue:
                 for outcome in command.outcomes
             )
         )
+
+    def release(self, index: int, command: Release) -> ReleaseResult:
+        """Back to pending as if never claimed: same place in line, the attempt undone."""
+        outcomes: list[Done | Rejected] = []
+        for job_id, fence in zip(command.job_ids, command.fences, strict=True):
+            job = self._held(job_id, fence)
+            if isinstance(job, Rejected):
+                outcomes.append(job)
+                continue
+            if job.cancel_requested:
+                self._finish(job, CANCELLED, "cancelled")
+            else:
+                self._record(job, "released", job.claimer)
+                job.attempts -= 1
+                job.state = PENDING
+            outcomes.append(Done(job_id=job.id, state=job.state.value))
+        return ReleaseResult(outcomes=tuple(outcomes))
 
     def extend(self, index: int, command: Extend) -> ExtendResult:
         outcomes: list[Done | Rejected] = []
@@ -493,7 +516,7 @@ def comparable(result: Result | Enqueued) -> object:
         return ("rejected", result.code)
     if isinstance(result, EnqueueResult):
         return ("enqueue", tuple(comparable(outcome) for outcome in result.jobs))
-    if isinstance(result, ExtendResult | ReportResult):
+    if isinstance(result, ExtendResult | ReleaseResult | ReportResult):
         return (type(result).__name__, tuple(comparable(outcome) for outcome in result.outcomes))
     return result
 
@@ -654,6 +677,30 @@ class JobQueueComparison(RuleBasedStateMachine):
     )
     def claim_any(self, claimer: str, max_jobs: int, step_ms: int) -> None:
         self.run(Claim(now_ms=self.stamp(step_ms), claimer=claimer, max_jobs=max_jobs))
+
+    @rule(
+        claimer=st.sampled_from(("worker-1", "worker-2")),
+        max_jobs=st.integers(1, 4),
+        hold_ms=st.sampled_from((1, 500, 5_000)),
+        step_ms=time_steps,
+    )
+    def claim_ahead(self, claimer: str, max_jobs: int, hold_ms: int, step_ms: int) -> None:
+        """A worker's claim ahead of its free slots: each lease covers the hold too."""
+        command = Claim(now_ms=self.stamp(step_ms), claimer=claimer, max_jobs=max_jobs)
+        self.run(attrs.evolve(command, hold_ms=hold_ms))
+
+    @rule(
+        held=st.lists(st.tuples(picks, fence_modes, picks), min_size=1, max_size=3),
+        step_ms=time_steps,
+    )
+    def release(self, held: list[tuple[int, str, int]], step_ms: int) -> None:
+        """Unstarted jobs given back, some under stale fences, the same job possibly twice."""
+        job_ids = tuple(self.pick_job(pick, (RUNNING,)) for pick, _, _ in held)
+        fences = tuple(
+            self.pick_fence(job_id, mode, fence_pick)
+            for job_id, (_, mode, fence_pick) in zip(job_ids, held, strict=True)
+        )
+        self.run(Release(now_ms=self.stamp(step_ms), job_ids=job_ids, fences=fences))
 
     @rule(pick=picks, mode=fence_modes, fence_pick=picks, step_ms=time_steps)
     def complete(self, pick: int, mode: str, fence_pick: int, step_ms: int) -> None:

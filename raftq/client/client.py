@@ -66,6 +66,8 @@ from raftq.jobs.commands import (
     Outcome,
     PauseQueue,
     Rejected,
+    Release,
+    ReleaseResult,
     Report,
     ReportResult,
     Result,
@@ -527,8 +529,11 @@ class Client:
         types: Sequence[str] = (),
         queues: Sequence[str] = (),
         max_jobs: int = 1,
+        hold_ms: int = 0,
     ) -> tuple[Lease, ...]:
-        """Lease up to ``max_jobs`` due jobs of these types and queues (empty: any)."""
+        """Lease up to ``max_jobs`` due jobs of these types and queues (empty: any). With
+        ``hold_ms``, each lease runs that much longer than the job's timeout: the time the
+        caller may keep the job before starting it (then ``release`` it if it did not)."""
         try:
             command = Claim(
                 now_ms=0,
@@ -536,6 +541,7 @@ class Client:
                 types=tuple(types),
                 queues=tuple(queues),
                 max_jobs=max_jobs,
+                hold_ms=hold_ms,
             )
         except (TypeError, ValueError) as error:
             raise ConfigError(f"bad claim: {error}") from None
@@ -588,6 +594,21 @@ class Client:
             until_ms=until_ms,
         )
         outcome = _expect(await self._submit(command), ExtendResult)
+        return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
+
+    async def release(self, leases: Sequence[tuple[str, int]]) -> tuple[str | None, ...]:
+        """Give back (job id, fence) leases of jobs that never started: each goes back to
+        pending with no attempt counted. For each, the job's state after, or None if the
+        lease was already lost."""
+        try:
+            command = Release(
+                now_ms=0,
+                job_ids=tuple(job_id for job_id, _ in leases),
+                fences=tuple(fence for _, fence in leases),
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad release: {error}") from None
+        outcome = _expect(await self._submit(command), ReleaseResult)
         return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
 
     # --- requests with retries --------------------------------------------------------------------

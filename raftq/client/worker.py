@@ -1,5 +1,15 @@
 """A worker: claims jobs, runs their handlers, reports the outcomes.
 
+Prefetch (docs/jobs.md "Claims"): a worker claims ahead of its free slots, as many jobs as it
+started in the last quarter of ``limits.WORKER_HOLD_MS`` (at most
+``limits.WORKER_PREFETCH_JOBS_MAX``), so one Claim entry serves many jobs and the next claim is
+in flight while the buffer drains; a worker whose jobs are slow claims only for free slots. A
+prefetched lease covers the time the job may wait in the buffer (``Claim.hold_ms``) plus its
+timeout, so a job has its whole timeout when it starts; a job not started within the hold is
+released (``Release``: back to pending, no attempt counted), and so is every buffered job on
+``stop()``. Claims, releases and the buffer are the worker's alone: a node's in-process
+workers are one ``Worker`` with ``--workers`` slots, so one claim serves all of them.
+
 Leases (DESIGN.md "Job semantics"): a claim leases each job for its ``timeout_ms``. A handler
 may run that long without a heartbeat; ``await job.heartbeat()`` renews the lease (one
 ``Extend``) and pushes the handler's own deadline along with it. A handler that passes its
@@ -25,8 +35,10 @@ Trio loop. Sync handlers run in worker threads either way.
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
+import math
 import os
 import random
 import secrets
@@ -72,8 +84,15 @@ class WorkerClient(Protocol):
     """What a worker needs from a ``Client``; a node's in-process workers can pass their own."""
 
     async def claim(
-        self, claimer: str, types: Sequence[str], queues: Sequence[str], max_jobs: int
+        self,
+        claimer: str,
+        types: Sequence[str],
+        queues: Sequence[str],
+        max_jobs: int,
+        hold_ms: int,
     ) -> tuple[Lease, ...]: ...
+
+    async def release(self, leases: Sequence[tuple[str, int]]) -> tuple[str | None, ...]: ...
 
     async def report(self, outcomes: Sequence[Outcome]) -> tuple[str | None, ...]: ...
 
@@ -85,6 +104,11 @@ class WorkerClient(Protocol):
 @attrs.define
 class WorkerStatistics:
     claimed: int = 0
+    claims: int = 0
+    buffered: int = 0
+    """Claimed and not started yet (prefetched)."""
+    released: int = 0
+    """Prefetched jobs given back unstarted (held past the hold, or on stop)."""
     succeeded: int = 0
     failed: int = 0
     timed_out: int = 0
@@ -94,20 +118,29 @@ class WorkerStatistics:
 
 
 class _LeaseClock:
-    """One running job's lease in the event loop's time. The cluster's now is estimated as the
-    lease's start (``expires_ms - timeout_ms``) plus the time elapsed since the claim answered:
-    a slight underestimate (by the round trip), so renewals never overshoot."""
+    """One job's lease in the event loop's time. The cluster's now is estimated as the lease's
+    start (``expires_ms - hold_ms - timeout_ms``) plus the time elapsed since the claim
+    answered: a slight underestimate (by the round trip), so renewals never overshoot. The
+    handler's deadline counts from when it starts (``started``), which is within the hold."""
 
-    def __init__(self, lease: Lease, claimed_at: float) -> None:
+    def __init__(self, lease: Lease, claimed_at: float, hold_ms: int) -> None:
         self.lease = lease
         self.claimed_at = claimed_at
+        self.hold_ms = hold_ms
+        self.start_by = claimed_at + hold_ms / 1000
+        """The job must start by then, or be released: later, its lease would not cover
+        its whole timeout."""
         margin_ms = min(DEADLINE_MARGIN_MS_MAX, lease.timeout_ms // 10)
         self.run_s = max(lease.timeout_ms - margin_ms, 1) / 1000
-        self.scope = anyio.CancelScope(deadline=claimed_at + self.run_s)
+        self.scope = anyio.CancelScope()
+
+    def started(self, now: float) -> None:
+        assert now <= self.start_by, (now, self.start_by)
+        self.scope.deadline = now + self.run_s
 
     def renewal_until_ms(self) -> int:
         elapsed_ms = round((anyio.current_time() - self.claimed_at) * 1000)
-        return self.lease.expires_ms + elapsed_ms
+        return self.lease.expires_ms - self.hold_ms + elapsed_ms
 
     def renewed(self) -> None:
         self.scope.deadline = anyio.current_time() + self.run_s
@@ -134,9 +167,15 @@ class Worker:
         grace_s: float = GRACE_S,
         poll_max_s: float = POLL_MAX_S,
         rng: random.Random | None = None,
+        prefetch: int = limits.WORKER_PREFETCH_JOBS_MAX,
+        hold_ms: int = limits.WORKER_HOLD_MS,
     ) -> None:
         if isinstance(concurrency, bool) or not 0 < concurrency <= limits.CLAIM_JOBS_MAX:
             raise ConfigError(f"concurrency must be from 1 to {limits.CLAIM_JOBS_MAX}")
+        if isinstance(prefetch, bool) or not 0 <= prefetch <= limits.WORKER_PREFETCH_JOBS_MAX:
+            raise ConfigError(f"prefetch must be from 0 to {limits.WORKER_PREFETCH_JOBS_MAX}")
+        if isinstance(hold_ms, bool) or not 0 < hold_ms <= limits.CLAIM_HOLD_MS_MAX:
+            raise ConfigError(f"hold_ms must be from 1 to {limits.CLAIM_HOLD_MS_MAX}")
         if not app.types:
             raise ConfigError("the app has no handlers: a worker would claim every type")
         self.claimer_id = claimer_id or default_claimer_id()
@@ -144,6 +183,15 @@ class Worker:
         self._client = client
         self._app = app
         self._concurrency = concurrency
+        self._prefetch = prefetch
+        self._hold_ms = hold_ms
+        self._buffer: collections.deque[_LeaseClock] = collections.deque()
+        self._jobs: anyio.abc.TaskGroup | None = None
+        # Jobs started in the current and the previous window of ``hold_ms``: the pace that
+        # sizes how far ahead to claim.
+        self._window_end = 0.0
+        self._started_now = 0
+        self._started_before = 0
         self._queues = tuple(queues)
         self._grace_s = grace_s
         self._poll_backoff = Backoff(min_s=min(POLL_MIN_S, poll_max_s), max_s=poll_max_s)
@@ -153,14 +201,38 @@ class Worker:
         self._all_done = anyio.Event()
         self._rng = rng or random.Random(secrets.randbits(64))  # poll jitter only
         # Finished jobs' outcomes wait here for the reporter; full, a finishing job waits too.
-        self._outcomes, self._to_report = anyio.create_memory_object_stream[Outcome](concurrency)
+        # Room for every job the worker may hold: while one report travels, a whole claim's
+        # worth of jobs can finish and ride in the next.
+        self._outcomes, self._to_report = anyio.create_memory_object_stream[Outcome](
+            concurrency + prefetch
+        )
 
-    def _claim_batch_min(self) -> int:
-        """Claim only once a quarter of the slots are free (one if idle): every claim is a log
-        entry, so claiming a few jobs at a time costs the cluster less than one by one."""
-        if self.statistics.running == 0:
-            return 1
-        return max(1, self._concurrency // 4)
+    def _ahead(self) -> int:
+        """How many jobs to hold beyond the free slots: those that start within a quarter of
+        the hold at the pace of the last hold window (none while jobs are slow), capped."""
+        now = anyio.current_time()
+        window_s = self._hold_ms / 1000
+        if now >= self._window_end:
+            recent = now < self._window_end + window_s
+            self._started_before = self._started_now if recent else 0
+            self._started_now = 0
+            self._window_end = now + window_s
+        return min(self._prefetch, max(self._started_now, self._started_before) // 4)
+
+    def _claim_size(self) -> tuple[int, int]:
+        """(jobs to claim now, hold_ms to ask for), or (0, 0) while enough are held. A claim
+        waits until a quarter of what the worker holds at most is missing (one job if idle):
+        every claim is a log entry."""
+        running, buffered = self.statistics.running, len(self._buffer)
+        free = self._concurrency - running
+        ahead = self._ahead()
+        wanted = min(free + ahead - buffered, limits.CLAIM_JOBS_MAX)
+        least = 1 if running + buffered == 0 else max(1, (self._concurrency + ahead) // 4)
+        if wanted < least:
+            return 0, 0
+        # Only jobs beyond the free slots wait in the buffer: only then does the lease need
+        # to cover a wait.
+        return wanted, self._hold_ms if wanted > free else 0
 
     def stop(self) -> None:
         """Stop claiming; running jobs get ``grace_s`` to finish. ``run`` then returns."""
@@ -173,9 +245,13 @@ class Worker:
         async with anyio.create_task_group() as reporting:
             reporting.start_soon(self._report_outcomes, self._to_report)
             async with self._outcomes, anyio.create_task_group() as jobs:
+                self._jobs = jobs
                 task_status.started()
                 logger.info("worker started claimer=%s types=%s", self.claimer_id, self._app.types)
-                await self._claim_until_stopped(jobs)
+                await self._claim_until_stopped()
+                # Stopped: what never started goes back at once, not when its lease expires.
+                with anyio.move_on_after(STOP_REPORT_S):
+                    await self._release(self._take_buffered(everything=True))
                 if self.statistics.running:
                     logger.info("worker stopping running=%d", self.statistics.running)
                     with anyio.move_on_after(self._grace_s):
@@ -184,43 +260,96 @@ class Worker:
             # ``outcomes`` is closed: the reporter sends what is left, then returns.
         logger.info("worker stopped claimer=%s", self.claimer_id)
 
-    async def _claim_until_stopped(self, jobs: anyio.abc.TaskGroup) -> None:
+    async def _claim_until_stopped(self) -> None:
         polls = self._poll_backoff.delays(self._rng)
         while not self._stopping:
             self._wake = anyio.Event()
-            free = self._concurrency - self.statistics.running
-            if free < self._claim_batch_min():
-                await self._wake.wait()  # a job finished, or stop()
+            self._start_buffered(anyio.current_time())
+            overdue = self._take_buffered(everything=False)
+            if overdue:
+                await self._release(overdue)
                 continue
-            leases = await self._claim(free)
+            wanted, hold_ms = self._claim_size()
+            if not wanted:
+                wake_at = self._buffer[0].start_by if self._buffer else math.inf
+                with anyio.move_on_at(wake_at):
+                    await self._wake.wait()  # a job finished, one came due for release, stop()
+                continue
+            leases = await self._claim(wanted, hold_ms)
             claimed_at = anyio.current_time()
-            for lease in leases:
-                self.statistics.running += 1
-                self._all_done = anyio.Event()
-                jobs.start_soon(self._run_job, lease, claimed_at)
+            self._buffer.extend(_LeaseClock(lease, claimed_at, hold_ms) for lease in leases)
+            self.statistics.buffered = len(self._buffer)
+            self._start_buffered(claimed_at)  # those claimed for free slots, at once
             if leases:
                 polls.reset()
                 continue
             with anyio.move_on_after(polls.next_s()):
                 await self._wake.wait()
 
-    async def _claim(self, free: int) -> tuple[Lease, ...]:
+    def _start_buffered(self, now: float) -> None:
+        """Start buffered jobs, oldest first, while slots are free, up to the end of their
+        hold (then ``_take_buffered`` releases them)."""
+        buffer, jobs = self._buffer, self._jobs
+        assert jobs is not None
+        while buffer and self.statistics.running < self._concurrency and not self._stopping:
+            if buffer[0].start_by < now:
+                break
+            clock = buffer.popleft()
+            self.statistics.running += 1
+            self._started_now += 1
+            self._all_done = anyio.Event()
+            clock.started(now)
+            jobs.start_soon(self._run_job, clock)
+        self.statistics.buffered = len(buffer)
+
+    def _take_buffered(self, *, everything: bool) -> list[_LeaseClock]:
+        """Remove and return the buffered jobs past their hold (all of them: ``everything``)."""
+        now = anyio.current_time()
+        taken = [clock for clock in self._buffer if everything or clock.start_by <= now]
+        if taken:
+            self._buffer = collections.deque(
+                clock for clock in self._buffer if not everything and clock.start_by > now
+            )
+            self.statistics.buffered = len(self._buffer)
+        return taken
+
+    async def _claim(self, wanted: int, hold_ms: int) -> tuple[Lease, ...]:
         try:
             leases = await self._client.claim(
-                self.claimer_id, self._app.types, self._queues, min(free, limits.CLAIM_JOBS_MAX)
+                self.claimer_id, self._app.types, self._queues, wanted, hold_ms
             )
         except ConfigError:
             raise  # our own misconfiguration: no retry fixes it
         except RaftqError as error:  # unreachable, busy: poll again after the backoff
             logger.warning("claim failed error=%r", str(error))
             return ()
-        assert len(leases) <= free, (len(leases), free)
+        assert len(leases) <= wanted, (len(leases), wanted)
+        self.statistics.claims += 1
         self.statistics.claimed += len(leases)
         return leases
 
-    async def _run_job(self, lease: Lease, claimed_at: float) -> None:
+    async def _release(self, held: list[_LeaseClock]) -> None:
+        """Give back jobs that never started. If the cluster cannot be reached, their leases
+        expire (hold + timeout after the claim) and they run elsewhere: nothing is lost."""
+        for start in range(0, len(held), limits.CLAIM_JOBS_MAX):
+            chunk = [(c.lease.job_id, c.lease.fence) for c in held[start:][: limits.CLAIM_JOBS_MAX]]
+            try:
+                await self._client.release(chunk)
+            except ConfigError:
+                raise
+            except RaftqError as error:
+                logger.warning(
+                    "release failed jobs=%d error=%r (their leases will expire and they will "
+                    "run elsewhere)",
+                    len(chunk),
+                    str(error),
+                )
+                continue
+            self.statistics.released += len(chunk)
+
+    async def _run_job(self, clock: _LeaseClock) -> None:
+        lease = clock.lease
         try:
-            clock = _LeaseClock(lease, claimed_at)
             try:
                 outcome = await self._execute(clock)
             except anyio.get_cancelled_exc_class():
@@ -232,6 +361,8 @@ class Worker:
                 await self._outcomes.send(outcome)  # waits only while reports back up
         finally:
             self.statistics.running -= 1
+            if anyio.current_effective_deadline() != -math.inf:  # not being cancelled
+                self._start_buffered(anyio.current_time())  # the slot's next job, even mid-claim
             self._wake.set()
             if not self.statistics.running:
                 self._all_done.set()

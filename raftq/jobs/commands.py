@@ -90,7 +90,12 @@ class Enqueue:
 @codec.register
 @attrs.frozen(kw_only=True)
 class Claim:
-    """Lease up to ``max_jobs`` jobs to ``claimer``. Empty ``types`` or ``queues`` mean any."""
+    """Lease up to ``max_jobs`` jobs to ``claimer``. Empty ``types`` or ``queues`` mean any.
+
+    ``hold_ms``: how long the claimer may keep a job before it starts it (prefetch). Each lease
+    runs until ``now + hold_ms + timeout_ms``, so a job that waits its turn in the claimer's
+    buffer still has its whole timeout once it starts; the claimer releases (``Release``) what
+    it has not started by then."""
 
     now_ms: int
     claimer: str = attrs.field(validator=_name)
@@ -98,6 +103,9 @@ class Claim:
     queues: tuple[str, ...] = attrs.field(default=(), validator=_names(limits.CLAIM_NAMES_MAX))
     max_jobs: int = attrs.field(
         default=1, validator=[_positive, attrs.validators.le(limits.CLAIM_JOBS_MAX)]
+    )
+    hold_ms: int = attrs.field(
+        default=0, validator=[_non_negative, attrs.validators.le(limits.CLAIM_HOLD_MS_MAX)]
     )
 
 
@@ -166,6 +174,23 @@ class Extend:
     job_ids: tuple[str, ...] = attrs.field(validator=_job_ids(limits.CLAIM_JOBS_MAX))
     fences: tuple[int, ...]
     until_ms: int
+
+    def __attrs_post_init__(self) -> None:
+        if len(self.job_ids) != len(self.fences):
+            raise ValueError("job_ids and fences differ in length")
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Release:
+    """Give back leases whose jobs never started (a worker's prefetched jobs, on stop or when
+    they waited past the claim's ``hold_ms``): each (job_ids[i], fences[i]) still held goes
+    back to pending, in its old place, as if never claimed (no attempt counted). A stale fence
+    changes nothing (``Rejected("lease_lost")``)."""
+
+    now_ms: int
+    job_ids: tuple[str, ...] = attrs.field(validator=_job_ids(limits.CLAIM_JOBS_MAX))
+    fences: tuple[int, ...]
 
     def __attrs_post_init__(self) -> None:
         if len(self.job_ids) != len(self.fences):
@@ -246,6 +271,7 @@ Command = (
     | Fail
     | Report
     | Extend
+    | Release
     | ExtendAll
     | ExpireLeases
     | Cancel
@@ -326,6 +352,14 @@ class ExtendResult:
 
 @codec.register
 @attrs.frozen(kw_only=True)
+class ReleaseResult:
+    """Per released lease, in order: ``Done`` (the job's state after) or why not."""
+
+    outcomes: tuple[Done | Rejected, ...]
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
 class ReportResult:
     """Per ``Report`` outcome, in order: ``Done`` or why it was refused."""
 
@@ -340,5 +374,14 @@ class Count:
     count: int
 
 
-Result = EnqueueResult | ClaimResult | Done | ExtendResult | ReportResult | Count | Rejected
+Result = (
+    EnqueueResult
+    | ClaimResult
+    | Done
+    | ExtendResult
+    | ReleaseResult
+    | ReportResult
+    | Count
+    | Rejected
+)
 codec.register_union(Result)

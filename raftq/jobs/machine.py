@@ -51,6 +51,8 @@ from raftq.jobs.commands import (
     PauseQueue,
     Purge,
     Rejected,
+    Release,
+    ReleaseResult,
     Report,
     ReportResult,
     Result,
@@ -350,6 +352,7 @@ class JobStateMachine:
     def _claim(self, index: int, command: Claim) -> ClaimResult:
         sources = list(self._sources(command.queues, command.types))
         leases: list[Lease] = []
+        payload_bytes = 0
         while len(leases) < command.max_jobs:
             best: Job | None = None
             best_source: _ReadyQueue | None = None
@@ -363,8 +366,11 @@ class JobStateMachine:
                     best, best_source = job, source
             if best is None or best_source is None:
                 break
+            payload_bytes += len(best.payload)
+            if leases and payload_bytes > limits.CLAIM_PAYLOAD_BYTES_MAX:
+                break
             best_source.pop(best)
-            leases.append(self._lease(index, best, command.claimer))
+            leases.append(self._lease(index, best, command.claimer, command.hold_ms))
         return ClaimResult(leases=tuple(leases))
 
     def _sources(self, queues: tuple[str, ...], types: tuple[str, ...]) -> Iterator[_ReadyQueue]:
@@ -376,7 +382,7 @@ class JobStateMachine:
             if (not queues or queue in wanted_queues) and (not types or job_type in wanted_types):
                 yield source
 
-    def _lease(self, index: int, job: Job, claimer: str) -> Lease:
+    def _lease(self, index: int, job: Job, claimer: str, hold_ms: int) -> Lease:
         self._set_state(job, JobState.RUNNING)
         job.ready = False
         job.attempts += 1
@@ -385,7 +391,9 @@ class JobStateMachine:
             run = job.run = JobRun()
         run.fence = index
         run.claimer = claimer
-        run.lease_expires_ms = self.now_ms + job.timeout_ms
+        # The lease covers the time the claimer may hold the job before starting it, then the
+        # job's whole timeout: a prefetched job never starts on a lease about to expire.
+        run.lease_expires_ms = self.now_ms + hold_ms + job.timeout_ms
         heapq.heappush(self.leases, (run.lease_expires_ms, job.seq, job))
         self._record(job, "claimed", claimer)
         if self.observer is not None:
@@ -491,6 +499,27 @@ class JobStateMachine:
                 heapq.heappush(self.leases, (command.until_ms, job.seq, job))
             outcomes.append(Done(job_id=job.id, state=job.state.value))
         return ExtendResult(outcomes=tuple(outcomes))
+
+    def _release(self, index: int, command: Release) -> ReleaseResult:
+        """Each lease still held under its fence goes back to pending, in its old place (its
+        run_at and enqueue order are unchanged), and the attempt its claim counted is undone:
+        the job never started. A cancel that waited for the lease takes effect instead."""
+        outcomes: list[Done | Rejected] = []
+        for job_id, fence in zip(command.job_ids, command.fences, strict=True):
+            job = self._held(job_id, fence)
+            if isinstance(job, Rejected):
+                outcomes.append(job)
+                continue
+            assert job.run is not None
+            assert job.attempts > 0, (job.id, job.attempts)
+            if job.run.cancel_requested:
+                self._finish(job, JobState.CANCELLED, "cancelled")
+            else:
+                self._record(job, "released", job.run.claimer)  # names the attempt undone
+                job.attempts -= 1
+                self._make_ready(job)
+            outcomes.append(Done(job_id=job.id, state=job.state.value))
+        return ReleaseResult(outcomes=tuple(outcomes))
 
     def _extend_all(self, index: int, command: ExtendAll) -> Count:
         floor = self.now_ms + command.by_ms
@@ -724,6 +753,7 @@ _HANDLERS = {
     Fail: JobStateMachine._fail,
     Report: JobStateMachine._report,
     Extend: JobStateMachine._extend,
+    Release: JobStateMachine._release,
     ExtendAll: JobStateMachine._extend_all,
     ExpireLeases: JobStateMachine._expire_leases,
     Cancel: JobStateMachine._cancel,

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 
+import attrs
 import trio
 
 from raftq import limits
 from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
 from raftq.ids import NodeId
-from raftq.jobs.commands import Claim, ClaimResult, Enqueue
+from raftq.jobs.commands import Claim, ClaimResult, Command, Enqueue, Report
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.peers import Peers
@@ -83,6 +85,12 @@ class ClientService:
         """Set by a node process that acts on ``drain_requested`` (``python -m raftq.node``)."""
         self.drain_requested = trio.Event()
         self._claim_turn = trio.Lock()
+        self._next_claim: _WaitingClaim | None = None
+        """The long-poll claim whose turn it is, while it waits for work: an enqueue of jobs it
+        would take proposes it right behind itself (``_propose_with_waiting_claim``)."""
+        self._riders: list[_Rider] = []
+        """Workers' reports on the leader waiting (``limits.REPORT_RIDE_MS`` at most) for the
+        next proposal, to go in its Raft round (``_ride``)."""
 
     async def serve(self, connection: FramedConnection) -> None:
         """Serve one client connection until it closes: each request in a task of its own;
@@ -171,7 +179,10 @@ class ClientService:
                     )
                 if isinstance(call.command, Claim) and self._must_wait_for_work(call.command):
                     return await self._long_poll_claim(call.command)
-                outcome = await _outcome(self._raft.propose(call.command))
+                if isinstance(call.command, Report) and self._leads():
+                    outcome = await _outcome(await self._ride(call.command))
+                else:
+                    outcome = await _outcome(self._propose_with_waiting_claim(call.command))
                 if await self._election_settled(outcome):
                     outcome = await _outcome(self._raft.propose(call.command))
                 leader = self._leader_to_forward_to(outcome, call)
@@ -226,16 +237,29 @@ class ClientService:
         Waiting claims take turns (``trio.Lock`` is first come, first served) and the one
         whose turn it is keeps it until its claim is applied: one new job wakes one claim,
         not every idle worker's, so a job costs one Claim entry however many workers wait.
-        Only the wait is bounded by the long poll; a proposed claim is always waited for, as
-        its leases must reach the worker."""
+        While it waits, an enqueue of jobs it would take proposes it right behind the enqueue
+        (``_propose_with_waiting_claim``): both go in the same Raft round, so the claim costs no
+        round of its own, and the next enqueue does not queue behind it. Only the wait is
+        bounded by the long poll; a proposed claim is always waited for, as its leases must
+        reach the worker."""
         proposed: Waiter | None = None
+        waiting = _WaitingClaim(claim)
         with trio.move_on_after(limits.CLAIM_LONG_POLL_MS / 1000):
             await self._claim_turn.acquire()
             try:
-                while not self._applier.jobs.has_claimable(claim.queues, claim.types):
-                    await self._applier.wait_applied(self._applier.applied_index + 1)
-                proposed = self._raft.propose(claim)
+                self._next_claim = waiting
+                while waiting.proposed is None and not self._applier.jobs.has_claimable(
+                    claim.queues, claim.types
+                ):
+                    with trio.move_on_at(math.inf) as woken:
+                        waiting.woken = woken
+                        await self._applier.wait_applied(self._applier.applied_index + 1)
+                proposed = waiting.proposed or self._propose_with_riders(claim)
             finally:
+                if self._next_claim is waiting:
+                    self._next_claim = None
+                if proposed is None:
+                    proposed = waiting.proposed  # proposed by an enqueue as the wait ended
                 if proposed is None:
                     self._claim_turn.release()
         if proposed is None:
@@ -244,6 +268,58 @@ class ClientService:
             return self._reply(await _outcome(proposed))
         finally:
             self._claim_turn.release()
+
+    def _propose_with_waiting_claim(self, command: Command) -> Waiter:
+        """Propose ``command``; if it enqueues a job due now that the waiting claim would take,
+        propose that claim right behind it (no task switch between: the same Raft round)."""
+        proposed = self._propose_with_riders(command)
+        waiting = self._next_claim
+        if waiting is not None and isinstance(command, Enqueue) and self._feeds(command, waiting):
+            self._next_claim = None
+            waiting.proposed = self._raft.propose(waiting.claim)
+            if waiting.woken is not None:
+                waiting.woken.cancel()
+        return proposed
+
+    def _propose_with_riders(self, command: Command) -> Waiter:
+        """Propose ``command``, then the reports waiting to ride (the same Raft round)."""
+        proposed = self._raft.propose(command)
+        riders, self._riders = self._riders, []
+        for rider in riders:
+            rider.proposed = self._raft.propose(rider.report)
+            rider.woken.cancel()
+        return proposed
+
+    async def _ride(self, report: Report) -> Waiter:
+        """Propose a worker's report with the next proposal, or alone after
+        ``limits.REPORT_RIDE_MS``. A report is never urgent (the work is done, the lease runs
+        on), but proposed alone it is a Raft round of its own that the next enqueue waits
+        behind; one enqueue at a time while workers run each job took two rounds per job."""
+        rider = _Rider(report=report, woken=trio.CancelScope())
+        self._riders.append(rider)
+        try:
+            with rider.woken:
+                await trio.sleep(limits.REPORT_RIDE_MS / 1000)
+        finally:
+            if rider.proposed is None:  # not taken along: on its own (or not at all, if cancelled)
+                self._riders.remove(rider)
+        if rider.proposed is None:
+            rider.proposed = self._propose_with_riders(report)
+        return rider.proposed
+
+    def _leads(self) -> bool:
+        return self._raft.role is Role.LEADER
+
+    def _feeds(self, enqueue: Enqueue, waiting: _WaitingClaim) -> bool:
+        machine = self._applier.jobs
+        claim = waiting.claim
+        return any(
+            not job.delay_ms
+            and (not claim.types or job.type in claim.types)
+            and (not claim.queues or job.queue in claim.queues)
+            and not machine.is_paused(job.queue)
+            for job in enqueue.jobs
+        )
 
     async def _change_membership(self, call: ChangeMembership) -> ClientReply:
         if call.action == "add_learner":
@@ -363,6 +439,22 @@ class ClientService:
     def _storage_problem(self) -> str:
         """Why this node's disk refuses writes ("" while it is fine)."""
         return self._raft.storage_problem or ""
+
+
+@attrs.define(eq=False)
+class _Rider:
+    report: Report
+    woken: trio.CancelScope
+    proposed: Waiter | None = None
+
+
+@attrs.define(eq=False)
+class _WaitingClaim:
+    claim: Claim
+    proposed: Waiter | None = None
+    """Set when an enqueue proposed this claim behind itself."""
+    woken: trio.CancelScope | None = None
+    """Cancelled to wake the claim's wait for the next applied entry."""
 
 
 def _follows_another_leader(raft: RaftPeer) -> bool:

@@ -35,7 +35,6 @@ checker's judgement of "no such job": they are also their regression seeds."""
 REGRESSIONS = [
     ("send_before_persist", 1, DURABLE, 10),
     ("vote_not_persisted", 3, "one leader per term", 10),
-    ("compact_past_snapshot", 8, DURABLE, 10),
     ("commit_counts_learners", 28, DURABLE, 20),
     ("commit_figure8", 4, "committed entries never change", 10),
     ("snapshot_install_drops_log", 3, "committed entries are never dropped", 20),
@@ -43,11 +42,16 @@ REGRESSIONS = [
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
 (seed 3 crashes nodes during elections; seed 9, which caught ``vote_not_persisted`` through
 ``ack_crash`` and ``down_compaction``, draws ``held_snapshot`` too since that kind exists, and
-passes at 10 s; seed 8 needs WAL segments
-small enough to roll and long enough to hold two snapshots, ``sim.cluster.wal_segment_bytes``;
-seed 28 runs five nodes, with three voters and a learner, and needs the checker to count only
-the voters' disks; seed 4 runs the ``figure_8`` schedule, seed 3 ``held_snapshot`` with the
-dropped entries ``StepWatch`` remembers)."""
+passes at 10 s; seed 28 runs five nodes, with three voters and a learner, and needs the
+checker to count only the voters' disks; seed 4 runs the ``figure_8`` schedule, seed 26
+``held_snapshot`` with the dropped entries ``StepWatch`` remembers).
+
+Since the workers claim ahead of their free slots and claims and reports share Raft rounds
+with enqueues (claims16), every seed runs differently: ``snapshot_install_drops_log`` moved
+from seed 3 to seed 26, and ``compact_past_snapshot`` (seed 8 before) is caught by no seed in
+1-30 at 10 s (nor, before simfind14's merge, in 1-40 at 10 s or 1-30 at 20 s): with fewer
+entries per job its compaction no longer falls where the bug shows. It is out of this list
+until a seed is found again; its unit test still catches it (docs/simulator.md)."""
 
 
 def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:

@@ -201,6 +201,15 @@ MUTANTS = (
             "tests/mutants/test_guards.py::test_a_heartbeat_with_a_lower_commit_never_lowers_the_followers_commit",
         ),
     ),
+    Mutant(
+        name="expire_finished",
+        area="job state transitions",
+        bug="a lease expiry surfacing after its job finished fails the job again "
+        "(the state machine's transition table refuses the move: the node stops)",
+        unit_tests=(
+            "tests/test_jobs_snapshot.py::test_expiring_leases_leaves_finished_jobs_finished",
+        ),
+    ),
 )
 
 

@@ -8,14 +8,16 @@ import logging
 import os
 from pathlib import Path
 
+import cbor2
 import pytest
 import trio
 
+from raftq import codec
 from raftq.errors import CorruptionError, LocalProtocolError, StorageError
 from raftq.raft.types import Entry
 from raftq.storage.disk import RealDisk
 from raftq.storage.memory_disk import MemoryDisk, TailFate
-from raftq.storage.record import HEADER, scan
+from raftq.storage.record import HEADER, frame, scan
 from raftq.storage.wal import WriteAheadLog, segment_name
 from tests.storage_helpers import SlowSyncDisk, make_entries
 
@@ -162,6 +164,24 @@ async def test_record_with_wrong_index_is_corruption(tmp_path: Path) -> None:
     segment.rename(segment.with_name(segment_name(5)))
     with pytest.raises(CorruptionError, match="expected 5"):
         await open_wal(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [cbor2.dumps("a string"), cbor2.dumps([7, 1]), cbor2.dumps([0, 1, 0, b""]), b"\xff\xfe"],
+)
+async def test_a_checksummed_record_that_is_no_entry_is_corruption_named_by_offset(
+    tmp_path: Path, body: bytes
+) -> None:
+    """Replay reads only each record's index and term: a record whose checksum holds but
+    whose body is not an entry (bad CBOR, a wrong shape, index 0) is still refused."""
+    await write_log(tmp_path, make_entries(1, 4))
+    (segment,) = segment_files(tmp_path)
+    good = segment.read_bytes()
+    segment.write_bytes(good + frame(body) + frame(codec.encode(Entry(index=5, term=1))))
+    with pytest.raises(CorruptionError, match="not") as caught:
+        await open_wal(tmp_path)
+    assert caught.value.offset == len(good)
 
 
 async def test_truncate_suffix_then_append_within_a_segment(tmp_path: Path) -> None:

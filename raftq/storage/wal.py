@@ -28,6 +28,7 @@ from bisect import bisect_right
 from collections.abc import Sequence
 
 import attrs
+import cbor2
 import trio
 
 from raftq import codec, limits
@@ -505,20 +506,45 @@ def _decode_entry(body: memoryview, path: str, offset: int) -> Entry:
         ) from None
 
 
+def _index_and_term(body: memoryview, path: str, offset: int) -> tuple[int, int]:
+    """The index and term of a record, all that replay needs: the plain CBOR array, without
+    building an ``Entry`` (a seventh of the time; a restart replays every record after the
+    snapshot). The whole entry is decoded, and checked, when it is read."""
+    try:
+        raw = cbor2.loads(body)
+    except Exception as error:  # cbor2 raises several types for bad input
+        raise CorruptionError(
+            f"record is not valid CBOR: {error}", path=path, offset=offset
+        ) from None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != _ENTRY_FIELDS
+        or type(raw[0]) is not int
+        or type(raw[1]) is not int
+        or raw[0] <= 0
+        or raw[1] < 0
+    ):
+        raise CorruptionError("record is not a log entry", path=path, offset=offset)
+    return raw[0], raw[1]
+
+
+_ENTRY_FIELDS = len(attrs.fields(Entry))
+
+
 async def _replay_segment(disk: Disk, segment: _Segment, *, last: bool) -> None:
     data = await disk.read(segment.path)
     ends: list[ScanEnd] = []
     expected = segment.first_index
     for offset, body in scan(data, ends):
-        entry = _decode_entry(body, segment.path, offset)
-        if entry.index != expected:
+        index, term = _index_and_term(body, segment.path, offset)
+        if index != expected:
             raise CorruptionError(
-                f"record holds index {entry.index}, expected {expected}",
+                f"record holds index {index}, expected {expected}",
                 path=segment.path,
                 offset=offset,
             )
         segment.offsets.append(offset)
-        segment.terms.append(entry.term)
+        segment.terms.append(term)
         expected += 1
     (end,) = ends
     segment.size = end.offset

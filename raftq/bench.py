@@ -8,8 +8,10 @@ raftq is.
 
 The scripts: ``bench_cluster.py`` (end to end and enqueue throughput of 1 or 3 node processes,
 fsync on or off), ``bench_node.py`` (enqueue latency and failover of 3 node processes), and
-``bench_recovery.py`` (restart time and memory of a node holding many pending jobs). Each says
-exactly what it measures in its docstring.
+``bench_recovery.py`` (restart time and memory of a node holding many pending jobs), and
+``bench_cluster_restart.py`` (a three-node cluster holding many pending jobs, all killed and
+restarted; a follower killed and restarted). Each says exactly what it measures in its
+docstring.
 """
 
 from __future__ import annotations
@@ -76,6 +78,12 @@ STEPS = (
         script="bench_recovery.py",
         arguments=("--jobs", "1000000", "--entries", "100000"),
         quick_arguments=("--jobs", "20000", "--entries", "1000"),
+    ),
+    Step(
+        name="cluster_restart",
+        script="bench_cluster_restart.py",
+        arguments=("--jobs", "300000", "--rounds", "2"),
+        quick_arguments=("--jobs", "5000", "--rounds", "1"),
     ),
 )
 
@@ -195,6 +203,7 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             f"{recovery['rss_bytes_pending_jobs'] / 1e6:,.0f} MB",
             f"{recovery['jobs']:,} pending noop jobs, ~100-byte payloads, after a restart",
         ),
+        *_cluster_restart_rows(results.get("cluster_restart")),
         (
             "fsync on vs off, 3 nodes",
             f"{_per_s(three['end_to_end']['jobs_per_second'])} vs "
@@ -202,6 +211,28 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             f"{_per_s(batches['jobs_per_second'])} vs "
             f"{_per_s(off['enqueue_batches']['jobs_per_second'])} enqueue",
             "the same workloads with --fsync always and --fsync off",
+        ),
+    ]
+
+
+def _cluster_restart_rows(report: dict[str, Any] | None) -> list[Row]:
+    if report is None:  # a suite run with --only other steps
+        return []
+    rounds = report["rounds"]
+    serving = [each["serving_seconds"] for each in rounds]
+    caught_up = [each["caught_up_seconds"] for each in rounds]
+    return [
+        (
+            "cluster restart, 3 nodes",
+            f"{min(serving):.2f}-{max(serving):.2f} s",
+            f"{report['jobs']:,} pending jobs, all 3 nodes killed with SIGKILL and restarted: "
+            f"spawn to a leader serving every job, {len(rounds)} runs",
+        ),
+        (
+            "follower catch-up, 3 nodes",
+            f"{min(caught_up):.2f}-{max(caught_up):.2f} s",
+            f"the same cluster, a follower killed with SIGKILL while 2,000 jobs are enqueued, "
+            f"restarted: spawn to applied up to the leader's commit, {len(rounds)} runs",
         ),
     ]
 

@@ -26,14 +26,15 @@ import re
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 import cbor2
 import trio
 
 from raftq import codec, limits
-from raftq.errors import CorruptionError, DecodeError, LocalProtocolError, StorageError
-from raftq.raft.types import Entry
+from raftq.errors import CorruptionError, LocalProtocolError, StorageError
+from raftq.raft.types import Entry, EntryKind
 from raftq.storage.disk import Disk, DiskFile, ensure_directory
 from raftq.storage.record import HEADER, ScanEnd, TailKind, frame, scan
 
@@ -498,34 +499,42 @@ class WriteAheadLog:
 
 
 def _decode_entry(body: memoryview, path: str, offset: int) -> Entry:
-    try:
-        return codec.decode(body.tobytes(), Entry)
-    except DecodeError as error:
-        raise CorruptionError(
-            f"record is not a log entry: {error}", path=path, offset=offset
-        ) from None
+    """A record's entry, checked as strictly as ``codec.decode(body, Entry)`` would (the
+    fields' types and ranges, 64-bit integers, a known kind) in a tenth of the time: a
+    restart reads every entry after the snapshot, twice (membership, then applying)."""
+    index, term, kind, data = _record_fields(body, path, offset)
+    entry_kind = _ENTRY_KINDS.get(kind) if type(kind) is int else None
+    if type(data) is not bytes or entry_kind is None:
+        raise CorruptionError("record is not a log entry", path=path, offset=offset)
+    return Entry(index=index, term=term, kind=entry_kind, data=data)
 
 
-def _index_and_term(body: memoryview, path: str, offset: int) -> tuple[int, int]:
-    """The index and term of a record, all that replay needs: the plain CBOR array, without
-    building an ``Entry`` (a seventh of the time; a restart replays every record after the
-    snapshot). The whole entry is decoded, and checked, when it is read."""
+def _record_fields(body: memoryview, path: str, offset: int) -> list[Any]:
+    """The record's four fields, the first two (index and term) checked."""
     try:
-        raw = cbor2.loads(body)
+        raw = cbor2.loads(body, max_depth=limits.NESTING_DEPTH_MAX)
     except Exception as error:  # cbor2 raises several types for bad input
-        raise CorruptionError(
-            f"record is not valid CBOR: {error}", path=path, offset=offset
-        ) from None
+        raise CorruptionError(f"record is not CBOR: {error}", path=path, offset=offset) from None
     if (
         not isinstance(raw, list)
         or len(raw) != _ENTRY_FIELDS
         or type(raw[0]) is not int
         or type(raw[1]) is not int
-        or raw[0] <= 0
-        or raw[1] < 0
+        or not 0 < raw[0] <= codec.INT_MAX
+        or not 0 <= raw[1] <= codec.INT_MAX
     ):
         raise CorruptionError("record is not a log entry", path=path, offset=offset)
-    return raw[0], raw[1]
+    return raw
+
+
+_ENTRY_KINDS = {kind.value: kind for kind in EntryKind}
+
+
+def _index_and_term(body: memoryview, path: str, offset: int) -> tuple[int, int]:
+    """The index and term of a record, all that replay needs: the plain CBOR array, without
+    building an ``Entry``. The whole entry is checked when it is read."""
+    index, term, _, _ = _record_fields(body, path, offset)
+    return index, term
 
 
 _ENTRY_FIELDS = len(attrs.fields(Entry))

@@ -18,8 +18,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check raftq sim tests benchmarks scripts
-	$(BIN)/ruff format --check raftq sim tests benchmarks scripts
+	$(BIN)/ruff check raftq sim tests benchmarks scripts examples
+	$(BIN)/ruff format --check raftq sim tests benchmarks scripts examples
 	$(BIN)/mypy
 
 # Three local nodes, the leader killed with SIGKILL mid-run, a report; under a minute.

@@ -117,6 +117,12 @@ JOB_PAYLOAD_BYTES_MAX = 1024 * 1024
 JOB_RESULT_BYTES_MAX = 1024 * 1024
 JOB_ERROR_CHARS_MAX = 8 * 1024
 
+JOB_HISTORY_ERROR_CHARS_MAX = 1024
+"""Of each failed attempt's error, the end its history event keeps (the job's ``error`` keeps
+the last attempt's whole): a traceback's end, its last frames and the exception. Counted in
+``JOBS_HELD_BYTES_MAX`` like results and errors, and at most ``JOB_HISTORY_MAX`` per job, so
+the errors of every attempt cost at most 32 KiB a job and never grow past the cluster's bound."""
+
 JOBS_PER_ENQUEUE_MAX = 10_000
 """Jobs in one Enqueue command: one Raft entry, bounded like any entry."""
 

@@ -17,10 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
+import attrs
 import pytest
 
 import raftq
 from raftq.cli import main
+from raftq.client.commands import describe
+from raftq.client.job import HistoryEntry, Job
 from raftq.client.status import cluster_status
 from raftq.jobs.commands import Claim, Enqueue
 from raftq.transport.wire import GetJob, Redirect, StatusReply, SubmitCommand
@@ -361,6 +364,19 @@ async def test_cli_enqueue_job_and_jobs(
     assert [j["id"] for j in json.loads(out)] == [job_id]
     code, out, _ = await cli(capsys, "jobs", *at)
     assert job_id in out
+
+
+def test_raftq_job_shows_each_failed_attempts_error_by_its_last_line() -> None:
+    entry = HistoryEntry(at_ms=5, event="failed", attempt=1, node="", fence=2, index=3)
+    job = Job(
+        id="j", type="t", queue="q", state="failed", priority=0, attempts=1, max_attempts=3,
+        payload=None, result=None, error="Traceback ...\nValueError: last", enqueued_ms=0,
+        run_at_ms=0, timeout_ms=1, finished_ms=0,
+        history=(attrs.evolve(entry, error="Traceback ...\nKeyError: 'first'\n"), entry),
+    )  # fmt: skip
+    text = describe(job)
+    assert "  5  failed  attempt=1  fence=2\n    error: KeyError: 'first'\n" in text
+    assert text.count("    error:") == 1  # an event without an error shows none
 
 
 @trio_only

@@ -213,7 +213,13 @@ STRATEGIES[commands.Result] = st.one_of(
     *(STRATEGIES[result_type] for result_type in typing.get_args(commands.Result))
 )
 history_events = st.builds(
-    job.HistoryEvent, at_ms=u64, event=names, attempt=u64, node=st.just("") | names, fence=u64
+    job.HistoryEvent,
+    at_ms=u64,
+    event=names,
+    attempt=u64,
+    node=st.just("") | names,
+    fence=u64,
+    error=st.just("") | names,
 )
 STRATEGIES[job.HistoryEvent] = history_events
 job_views = st.builds(

@@ -62,7 +62,7 @@ from raftq.jobs.commands import (
     Retry,
 )
 from raftq.jobs.job import HistoryEvent, JobState, JobView
-from raftq.jobs.machine import JobStateMachine
+from raftq.jobs.machine import LEASE_EXPIRED, JobStateMachine
 
 ALL_STATES = tuple(state.value for state in JobState)
 EVERYTHING = 1_000_000  # a list_jobs limit above any job count in these tests
@@ -706,7 +706,13 @@ def test_fail_schedules_the_retry_with_backoff_and_jitter() -> None:
     assert view.attempts == 1
     assert view.run_at_ms == 1_200 + retry_delay_ms(job_id, 1)
     assert view.history[-1] == HistoryEvent(
-        at_ms=1_200, event="failed", attempt=1, node="", fence=lease.fence, index=log.index
+        at_ms=1_200,
+        event="failed",
+        attempt=1,
+        node="",
+        fence=lease.fence,
+        index=log.index,
+        error="disk full",
     )
 
 
@@ -916,7 +922,13 @@ def test_an_expired_lease_counts_as_a_failed_attempt() -> None:
     assert (view.state, view.attempts) == ("failed", 1)
     assert view.run_at_ms == 150 + retry_delay_ms(job_id, 1)
     assert view.history[-1] == HistoryEvent(
-        at_ms=150, event="lease expired", attempt=1, node="", fence=lease.fence, index=log.index
+        at_ms=150,
+        event="lease expired",
+        attempt=1,
+        node="",
+        fence=lease.fence,
+        index=log.index,
+        error=LEASE_EXPIRED,
     )
     assert log.claimed_ids(now_ms=view.run_at_ms - 1) == []
     assert log.claim_one(now_ms=view.run_at_ms).attempt == 2
@@ -1133,7 +1145,7 @@ def test_history_records_each_step_of_a_job() -> None:
     assert log.view(job_id).history == (
         HistoryEvent(at_ms=5, event="enqueued", attempt=0, node="", fence=0),
         HistoryEvent(at_ms=10, event="claimed", attempt=1, node="w1", fence=2, index=2),
-        HistoryEvent(at_ms=20, event="failed", attempt=1, node="", fence=2, index=3),
+        HistoryEvent(at_ms=20, event="failed", attempt=1, node="", fence=2, index=3, error="boom"),
         HistoryEvent(at_ms=retry_ms, event="claimed", attempt=2, node="w2", fence=4, index=4),
         HistoryEvent(
             at_ms=retry_ms + 1, event="cancel requested", attempt=2, node="", fence=4, index=5
@@ -1178,6 +1190,98 @@ def test_history_is_bounded_by_job_history_max() -> None:
     [job_id] = log.enqueue(spec(max_attempts=1_000))
     _fail_many_times(log, job_id, cycles=limits.JOB_HISTORY_MAX)
     assert len(log.view(job_id).history) <= limits.JOB_HISTORY_MAX
+
+
+def test_each_attempt_keeps_its_own_error_in_history() -> None:
+    """The event that ends a failed attempt carries that attempt's error (its end, at most
+    ``JOB_HISTORY_ERROR_CHARS_MAX`` characters: a traceback's end names the exception); an
+    expired lease says so; the job's ``error`` stays the last attempt's, whole."""
+    log = Log()
+    [job_id] = log.enqueue(spec(max_attempts=3, timeout_ms=1_000))
+    log.fail(log.claim_one(now_ms=0), now_ms=10, error="first: ValueError")
+    now_ms = log.view(job_id).run_at_ms
+    log.claim_one(now_ms=now_ms)
+    assert log.count(ExpireLeases(now_ms=now_ms + 1_000)) == 1
+    now_ms = log.view(job_id).run_at_ms
+    traceback = "Traceback\n" + "  frame\n" * 400 + "KeyError: 'third'"
+    log.fail(log.claim_one(now_ms=now_ms), now_ms=now_ms, error=traceback)
+    view = log.view(job_id)
+    assert view.state == "dead"
+    assert view.error == traceback
+    ended = [(e.event, e.attempt, e.error) for e in view.history if e.event != "claimed"]
+    assert ended == [
+        ("enqueued", 0, ""),
+        ("failed", 1, "first: ValueError"),
+        ("lease expired", 2, LEASE_EXPIRED),
+        ("dead", 3, traceback[-limits.JOB_HISTORY_ERROR_CHARS_MAX :]),
+    ]
+    assert ended[-1][2].endswith("KeyError: 'third'")
+    assert len(ended[-1][2]) == limits.JOB_HISTORY_ERROR_CHARS_MAX
+
+
+def test_a_not_retryable_failure_and_a_cancelled_attempt_keep_their_errors() -> None:
+    log = Log()
+    [first, second] = log.enqueue(spec(id="first"), spec(id="second"))
+    log.fail(log.claim_one(), error="bad payload", retryable=False)
+    lease = log.claim_one()
+    log.single(Cancel(now_ms=0, job_id=second))
+    log.fail(lease, error="interrupted")
+    assert [(e.event, e.error) for e in log.view(first).history][-1] == (
+        "failed, not retryable",
+        "bad payload",
+    )
+    assert [(e.event, e.error) for e in log.view(second).history][-2:] == [
+        ("cancel requested", ""),
+        ("cancelled", "interrupted"),
+    ]
+
+
+def held_bytes_recounted(machine: JobStateMachine) -> int:
+    """Every payload, result and error the machine holds, counted the slow way."""
+    total = 0
+    for job in machine.jobs.values():
+        total += len(job.payload)
+        if job.run is not None:
+            total += len(job.run.result) + len(job.run.error)
+            total += sum(len(event[7]) for event in job.run.history)
+    return total
+
+
+def test_history_errors_count_in_held_bytes_and_go_with_their_events() -> None:
+    """The errors a history keeps count against ``JOBS_HELD_BYTES_MAX`` like results do: an
+    event dropped at the history's bound, and a purged job, give their bytes back."""
+    log = Log()
+    [job_id] = log.enqueue(spec(max_attempts=1_000))
+    now_ms = 0
+    for attempt in range(limits.JOB_HISTORY_MAX):
+        log.fail(log.claim_one(now_ms=now_ms), now_ms=now_ms, error=f"error {attempt:04d}")
+        now_ms = log.view(job_id).run_at_ms
+        assert log.machine.held_bytes == held_bytes_recounted(log.machine), attempt
+    errors = [event.error for event in log.view(job_id).history if event.error]
+    assert errors[-1] == f"error {limits.JOB_HISTORY_MAX - 1:04d}"
+    assert len(errors) < limits.JOB_HISTORY_MAX  # the oldest were dropped with their events
+    assert log.machine.held_bytes == len(b"{}") + len("error 0031") * (1 + len(errors))
+    restored = JobStateMachine.restore(log.machine.snapshot())
+    assert restored.held_bytes == log.machine.held_bytes
+    log.apply(Cancel(now_ms=now_ms, job_id=job_id))
+    log.apply(Purge(now_ms=now_ms + 1, before_ms=now_ms + 1))
+    assert log.machine.jobs == {}
+    assert log.machine.held_bytes == 0
+
+
+def test_a_full_cluster_keeps_the_event_but_not_its_copy_of_the_error() -> None:
+    log = Log()
+    log.machine.held_bytes_max = 100
+    [job_id] = log.enqueue(spec(payload=b"x" * 40, max_attempts=2))
+    log.fail(log.claim_one(), error="e" * 30)  # 40 + 30 (error) + 30 (the event's copy)
+    assert log.machine.held_bytes == 100
+    now_ms = log.view(job_id).run_at_ms
+    log.fail(log.claim_one(now_ms=now_ms), now_ms=now_ms, error="f" * 30)
+    view = log.view(job_id)
+    assert view.state == "dead"
+    assert view.error == "f" * 30
+    assert [e.error for e in view.history if e.event in ("failed", "dead")] == ["e" * 30, ""]
+    assert log.machine.held_bytes == held_bytes_recounted(log.machine) <= 100
 
 
 # --- counts and time ------------------------------------------------------------------------------

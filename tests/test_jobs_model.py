@@ -27,6 +27,9 @@ Where the documents leave a choice open the model follows the code's documented 
   attempts;
 - history: the event names the code records (CONTRACT.md only names the fields), at most
   ``JOB_HISTORY_MAX`` events with the enqueue, the oldest others dropped first (limits.py);
+  the event that ends a failed attempt (failed, dead, not retryable, or cancelled after its
+  cancel was requested) keeps the end of its error, ``JOB_HISTORY_ERROR_CHARS_MAX``
+  characters, and one whose lease expired says so (``LEASE_EXPIRED``);
 - ``NAMES_MAX`` counts every queue and type name a job was ever created with (purged or not;
   a paused queue's name does not count). The model check runs half its examples with the limit
   patched down to 4, so that it is reached.
@@ -82,7 +85,7 @@ from raftq.jobs.commands import (
 )
 from raftq.jobs.job import HistoryEvent, JobState, JobView
 from raftq.jobs.listing import ListingIndex
-from raftq.jobs.machine import JobStateMachine
+from raftq.jobs.machine import LEASE_EXPIRED, JobStateMachine
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LONG_LOGS = 24
@@ -98,6 +101,8 @@ PENDING, RUNNING, SUCCEEDED, FAILED, DEAD, CANCELLED = (
 )
 FINISHED_STATES = (SUCCEEDED, DEAD, CANCELLED)
 WINDOW_MS = limits.DEDUPE_WINDOW_MS
+LONG_ERROR = "Traceback (most recent call last):\n" + "  frame\n" * 500 + "ValueError: boom"
+"""Longer than a history event keeps of it (``JOB_HISTORY_ERROR_CHARS_MAX``)."""
 
 
 # --- the reference model ------------------------------------------------------------------------
@@ -124,7 +129,7 @@ class ModelJob:
     error: str = ""
     finished_ms: int = 0
     cancel_requested: bool = False
-    history: list[tuple[int, str, int, str, int, int]] = field(default_factory=list)
+    history: list[tuple[int, str, int, str, int, int, str]] = field(default_factory=list)
 
 
 class ReferenceQueue:
@@ -179,16 +184,19 @@ class ReferenceQueue:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _record(self, job: ModelJob, event: str, node: str = "") -> None:
-        job.history.append((self.now_ms, event, job.attempts, node, job.fence, self.entry_index))
+    def _record(self, job: ModelJob, event: str, node: str = "", error: str = "") -> None:
+        cut = max(0, len(error) - limits.JOB_HISTORY_ERROR_CHARS_MAX)
+        job.history.append(
+            (self.now_ms, event, job.attempts, node, job.fence, self.entry_index, error[cut:])
+        )
         del job.history[: -(limits.JOB_HISTORY_MAX - 1)]  # the enqueue event is the first kept
 
-    def _finish(self, job: ModelJob, state: JobState, event: str) -> None:
+    def _finish(self, job: ModelJob, state: JobState, event: str, error: str = "") -> None:
         job.state = state
         job.finished_ms = self.now_ms
         if state is DEAD:
             self.dead.append(job.id)
-        self._record(job, event)
+        self._record(job, event, error=error)
 
     def _held(self, job_id: str, fence: int) -> ModelJob | Rejected:
         job = self.jobs.get(job_id)
@@ -198,14 +206,14 @@ class ReferenceQueue:
             return Rejected(code="lease_lost", message="")
         return job
 
-    def _attempt_failed(self, job: ModelJob, event: str, *, retryable: bool) -> None:
+    def _attempt_failed(self, job: ModelJob, event: str, error: str, *, retryable: bool) -> None:
         if not retryable:
-            self._finish(job, DEAD, f"{event}, not retryable")
+            self._finish(job, DEAD, f"{event}, not retryable", error)
         elif job.attempts >= job.max_attempts:
-            self._finish(job, DEAD, "dead")
+            self._finish(job, DEAD, "dead", error)
         else:
             job.state = FAILED
-            self._record(job, event)
+            self._record(job, event, error=error)
             job.run_at_ms = self.now_ms + retry_delay_ms(job.id, job.attempts)
 
     # --- commands -------------------------------------------------------------------------------
@@ -291,9 +299,9 @@ class ReferenceQueue:
             return job
         job.error = command.error
         if job.cancel_requested:
-            self._finish(job, CANCELLED, "cancelled")
+            self._finish(job, CANCELLED, "cancelled", command.error)
         else:
-            self._attempt_failed(job, "failed", retryable=command.retryable)
+            self._attempt_failed(job, "failed", command.error, retryable=command.retryable)
         return Done(job_id=job.id, state=job.state.value)
 
     def report(self, index: int, command: Report) -> ReportResult:
@@ -357,7 +365,7 @@ class ReferenceQueue:
             if job.cancel_requested:
                 self._finish(job, CANCELLED, "cancelled")
             else:
-                self._attempt_failed(job, "lease expired", retryable=True)
+                self._attempt_failed(job, "lease expired", LEASE_EXPIRED, retryable=True)
         return Count(count=len(expired))
 
     def cancel(self, index: int, command: Cancel) -> Done | Rejected:
@@ -429,9 +437,15 @@ class ReferenceQueue:
         ]
         history += [
             HistoryEvent(
-                at_ms=at_ms, event=event, attempt=attempt, node=node, fence=fence, index=index
+                at_ms=at_ms,
+                event=event,
+                attempt=attempt,
+                node=node,
+                fence=fence,
+                index=index,
+                error=error,
             )
-            for at_ms, event, attempt, node, fence, index in job.history
+            for at_ms, event, attempt, node, fence, index, error in job.history
         ]
         return JobView(
             id=job.id,
@@ -652,7 +666,7 @@ class JobQueueComparison(RuleBasedStateMachine):
         mode=fence_modes,
         fence_pick=picks,
         retryable=st.booleans(),
-        error=st.sampled_from(("", "boom")),
+        error=st.sampled_from(("", "boom", LONG_ERROR)),
         step_ms=time_steps,
     )
     def fail(
@@ -1022,7 +1036,10 @@ class LogWriter:
             job_id, fence = self.lease()
             if kind == "complete":
                 return Complete(now_ms=now_ms, job_id=job_id, fence=fence, result=b"ok")
-            return Fail(now_ms=now_ms, job_id=job_id, fence=fence, retryable=rng.random() < 0.8)
+            # The error draws nothing from rng, so the logs of every seed stay as they were.
+            error = LONG_ERROR if fence % 3 == 0 else f"boom at {now_ms}"
+            retryable = rng.random() < 0.8
+            return Fail(now_ms=now_ms, job_id=job_id, fence=fence, error=error, retryable=retryable)
         if kind == "extend":
             held = [self.lease() for _ in range(rng.randint(1, 3))]
             return Extend(

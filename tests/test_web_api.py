@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
+from raftq import SyncClient
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
 from tests.process_cluster import process_cluster
@@ -97,6 +98,28 @@ def test_cancel_retry_and_their_conflicts(http: TestClient) -> None:
     assert http.post(f"/api/v1/jobs/{failing}/retry").json()["state"] == "pending"
     resumed = http.post(f"/api/v1/queues/{queue}/resume")
     assert resumed.json() == {"queue": queue, "paused": False}
+
+
+def test_a_job_shows_the_error_of_each_attempt(http: TestClient, cluster: LocalCluster) -> None:
+    """Each attempt's error is in the history event that ended it (the fail handler names the
+    attempt in its message); ``error`` stays the last attempt's."""
+    (job_id,) = http.post(
+        "/api/v1/jobs", json={"type": "fail", "payload": {}, "max_attempts": 2}
+    ).json()["ids"]
+    with SyncClient(cluster.client_addresses) as client:
+        assert client.wait(job_id, timeout=WAIT_S).state == "dead"
+    job = http.get(f"/api/v1/jobs/{job_id}").json()
+    ended = [
+        (event["event"], event["attempt"], event["error"])
+        for event in job["history"]
+        if event["error"]
+    ]
+    assert ended == [
+        ("failed", 1, "the fail handler always fails (attempt 1)"),
+        ("dead", 2, "the fail handler always fails (attempt 2)"),
+    ]
+    assert job["error"] == "the fail handler always fails (attempt 2)"
+    assert {event["error"] for event in job["history"] if event["event"] == "claimed"} == {""}
 
 
 def test_ids_and_queue_names_with_slashes_and_spaces_work(http: TestClient) -> None:

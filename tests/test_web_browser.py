@@ -222,6 +222,10 @@ def test_a_dead_job_is_retried_from_the_page_and_succeeds(
     browser.get(f"{web.url}/jobs/{job_id}")
     history = ["enqueued", "claimed", "dead", "retried", "claimed", "succeeded"]
     assert texts(browser, "#job-history .what") == history
+    # The failed attempt's own error, on the event that ended it (the success has none).
+    errors = texts(browser, "#job-history li.event-dead .attempt-error")
+    assert errors == [f"{flag} exists (attempt 1)"]
+    assert count(browser, "#job-history .attempt-error") == 1
 
 
 def test_every_dead_job_of_a_queue_is_retried_at_once(

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
-from raftq import limits
+from raftq import SyncClient, limits
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
 from raftq.web.pages import LIVE_HEADER
@@ -80,6 +80,24 @@ def test_whatever_a_job_carries_is_escaped(http: TestClient) -> None:
         page = http.get(path).text
         assert hostile not in page, path
         assert "&lt;img src=x onerror=" in page, path
+
+
+def test_a_jobs_page_shows_the_error_of_each_attempt(
+    http: TestClient, cluster: LocalCluster
+) -> None:
+    job = {"type": "fail", "payload": {}, "max_attempts": 2}
+    (job_id,) = http.post("/api/v1/jobs", json=job).json()["ids"]
+    with SyncClient(cluster.client_addresses) as client:
+        assert client.wait(job_id, timeout=WAIT_S).state == "dead"
+    page = http.get(f"/jobs/{job_id}").text
+    shown = re.findall(r'<pre class="error attempt-error" data-attempt="(\d+)">([^<]*)</pre>', page)
+    assert shown == [
+        ("1", "the fail handler always fails (attempt 1)"),
+        ("2", "the fail handler always fails (attempt 2)"),
+    ]
+    assert '<pre class="error" id="job-error">the fail handler always fails (attempt 2)' in page
+    live = http.get(f"/jobs/{job_id}", headers={LIVE_HEADER: "1"}).text
+    assert live.count("attempt-error") == 2  # the refreshed part keeps them
 
 
 def test_a_notice_in_the_url_is_cut_to_its_bound(http: TestClient) -> None:

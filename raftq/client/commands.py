@@ -393,6 +393,8 @@ def describe(job: Job) -> str:
         where = f"  node={entry.node}" if entry.node else ""
         fence = f"  fence={entry.fence}" if entry.fence else ""
         lines.append(f"  {entry.at_ms}  {entry.event}  attempt={entry.attempt}{where}{fence}")
+        if entry.error:  # the attempt's own error: its last line names the exception
+            lines.append(f"    error: {entry.error.strip().splitlines()[-1]}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,8 @@ class HistoryEntry:
     index: int = 0
     """The log index of the entry that caused the event (0: unknown)."""
     term: int = 0
+    error: str = ""
+    """The error of the attempt the event ended (its end), "" if it ended none."""
 
 
 @attrs.frozen(kw_only=True)
@@ -76,6 +78,7 @@ class Job:
                     fence=e.fence,
                     index=e.index,
                     term=e.term,
+                    error=e.error,
                 )
                 for e in view.history
             ),

@@ -71,9 +71,10 @@ class JobRun:
         self.error = ""
         self.finished_ms = 0
         self.cancel_requested = False
-        self.history: list[tuple[int, str, int, str, int, int, int]] = []
-        """(at_ms, event, attempt, node, fence, log index, term), oldest first, bounded: the
-        log entry (index and term) whose command caused each event."""
+        self.history: list[tuple[int, str, int, str, int, int, int, str]] = []
+        """(at_ms, event, attempt, node, fence, log index, term, error), oldest first,
+        bounded: the log entry (index and term) whose command caused each event, and the end
+        of the error of the attempt it ended ("" for none)."""
 
 
 class Job:
@@ -139,6 +140,9 @@ class HistoryEvent:
     written before version 3)."""
     term: int = 0
     """That entry's term."""
+    error: str = ""
+    """The error of the attempt this event ended (its last ``JOB_HISTORY_ERROR_CHARS_MAX``
+    characters), "" for an event that ended none or a success."""
 
 
 @codec.register
@@ -178,8 +182,9 @@ def view_of(job: Job) -> JobView:
                 fence=fence,
                 index=index,
                 term=term,
+                error=error,
             )
-            for at, event, attempt, node, fence, index, term in run.history
+            for at, event, attempt, node, fence, index, term, error in run.history
         ]
     return JobView(
         id=job.id,

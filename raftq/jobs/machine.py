@@ -72,6 +72,9 @@ from raftq.jobs.listing import ListingIndex
 OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
 """A job's error when its result or error did not fit (``JOBS_HELD_BYTES_MAX``)."""
 
+LEASE_EXPIRED = "the lease expired before the worker reported an outcome"
+"""The error a history event records for an attempt whose lease expired."""
+
 
 class _ReadyQueue:
     """The due jobs of one (queue, type), per priority (highest first): a FIFO in (run_at,
@@ -235,17 +238,33 @@ class JobStateMachine:
         self.listing.moved(job, job.state, state)
         job.state = state
 
-    def _record(self, job: Job, event: str, node: str = "") -> None:
+    def _record(self, job: Job, event: str, node: str = "", error: str = "") -> None:
+        """Add an event to the job's history; ``error`` is what ended an attempt, of which the
+        event keeps the end (``JOB_HISTORY_ERROR_CHARS_MAX``), counted in ``held_bytes``."""
         run = job.run
         assert run is not None
         history = run.history
+        error = error[-limits.JOB_HISTORY_ERROR_CHARS_MAX :]
+        if self.held_bytes + len(error) > self.held_bytes_max:
+            error = ""  # the event stands; only its copy of the error is dropped
+        self.held_bytes += len(error)
         history.append(
-            (self.now_ms, event, job.attempts, node, run.fence, self.entry_index, self.entry_term)
+            (
+                self.now_ms,
+                event,
+                job.attempts,
+                node,
+                run.fence,
+                self.entry_index,
+                self.entry_term,
+                error,
+            )
         )
         if len(history) >= limits.JOB_HISTORY_MAX:  # the enqueue event is the bound's first
+            self.held_bytes -= len(history[0][7])
             del history[0]
 
-    def _finish(self, job: Job, state: JobState, event: str) -> None:
+    def _finish(self, job: Job, state: JobState, event: str, error: str = "") -> None:
         if job.run is None:
             job.run = JobRun()
         self._set_state(job, state)
@@ -256,7 +275,7 @@ class JobStateMachine:
         self.finished.append((self.now_ms, job))
         if state is JobState.DEAD:
             self.dead[job.id] = None
-        self._record(job, event)
+        self._record(job, event, error=error)
 
     # --- Enqueue ----------------------------------------------------------------------------------
 
@@ -450,9 +469,9 @@ class JobStateMachine:
         assert job.run is not None
         self._keep_output(job, job.run.result, error)
         if job.run.cancel_requested:
-            self._finish(job, JobState.CANCELLED, "cancelled")
+            self._finish(job, JobState.CANCELLED, "cancelled", job.run.error)
         else:
-            self._attempt_failed(job, "failed", retryable=retryable)
+            self._attempt_failed(job, "failed", job.run.error, retryable=retryable)
         return Done(job_id=job.id, state=job.state.value)
 
     def _keep_output(self, job: Job, result: bytes, error: str) -> None:
@@ -467,12 +486,13 @@ class JobStateMachine:
         run.result, run.error = result, error
         self.held_bytes = held + len(result) + len(error)
 
-    def _attempt_failed(self, job: Job, event: str, *, retryable: bool) -> None:
+    def _attempt_failed(self, job: Job, event: str, error: str, *, retryable: bool) -> None:
         if not retryable or job.attempts >= job.max_attempts:
-            self._finish(job, JobState.DEAD, "dead" if retryable else f"{event}, not retryable")
+            dead = "dead" if retryable else f"{event}, not retryable"
+            self._finish(job, JobState.DEAD, dead, error)
             return
         self._set_state(job, JobState.FAILED)
-        self._record(job, event)
+        self._record(job, event, error=error)
         self._schedule(job, self.now_ms + retry_delay_ms(job.id, job.attempts))
 
     def _extend(self, index: int, command: Extend) -> ExtendResult:
@@ -514,7 +534,7 @@ class JobStateMachine:
                 if run.cancel_requested:
                     self._finish(job, JobState.CANCELLED, "cancelled")
                 else:
-                    self._attempt_failed(job, "lease expired", retryable=True)
+                    self._attempt_failed(job, "lease expired", LEASE_EXPIRED, retryable=True)
         return Count(count=expired)
 
     # --- operator commands ------------------------------------------------------------------------
@@ -598,7 +618,7 @@ class JobStateMachine:
         del self.jobs[job.id]
         self.held_bytes -= len(job.payload)
         if job.run is not None:
-            self.held_bytes -= len(job.run.result) + len(job.run.error)
+            self.held_bytes -= _run_bytes(job.run)
         self.dead.pop(job.id, None)
         self.listing.remove(job)
         counted = (job.queue, job.state)
@@ -779,7 +799,7 @@ class Rebuild:
         for job in itertools.compress(jobs, map(operator.not_, ready)):
             run = job.run
             if run is not None:
-                machine.held_bytes += len(run.result) + len(run.error)
+                machine.held_bytes += _run_bytes(run)
             if job.state is JobState.PENDING or job.state is JobState.FAILED:
                 machine.waiting.append((job.run_at_ms, job.seq, job))
             elif job.state is JobState.RUNNING:
@@ -796,7 +816,7 @@ class Rebuild:
             raise DecodeError("a job is ready (due now) but not pending")
         if any(job.run is not None for job in jobs):
             self.machine.held_bytes += sum(
-                len(job.run.result) + len(job.run.error) for job in jobs if job.run is not None
+                _run_bytes(job.run) for job in jobs if job.run is not None
             )
         fifos = self._fifos
         one_place = all(len(set(map(field, jobs))) == 1 for field in (_queue, _type, _priority))
@@ -886,6 +906,11 @@ def _tally(firsts: list[Any], seconds: list[Any]) -> dict[tuple[Any, Any], int]:
     if len(set(firsts)) == 1 and len(set(seconds)) == 1:
         return {(firsts[0], seconds[0]): len(firsts)}
     return Counter(zip(firsts, seconds, strict=True))
+
+
+def _run_bytes(run: JobRun) -> int:
+    """The result and error bytes a job's run holds, its history's errors included."""
+    return len(run.result) + len(run.error) + sum(len(event[7]) for event in run.history)
 
 
 _HANDLERS = {

@@ -4,10 +4,10 @@ This module knows the byte layout and nothing of the machine's indexes: encoding
 jobs and the machine's ``snapshot_orders()``; decoding builds ``Job`` rows and hands them to
 ``raftq.jobs.machine.Rebuild``, which derives every index.
 
-Layout (version 4): a CBOR sequence (RFC 8742), items one after another, through
+Layout (version 5): a CBOR sequence (RFC 8742), items one after another, through
 ``raftq.codec``::
 
-    [4, now_ms, next_seq, paused queues, queue and type names in order of first use,
+    [5, now_ms, next_seq, paused queues, queue and type names in order of first use,
      number of jobs, jobs per chunk]
     [one column per fixed field of every job, in enqueue order: type, queue, priority,
      state, attempts, max_attempts, timeout_ms, run_at_ms, enqueued_ms, seq, ready]
@@ -24,7 +24,7 @@ a byte string of little-endian signed 64-bit integers. A million jobs of one que
 thus cost a few bytes per job beyond their id and payload, and decode without a CBOR item or
 an integer object per field: every job of the same ``timeout_ms`` shares one.
 
-Versions 2 and 3 (one CBOR item per job row) and version 1 (one CBOR array) are still read
+Versions 2 to 4 (one CBOR item per job row) and version 1 (one CBOR array) are still read
 (``_Rows``). ``Restore`` rebuilds in slices of ``limits.RESTORE_SLICE_JOBS`` jobs, so a node
 can answer its peers between slices; ``JobStateMachine.restore`` runs it to the end at once.
 """
@@ -46,9 +46,10 @@ from raftq.errors import DecodeError
 from raftq.jobs.job import Job, JobRun, JobState
 from raftq.jobs.machine import JobStateMachine, Rebuild
 
-VERSION = 4
-"""What ``encode_state`` writes; ``Restore`` reads 1 to 4. Version 3: each history event
-also holds the log index and term of the entry that caused it. Version 4: columns."""
+VERSION = 5
+"""What ``encode_state`` writes; ``Restore`` reads 1 to 5. Version 3: each history event
+also holds the log index and term of the entry that caused it; version 4: and the error of
+the attempt it ended. Version 5: columns."""
 
 _STATES = {state.value: state for state in JobState}
 _CODE_TYPES = {1: "B", 2: "H", 4: "I"}
@@ -232,7 +233,7 @@ class Restore:
             version = header[0]
         if version == VERSION:
             machine = yield from _columns(header, items)
-        elif version in (1, 2, 3):
+        elif version in (1, 2, 3, 4):
             machine = yield from _Rows(header, items).steps()
         else:
             raise DecodeError(f"job snapshot version {version!r}; this raftq reads 1 to {VERSION}")
@@ -397,19 +398,23 @@ def _run_from_row(run_row: list[Any]) -> JobRun:
     return run
 
 
-def _event_from_row(row: list[Any]) -> tuple[int, str, int, str, int, int, int]:
-    """A history event; those of version 1 and 2 snapshots have no index and term (0)."""
+def _event_from_row(row: list[Any]) -> tuple[int, str, int, str, int, int, int, str]:
+    """A history event; those of version 1 and 2 snapshots have no index and term (0), and
+    those before version 4 no error ("")."""
     if len(row) == 5:
         at_ms, event, attempt, node, fence = row
-        return (at_ms, event, attempt, node, fence, 0, 0)
-    at_ms, event, attempt, node, fence, index, term = row
-    return (at_ms, event, attempt, node, fence, index, term)
+        return (at_ms, event, attempt, node, fence, 0, 0, "")
+    if len(row) == 7:
+        at_ms, event, attempt, node, fence, index, term = row
+        return (at_ms, event, attempt, node, fence, index, term, "")
+    at_ms, event, attempt, node, fence, index, term, error = row
+    return (at_ms, event, attempt, node, fence, index, term, error)
 
 
 class _Rows:
-    """Versions 1 to 3: one row per job (version 1: all in one CBOR array)::
+    """Versions 1 to 4: one row per job (version 1: all in one CBOR array)::
 
-    [VERSION, now_ms, next_seq, paused, names, number of jobs]    (versions 2 and 3)
+    [VERSION, now_ms, next_seq, paused, names, number of jobs]    (versions 2 to 4)
     [id, type, queue, priority, payload, state, attempts, max_attempts, timeout_ms,
      run_at_ms, enqueued_ms, seq, ready, run row or null]         one per job
     [dead ids, [[finished_ms, id], ...], [[key, job id, at_ms], ...]]

@@ -163,6 +163,17 @@ def _schemas() -> dict[str, Any]:
                 "attempt": integer,
                 "node": {"type": "string"},
                 "fence": {"type": "integer", "description": "log index of the claim"},
+                "index": {
+                    "type": "integer",
+                    "description": "log index of the entry that caused the event (0: unknown)",
+                },
+                "term": {"type": "integer", "description": "that entry's term"},
+                "error": {
+                    "type": "string",
+                    "maxLength": limits.JOB_HISTORY_ERROR_CHARS_MAX,
+                    "description": "the error of the attempt this event ended (its last "
+                    f"{limits.JOB_HISTORY_ERROR_CHARS_MAX} characters); empty if none",
+                },
             },
         },
         "Job": {

@@ -268,6 +268,7 @@ async def job_page(request: Request) -> Response:
         job=job,
         cancellable=job.state in CANCELLABLE,
         retryable=job.state in RETRYABLE,
+        history_error_chars=f"{limits.JOB_HISTORY_ERROR_CHARS_MAX:,}",
     )
 
 

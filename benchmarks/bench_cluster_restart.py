@@ -10,10 +10,12 @@ workers, so every job stays pending, the node's default snapshot settings):
    has snapshotted them all, and until every node has applied the whole log.
 2. whole-cluster restart: every node killed with SIGKILL at once, then all three spawned
    again; timed from the first spawn until ``status`` shows a leader and ``--jobs`` pending
-   jobs (every job present), and until every node has applied the leader's commit index.
+   jobs (every job present), and until every node has applied the leader's commit index;
+   with the CPU the three new processes used until serving (``/proc``: a figure that holds
+   when other work shares the machine, unlike wall time).
 3. follower restart: a follower killed with SIGKILL; 20 more ``enqueue_many`` batches of 100
    jobs (no keys) are committed by the other two meanwhile; the follower spawned again, timed until
-   its applied index reaches the leader's commit index (it has caught up).
+   its applied index reaches the leader's commit index (it has caught up), and its CPU.
 
 ``--rounds`` repeats steps 2 and 3; every figure is reported per round.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -44,6 +47,12 @@ restart from a snapshot of every job), the same on each node."""
 POLL_S = 0.01
 FOLLOWER_BATCHES = 20
 FOLLOWER_BATCH = 100
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def status_or_none(client: Client) -> dict[str, Any] | None:
@@ -97,9 +106,14 @@ async def restart_all(cluster: LocalCluster, jobs: int) -> dict[str, float]:
 
         await wait_for(cluster, client, serving)
         serving_s = time.perf_counter() - spawned
+        serving_cpu_s = cluster.cpu_seconds()
         await wait_for(cluster, client, everyone_applied)
         all_applied_s = time.perf_counter() - spawned
-    return {"serving_seconds": serving_s, "all_applied_seconds": all_applied_s}
+    return {
+        "serving_seconds": serving_s,
+        "serving_cpu_seconds": serving_cpu_s,
+        "all_applied_seconds": all_applied_s,
+    }
 
 
 async def restart_follower(cluster: LocalCluster) -> dict[str, Any]:
@@ -123,9 +137,11 @@ async def restart_follower(cluster: LocalCluster) -> dict[str, Any]:
 
         await wait_for(cluster, client, caught_up)
         caught_up_s = time.perf_counter() - spawned
+        caught_up_cpu_s = cpu_seconds(cluster.pid(follower))
     return {
         "follower": follower,
         "caught_up_seconds": caught_up_s,
+        "caught_up_cpu_seconds": caught_up_cpu_s,
         "rss_bytes": rss_bytes(cluster.pid(follower)),
     }
 

@@ -32,13 +32,17 @@ bench: $(STAMP)
 	$(BIN)/raftq bench
 
 # Many random seeds of the deterministic simulator (SEEDS, START), JOBS processes at once
-# (default: the cores); each failure prints its replay command, the end seeds per minute and
-# the fault coverage. 10,000 seeds: make sim-sweep SEEDS=10000 (docs/simulator.md).
+# (default: the cores); each failure prints its replay command, progress the time left, the
+# end seeds per minute, the fault coverage and the slowest seeds; RESULTS=FILE appends each
+# seed's report to FILE as it finishes. 10,000 seeds: make sim-sweep SEEDS=10000
+# RESULTS=sweep.jsonl (docs/simulator.md, "Speed").
 SEEDS ?= 200
 START ?= 1000
 JOBS ?=
+RESULTS ?=
 sim-sweep: $(STAMP)
-	$(BIN)/python -m sim sweep --seeds $(SEEDS) --start $(START) $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python -m sim sweep --seeds $(SEEDS) --start $(START) $(if $(JOBS),--jobs $(JOBS)) \
+		$(if $(RESULTS),--results $(RESULTS))
 
 # The mutation harness (docs/simulator.md): each planted bug in tests/mutants/ against its
 # unit tests and up to MUTANT_SEEDS simulator seeds; MUTANTS="a b" runs only those.

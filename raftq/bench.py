@@ -10,8 +10,9 @@ The scripts: ``bench_cluster.py`` (end to end and enqueue throughput of 1 or 3 n
 fsync on or off), ``bench_node.py`` (enqueue latency and failover of 3 node processes), and
 ``bench_recovery.py`` (restart time and memory of a node holding many pending jobs), and
 ``bench_cluster_restart.py`` (a three-node cluster holding many pending jobs, all killed and
-restarted; a follower killed and restarted). Each says exactly what it measures in its
-docstring.
+restarted; a follower killed and restarted), and ``bench_snapshot_stall.py`` (event-loop
+stalls and heartbeat gaps while a leader snapshots a million jobs). Each says exactly what it
+measures in its docstring.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def cluster_step(name: str, nodes: int, fsync: str) -> Step:
     )
 
 
-STEPS = (
+STEPS: tuple[Step, ...] = (
     cluster_step("one_node", 1, "always"),
     cluster_step("three_nodes", 3, "always"),
     cluster_step("three_nodes_fsync_off", 3, "off"),
@@ -86,6 +87,14 @@ STEPS = (
         quick_arguments=("--jobs", "5000", "--rounds", "1"),
     ),
 )
+
+SNAPSHOT_STALL_STEP = Step(
+    name="snapshot_stall",
+    script="bench_snapshot_stall.py",
+    arguments=("--jobs", "1000000"),
+    quick_arguments=("--jobs", "20000"),
+)
+STEPS += (SNAPSHOT_STALL_STEP,)
 
 
 class BenchFailed(RuntimeError):
@@ -237,6 +246,31 @@ def _cluster_restart_rows(report: dict[str, Any] | None) -> list[Row]:
     ]
 
 
+def snapshot_stall_rows(results: dict[str, Any]) -> list[Row]:
+    """The longest event-loop stall and heartbeat gap while a leader snapshots."""
+    stall = results["snapshot_stall"]
+    tenth_ms = stall["election_timeout_s"] * 100
+    silences = stall["follower_leader_silence_max_s"].values()
+    return [
+        (
+            "loop stall while snapshotting, 3 nodes",
+            f"{stall['leader_tick_late_max_s'] * 1000:.0f} ms longest tick delay on the leader "
+            f"(target under {tenth_ms:.0f} ms)",
+            f"leader snapshots {stall['jobs']:,} pending jobs "
+            f"({stall['snapshot_bytes'] / 1e6:,.0f} MB, {stall['leader_snapshot_seconds']:.1f} s)",
+        ),
+        (
+            "heartbeat gap while snapshotting, 3 nodes",
+            f"{max(silences) * 1000:.0f} ms longest silence on a follower, "
+            f"{stall['heartbeat_gap_past_interval_max_s'] * 1000:.0f} ms past the "
+            f"{stall['heartbeat_interval_s'] * 1000:.0f} ms heartbeat (target under "
+            f"{tenth_ms:.0f} ms)",
+            "the same snapshot; elections during it: "
+            f"{sum(1 for change in stall['term_changes'].values() if change)}",
+        ),
+    ]
+
+
 def format_table(rows: Sequence[Row]) -> str:
     header: Row = ("figure", "result", "workload")
     lines = [f"| {' | '.join(header)} |", "| --- | --- | --- |"]
@@ -299,7 +333,7 @@ def main(argv: Sequence[str]) -> int:
     if only:  # a partial suite has no table: its figures as they came
         print(json.dumps({"quick": arguments.quick, "results": results}))
         return EXIT_OK
-    rows = table_rows(results)
+    rows = table_rows(results) + snapshot_stall_rows(results)
     report = {
         "quick": arguments.quick,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -430,8 +430,12 @@ class ReadChecker:
                     break  # a version replaced before the read was sent: stale
                 return
         else:
-            if watched_from > read.floor:
-                return  # an older version, from before the oracle watched: undecidable
+            # A version from before the oracle watched the job: undecidable, except "no such
+            # job" for a job enqueued at or below the floor (it exists from its enqueue on;
+            # a purge after that would be among the versions).
+            missing_since_floor = read.key is None and enqueue_index(read.job_id) <= read.floor
+            if watched_from > read.floor and not missing_since_floor:
+                return
         raise Violation(
             "linearizable reads",
             f"a read of {read.job_id} through {read.node} returned {read.key}, a version "
@@ -444,12 +448,74 @@ class ReadChecker:
             self.oracle.watched.pop(job_id, None)
 
 
+DROPPED_ENTRIES_KEPT = 256
+"""Entries a node dropped from its log, remembered until some node commits that index: a
+legitimate truncation drops only entries that never commit, so few stay for long."""
+
+
+class StepWatch:
+    """Every message a node's Raft core steps, seen from outside: the commit index must not
+    go back in any step (a sample every ``CHECK_INTERVAL_S`` missed a commit index that fell
+    back for a few milliseconds, until the next append), and an entry the node drops from
+    its log (its last index falls) is remembered: if that very entry (index and term) is
+    committed anywhere, the node threw away a committed entry, which only a conflicting,
+    never-committed suffix may be (Raft 5.3; figure 13 step 6 keeps the log after a snapshot
+    that it already holds)."""
+
+    def __init__(self) -> None:
+        self.cores: dict[str, object] = {}
+        """Node -> the core whose ``step`` is wrapped (a restart makes a new one)."""
+        self.regressions: list[str] = []
+        self.dropped: collections.OrderedDict[tuple[str, int], int] = collections.OrderedDict()
+        """(node, index) -> term of the last entry a node's log held before it shrank."""
+
+    def watch(self, name: str, core: Any) -> None:
+        if self.cores.get(name) is core:
+            return
+        self.cores[name] = core
+        step, log = core.step, core.log
+
+        def watched_step(message: object) -> None:
+            committed, last = log.committed, log.last_index()
+            last_term = log.term(last)
+            step(message)
+            if log.committed < committed:
+                self.regressions.append(
+                    f"{name} had commit index {committed}, {log.committed} after a "
+                    f"{type(message).__name__}"
+                )
+            if log.last_index() < last:
+                self.dropped[(name, last)] = last_term
+                while len(self.dropped) > DROPPED_ENTRIES_KEPT:
+                    self.dropped.popitem(last=False)
+
+        core.step = watched_step
+
+    def check(self, logs: Sequence[Any]) -> None:
+        """``logs``: the Raft logs of the running nodes."""
+        if self.regressions:
+            raise Violation("commit index never goes back", self.regressions[0])
+        for (name, index), term in list(self.dropped.items()):
+            for log in logs:
+                if not log.first_index() <= index <= log.committed:
+                    continue
+                if log.term(index) == term:
+                    raise Violation(
+                        "committed entries are never dropped",
+                        f"{name} dropped entry {index} (term {term}) from its log; it is committed",
+                    )
+                del self.dropped[(name, index)]  # a conflicting entry: rightly dropped
+                break
+
+
 class NodeChecks:
     """Per node, against its disk: every acknowledged enqueue is durable on a majority when
     acknowledged, and no node's commit index ever goes back (within a process, nor across a
-    restart below the commit index it had saved durably)."""
+    restart below the commit index it had saved durably; and, through ``StepWatch``, in
+    no single step)."""
 
     def __init__(self) -> None:
+        self.steps = StepWatch()
         self.views: dict[str, DurableView] = {}
         self.commits: dict[str, tuple[int, int, int]] = {}
         """Node -> (id of its disk, process start count, commit index last seen)."""
@@ -494,6 +560,12 @@ class NodeChecks:
             )
 
     def check(self, nodes: Sequence[Any]) -> None:
+        logs = []
+        for simnode in nodes:
+            if simnode.node is not None:
+                self.steps.watch(simnode.id, simnode.node.raft.core)
+                logs.append(simnode.node.raft.core.log)
+        self.steps.check(logs)
         for simnode in nodes:
             disk_id = id(simnode.disk)
             known_disk, saved = self.durable_commits.get(simnode.id, (disk_id, 0))

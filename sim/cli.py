@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -10,12 +11,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from sim.options import FAULT_KINDS, nodes_arguments
-from sim.runner import Report, run_seed
+from sim.runner import WALL_BUDGET_S, Report, run_seed
 from sim.sweep import SeedResult, coverage, default_jobs, run_seeds
 
 DEFAULT_SIM_SECONDS = 20.0
+SLOWEST_REPORTED = 5
+"""A sweep's summary names its slowest seeds (CPU seconds): the ones to profile."""
 NODES_HELP = "3 or 5 (default: each seed draws; five for some that change membership)"
 
 
@@ -33,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run the seed twice in fresh processes (different PYTHONHASHSEED) and compare",
     )
     run.add_argument("--trace-out", help=argparse.SUPPRESS)
-    _add_swarm_arguments(run)
+    _add_wall_budget_argument(run)
+    _add_seed_arguments(run)
     sweep = commands.add_parser("sweep", help="run many seeds, each in a fresh process")
     sweep.add_argument("--seeds", type=int, required=True)
     sweep.add_argument("--start", type=int, default=1)
@@ -43,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs", type=int, default=default_jobs(), help="processes at once (default: cores)"
     )
     sweep.add_argument("--json", action="store_true")
-    _add_swarm_arguments(sweep)
+    sweep.add_argument(
+        "--results",
+        metavar="FILE",
+        help="append each seed's report to FILE as one JSON line, as it finishes (a long "
+        "sweep leaves a record even if stopped)",
+    )
+    _add_wall_budget_argument(sweep)
+    _add_seed_arguments(sweep)
     options = parser.parse_args(argv)
     if options.command == "sweep" and (options.jobs < 1 or options.seeds < 1):
         parser.error("--jobs and --seeds must be at least 1")
@@ -56,7 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     return _run(options)
 
 
-def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_wall_budget_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wall-budget",
+        type=float,
+        default=WALL_BUDGET_S,
+        metavar="SECONDS",
+        help=f"a run that takes longer (wall clock) fails (default {WALL_BUDGET_S:g})",
+    )
+
+
+def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
     for flag, verb in (("--force", "turn on"), ("--disable", "turn off")):
         parser.add_argument(
             flag,
@@ -69,8 +91,12 @@ def _add_swarm_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _swarm_arguments(options: argparse.Namespace) -> list[str]:
+def _seed_arguments(options: argparse.Namespace) -> list[str]:
+    """The options a seed's process and its replay command carry besides seed and length:
+    the swarm overrides, and a wall budget other than the default."""
     arguments = []
+    if options.wall_budget != WALL_BUDGET_S:
+        arguments += ["--wall-budget", f"{options.wall_budget:g}"]
     for kind in options.force:
         arguments += ["--force", kind]
     for kind in options.disable:
@@ -89,6 +115,7 @@ def _run(options: argparse.Namespace) -> int:
         nodes=options.nodes,
         sim_seconds=options.sim_seconds,
         keep_trace=bool(options.trace_out),
+        wall_budget_s=options.wall_budget,
         force=tuple(options.force),
         disable=tuple(options.disable),
     )
@@ -96,7 +123,7 @@ def _run(options: argparse.Namespace) -> int:
         with open(options.trace_out, "w") as out:
             out.write("\n".join(report.trace_lines or []) + "\n")
     if report.verdict == "fail":
-        _print_failure(report, _swarm_arguments(options))
+        _print_failure(report, _seed_arguments(options))
     elif not options.json:
         print(
             f"seed {report.seed}: pass, {report.sim_seconds:.1f} simulated s in "
@@ -122,72 +149,123 @@ def _print_failure(report: Report, swarm_arguments: list[str]) -> None:
 
 def _sweep(options: argparse.Namespace) -> int:
     """Seeds ``start .. start + seeds - 1``, ``jobs`` processes at a time. Prints each failure
-    (its report and replay command) as it comes, progress now and then, and a summary: seeds
-    per minute, fault coverage (how many seeds exercised each fault kind), the failures."""
-    swarm = _swarm_arguments(options)
-    arguments = [*nodes_arguments(options.nodes), "--sim-seconds", str(options.sim_seconds), *swarm]
+    (its report and replay command) as it comes, progress now and then (seeds per minute, time
+    left), and a summary: seeds per minute, fault coverage (how many seeds exercised each fault
+    kind), the slowest seeds, the failures. With ``--results FILE``, each seed's report is
+    appended to FILE as it finishes."""
+    passed_on = _seed_arguments(options)
+    arguments = [
+        *nodes_arguments(options.nodes),
+        "--sim-seconds",
+        str(options.sim_seconds),
+        *passed_on,
+    ]
     seeds = range(options.start, options.start + options.seeds)
     started = time.monotonic()
     done = [0]
     progress_every = max(1, options.seeds // 20)
+    with contextlib.ExitStack() as stack:
+        results_file = None
+        if options.results:
+            results_file = stack.enter_context(open(options.results, "a"))
 
-    def on_result(result: SeedResult) -> None:
-        done[0] += 1
-        if result.failed:
-            print(result.stderr or result.violation, file=sys.stderr, flush=True)
-        elif not options.json:
-            print(f"seed {result.seed}: pass ({result.report['wall_seconds']:.1f} s)", flush=True)
-        if done[0] % progress_every == 0:
-            minutes = (time.monotonic() - started) / 60
-            print(
-                f"{done[0]}/{options.seeds} seeds, {done[0] / max(minutes, 1e-9):.1f} a minute",
-                file=sys.stderr,
-                flush=True,
-            )
+        def on_result(result: SeedResult) -> None:
+            done[0] += 1
+            replay = _replay_command(result.seed, options.nodes, options.sim_seconds, passed_on)
+            if result.failed:
+                print(result.stderr or result.violation, file=sys.stderr, flush=True)
+                if "replay:" not in result.stderr:  # a process that broke printed none
+                    print(f"replay: {replay}", file=sys.stderr, flush=True)
+            elif not options.json:
+                wall_s = result.report["wall_seconds"]
+                print(f"seed {result.seed}: pass ({wall_s:.1f} s)", flush=True)
+            if results_file is not None:
+                line = dict(result.report, replay=replay) if result.failed else result.report
+                results_file.write(json.dumps(line) + "\n")
+                results_file.flush()
+            if done[0] % progress_every == 0:
+                print(_progress(done[0], options.seeds, started), file=sys.stderr, flush=True)
 
-    results = run_seeds(seeds, arguments, jobs=options.jobs, on_result=on_result)
-    elapsed = time.monotonic() - started
+        results = run_seeds(seeds, arguments, jobs=options.jobs, on_result=on_result)
+    summary = _summary(options, results, passed_on, time.monotonic() - started)
+    if not options.json:
+        _print_summary(summary)
+    print(json.dumps(summary))
+    return 1 if summary["failed"] else 0
+
+
+def _progress(done: int, total: int, started: float) -> str:
+    minutes = (time.monotonic() - started) / 60
+    per_minute = done / max(minutes, 1e-9)
+    left_minutes = (total - done) / max(per_minute, 1e-9)
+    left = f"{left_minutes / 60:.1f} h" if left_minutes >= 90 else f"{left_minutes:.0f} min"
+    return f"{done}/{total} seeds, {per_minute:.1f} a minute, about {left} left"
+
+
+def _summary(
+    options: argparse.Namespace,
+    results: list[SeedResult],
+    passed_on: list[str],
+    elapsed: float,
+) -> dict[str, Any]:
     failed = [result for result in results if result.failed]
     sim_seconds = sum(result.report["sim_seconds"] for result in results)
     wall_seconds = sum(result.report["wall_seconds"] for result in results)
     cpu_seconds = sum(result.report.get("cpu_seconds", 0.0) for result in results)
-    cover = coverage(results)
-    failures = [
-        {
-            "seed": result.seed,
-            "violation": result.violation,
-            "replay": _replay_command(result.seed, options.nodes, options.sim_seconds, swarm),
-        }
-        for result in failed
-    ]
-    seeds_per_minute = round(options.seeds / max(elapsed / 60, 1e-9), 1)
-    summary = {
+    slowest = sorted(results, key=lambda result: -result.report.get("cpu_seconds", 0.0))
+    return {
         "seeds": options.seeds,
         "passed": options.seeds - len(failed),
         "failed": [result.seed for result in failed],
         "sim_seconds_per_wall_second": round(sim_seconds / max(wall_seconds, 1e-9), 2),
         "sim_seconds_per_cpu_second": round(sim_seconds / max(cpu_seconds, 1e-9), 2),
+        "sim_seconds": round(sim_seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1),
         "jobs": options.jobs,
         "wall_seconds": round(elapsed, 1),
-        "seeds_per_minute": seeds_per_minute,
-        "coverage": cover,
-        "failures": failures,
+        "seeds_per_minute": round(options.seeds / max(elapsed / 60, 1e-9), 1),
+        "coverage": coverage(results),
+        "slowest": [
+            {
+                "seed": result.seed,
+                "cpu_seconds": result.report.get("cpu_seconds", 0.0),
+                "sim_seconds": result.report["sim_seconds"],
+            }
+            for result in slowest[:SLOWEST_REPORTED]
+        ],
+        "failures": [
+            {
+                "seed": result.seed,
+                "violation": result.violation,
+                "replay": _replay_command(
+                    result.seed, options.nodes, options.sim_seconds, passed_on
+                ),
+            }
+            for result in failed
+        ],
     }
-    if not options.json:
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(
+        f"{summary['seeds']} seeds in {summary['wall_seconds']:.0f} s "
+        f"({summary['seeds_per_minute']} a minute, {summary['jobs']} processes), "
+        f"{len(summary['failed'])} failed; "
+        f"{summary['sim_seconds_per_wall_second']} simulated seconds per wall second "
+        f"({summary['sim_seconds_per_cpu_second']} per CPU second)"
+    )
+    print("fault coverage (seeds that exercised each kind):")
+    for kind, count in summary["coverage"].items():
+        print(f"  {kind:<28} {count}")
+    print("slowest seeds (CPU seconds):")
+    for slow in summary["slowest"]:
         print(
-            f"{options.seeds} seeds in {elapsed:.0f} s ({seeds_per_minute} a minute, "
-            f"{options.jobs} processes), {len(failed)} failed; "
-            f"{summary['sim_seconds_per_wall_second']} simulated seconds per wall second "
-            f"({summary['sim_seconds_per_cpu_second']} per CPU second)"
+            f"  seed {slow['seed']}: {slow['cpu_seconds']:.1f} s "
+            f"for {slow['sim_seconds']:.0f} simulated s"
         )
-        print("fault coverage (seeds that exercised each kind):")
-        for kind, count in cover.items():
-            print(f"  {kind:<28} {count}")
-        for failure in failures:
-            print(f"FAILED seed {failure['seed']}: {failure['violation']}")
-            print(f"  replay: {failure['replay']}")
-    print(json.dumps(summary))
-    return 1 if failed else 0
+    for failure in summary["failures"]:
+        print(f"FAILED seed {failure['seed']}: {failure['violation']}")
+        print(f"  replay: {failure['replay']}")
 
 
 def _check_determinism(options: argparse.Namespace) -> int:
@@ -202,7 +280,7 @@ def _check_determinism(options: argparse.Namespace) -> int:
             command = [sys.executable, "-m", "sim", "run", "--seed", str(options.seed)]
             command += nodes_arguments(options.nodes)
             command += ["--sim-seconds", str(options.sim_seconds)]
-            command += ["--json", "--trace-out", path, *_swarm_arguments(options)]
+            command += ["--json", "--trace-out", path, *_seed_arguments(options)]
             finished = subprocess.run(
                 command, env=environment, capture_output=True, text=True, check=False
             )

@@ -16,6 +16,7 @@ from raftq.client.client import connect
 from raftq.client.worker import Worker
 from raftq.errors import CorruptionError, StorageError
 from raftq.ids import NodeId
+from raftq.node.applier import run_inline
 from raftq.node.config import NodeConfig
 from raftq.node.node import Node, open_node
 from raftq.raft.types import Entry
@@ -133,6 +134,7 @@ async def run_process(
                 disk=simnode.disk,
                 clock=simnode.clock,
                 rng=random.Random(rng.getrandbits(64)),
+                offload=run_inline,  # a thread's timing would make a seed's run differ
             ) as node:
                 simnode.node = node
                 node.applier.entry_observer = functools.partial(applied, simnode.id)

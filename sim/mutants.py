@@ -111,9 +111,7 @@ MUTANTS = (
         name="wal_no_fsync",
         area="persist / acknowledge order",
         bug="WAL appends are written but never fdatasync'ed, then acknowledged",
-        unit_tests=(
-            "tests/test_wal.py::test_group_commit_shares_one_sync_among_concurrent_appenders",
-        ),
+        unit_tests=("tests/test_wal.py::test_every_append_is_synced_before_it_returns",),
     ),
     Mutant(
         name="leader_counts_unpersisted",

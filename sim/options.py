@@ -21,6 +21,14 @@ from raftq.storage.memory_disk import TailFate
 from sim.disk import DiskProfile
 from sim.network import NetworkProfile
 
+EXTRA_KINDS = ("deposed_read", "figure_8", "held_snapshot")
+"""Kinds added after the first fifteen: each is drawn on its own (``EXTRA_KIND_SHARE``), from
+a generator of its own, so the seeds drawn before they existed keep their swarms."""
+
+EXTRA_KIND_SHARE = 1 / 6
+"""Each extra kind runs in this share of the seeds (a kind of the first fifteen runs in about
+one seed in six too: ``SWARM_SIZES`` average 2.6 of 15)."""
+
 FAULT_KINDS = (
     "crash",
     "snapshot_crash",
@@ -38,6 +46,7 @@ FAULT_KINDS = (
     "down_compaction",
     "membership_partition",
     "lease_skew",
+    *EXTRA_KINDS,
 )
 """Every fault kind a seed may draw. ``corruption`` implies ``crash`` (it strikes a crashed
 follower); ``down_compaction`` implies snapshots (``snapshot_entries`` 60)."""
@@ -111,7 +120,8 @@ class Options:
         seed draws 3 or 5 (``FIVE_NODES_SHARE``); given, nothing else changes (a replay
         with ``--nodes`` runs the same seed)."""
         rng = random.Random(f"options:{seed}")
-        swarm = draw_swarm(rng, force=force, disable=disable)
+        extra_rng = random.Random(f"options-extra:{seed}")
+        swarm = draw_swarm(rng, extra_rng, force=force, disable=disable)
         on = set(swarm)
         fast_network = NetworkProfile(delay_min_ms=0.05, delay_max_ms=rng.uniform(0.5, 3.0))
         slow_network = NetworkProfile(
@@ -144,7 +154,7 @@ class Options:
         memberships = rng.choice([6.0, 15.0])
         skew_ms = rng.choice([300, 1000, 3000])
         snapshot_entries = rng.choice([0, 200, 1000])
-        if "down_compaction" in on or "snapshot_crash" in on:
+        if on & {"down_compaction", "snapshot_crash", "held_snapshot"}:
             # Compaction is these kinds' subject: snapshot often. (Every seed snapshotting
             # every 60 entries spent 7% of a heavy seed encoding snapshots: profiled.)
             snapshot_entries = 60
@@ -217,14 +227,20 @@ class Options:
 
 
 def draw_swarm(
-    rng: random.Random, *, force: Iterable[str] = (), disable: Iterable[str] = ()
+    rng: random.Random,
+    extra_rng: random.Random,
+    *,
+    force: Iterable[str] = (),
+    disable: Iterable[str] = (),
 ) -> tuple[str, ...]:
-    """A few fault kinds (``SWARM_SIZES``), then ``force`` added and ``disable`` removed."""
+    """A few fault kinds (``SWARM_SIZES``) and each of ``EXTRA_KINDS`` in some seeds, then
+    ``force`` added and ``disable`` removed."""
     forced, disabled = set(force), set(disable)
     unknown = sorted((forced | disabled) - set(FAULT_KINDS))
     if unknown:
         raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
-    drawn = set(rng.sample(FAULT_KINDS, rng.choice(SWARM_SIZES)))
+    drawn = set(rng.sample(FAULT_KINDS[: -len(EXTRA_KINDS)], rng.choice(SWARM_SIZES)))
+    drawn |= {kind for kind in EXTRA_KINDS if extra_rng.random() < EXTRA_KIND_SHARE}
     if "corruption" in drawn:
         drawn.add("crash")
     chosen = (drawn | forced) - disabled

@@ -14,28 +14,69 @@ one of them every ``schedule_pause_s`` or so during the fault phase:
 - ``lease_skew``: a follower's clock jumps by about a lease length (ahead or behind), then it
   becomes leader (a transfer or the leader's crash): leases must be extended, not expired, by
   the new leader, and fences still hold.
+- ``deposed_read``: the leader is cut off from every other node and producer, but a reader
+  still reaches it; once the others elect a new leader and it acknowledges a write, the
+  reader asks the old leader for that job. A leader that answers reads without confirming
+  it still leads (ReadIndex, thesis 6.4) answers from before the write.
+- ``figure_8``: Raft's figure 8 on three nodes. Leader A appends entries the others never
+  get, and crashes; C is elected with B's vote, and B crashes before C's first entry is on
+  its disk, then C crashes too; A comes back and is elected with B's vote, and replicates its
+  old entries to B one at a time (``FIGURE_8_APPEND_BYTES``), B crashing before A's new
+  no-op is on its disk, A crashing too; C comes back and is elected with B's vote (C's last
+  term is the higher). A leader that committed an entry of an earlier term by counting
+  replicas (5.4.2) sees C overwrite it.
+- ``held_snapshot``: a follower's acknowledgements to the leader stall (a one-way cut) while it
+  keeps receiving entries, until the leader has snapshotted past what it knows the follower
+  holds, while the follower holds that snapshot's last entry (and has not snapshotted there
+  itself); then it crashes, losing the WAL write in progress, and comes back. Its answers
+  send the leader back to the follower's last acknowledged index, compacted: the leader sends
+  its snapshot, whose last entry the follower already holds, with more after it (figure 13:
+  keep those).
 
 Every step respects the fault atlas of ``sim.disk``: crashes lose only unsynced bytes.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
+from raftq import limits
+from raftq.client.client import connect
+from raftq.errors import JobNotFound, RaftqError
+from raftq.raft.ready import Role
+from sim.checkers import JobKey, Violation, enqueue_index, job_key
+from sim.cluster import CLIENT_TIMEOUT_S
+from sim.workload import JOB_TYPE, draw_job
+
 if TYPE_CHECKING:
+    from raftq.node.node import Node
+    from raftq.raft.core import RaftCore
     from sim.cluster import SimNode
     from sim.runner import Simulation
 
-SCHEDULES = ("ack_crash", "down_compaction", "membership_partition", "lease_skew")
+SCHEDULES = (
+    "ack_crash",
+    "down_compaction",
+    "membership_partition",
+    "lease_skew",
+    "deposed_read",
+    "figure_8",
+    "held_snapshot",
+)
 
 SCHEDULE_COUNTERS = {
     "ack_crash": "ack_crashes",
     "down_compaction": "down_compactions",
     "membership_partition": "membership_partitions",
     "lease_skew": "lease_skews",
+    "deposed_read": "deposed_reads",
+    "figure_8": "figure_8s",
+    "held_snapshot": "held_snapshots",
 }
 """Schedule -> its count in the run's ``faults`` (``runner.FaultCounts``)."""
 
@@ -44,6 +85,20 @@ ACK_WAIT_S = 5.0
 
 COMPACTION_WAIT_S = 20.0
 """How long ``down_compaction`` keeps a follower down waiting for the leader to compact."""
+
+HELD_SNAPSHOT_WAIT_S = 8.0
+"""How long ``held_snapshot`` stalls a follower's acknowledgements waiting for the leader to
+snapshot past them (60 entries: a few seconds at all but the slowest enqueue rates)."""
+
+FIGURE_8_STEP_S = 3.0
+"""How long each step of ``figure_8`` may take (an election, a crash landing)."""
+
+FIGURE_8_APPEND_BYTES = 1
+"""While A replicates its old entries to B, each AppendEntries carries one entry and one is in
+flight at a time (``RaftConfig.append_bytes_max`` and ``inflight_max`` of A's running core):
+B then acknowledges each old entry before the one that holds A's no-op arrives. Figure 8
+needs the append to stop between an old entry and the new term's first; by default one
+append carries them together."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -196,9 +251,301 @@ async def lease_skew(simulation: Simulation) -> None:
     simulation.trace.record("clock", f"{target.id} skew back to {original_ms}")
 
 
+async def deposed_read(simulation: Simulation) -> None:
+    leader = simulation.leader()
+    if leader is None or leader.node is None or not _everyone_votes(simulation, leader.node):
+        return
+    if len(_up_followers(simulation, leader)) < 2:
+        return
+    others = [simnode for simnode in simulation.nodes if simnode is not leader]
+    writer_name, reader_name = "deposed-writer", "deposed-reader"
+    cut_off = [s.id for s in others] + simulation.producer_names() + [writer_name]
+    simulation.cut(_isolate_pairs([leader.id], cut_off), f"schedule: {leader.id} deposed")
+    try:
+        new_leader = await _wait_for_new_leader(simulation, others)
+        if new_leader is not None:
+            await _write_then_read_old(simulation, leader, new_leader, writer_name, reader_name)
+    finally:
+        if _faulting(simulation):
+            simulation.heal()
+
+
+def _everyone_votes(simulation: Simulation, leader: Node | None) -> bool:
+    """Whether every node is a voter in the leader's configuration (none removed, no
+    learners): the schedules that need a majority without one node ask for it."""
+    if leader is None:
+        return False
+    membership = leader.raft.core.membership
+    everyone = tuple(simnode.id for simnode in simulation.nodes)
+    return membership.voters == everyone and not membership.learners
+
+
+async def _wait_for_new_leader(simulation: Simulation, others: list[SimNode]) -> SimNode | None:
+    """The node among ``others`` that leads with an entry of its term committed, or None."""
+    for _ in range(int(ACK_WAIT_S / 0.005)):
+        if not _faulting(simulation):
+            return None
+        for simnode in others:
+            core = simnode.node.raft.core if simnode.node is not None else None
+            if core is not None and core.role is Role.LEADER and core.committed_in_current_term():
+                return simnode
+        await trio.sleep(0.005)
+    return None
+
+
+async def _write_then_read_old(
+    simulation: Simulation, old: SimNode, new: SimNode, writer_name: str, reader_name: str
+) -> None:
+    network, rng = simulation.network, simulation.rng
+    key = f"d-{simulation.faults.deposed_reads}"
+    fields = draw_job(rng, simulation.options)
+    simulation.ledger.fields[key] = fields
+    async with (
+        connect(
+            [new.config.address],
+            network=network.endpoint(writer_name),
+            rng=random.Random(rng.random()),
+            timeout=CLIENT_TIMEOUT_S,
+        ) as writer,
+        connect(
+            [old.config.address],
+            network=network.endpoint(reader_name),
+            rng=random.Random(rng.random()),
+            timeout=CLIENT_TIMEOUT_S,
+        ) as reader,
+    ):
+        try:
+            job_id = await writer.enqueue(JOB_TYPE, key=key, **fields)
+        except RaftqError as error:
+            simulation.ledger.unacked[key] = fields
+            simulation.trace.record("enqueue", f"{key} not acknowledged: {type(error).__name__}")
+            return
+        _acknowledged(simulation, key, job_id)
+        old_core = old.node.raft.core if old.node is not None else None
+        still = old_core is not None and old_core.role is Role.LEADER
+        simulation.trace.record("schedule", f"read {job_id} through {old.id} (leads: {still})")
+        acked = list(simulation.ledger.acked.values())
+        floor = max(enqueue_index(acked_id) for acked_id in acked)
+        read = simulation.reads.sent(old.id, job_id, floor)
+        found: JobKey
+        try:
+            found = job_key(await reader.get(job_id))
+        except JobNotFound:
+            found = None
+        except RaftqError:
+            simulation.reads.abandoned(read)
+            return
+        ceiling = max(
+            (s.node.raft.core.log.committed for s in simulation.nodes if s.node), default=0
+        )
+        simulation.reads.answered(read, found, ceiling)
+
+
+def _acknowledged(simulation: Simulation, key: str, job_id: str) -> None:
+    """What a producer records of an acknowledged enqueue (``Simulation.producer``)."""
+    ledger = simulation.ledger
+    ledger.unacked.pop(key, None)
+    ledger.fresh_acks.append(job_id)
+    try:
+        simulation.node_checks.acknowledged(simulation.nodes, job_id)
+    except Violation as violation:
+        simulation.fail(violation)
+    known = ledger.acked.setdefault(key, job_id)
+    if known != job_id:
+        simulation.fail(Violation("idempotency keys dedupe", f"{key}: {known}, {job_id}"))
+    simulation.trace.record("acked", f"{key} -> {job_id}")
+
+
+async def _poll(simulation: Simulation, condition: Callable[[], bool], bound_s: float) -> bool:
+    for _ in range(int(bound_s / 0.001)):
+        if condition() or not _faulting(simulation):
+            break
+        await trio.sleep(0.001)
+    return condition() and _faulting(simulation)
+
+
+def _core(simnode: SimNode) -> RaftCore | None:
+    return simnode.node.raft.core if simnode.node is not None else None
+
+
+def _crash_at_wal_write(
+    simulation: Simulation, simnode: SimNode, when: Callable[[RaftCore], bool], why: str
+) -> None:
+    """Crash ``simnode`` at its next WAL write for which ``when(core)`` holds (the entries it
+    writes are already in its core's log): what that write holds is lost."""
+
+    def hook(operation: str, path: str) -> None:
+        core = _core(simnode)
+        if operation == "write" and path.startswith("wal/") and core is not None and when(core):
+            simnode.disk.hook = None
+            _crash_for_schedule(simulation, simnode, why)
+
+    simnode.disk.hook = hook
+
+
+async def figure_8(simulation: Simulation) -> None:
+    """See the module docstring; each step gives up (restarting what it crashed) if it does
+    not happen within ``FIGURE_8_STEP_S``."""
+    a = simulation.leader()
+    core_a = _core(a) if a is not None else None
+    names = tuple(simnode.id for simnode in simulation.nodes)
+    if a is None or core_a is None or len(names) != 3 or len(_up_followers(simulation, a)) != 2:
+        return
+    if not _everyone_votes(simulation, a.node) or not core_a.committed_in_current_term():
+        return
+    term_a = core_a.term
+    x, y = _up_followers(simulation, a)
+    try:
+        await _figure_8_steps(simulation, a, x, y, term_a)
+    finally:
+        for simnode in simulation.nodes:
+            simnode.disk.hook = None
+            core = _core(simnode)
+            if core is not None and core.config.inflight_max == 1:  # a step gave up on A
+                core.config = attrs.evolve(
+                    core.config,
+                    append_bytes_max=limits.RAFT_APPEND_BYTES_MAX,
+                    inflight_max=limits.RAFT_INFLIGHT_MAX,
+                )
+        if _faulting(simulation):
+            simulation.heal()
+            for simnode in simulation.nodes:
+                await _start_again(simulation, simnode)
+
+
+async def _figure_8_steps(
+    simulation: Simulation, a: SimNode, x: SimNode, y: SimNode, term_a: int
+) -> None:
+    trace = simulation.trace
+    simulation.cut(_isolate_pairs([a.id], [x.id, y.id]), f"schedule: figure 8, {a.id} alone")
+
+    def a_ahead() -> bool:
+        core, last = _core(a), max(_last_index(x), _last_index(y))
+        return core is not None and not core.log.unstable and core.log.last_index() > last
+
+    if not await _poll(simulation, a_ahead, FIGURE_8_STEP_S):
+        return
+    _crash_for_schedule(simulation, a, f"schedule: figure 8, {a.id} holds entries alone")
+    simulation.heal()
+    # (b) Whichever of x and y is elected is C; the other, B, crashes at its first write.
+    for simnode in (x, y):
+        _crash_at_wal_write(
+            simulation,
+            simnode,
+            lambda core: core.role is not Role.LEADER and core.term > term_a,
+            "schedule: figure 8, before the new leader's entry is durable",
+        )
+
+    def c_durable() -> SimNode | None:
+        for c, b in ((x, y), (y, x)):
+            core = _core(c)
+            if core is None or b.scope is not None or core.role is not Role.LEADER:
+                continue
+            if not core.log.unstable and core.log.last_term() == core.term:
+                return c
+        return None
+
+    if not await _poll(simulation, lambda: c_durable() is not None, FIGURE_8_STEP_S):
+        return
+    c = c_durable()
+    assert c is not None
+    b = y if c is x else x
+    x.disk.hook = y.disk.hook = None
+    trace.record("schedule", f"figure 8: {c.id} leads, {b.id} lost its first entry")
+    _crash_for_schedule(simulation, c, "schedule: figure 8, C after its entry is durable")
+    # (c) A is elected again with B's vote; it replicates its old entries one at a time.
+    await _start_again(simulation, a)
+    await _start_again(simulation, b)
+    if not await _poll(simulation, lambda: _core(a) is not None, FIGURE_8_STEP_S):
+        return
+    core_a = _core(a)
+    assert core_a is not None
+    core_a.config = attrs.evolve(
+        core_a.config, append_bytes_max=FIGURE_8_APPEND_BYTES, inflight_max=1
+    )
+    _crash_at_wal_write(
+        simulation,
+        b,
+        lambda core: core.log.last_term() > term_a,
+        "schedule: figure 8, before A's new entry is durable",
+    )
+    if not await _poll(simulation, lambda: b.scope is None, FIGURE_8_STEP_S):
+        return
+    simulation.cut(_isolate_pairs([a.id], [b.id, c.id]), f"schedule: figure 8, {a.id} cut")
+    await trio.sleep(0.05)  # what A committed is applied and seen by the checkers
+    _crash_for_schedule(simulation, a, "schedule: figure 8, A after B's crash")
+    simulation.heal()
+    # (d) C, whose last term is the higher, is elected with B's vote.
+    await _start_again(simulation, c)
+    await _start_again(simulation, b)
+    await _poll(simulation, lambda: simulation.leader() not in (None, a), FIGURE_8_STEP_S)
+    leader = simulation.leader()
+    trace.record("schedule", f"figure 8: {leader.id if leader else None} leads, C back")
+    await trio.sleep(0.5)
+
+
+async def _start_again(simulation: Simulation, simnode: SimNode) -> None:
+    """Start ``simnode`` again if it is down or going down (only while faulting; the
+    liveness phase restarts every node itself)."""
+    if simnode.crashing:
+        await simnode.stopped.wait()
+    if _faulting(simulation) and not simnode.running and not simnode.repairing:
+        simulation.start(simnode)
+
+
+def _last_index(simnode: SimNode) -> int:
+    core = _core(simnode)
+    return core.log.last_index() if core is not None else 0
+
+
+async def held_snapshot(simulation: Simulation) -> None:
+    """See the module docstring."""
+    leader = simulation.leader()
+    followers = _up_followers(simulation, leader) if leader is not None else []
+    if leader is None or not followers or not simulation.options.snapshot_entries:
+        return
+    follower = followers[simulation.rng.randrange(len(followers))]
+
+    def holds_the_next_snapshot(core: RaftCore) -> bool:
+        leader_core = _core(leader)
+        progress = leader_core.progress.get(follower.id) if leader_core is not None else None
+        if leader_core is None or progress is None:
+            return False
+        snapshot = leader_core.log.storage.snapshot_meta.index
+        storage: Any = core.log.storage  # the DurableLog: what is on disk
+        own = max(storage.snapshot_meta.index, storage.hard_state.commit)
+        last = storage.last_index()
+        if not progress.match < snapshot < last or own >= snapshot:
+            return False
+        simulation.trace.record(
+            "schedule",
+            f"{leader.id} knows {follower.id} to {progress.match}, snapshotted at {snapshot}; "
+            f"{follower.id} holds to {last}, its own commit and snapshot {own}",
+        )
+        return True
+
+    simulation.cut([(follower.id, leader.id)], f"schedule: {follower.id} acks stall")
+    _crash_at_wal_write(
+        simulation,
+        follower,
+        holds_the_next_snapshot,
+        "schedule: it holds the leader's next snapshot; its acknowledgements are lost",
+    )
+    crashed = await _poll(simulation, lambda: follower.scope is None, HELD_SNAPSHOT_WAIT_S)
+    follower.disk.hook = None
+    if _faulting(simulation):
+        simulation.heal()
+    if crashed:
+        await _start_again(simulation, follower)
+        await trio.sleep(2.0)  # the leader's snapshot goes out, is installed, answered
+
+
 SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "ack_crash": ack_crash,
     "down_compaction": down_compaction,
     "membership_partition": membership_partition,
     "lease_skew": lease_skew,
+    "deposed_read": deposed_read,
+    "figure_8": figure_8,
+    "held_snapshot": held_snapshot,
 }

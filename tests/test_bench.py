@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from raftq.bench import format_table, table_rows
+from raftq.bench import format_table, snapshot_stall_rows, table_rows
 from raftq.local_cluster import process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +102,43 @@ def test_the_table_has_every_figure_of_the_issue_with_its_workload() -> None:
     ):
         assert expected in table
     assert all(row[2] for row in table_rows(SAMPLE))  # every figure states its workload
+
+
+STALL_SAMPLE = {
+    "snapshot_stall": {
+        "jobs": 1_000_000,
+        "snapshot_bytes": 142_000_000,
+        "election_timeout_s": 0.3,
+        "heartbeat_interval_s": 0.06,
+        "leader_snapshot_seconds": 2.5,
+        "leader_tick_late_max_s": 0.012,
+        "follower_leader_silence_max_s": {"n2": 0.07, "n3": 0.081},
+        "heartbeat_gap_past_interval_max_s": 0.021,
+        "term_changes": {"n1": 0, "n2": 0, "n3": 1},
+    }
+}
+
+
+def test_the_table_has_the_snapshot_stall_figures() -> None:
+    table = format_table(snapshot_stall_rows(STALL_SAMPLE))
+    for expected in (
+        "| loop stall while snapshotting, 3 nodes | 12 ms longest tick delay on the leader "
+        "(target under 30 ms) | leader snapshots 1,000,000 pending jobs (142 MB, 2.5 s) |",
+        "| heartbeat gap while snapshotting, 3 nodes | 81 ms longest silence on a follower, 21 ms "
+        "past the 60 ms heartbeat (target under 30 ms) | the same snapshot; elections during "
+        "it: 1 |",
+    ):
+        assert expected in table
+
+
+@pytest.mark.slow
+def test_the_quick_suite_measures_snapshot_stalls() -> None:
+    stall = bench("--only", "snapshot_stall")["results"]["snapshot_stall"]
+    assert stall["jobs"] == 20_000
+    assert stall["leader_snapshot_seconds"] > 0
+    assert stall["leader_tick_late_max_s"] > 0
+    assert set(stall["follower_leader_silence_max_s"]) == {"n1", "n2", "n3"} - {stall["leader"]}
+    assert set(stall["term_changes"]) == {"n1", "n2", "n3"}  # elections: counted, not assumed
 
 
 def test_an_unknown_step_is_refused() -> None:

@@ -59,7 +59,11 @@ async def test_metrics_are_served_named_and_parseable(tmp_path: Path) -> None:
                     command=Complete(now_ms=0, job_id=lease.job_id, fence=lease.fence, result=b"1")
                 )
             )
-        head, body = await scrape(leader.metrics_port)
+        for _ in range(500):  # the snapshot is encoded in a thread and saved by the Raft peer
+            head, body = await scrape(leader.metrics_port)
+            if "\nraftq_snapshot_seconds_count 1.0" in body:
+                break
+            await trio.sleep(0.02)
         assert head.startswith("HTTP/1.1 200")
         families = {family.name: family for family in text_string_to_metric_families(body)}
         for name, kind in CONTRACT_METRICS.items():

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from raftq.backoff import Backoff
+from raftq.errors import RemoteProtocolError
 from raftq.ids import NodeId
 from raftq.raft.messages import Heartbeat, Message
 from raftq.transport import connections
@@ -289,3 +290,34 @@ async def test_handshakes_past_the_bound_are_refused_at_once(listener: Listener)
         assert [getattr(answer, "code", None) for answer in answers] == ["busy"]
         await wait_for(lambda: listener.statistics.refused.get("handshake_timeout") == 1)
     assert await raw_exchange(listener.port, hello(), answers_max=1) == [Welcome(node_id="n2")]
+
+
+async def test_a_peer_silent_for_the_idle_timeout_is_dropped_and_each_message_restarts_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """``receive_peer_messages`` keeps one idle scope and moves its deadline at each message:
+    a peer sending every 0.8 idle timeouts stays connected for many timeouts, and the first
+    silence of a whole timeout ends the connection with a clear error."""
+    ours, theirs = trio.testing.memory_stream_pair()
+    received: list[Message] = []
+    started = trio.current_time()
+
+    async def peer() -> None:
+        sender = FramedConnection(ours)
+        for sequence in range(10):
+            await sender.send(heartbeat(sequence))
+            await trio.sleep(0.8)
+        await trio.sleep_forever()  # silent, connection open
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(peer)
+        with pytest.raises(RemoteProtocolError, match="peer n1 silent for 1000 ms"):
+            await connections.receive_peer_messages(
+                NodeId("n1"), FramedConnection(theirs), received.append, idle_timeout_ms=1000
+            )
+        nursery.cancel_scope.cancel()
+    assert [message.commit for message in received if isinstance(message, Heartbeat)] == list(
+        range(10)
+    )
+    # The last heartbeat at 7.2 s, then a whole timeout of silence.
+    assert trio.current_time() - started == pytest.approx(8.2)

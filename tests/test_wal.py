@@ -306,63 +306,49 @@ async def test_unknown_files_are_ignored(tmp_path: Path) -> None:
     await wal.close()
 
 
-async def test_group_commit_shares_one_sync_among_concurrent_appenders(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    disk = SlowSyncDisk()
-    wal = await WriteAheadLog.open(disk)
-    entries = make_entries(1, 65)
-    syncs_before = disk.syncs
-    async with trio.open_nursery() as nursery:
-        for entry in entries:
-            nursery.start_soon(wal.append, [entry])
-            await trio.lowlevel.checkpoint()  # starts in order, so indexes arrive in order
-    stats = wal.statistics()
-    assert stats.appends == 64
-    assert stats.batches == 2, stats  # the first appender alone, then the other 63 together
-    assert disk.syncs - syncs_before == stats.batches
-    assert wal.read(1, 65) == entries
-
-
-async def test_group_commit_on_real_files(tmp_path: Path) -> None:
-    wal = await open_wal(tmp_path)
-    next_index = iter(range(1, 10_000))
-
-    async def appender() -> None:
-        for _ in range(20):
-            index = next(next_index)
-            await wal.append(make_entries(index, index + 1))
-
-    async with trio.open_nursery() as nursery:
-        for _ in range(16):
-            nursery.start_soon(appender)
-    stats = wal.statistics()
-    assert stats.entries == 320
-    assert stats.batches < 320 // 4, stats
-    await wal.close()
-    wal = await open_wal(tmp_path)
-    assert wal.read(1, 321) == make_entries(1, 321)
-    await wal.close()
-
-
-async def test_cancelled_batch_leader_still_writes_for_the_others() -> None:
+async def test_every_append_is_synced_before_it_returns() -> None:
+    """An append is acknowledged only once durable: one write and one fdatasync each, done
+    before ``append`` returns (the WAL's half of "acknowledged means on disk")."""
     disk = MemoryDisk()
     wal = await WriteAheadLog.open(disk)
-    finished: list[int] = []
-
-    async def append(index: int) -> None:
+    syncs_before = disk.syncs
+    for index in range(1, 6):
         await wal.append(make_entries(index, index + 1))
-        finished.append(index)
+        assert disk.syncs - syncs_before == index
+    assert wal.statistics().appends == 5
+    disk.crash(fate=TailFate.LOST)  # power lost: every append that returned survives
+    reopened = await WriteAheadLog.open(disk)
+    assert reopened.read(1, 6) == make_entries(1, 6)
 
+
+async def test_a_second_append_while_one_is_in_flight_is_refused(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """One appender at a time (the Raft peer): a concurrent append is our bug, refused before
+    it touches the log, and the append in flight completes."""
+    wal = await WriteAheadLog.open(SlowSyncDisk())
     async with trio.open_nursery() as nursery:
-        with trio.CancelScope() as leader_scope:
-            leader_scope.cancel()
-            # The leader's own wait is shielded: cancelled or not, the batch gets written.
-            nursery.start_soon(append, 1)
-            await trio.lowlevel.checkpoint()
-        nursery.start_soon(append, 2)
-    assert sorted(finished) == [1, 2]
+        nursery.start_soon(wal.append, make_entries(1, 2))
+        await trio.lowlevel.checkpoint()
+        with pytest.raises(LocalProtocolError, match="append while an append is in flight"):
+            await wal.append(make_entries(2, 3))
+    assert wal.last_index == 1
+    await wal.append(make_entries(2, 3))
+    assert wal.read(1, 3) == make_entries(1, 3)
+
+
+async def test_a_cancelled_append_is_still_written_whole() -> None:
+    """The write is shielded: cancelling the appender cannot leave the index and the file
+    disagreeing."""
+    disk = MemoryDisk()
+    wal = await WriteAheadLog.open(disk)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await wal.append(make_entries(1, 3))
     assert wal.last_index == 2
+    assert wal.next_index == 3
+    await wal.append(make_entries(3, 4))
+    assert wal.read(1, 4) == make_entries(1, 4)
 
 
 async def test_failed_fdatasync_poisons_the_log() -> None:
@@ -370,22 +356,10 @@ async def test_failed_fdatasync_poisons_the_log() -> None:
     wal = await WriteAheadLog.open(disk)
     await wal.append(make_entries(1, 3))
     disk.inject_sync_error(errno.EIO)
-    errors: list[BaseException] = []
-
-    async def append(index: int) -> None:
-        try:
-            await wal.append(make_entries(index, index + 1))
-        except StorageError as error:
-            errors.append(error)
-
-    async with trio.open_nursery() as nursery:
-        for index in (3, 4, 5):
-            nursery.start_soon(append, index)
-            await trio.lowlevel.checkpoint()
-    assert len(errors) == 3  # every appender of the failed batch hears of it
-    assert "until the log is recovered" in str(errors[0])
-    with pytest.raises(StorageError):
-        await wal.append(make_entries(6, 7))
+    with pytest.raises(StorageError, match="until the log is recovered"):
+        await wal.append(make_entries(3, 4))
+    with pytest.raises(StorageError):  # every later append hears of it too
+        await wal.append(make_entries(3, 4))
     assert wal.last_index == 2  # nothing unsynced is reported durable
     disk.crash(fate=TailFate.LOST)
     wal = await WriteAheadLog.open(disk)

@@ -287,14 +287,13 @@ async def _stop_requested(
 async def hand_over(node: Node, seconds: float = 2.0) -> None:
     """A leader that stops hands leadership to its most caught-up follower first, so the
     cluster does not wait an election timeout to notice it is gone."""
-    core = node.raft.core
-    if core.role is not Role.LEADER:
+    raft = node.raft.status()
+    if raft.role is not Role.LEADER:
         return
-    peers = core.status().peers
     candidates = sorted(
         (status.match, peer)
-        for peer, status in peers.items()
-        if peer != core.id and peer in core.membership.voters
+        for peer, status in raft.peers.items()
+        if peer != raft.node_id and peer in raft.membership.voters
     )
     if not candidates:
         return
@@ -309,7 +308,7 @@ async def hand_over(node: Node, seconds: float = 2.0) -> None:
 
 
 def _leading(node: Node) -> bool:
-    return node.raft.core.role is Role.LEADER
+    return node.raft.role is Role.LEADER
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m raftq.node") -> int:

@@ -19,11 +19,9 @@ from raftq.ids import NodeId
 from raftq.jobs.commands import Claim, ClaimResult, Enqueue
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
-from raftq.node.log_writer import LogWriter
 from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import NotLeaderHere, Waiter
-from raftq.raft.core import RaftCore
 from raftq.raft.ready import Role
 from raftq.raft.types import Membership
 from raftq.transport.network import FramedConnection, parse_address
@@ -72,10 +70,8 @@ class ClientService:
         fsync: bool,
         election_timeout_s: float,
         forwarder: Forwarder | None = None,
-        log_writer: LogWriter | None = None,
     ) -> None:
         self._election_timeout_s = election_timeout_s
-        self._log_writer = log_writer
         self._forwarder = forwarder
         self._raft = raft
         self._applier = applier
@@ -165,7 +161,7 @@ class ClientService:
                 if problem := self._storage_problem():
                     return Failure(
                         code="storage_error",
-                        message=f"node {self._raft.core.id} cannot persist writes: {problem}",
+                        message=f"node {self._raft.node_id} cannot persist writes: {problem}",
                     )
                 if isinstance(call.command, Enqueue) and not self._has_room(call.command):
                     return Failure(
@@ -190,7 +186,7 @@ class ClientService:
             if not isinstance(read, int):
                 return self._reply(read)
             await self._applier.wait_applied(read)
-            machine = self._applier.machine
+            machine = self._applier.jobs
             if isinstance(call, GetJob):
                 return JobReply(job=machine.get(call.job_id))
             if isinstance(call, PageJobs):
@@ -220,7 +216,7 @@ class ClientService:
         """On the leader, a claim that would come back empty now waits for work (a long
         poll) instead of becoming a log entry. Elsewhere: False (the command is forwarded,
         and the leader decides)."""
-        return self._raft.core.role is Role.LEADER and not self._applier.machine.has_claimable(
+        return self._raft.role is Role.LEADER and not self._applier.jobs.has_claimable(
             claim.queues, claim.types
         )
 
@@ -236,7 +232,7 @@ class ClientService:
         with trio.move_on_after(limits.CLAIM_LONG_POLL_MS / 1000):
             await self._claim_turn.acquire()
             try:
-                while not self._applier.machine.has_claimable(claim.queues, claim.types):
+                while not self._applier.jobs.has_claimable(claim.queues, claim.types):
                     await self._applier.wait_applied(self._applier.applied_index + 1)
                 proposed = self._raft.propose(claim)
             finally:
@@ -269,9 +265,8 @@ class ClientService:
         adding up to its longest pause to a failover."""
         if not isinstance(outcome, NotLeaderHere) or outcome.leader_id:
             return False
-        core = self._raft.core
         with trio.move_on_after(ELECTION_WAIT_TIMEOUTS * self._election_timeout_s):
-            while not core.leader:
+            while not self._raft.leader:
                 await self._raft.role_changed()
             return True
         return False
@@ -279,19 +274,19 @@ class ClientService:
     async def _transfer_leader(self, call: TransferLeader) -> ClientReply:
         """Ask the Raft core to hand over, then wait (up to two election timeouts) until this
         node follows another leader."""
-        core = self._raft.core
+        raft = self._raft
         target = NodeId(call.node_id)
-        if core.role is not Role.LEADER:
-            return self._reply(NotLeaderHere(leader_id=core.leader or ""))
-        if target == core.id:
-            return self._membership_reply(core.membership)
-        if target not in core.membership.voters:
+        if raft.role is not Role.LEADER:
+            return self._reply(NotLeaderHere(leader_id=raft.leader or ""))
+        if target == raft.node_id:
+            return self._membership_reply(raft.membership)
+        if target not in raft.membership.voters:
             return Failure(code="rejected", message=f"{target} is not a voter of this cluster")
-        self._raft.transfer_leadership(target)
+        raft.transfer_leadership(target)
         with trio.move_on_after(2 * self._election_timeout_s):
-            while not _follows_another_leader(self._raft.core):
-                await self._raft.role_changed()
-            return self._membership_reply(self._raft.core.membership)
+            while not _follows_another_leader(raft):
+                await raft.role_changed()
+            return self._membership_reply(raft.membership)
         return Failure(
             code="no_quorum",
             message=f"{target} did not take over within {2 * self._election_timeout_s:g} s",
@@ -301,7 +296,7 @@ class ClientService:
         return MembershipReply(
             voters=membership.voters,
             learners=membership.learners,
-            leader_id=self._raft.core.leader or "",
+            leader_id=self._raft.leader or "",
         )
 
     @staticmethod
@@ -322,22 +317,22 @@ class ClientService:
         return CommandReply(result=outcome)  # type: ignore[arg-type]
 
     def status(self) -> StatusReply:
-        core = self._raft.core
-        machine = self._applier.machine
-        role = core.role
+        raft = self._raft.status()
+        machine = self._applier.jobs
+        role = raft.role
         if role is Role.PRE_CANDIDATE:
             role_name = "candidate"
-        elif role is Role.FOLLOWER and core.id in core.membership.learners:
+        elif role is Role.FOLLOWER and raft.node_id in raft.membership.learners:
             role_name = "learner"
         else:
             role_name = role.value
         return StatusReply(
-            node_id=core.id,
+            node_id=raft.node_id,
             address=self._node_address,
             role=role_name,
-            term=core.term,
-            leader_id=core.leader or "",
-            commit_index=core.log.committed,
+            term=raft.term,
+            leader_id=raft.leader or "",
+            commit_index=raft.commit,
             applied_index=self._applier.applied_index,
             jobs=machine.state_counts(),
             queues={
@@ -345,13 +340,13 @@ class ClientService:
                 for name, counts in machine.queue_counts().items()
             },
             fsync=self._fsync,
-            voters=core.membership.voters,
-            learners=core.membership.learners,
+            voters=raft.membership.voters,
+            learners=raft.membership.learners,
             addresses={str(node): address for node, address in self._peers.addresses().items()},
             match={
                 peer: progress.match
-                for peer, progress in sorted(core.status().peers.items())
-                if peer != core.id
+                for peer, progress in sorted(raft.peers.items())
+                if peer != raft.node_id
             }
             if role is Role.LEADER
             else {},
@@ -363,15 +358,15 @@ class ClientService:
         """Admission control at the edge: refuse before the log grows (the state machine
         refuses too, deterministically, for what slips past while proposals are in flight)."""
         payload_bytes = sum(len(job.payload) for job in enqueue.jobs)
-        return self._applier.machine.has_room(len(enqueue.jobs), payload_bytes)
+        return self._applier.jobs.has_room(len(enqueue.jobs), payload_bytes)
 
     def _storage_problem(self) -> str:
         """Why this node's disk refuses writes ("" while it is fine)."""
-        return (self._log_writer and self._log_writer.storage_problem) or ""
+        return self._raft.storage_problem or ""
 
 
-def _follows_another_leader(core: RaftCore) -> bool:
-    return core.role is not Role.LEADER and core.leader not in (None, core.id)
+def _follows_another_leader(raft: RaftPeer) -> bool:
+    return raft.role is not Role.LEADER and raft.leader not in (None, raft.node_id)
 
 
 def _changed(

@@ -1,6 +1,10 @@
 """The log writer: makes a Ready durable (snapshot, entries, hard state) in the order the
-Ready contract asks, through the ``DurableLog`` (whose WAL shares one fdatasync among
-everything written together).
+Ready contract asks, through the ``DurableLog``, and saves the applier's snapshots.
+
+It is not an actor: it is the Raft peer's persistence helper, made and called by the peer
+alone (``RaftPeer.log_writer``), so the durable log has one writer. Every write asserts it
+runs in the peer's task or a child task of it (``owner``); the applier asks the peer to save
+a snapshot rather than calling ``save_snapshot`` itself.
 
 A full disk or a failed fsync does not stop the node: ``persist`` does not return until the
 Ready is durable, so the Raft peer sends none of its acknowledgements and applies nothing past
@@ -47,10 +51,22 @@ class LogWriter:
         self._persisted_commit = log.hard_state.commit
         self.storage_problem: str | None = None
         """Why writes are not being acknowledged (the last storage error), or None."""
+        self.owner: trio.lowlevel.Task | None = None
+        """The Raft peer's task, set when it starts: the only one (with its children) that
+        may write."""
+
+    def _check_owner(self) -> None:
+        task = trio.lowlevel.current_task()
+        parent = task.parent_nursery.parent_task if task.parent_nursery is not None else None
+        assert self.owner is not None, "the Raft peer has not started"
+        assert self.owner in (task, parent), (
+            f"only the Raft peer writes the durable log, not task {task.name}"
+        )
 
     async def persist(self, ready: Ready) -> None:
         """Write what ``ready`` asks to persist; return once it is durable, however long the
         disk takes to accept it again (module docstring)."""
+        self._check_owner()
         started = trio.current_time()
         while True:
             try:
@@ -122,6 +138,8 @@ class LogWriter:
         return state.commit - current.commit >= COMMIT_SAVE_EVERY_ENTRIES
 
     async def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> None:
+        """Keep the applier's snapshot and compact the log behind it (``DurableLog``)."""
+        self._check_owner()
         await self.log.save_snapshot(meta, data)
         self.statistics.snapshots_saved += 1
         logger.info("snapshot saved index=%d term=%d bytes=%d", meta.index, meta.term, len(data))

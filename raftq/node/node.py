@@ -1,17 +1,23 @@
 """One raftq node: one nursery of actors, wired as DESIGN.md draws them.
 
 ```
- peers / clients --TCP--> listener + connections --+--> raft peer (owns the core; ticks it)
-                                                   |        |  Ready: early messages -> links
-                          client service <---------+        |  persist -> log writer (WAL)
-                             |   ^ results                  |  messages -> peer links
-                             v   |                          v  committed -> applier
-                           raft peer            applier (job state machine) -> snapshots
-                                                steward (leader duties: ExtendAll, ExpireLeases)
+ peers / clients --TCP--> listener + connections --+--> raft peer (owns the core; ticks it;
+                                                   |        |   the durable log's only writer)
+                          client service <---------+        |  Ready: early messages -> links
+                             |   ^ results                  |  persist -> its log writer (WAL)
+                             v   |                          |  messages -> peer links
+                           raft peer                        v  committed -> applier
+                                       applier (owns the job state machine; encodes snapshots
+                                                off the loop) --save_snapshot--> raft peer
+                                       steward (leader duties: ExtendAll, ExpireLeases)
 ```
 
 Every channel is bounded. ``open_node`` recovers the data directory (snapshot + WAL), starts
-every actor with ``nursery.start`` (each signals when ready), and yields a ``Node``.
+every actor with ``nursery.start`` (each signals when ready), and yields a ``Node``. One owner
+per piece of state: the Raft peer alone writes the log (its ``LogWriter`` is a helper it calls,
+not an actor), the applier alone changes the job state machine; the client service, the
+steward and metrics read the views they publish (``RaftPeer.role``, ``status()``,
+``Applier.jobs``) and wait on ``RaftPeer.role_changed()``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from raftq.ids import NodeId
 from raftq.jobs.machine import JobStateMachine
 from raftq.metrics.http import handle_scrape
 from raftq.metrics.node_metrics import NodeMetrics, counter, gauge, labelled_counter
-from raftq.node.applier import Applier, ApplyBatch
+from raftq.node.applier import Applier, ApplyBatch, Offload, run_in_thread
 from raftq.node.client_service import ClientService
 from raftq.node.clock import Clock, WallClock
 from raftq.node.config import NodeConfig
@@ -45,7 +51,7 @@ from raftq.node.raft_peer import RaftPeer
 from raftq.node.steward import Steward
 from raftq.node.waiters import ProposalWaiters
 from raftq.raft.core import RaftConfig, RaftCore
-from raftq.raft.ready import Role, SoftState
+from raftq.raft.ready import Role
 from raftq.raft.types import Membership
 from raftq.storage.disk import Disk, RealDisk
 from raftq.storage.durable_log import DurableLog
@@ -65,7 +71,6 @@ class Node:
     port: int
     raft: RaftPeer
     applier: Applier
-    log_writer: LogWriter
     client_service: ClientService
     steward: Steward
     peers: Peers
@@ -79,6 +84,11 @@ class Node:
     network: Network = attrs.field(factory=TcpNetwork)
     """How this node reaches the others (TLS when configured): its workers use it too."""
     secret: bytes | None = attrs.field(default=None, repr=False)
+
+    @property
+    def log_writer(self) -> LogWriter:
+        """The Raft peer's log writer, for its statistics (only the peer writes through it)."""
+        return self.raft.log_writer
 
     def stop(self) -> None:
         """Stop every actor (an abrupt stop: what was acknowledged is already durable)."""
@@ -100,10 +110,12 @@ async def open_node(
     clock: Clock | None = None,
     rng: random.Random | None = None,
     app: App | None = None,
+    offload: Offload[object] | None = None,
 ) -> AsyncIterator[Node]:
     """Recover the data directory and run the node until the block exits. With
     ``config.workers``, in-process workers run ``app``'s handlers (plus those of
-    ``config.imports``, plus the built-in ones)."""
+    ``config.imports``, plus the built-in ones). ``offload`` runs snapshot encoding and
+    restoring off the event loop (``Offload``; a worker thread by default)."""
     secret = load_secret(config.secret_file) if config.secret_file else None
     metrics_network = network or TcpNetwork()  # plain HTTP: Prometheus scrapes it
     network = network or TcpNetwork(config.tls)
@@ -152,6 +164,7 @@ async def open_node(
                 recovery_seconds,
                 secret=secret,
                 metrics_network=metrics_network,
+                offload=offload or run_in_thread,
             )
             if config.workers:
                 handlers = load_app(config.imports, base=app)
@@ -180,6 +193,7 @@ async def _start(
     *,
     secret: bytes | None,
     metrics_network: Network,
+    offload: Offload[object],
 ) -> Node:
     identity = Identity(
         cluster_id=config.cluster_id,
@@ -190,39 +204,32 @@ async def _start(
     peers = Peers(network, identity, config.members, random.Random(rng.random()))
     metrics = NodeMetrics()
     waiters = ProposalWaiters()
-    log_writer = LogWriter(log, metrics.wal_fsync_seconds.observe)
     apply_send, apply_receive = trio.open_memory_channel[ApplyBatch](limits.APPLY_QUEUE_BATCHES_MAX)
-    applier = Applier(
-        machine,
-        applied_index=log.snapshot_meta.index,
-        membership=membership,
-        waiters=waiters,
-        log_writer=log_writer,
-        snapshot_entries=config.snapshot_entries,
-        snapshot_bytes=config.snapshot_bytes,
-        batches=apply_receive,
-        observer=metrics,
-        observe_snapshot_seconds=metrics.snapshot_seconds.observe,
-    )
-    steward_box: list[Steward] = []
-
-    def soft_state_changed(soft: SoftState) -> None:
-        for steward in steward_box:
-            steward.soft_state_changed(soft)
-
     raft = RaftPeer(
         core,
-        log_writer,
+        log,
         clock,
         tick_ms=config.tick_ms,
         send=peers.send,
         apply=apply_send,
         waiters=waiters,
-        on_soft_state=soft_state_changed,
         on_membership=peers.update,
+        observe_persist_seconds=metrics.wal_fsync_seconds.observe,
+    )
+    applier = Applier(
+        machine,
+        applied_index=log.snapshot_meta.index,
+        membership=membership,
+        waiters=waiters,
+        save_snapshot=raft.save_snapshot,
+        snapshot_entries=config.snapshot_entries,
+        snapshot_bytes=config.snapshot_bytes,
+        batches=apply_receive,
+        offload=offload,
+        observer=metrics,
+        observe_snapshot_seconds=metrics.snapshot_seconds.observe,
     )
     steward = Steward(raft, config, clock)
-    steward_box.append(steward)
     client_service = ClientService(
         raft,
         applier,
@@ -231,7 +238,6 @@ async def _start(
         fsync=config.fsync,
         election_timeout_s=config.election_ticks * config.tick_ms / 1000,
         forwarder=Forwarder(network, peers.address_of, config.cluster_id, nursery, secret),
-        log_writer=log_writer,
     )
     transport = TransportStatistics()
 
@@ -257,9 +263,7 @@ async def _start(
     await nursery.start(applier.run)
     await nursery.start(raft.run)
     await nursery.start(steward.run)
-    metrics.add_collector(
-        functools.partial(_scrape, raft, applier, log_writer, transport, recovery_seconds)
-    )
+    metrics.add_collector(functools.partial(_scrape, raft, applier, transport, recovery_seconds))
     metrics_port = 0
     if config.metrics_addr:
         scrape = functools.partial(handle_scrape, registry=metrics.registry)
@@ -276,7 +280,6 @@ async def _start(
         port=port,
         raft=raft,
         applier=applier,
-        log_writer=log_writer,
         client_service=client_service,
         steward=steward,
         peers=peers,
@@ -314,36 +317,44 @@ def _log_security(config: NodeConfig, secret: bytes | None) -> None:
 def _scrape(
     raft: RaftPeer,
     applier: Applier,
-    log_writer: LogWriter,
     transport: TransportStatistics,
     recovery_seconds: float,
 ) -> Iterator[Metric]:
-    core = raft.core
+    status = raft.status()
     jobs = GaugeMetricFamily("raftq_jobs", "Jobs by queue and state", labels=["queue", "state"])
-    for queue, counts in applier.machine.queue_counts().items():
+    for queue, counts in applier.jobs.queue_counts().items():
         for state, count in counts.items():
             jobs.add_metric([queue, state], count)
     yield jobs
-    yield gauge("raftq_raft_term", "Current Raft term", core.term)
-    yield gauge("raftq_raft_is_leader", "1 if this node leads", int(core.role is Role.LEADER))
-    yield gauge("raftq_raft_commit_index", "Highest committed log index", core.log.committed)
+    yield gauge("raftq_raft_term", "Current Raft term", status.term)
+    yield gauge("raftq_raft_is_leader", "1 if this node leads", int(status.role is Role.LEADER))
+    yield gauge("raftq_raft_commit_index", "Highest committed log index", status.commit)
     yield gauge("raftq_raft_applied_index", "Highest applied log index", applier.applied_index)
     yield counter(
         "raftq_raft_leader_changes", "Role or leader changes seen", raft.statistics.leader_changes
     )
-    yield counter(
-        "raftq_wal_bytes", "Bytes written to the WAL", log_writer.log.wal_statistics().bytes_written
+    now = trio.current_time()
+    yield gauge(
+        "raftq_raft_tick_late_seconds_max",
+        "Longest a Raft tick came after it was due (an event-loop stall), last 10-20 s",
+        raft.statistics.tick_late.value(now),
     )
+    yield gauge(
+        "raftq_raft_leader_silence_seconds_max",
+        "On a follower, longest time between two messages from its leader, last 10-20 s",
+        raft.statistics.leader_silence.value(now),
+    )
+    yield counter("raftq_wal_bytes", "Bytes written to the WAL", raft.wal_bytes_written)
     yield gauge("raftq_recovery_seconds", "Time to recover the data directory", recovery_seconds)
     yield gauge(
         "raftq_storage_writable",
         "0 while the disk refuses writes (full, failed fsync) and writes are not acknowledged",
-        int(log_writer.storage_problem is None),
+        int(raft.storage_problem is None),
     )
     yield counter(
         "raftq_storage_errors",
         "Failed attempts to persist (full disk, failed write or fsync)",
-        log_writer.statistics.storage_errors,
+        raft.log_statistics.storage_errors,
     )
     yield labelled_counter(
         "raftq_connections_refused",

@@ -10,6 +10,14 @@ carries out the Ready in the order of the contract:
 While one round's fsync runs, the next round's inputs pile up in the inbox: that is the batch
 the next fsync covers. Many client requests -> one proposal batch -> one fsync -> one
 AppendEntries per peer -> one apply batch.
+
+The Raft peer is the only writer of the durable log. Its ``LogWriter`` is not an actor but the
+peer's persistence helper, called from the peer's task; the applier asks the peer to save a
+snapshot (``save_snapshot``), which the peer writes in a child task of its own so that ticks
+and heartbeats go on meanwhile, and never while it installs a leader's snapshot (the two used
+to race: the simulator found it). Others read what the peer publishes: ``role``, ``leader``,
+``term``, ``membership``, ``status()`` (a frozen copy), ``storage_problem``, and wait for a
+change of role or leader with ``role_changed()``.
 """
 
 from __future__ import annotations
@@ -22,17 +30,18 @@ import attrs
 import trio
 
 from raftq import codec, limits
-from raftq.errors import Busy, MembershipChangeError, NotLeader, RaftqError
+from raftq.errors import Busy, MembershipChangeError, NotLeader, RaftqError, StorageError
 from raftq.ids import NodeId
 from raftq.jobs.commands import Command
 from raftq.node.applier import ApplyBatch
 from raftq.node.clock import Clock
-from raftq.node.log_writer import LogWriter
+from raftq.node.log_writer import LogWriter, LogWriterStatistics
 from raftq.node.waiters import NotLeaderHere, ProposalWaiters, Waiter
-from raftq.raft.core import RaftCore
+from raftq.raft.core import RaftCore, Status
 from raftq.raft.messages import Message
 from raftq.raft.ready import Role, SoftState
-from raftq.raft.types import Membership
+from raftq.raft.types import Membership, SnapshotMeta
+from raftq.storage.durable_log import DurableLog
 from raftq.transport.wire import Failure
 
 
@@ -67,7 +76,19 @@ class MembershipRequest:
     waiter: Waiter
 
 
-Input = Message | ProposeRequest | ReadRequest | TransferRequest | MembershipRequest
+@attrs.frozen(kw_only=True)
+class SnapshotRequest:
+    """The applier's snapshot at an applied index; resolved with that index once saved, or a
+    ``Failure`` (a disk error, or a newer snapshot already there)."""
+
+    meta: SnapshotMeta
+    data: bytes = attrs.field(repr=False)
+    waiter: Waiter
+
+
+Input = (
+    Message | ProposeRequest | ReadRequest | TransferRequest | MembershipRequest | SnapshotRequest
+)
 
 logger = logging.getLogger("raftq.node")
 
@@ -75,6 +96,37 @@ CATCH_UP_TICKS_MAX = 3
 """Ticks counted at once after the peer could not run for longer (a long fsync, a paused
 process): a stall is not taken for more silence from the leader than a few ticks, so it
 does not start an election by itself, and a leader does not send a burst of heartbeats."""
+
+
+RECENT_WINDOW_S = 10.0
+"""Stalls and heartbeat gaps are reported as the longest of the last 10-20 s: long enough for
+a scrape every few seconds to see every peak, short enough to tell now from start-up."""
+
+
+@attrs.define(eq=False)
+class RecentMax:
+    """The largest value of the last ``window_s`` to ``2 * window_s`` seconds: a reader that
+    polls more often than every ``window_s`` misses no peak, and an old peak ages out."""
+
+    window_s: float = RECENT_WINDOW_S
+    _start: float = 0.0
+    _current: float = 0.0
+    _previous: float = 0.0
+
+    def add(self, value: float, now: float) -> None:
+        self._roll(now)
+        self._current = max(self._current, value)
+
+    def value(self, now: float) -> float:
+        self._roll(now)
+        return max(self._current, self._previous)
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._start
+        if elapsed >= self.window_s:
+            self._previous = self._current if elapsed < 2 * self.window_s else 0.0
+            self._current = 0.0
+            self._start = now
 
 
 @attrs.define(eq=False)
@@ -85,30 +137,38 @@ class RaftPeerStatistics:
     proposals: int = 0
     dropped_inputs: int = 0
     leader_changes: int = 0
+    tick_late: RecentMax = attrs.field(factory=lambda: RecentMax())
+    """How long after it was due a tick came: how long the event loop kept this peer from
+    ticking and heartbeating (a stall)."""
+    leader_silence: RecentMax = attrs.field(factory=lambda: RecentMax())
+    """On a follower, the time between two messages from the same leader in one term: the
+    heartbeat gap a leader's stall causes (an election starts past the election timeout)."""
 
 
 class RaftPeer:
     def __init__(
         self,
         core: RaftCore,
-        log_writer: LogWriter,
+        log: DurableLog,
         clock: Clock,
         *,
         tick_ms: int,
         send: Callable[[Message], None],
         apply: trio.MemorySendChannel[ApplyBatch],
         waiters: ProposalWaiters,
-        on_soft_state: Callable[[SoftState], None],
         on_membership: Callable[[Membership], None] = lambda membership: None,
+        observe_persist_seconds: Callable[[float], None] | None = None,
     ) -> None:
+        assert core.log.storage is log, "the core must read the log this peer writes"
         self.core = core
-        self._log_writer = log_writer
+        """For the simulator's checkers and tests; others read the published views."""
+        self.log_writer = LogWriter(log, observe_persist_seconds)
+        """Written from this peer's tasks only (``LogWriter.owner``); read for statistics."""
         self._clock = clock
         self._tick_s = tick_ms / 1000
         self._send = send
         self._apply = apply
         self._waiters = waiters
-        self._on_soft_state = on_soft_state
         self._on_membership = on_membership
         self._membership = core.membership
         self._soft_state_seen = trio.Event()
@@ -120,7 +180,51 @@ class RaftPeer:
         # random), so a late answer to a read of this node's previous run never matches one
         # of this run (the sequence starts from 1 again after a restart).
         self._read_incarnation = core.rng.getrandbits(64).to_bytes(8, "big")
+        self._nursery: trio.Nursery | None = None
+        self._snapshot_saved: trio.Event | None = None
+        """Set once the snapshot being saved (if any) is on disk or failed."""
+        self._heard_from: tuple[int, NodeId, float] | None = None
+        """Term, leader and time of the last message from a leader (``leader_silence_max_s``)."""
         self.statistics = RaftPeerStatistics()
+
+    # --- published views, for the client service, the steward and metrics -----------------------
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.core.id
+
+    @property
+    def role(self) -> Role:
+        return self.core.role
+
+    @property
+    def leader(self) -> NodeId | None:
+        return self.core.leader
+
+    @property
+    def term(self) -> int:
+        return self.core.term
+
+    @property
+    def membership(self) -> Membership:
+        return self.core.membership
+
+    def status(self) -> Status:
+        """A frozen copy of the core's state (commit index, peers' progress, ...)."""
+        return self.core.status()
+
+    @property
+    def storage_problem(self) -> str | None:
+        """Why writes are not being acknowledged (the last storage error), or None."""
+        return self.log_writer.storage_problem
+
+    @property
+    def log_statistics(self) -> LogWriterStatistics:
+        return self.log_writer.statistics
+
+    @property
+    def wal_bytes_written(self) -> int:
+        return self.log_writer.log.wal_statistics().bytes_written
 
     # --- inputs, from other tasks ---------------------------------------------------------------
 
@@ -155,6 +259,15 @@ class RaftPeer:
         """Hand leadership to ``target`` (ignored unless this node leads)."""
         self._offer(TransferRequest(target=target))
 
+    def save_snapshot(self, meta: SnapshotMeta, data: bytes) -> Waiter:
+        """Save the applier's snapshot ``data`` of the state at ``meta.index`` and compact the
+        log behind it; the waiter resolves with the index once saved, or a failure. The
+        applier sends one at a time."""
+        waiter = Waiter()
+        if not self._offer(SnapshotRequest(meta=meta, data=data, waiter=waiter)):
+            waiter.resolve(Failure(code="busy", message="the node is overloaded; retry"))
+        return waiter
+
     def read_index(self) -> Waiter:
         """A linearizable read point: resolves with a log index to wait for, or a failure."""
         waiter = Waiter()
@@ -165,7 +278,13 @@ class RaftPeer:
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
+        async with trio.open_nursery() as nursery:  # snapshot saves, one at a time
+            self._nursery = nursery
+            self.log_writer.owner = trio.lowlevel.current_task()
+            task_status.started()
+            await self._loop()
+
+    async def _loop(self) -> None:
         await self._handle_ready()  # a restarted node may have committed entries to apply
         next_tick = trio.current_time() + self._tick_s
         while True:
@@ -191,7 +310,9 @@ class RaftPeer:
         now = trio.current_time()
         if now < next_tick:
             return next_tick
-        due = int((now - next_tick) // self._tick_s) + 1
+        late_s = now - next_tick
+        self.statistics.tick_late.add(late_s, now)
+        due = int(late_s // self._tick_s) + 1
         ticks = min(due, CATCH_UP_TICKS_MAX)
         for _ in range(ticks):
             self.core.tick()
@@ -210,7 +331,11 @@ class RaftPeer:
                     self.core.transfer_leadership(item.target)
             elif isinstance(item, MembershipRequest):
                 self._propose_membership(item)
+            elif isinstance(item, SnapshotRequest):
+                self._start_snapshot_save(item)
             else:
+                if item.sender == self.core.leader:
+                    self._heard_from_leader(item)
                 self.core.step(item)
         if proposals:
             self._propose_all(proposals)
@@ -266,6 +391,34 @@ class RaftPeer:
                 self._own_removal = (placed.last_index, request.waiter)
             logger.info("membership change proposed index=%d to=%s", placed.last_index, proposed)
 
+    def _heard_from_leader(self, message: Message) -> None:
+        now = trio.current_time()
+        heard = self._heard_from
+        if heard is not None and heard[:2] == (message.term, message.sender):
+            self.statistics.leader_silence.add(now - heard[2], now)
+        self._heard_from = (message.term, message.sender, now)
+
+    def _start_snapshot_save(self, request: SnapshotRequest) -> None:
+        if self._snapshot_saved is not None and not self._snapshot_saved.is_set():
+            request.waiter.resolve(Failure(code="busy", message="a snapshot is being saved"))
+            return
+        assert self._nursery is not None
+        self._snapshot_saved = trio.Event()
+        self._nursery.start_soon(self._save_snapshot, request, self._snapshot_saved)
+
+    async def _save_snapshot(self, request: SnapshotRequest, saved: trio.Event) -> None:
+        """Write the snapshot file and compact behind it, while this peer's rounds go on (the
+        WAL lets appends run beside a compaction); ``_handle_ready`` waits for ``saved``
+        before it installs a leader's snapshot."""
+        try:
+            await self.log_writer.save_snapshot(request.meta, request.data)
+        except (StorageError, OSError) as error:
+            request.waiter.resolve(Failure(code="storage_error", message=str(error)))
+        else:
+            request.waiter.resolve(request.meta.index)
+        finally:
+            saved.set()
+
     def _start_read(self, waiter: Waiter) -> None:
         self._read_sequence += 1
         context = self._read_incarnation + self._read_sequence.to_bytes(8, "big")
@@ -285,7 +438,9 @@ class RaftPeer:
             ready = core.ready()
             for message in ready.early_messages:
                 self._send(message)
-            await self._log_writer.persist(ready)
+            if ready.snapshot is not None and self._snapshot_saved is not None:
+                await self._snapshot_saved.wait()  # one snapshot write at a time
+            await self.log_writer.persist(ready)
             for message in ready.messages:
                 self._send(message)
             if ready.snapshot is not None or ready.committed_entries:
@@ -337,4 +492,3 @@ class RaftPeer:
             for waiter in self._reads.values():
                 waiter.resolve(NotLeaderHere(leader_id=soft.leader or ""))
             self._reads.clear()
-        self._on_soft_state(soft)

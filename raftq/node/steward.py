@@ -16,7 +16,7 @@ from raftq.node.clock import Clock
 from raftq.node.config import NodeConfig
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import NotLeaderHere
-from raftq.raft.ready import Role, SoftState
+from raftq.raft.ready import Role
 from raftq.transport.wire import Failure
 
 logger = logging.getLogger("raftq.node")
@@ -30,22 +30,16 @@ class Steward:
         self._raft = raft
         self._config = config
         self._clock = clock
-        self._role_changed = trio.Event()
         self.extend_alls = 0
         self.expiries = 0
-
-    def soft_state_changed(self, soft: SoftState) -> None:
-        self._role_changed.set()
-        self._role_changed = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:
-            core = self._raft.core
-            if core.role is Role.LEADER:
-                await self._lead(core.term)  # returns once no longer leader of that term
+            if self._raft.role is Role.LEADER:
+                await self._lead(self._raft.term)  # returns once no longer leader of that term
                 continue
-            await self._role_changed.wait()
+            await self._raft.role_changed()
 
     async def _lead(self, term: int) -> None:
         interval_s = self._config.expire_interval_ms / 1000
@@ -67,8 +61,7 @@ class Steward:
                 await self._commit(Purge(now_ms=0, before_ms=cutoff))
 
     def _still_leading(self, term: int) -> bool:
-        core = self._raft.core
-        return core.role is Role.LEADER and core.term == term
+        return self._raft.role is Role.LEADER and self._raft.term == term
 
     async def _commit(self, command: Command) -> bool:
         waiter = self._raft.propose(command)

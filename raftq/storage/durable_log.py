@@ -163,8 +163,7 @@ class DurableLog:
     async def append(self, entries: Sequence[Entry]) -> None:
         """Durably append; entries from an index already present replace the suffix there.
 
-        Callers that overwrite (a follower resolving a conflict) must not append concurrently;
-        plain appends at the end may run concurrently and share syncs (group commit).
+        One append at a time (the node's Raft peer is the only writer).
         """
         if not entries:
             return
@@ -180,8 +179,7 @@ class DurableLog:
             await self._wal.truncate_suffix(first)
             cache_first = self._cache[0].index if self._cache else first
             del self._cache[max(0, first - cache_first) :]
-        # Cached before they are durable: reads stop at the WAL's durable last index anyway,
-        # and caching in call order keeps the cache contiguous under group commit.
+        # Cached before they are durable: reads stop at the WAL's durable last index anyway.
         self._cache_extend(entries)
         try:
             await self._wal.append(entries)

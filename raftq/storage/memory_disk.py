@@ -74,7 +74,7 @@ class MemoryDisk:
         self._generation = 0
         self._sync_errors: list[tuple[int, bool]] = []
         self.syncs = 0
-        """fdatasync calls so far: tests assert that group commit shares them."""
+        """fdatasync calls so far: tests count them (one per WAL append)."""
 
     # --- faults ---------------------------------------------------------------------------------
 

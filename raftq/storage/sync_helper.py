@@ -3,10 +3,11 @@
 Why not ``trio.to_thread``: a worker thread needs the GIL to start the call and again to hand
 the result back, so while the event loop is busy (as it is under load, encoding and framing
 the next batch) the sync waits for the loop to go idle, and the CPU and the disk take turns
-instead of working in parallel. Measured on a 0.2 ms-fsync disk with 64 concurrent WAL
-appenders: 36,800 durable records/s with a thread, 49,500/s with this helper (see
-docs/storage.md). A separate process has its own GIL; the loop only sends a byte and later
-reads one, both through sockets it polls anyway.
+instead of working in parallel. Measured with the node's one WAL appender on a busy loop
+(``benchmarks/bench_storage.py``, three runs): 1.6-5 times the appends per second of a worker
+thread one record at a time, and 8-10% less node CPU per job end to end (docs/storage.md,
+"Figures"). A separate process has its own GIL; the loop only sends a byte and later reads
+one, both through sockets it polls anyway.
 
 One helper process serves the whole raftq process. Each file that wants helper syncs gets a
 channel: a SEQPACKET socket pair, whose far end travels to the helper with a duplicate of the

@@ -1,14 +1,15 @@
-"""The segmented write-ahead log, with group commit.
+"""The segmented write-ahead log.
 
 Segments are files ``<first index, 20 digits>.log`` holding consecutive entries as records
 (``raftq.storage.record``). Only the last segment is written; it rolls over past
 ``segment_bytes``. An in-memory index (offset and term of every entry) makes ``term`` O(1) and
 a read one ``pread`` per segment touched.
 
-Group commit: appends that arrive while a write is in flight join one open batch. The first
-appender of a batch leads it: it waits for the write in flight, then writes the whole batch
-with one ``write`` and one ``fdatasync``; the others just wait for the batch to be durable. So
-the disk sees one sync per batch, however many appenders share it.
+One appender at a time: each ``append`` is one ``write`` and one ``fdatasync``, and a second
+append while one is in flight is our bug (``LocalProtocolError``). In a node the Raft peer is
+the only appender and batches a whole round of proposals into one append, so sharing syncs
+among concurrent appenders (group commit, which this log did until issue #16) never had
+anything to share: docs/storage.md gives the figures.
 
 A failed write or fdatasync poisons the log: after an fsync error the kernel may have dropped
 the dirty pages, so nothing written since the last good sync can be trusted, and every later
@@ -67,25 +68,11 @@ class _Segment:
         return self.offsets[following] if following < len(self.offsets) else self.size
 
 
-@attrs.define(eq=False)
-class _Batch:
-    """Appends that will share one write and one fdatasync."""
-
-    first_index: int
-    frames: list[bytes] = attrs.field(factory=list)
-    terms: list[int] = attrs.field(factory=list)
-    turn: trio.Event = attrs.field(factory=trio.Event)
-    """Set by the previous batch's writer when the disk is this batch's."""
-    started: trio.Event = attrs.field(factory=trio.Event)
-    done: trio.Event = attrs.field(factory=trio.Event)
-    error: StorageError | None = None
-
-
 @attrs.frozen(kw_only=True)
 class WalStatistics:
     appends: int
+    """Appends written, one ``fdatasync`` each (with fsync on)."""
     entries: int
-    batches: int
     bytes_written: int
     segments: int
     first_index: int
@@ -115,15 +102,13 @@ class WriteAheadLog:
         self._segment_bytes = segment_bytes
         self._fsync = fsync
         self._next_index = segments[-1].last_index + 1
-        self._open_batch: _Batch | None = None
         self._writing = False
-        """A batch is being written; a new batch's leader waits for its ``turn``."""
+        """An append is being written."""
         self._maintenance_lock = trio.Lock()
         """Serializes sync, truncation, compaction and reset among themselves."""
         self._failed: StorageError | None = None
         self._appends = 0
         self._entries = 0
-        self._batches = 0
         self._bytes_written = 0
 
     # --- opening and replay ---------------------------------------------------------------------
@@ -219,15 +204,16 @@ class WriteAheadLog:
         segment = self._segments[bisect_right(self._firsts, index) - 1]
         return segment, index - segment.first_index
 
-    # --- appending (group commit) ---------------------------------------------------------------
+    # --- appending -----------------------------------------------------------------------------
 
     @property
     def next_index(self) -> int:
-        """The index the next ``append`` must start at (counts appends not yet durable)."""
+        """The index the next ``append`` must start at."""
         return self._next_index
 
     async def append(self, entries: Sequence[Entry]) -> None:
-        """Append consecutive ``entries``; return when they are durable (or written, without fsync).
+        """Append consecutive ``entries`` with one write and one fdatasync; return when they are
+        durable (or written, without fsync). One append at a time.
 
         Raises ``StorageError`` if the write or sync failed: none of them may be acknowledged.
         """
@@ -235,86 +221,48 @@ class WriteAheadLog:
             raise self._failed
         if not entries:
             return
+        self._require_quiet("append")
         if entries[0].index != self._next_index:
             raise LocalProtocolError(
                 f"wal append at index {entries[0].index}, expected {self._next_index}"
             )
-        expected = self._next_index
         frames = []
-        for entry in entries:  # encoded before joining a batch: a bad entry spoils no batch
+        for expected, entry in enumerate(entries, start=self._next_index):
             if entry.index != expected:
                 raise LocalProtocolError(f"wal append of index {entry.index}, not {expected}")
             frames.append(frame(codec.encode(entry, Entry)))
-            expected += 1
-        batch = self._open_batch
-        leader = batch is None
-        if batch is None:
-            batch = self._open_batch = _Batch(first_index=entries[0].index)
-        batch.frames.extend(frames)
-        batch.terms.extend(entry.term for entry in entries)
-        self._next_index = expected
-        self._appends += 1
-        if leader:
-            # Shielded: once a batch has a leader, it must be written, or the appenders that
-            # joined it would wait forever. A cancelled leader still finishes the write.
-            with trio.CancelScope(shield=True):
-                await self._lead(batch)
-        else:
-            await batch.done.wait()
-        if batch.error is not None:
-            raise batch.error
-
-    async def _lead(self, batch: _Batch) -> None:
-        """Write ``batch`` when the disk is free; then hand the disk to the batch that formed.
-
-        The hand-over is ordered: the next batch's write has started before this batch's
-        appenders are woken. Those appenders then form a third batch while the second is on
-        disk, so the CPU and the disk work in parallel. (Waking them first would let them swell
-        the second batch until every appender sat in one batch and the CPU idled each sync.)
-        """
-        if self._writing:
-            await batch.turn.wait()
         self._writing = True
-        if self._open_batch is batch:
-            self._open_batch = None
-        batch.started.set()
         try:
-            await self._write_batch(batch)
+            # Shielded: a write cut off part-way would leave the in-memory index and the file
+            # disagreeing. A cancelled appender still finishes the write (the Raft peer's
+            # persist is bounded by the disk, and a failed one poisons the log anyway).
+            with trio.CancelScope(shield=True):
+                await self._write(entries[0].index, frames, [entry.term for entry in entries])
         finally:
-            following, self._open_batch = self._open_batch, None
-            if following is None:
-                self._writing = False
-            else:
-                following.turn.set()
-                await following.started.wait()
-            batch.done.set()
+            self._writing = False
+        self._next_index = entries[-1].index + 1
+        self._appends += 1
 
-    async def _write_batch(self, batch: _Batch) -> None:
-        try:
-            if self._failed is not None:
-                raise self._failed
+    async def _write(self, first_index: int, frames: list[bytes], terms: list[int]) -> None:
+        segment = self._segments[-1]
+        if segment.size >= self._segment_bytes and segment.offsets:
+            await self._roll_over(first_index)
             segment = self._segments[-1]
-            if segment.size >= self._segment_bytes and segment.offsets:
-                await self._roll_over(batch.first_index)
-                segment = self._segments[-1]
-            assert batch.first_index == segment.last_index + 1, (batch.first_index, segment)
-            data = b"".join(batch.frames)
-            try:
-                await self._active.write(data, sync=self._fsync)
-            except OSError as error:
-                self._fail(f"wal write to {segment.path} failed: {error}")
-            offset = segment.size
-            for record in batch.frames:
-                segment.offsets.append(offset)
-                offset += len(record)
-            segment.terms.extend(batch.terms)
-            segment.size = offset
-            assert offset == self._active.size, (offset, self._active.size)
-            self._batches += 1
-            self._entries += len(batch.frames)
-            self._bytes_written += len(data)
-        except StorageError as error:
-            batch.error = error
+        assert first_index == segment.last_index + 1, (first_index, segment)
+        data = b"".join(frames)
+        try:
+            await self._active.write(data, sync=self._fsync)
+        except OSError as error:
+            self._fail(f"wal write to {segment.path} failed: {error}")
+        offset = segment.size
+        for record in frames:
+            segment.offsets.append(offset)
+            offset += len(record)
+        segment.terms.extend(terms)
+        segment.size = offset
+        assert offset == self._active.size, (offset, self._active.size)
+        self._entries += len(frames)
+        self._bytes_written += len(data)
 
     async def _roll_over(self, first_index: int) -> None:
         """Seal the active segment (synced, so only the last segment can ever be torn)."""
@@ -394,8 +342,8 @@ class WriteAheadLog:
             self._next_index = segment.last_index + 1
 
     def _require_quiet(self, operation: str) -> None:
-        if self._writing or self._open_batch is not None:
-            raise LocalProtocolError(f"wal {operation} while appends are in flight")
+        if self._writing:
+            raise LocalProtocolError(f"wal {operation} while an append is in flight")
 
     # --- truncation and compaction --------------------------------------------------------------
 
@@ -490,7 +438,6 @@ class WriteAheadLog:
         return WalStatistics(
             appends=self._appends,
             entries=self._entries,
-            batches=self._batches,
             bytes_written=self._bytes_written,
             segments=len(self._segments),
             first_index=self.first_index,

@@ -348,17 +348,19 @@ async def receive_peer_messages(
     idle_timeout_ms: int,
 ) -> None:
     """Pass a peer's Raft messages on until it hangs up, goes silent or misbehaves."""
-    while True:
-        message = None
-        with trio.move_on_after(idle_timeout_ms / 1000):
+    # One idle scope whose deadline each message moves on, rather than a scope per message:
+    # entering and leaving cancel scopes was a seventh of the simulator's time (profiled), and
+    # this loop made a fifth of them.
+    with trio.CancelScope() as idle:
+        while True:
+            idle.deadline = trio.current_time() + idle_timeout_ms / 1000
             message = await connection.receive()
             if message is None:
                 return  # the peer closed its side
-        if message is None:
-            raise RemoteProtocolError(f"peer {peer} silent for {idle_timeout_ms} ms")
-        if not isinstance(message, RAFT_MESSAGES) or message.sender != peer:
-            raise RemoteProtocolError(f"unexpected {type(message).__name__} from peer {peer}")
-        deliver(message)
+            if not isinstance(message, RAFT_MESSAGES) or message.sender != peer:
+                raise RemoteProtocolError(f"unexpected {type(message).__name__} from peer {peer}")
+            deliver(message)
+    raise RemoteProtocolError(f"peer {peer} silent for {idle_timeout_ms} ms")
 
 
 class PeerLink:

@@ -13,7 +13,6 @@ from raftq.ids import NodeId
 from raftq.jobs.commands import Command, Count, ExpireLeases, ExtendAll
 from raftq.node.applier import ApplyBatch
 from raftq.node.config import NodeConfig
-from raftq.node.log_writer import LogWriter
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.steward import Steward
 from raftq.node.waiters import ProposalWaiters, Waiter
@@ -82,13 +81,12 @@ async def test_a_vote_is_sent_only_once_the_vote_is_durable(autojump_clock: obje
     apply_send, _apply_receive = trio.open_memory_channel[ApplyBatch](16)
     peer = RaftPeer(
         core,
-        LogWriter(log),
+        log,
         _FixedClock(),
         tick_ms=100,
         send=lambda message: durable_when_sent.append((message, log.hard_state)),
         apply=apply_send,
         waiters=ProposalWaiters(),
-        on_soft_state=lambda soft: None,
     )
     async with trio.open_nursery() as nursery:
         await nursery.start(peer.run)
@@ -111,7 +109,8 @@ async def test_a_vote_is_sent_only_once_the_vote_is_durable(autojump_clock: obje
 class _LeadingRaft:
     """What the steward sees of the Raft peer: a leader of term 3 that commits everything."""
 
-    core: object = attrs.field(factory=lambda: _Core())
+    role: Role = Role.LEADER
+    term: int = 3
     proposed: list[Command] = attrs.field(factory=list)
 
     def propose(self, command: Command) -> Waiter:
@@ -119,12 +118,6 @@ class _LeadingRaft:
         waiter = Waiter()
         waiter.resolve(Count(count=0))
         return waiter
-
-
-@attrs.define(eq=False)
-class _Core:
-    role: Role = Role.LEADER
-    term: int = 3
 
 
 async def test_a_new_leader_extends_every_lease_before_expiring_any(autojump_clock: object) -> None:

@@ -22,7 +22,7 @@ from raftq.raft.types import Entry
 from raftq.storage import record
 from raftq.storage.memory_disk import MemoryDisk
 from raftq.storage.wal import segment_name
-from sim.checkers import DurableView, JobOracle, ReadChecker, Violation, job_key
+from sim.checkers import DurableView, JobOracle, ReadChecker, StepWatch, Violation, job_key
 from sim.disk import SimFile
 from sim.runner import Report, run_seed
 
@@ -157,3 +157,71 @@ def test_a_read_of_the_version_current_at_its_floor_passes() -> None:
     assert reads.checked == 1
     assert "j5-0" not in oracle.watched
     assert job_key(None) is None
+
+
+def test_a_job_missing_from_a_read_after_its_enqueue_was_applied_is_a_violation() -> None:
+    """The oracle had applied the enqueue (index 12) before the read was sent, so the versions
+    it watched start after it; "no such job" is still a version older than the floor."""
+    oracle = JobOracle()
+    reads = ReadChecker(oracle)
+    oracle.applied_index = 14
+    read = reads.sent("n1", "j12-0", floor=12)
+    oracle.watched["j12-0"] = [(14, ("pending", 0, 0, 1, (0, "enqueued", 0, "", 0)))]
+    reads.answered(read, None, ceiling=14)
+    with pytest.raises(Violation, match="linearizable reads"):
+        reads.check()
+
+
+class _Log:
+    """What ``StepWatch`` reads of a Raft log: a list of terms, a commit index."""
+
+    def __init__(self, terms: list[int], committed: int) -> None:
+        self.terms, self.committed = terms, committed
+
+    def first_index(self) -> int:
+        return 1
+
+    def last_index(self) -> int:
+        return len(self.terms)
+
+    def term(self, index: int) -> int:
+        return self.terms[index - 1]
+
+
+class _Core:
+    def __init__(self, log: _Log) -> None:
+        self.log = log
+        self.next_step: tuple[list[int], int] | None = None
+
+    def step(self, message: object) -> None:
+        assert self.next_step is not None
+        self.log.terms, self.log.committed = self.next_step
+
+
+def test_a_commit_index_that_falls_back_within_one_step_is_caught() -> None:
+    """Between two checks the commit index fell from 5 to 3 and rose back to 5: the checks
+    every 20 ms saw 5 both times; the watch on every step sees it."""
+    watch, core = StepWatch(), _Core(_Log([1] * 6, committed=5))
+    watch.watch("n1", core)
+    for terms, committed in (([1] * 6, 3), ([1] * 6, 5)):
+        core.next_step = (terms, committed)
+        core.step("Heartbeat")
+    with pytest.raises(Violation, match="commit index never goes back: n1 had commit index 5"):
+        watch.check([])
+
+
+def test_a_dropped_entry_is_a_violation_only_once_it_is_seen_committed() -> None:
+    """n1 drops entries 5-6 (term 2). Entry 6 of term 3 committed elsewhere: a conflicting
+    suffix, rightly dropped. Entry 6 of term 2 committed elsewhere: a committed entry lost."""
+    for committed_term, caught in ((3, False), (2, True)):
+        watch, core = StepWatch(), _Core(_Log([1, 1, 1, 1, 2, 2], committed=3))
+        watch.watch("n1", core)
+        core.next_step = ([1, 1, 1, 1], 3)
+        core.step("InstallSnapshot")
+        elsewhere = _Log([1, 1, 1, 1, 2, committed_term], committed=6)
+        if caught:
+            with pytest.raises(Violation, match="committed entries are never dropped: n1"):
+                watch.check([elsewhere])
+        else:
+            watch.check([elsewhere])
+            assert not watch.dropped

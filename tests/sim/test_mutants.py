@@ -22,22 +22,32 @@ QUICK = [
     ("expire_early", 1, "leases end only by report, cancel or expiry", 10),
     ("wal_no_fsync", 1, DURABLE, 10),
     ("commit_minority", 1, DURABLE, 10),
+    ("commit_regresses", 1, "commit index never goes back", 20),
+    ("read_without_quorum", 16, "linearizable reads", 10),
 ]
 """(mutant, a seed that catches it, the checker that fires, ``--sim-seconds``): a few
-quick ones in every ``make test``. The last two needed a new checker (durability on a
-majority's disks, ``sim.checkers.NodeChecks``): they are also its regression seeds."""
+quick ones in every ``make test``. ``wal_no_fsync`` and ``commit_minority`` needed a new
+checker (durability on a majority's disks, ``sim.checkers.NodeChecks``), ``commit_regresses``
+the commit index watched in every step (``sim.checkers.StepWatch``; seed 1 fires at 11
+simulated seconds), ``read_without_quorum`` the ``deposed_read`` schedule and the read
+checker's judgement of "no such job": they are also their regression seeds."""
 
 REGRESSIONS = [
     ("send_before_persist", 1, DURABLE, 10),
-    ("vote_not_persisted", 9, "linearizable reads", 10),
-    ("compact_past_snapshot", 8, "nodes do not die", 10),
+    ("vote_not_persisted", 3, "one leader per term", 10),
+    ("compact_past_snapshot", 8, DURABLE, 10),
     ("commit_counts_learners", 28, DURABLE, 20),
+    ("commit_figure8", 4, "committed entries never change", 10),
+    ("snapshot_install_drops_log", 3, "committed entries are never dropped", 10),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
-(seed 9 runs the ``ack_crash`` and ``down_compaction`` schedules; seed 8 needs WAL segments
+(seed 3 crashes nodes during elections; seed 9, which caught ``vote_not_persisted`` through
+``ack_crash`` and ``down_compaction``, draws ``held_snapshot`` too since that kind exists, and
+passes at 10 s; seed 8 needs WAL segments
 small enough to roll and long enough to hold two snapshots, ``sim.cluster.wal_segment_bytes``;
 seed 28 runs five nodes, with three voters and a learner, and needs the checker to count only
-the voters' disks)."""
+the voters' disks; seed 4 runs the ``figure_8`` schedule, seed 3 ``held_snapshot`` with the
+dropped entries ``StepWatch`` remembers)."""
 
 
 def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:

@@ -212,7 +212,6 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
             f"{recovery['rss_bytes_pending_jobs'] / 1e6:,.0f} MB",
             f"{recovery['jobs']:,} pending noop jobs, ~100-byte payloads, after a restart",
         ),
-        *_cluster_restart_rows(results.get("cluster_restart")),
         (
             "fsync on vs off, 3 nodes",
             f"{_per_s(three['end_to_end']['jobs_per_second'])} vs "
@@ -224,9 +223,10 @@ def table_rows(results: dict[str, Any]) -> list[Row]:
     ]
 
 
-def _cluster_restart_rows(report: dict[str, Any] | None) -> list[Row]:
-    if report is None:  # a suite run with --only other steps
-        return []
+def cluster_restart_rows(results: dict[str, Any]) -> list[Row]:
+    """A three-node cluster's restart and a follower's catch-up, after the dated table's rows
+    (as ``snapshot_stall_rows``): figures the table of docs/performance.md does not hold yet."""
+    report = results["cluster_restart"]
     rounds = report["rounds"]
     serving = [each["serving_seconds"] for each in rounds]
     caught_up = [each["caught_up_seconds"] for each in rounds]
@@ -333,7 +333,7 @@ def main(argv: Sequence[str]) -> int:
     if only:  # a partial suite has no table: its figures as they came
         print(json.dumps({"quick": arguments.quick, "results": results}))
         return EXIT_OK
-    rows = table_rows(results) + snapshot_stall_rows(results)
+    rows = table_rows(results) + cluster_restart_rows(results) + snapshot_stall_rows(results)
     report = {
         "quick": arguments.quick,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

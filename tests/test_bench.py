@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from raftq.bench import format_table, snapshot_stall_rows, table_rows
+from raftq.bench import cluster_restart_rows, format_table, snapshot_stall_rows, table_rows
 from raftq.local_cluster import process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +85,7 @@ SAMPLE = {
 
 
 def test_the_table_has_every_figure_of_the_issue_with_its_workload() -> None:
-    table = format_table(table_rows(SAMPLE))
+    table = format_table(table_rows(SAMPLE) + cluster_restart_rows(SAMPLE))
     for expected in (
         "| end to end, 1 node, fsync on | 3,000 jobs/s |",
         "| end to end, 3 nodes, fsync on | 1,000 jobs/s |",

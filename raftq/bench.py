@@ -11,9 +11,11 @@ fsync on or off), ``bench_node.py`` (end to end at 1, 4, 16 and 64 job slots per
 the nodes' CPU per job; enqueue latency and failover of 3 node processes), ``bench_floor.py``
 (the machine's latency floor, beside the enqueue latency of the same run),
 ``bench_recovery.py`` (restart time and memory of a node holding many pending jobs), and
-``bench_snapshot_stall.py`` (event-loop stalls and heartbeat gaps while a leader snapshots a
-million jobs). Each says exactly what it measures in its docstring. Each step's result carries
-the load average at its end: on a shared machine the figures move with it.
+``bench_cluster_restart.py`` (a three-node cluster holding many pending jobs, all killed and
+restarted; a follower killed and restarted), and ``bench_snapshot_stall.py`` (event-loop
+stalls and heartbeat gaps while a leader snapshots a million jobs). Each says exactly what it
+measures in its docstring. Each step's result carries the load average at its end: on a
+shared machine the figures move with it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,12 @@ STEPS: tuple[Step, ...] = (
         script="bench_recovery.py",
         arguments=("--jobs", "1000000", "--entries", "100000"),
         quick_arguments=("--jobs", "20000", "--entries", "1000"),
+    ),
+    Step(
+        name="cluster_restart",
+        script="bench_cluster_restart.py",
+        arguments=("--jobs", "300000", "--rounds", "2"),
+        quick_arguments=("--jobs", "5000", "--rounds", "1"),
     ),
 )
 
@@ -269,6 +277,29 @@ def slots_row(report: dict[str, Any]) -> Row:
     )
 
 
+def cluster_restart_rows(results: dict[str, Any]) -> list[Row]:
+    """A three-node cluster's restart and a follower's catch-up, after the dated table's rows
+    (as ``snapshot_stall_rows``): figures the table of docs/performance.md does not hold yet."""
+    report = results["cluster_restart"]
+    rounds = report["rounds"]
+    serving = [each["serving_seconds"] for each in rounds]
+    caught_up = [each["caught_up_seconds"] for each in rounds]
+    return [
+        (
+            "cluster restart, 3 nodes",
+            f"{min(serving):.2f}-{max(serving):.2f} s",
+            f"{report['jobs']:,} pending jobs, all 3 nodes killed with SIGKILL and restarted: "
+            f"spawn to a leader serving every job, {len(rounds)} runs",
+        ),
+        (
+            "follower catch-up, 3 nodes",
+            f"{min(caught_up):.2f}-{max(caught_up):.2f} s",
+            f"the same cluster, a follower killed with SIGKILL while 2,000 jobs are enqueued, "
+            f"restarted: spawn to applied up to the leader's commit, {len(rounds)} runs",
+        ),
+    ]
+
+
 def snapshot_stall_rows(results: dict[str, Any]) -> list[Row]:
     """The longest event-loop stall and heartbeat gap while a leader snapshots."""
     stall = results["snapshot_stall"]
@@ -356,7 +387,7 @@ def main(argv: Sequence[str]) -> int:
     if only:  # a partial suite has no table: its figures as they came
         print(json.dumps({"quick": arguments.quick, "results": results}))
         return EXIT_OK
-    rows = table_rows(results) + snapshot_stall_rows(results)
+    rows = table_rows(results) + cluster_restart_rows(results) + snapshot_stall_rows(results)
     report = {
         "quick": arguments.quick,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -64,7 +64,8 @@ def _supertype(cls: Any) -> Any:
 def _structure_enum(value: Any, cls: Any) -> Any:
     if type(value) is not int and type(value) is not str:
         raise DecodeError(f"expected a {cls.__name__}, got {type(value).__name__}")
-    return cls(value)
+    member = cls._value2member_map_.get(value)  # a dict lookup; ``cls(value)`` is Python code
+    return member if member is not None else cls(value)
 
 
 def _is_new_type_of(kind: type) -> Callable[[Any], bool]:

@@ -182,6 +182,12 @@ REPORT_BYTES_MAX = 4 * 1024 * 1024
 far below ``FRAME_BYTES_MAX`` (any one outcome, at most ``JOB_RESULT_BYTES_MAX`` plus its
 error, always fits)."""
 
+RESTORE_SLICE_JOBS = 16_384
+"""Jobs one step of a snapshot restore rebuilds (``raftq.jobs.snapshot.Restore``), and jobs
+per chunk of a snapshot: at about a microsecond each, a step takes tens of milliseconds, well
+under a heartbeat interval, so a node restoring a million jobs in steps can still answer its
+peers; large enough that the steps' own overhead is lost in the noise."""
+
 DEDUPE_WINDOW_MS = 24 * 60 * 60 * 1000
 """An idempotency key is remembered this long: a client retrying a lost acknowledgement does so
 within seconds, a day covers any sane retry policy (Sidekiq and BullMQ use similar windows)."""

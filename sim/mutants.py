@@ -241,6 +241,15 @@ MUTANTS = (
             "tests/test_claims.py::test_a_buffered_job_never_starts_after_its_hold_it_is_released",
         ),
     ),
+    Mutant(
+        name="expire_finished",
+        area="job state transitions",
+        bug="a lease expiry surfacing after its job finished fails the job again "
+        "(the state machine's transition table refuses the move: the node stops)",
+        unit_tests=(
+            "tests/test_jobs_snapshot.py::test_expiring_leases_leaves_finished_jobs_finished",
+        ),
+    ),
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from raftq.bench import format_table, snapshot_stall_rows, table_rows
+from raftq.bench import cluster_restart_rows, format_table, snapshot_stall_rows, table_rows
 from raftq.local_cluster import process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,11 +88,18 @@ SAMPLE = {
         "node_recovery_seconds": 3.25,
         "rss_bytes_pending_jobs": 600_000_000,
     },
+    "cluster_restart": {
+        "jobs": 300_000,
+        "rounds": [
+            {"serving_seconds": 2.5, "caught_up_seconds": 1.25},
+            {"serving_seconds": 2.75, "caught_up_seconds": 1.5},
+        ],
+    },
 }
 
 
 def test_the_table_has_every_figure_of_the_issue_with_its_workload() -> None:
-    table = format_table(table_rows(SAMPLE))
+    table = format_table(table_rows(SAMPLE) + cluster_restart_rows(SAMPLE))
     for expected in (
         "| end to end, 1 node, fsync on | 3,000 jobs/s |",
         "| end to end, 3 nodes, fsync on | 1,000 jobs/s |",
@@ -110,6 +117,8 @@ def test_the_table_has_every_figure_of_the_issue_with_its_workload() -> None:
         "pending jobs + 100,000 log entries",
         "| RSS per node | 600 MB | 1,000,000 pending",
         "| fsync on vs off, 3 nodes | 1,000 jobs/s vs 2,000 jobs/s end to end",
+        "| cluster restart, 3 nodes | 2.50-2.75 s | 300,000 pending jobs, all 3 nodes killed",
+        "| follower catch-up, 3 nodes | 1.25-1.50 s | the same cluster, a follower killed",
     ):
         assert expected in table
     assert all(row[2] for row in table_rows(SAMPLE))  # every figure states its workload
@@ -193,6 +202,16 @@ def test_the_quick_suite_measures_recovery_and_memory() -> None:
     assert recovery["snapshot_index"] > 0
     assert 0 < recovery["node_recovery_seconds"] < recovery["recovery_seconds"]
     assert recovery["rss_bytes_pending_jobs"] > 0
+
+
+@pytest.mark.slow
+def test_the_quick_suite_measures_a_cluster_restart_and_a_follower_catch_up() -> None:
+    report = bench("--only", "cluster_restart")["results"]["cluster_restart"]
+    assert report["jobs"] == 5_000
+    (round_,) = report["rounds"]
+    assert 0 < round_["serving_seconds"] <= round_["all_applied_seconds"]
+    assert round_["caught_up_seconds"] > 0
+    assert round_["rss_bytes"] > 0
 
 
 def processes_whose_command_has(text: str) -> dict[int, str]:

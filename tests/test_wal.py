@@ -8,14 +8,16 @@ import logging
 import os
 from pathlib import Path
 
+import cbor2
 import pytest
 import trio
 
+from raftq import codec
 from raftq.errors import CorruptionError, LocalProtocolError, StorageError
-from raftq.raft.types import Entry
+from raftq.raft.types import Entry, EntryKind
 from raftq.storage.disk import RealDisk
 from raftq.storage.memory_disk import MemoryDisk, TailFate
-from raftq.storage.record import HEADER, scan
+from raftq.storage.record import HEADER, frame, scan
 from raftq.storage.wal import WriteAheadLog, segment_name
 from tests.storage_helpers import SlowSyncDisk, make_entries
 
@@ -162,6 +164,50 @@ async def test_record_with_wrong_index_is_corruption(tmp_path: Path) -> None:
     segment.rename(segment.with_name(segment_name(5)))
     with pytest.raises(CorruptionError, match="expected 5"):
         await open_wal(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [cbor2.dumps("a string"), cbor2.dumps([7, 1]), cbor2.dumps([0, 1, 0, b""]), b"\xff\xfe"],
+)
+async def test_a_checksummed_record_that_is_no_entry_is_corruption_named_by_offset(
+    tmp_path: Path, body: bytes
+) -> None:
+    """Replay reads only each record's index and term: a record whose checksum holds but
+    whose body is not an entry (bad CBOR, a wrong shape, index 0) is still refused."""
+    await write_log(tmp_path, make_entries(1, 4))
+    (segment,) = segment_files(tmp_path)
+    good = segment.read_bytes()
+    segment.write_bytes(good + frame(body) + frame(codec.encode(Entry(index=5, term=1))))
+    with pytest.raises(CorruptionError, match="not") as caught:
+        await open_wal(tmp_path)
+    assert caught.value.offset == len(good)
+
+
+async def test_entries_of_every_kind_read_back_as_written_and_a_bad_kind_is_corruption(
+    tmp_path: Path,
+) -> None:
+    """The WAL decodes its records itself (not through cattrs): what it reads back is exactly
+    the entry written, and a record that replays (index and term fine) but holds an unknown
+    kind or non-bytes data is corruption when read, at its offset."""
+    entries = [
+        Entry(index=1, term=1, kind=EntryKind.NOOP),
+        Entry(index=2, term=1, kind=EntryKind.COMMAND, data=b"\x00command"),
+        Entry(index=3, term=2**64 - 1, kind=EntryKind.MEMBERSHIP, data=b"m"),
+    ]
+    await write_log(tmp_path, entries)
+    wal = await open_wal(tmp_path)
+    assert wal.read(1, 4) == entries
+    await wal.close()
+    (segment,) = segment_files(tmp_path)
+    good = segment.read_bytes()
+    for bad in ([4, 1, 9, b""], [4, 1, 0, "text"], [4, 1, True, b""]):
+        segment.write_bytes(good + frame(cbor2.dumps(bad)))
+        wal = await open_wal(tmp_path)
+        with pytest.raises(CorruptionError, match="not a log entry") as caught:
+            wal.read(4, 5)
+        assert caught.value.offset == len(good)
+        await wal.close()
 
 
 async def test_truncate_suffix_then_append_within_a_segment(tmp_path: Path) -> None:

@@ -33,6 +33,21 @@ class JobState(enum.Enum):
 
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.PENDING: frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLED}),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
+    ),
+    JobState.FAILED: frozenset({JobState.PENDING, JobState.CANCELLED}),
+    JobState.DEAD: frozenset({JobState.PENDING}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+"""Every state a job may move to from each state; the state machine refuses any other move
+(``JobStateMachine._set_state``). Pending to pending: a delayed job comes due. Running to
+dead: its last attempt failed. Dead to pending: an operator's retry. Succeeded and cancelled
+are final: nothing (not a late report, not a lease expiry) brings such a job back."""
+
 
 class JobRun:
     """What a job accumulates once it has been claimed."""

@@ -11,14 +11,16 @@ meanwhile comes after every cursor already handed out, and a job that changes st
 place: paging neither repeats nor skips a job that matched throughout.
 
 Pure and owned by the state machine, which calls ``add``, ``moved`` and ``remove`` as jobs are
-enqueued, change state and are purged. Derived state: rebuilt from the jobs on restore, never
-part of a snapshot.
+enqueued, change state and are purged. Derived state: rebuilt from the jobs on restore
+(``extend``), never part of a snapshot.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+import operator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 
 from raftq import limits
 from raftq.jobs.job import Job, JobState
@@ -51,6 +53,17 @@ class _Block:
 
 def _seq(job: Job) -> int:
     return job.seq
+
+
+_state = operator.attrgetter("state")
+
+
+def _tally(values: list[JobState]) -> dict[JobState, int]:
+    return {values[0]: len(values)} if len(set(values)) == 1 else Counter(values)
+
+
+_queue = operator.attrgetter("queue")
+_type = operator.attrgetter("type")
 
 
 def _bytes(job: Job) -> int:
@@ -108,11 +121,31 @@ class ListingIndex:
         if not block.jobs:
             del self.blocks[number]
 
-    def rebuild(self, jobs: Iterable[Job]) -> None:
-        """From jobs in enqueue order (a restored machine's)."""
-        self.blocks.clear()
-        for job in jobs:
-            self.add(job)
+    def extend(self, jobs: Sequence[Job]) -> None:
+        """Jobs in enqueue order, each after every job already held (a restore, slice by
+        slice): a block's jobs at once, counted in C (``Counter``), not one ``add`` each."""
+        start = 0
+        while start < len(jobs):
+            number = jobs[start].seq // self.block_jobs
+            end = bisect.bisect_left(jobs, (number + 1) * self.block_jobs, lo=start, key=_seq)
+            chunk = jobs[start:end]
+            block = self.blocks.get(number)
+            if block is None:
+                assert not self.blocks or number > next(reversed(self.blocks)), "seq only grows"
+                block = self.blocks[number] = _Block()
+            assert not block.jobs or block.jobs[-1].seq < chunk[0].seq, "seq only grows"
+            block.jobs.extend(chunk)
+            states, names = block.states, block.names
+            for state, count in _tally(list(map(_state, chunk))).items():
+                states[state] = states.get(state, 0) + count
+            queues, types = list(map(_queue, chunk)), list(map(_type, chunk))
+            if len(set(queues)) == 1 and len(set(types)) == 1:  # no tuple per job
+                name_counts: dict[tuple[str, str], int] = {(queues[0], types[0]): len(chunk)}
+            else:
+                name_counts = Counter(zip(queues, types, strict=True))
+            for name, count in name_counts.items():
+                names[name] = names.get(name, 0) + count
+            start = end
 
     def page(
         self,

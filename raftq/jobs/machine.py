@@ -13,7 +13,12 @@ Indexes, so that nothing scans all jobs:
 - a heap of jobs waiting for ``run_at_ms`` (delayed, or failed and backing off);
 - a heap of leases by expiry, for ``ExpireLeases``: O(expired);
 - the finish order, for ``Purge``: O(purged); the dead-letter list; counts per queue and state;
-- the listing index (``raftq.jobs.listing``), for pages of jobs by cursor without a full scan.
+- the listing index (``raftq.jobs.listing``), for pages of jobs by cursor without a full scan;
+- idempotency keys in the order they were taken, for the dedupe window.
+
+Every index is derived from the jobs and the three orders (dead letters, finishes, keys):
+``Rebuild`` builds them from those rows (a snapshot restore), so a new field or index is
+written once, here; ``raftq.jobs.snapshot`` only turns rows into bytes and back.
 
 Heap and FIFO entries are never removed early: an entry whose job moved on is skipped when it
 surfaces (lazy deletion).
@@ -23,11 +28,14 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections import deque
-from collections.abc import Iterator
+import itertools
+import operator
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from raftq import limits
+from raftq.errors import DecodeError, LocalProtocolError
 from raftq.ids import derived_job_id
 from raftq.jobs.backoff import retry_delay_ms
 from raftq.jobs.commands import (
@@ -60,7 +68,7 @@ from raftq.jobs.commands import (
     Retry,
     RetryDead,
 )
-from raftq.jobs.job import FINISHED, Job, JobRun, JobState, JobView, view_of
+from raftq.jobs.job import FINISHED, TRANSITIONS, Job, JobRun, JobState, JobView, view_of
 from raftq.jobs.listing import ListingIndex
 
 OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
@@ -155,8 +163,13 @@ class JobStateMachine:
         self.finished: deque[tuple[int, Job]] = deque()  # (finished_ms, job), in finish order
         self.dead: dict[str, None] = {}  # the dead-letter list, in order of death
         self.counts: dict[tuple[str, JobState], int] = {}
-        self.keys: dict[str, tuple[str, int]] = {}  # idempotency key -> (job id, at_ms)
-        self.key_order: deque[tuple[int, str]] = deque()  # (at_ms, key), oldest first
+        self.keys: dict[str, str] = {}
+        """Idempotency key -> job id, in the order the keys were taken (oldest first)."""
+        self.key_order: deque[str] = deque()
+        self.key_times: deque[int] = deque()
+        """The same keys in the same order, and when each was taken: the oldest is forgotten
+        first. Two flat deques, not one of (at_ms, key) tuples: at a million keys the tuples
+        alone were 64 MB."""
         self.names: dict[str, str] = {}  # queue and type names, one copy of each
         self.held_bytes = 0
         """Payloads, results and errors of every job held: what admission control bounds."""
@@ -211,6 +224,10 @@ class JobStateMachine:
             heapq.heappush(self.waiting, (run_at_ms, job.seq, job))
 
     def _set_state(self, job: Job, state: JobState) -> None:
+        if state not in TRANSITIONS[job.state]:
+            raise LocalProtocolError(
+                f"job {job.id}: {job.state.value} to {state.value} is not an allowed transition"
+            )
         if job.state is state:
             return
         counts = self.counts
@@ -285,7 +302,7 @@ class JobStateMachine:
         if key:
             seen = self.keys.get(key)
             if seen is not None:
-                return Enqueued(job_id=seen[0], created=False)
+                return Enqueued(job_id=seen, created=False)
         job_id = spec.id or derived_job_id(index, position)
         if job_id in self.jobs:
             return Rejected(code="id_taken", message=f"job id {job_id} is already in use")
@@ -330,22 +347,24 @@ class JobStateMachine:
         if self.observer is not None:
             self.observer.enqueued(job)
         if key:
-            self.keys[key] = (job_id, self.now_ms)
-            self.key_order.append((self.now_ms, key))
+            self.keys[key] = job_id
+            self.key_order.append(key)
+            self.key_times.append(self.now_ms)
             if len(self.keys) > limits.DEDUPE_KEYS_MAX:
                 self._forget_oldest_key()
         return Enqueued(job_id=job_id, created=True)
 
     def _forget_old_keys(self) -> None:
         horizon = self.now_ms - limits.DEDUPE_WINDOW_MS
-        while self.key_order and self.key_order[0][0] <= horizon:
+        while self.key_times and self.key_times[0] <= horizon:
             self._forget_oldest_key()
 
     def _forget_oldest_key(self) -> None:
-        at_ms, key = self.key_order.popleft()
-        seen = self.keys.get(key)
-        if seen is not None and seen[1] == at_ms:
-            del self.keys[key]
+        """Each key taken is in ``keys`` and once in ``key_order`` until forgotten here (a key
+        is taken again only once forgotten), so both hold the same keys in the same order."""
+        key = self.key_order.popleft()
+        self.key_times.popleft()
+        del self.keys[key]
 
     # --- Claim ------------------------------------------------------------------------------------
 
@@ -716,16 +735,33 @@ class JobStateMachine:
 
     @classmethod
     def restore(cls, data: bytes) -> JobStateMachine:
-        """The state a ``snapshot()`` holds; ``DecodeError`` if the bytes are not one."""
-        from raftq.jobs.snapshot import decode_state
+        """The state a ``snapshot()`` holds; ``DecodeError`` if the bytes are not one. All at
+        once: ``raftq.jobs.snapshot.Restore`` does the same in slices."""
+        from raftq.jobs.snapshot import Restore
 
-        machine = decode_state(data)
-        machine.held_bytes = sum(
-            len(job.payload) + (_run_bytes(job.run) if job.run else 0)
-            for job in machine.jobs.values()
-        )
-        machine.listing.rebuild(machine.jobs.values())
-        return machine
+        return Restore(data).run()
+
+    def snapshot_orders(
+        self,
+    ) -> tuple[list[str], list[tuple[int, Job]], list[tuple[str, str, int]]]:
+        """What a snapshot holds besides the jobs: the dead-letter ids in order of death, the
+        finish order as (finished_ms, job), and the idempotency keys as (key, job id, at_ms),
+        oldest first; live entries only (the lazily deleted ones left out)."""
+        jobs = self.jobs
+        finished = [
+            (finished_ms, job)
+            for finished_ms, job in self.finished
+            if job.state in FINISHED
+            and job.run is not None
+            and job.run.finished_ms == finished_ms
+            and jobs.get(job.id) is job
+        ]
+        assert len(self.keys) == len(self.key_order) == len(self.key_times)
+        keys = [
+            (key, job_id, at_ms)
+            for (key, job_id), at_ms in zip(self.keys.items(), self.key_times, strict=True)
+        ]
+        return list(self.dead), finished, keys
 
     def digest(self) -> str:
         """A stable hash of the whole state, to compare replicas."""
@@ -739,6 +775,166 @@ class JobStateMachine:
                 break
             views.append(view_of(self.jobs[job_id]))
         return views
+
+
+class Rebuild:
+    """Builds a machine from its rows: the state a snapshot holds, every index derived here.
+
+    ``add_jobs`` takes the jobs in enqueue order, in slices of any size (a restore that must
+    keep its process responsive yields between slices); ``finish`` takes the three orders and
+    returns the machine. Rows that contradict each other (a running job without a lease, a
+    duplicate id, enqueue order going backwards, an order naming an unknown job) raise
+    ``DecodeError``: they come from a snapshot that is not one. Rebuilding the same rows gives
+    the same machine as applying the log that made them, and the same ``snapshot()`` bytes:
+    each ready FIFO is exactly its jobs sorted by (run_at, enqueue order), heaps are heaps.
+    """
+
+    def __init__(
+        self, *, now_ms: int, next_seq: int, paused: Iterable[str], names: Iterable[str]
+    ) -> None:
+        machine = self.machine = JobStateMachine()
+        machine.now_ms = now_ms
+        machine.next_seq = next_seq
+        machine.paused = dict.fromkeys(paused)
+        machine.names = {name: name for name in names}
+        self._fifos: dict[tuple[str, str, int], list[Job]] = {}
+        self._last_seq = 0
+        """The enqueue order of the last job added: rows must come in ascending order."""
+
+    def add_jobs(self, jobs: Sequence[Job]) -> None:
+        """The next jobs in enqueue order, their queue and type names in ``names``. Counted,
+        checked and filed in bulk (``map``, ``Counter``: loops in C), since a restore passes a
+        million jobs through here; only jobs that wait or run take a Python step each."""
+        if not jobs:
+            return
+        machine = self.machine
+        table = machine.jobs
+        seqs = list(map(_seq, jobs))
+        ordered = seqs[0] > self._last_seq and all(map(operator.lt, seqs, seqs[1:]))
+        held = len(table)
+        table.update(zip(map(_id, jobs), jobs, strict=True))
+        if not ordered or len(table) != held + len(jobs):
+            raise DecodeError("job rows out of enqueue order, or an id repeated")
+        self._last_seq = seqs[-1]
+        queues, states = list(map(_queue, jobs)), list(map(_state, jobs))
+        if not set(queues) | set(map(_type, jobs)) <= machine.names.keys():
+            raise DecodeError("a job names a queue or type that is not in the name table")
+        counts = machine.counts
+        for counted, count in _tally(queues, states).items():
+            counts[counted] = counts.get(counted, 0) + count
+        machine.held_bytes += sum(map(len, map(_payload, jobs)))
+        ready = list(map(_ready, jobs))
+        self._file_ready(list(itertools.compress(jobs, ready)))
+        for job in itertools.compress(jobs, map(operator.not_, ready)):
+            run = job.run
+            if run is not None:
+                machine.held_bytes += _run_bytes(run)
+            if job.state is JobState.PENDING or job.state is JobState.FAILED:
+                machine.waiting.append((job.run_at_ms, job.seq, job))
+            elif job.state is JobState.RUNNING:
+                if run is None:
+                    raise DecodeError(f"job {job.id!r} is running without a lease")
+                machine.leases.append((run.lease_expires_ms, job.seq, job))
+        machine.listing.extend(jobs)
+
+    def _file_ready(self, jobs: list[Job]) -> None:
+        """Ready jobs into their FIFO lists (sorted and handed to ready queues in ``finish``)."""
+        if not jobs:
+            return
+        if set(map(_state, jobs)) != {JobState.PENDING}:
+            raise DecodeError("a job is ready (due now) but not pending")
+        if any(job.run is not None for job in jobs):
+            self.machine.held_bytes += sum(
+                _run_bytes(job.run) for job in jobs if job.run is not None
+            )
+        fifos = self._fifos
+        one_place = all(len(set(map(field, jobs))) == 1 for field in (_queue, _type, _priority))
+        if one_place:  # the common case, with no tuple per job
+            first = jobs[0]
+            fifos.setdefault((first.queue, first.type, first.priority), []).extend(jobs)
+            return
+        for job in jobs:
+            place = (job.queue, job.type, job.priority)
+            fifo = fifos.get(place)
+            if fifo is None:
+                fifo = fifos[place] = []
+            fifo.append(job)
+
+    def finish(
+        self,
+        *,
+        dead: Iterable[str],
+        finished: Iterable[tuple[int, str]],
+        keys: Sequence[str],
+        key_jobs: Sequence[str] | None,
+        key_times: Sequence[int],
+    ) -> JobStateMachine:
+        """The dead-letter ids in order of death, (finished_ms, job id) in finish order, and
+        the idempotency keys oldest first with their job ids and times; then the machine is
+        whole. ``key_jobs`` None: the keys are those of every job held, one each, in enqueue
+        order (the usual case, where every job was enqueued with a key): then the keys
+        share the jobs' own id strings, a million fewer strings than a list of ids makes."""
+        machine = self.machine
+        if self._last_seq >= machine.next_seq:
+            raise DecodeError(f"a job's enqueue order {self._last_seq} is not below next_seq")
+        for (queue, job_type, priority), fifo in self._fifos.items():
+            run_ats = list(map(_run_at, fifo))
+            if any(map(operator.gt, run_ats, run_ats[1:])):  # else sorted already (usual)
+                fifo.sort(key=_run_at)  # stable: enqueue order among equal run_at
+            source = machine.ready.get((queue, job_type))
+            if source is None:
+                source = machine.ready[(queue, job_type)] = _ReadyQueue()
+            source.extend_sorted(priority, fifo)
+        self._fifos = {}
+        heapq.heapify(machine.waiting)
+        heapq.heapify(machine.leases)
+        jobs = machine.jobs
+        machine.dead = dict.fromkeys(dead)
+        for job_id in machine.dead:
+            if job_id not in jobs or jobs[job_id].state is not JobState.DEAD:
+                raise DecodeError(f"dead-letter list names {job_id!r}, not a dead job")
+        for finished_ms, job_id in finished:
+            job = jobs.get(job_id)
+            if job is None:
+                raise DecodeError(f"finish order names an unknown job {job_id!r}")
+            machine.finished.append((finished_ms, job))
+        self._keys(keys, key_jobs, key_times)
+        return machine
+
+    def _keys(
+        self, keys: Sequence[str], key_jobs: Sequence[str] | None, key_times: Sequence[int]
+    ) -> None:
+        machine = self.machine
+        if key_jobs is None:  # the keys of every job held, in order: share the jobs' ids
+            key_jobs = list(machine.jobs)
+        if not len(keys) == len(key_jobs) == len(key_times):
+            raise DecodeError(f"{len(keys)} keys, {len(key_jobs)} job ids, {len(key_times)} times")
+        if any(map(operator.gt, key_times, key_times[1:])):
+            raise DecodeError("idempotency keys out of the order they were taken")
+        machine.keys = dict(zip(keys, key_jobs, strict=True))
+        if len(machine.keys) != len(keys):
+            raise DecodeError("an idempotency key is repeated")
+        machine.key_order = deque(keys)
+        machine.key_times = deque(key_times)
+
+
+_id = operator.attrgetter("id")
+_seq = operator.attrgetter("seq")
+_queue = operator.attrgetter("queue")
+_type = operator.attrgetter("type")
+_state = operator.attrgetter("state")
+_payload = operator.attrgetter("payload")
+_ready = operator.attrgetter("ready")
+_priority = operator.attrgetter("priority")
+_run_at = operator.attrgetter("run_at_ms")
+
+
+def _tally(firsts: list[Any], seconds: list[Any]) -> dict[tuple[Any, Any], int]:
+    """How many of each (first, second) pair: ``Counter(zip(...))``, without a tuple per item
+    in the usual case of one value each (a million jobs of one queue, all pending)."""
+    if len(set(firsts)) == 1 and len(set(seconds)) == 1:
+        return {(firsts[0], seconds[0]): len(firsts)}
+    return Counter(zip(firsts, seconds, strict=True))
 
 
 def _run_bytes(run: JobRun) -> int:

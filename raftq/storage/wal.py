@@ -27,13 +27,15 @@ import re
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
+import cbor2
 import trio
 
 from raftq import codec, limits
-from raftq.errors import CorruptionError, DecodeError, LocalProtocolError, StorageError
-from raftq.raft.types import Entry
+from raftq.errors import CorruptionError, LocalProtocolError, StorageError
+from raftq.raft.types import Entry, EntryKind
 from raftq.storage.disk import Disk, DiskFile, ensure_directory
 from raftq.storage.record import HEADER, ScanEnd, TailKind, frame, scan
 
@@ -444,12 +446,45 @@ class WriteAheadLog:
 
 
 def _decode_entry(body: memoryview, path: str, offset: int) -> Entry:
+    """A record's entry, checked as strictly as ``codec.decode(body, Entry)`` would (the
+    fields' types and ranges, 64-bit integers, a known kind) in a tenth of the time: a
+    restart reads every entry after the snapshot, twice (membership, then applying)."""
+    index, term, kind, data = _record_fields(body, path, offset)
+    entry_kind = _ENTRY_KINDS.get(kind) if type(kind) is int else None
+    if type(data) is not bytes or entry_kind is None:
+        raise CorruptionError("record is not a log entry", path=path, offset=offset)
+    return Entry(index=index, term=term, kind=entry_kind, data=data)
+
+
+def _record_fields(body: memoryview, path: str, offset: int) -> list[Any]:
+    """The record's four fields, the first two (index and term) checked."""
     try:
-        return codec.decode(body.tobytes(), Entry)
-    except DecodeError as error:
-        raise CorruptionError(
-            f"record is not a log entry: {error}", path=path, offset=offset
-        ) from None
+        raw = cbor2.loads(body, max_depth=limits.NESTING_DEPTH_MAX)
+    except Exception as error:  # cbor2 raises several types for bad input
+        raise CorruptionError(f"record is not CBOR: {error}", path=path, offset=offset) from None
+    if (
+        not isinstance(raw, list)
+        or len(raw) != _ENTRY_FIELDS
+        or type(raw[0]) is not int
+        or type(raw[1]) is not int
+        or not 0 < raw[0] <= codec.INT_MAX
+        or not 0 <= raw[1] <= codec.INT_MAX
+    ):
+        raise CorruptionError("record is not a log entry", path=path, offset=offset)
+    return raw
+
+
+_ENTRY_KINDS = {kind.value: kind for kind in EntryKind}
+
+
+def _index_and_term(body: memoryview, path: str, offset: int) -> tuple[int, int]:
+    """The index and term of a record, all that replay needs: the plain CBOR array, without
+    building an ``Entry``. The whole entry is checked when it is read."""
+    index, term, _, _ = _record_fields(body, path, offset)
+    return index, term
+
+
+_ENTRY_FIELDS = len(attrs.fields(Entry))
 
 
 async def _replay_segment(disk: Disk, segment: _Segment, *, last: bool) -> None:
@@ -457,15 +492,15 @@ async def _replay_segment(disk: Disk, segment: _Segment, *, last: bool) -> None:
     ends: list[ScanEnd] = []
     expected = segment.first_index
     for offset, body in scan(data, ends):
-        entry = _decode_entry(body, segment.path, offset)
-        if entry.index != expected:
+        index, term = _index_and_term(body, segment.path, offset)
+        if index != expected:
             raise CorruptionError(
-                f"record holds index {entry.index}, expected {expected}",
+                f"record holds index {index}, expected {expected}",
                 path=segment.path,
                 offset=offset,
             )
         segment.offsets.append(offset)
-        segment.terms.append(entry.term)
+        segment.terms.append(term)
         expected += 1
     (end,) = ends
     segment.size = end.offset

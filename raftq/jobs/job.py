@@ -36,7 +36,7 @@ FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
+        {JobState.PENDING, JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
     ),
     JobState.FAILED: frozenset({JobState.PENDING, JobState.CANCELLED}),
     JobState.DEAD: frozenset({JobState.PENDING}),
@@ -45,6 +45,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 """Every state a job may move to from each state; the state machine refuses any other move
 (``JobStateMachine._set_state``). Pending to pending: a delayed job comes due. Running to
+pending: a worker gives back a prefetched job it never started (``Release``). Running to
 dead: its last attempt failed. Dead to pending: an operator's retry. Succeeded and cancelled
 are final: nothing (not a late report, not a lease expiry) brings such a job back."""
 

@@ -51,6 +51,27 @@ async def status_of(client: Client) -> dict[str, Any]:
             await trio.sleep(0.1)
 
 
+async def steady_terms(client: Client) -> dict[str, int]:
+    """Every node's term once all agree and none changed for ten election timeouts, with
+    ``LEADER`` leading: the start-up elections (a node that woke late may still campaign once,
+    more likely on a loaded machine) are over before the snapshot is judged."""
+    with trio.fail_after(60):
+        steady_since, last = time.monotonic(), None
+        while True:
+            status = await status_of(client)
+            terms = {node["id"]: node["term"] for node in status["cluster"]["nodes"]}
+            if status["cluster"]["leader"] != LEADER:
+                await client.transfer_leader(LEADER)
+                steady_since, last = time.monotonic(), None
+            elif len(set(terms.values())) != 1:
+                steady_since, last = time.monotonic(), None
+            elif terms != last:
+                steady_since, last = time.monotonic(), terms
+            elif time.monotonic() - steady_since >= 10 * ELECTION_TIMEOUT_S:
+                return terms
+            await trio.sleep(ELECTION_TIMEOUT_S)
+
+
 @pytest.mark.slow
 async def test_a_leader_snapshotting_a_large_state_loses_no_election(tmp_path: Path) -> None:
     machine = pending_jobs(JOBS)
@@ -75,7 +96,7 @@ async def test_a_leader_snapshotting_a_large_state_loses_no_election(tmp_path: P
                 await client.transfer_leader(LEADER)
                 status = await status_of(client)
             assert status["cluster"]["leader"] == LEADER
-            terms = {node["id"]: node["term"] for node in status["cluster"]["nodes"]}
+            terms = await steady_terms(client)
             for _ in range(SNAPSHOT_ENTRIES // 2 + 1):
                 await client.pause("idle")
                 await client.resume("idle")

@@ -47,11 +47,11 @@ import trio
 
 from raftq import limits
 from raftq.client.client import connect
-from raftq.errors import JobNotFound, RaftqError
+from raftq.errors import RaftqError
 from raftq.raft.ready import Role
-from sim.checkers import JobKey, Violation, enqueue_index, job_key
+from sim.checkers import Violation
 from sim.cluster import CLIENT_TIMEOUT_S
-from sim.workload import JOB_TYPE, draw_job
+from sim.workload import JOB_TYPE, checked_read, draw_job
 
 if TYPE_CHECKING:
     from raftq.node.node import Node
@@ -324,21 +324,7 @@ async def _write_then_read_old(
         old_core = old.node.raft.core if old.node is not None else None
         still = old_core is not None and old_core.role is Role.LEADER
         simulation.trace.record("schedule", f"read {job_id} through {old.id} (leads: {still})")
-        acked = list(simulation.ledger.acked.values())
-        floor = max(enqueue_index(acked_id) for acked_id in acked)
-        read = simulation.reads.sent(old.id, job_id, floor)
-        found: JobKey
-        try:
-            found = job_key(await reader.get(job_id))
-        except JobNotFound:
-            found = None
-        except RaftqError:
-            simulation.reads.abandoned(read)
-            return
-        ceiling = max(
-            (s.node.raft.core.log.committed for s in simulation.nodes if s.node), default=0
-        )
-        simulation.reads.answered(read, found, ceiling)
+        await checked_read(simulation, reader, old.id, job_id)
 
 
 def _acknowledged(simulation: Simulation, key: str, job_id: str) -> None:

@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from raftq.app import App, JobContext, JobFailed
-from raftq.client.client import connect
+from raftq.client.client import Client, connect
 from raftq.errors import JobNotFound, RaftqError
 from sim.checkers import JobKey, enqueue_index, job_key
 from sim.cluster import CLIENT_TIMEOUT_S
@@ -121,20 +121,26 @@ async def reader(simulation: Any, simnode: Any) -> None:
                 continue
             # Half the reads ask for the newest acknowledged job: the one a stale read misses.
             job_id = acked[-1] if rng.random() < 0.5 else acked[rng.randrange(len(acked))]
-            floor = max(enqueue_index(acked_id) for acked_id in acked)
-            read = simulation.reads.sent(simnode.id, job_id, floor)
-            key: JobKey
-            try:
-                key = job_key(await client.get(job_id))
-            except JobNotFound:
-                key = None
-            except RaftqError:
-                simulation.reads.abandoned(read)
-                continue
-            ceiling = max(
-                (s.node.raft.core.log.committed for s in simulation.nodes if s.node), default=0
-            )
-            simulation.reads.answered(read, key, ceiling)
+            await checked_read(simulation, client, simnode.id, job_id)
+
+
+async def checked_read(simulation: Any, client: Client, node_id: str, job_id: str) -> None:
+    """Get ``job_id`` through ``client`` (connected to ``node_id``) and hand the answer to the
+    ``ReadChecker`` with the floor it must not be older than (every acknowledged enqueue so far)
+    and the newest commit any node has; a read that fails is abandoned, not judged."""
+    acked = list(simulation.ledger.acked.values())
+    floor = max(enqueue_index(acked_id) for acked_id in acked)
+    read = simulation.reads.sent(node_id, job_id, floor)
+    key: JobKey
+    try:
+        key = job_key(await client.get(job_id))
+    except JobNotFound:
+        key = None
+    except RaftqError:
+        simulation.reads.abandoned(read)
+        return
+    ceiling = max((s.node.raft.core.log.committed for s in simulation.nodes if s.node), default=0)
+    simulation.reads.answered(read, key, ceiling)
 
 
 def retries_dead_jobs(seed: int) -> bool:

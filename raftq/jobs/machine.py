@@ -269,6 +269,8 @@ class JobStateMachine:
     def _finish(self, job: Job, state: JobState, event: str, error: str = "") -> None:
         if job.run is None:
             job.run = JobRun()
+        elif job.run.finished_ms == self.now_ms:
+            self._drop_earlier_finish(job)
         self._set_state(job, state)
         job.ready = False
         job.run.finished_ms = self.now_ms
@@ -278,6 +280,22 @@ class JobStateMachine:
         if state is JobState.DEAD:
             self.dead[job.id] = None
         self._record(job, event, error=error)
+
+    def _drop_earlier_finish(self, job: Job) -> None:
+        """Takes out the finish order's entry of ``job``'s earlier finish in this same
+        millisecond (it was retried and now finishes again). Elsewhere an outdated entry is
+        told apart by its time and left for ``_purge`` to skip; one with the current time
+        cannot be, and would stay in this replica's snapshots but not in those of a replica
+        restored while the job was retried. Only entries of this millisecond are looked at,
+        from the newest: the order is by time (``now_ms`` never goes back)."""
+        finished = self.finished
+        for back in range(1, len(finished) + 1):
+            finished_ms, held = finished[-back]
+            if finished_ms != self.now_ms:
+                return
+            if held is job:
+                del finished[-back]
+                return
 
     # --- Enqueue ----------------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import heapq
 import itertools
 import operator
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from raftq import limits
@@ -781,6 +781,14 @@ class JobStateMachine:
         ]
         return list(self.dead), finished, keys
 
+    def snapshot_sections(self) -> dict[str, Any]:
+        """The snapshot's sections (``raftq.jobs.snapshot``): each feature's replicated state
+        beyond the core rows, by name, as plain CBOR values, in a fixed order (the bytes must
+        not depend on history). Empty sections are left out. ``Rebuild.finish`` reads them
+        back; it must know every name written here."""
+        sections: dict[str, Any] = {}
+        return sections
+
     def digest(self) -> str:
         """A stable hash of the whole state, to compare replicas."""
         return hashlib.blake2b(self.snapshot(), digest_size=16).hexdigest()
@@ -886,6 +894,7 @@ class Rebuild:
         keys: Sequence[str],
         key_jobs: Sequence[str] | None,
         key_times: Sequence[int],
+        sections: Mapping[str, Any] | None = None,
     ) -> JobStateMachine:
         """The dead-letter ids in order of death, (finished_ms, job id) in finish order, and
         the idempotency keys oldest first with their job ids and times; then the machine is
@@ -917,7 +926,17 @@ class Rebuild:
                 raise DecodeError(f"finish order names an unknown job {job_id!r}")
             machine.finished.append((finished_ms, job))
         self._keys(keys, key_jobs, key_times)
+        self._sections(dict(sections or {}))
         return machine
+
+    def _sections(self, sections: dict[str, Any]) -> None:
+        """Each section ``snapshot_sections`` writes, back into the machine; one this raftq
+        does not know was written by a newer one: refused by name, never dropped."""
+        if sections:
+            raise DecodeError(
+                f"snapshot sections {sorted(sections)} are unknown to this raftq "
+                "(written by a newer version?)"
+            )
 
     def _keys(
         self, keys: Sequence[str], key_jobs: Sequence[str] | None, key_times: Sequence[int]

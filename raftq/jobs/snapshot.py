@@ -4,7 +4,7 @@ This module knows the byte layout and nothing of the machine's indexes: encoding
 jobs and the machine's ``snapshot_orders()``; decoding builds ``Job`` rows and hands them to
 ``raftq.jobs.machine.Rebuild``, which derives every index.
 
-Layout (version 5): a CBOR sequence (RFC 8742), items one after another, through
+Layout (version 6): a CBOR sequence (RFC 8742), items one after another, through
 ``raftq.codec``::
 
     [5, now_ms, next_seq, paused queues, queue and type names in order of first use,
@@ -16,6 +16,14 @@ Layout (version 5): a CBOR sequence (RFC 8742), items one after another, through
     [[job id, ...], [payload, ...]]                      one item per chunk of jobs
     [dead-letter ids, finished_ms column, [finished job id, ...], [idempotency key, ...],
      [its job id, ...] or null (the ids of every job held, in order), at_ms column]
+    {section name: value, ...}                           version 6 on
+
+The sections (``JobStateMachine.snapshot_sections``, read back by ``Rebuild.finish``) hold
+what features add beyond the core rows: a replicated table (schedules, limits) is one
+section; a job field that most jobs leave at its default is one section ``jobs.FIELD`` of
+``[[job id, value], ...]`` for the jobs that set it, so a million plain jobs pay nothing for
+it. Adding a section needs no new layout version; a raftq that finds a section it does not
+know refuses the snapshot by name (it was written by a newer raftq) rather than dropping it.
 
 A column is either ``[distinct values in order of first use, codes]`` where ``codes`` is a
 byte string of one little-endian unsigned code per job (1, 2 or 4 bytes wide, the fewest that
@@ -46,10 +54,10 @@ from raftq.errors import DecodeError
 from raftq.jobs.job import Job, JobRun, JobState
 from raftq.jobs.machine import JobStateMachine, Rebuild
 
-VERSION = 5
-"""What ``encode_state`` writes; ``Restore`` reads 1 to 5. Version 3: each history event
+VERSION = 6
+"""What ``encode_state`` writes; ``Restore`` reads 1 to 6. Version 3: each history event
 also holds the log index and term of the entry that caused it; version 4: and the error of
-the attempt it ended. Version 5: columns."""
+the attempt it ended. Version 5: columns. Version 6: and the sections."""
 
 _STATES = {state.value: state for state in JobState}
 _CODE_TYPES = {1: "B", 2: "H", 4: "I"}
@@ -127,6 +135,7 @@ def _items(machine: JobStateMachine) -> Iterator[Any]:
         _key_jobs([job_id for _, job_id, _ in keys], machine),
         _coded_column([at_ms for _, _, at_ms in keys]),
     ]
+    yield machine.snapshot_sections()
 
 
 def _key_jobs(job_ids: list[str], machine: JobStateMachine) -> list[str] | None:
@@ -231,7 +240,7 @@ class Restore:
             if not isinstance(header, list) or not header:
                 raise DecodeError("not a job state snapshot: no header")
             version = header[0]
-        if version == VERSION:
+        if version in (5, VERSION):
             machine = yield from _columns(header, items)
         elif version in (1, 2, 3, 4):
             machine = yield from _Rows(header, items).steps()
@@ -245,7 +254,7 @@ class Restore:
 
 
 def _columns(header: list[Any], items: Iterator[Any]) -> Generator[bool, None, JobStateMachine]:
-    """Version 4; returns the machine (``yield from``'s value)."""
+    """Versions 5 and 6; returns the machine (``yield from``'s value)."""
     with _decoding("header"):
         _version, now_ms, next_seq, paused, names, job_count, chunk_jobs = header
         _check_types(paused, str, "paused queues")
@@ -288,8 +297,16 @@ def _columns(header: list[Any], items: Iterator[Any]) -> Generator[bool, None, J
         key_time_values = _column_decoder("at_ms", key_times, len(keys), {})
         finished = list(zip(finished_times(0, len(finished_ids)), finished_ids, strict=True))
         at_ms = list(key_time_values(0, len(keys)))
+        sections = _next(items, "sections") if header[0] >= 6 else {}
+        if not isinstance(sections, dict) or not all(isinstance(name, str) for name in sections):
+            raise DecodeError(f"sections are {type(sections).__name__}, not a map by name")
     return rebuild.finish(
-        dead=dead, finished=finished, keys=keys, key_jobs=key_jobs, key_times=at_ms
+        dead=dead,
+        finished=finished,
+        keys=keys,
+        key_jobs=key_jobs,
+        key_times=at_ms,
+        sections=sections,
     )
 
 

@@ -109,6 +109,12 @@ def register_positional(cls: C) -> C:
 
     For values on the hot path (log entries): no field names on the wire or disk, and a
     hand-rolled unstructure that is a single list display for primitive fields.
+
+    Fields may be added at the end of a class later, declared with ``added(default)``: an
+    array that stops before them (written by an older raftq, or left off because they hold
+    their defaults) decodes with the defaults, and encoding leaves off a tail of added fields
+    at their defaults, so a value that does not use a new field costs nothing for it on the
+    wire or on disk.
     """
     _require_attrs_class(cls)
     fields = attrs.fields(attrs.resolve_types(cls))
@@ -116,23 +122,38 @@ def register_positional(cls: C) -> C:
     unstructure_hooks = [converter.get_unstructure_hook(field.type) for field in fields]
     structure_hooks = [converter.get_structure_hook(field.type) for field in fields]
     field_types = [field.type for field in fields]
+    required = len(fields)
+    while required and fields[required - 1].metadata.get(_ADDED):
+        required -= 1
+    assert not any(field.metadata.get(_ADDED) for field in fields[:required]), (
+        f"{cls.__name__}: fields declared with added() must come after all others"
+    )
+    defaults = [_plain_default(field) for field in fields[required:]]
+    """The unstructured default of each optional field at the end, in order."""
     if all(_is_primitive(field_type) for field_type in field_types):
         getter = operator.attrgetter(*names)
-        _fast_encoders[cls] = lambda value: cbor2.dumps(getter(value))
+        if defaults:
+            _fast_encoders[cls] = lambda value: cbor2.dumps(
+                _without_default_tail(list(getter(value)), required, defaults)
+            )
+        else:
+            _fast_encoders[cls] = lambda value: cbor2.dumps(getter(value))
 
     def unstructure(value: Any) -> list[Any]:
-        return [
+        items = [
             hook(getattr(value, name)) for hook, name in zip(unstructure_hooks, names, strict=True)
         ]
+        return _without_default_tail(items, required, defaults) if defaults else items
 
     def structure(raw: Any, _: Any) -> Any:
-        if not isinstance(raw, list) or len(raw) != len(names):
-            raise DecodeError(f"{cls.__name__} needs an array of {len(names)} items")
+        if not isinstance(raw, list) or not required <= len(raw) <= len(names):
+            what = f"{len(names)}" if required == len(names) else f"{required} to {len(names)}"
+            raise DecodeError(f"{cls.__name__} needs an array of {what} items")
         return cls(
             **{
                 name: hook(item, field_type)
                 for name, hook, item, field_type in zip(
-                    names, structure_hooks, raw, field_types, strict=True
+                    names, structure_hooks, raw, field_types, strict=False
                 )
             }
         )
@@ -141,6 +162,37 @@ def register_positional(cls: C) -> C:
     converter.register_structure_hook(cls, structure)
     _carried.append(cls)
     return cls
+
+
+_ADDED = "raftq.codec.added"
+
+
+def added(default: Any) -> Any:
+    """A field of a positional class added after its first release (``register_positional``):
+    ``default`` (a value, or ``attrs.Factory``) when an entry does not carry it. Validators
+    and converters go through ``attrs.field`` arguments as usual."""
+    return attrs.field(default=default, metadata={_ADDED: True})
+
+
+def added_field(default: Any, **field_options: Any) -> Any:
+    """``added`` with ``attrs.field`` options (``validator=...``)."""
+    return attrs.field(default=default, metadata={_ADDED: True}, **field_options)
+
+
+def _plain_default(field: attrs.Attribute[Any]) -> Any:
+    default: Any = field.default
+    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+        assert not default.takes_self, f"{field.name}: a positional default cannot take self"
+        default = default.factory()
+    return converter.unstructure(default)
+
+
+def _without_default_tail(items: list[Any], required: int, defaults: list[Any]) -> list[Any]:
+    """``items`` without the fields at the end that hold their defaults."""
+    end = len(items)
+    while end > required and items[end - 1] == defaults[end - 1 - required]:
+        end -= 1
+    return items[:end] if end < len(items) else items
 
 
 def register_union(union: Any) -> None:

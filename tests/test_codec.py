@@ -402,3 +402,43 @@ def test_arbitrary_bytes_only_ever_raise_decode_error(data: bytes) -> None:
 def test_invalid_values_are_decode_errors(raw: object, cls: type) -> None:
     with pytest.raises(DecodeError):
         codec.decode(cbor2.dumps(raw), cls)
+
+
+@attrs.frozen(kw_only=True)
+class _Grown:
+    """A positional class that gained fields with defaults at its end."""
+
+    name: str
+    size: int = 0  # a default of the first release: always carried
+    tags: tuple[str, ...] = codec.added(())
+    group: str = codec.added_field("", validator=attrs.validators.max_len(10))
+    hold: bool = codec.added(False)
+
+
+@pytest.fixture
+def grown() -> typing.Iterator[type[_Grown]]:
+    carried = list(codec._carried)
+    codec.register_positional(_Grown)
+    yield _Grown
+    codec._carried[:] = carried
+
+
+def test_a_positional_value_leaves_off_its_fields_at_their_defaults(grown: type[_Grown]) -> None:
+    assert cbor2.loads(codec.encode(grown(name="a", size=1))) == ["a", 1]
+    assert cbor2.loads(codec.encode(grown(name="a", size=1, group="g"))) == ["a", 1, [], "g"]
+    every = grown(name="a", size=1, tags=("x",), group="g", hold=True)
+    assert cbor2.loads(codec.encode(every)) == ["a", 1, ["x"], "g", True]
+    for value in (grown(name="a", size=1), grown(name="a", size=1, group="g"), every):
+        assert codec.decode(codec.encode(value), grown) == value
+
+
+def test_a_positional_array_from_before_new_fields_decodes_with_their_defaults(
+    grown: type[_Grown],
+) -> None:
+    """An entry written by an older raftq, before the class gained its last fields."""
+    assert codec.decode(cbor2.dumps(["a", 1, ["x"]]), grown) == grown(name="a", size=1, tags=("x",))
+    for short_or_long in (["a"], ["a", 1, [], "", False, "extra"]):
+        with pytest.raises(DecodeError, match="needs an array of 2 to 5 items"):
+            codec.decode(cbor2.dumps(short_or_long), grown)
+    with pytest.raises(DecodeError):  # an added field's validator still holds
+        codec.decode(cbor2.dumps(["a", 1, [], "x" * 11]), grown)

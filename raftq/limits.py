@@ -336,3 +336,28 @@ every token has a bounded lifetime, so a forgotten one stops working without a s
 WEB_NOTICE_CHARS_MAX = 512
 """The message an action leaves for the page it returns to travels in the URL; it is a
 sentence, so a longer one (a hand-made URL) is cut rather than rendered whole."""
+
+LIMITS_MAX = 100_000
+"""Concurrency and rate limits (``raftq limit set``) the cluster holds, queues and groups
+together: ten times the 10,000 groups limited to one each that issue #17 measures, and a
+small table (a few hundred bytes each) in every snapshot; more is refused (``too_many_limits``)."""
+
+LIMIT_CONCURRENCY_MAX = 1_000_000
+"""The largest concurrency limit: beyond ``JOBS_MAX`` it could never bind anyway."""
+
+LIMIT_RATE_COUNT_MAX = 10_000
+"""The most jobs one rate limit lets start per window: the machine keeps the start time of
+the last N starts of each rate-limited queue or group (a sliding window, exact), so N is
+memory held in every replica and written in every snapshot."""
+
+LIMIT_RATE_STARTS_MAX = 1_000_000
+"""The sum of the rate counts of all rate limits: the start times every replica holds at
+most (about 40 MB at the worst), so many limits cannot each keep 10,000; a limit that would
+cross it is refused (``too_many_limits``)."""
+
+LIMIT_RATE_WINDOW_MS_MAX = 86_400_000
+"""The longest rate window, a day: longer ones are better said as a smaller rate."""
+
+LIMIT_ROWS_LISTED_MAX = 10_000
+"""Limits one ``raftq limit list`` answer holds (first by scope and name): about 200 bytes
+each, 2 MB, well inside ``FRAME_BYTES_MAX``; the answer says how many there are in all."""

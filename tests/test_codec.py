@@ -133,6 +133,9 @@ COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
     "by_ms": u64,
     "before_ms": u64,
     "hold_ms": st.integers(0, 60_000),
+    "group": st.just("") | names,
+    "scope": st.sampled_from(("queue", "group")),
+    "name": names,
 }
 STRATEGIES[commands.JobSpec] = st.builds(
     commands.JobSpec,
@@ -150,6 +153,23 @@ STRATEGIES[commands.Outcome] = st.builds(
 )
 COMMAND_FIELDS["outcomes"] = st.lists(STRATEGIES[commands.Outcome], max_size=3).map(tuple)
 for command_type in typing.get_args(commands.Command):
+    if command_type is commands.SetLimit:  # a concurrency, a rate, or both
+        STRATEGIES[command_type] = st.builds(
+            commands.SetLimit,
+            now_ms=u64,
+            scope=COMMAND_FIELDS["scope"],
+            name=names,
+            concurrency=st.integers(1, 1000),
+        ) | st.builds(
+            commands.SetLimit,
+            now_ms=u64,
+            scope=COMMAND_FIELDS["scope"],
+            name=names,
+            concurrency=st.integers(0, 1000),
+            rate=st.integers(1, 1000),
+            window_ms=st.integers(1, 86_400_000),
+        )
+        continue
     if command_type is commands.Release:
         STRATEGIES[command_type] = st.integers(0, 3).flatmap(
             lambda size: st.builds(

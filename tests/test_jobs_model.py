@@ -30,6 +30,11 @@ Where the documents leave a choice open the model follows the code's documented 
   the event that ends a failed attempt (failed, dead, not retryable, or cancelled after its
   cancel was requested) keeps the end of its error, ``JOB_HISTORY_ERROR_CHARS_MAX``
   characters, and one whose lease expired says so (``LEASE_EXPIRED``);
+- concurrency and rate limits (docs/limits.md): a claim skips a job whose queue or group runs
+  its concurrency limit (running: handed out and not finished, failed, expired, cancelled or
+  released) or has handed out its rate's count within the window ``(now - window, now]``
+  (counted from when the scope got a rate, kept across a change of it, forgotten when it
+  has none); the jobs after it are claimed as if it were not there;
 - ``NAMES_MAX`` counts every queue and type name a job was ever created with (purged or not;
   a paused queue's name does not count). The model check runs half its examples with the limit
   patched down to 4, so that it is reached.
@@ -78,12 +83,14 @@ from raftq.jobs.commands import (
     Rejected,
     Release,
     ReleaseResult,
+    RemoveLimit,
     Report,
     ReportResult,
     Result,
     ResumeQueue,
     Retry,
     RetryDead,
+    SetLimit,
 )
 from raftq.jobs.job import HistoryEvent, JobState, JobView
 from raftq.jobs.listing import ListingIndex
@@ -133,6 +140,7 @@ class ModelJob:
     cancel_requested: bool = False
     claimer: str = ""
     history: list[tuple[int, str, int, str, int, int, str]] = field(default_factory=list)
+    group: str = ""
 
 
 class ReferenceQueue:
@@ -147,6 +155,10 @@ class ReferenceQueue:
         self.keys: dict[str, tuple[str, int]] = {}  # key -> (job id, enqueued at)
         self.names: list[str] = []  # every queue and type name a job was created with
         self.entry_index = 0
+        self.limits: dict[tuple[str, str], tuple[int, int, int]] = {}
+        """(scope, name) -> (concurrency, rate, window_ms), 0 for none."""
+        self.starts: dict[tuple[str, str], list[int]] = {}
+        """(scope, name) -> every hand-out time since it got a rate limit."""
 
     def apply(self, index: int, command: Command) -> Result:
         self.entry_index = index  # each event records the entry that caused it (term 0 here)
@@ -185,6 +197,10 @@ class ReferenceQueue:
                 return self.resume(index, command)
             case Purge():
                 return self.purge(index, command)
+            case SetLimit():
+                return self.set_limit(command)
+            case RemoveLimit():
+                return self.remove_limit(command)
         raise AssertionError(f"not a command: {command!r}")
 
     # --- helpers --------------------------------------------------------------------------------
@@ -252,6 +268,7 @@ class ReferenceQueue:
                 enqueued_ms=self.now_ms,
                 run_at_ms=self.now_ms + spec.delay_ms,
                 order=self.enqueued,
+                group=spec.group,
             )
             if spec.key:
                 self.keys[spec.key] = (job_id, self.now_ms)
@@ -270,7 +287,14 @@ class ReferenceQueue:
         ]
         due.sort(key=lambda job: (-job.priority, job.run_at_ms, job.order))
         leases: list[Lease] = []
-        for job in due[: command.max_jobs]:
+        for job in due:
+            if len(leases) >= command.max_jobs:
+                break
+            if not all(self._open(scope) for scope in self._scopes(job)):
+                continue  # blocked by a limit: the jobs after it are claimed as if it were not
+            for scope in self._scopes(job):
+                if scope in self.limits and self.limits[scope][1]:
+                    self.starts.setdefault(scope, []).append(self.now_ms)
             job.state = RUNNING
             job.attempts += 1
             job.fence = index
@@ -452,6 +476,62 @@ class ReferenceQueue:
                 self.dead.remove(job.id)
         return Count(count=len(purged))
 
+    # --- limits -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _scopes(job: ModelJob) -> list[tuple[str, str]]:
+        return [("queue", job.queue)] + ([("group", job.group)] if job.group else [])
+
+    def _running(self, scope: tuple[str, str]) -> int:
+        return sum(
+            job.state is RUNNING and scope in self._scopes(job) for job in self.jobs.values()
+        )
+
+    def _started_in_window(self, scope: tuple[str, str]) -> int:
+        window_ms = self.limits[scope][2]
+        return sum(at_ms > self.now_ms - window_ms for at_ms in self.starts.get(scope, []))
+
+    def _open(self, scope: tuple[str, str]) -> bool:
+        if scope not in self.limits:
+            return True
+        concurrency, rate, _ = self.limits[scope]
+        if concurrency and self._running(scope) >= concurrency:
+            return False
+        return not rate or self._started_in_window(scope) < rate
+
+    def set_limit(self, command: SetLimit) -> Done:
+        scope = (command.scope, command.name)
+        self.limits[scope] = (command.concurrency, command.rate, command.window_ms)
+        if not command.rate:
+            self.starts.pop(scope, None)
+        return Done(job_id="", state="set")
+
+    def remove_limit(self, command: RemoveLimit) -> Done | Rejected:
+        scope = (command.scope, command.name)
+        if scope not in self.limits:
+            return Rejected(code="not_found", message="")
+        del self.limits[scope]
+        self.starts.pop(scope, None)
+        return Done(job_id="", state="removed")
+
+    def limit_rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "scope": scope,
+                "name": name,
+                "concurrency": concurrency,
+                "rate": rate,
+                "window_ms": window_ms,
+                "running": self._running((scope, name)),
+                "pending": sum(
+                    job.state is PENDING and (scope, name) in self._scopes(job)
+                    for job in self.jobs.values()
+                ),
+                "started_in_window": self._started_in_window((scope, name)),
+            }
+            for (scope, name), (concurrency, rate, window_ms) in sorted(self.limits.items())
+        ]
+
     # --- queries --------------------------------------------------------------------------------
 
     def view(self, job: ModelJob) -> JobView:
@@ -488,6 +568,7 @@ class ReferenceQueue:
             lease_expires_ms=job.lease_expires_ms,
             finished_ms=job.finished_ms,
             history=tuple(history),
+            group=job.group,
         )
 
     def state_counts(self) -> dict[str, int]:
@@ -528,6 +609,7 @@ TYPES = ("resize", "email")
 EXPLICIT_IDS = ("job-1", "job-2", "j2-0", "j3-0", "j4-1")
 """Client-given ids, some shaped like derived ones so that the two collide."""
 KEYS = ("key-a", "key-b", "key-c")
+GROUPS = ("g-1", "g-2")
 
 
 def mostly(common: Any, *rare: Any) -> st.SearchStrategy[Any]:
@@ -547,6 +629,7 @@ job_specs = st.builds(
     max_attempts=st.integers(1, 4),
     timeout_ms=st.sampled_from((100, 1_000, 30_000)),
     key=st.one_of(st.just(""), st.sampled_from(KEYS)),
+    group=st.sampled_from(("", "", *GROUPS)),
 )
 time_steps = st.one_of(
     st.just(0),
@@ -850,6 +933,68 @@ class JobQueueComparison(RuleBasedStateMachine):
         """The leader's clock moves on; the machine sees it with the next command."""
         self.clock_ms += step_ms
 
+    @rule(
+        scope=st.sampled_from(("queue", "group")),
+        pick=picks,
+        concurrency=st.integers(0, 3),
+        rate=st.sampled_from((0, 0, 1, 2, 3)),
+        window_ms=st.sampled_from((1, 100, 1_000, 5_000)),
+        step_ms=time_steps,
+    )
+    def set_limit(
+        self, scope: str, pick: int, concurrency: int, rate: int, window_ms: int, step_ms: int
+    ) -> None:
+        names = QUEUES if scope == "queue" else GROUPS
+        self.run(
+            SetLimit(
+                now_ms=self.stamp(step_ms),
+                scope=scope,
+                name=names[pick % len(names)],
+                concurrency=concurrency if concurrency or rate else 1,
+                rate=rate,
+                window_ms=window_ms if rate else 0,
+            )
+        )
+
+    def rate_window_edges(self) -> list[tuple[tuple[str, str], int]]:
+        """(scope, when the oldest hand-out its full window counts leaves it), not yet past."""
+        edges = []
+        for scope, starts in sorted(self.model.starts.items()):
+            _, rate, window_ms = self.model.limits[scope]
+            if len(starts) >= rate and starts[-rate] + window_ms >= self.model.now_ms:
+                edges.append((scope, starts[-rate] + window_ms))
+        return edges
+
+    @precondition(lambda self: self.rate_window_edges())
+    @rule(pick=picks, offset_ms=st.sampled_from((-1, 0, 0, 1)), max_jobs=st.integers(1, 4))
+    def claim_at_a_rate_window_edge(self, pick: int, offset_ms: int, max_jobs: int) -> None:
+        """A job of a rate-limited scope, first in line, and a claim when the oldest hand-out
+        a full window counts leaves the window (give or take 1 ms)."""
+        edges = self.rate_window_edges()
+        scope, edge_ms = edges[pick % len(edges)]
+        now_ms = max(self.model.now_ms, edge_ms + offset_ms)
+        self.clock_ms = max(self.clock_ms, now_ms)
+        kind, name = scope
+        spec = JobSpec(
+            id="",
+            type=TYPES[0],
+            payload=b"",
+            queue=name if kind == "queue" else QUEUES[0],
+            priority=1_000,  # first in line
+            delay_ms=0,
+            max_attempts=1,
+            timeout_ms=1_000,
+            key="",
+            group=name if kind == "group" else "",
+        )
+        self.run(Enqueue(now_ms=now_ms, jobs=(spec,)))
+        self.run(Claim(now_ms=now_ms, claimer="worker-1", max_jobs=max_jobs))
+
+    @rule(scope=st.sampled_from(("queue", "group")), pick=picks, step_ms=time_steps)
+    def remove_limit(self, scope: str, pick: int, step_ms: int) -> None:
+        names = QUEUES if scope == "queue" else GROUPS
+        self.run(RemoveLimit(now_ms=self.stamp(step_ms), scope=scope, name=names[pick % 2]))
+
     @precondition(lambda self: self.index > 0)
     @rule()
     def snapshot_round_trip(self) -> None:
@@ -889,6 +1034,11 @@ class JobQueueComparison(RuleBasedStateMachine):
                 machine.list_jobs(queue=queue, limit=2)
                 == [view for view in expected if view.queue == queue][:2]
             )
+
+    @invariant()
+    def same_limits(self) -> None:
+        """The limits, and what runs and waits under each, as the model counts them."""
+        assert self.machine.limit_rows() == self.model.limit_rows()
 
     @invariant()
     def pages_walk_the_filtered_list(self) -> None:
@@ -978,8 +1128,11 @@ class LogWriter:
         "purge",
         "dedupe_edge",
         "retry_dead",
+        "set_limit",
+        "remove_limit",
+        "rate_edge",
     )
-    WEIGHTS = (24, 20, 10, 10, 6, 2, 8, 4, 1, 5, 1, 2, 3, 3, 1, 1)
+    WEIGHTS = (24, 20, 10, 10, 6, 2, 8, 4, 1, 5, 1, 2, 3, 3, 1, 1, 2, 1, 4)
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -1050,6 +1203,7 @@ class LogWriter:
             max_attempts=rng.randint(1, 4),
             timeout_ms=rng.choice((100, 1_000, 30_000)),
             key=rng.choice(("",) * 4 + KEYS),
+            group=rng.choice(("", "", *GROUPS)),
         )
 
     def next_commands(self) -> list[Command]:
@@ -1073,12 +1227,40 @@ class LogWriter:
                     max_jobs=rng.randint(1, 5),
                 )
             ]
+        if kind == "rate_edge":
+            return self.rate_edge_commands()
         if kind == "dedupe_edge" and self.key_taken_ms:
             key = rng.choice(sorted(self.key_taken_ms))
             now_ms = self.key_taken_ms[key] + WINDOW_MS + rng.choice((-1, 0, 1))
             self.clock_ms = max(self.clock_ms, now_ms)
             return [Enqueue(now_ms=now_ms, jobs=(attrs.evolve(self.spec(), key=key),))]
         return [self.one_command(kind, now_ms)]
+
+    def rate_edge_commands(self) -> list[Command]:
+        """A job of a scope whose rate window is full, first in line, and a claim when the
+        oldest hand-out the window counts leaves it (give or take 1 ms)."""
+        rng, scratch = self.rng, self.scratch
+        edges = [
+            (scope, name, limit.reopens_ms())
+            for scope, name, limit in scratch.limit_table.rows()
+            if limit.rate and limit.rate_full(scratch.now_ms)
+        ]
+        if not edges:
+            return []
+        scope, name, edge_ms = rng.choice(edges)
+        now_ms = edge_ms + rng.choice((-1, 0, 0, 1))
+        self.clock_ms = max(self.clock_ms, now_ms)
+        spec = attrs.evolve(
+            self.spec(),
+            priority=1_000,
+            delay_ms=0,
+            queue=name if scope == "queue" else QUEUES[0],
+            group=name if scope == "group" else "",
+        )
+        return [
+            Enqueue(now_ms=now_ms, jobs=(spec,)),
+            Claim(now_ms=now_ms, claimer="worker-1", max_jobs=rng.randint(1, 3)),
+        ]
 
     def one_command(self, kind: str, now_ms: int) -> Command:
         rng = self.rng
@@ -1120,6 +1302,19 @@ class LogWriter:
             return ResumeQueue(now_ms=now_ms, queue=rng.choice(QUEUES))
         if kind == "purge":
             return Purge(now_ms=now_ms, before_ms=now_ms - rng.randint(0, 100_000))
+        if kind in ("set_limit", "remove_limit"):
+            scope, names = rng.choice((("queue", QUEUES), ("group", GROUPS)))
+            if kind == "remove_limit":
+                return RemoveLimit(now_ms=now_ms, scope=scope, name=rng.choice(names))
+            rate = rng.choice((0, 1, 2, 5))
+            return SetLimit(
+                now_ms=now_ms,
+                scope=scope,
+                name=rng.choice(names),
+                concurrency=rng.choice((0, 1, 2, 4)) if rate else rng.randint(1, 4),
+                rate=rate,
+                window_ms=rng.choice((1, 200, 2_000)) if rate else 0,
+            )
         return Enqueue(now_ms=now_ms, jobs=tuple(self.spec() for _ in range(rng.randint(1, 3))))
 
 
@@ -1145,6 +1340,7 @@ def test_long_random_logs_match_the_model(seed: int) -> None:
             assert machine.list_jobs(limit=len(commands) * 3) == expected_views, (seed, index)
             dead = [view.id for view in machine.dead_letters(limit=len(commands) * 3)]
             assert dead == model.dead, (seed, index)
+            assert machine.limit_rows() == model.limit_rows(), (seed, index)
 
 
 # --- 2. snapshot, then replay == full replay ----------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from raftq import codec, limits
+from raftq.jobs.limits_table import limit_problem
 
 
 def _text(limit: int) -> Any:
@@ -60,12 +61,20 @@ class JobSpec:
     timeout_ms: int = attrs.field(validator=_positive)
     key: str = attrs.field(validator=_text(limits.JOB_KEY_CHARS_MAX))
     """Idempotency key, or "" for none."""
+    group: str = codec.added_field("", validator=_text(limits.NAME_CHARS_MAX))
+    """Concurrency and rate group (``raftq limit set --group``), or "" for none."""
 
 
 def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
     """What one Enqueue carries, near enough to its encoded size to bound it."""
     return sum(
-        len(job.payload) + len(job.id) + len(job.key) + len(job.type) + len(job.queue) + 32
+        len(job.payload)
+        + len(job.id)
+        + len(job.key)
+        + len(job.type)
+        + len(job.queue)
+        + len(job.group)
+        + 32
         for job in jobs
     )
 
@@ -264,6 +273,37 @@ class Purge:
     before_ms: int
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class SetLimit:
+    """Set (or replace) the concurrency and rate limit of a queue or group
+    (``raftq.jobs.limits_table``): at most ``concurrency`` of its jobs running (0: no such
+    limit), at most ``rate`` handed out per ``window_ms`` (0: none). Lowering one never
+    preempts a running job: new claims wait until fewer run."""
+
+    now_ms: int
+    scope: str
+    name: str
+    concurrency: int = 0
+    rate: int = 0
+    window_ms: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        problem = limit_problem(self.scope, self.name, self.concurrency, self.rate, self.window_ms)
+        if problem:
+            raise ValueError(problem)
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class RemoveLimit:
+    """Remove the limit of a queue or group: its waiting jobs may run at once."""
+
+    now_ms: int
+    scope: str = attrs.field(validator=attrs.validators.in_(("queue", "group")))
+    name: str = attrs.field(validator=_name)
+
+
 Command = (
     Enqueue
     | Claim
@@ -280,6 +320,8 @@ Command = (
     | PauseQueue
     | ResumeQueue
     | Purge
+    | SetLimit
+    | RemoveLimit
 )
 codec.register_union(Command)
 

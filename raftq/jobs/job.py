@@ -78,10 +78,22 @@ class JobRun:
         of the error of the attempt it ended ("" for none)."""
 
 
+class JobExtra:
+    """The fields of #17 that few jobs set, on ``Job.extra`` (None for a plain job): one slot
+    on every job instead of one per field (a million jobs must fit in ~500 MB, issue #16)."""
+
+    __slots__ = ("group",)
+
+    def __init__(self) -> None:
+        self.group: str | None = None
+        """The job's concurrency and rate group (``raftq.jobs.limits_table``), None: none."""
+
+
 class Job:
     __slots__ = (
         "attempts",
         "enqueued_ms",
+        "extra",
         "id",
         "max_attempts",
         "payload",
@@ -126,6 +138,7 @@ class Job:
         self.ready = False
         """In a ready queue (claimable now), as opposed to waiting for ``run_at_ms``."""
         self.run: JobRun | None = None
+        self.extra: JobExtra | None = None
 
 
 @codec.register
@@ -168,6 +181,8 @@ class JobView:
     lease_expires_ms: int
     finished_ms: int
     history: tuple[HistoryEvent, ...]
+    group: str = ""
+    """The job's concurrency and rate group, "" for none."""
 
 
 def view_of(job: Job) -> JobView:
@@ -205,4 +220,10 @@ def view_of(job: Job) -> JobView:
         lease_expires_ms=run.lease_expires_ms if run else 0,
         finished_ms=run.finished_ms if run else 0,
         history=tuple(history),
+        group=_group(job),
     )
+
+
+def _group(job: Job) -> str:
+    extra = job.extra
+    return "" if extra is None or extra.group is None else extra.group

@@ -61,14 +61,26 @@ from raftq.jobs.commands import (
     Rejected,
     Release,
     ReleaseResult,
+    RemoveLimit,
     Report,
     ReportResult,
     Result,
     ResumeQueue,
     Retry,
     RetryDead,
+    SetLimit,
 )
-from raftq.jobs.job import FINISHED, TRANSITIONS, Job, JobRun, JobState, JobView, view_of
+from raftq.jobs.job import (
+    FINISHED,
+    TRANSITIONS,
+    Job,
+    JobExtra,
+    JobRun,
+    JobState,
+    JobView,
+    view_of,
+)
+from raftq.jobs.limits_table import GROUP, QUEUE, LimitsTable, group_of
 from raftq.jobs.listing import ListingIndex
 
 OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
@@ -175,6 +187,8 @@ class JobStateMachine:
         """Payloads, results and errors of every job held: what admission control bounds."""
         self.listing = ListingIndex()
         """Every job in enqueue order, for cursor pages (derived: rebuilt on restore)."""
+        self.limit_table = LimitsTable()
+        """Concurrency and rate limits per queue and group (``raftq.jobs.limits_table``)."""
         self.observer: Observer | None = None
         """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
         self.jobs_max = limits.JOBS_MAX
@@ -193,6 +207,8 @@ class JobStateMachine:
         if command.now_ms > self.now_ms:
             self.now_ms = command.now_ms
         self._promote_due()
+        if self.limit_table.wakeups:
+            self._unpark(*self.limit_table.due_wakeups(self.now_ms))
         handler: Any = _HANDLERS[type(command)]
         result: Result = handler(self, index, command)
         return result
@@ -238,7 +254,20 @@ class JobStateMachine:
         new = (job.queue, state)
         counts[new] = counts.get(new, 0) + 1
         self.listing.moved(job, job.state, state)
-        job.state = state
+        before, job.state = job.state, state
+        if job.extra is not None and job.extra.group is not None:
+            self._group_moved(job.extra.group, before, state)
+
+    def _group_moved(self, group: str, old: JobState | None, new: JobState) -> None:
+        """Counts a group's jobs by state; a slot freed puts back its parked jobs."""
+        if self.limit_table.moved(group, old, new):
+            self._unpark(group)
+
+    def _unpark(self, *groups: str) -> None:
+        """The parked jobs of each open group that must be back in their ready queues."""
+        for group in groups:
+            for job in self.limit_table.unpark(group, self.now_ms):
+                self.ready[(job.queue, job.type)].push(job)
 
     def _record(self, job: Job, event: str, node: str = "", error: str = "") -> None:
         """Add an event to the job's history; ``error`` is what ended an attempt, of which the
@@ -271,8 +300,11 @@ class JobStateMachine:
             job.run = JobRun()
         elif job.run.finished_ms == self.now_ms:
             self._drop_earlier_finish(job)
+        was_ready = job.ready
         self._set_state(job, state)
         job.ready = False
+        if was_ready and job.extra is not None:
+            self._left_ready(job)
         job.run.finished_ms = self.now_ms
         if self.observer is not None:
             self.observer.finished(job, self.now_ms)
@@ -355,6 +387,9 @@ class JobStateMachine:
             seq=self.next_seq,
         )
         self.next_seq += 1
+        if spec.group:
+            self._extra(job).group = spec.group
+            self._group_moved(spec.group, None, JobState.PENDING)
         self.jobs[job_id] = job
         self.held_bytes += len(spec.payload)
         counted = (queue, JobState.PENDING)
@@ -371,6 +406,12 @@ class JobStateMachine:
             if len(self.keys) > limits.DEDUPE_KEYS_MAX:
                 self._forget_oldest_key()
         return Enqueued(job_id=job_id, created=True)
+
+    @staticmethod
+    def _extra(job: Job) -> JobExtra:
+        if job.extra is None:
+            job.extra = JobExtra()
+        return job.extra
 
     def _forget_old_keys(self) -> None:
         horizon = self.now_ms - limits.DEDUPE_WINDOW_MS
@@ -403,18 +444,45 @@ class JobStateMachine:
                     best, best_source = job, source
             if best is None or best_source is None:
                 break
+            if best.extra is not None and self._parks(best, best_source):
+                continue
             payload_bytes += len(best.payload)
             if leases and payload_bytes > limits.CLAIM_PAYLOAD_BYTES_MAX:
                 break
             best_source.pop(best)
             leases.append(self._lease(index, best, command.claimer, command.hold_ms))
+            if self.limit_table.limits and not self._queue_open(best.queue):
+                sources = list(self._sources(command.queues, command.types))
         return ClaimResult(leases=tuple(leases))
+
+    def _parks(self, job: Job, source: _ReadyQueue) -> bool:
+        """Whether ``job``'s group is blocked by its limits: then the job leaves its ready
+        queue for the group's lane (``raftq.jobs.limits_table``), until the group opens."""
+        group = group_of(job)
+        if group is None or self.limit_table.group_open(group, self.now_ms):
+            return False
+        source.pop(job)
+        self.limit_table.park(job, group, self.now_ms)
+        return True
+
+    def _left_ready(self, job: Job) -> None:
+        """``job`` was claimed or cancelled while due: if it stood for its group's parked
+        jobs in its ready queue, the next of them takes its place."""
+        group = group_of(job)
+        if group is not None and self.limit_table.left_ready(job, group):
+            self._unpark(group)
+
+    def _queue_open(self, queue: str) -> bool:
+        running = self.counts.get((queue, JobState.RUNNING), 0)
+        return self.limit_table.queue_open(queue, running, self.now_ms)
 
     def _sources(self, queues: tuple[str, ...], types: tuple[str, ...]) -> Iterator[_ReadyQueue]:
         wanted_queues = set(queues)
         wanted_types = set(types)
         for (queue, job_type), source in self.ready.items():
             if queue in self.paused:
+                continue
+            if self.limit_table.limits and not self._queue_open(queue):
                 continue
             if (not queues or queue in wanted_queues) and (not types or job_type in wanted_types):
                 yield source
@@ -432,6 +500,10 @@ class JobStateMachine:
         # job's whole timeout: a prefetched job never starts on a lease about to expire.
         run.lease_expires_ms = self.now_ms + hold_ms + job.timeout_ms
         heapq.heappush(self.leases, (run.lease_expires_ms, job.seq, job))
+        if self.limit_table.limits:
+            self.limit_table.handed_out(job.queue, group_of(job), self.now_ms)
+        if job.extra is not None:
+            self._left_ready(job)
         self._record(job, "claimed", claimer)
         if self.observer is not None:
             self.observer.claimed(job, self.now_ms)
@@ -644,6 +716,28 @@ class JobStateMachine:
         self.paused.pop(command.queue, None)
         return Done(job_id="", state="resumed")
 
+    def _set_limit(self, index: int, command: SetLimit) -> Done | Rejected:
+        """A limit raised (or a rate's window moved by a change) may open the group."""
+        problem = self.limit_table.set(
+            command.scope,
+            command.name,
+            concurrency=command.concurrency,
+            rate=command.rate,
+            window_ms=command.window_ms,
+        )
+        if problem:
+            return Rejected(code="too_many_limits", message=problem)
+        if command.scope == GROUP:
+            self._unpark(command.name)
+        return Done(job_id="", state="set")
+
+    def _remove_limit(self, index: int, command: RemoveLimit) -> Done | Rejected:
+        if not self.limit_table.remove(command.scope, command.name):
+            return Rejected(code="not_found", message=f"no limit on {command.scope} {command.name}")
+        if command.scope == GROUP:
+            self._unpark(command.name)
+        return Done(job_id="", state="removed")
+
     def _purge(self, index: int, command: Purge) -> Count:
         purged = 0
         finished = self.finished
@@ -668,6 +762,7 @@ class JobStateMachine:
             self.held_bytes -= _run_bytes(job.run)
         self.dead.pop(job.id, None)
         self.listing.remove(job)
+        assert job.state in FINISHED, job.state  # no group count holds it
         counted = (job.queue, job.state)
         self.counts[counted] -= 1
         if not self.counts[counted]:
@@ -699,6 +794,36 @@ class JobStateMachine:
         deciding whether a claim is worth a log entry (it drops stale FIFO entries on the
         way, which changes no state)."""
         return any(source.head() is not None for source in self._sources(queues, types))
+
+    def limit_rows(self, rows_max: int = limits.LIMIT_ROWS_LISTED_MAX) -> list[dict[str, Any]]:
+        """The first ``rows_max`` limits by scope and name, each with what runs under it now:
+        ``running`` (handed out, not finished or released: prefetched jobs count),
+        ``pending`` (waiting for a slot, a window, or their run_at) and ``started_in_window``
+        (hand-outs the current rate window holds)."""
+        table, counts, now = self.limit_table, self.counts, self.now_ms
+        rows: list[dict[str, Any]] = []
+        for scope, name, limit in itertools.islice(table.rows(), rows_max):
+            if scope == QUEUE:
+                running = counts.get((name, JobState.RUNNING), 0)
+                pending = counts.get((name, JobState.PENDING), 0)
+            else:
+                running = table.group_running.get(name, 0)
+                pending = table.group_pending.get(name, 0)
+            rows.append(
+                {
+                    "scope": scope,
+                    "name": name,
+                    "concurrency": limit.concurrency,
+                    "rate": limit.rate,
+                    "window_ms": limit.window_ms,
+                    "running": running,
+                    "pending": pending,
+                    "started_in_window": sum(
+                        1 for at_ms in limit.starts if at_ms > now - limit.window_ms
+                    ),
+                }
+            )
+        return rows
 
     def is_paused(self, queue: str) -> bool:
         return queue in self.paused
@@ -787,6 +912,16 @@ class JobStateMachine:
         not depend on history). Empty sections are left out. ``Rebuild.finish`` reads them
         back; it must know every name written here."""
         sections: dict[str, Any] = {}
+        jobs = list(self.jobs.values())
+        groups = [
+            [job.id, job.extra.group]
+            for job in itertools.compress(jobs, map(_extra, jobs))
+            if job.extra is not None and job.extra.group is not None
+        ]
+        if groups:
+            sections["jobs.group"] = groups
+        if self.limit_table.limits:
+            sections["limits"] = self.limit_table.section()
         return sections
 
     def digest(self) -> str:
@@ -932,11 +1067,31 @@ class Rebuild:
     def _sections(self, sections: dict[str, Any]) -> None:
         """Each section ``snapshot_sections`` writes, back into the machine; one this raftq
         does not know was written by a newer one: refused by name, never dropped."""
+        self._groups(sections.pop("jobs.group", []))
+        self.machine.limit_table.restore_section(sections.pop("limits", []))
         if sections:
             raise DecodeError(
                 f"snapshot sections {sorted(sections)} are unknown to this raftq "
                 "(written by a newer version?)"
             )
+
+    def _groups(self, rows: Any) -> None:
+        """The "jobs.group" section: [job id, group] of each job that has a group."""
+        machine = self.machine
+        if not isinstance(rows, list):
+            raise DecodeError("the jobs.group section is not a list")
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], str)):
+                raise DecodeError(f"a jobs.group row is {row!r}, not [job id, group]")
+            job_id, group = row
+            job = machine.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is None or not 0 < len(group) <= limits.NAME_CHARS_MAX:
+                raise DecodeError(f"jobs.group names an unknown job {job_id!r} or bad group")
+            if machine._extra(job).group is not None:
+                raise DecodeError(f"jobs.group names {job_id!r} twice")
+            machine._extra(job).group = group
+            if job.state is JobState.RUNNING or job.state is JobState.PENDING:
+                machine.limit_table.moved(group, None, job.state)
 
     def _keys(
         self, keys: Sequence[str], key_jobs: Sequence[str] | None, key_times: Sequence[int]
@@ -964,6 +1119,7 @@ _payload = operator.attrgetter("payload")
 _ready = operator.attrgetter("ready")
 _priority = operator.attrgetter("priority")
 _run_at = operator.attrgetter("run_at_ms")
+_extra = operator.attrgetter("extra")
 
 
 def _tally(firsts: list[Any], seconds: list[Any]) -> dict[tuple[Any, Any], int]:
@@ -995,4 +1151,6 @@ _HANDLERS = {
     PauseQueue: JobStateMachine._pause,
     ResumeQueue: JobStateMachine._resume,
     Purge: JobStateMachine._purge,
+    SetLimit: JobStateMachine._set_limit,
+    RemoveLimit: JobStateMachine._remove_limit,
 }

@@ -136,6 +136,7 @@ class HandlerFunction(Generic[P, R]):
         timeout: float = 30.0,
         key: str | None = None,
         id: str | None = None,
+        group: str | None = None,
     ) -> JobOptions[P]:
         """The same handler with job options (those of ``Client.enqueue``; seconds)."""
         options = {
@@ -146,6 +147,7 @@ class HandlerFunction(Generic[P, R]):
             "timeout": timeout,
             "key": key,
             "id": id,
+            "group": group,
         }
         return JobOptions(self, options)
 

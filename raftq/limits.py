@@ -361,3 +361,9 @@ LIMIT_RATE_WINDOW_MS_MAX = 86_400_000
 LIMIT_ROWS_LISTED_MAX = 10_000
 """Limits one ``raftq limit list`` answer holds (first by scope and name): about 200 bytes
 each, 2 MB, well inside ``FRAME_BYTES_MAX``; the answer says how many there are in all."""
+
+LIMIT_RECHECK_MS = 50
+"""While a rate limit exists, a claim waiting on the leader for work looks again this often
+even if nothing is applied: a rate window opens as time passes, with no entry to wake it.
+So a rate-limited job starts within 50 ms of its window opening, for one cheap index look-up
+per 50 ms on the leader (one claim waits at a time)."""

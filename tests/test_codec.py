@@ -299,6 +299,16 @@ STRATEGIES[wire.ChangeMembership] = st.builds(
 )
 STRATEGIES[wire.TransferLeader] = st.builds(wire.TransferLeader, node_id=node_ids)
 STRATEGIES[wire.Drain] = st.builds(wire.Drain)
+STRATEGIES[wire.ListLimits] = st.builds(wire.ListLimits)
+limit_rows = st.builds(
+    wire.LimitRow,
+    **{
+        field.name: st.sampled_from(("queue", "group")) if field.name == "scope" else u64
+        for field in attrs.fields(wire.LimitRow)
+        if field.name != "name"
+    },
+    name=names,
+)
 STRATEGIES[wire.ClientCall] = st.one_of(
     *(STRATEGIES[call_type] for call_type in typing.get_args(wire.ClientCall))
 )
@@ -307,6 +317,10 @@ STRATEGIES[wire.ClientRequest] = st.builds(
 )
 STRATEGIES[wire.CommandReply] = st.builds(wire.CommandReply, result=STRATEGIES[commands.Result])
 STRATEGIES[wire.JobReply] = st.builds(wire.JobReply, job=st.none() | job_views)
+STRATEGIES[wire.LimitRow] = limit_rows
+STRATEGIES[wire.LimitsReply] = st.builds(
+    wire.LimitsReply, limits=st.lists(limit_rows, max_size=2).map(tuple)
+)
 STRATEGIES[wire.JobsReply] = st.builds(
     wire.JobsReply, jobs=st.lists(job_views, max_size=2).map(tuple)
 )

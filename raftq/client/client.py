@@ -68,12 +68,14 @@ from raftq.jobs.commands import (
     Rejected,
     Release,
     ReleaseResult,
+    RemoveLimit,
     Report,
     ReportResult,
     Result,
     ResumeQueue,
     Retry,
     RetryDead,
+    SetLimit,
     enqueue_bytes,
 )
 from raftq.jobs.job import JobState
@@ -92,7 +94,10 @@ from raftq.transport.wire import (
     JobReply,
     JobsPage,
     JobsReply,
+    LimitRow,
+    LimitsReply,
     ListJobs,
+    ListLimits,
     MembershipReply,
     PageJobs,
     Redirect,
@@ -267,10 +272,14 @@ class Client:
         timeout: float = 30.0,
         key: str | None = None,
         id: str | None = None,
+        group: str | None = None,
     ) -> str:
         """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
-        seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries."""
-        spec = job_spec(type, payload, queue, priority, delay, max_attempts, timeout, key, id)
+        seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries;
+        ``group``: the concurrency and rate group it counts in (``set_limit``)."""
+        spec = job_spec(
+            type, payload, queue, priority, delay, max_attempts, timeout, key, id, group
+        )
         (job_id,) = await self.enqueue_specs([spec])
         return job_id
 
@@ -465,6 +474,62 @@ class Client:
 
     async def resume(self, queue: str) -> None:
         _expect(await self._submit(ResumeQueue(now_ms=0, queue=_queue_name(queue))), Done)
+
+    # --- concurrency and rate limits (docs/limits.md) -----------------------------------------
+
+    async def set_limit(
+        self,
+        *,
+        queue: str | None = None,
+        group: str | None = None,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        """Limit a queue or a group (exactly one): at most ``concurrency`` of its jobs running
+        at once, at most ``rate`` started per ``per`` seconds. Replaces its earlier limit; a
+        lower one never stops running jobs. ``ConfigError`` for values that are no limit."""
+        scope, name = _limit_scope(queue, group)
+        if (rate is None) != (per is None):
+            raise ConfigError("a rate needs both a count and a window in seconds (rate=, per=)")
+        for what, count in (("concurrency", concurrency), ("rate", rate)):
+            if count is not None and (not isinstance(count, int) or count < 1):
+                raise ConfigError(f"a {what} limit must be 1 or more, not {count!r}")
+        window_ms = 0
+        if per is not None:
+            window_ms = seconds_to_ms(
+                "rate window", per, lowest_ms=1, highest_ms=limits.LIMIT_RATE_WINDOW_MS_MAX
+            )
+        try:
+            command = SetLimit(
+                now_ms=0,
+                scope=scope,
+                name=name,
+                concurrency=concurrency or 0,
+                rate=rate or 0,
+                window_ms=window_ms,
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad limit: {error}") from None
+        _expect(await self._submit(command), Done)
+
+    async def remove_limit(self, *, queue: str | None = None, group: str | None = None) -> None:
+        """Remove the limit of a queue or a group: its waiting jobs may start at once.
+        ``CommandRejected`` (code ``not_found``) if it has none."""
+        scope, name = _limit_scope(queue, group)
+        try:
+            _expect(await self._submit(RemoveLimit(now_ms=0, scope=scope, name=name)), Done)
+        except JobNotFound as error:
+            raise CommandRejected(str(error), code="not_found") from None
+
+    async def limits(self) -> builtins.list[dict[str, Any]]:
+        """Every limit, by scope and name, with what runs under it now: ``{"scope", "name",
+        "concurrency", "rate", "window_s", "running", "pending", "started_in_window"}``
+        (0 for a concurrency or rate it does not set)."""
+        reply = await self._request(ListLimits())
+        if not isinstance(reply, LimitsReply):
+            raise _unexpected(reply)
+        return [limit_json(row) for row in reply.limits]
 
     # --- cluster membership ---------------------------------------------------------------------
 
@@ -723,6 +788,31 @@ class Client:
             return connection
 
 
+def _limit_scope(queue: str | None, group: str | None) -> tuple[str, str]:
+    if (queue is None) == (group is None):
+        raise ConfigError("a limit is on a queue or on a group: give exactly one")
+    if queue is not None:
+        return "queue", _queue_name(queue)
+    assert group is not None
+    if not isinstance(group, str) or not 0 < len(group) <= limits.NAME_CHARS_MAX:
+        raise ConfigError(f"group must be a name of 1 to {limits.NAME_CHARS_MAX} characters")
+    return "group", group
+
+
+def limit_json(row: LimitRow) -> dict[str, Any]:
+    """A limit as ``raftq limit list --json`` shows it (the window in seconds)."""
+    return {
+        "scope": row.scope,
+        "name": row.name,
+        "concurrency": row.concurrency,
+        "rate": row.rate,
+        "window_s": row.window_ms / 1000,
+        "running": row.running,
+        "pending": row.pending,
+        "started_in_window": row.started_in_window,
+    }
+
+
 def new_key() -> str:
     """An idempotency key for a job whose caller gave none: made once, reused on every retry."""
     return "auto-" + secrets.token_hex(16)
@@ -779,6 +869,7 @@ def job_spec(
     timeout: float,
     key: str | None,
     id: str | None,
+    group: str | None = None,
 ) -> JobSpec:
     """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
     try:
@@ -792,6 +883,7 @@ def job_spec(
             timeout_ms=seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX),
             key=key if key is not None else (id or ""),
             id=id or "",
+            group=group or "",
         )
     except FieldProblem as problem:
         raise ConfigError(f"{problem.field}: {problem}") from None

@@ -29,6 +29,7 @@ from raftq.app import load_app
 from raftq.client.client import LIST_LIMIT_MAX, Client, Job, connect
 from raftq.client.cursor import decode_cursor, encode_cursor
 from raftq.client.jobfile import load_job_file, parse_json
+from raftq.client.limit_commands import add_limit_parser, run_limit
 from raftq.client.worker import Worker
 from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
 from raftq.jobs.commands import JobSpec
@@ -62,6 +63,7 @@ CLIENT_COMMANDS = frozenset(
         "worker",
         "cluster",
         "drain",
+        "limit",
     }
 )
 
@@ -122,6 +124,7 @@ def add_client_commands(commands: Any) -> None:
     )
     enqueue.add_argument("--key", help="idempotency key (a retry with it enqueues nothing)")
     enqueue.add_argument("--id", dest="job_id", help="the job's id (default: assigned)")
+    enqueue.add_argument("--group", help="the concurrency and rate group (raftq limit set)")
     enqueue.add_argument("--wait", action="store_true", help="wait for the job to finish")
     enqueue.add_argument(
         "--wait-timeout",
@@ -203,6 +206,7 @@ def add_client_commands(commands: Any) -> None:
         "the cluster for good, `raftq cluster remove` it too.",
     )
     drain.add_argument("--json", action="store_true")
+    add_limit_parser(commands, with_timeout)
 
     worker = commands.add_parser("worker", parents=[with_timeout], help="a remote worker")
     worker.add_argument(
@@ -311,6 +315,7 @@ async def _enqueue(client: Client, arguments: argparse.Namespace) -> int:
         timeout=arguments.job_timeout,
         key=arguments.key,
         id=arguments.job_id,
+        group=arguments.group,
     )
     print(job_id, flush=True)
     if not arguments.wait:
@@ -429,6 +434,7 @@ def describe(job: Job) -> str:
             ("id", job.id),
             ("type", job.type),
             ("queue", job.queue),
+            *((("group", job.group),) if job.group else ()),
             ("state", job.state),
             ("priority", job.priority),
             ("attempts", f"{job.attempts}/{job.max_attempts}"),
@@ -539,4 +545,5 @@ _COMMANDS: dict[str, Command] = {
     "pause": _pause,
     "resume": _resume,
     "worker": _worker,
+    "limit": run_limit,
 }

@@ -46,6 +46,8 @@ class Job:
     timeout_ms: int
     finished_ms: int
     history: tuple[HistoryEntry, ...]
+    group: str | None = None
+    """The concurrency and rate group it counts in (``raftq limit``), None for none."""
 
     @property
     def finished(self) -> bool:
@@ -82,6 +84,7 @@ class Job:
                 )
                 for e in view.history
             ),
+            group=view.group or None,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -55,6 +55,7 @@ FIELDS = (
     "max_attempts",
     "timeout_ms",
     "key",
+    "group",
 )
 
 
@@ -145,6 +146,7 @@ def make_spec(
     timeout_ms: object = 30_000,
     key: object = "",
     id: object = "",
+    group: object = "",
 ) -> JobSpec:
     """Check every field of one job; raises ``FieldProblem`` (a ``ConfigError``) naming it."""
     return JobSpec(
@@ -157,6 +159,7 @@ def make_spec(
         max_attempts=_field("max_attempts", check_integer, max_attempts, 1, MAX_ATTEMPTS_MAX),
         timeout_ms=_field("timeout_ms", check_integer, timeout_ms, 1, TIMEOUT_MS_MAX),
         key=_field("key", check_text, key, limits.JOB_KEY_CHARS_MAX, empty=True),
+        group=_field("group", check_text, group, limits.NAME_CHARS_MAX, empty=True),
     )
 
 

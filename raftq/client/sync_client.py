@@ -196,10 +196,13 @@ class SyncClient:
         timeout: float = 30.0,
         key: str | None = None,
         id: str | None = None,
+        group: str | None = None,
     ) -> str:
         """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
         the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
-        spec = job_spec(type, payload, queue, priority, delay, max_attempts, timeout, key, id)
+        spec = job_spec(
+            type, payload, queue, priority, delay, max_attempts, timeout, key, id, group
+        )
         loop = self._running()
         assert loop.coalescer is not None, "open_client makes it"
         coalescer = loop.coalescer
@@ -271,6 +274,30 @@ class SyncClient:
 
     def resume(self, queue: str) -> None:
         self._call(lambda client: client.resume(queue))
+
+    def set_limit(
+        self,
+        *,
+        queue: str | None = None,
+        group: str | None = None,
+        concurrency: int | None = None,
+        rate: int | None = None,
+        per: float | None = None,
+    ) -> None:
+        """``Client.set_limit``: at most ``concurrency`` running, ``rate`` started per ``per``
+        seconds, for one queue or group."""
+        self._call(
+            lambda client: client.set_limit(
+                queue=queue, group=group, concurrency=concurrency, rate=rate, per=per
+            )
+        )
+
+    def remove_limit(self, *, queue: str | None = None, group: str | None = None) -> None:
+        self._call(lambda client: client.remove_limit(queue=queue, group=group))
+
+    def limits(self) -> builtins.list[dict[str, Any]]:
+        """``Client.limits``: every limit with what runs under it now."""
+        return self._call(lambda client: client.limits())
 
 
 _clients: weakref.WeakSet[SyncClient] = weakref.WeakSet()

@@ -451,7 +451,7 @@ class JobStateMachine:
                 break
             best_source.pop(best)
             leases.append(self._lease(index, best, command.claimer, command.hold_ms))
-            if self.limit_table.limits and not self._queue_open(best.queue):
+            if self.limit_table.limits and not self._queue_open(best.queue, self.now_ms):
                 sources = list(self._sources(command.queues, command.types))
         return ClaimResult(leases=tuple(leases))
 
@@ -472,17 +472,21 @@ class JobStateMachine:
         if group is not None and self.limit_table.left_ready(job, group):
             self._unpark(group)
 
-    def _queue_open(self, queue: str) -> bool:
+    def _queue_open(self, queue: str, now_ms: int) -> bool:
         running = self.counts.get((queue, JobState.RUNNING), 0)
-        return self.limit_table.queue_open(queue, running, self.now_ms)
+        return self.limit_table.queue_open(queue, running, now_ms)
 
-    def _sources(self, queues: tuple[str, ...], types: tuple[str, ...]) -> Iterator[_ReadyQueue]:
+    def _sources(
+        self, queues: tuple[str, ...], types: tuple[str, ...], now_ms: int = 0
+    ) -> Iterator[_ReadyQueue]:
+        """The ready queues a claim looks at: not paused, not held back by a queue limit."""
+        now_ms = now_ms or self.now_ms
         wanted_queues = set(queues)
         wanted_types = set(types)
         for (queue, job_type), source in self.ready.items():
             if queue in self.paused:
                 continue
-            if self.limit_table.limits and not self._queue_open(queue):
+            if self.limit_table.limits and not self._queue_open(queue, now_ms):
                 continue
             if (not queues or queue in wanted_queues) and (not types or job_type in wanted_types):
                 yield source
@@ -789,11 +793,20 @@ class JobStateMachine:
             queues.setdefault(queue, {s.value: 0 for s in JobState})
         return dict(sorted(queues.items()))
 
-    def has_claimable(self, queues: tuple[str, ...], types: tuple[str, ...]) -> bool:
-        """Would a Claim for these queues and types hand out a job now? A hint for a leader
-        deciding whether a claim is worth a log entry (it drops stale FIFO entries on the
-        way, which changes no state)."""
-        return any(source.head() is not None for source in self._sources(queues, types))
+    def has_claimable(
+        self, queues: tuple[str, ...], types: tuple[str, ...], now_ms: int = 0
+    ) -> bool:
+        """Would a Claim for these queues and types, stamped ``now_ms`` (the leader's clock;
+        rate windows move on with it), hand out a job? A hint for a leader deciding whether
+        a claim is worth a log entry (it drops stale FIFO entries on the way, which changes
+        no state). Parked jobs of a group whose rate window has moved on count: the claim's
+        entry wakes them."""
+        now_ms = max(now_ms, self.now_ms)
+        wakeups = self.limit_table.wakeups
+        if wakeups and wakeups[0][0] <= now_ms:
+            return True
+        sources = self._sources(queues, types, now_ms)
+        return any(source.head() is not None for source in sources)
 
     def limit_rows(self, rows_max: int = limits.LIMIT_ROWS_LISTED_MAX) -> list[dict[str, Any]]:
         """The first ``rows_max`` limits by scope and name, each with what runs under it now:
@@ -824,6 +837,9 @@ class JobStateMachine:
                 }
             )
         return rows
+
+    def has_rate_limits(self) -> bool:
+        return self.limit_table.rate_starts > 0
 
     def is_paused(self, queue: str) -> bool:
         return queue in self.paused

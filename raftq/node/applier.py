@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import trio
@@ -89,7 +89,13 @@ class JobsView(Protocol):
 
     def is_paused(self, queue: str) -> bool: ...
 
-    def has_claimable(self, queues: tuple[str, ...], types: tuple[str, ...]) -> bool: ...
+    def has_claimable(
+        self, queues: tuple[str, ...], types: tuple[str, ...], now_ms: int = 0
+    ) -> bool: ...
+
+    def has_rate_limits(self) -> bool: ...
+
+    def limit_rows(self) -> list[dict[str, Any]]: ...
 
     def has_room(self, jobs: int, payload_bytes: int) -> bool: ...
 

@@ -41,7 +41,10 @@ from raftq.transport.wire import (
     JobReply,
     JobsPage,
     JobsReply,
+    LimitRow,
+    LimitsReply,
     ListJobs,
+    ListLimits,
     MembershipReply,
     PageJobs,
     QueueStatus,
@@ -210,6 +213,9 @@ class ClientService:
                     newest_first=call.newest_first,
                 )
                 return JobsPage(jobs=tuple(views), cursor=cursor)
+            if isinstance(call, ListLimits):
+                rows = machine.limit_rows()
+                return LimitsReply(limits=tuple(LimitRow(**row) for row in rows))
             assert isinstance(call, ListJobs)
             return JobsReply(
                 jobs=tuple(
@@ -227,9 +233,11 @@ class ClientService:
         """On the leader, a claim that would come back empty now waits for work (a long
         poll) instead of becoming a log entry. Elsewhere: False (the command is forwarded,
         and the leader decides)."""
-        return self._raft.role is Role.LEADER and not self._applier.jobs.has_claimable(
-            claim.queues, claim.types
-        )
+        return self._raft.role is Role.LEADER and not self._claimable(claim)
+
+    def _claimable(self, claim: Claim) -> bool:
+        jobs = self._applier.jobs
+        return jobs.has_claimable(claim.queues, claim.types, self._raft.clock_ms())
 
     async def _long_poll_claim(self, claim: Claim) -> ClientReply:
         """Wait (up to the long poll) until the claim would find a job, then propose it.
@@ -248,12 +256,11 @@ class ClientService:
             await self._claim_turn.acquire()
             try:
                 self._next_claim = waiting
-                while waiting.proposed is None and not self._applier.jobs.has_claimable(
-                    claim.queues, claim.types
-                ):
+                while waiting.proposed is None and not self._claimable(claim):
                     with trio.move_on_at(math.inf) as woken:
                         waiting.woken = woken
-                        await self._applier.wait_applied(self._applier.applied_index + 1)
+                        with trio.move_on_after(self._recheck_s()):
+                            await self._applier.wait_applied(self._applier.applied_index + 1)
                 proposed = waiting.proposed or self._propose_with_riders(claim)
             finally:
                 if self._next_claim is waiting:
@@ -268,6 +275,12 @@ class ClientService:
             return self._reply(await _outcome(proposed))
         finally:
             self._claim_turn.release()
+
+    def _recheck_s(self) -> float:
+        """How long a waiting claim may sleep without a new entry: for ever, unless a rate
+        limit may open a window as time passes (``LIMIT_RECHECK_MS``)."""
+        rated = self._applier.jobs.has_rate_limits()
+        return limits.LIMIT_RECHECK_MS / 1000 if rated else math.inf
 
     def _propose_with_waiting_claim(self, command: Command) -> Waiter:
         """Propose ``command``; if it enqueues a job due now that the waiting claim would take,

@@ -197,6 +197,10 @@ class RaftPeer:
     def role(self) -> Role:
         return self.core.role
 
+    def clock_ms(self) -> int:
+        """The clock this peer stamps commands with (a claim's hint asks it: rate windows)."""
+        return self._clock.now_ms()
+
     @property
     def leader(self) -> NodeId | None:
         return self.core.leader

@@ -171,6 +171,12 @@ class Drain:
     remotely (one embedded in an application) answers ``Failure`` rejected."""
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class ListLimits:
+    """Every concurrency and rate limit, with what runs under each now (``LimitsReply``)."""
+
+
 ClientCall = (
     SubmitCommand
     | GetJob
@@ -180,6 +186,7 @@ ClientCall = (
     | ChangeMembership
     | TransferLeader
     | Drain
+    | ListLimits
 )
 codec.register_union(ClientCall)
 
@@ -289,6 +296,30 @@ class Failure:
     message: str
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class LimitRow:
+    """One limit (``JobStateMachine.limit_rows``): 0 for a concurrency or rate it does not
+    set; ``running`` handed out and not finished (prefetched jobs count), ``pending`` waiting
+    (for a slot, a window or their run_at), ``started_in_window`` hand-outs in the current
+    rate window."""
+
+    scope: str
+    name: str
+    concurrency: int
+    rate: int
+    window_ms: int
+    running: int
+    pending: int
+    started_in_window: int
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class LimitsReply:
+    limits: tuple[LimitRow, ...]
+
+
 ClientReply = (
     CommandReply
     | JobReply
@@ -298,6 +329,7 @@ ClientReply = (
     | MembershipReply
     | Redirect
     | Failure
+    | LimitsReply
 )
 codec.register_union(ClientReply)
 

@@ -153,6 +153,10 @@ def _schemas() -> dict[str, Any]:
                     "default": 30_000,
                 },
                 "key": {"type": "string", "maxLength": limits.JOB_KEY_CHARS_MAX},
+                "group": {
+                    **name,
+                    "description": "the concurrency and rate group (raftq limit set --group)",
+                },
             },
         },
         "HistoryEntry": {
@@ -194,6 +198,10 @@ def _schemas() -> dict[str, Any]:
                 "error": {"type": ["string", "null"]},
                 "enqueued_ms": integer,
                 "history": {"type": "array", "items": _ref("HistoryEntry")},
+                "group": {
+                    "type": ["string", "null"],
+                    "description": "its concurrency and rate group; null for none",
+                },
             },
         },
         "JobPage": {

@@ -26,6 +26,7 @@ from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
 from sim.checkers_claims import ClaimRules
 from sim.checkers_jobs import HistoryAndBulkRules
+from sim.checkers_limits import LimitRules
 from sim.checkers_more import LeaseAndRetryRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
@@ -50,10 +51,13 @@ from sim.workload import (
     JOB_TYPE,
     Ledger,
     draw_job,
+    job_group,
+    limits_operator,
     make_app,
     operator,
     reader,
     retries_dead_jobs,
+    uses_limits,
 )
 
 CHECK_INTERVAL_S = 0.02
@@ -183,6 +187,7 @@ class Simulation:
         ]
         self.ledger = Ledger()
         self.claim_rules = ClaimRules()
+        self.limit_rules = LimitRules()
         self.app = make_app(self.ledger, on_start=self.claim_rules.started)
         self.committed = CommittedLog()
         self.oracle = JobOracle()
@@ -220,6 +225,8 @@ class Simulation:
                     nursery.start_soon(reader, self, simnode)
                 if self.script is None and retries_dead_jobs(self.options.seed):
                     nursery.start_soon(operator, self)
+                if self.script is None and uses_limits(self.options.seed):
+                    nursery.start_soon(limits_operator, self)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -614,6 +621,7 @@ class Simulation:
                     fields = ledger.unacked[key]
                 else:
                     key, fields = f"p{number}-{sequence}", draw_job(rng, self.options)
+                    fields |= job_group(self.options.seed, key)
                     ledger.fields[key] = fields
                 try:
                     job_id = await client.enqueue(JOB_TYPE, key=key, **fields)
@@ -693,6 +701,7 @@ class Simulation:
             self.more_rules.observe(entry, oracle)
             self.job_rules.observe(entry, oracle)
             self.claim_rules.observe(entry, oracle)
+            self.limit_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

@@ -6,6 +6,7 @@ the in-process workers run (random durations, failures, heartbeats, timeouts).""
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -170,3 +171,87 @@ async def operator(simulation: Any) -> None:
             except RaftqError as error:
                 retried = f"refused ({type(error).__name__})"
             simulation.trace.record("retry-dead", f"at most {limit}: {retried}")
+
+
+# --- concurrency and rate limits (docs/limits.md) ------------------------------------------------
+
+LIMITS_SEEDS_MOD = (8, (2, 5, 7))
+"""Seeds that run with groups and limits (``sim.checkers_limits``): the operator's seeds
+(``OPERATOR_SEEDS_MOD``), none of those tests/sim/test_mutants.py pins, whose runs stay as
+they were."""
+
+GROUPS = ("g0", "g1", "g2")
+"""Three groups in four jobs: one of them, by the job's key."""
+
+LIMITS_INTERVAL_S = 1.5
+"""How often the limits operator changes a limit (virtual time): several times a run, so that
+limits are lowered while jobs run, raised while jobs wait, removed and set again."""
+
+LIMITS_REMOVE_ATTEMPTS = 100
+"""Tries to remove every limit when the fault phase ends (each a client call of its own
+timeout), so that the liveness phase is not held back by them."""
+
+
+def uses_limits(seed: int) -> bool:
+    modulus, remainders = LIMITS_SEEDS_MOD
+    return seed % modulus in remainders
+
+
+def job_group(seed: int, key: str) -> dict[str, str]:
+    """The ``group`` enqueue keyword of the job enqueued under ``key`` (none for one job in
+    four, and none in runs without limits). A checksum, not the producer's random: it draws
+    nothing, so the other fields of every job stay as they were."""
+    if not uses_limits(seed):
+        return {}
+    choice = zlib.crc32(f"{seed}:{key}".encode()) % (len(GROUPS) + 1)
+    return {"group": GROUPS[choice]} if choice < len(GROUPS) else {}
+
+
+def draw_limit(rng: random.Random) -> dict[str, Any]:
+    """One ``Client.set_limit`` call: a group or the sim's queue, a concurrency, a rate, or
+    both (small, so that they bind)."""
+    scope = rng.choice([{"group": group} for group in GROUPS] + [{"queue": "default"}])
+    concurrency = rng.choice([None, 1, 1, 2, 3] if "group" in scope else [None, 2, 4, 6])
+    rate = rng.choice([None, None, 1, 2, 5])
+    if concurrency is None and rate is None:
+        concurrency = 1
+    per = rng.choice([0.2, 0.5, 1.0, 2.0]) if rate is not None else None
+    return {**scope, "concurrency": concurrency, "rate": rate, "per": per}
+
+
+async def limits_operator(simulation: Any) -> None:
+    """Sets, changes and removes limits on the groups and the queue through any node until the
+    fault phase ends, then removes them all."""
+    rng = random.Random(f"{simulation.options.seed}:limits")
+    async with connect(
+        simulation.addresses,
+        network=simulation.network.endpoint("limits"),
+        rng=random.Random(rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    ) as client:
+        while simulation.phase == "faults":
+            change: dict[str, Any] = (
+                {"group": rng.choice(GROUPS)} if rng.random() < 0.2 else draw_limit(rng)
+            )
+            removes = len(change) == 1
+            what = f"{'remove' if removes else 'set'} {change}"
+            try:
+                if removes:
+                    await client.remove_limit(**change)
+                else:
+                    await client.set_limit(**change)
+                outcome = "done"
+            except RaftqError as error:
+                outcome = f"refused ({type(error).__name__})"
+            simulation.trace.record("limit", f"{what}: {outcome}")
+            await trio.sleep(LIMITS_INTERVAL_S * rng.uniform(0.5, 1.5))
+        for _ in range(LIMITS_REMOVE_ATTEMPTS):
+            try:
+                rows = await client.limits()
+                for row in rows:
+                    await client.remove_limit(**{row["scope"]: row["name"]})
+            except RaftqError:
+                await trio.sleep(0.5)
+                continue
+            simulation.trace.record("limit", f"removed all {len(rows)}")
+            return

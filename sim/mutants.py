@@ -250,6 +250,41 @@ MUTANTS = (
             "tests/test_jobs_snapshot.py::test_expiring_leases_leaves_finished_jobs_finished",
         ),
     ),
+    Mutant(
+        name="limit_expiry_keeps_slot",
+        area="concurrency limits",
+        bug="a lease that expires does not free its group's slot: the group stays full",
+        unit_tests=(
+            "tests/test_limits_machine.py::"
+            "test_an_expired_lease_frees_its_slot_and_a_stale_report_does_not_free_it_again",
+        ),
+    ),
+    Mutant(
+        name="limit_frees_twice",
+        area="concurrency limits",
+        bug="a failed or expired attempt frees its group's slot twice",
+        unit_tests=(
+            "tests/test_limits_machine.py::test_a_failed_attempt_frees_its_one_slot_not_two",
+        ),
+    ),
+    Mutant(
+        name="limit_rate_window_short",
+        area="rate limits",
+        bug="the rate window is one millisecond short: a job starts 1 ms before its turn",
+        unit_tests=(
+            "tests/test_limits_machine.py::test_a_rate_lets_n_jobs_start_in_any_window_of_its_length",
+        ),
+    ),
+    Mutant(
+        name="limit_prefetch_uncounted",
+        area="concurrency limits",
+        bug="a job claimed ahead of a free worker slot (hold_ms) does not count against its "
+        "group until it starts",
+        unit_tests=(
+            "tests/test_limits_machine.py::"
+            "test_a_prefetched_job_counts_from_its_claim_and_a_release_frees_its_slot_once",
+        ),
+    ),
 )
 
 

@@ -171,6 +171,17 @@ def test_every_end_of_a_running_job_frees_its_slot(outcome: str) -> None:
     assert log.claim() == ["b"]
 
 
+def test_a_failed_attempt_frees_its_one_slot_not_two() -> None:
+    log = Log()
+    log.limit("group", "g", concurrency=2)
+    log.enqueue("a", "b", "c", "d", group="g")
+    assert log.claim() == ["a", "b"]
+    log.apply(Fail(now_ms=log.now_ms, job_id="a", fence=log.fence("a")))
+    assert log.row("group", "g")["running"] == 1
+    assert log.claim() == ["c"]
+    assert log.claim() == []
+
+
 def test_lowering_a_limit_never_preempts_and_removing_it_opens_the_group() -> None:
     log = Log()
     log.limit("group", "g", concurrency=3)

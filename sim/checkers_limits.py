@@ -6,8 +6,8 @@
   limit lowered below what runs preempts nothing, so only entries that hand out are judged;
 - **rate**: whenever an entry hands out a job of a queue or group with a rate of N per W ms,
   at most N hand-outs of it fall in the window ``(now - W, now]`` ending at that entry's
-  stamped time, counting every hand-out since the scope got a rate (kept across a change of
-  it, forgotten when it is removed or set without one, as the machine's rule says);
+  stamped time, counting every hand-out since that rate and window were set (set again
+  unchanged, they keep their count; as the machine's rule says);
 - **nothing is held back that its limits allow** (the other half of exact: a limit that
   never frees a slot would pass the two rules above): after a Claim that hands out fewer jobs
   than it asked for, no due job it would take is left whose queue and group are under their
@@ -138,8 +138,9 @@ class LimitRules:
             scope = (command.scope, command.name)
             if scope not in oracle.machine.limit_table.limits:
                 return  # refused (the table is full): in force is what was before
+            old = self.limits.get(scope)
             self.limits[scope] = (command.concurrency, command.rate, command.window_ms)
-            if not command.rate:
+            if old is None or old[1:] != (command.rate, command.window_ms):
                 self.starts.pop(scope, None)
         elif isinstance(command, RemoveLimit):
             scope = (command.scope, command.name)

@@ -33,8 +33,8 @@ Where the documents leave a choice open the model follows the code's documented 
 - concurrency and rate limits (docs/limits.md): a claim skips a job whose queue or group runs
   its concurrency limit (running: handed out and not finished, failed, expired, cancelled or
   released) or has handed out its rate's count within the window ``(now - window, now]``
-  (counted from when the scope got a rate, kept across a change of it, forgotten when it
-  has none); the jobs after it are claimed as if it were not there;
+  (counted from when that rate and window were set; set again unchanged, they keep their
+  count); the jobs after it are claimed as if it were not there;
 - ``NAMES_MAX`` counts every queue and type name a job was ever created with (purged or not;
   a paused queue's name does not count). The model check runs half its examples with the limit
   patched down to 4, so that it is reached.
@@ -501,9 +501,10 @@ class ReferenceQueue:
 
     def set_limit(self, command: SetLimit) -> Done:
         scope = (command.scope, command.name)
+        old = self.limits.get(scope)
         self.limits[scope] = (command.concurrency, command.rate, command.window_ms)
-        if not command.rate:
-            self.starts.pop(scope, None)
+        if old is None or old[1:] != (command.rate, command.window_ms):
+            self.starts.pop(scope, None)  # a new rate counts from now on
         return Done(job_id="", state="set")
 
     def remove_limit(self, command: RemoveLimit) -> Done | Rejected:

@@ -319,14 +319,16 @@ def test_a_rate_blocked_group_wakes_when_its_window_moves_on_without_a_claim_of_
     assert log.claim() == ["b", "x"]
 
 
-def test_changing_a_rate_keeps_its_recent_hand_outs() -> None:
+def test_a_new_rate_counts_from_when_it_is_set_and_the_same_one_set_again_keeps_its_count() -> None:
     log = Log()
     log.limit("group", "g", rate=3, window_ms=1_000)
-    log.enqueue(*(f"j{n}" for n in range(5)), group="g")
+    log.enqueue(*(f"j{n}" for n in range(7)), group="g")
     assert log.claim() == ["j0", "j1", "j2"]
-    log.limit("group", "g", rate=2, window_ms=1_000)
+    log.limit("group", "g", rate=3, window_ms=1_000)  # a retried command: nothing changes
     assert log.claim() == []
-    assert log.at(log.now_ms + 1_000).claim() == ["j3", "j4"]
+    log.limit("group", "g", rate=2, window_ms=1_000)  # a new rate: its window starts now
+    assert log.claim() == ["j3", "j4"]
+    assert log.claim() == []
 
 
 # --- the table ------------------------------------------------------------------------------------

@@ -88,12 +88,12 @@ def describe_limits(rows: list[dict[str, Any]]) -> str:
     """``raftq limit list``: one line per limit."""
     if not rows:
         return "no limits"
-    lines = [f"{'SCOPE':<6} {'NAME':<24} {'LIMIT':<44} {'RUNNING':>7} {'PENDING':>7} STARTED"]
+    lines = [f"{'SCOPE':<6} {'NAME':<24} {'LIMIT':<50} {'RUNNING':>7} {'PENDING':>7} STARTED"]
     for row in rows:
         limit = _limit_text(row["concurrency"], row["rate"], row["window_s"])
         started = f"{row['started_in_window']}/{row['rate']}" if row["rate"] else "-"
         lines.append(
-            f"{row['scope']:<6} {row['name']:<24} {limit:<44} "
+            f"{row['scope']:<6} {row['name']:<24} {limit:<50} "
             f"{row['running']:>7} {row['pending']:>7} {started}"
         )
     return "\n".join(lines)

@@ -11,7 +11,8 @@ each command's stamped ``now_ms``; nothing here reads a clock.
 - **Rate** N per S ms: at most N jobs of the queue or group handed out by claims in any
   window of S ms (sliding, on the leader-stamped ``now_ms``): a claim at ``now`` may hand one
   out only if fewer than N of the recorded hand-outs are in ``(now - S, now]``. The last N
-  hand-out times are kept (integers); a released job's hand-out stays counted.
+  hand-out times are kept (integers); a released job's hand-out stays counted. Hand-outs are
+  recorded from when the rate is set; setting another rate or window starts afresh.
 
 Blocked jobs do not block the others. A queue that is full is skipped whole by the claim (its
 ready queues are not looked at). A group's jobs share ready queues with everybody's, so a
@@ -64,13 +65,43 @@ class Limit:
 class _Lane:
     """A blocked group's parked jobs of one (queue, type), and its representative: the job
     it last put back into the ready queue (while the group is open, every parked job ranks
-    after the representative, so the claim order is kept)."""
+    after the representative, so the claim order is kept). Claims meet jobs in rank order, so
+    parked jobs come in order: a FIFO, plus a heap for one that comes out of order."""
 
-    __slots__ = ("heap", "representative")
+    __slots__ = ("fifo", "late", "representative")
 
     def __init__(self) -> None:
-        self.heap: list[tuple[int, int, int, Job]] = []  # (-priority, run_at_ms, seq, job)
+        self.fifo: deque[Job] = deque()
+        self.late: list[tuple[int, int, int, Job]] = []  # (-priority, run_at_ms, seq, job)
         self.representative: Job | None = None
+
+    def push(self, job: Job) -> None:
+        fifo = self.fifo
+        if fifo and _rank(job) < _rank(fifo[-1]):
+            heapq.heappush(self.late, (-job.priority, job.run_at_ms, job.seq, job))
+        else:
+            fifo.append(job)
+
+    def head(self) -> Job | None:
+        """The best parked job still due (the others are dropped on the way)."""
+        fifo, late = self.fifo, self.late
+        while fifo and not _due(fifo[0]):
+            fifo.popleft()
+        while late and not _due(late[0][3]):
+            heapq.heappop(late)
+        if late and (not fifo or late[0][:3] < _rank(fifo[0])):
+            return late[0][3]
+        return fifo[0] if fifo else None
+
+    def pop(self, job: Job) -> None:
+        if self.fifo and self.fifo[0] is job:
+            self.fifo.popleft()
+        else:
+            assert self.late[0][3] is job
+            heapq.heappop(self.late)
+
+    def __len__(self) -> int:
+        return len(self.fifo) + len(self.late)
 
 
 def _due(job: Job) -> bool:
@@ -90,6 +121,9 @@ class LimitsTable:
     def __init__(self) -> None:
         self.limits: dict[tuple[str, str], Limit] = {}
         """(scope, name) -> its limit: the replicated table."""
+        self.queues: dict[str, Limit] = {}
+        self.groups: dict[str, Limit] = {}
+        """The same limits by queue and by group name (no tuple made per look-up)."""
         self.rate_starts = 0
         """The sum of the rate counts (``LIMIT_RATE_STARTS_MAX``)."""
         self.group_running: dict[str, int] = {}
@@ -107,8 +141,9 @@ class LimitsTable:
     # --- the table ------------------------------------------------------------------------------
 
     def set(self, scope: str, name: str, *, concurrency: int, rate: int, window_ms: int) -> str:
-        """Set (or replace) a limit; "" if done, else why not. A replaced limit keeps its
-        recent hand-outs (the newest ``rate`` of them): changing a rate does not reset it."""
+        """Set (or replace) a limit; "" if done, else why not. A new rate or window counts
+        hand-outs from now on (its window starts afresh); the same rate and window set again
+        (a retried command) keep the hand-outs counted so far."""
         key = (scope, name)
         old = self.limits.get(key)
         old_rate = old.rate if old is not None else 0
@@ -117,9 +152,10 @@ class LimitsTable:
         if self.rate_starts - old_rate + rate > limits.LIMIT_RATE_STARTS_MAX:
             return f"the rate counts of all limits would sum past {limits.LIMIT_RATE_STARTS_MAX}"
         limit = Limit(concurrency=concurrency, rate=rate, window_ms=window_ms)
-        if old is not None and rate:
-            limit.starts.extend(old.starts)  # maxlen keeps the newest
+        if old is not None and (old.rate, old.window_ms) == (rate, window_ms):
+            limit.starts.extend(old.starts)
         self.limits[key] = limit
+        (self.queues if scope == QUEUE else self.groups)[name] = limit
         self.rate_starts += rate - old_rate
         return ""
 
@@ -127,6 +163,7 @@ class LimitsTable:
         limit = self.limits.pop((scope, name), None)
         if limit is None:
             return False
+        del (self.queues if scope == QUEUE else self.groups)[name]
         self.rate_starts -= limit.rate
         return True
 
@@ -138,7 +175,7 @@ class LimitsTable:
     # --- what runs ------------------------------------------------------------------------------
 
     def queue_open(self, queue: str, running: int, now_ms: int) -> bool:
-        limit = self.limits.get((QUEUE, queue))
+        limit = self.queues.get(queue)
         if limit is None:
             return True
         if limit.concurrency and running >= limit.concurrency:
@@ -146,7 +183,7 @@ class LimitsTable:
         return not limit.rate_full(now_ms)
 
     def group_open(self, group: str, now_ms: int) -> bool:
-        limit = self.limits.get((GROUP, group))
+        limit = self.groups.get(group)
         if limit is None:
             return True
         if limit.concurrency and self.group_running.get(group, 0) >= limit.concurrency:
@@ -155,11 +192,11 @@ class LimitsTable:
 
     def handed_out(self, queue: str, group: str | None, now_ms: int) -> None:
         """A claim handed out a job of ``queue`` and ``group``: its rate limits count it."""
-        limit = self.limits.get((QUEUE, queue))
+        limit = self.queues.get(queue)
         if limit is not None and limit.rate:
             limit.starts.append(now_ms)
         if group is not None:
-            limit = self.limits.get((GROUP, group))
+            limit = self.groups.get(group)
             if limit is not None and limit.rate:
                 limit.starts.append(now_ms)
 
@@ -186,15 +223,15 @@ class LimitsTable:
         lane = lanes.get((job.queue, job.type))
         if lane is None:
             lane = lanes[(job.queue, job.type)] = _Lane()
-        heapq.heappush(lane.heap, (-job.priority, job.run_at_ms, job.seq, job))
+        lane.push(job)
         if lane.representative is job:
             lane.representative = None
         self._wake_later(group, now_ms)
 
     def _wake_later(self, group: str, now_ms: int) -> None:
         """If ``group`` is blocked by its rate only, wake its lanes when the window moves."""
-        limit = self.limits[(GROUP, group)]
-        if not limit.rate_full(now_ms) or group in self.waking:
+        limit = self.groups[group]
+        if not limit.rate or not limit.rate_full(now_ms) or group in self.waking:
             return
         at_ms = limit.reopens_ms()
         self.waking[group] = at_ms
@@ -203,7 +240,8 @@ class LimitsTable:
     def left_ready(self, job: Job, group: str) -> bool:
         """``job`` of ``group`` stopped being due (claimed, cancelled): True if it was its
         lane's representative, so that the lane must put back its next job."""
-        lane = self.lanes.get(group, {}).get((job.queue, job.type))
+        lanes = self.lanes.get(group)
+        lane = None if lanes is None else lanes.get((job.queue, job.type))
         if lane is None or lane.representative is not job:
             return False
         lane.representative = None
@@ -216,21 +254,18 @@ class LimitsTable:
         if lanes is None:
             return []
         if not self.group_open(group, now_ms):
-            if (GROUP, group) in self.limits:
+            if group in self.groups:
                 self._wake_later(group, now_ms)
             return []
         back: list[Job] = []
-        for place in list(lanes):
-            lane = lanes[place]
-            heap = lane.heap
-            while heap and not _due(heap[0][3]):
-                heapq.heappop(heap)
+        for place, lane in list(lanes.items()):
+            job = lane.head()
             held = lane.representative
-            if heap and (held is None or not _due(held) or heap[0][:3] < _rank(held)):
-                job = heapq.heappop(heap)[3]
+            if job is not None and (held is None or not _due(held) or _rank(job) < _rank(held)):
+                lane.pop(job)
                 lane.representative = job
                 back.append(job)
-            if not heap:
+            if not lane:
                 del lanes[place]
         if not lanes:
             del self.lanes[group]
@@ -249,7 +284,7 @@ class LimitsTable:
 
     def parked(self, group: str) -> int:
         """Jobs parked in ``group``'s lanes (some may have been cancelled since)."""
-        return sum(len(lane.heap) for lane in self.lanes.get(group, {}).values())
+        return sum(len(lane) for lane in self.lanes.get(group, {}).values())
 
     # --- snapshots ------------------------------------------------------------------------------
 

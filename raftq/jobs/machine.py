@@ -260,7 +260,8 @@ class JobStateMachine:
 
     def _group_moved(self, group: str, old: JobState | None, new: JobState) -> None:
         """Counts a group's jobs by state; a slot freed puts back its parked jobs."""
-        if self.limit_table.moved(group, old, new):
+        table = self.limit_table
+        if table.moved(group, old, new) and group in table.lanes:
             self._unpark(group)
 
     def _unpark(self, *groups: str) -> None:
@@ -303,7 +304,7 @@ class JobStateMachine:
         was_ready = job.ready
         self._set_state(job, state)
         job.ready = False
-        if was_ready and job.extra is not None:
+        if was_ready and job.extra is not None and self.limit_table.lanes:
             self._left_ready(job)
         job.run.finished_ms = self.now_ms
         if self.observer is not None:
@@ -506,7 +507,7 @@ class JobStateMachine:
         heapq.heappush(self.leases, (run.lease_expires_ms, job.seq, job))
         if self.limit_table.limits:
             self.limit_table.handed_out(job.queue, group_of(job), self.now_ms)
-        if job.extra is not None:
+        if job.extra is not None and self.limit_table.lanes:
             self._left_ready(job)
         self._record(job, "claimed", claimer)
         if self.observer is not None:

@@ -340,7 +340,9 @@ sentence, so a longer one (a hand-made URL) is cut rather than rendered whole.""
 LIMITS_MAX = 100_000
 """Concurrency and rate limits (``raftq limit set``) the cluster holds, queues and groups
 together: ten times the 10,000 groups limited to one each that issue #17 measures, and a
-small table (a few hundred bytes each) in every snapshot; more is refused (``too_many_limits``)."""
+small table (a few hundred bytes each) in every snapshot; more is refused (``too_many_limits``).
+``raftq limit list`` answers with all of them in one reply: about 100 bytes each (220 with
+names of ``NAME_CHARS_MAX``), 22 MB at the very most, inside ``FRAME_BYTES_MAX``."""
 
 LIMIT_CONCURRENCY_MAX = 1_000_000
 """The largest concurrency limit: beyond ``JOBS_MAX`` it could never bind anyway."""
@@ -357,10 +359,6 @@ cross it is refused (``too_many_limits``)."""
 
 LIMIT_RATE_WINDOW_MS_MAX = 86_400_000
 """The longest rate window, a day: longer ones are better said as a smaller rate."""
-
-LIMIT_ROWS_LISTED_MAX = 10_000
-"""Limits one ``raftq limit list`` answer holds (first by scope and name): about 200 bytes
-each, 2 MB, well inside ``FRAME_BYTES_MAX``; the answer says how many there are in all."""
 
 LIMIT_RECHECK_MS = 50
 """While a rate limit exists, a claim waiting on the leader for work looks again this often

@@ -809,14 +809,14 @@ class JobStateMachine:
         sources = self._sources(queues, types, now_ms)
         return any(source.head() is not None for source in sources)
 
-    def limit_rows(self, rows_max: int = limits.LIMIT_ROWS_LISTED_MAX) -> list[dict[str, Any]]:
-        """The first ``rows_max`` limits by scope and name, each with what runs under it now:
+    def limit_rows(self) -> list[dict[str, Any]]:
+        """Every limit (``LIMITS_MAX`` at most) by scope and name, with what runs under it now:
         ``running`` (handed out, not finished or released: prefetched jobs count),
         ``pending`` (waiting for a slot, a window, or their run_at) and ``started_in_window``
         (hand-outs the current rate window holds)."""
         table, counts, now = self.limit_table, self.counts, self.now_ms
         rows: list[dict[str, Any]] = []
-        for scope, name, limit in itertools.islice(table.rows(), rows_max):
+        for scope, name, limit in table.rows():
             if scope == QUEUE:
                 running = counts.get((name, JobState.RUNNING), 0)
                 pending = counts.get((name, JobState.PENDING), 0)

@@ -197,7 +197,7 @@ class JobOptions(Generic[P]):
                 "timeout", options["timeout"], lowest_ms=1, highest_ms=TIMEOUT_MS_MAX
             ),
         }
-        for name in ("key", "id"):
+        for name in ("key", "id", "group"):
             if options[name] is not None:
                 job[name] = options[name]
         return job

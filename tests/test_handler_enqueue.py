@@ -65,6 +65,7 @@ DEFAULT_OPTIONS = {
     "timeout": 30.0,
     "key": None,
     "id": None,
+    "group": None,
 }
 
 
@@ -160,6 +161,7 @@ def test_job_makes_a_job_file_dict_for_enqueue_many() -> None:
         "type": "resize", "payload": {"file": "b"}, "queue": "default", "priority": 2,
         "delay_ms": 1500, "max_attempts": 3, "timeout_ms": 30_000, "id": "r-1",
     }  # fmt: skip
+    assert resize.options(group="tenant-1").job("c")["group"] == "tenant-1"
     specs = specs_from_objects(jobs)
     assert [(spec.type, spec.priority, spec.id) for spec in specs] == [
         ("resize", 0, ""),

@@ -133,6 +133,9 @@ COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
     "by_ms": u64,
     "before_ms": u64,
     "hold_ms": st.integers(0, 60_000),
+    "depends_on": st.lists(names, max_size=3, unique=True).map(tuple),
+    "on_parent_failure": st.sampled_from(("cancel", "run")),
+    "unique_while_active": st.just("") | names,
 }
 STRATEGIES[commands.JobSpec] = st.builds(
     commands.JobSpec,
@@ -245,6 +248,7 @@ job_views = st.builds(
             "error": st.text(max_size=16),
             "priority": st.integers(-1000, 1000),
             "history": st.lists(history_events, max_size=3).map(tuple),
+            "depends_on": st.lists(names, max_size=3).map(tuple),
         }.get(field.name, names if field.type in (str, "str") else u64)
         for field in attrs.fields(job.JobView)
     },

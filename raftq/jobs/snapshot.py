@@ -340,6 +340,7 @@ def _job(
     job.attempts = attempts
     job.ready = ready
     job.run = None
+    job.extra = None
     return job
 
 

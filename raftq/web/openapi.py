@@ -153,6 +153,29 @@ def _schemas() -> dict[str, Any]:
                     "default": 30_000,
                 },
                 "key": {"type": "string", "maxLength": limits.JOB_KEY_CHARS_MAX},
+                "depends_on": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": limits.JOB_ID_CHARS_MAX,
+                    },
+                    "maxItems": limits.PARENTS_MAX,
+                    "uniqueItems": True,
+                    "description": "ids of jobs that must succeed first; it waits until then",
+                },
+                "on_parent_failure": {
+                    "type": "string",
+                    "enum": ["cancel", "run"],
+                    "default": "cancel",
+                    "description": "when a parent ends dead or cancelled: cancel it, or run it",
+                },
+                "unique_while_active": {
+                    "type": "string",
+                    "maxLength": limits.JOB_KEY_CHARS_MAX,
+                    "description": "a key no other active job may hold; a duplicate is not "
+                    "enqueued and the holder's id is returned",
+                },
             },
         },
         "HistoryEntry": {
@@ -194,6 +217,13 @@ def _schemas() -> dict[str, Any]:
                 "error": {"type": ["string", "null"]},
                 "enqueued_ms": integer,
                 "history": {"type": "array", "items": _ref("HistoryEntry")},
+                "depends_on": {"type": "array", "items": {"type": "string"}},
+                "on_parent_failure": {"type": "string", "enum": ["cancel", "run"]},
+                "parents_left": {
+                    "type": "integer",
+                    "description": "while waiting: parents still to finish",
+                },
+                "unique_while_active": {"type": "string"},
             },
         },
         "JobPage": {

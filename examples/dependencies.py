@@ -13,7 +13,7 @@ async def main() -> None:
         transform = await client.enqueue("echo", {"step": "transform"}, depends_on=[extract])
         load = await client.enqueue("echo", {"step": "load"}, depends_on=[transform])
         # Fan-out, then fan-in: a batch, and a callback that waits for the whole batch.
-        batch = await client.enqueue_many([{"type": "echo", "payload": n} for n in range(100)])
+        batch = await client.enqueue_many([{"type": "echo", "payload": n} for n in range(20)])
         report = await client.enqueue("echo", {"parts": len(batch)}, depends_on=batch)
         # A parent that fails: its child is cancelled, naming it; a cleanup runs anyway.
         broken = await client.enqueue("fail", max_attempts=1)
@@ -23,8 +23,8 @@ async def main() -> None:
             job = await client.wait(job_id, timeout=30)
             print(f"{job_id}: {job.state} {job.error or job.result}")
         # Unique while active: one nightly report at a time, another once it has finished.
-        first = await client.enqueue("sleep", {"sleep_ms": 500}, unique_while_active="nightly")
-        again = await client.enqueue("sleep", {"sleep_ms": 500}, unique_while_active="nightly")
+        first = await client.enqueue("sleep", {"sleep_ms": 300}, unique_while_active="nightly")
+        again = await client.enqueue("sleep", {"sleep_ms": 300}, unique_while_active="nightly")
         print("while active, the same job:", again == first)
         await client.wait(first, timeout=30)
         later = await client.enqueue("sleep", {"sleep_ms": 0}, unique_while_active="nightly")

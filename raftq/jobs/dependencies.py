@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from raftq import limits
@@ -64,10 +64,16 @@ class Dependencies:
     # --- enqueue --------------------------------------------------------------------------------
 
     def refusal(
-        self, job_id: str, spec: JobSpec, jobs: Mapping[str, Job], later: Container[str]
+        self,
+        job_id: str,
+        spec: JobSpec,
+        jobs: Mapping[str, Job],
+        batch_ids: Mapping[str, int],
+        position: int,
     ) -> Rejected | None:
-        """Why ``spec`` may not be enqueued as ``job_id`` (its parents), or None. ``later``:
-        the ids of the jobs after it in the same Enqueue, for a clear message."""
+        """Why ``spec`` may not be enqueued as ``job_id`` (its parents), or None.
+        ``batch_ids``: the explicit ids of its Enqueue and their positions (``spec`` is at
+        ``position``), to say so when a parent comes later in it."""
         parents = spec.depends_on
         if len(set(parents)) != len(parents):
             return Rejected(code="bad_dependency", message=f"job {job_id} names a parent twice")
@@ -83,7 +89,7 @@ class Dependencies:
                         f"children, the most one job may have",
                     )
                 continue
-            if parent_id in later:
+            if batch_ids.get(parent_id, -1) > position:
                 return Rejected(
                     code="bad_dependency",
                     message=f"job {job_id} depends on {parent_id}, which comes later in the same "

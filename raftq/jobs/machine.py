@@ -14,7 +14,9 @@ Indexes, so that nothing scans all jobs:
 - a heap of leases by expiry, for ``ExpireLeases``: O(expired);
 - the finish order, for ``Purge``: O(purged); the dead-letter list; counts per queue and state;
 - the listing index (``raftq.jobs.listing``), for pages of jobs by cursor without a full scan;
-- idempotency keys in the order they were taken, for the dedupe window.
+- idempotency keys in the order they were taken, for the dedupe window;
+- waiting jobs by parent and unique keys by holder (``raftq.jobs.dependencies``,
+  ``raftq.jobs.unique``), so a finish touches only its own children.
 
 Every index is derived from the jobs and the three orders (dead letters, finishes, keys):
 ``Rebuild`` builds them from those rows (a snapshot restore), so a new field or index is
@@ -388,8 +390,7 @@ class JobStateMachine:
                 "are purged",
             )
         if spec.depends_on:
-            later = {job_id for job_id, at in batch_ids.items() if at > position}
-            refused = self.dependencies.refusal(job_id, spec, self.jobs, later)
+            refused = self.dependencies.refusal(job_id, spec, self.jobs, batch_ids, position)
             if refused is not None:
                 return refused
         names = self.names

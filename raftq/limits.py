@@ -126,6 +126,20 @@ the errors of every attempt cost at most 32 KiB a job and never grow past the cl
 JOBS_PER_ENQUEUE_MAX = 10_000
 """Jobs in one Enqueue command: one Raft entry, bounded like any entry."""
 
+PARENTS_MAX = 10_000
+"""Jobs one job may depend on (``depends_on``): a whole Enqueue batch
+(``JOBS_PER_ENQUEUE_MAX``), so one callback job can wait for a batch of any size that one
+command can carry. It costs a counter and one id reference per parent, not a scan."""
+
+CHILDREN_PER_PARENT_MAX = 10_000
+"""Waiting jobs one job may have: when it finishes, its entry visits each of them (about a
+microsecond each), so an entry's apply stays within tens of milliseconds."""
+
+DEPENDENCY_EDGES_MAX = 2_000_000
+"""Parent references held over all jobs (about 100 bytes each with the index of children):
+like ``DEDUPE_KEYS_MAX``, a bound on memory a producer could otherwise grow without limit;
+past it an enqueue with ``depends_on`` is refused as full until finished jobs are purged."""
+
 CLAIM_JOBS_MAX = 1_000
 """Jobs handed out by one Claim, and leases renewed by one Extend."""
 

@@ -285,6 +285,32 @@ MUTANTS = (
             "test_a_prefetched_job_counts_from_its_claim_and_a_release_frees_its_slot_once",
         ),
     ),
+    Mutant(
+        name="deps_release_after_first_parent",
+        area="dependencies",
+        bug="a waiting job is released when its first parent succeeds, not its last",
+        unit_tests=(
+            "tests/test_dependencies.py::test_a_child_waits_and_is_released_in_the_entry_that_finishes_its_last_parent",
+        ),
+    ),
+    Mutant(
+        name="deps_dead_parent_leaves_child_waiting",
+        area="dependencies",
+        bug="a parent that ends dead or cancelled leaves its child waiting forever instead of "
+        "cancelling it",
+        unit_tests=(
+            "tests/test_dependencies.py::test_a_dead_parent_cancels_its_child_and_grandchildren_naming_the_parent",
+        ),
+    ),
+    Mutant(
+        name="unique_key_freed_early",
+        area="unique while active",
+        bug="a job that failed an attempt and awaits its retry gives up its unique key, so a "
+        "second active job takes it",
+        unit_tests=(
+            "tests/test_dependencies.py::test_a_unique_key_refuses_a_duplicate_only_while_its_holder_is_active",
+        ),
+    ),
 )
 
 

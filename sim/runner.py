@@ -25,6 +25,7 @@ from raftq.raft.ready import Role
 from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
 from sim.checkers_claims import ClaimRules
+from sim.checkers_deps import DependencyRules
 from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_limits import LimitRules
 from sim.checkers_more import LeaseAndRetryRules
@@ -50,6 +51,7 @@ from sim.trace import Trace
 from sim.workload import (
     JOB_TYPE,
     Ledger,
+    dependent_producer,
     draw_job,
     job_group,
     limits_operator,
@@ -57,6 +59,7 @@ from sim.workload import (
     operator,
     reader,
     retries_dead_jobs,
+    runs_dependencies,
     uses_limits,
 )
 
@@ -193,6 +196,7 @@ class Simulation:
         self.oracle = JobOracle()
         self.more_rules = LeaseAndRetryRules()
         self.job_rules = HistoryAndBulkRules()
+        self.dependency_rules = DependencyRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -227,6 +231,8 @@ class Simulation:
                     nursery.start_soon(operator, self)
                 if self.script is None and uses_limits(self.options.seed):
                     nursery.start_soon(limits_operator, self)
+                if self.script is None and runs_dependencies(self.options.seed):
+                    nursery.start_soon(dependent_producer, self)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -697,11 +703,13 @@ class Simulation:
         oracle, entries = self.oracle, self.committed.entries
         while (entry := entries.get(oracle.applied_index + 1)) is not None:
             self.job_rules.before(entry, oracle)
+            self.dependency_rules.before(entry, oracle)
             oracle.apply(entry)
             self.more_rules.observe(entry, oracle)
             self.job_rules.observe(entry, oracle)
             self.claim_rules.observe(entry, oracle)
             self.limit_rules.observe(entry, oracle)
+            self.dependency_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

@@ -5,6 +5,7 @@ the in-process workers run (random durations, failures, heartbeats, timeouts).""
 
 from __future__ import annotations
 
+import itertools
 import random
 import zlib
 from collections.abc import Callable
@@ -256,3 +257,90 @@ async def limits_operator(simulation: Any) -> None:
                 continue
             simulation.trace.record("limit", f"removed all {len(rows)}")
             return
+
+
+DEPENDENCY_SEEDS_MOD = (16, (6, 7, 9, 11, 13, 15))
+"""Seeds ``s`` with ``s % 16`` in these, six in sixteen, run ``dependent_producer``; the others
+run as before it existed: every seed tests/sim pins to catch a mutant or a regression (1, 3,
+4, 8, 16, 26, 28, 30, 33, 930021) is left out, so their runs stay the same."""
+
+DEPENDENT_INTERVAL_S = 0.3
+"""A chain, a batch with its callback, or a unique job this often (virtual time): a few dozen a
+run, next to the producers' hundreds of plain jobs."""
+
+UNIQUE_KEYS = ("u-1", "u-2", "u-3")
+"""Few keys, so that a second job with one often comes while the first is still active."""
+
+
+def runs_dependencies(seed: int) -> bool:
+    """Whether the run of ``seed`` enqueues dependent and unique jobs (``dependent_producer``)."""
+    modulus, remainders = DEPENDENCY_SEEDS_MOD
+    return seed % modulus in remainders
+
+
+async def dependent_producer(simulation: Any) -> None:
+    """Enqueues chains (each job depending on the one before), batches with a callback that
+    depends on the whole batch (some run anyway when a parent fails), children of jobs
+    enqueued earlier, and jobs with a unique-while-active key, until the fault phase ends;
+    ``sim.checkers_deps`` judges what the cluster does with them. Their jobs fail, time out
+    and are cancelled like the producers' (``draw_job``)."""
+    rng = random.Random(f"{simulation.options.seed}:dependencies")
+    earlier: list[str] = []
+    async with connect(
+        simulation.addresses,
+        network=simulation.network.endpoint("dependent"),
+        rng=random.Random(rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    ) as client:
+        for number in range(1_000_000):
+            await trio.sleep(DEPENDENT_INTERVAL_S * rng.uniform(0.5, 1.5))
+            if simulation.phase != "faults":
+                return
+            jobs = _dependent_jobs(rng, simulation.options, f"d{number}", earlier)
+            try:
+                ids = await client.enqueue_many(jobs)
+            except RaftqError as error:
+                simulation.trace.record("dependent", f"d{number}: {type(error).__name__}")
+                continue
+            earlier = [*earlier[-20:], *ids]
+            simulation.trace.record("dependent", f"d{number}: {' '.join(ids)}")
+
+
+def _dependent_jobs(
+    rng: random.Random, options: Any, prefix: str, earlier: list[str]
+) -> list[dict[str, Any]]:
+    """Job-file objects: a chain, a batch and its callback, or one unique job."""
+    shape = rng.choice(("chain", "batch", "batch", "unique", "child"))
+    if shape == "unique":
+        return [{**_job_object(rng, options), "unique_while_active": rng.choice(UNIQUE_KEYS)}]
+    if shape == "child" and earlier:
+        parents = rng.sample(earlier, min(len(earlier), rng.randint(1, 3)))
+        return [{**_job_object(rng, options), "id": prefix, "depends_on": parents}]
+    size = rng.randint(2, 5)
+    jobs = [{**_job_object(rng, options), "id": f"{prefix}-{n}"} for n in range(size)]
+    if shape == "chain":
+        for before, job in itertools.pairwise(jobs):
+            job["depends_on"] = [before["id"]]
+    else:
+        jobs.append(
+            {
+                **_job_object(rng, options),
+                "id": f"{prefix}-callback",
+                "depends_on": [job["id"] for job in jobs],
+                "on_parent_failure": rng.choice(("cancel", "run")),
+            }
+        )
+    if rng.random() < 0.3:
+        jobs[-1]["unique_while_active"] = rng.choice(UNIQUE_KEYS)
+    return jobs
+
+
+def _job_object(rng: random.Random, options: Any) -> dict[str, Any]:
+    fields = draw_job(rng, options)
+    return {
+        "type": JOB_TYPE,
+        "payload": fields["payload"],
+        "max_attempts": fields["max_attempts"],
+        "timeout_ms": round(fields["timeout"] * 1000),
+        "priority": fields["priority"],
+    }

@@ -309,6 +309,7 @@ async def test_status_has_the_contract_shape(three: FakeCluster) -> None:
         assert set(node) >= {"id", "addr", "role", "term", "commit_index", "applied_index"}
     assert report["jobs"] == {
         "pending": 1, "running": 0, "succeeded": 0, "failed": 0, "dead": 0, "cancelled": 0,
+        "waiting": 0,  # CONTRACT.md: blocked on dependencies
     }  # fmt: skip
     assert report["queues"] == {"mail": {"paused": True, "pending": 1, "running": 0}}
     json.dumps(report)

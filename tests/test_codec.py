@@ -136,6 +136,9 @@ COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
     "group": st.just("") | names,
     "scope": st.sampled_from(("queue", "group")),
     "name": names,
+    "depends_on": st.lists(names, max_size=3, unique=True).map(tuple),
+    "on_parent_failure": st.sampled_from(("cancel", "run")),
+    "unique_while_active": st.just("") | names,
 }
 STRATEGIES[commands.JobSpec] = st.builds(
     commands.JobSpec,
@@ -265,6 +268,7 @@ job_views = st.builds(
             "error": st.text(max_size=16),
             "priority": st.integers(-1000, 1000),
             "history": st.lists(history_events, max_size=3).map(tuple),
+            "depends_on": st.lists(names, max_size=3).map(tuple),
         }.get(field.name, names if field.type in (str, "str") else u64)
         for field in attrs.fields(job.JobView)
     },

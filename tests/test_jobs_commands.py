@@ -1291,7 +1291,13 @@ def test_counts_follow_every_transition() -> None:
     log = Log()
     steps: list[Command] = [
         Enqueue(now_ms=0, jobs=(spec(id="a", queue="q1"), spec(id="b", queue="q2"))),
-        Enqueue(now_ms=0, jobs=(spec(id="c", queue="q1", delay_ms=50, max_attempts=1),)),
+        Enqueue(
+            now_ms=0,
+            jobs=(
+                spec(id="c", queue="q1", delay_ms=50, max_attempts=1),
+                spec(id="d", queue="q2", depends_on=("a",)),  # waiting until "a" ends
+            ),
+        ),
         Claim(now_ms=1, claimer="w", max_jobs=2),
         PauseQueue(now_ms=2, queue="q3"),
         Fail(now_ms=3, job_id="a", fence=3),

@@ -100,6 +100,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LONG_LOGS = 24
 LONG_LOG_COMMANDS = 800
 
+WAITING = JobState.WAITING
 PENDING, RUNNING, SUCCEEDED, FAILED, DEAD, CANCELLED = (
     JobState.PENDING,
     JobState.RUNNING,
@@ -141,6 +142,9 @@ class ModelJob:
     claimer: str = ""
     history: list[tuple[int, str, int, str, int, int, str]] = field(default_factory=list)
     group: str = ""
+    depends_on: tuple[str, ...] = ()
+    run_anyway: bool = False
+    unique: str = ""
 
 
 class ReferenceQueue:
@@ -218,6 +222,72 @@ class ReferenceQueue:
         if state is DEAD:
             self.dead.append(job.id)
         self._record(job, event, error=error)
+        self._children_decide(job)
+
+    # --- dependencies and unique keys (deps17): every question scans every job -----------------
+
+    def _children_decide(self, parent: ModelJob) -> None:
+        """Every waiting job of ``parent`` decides now: cancelled if it ended badly (unless the
+        child runs anyway), released once no parent holds it back."""
+        for child in list(self.jobs.values()):
+            if child.state is not WAITING or parent.id not in child.depends_on:
+                continue
+            if parent.order > child.order:  # a new job with the id of a purged parent
+                continue
+            if parent.state in (DEAD, CANCELLED) and not child.run_anyway:
+                child.error = f"parent {parent.id} ended {parent.state.value}"
+                self._finish(child, CANCELLED, "cancelled", child.error)
+            elif not self._parents_left(child):
+                child.state = PENDING
+                child.run_at_ms = max(child.run_at_ms, self.now_ms)
+
+    def _parents_left(self, child: ModelJob) -> int:
+        """Held parents that still hold ``child`` back (a purged one let it go, and a job
+        enqueued after the child that reuses its id is not its parent)."""
+        return sum(
+            parent_id in self.jobs
+            and self.jobs[parent_id].order < child.order
+            and not (
+                self.jobs[parent_id].state is SUCCEEDED
+                or (child.run_anyway and self.jobs[parent_id].state in (DEAD, CANCELLED))
+            )
+            for parent_id in child.depends_on
+        )
+
+    def _holder(self, key: str) -> ModelJob | None:
+        """The active job with the unique key ``key``."""
+        active = [
+            job
+            for job in self.jobs.values()
+            if key and job.unique == key and job.state not in FINISHED_STATES
+        ]
+        assert len(active) <= 1, active
+        return active[0] if active else None
+
+    def _dependency_refusal(self, job_id: str, spec: JobSpec, later: set[str]) -> Rejected | None:
+        if len(set(spec.depends_on)) != len(spec.depends_on):
+            return Rejected(code="bad_dependency", message="")
+        for parent_id in spec.depends_on:
+            if parent_id == job_id or (parent_id not in self.jobs and parent_id in later):
+                return Rejected(code="bad_dependency", message="")
+            if parent_id not in self.jobs:
+                return Rejected(code="unknown_parent", message="")
+        return None
+
+    def _depend(self, job: ModelJob, spec: JobSpec) -> None:
+        """A new job's first state from its parents' states now."""
+        if not spec.depends_on:
+            return
+        bad = [
+            self.jobs[parent_id]
+            for parent_id in spec.depends_on
+            if self.jobs[parent_id].state in (DEAD, CANCELLED)
+        ]
+        if bad and not job.run_anyway:
+            job.error = f"parent {bad[0].id} ended {bad[0].state.value}"
+            self._finish(job, CANCELLED, "cancelled", job.error)
+        elif self._parents_left(job):
+            job.state = WAITING
 
     def _held(self, job_id: str, fence: int) -> ModelJob | Rejected:
         job = self.jobs.get(job_id)
@@ -246,9 +316,18 @@ class ReferenceQueue:
             if seen is not None and self.now_ms - seen[1] < WINDOW_MS:
                 outcomes.append(Enqueued(job_id=seen[0], created=False))
                 continue
+            holder = self._holder(spec.unique_while_active)
+            if holder is not None:
+                outcomes.append(Enqueued(job_id=holder.id, created=False))
+                continue
             job_id = spec.id or f"j{index}-{position}"
             if job_id in self.jobs:
                 outcomes.append(Rejected(code="id_taken", message=""))
+                continue
+            later = {later_spec.id for later_spec in command.jobs[position + 1 :]}
+            refused = self._dependency_refusal(job_id, spec, later)
+            if refused is not None:
+                outcomes.append(refused)
                 continue
             names = [*self.names]
             names += [name for name in dict.fromkeys((spec.queue, spec.type)) if name not in names]
@@ -269,9 +348,13 @@ class ReferenceQueue:
                 run_at_ms=self.now_ms + spec.delay_ms,
                 order=self.enqueued,
                 group=spec.group,
+                depends_on=spec.depends_on,
+                run_anyway=spec.on_parent_failure == "run" and bool(spec.depends_on),
+                unique=spec.unique_while_active,
             )
             if spec.key:
                 self.keys[spec.key] = (job_id, self.now_ms)
+            self._depend(self.jobs[job_id], spec)
             outcomes.append(Enqueued(job_id=job_id, created=True))
         return EnqueueResult(jobs=tuple(outcomes))
 
@@ -434,6 +517,8 @@ class ReferenceQueue:
             return Rejected(code="not_found", message="")
         if job.state not in (DEAD, FAILED):
             return Rejected(code="not_retryable", message="")
+        if self._holder(job.unique) not in (None, job):
+            return Rejected(code="unique_taken", message="")
         if job.state is DEAD:
             job.attempts = 0
             self.dead.remove(job.id)
@@ -443,16 +528,16 @@ class ReferenceQueue:
         return Done(job_id=job.id, state=job.state.value)
 
     def retry_dead(self, index: int, command: RetryDead) -> Count:
-        """Retry, one by one in order of death, the first ``max_jobs`` matching dead jobs."""
-        matching = [
-            job_id
-            for job_id in self.dead
-            if command.queue in ("", self.jobs[job_id].queue)
-            and command.type in ("", self.jobs[job_id].type)
-        ][: command.max_jobs]
-        for job_id in matching:
-            self.retry(index, Retry(now_ms=command.now_ms, job_id=job_id))
-        return Count(count=len(matching))
+        """Retry, one by one in order of death, the first ``max_jobs`` matching dead jobs
+        that may take their unique key back (also after those retried before them)."""
+        retried = 0
+        for job_id in list(self.dead):
+            job = self.jobs[job_id]
+            wanted = command.queue in ("", job.queue) and command.type in ("", job.type)
+            if retried < command.max_jobs and wanted:
+                done = self.retry(index, Retry(now_ms=command.now_ms, job_id=job_id))
+                retried += isinstance(done, Done)
+        return Count(count=retried)
 
     def pause(self, index: int, command: PauseQueue) -> Done:
         if command.queue not in self.paused:
@@ -570,6 +655,10 @@ class ReferenceQueue:
             finished_ms=job.finished_ms,
             history=tuple(history),
             group=job.group,
+            depends_on=job.depends_on,
+            on_parent_failure="run" if job.run_anyway else "cancel",
+            parents_left=self._parents_left(job) if job.state is WAITING else 0,
+            unique_while_active=job.unique,
         )
 
     def state_counts(self) -> dict[str, int]:
@@ -631,6 +720,7 @@ job_specs = st.builds(
     timeout_ms=st.sampled_from((100, 1_000, 30_000)),
     key=st.one_of(st.just(""), st.sampled_from(KEYS)),
     group=st.sampled_from(("", "", *GROUPS)),
+    unique_while_active=st.one_of(st.just(""), st.just(""), st.just(""), st.sampled_from(KEYS)),
 )
 time_steps = st.one_of(
     st.just(0),
@@ -929,6 +1019,27 @@ class JobQueueComparison(RuleBasedStateMachine):
         self.clock_ms = max(self.clock_ms, now_ms)
         self.run(Enqueue(now_ms=now_ms, jobs=(attrs.evolve(spec, key=key),)))
 
+    @rule(
+        specs=st.lists(
+            st.tuples(job_specs, st.lists(picks, max_size=3), st.sampled_from(("cancel", "run"))),
+            min_size=1,
+            max_size=4,
+        ),
+        step_ms=time_steps,
+    )
+    def enqueue_dependents(self, specs: list[tuple[JobSpec, list[int], str]], step_ms: int) -> None:
+        """Jobs that depend on jobs held, purged, never enqueued, or later in the batch."""
+        pool = [*self.known_ids, *EXPLICIT_IDS, "no-such-job"]
+        jobs = tuple(
+            attrs.evolve(
+                spec,
+                depends_on=tuple(pool[pick % len(pool)] for pick in parent_picks),
+                on_parent_failure=policy,
+            )
+            for spec, parent_picks, policy in specs
+        )
+        self.run(Enqueue(now_ms=self.stamp(step_ms), jobs=jobs))
+
     @rule(step_ms=st.integers(1, 200_000))
     def time_passes(self, step_ms: int) -> None:
         """The leader's clock moves on; the machine sees it with the next command."""
@@ -1205,7 +1316,16 @@ class LogWriter:
             timeout_ms=rng.choice((100, 1_000, 30_000)),
             key=rng.choice(("",) * 4 + KEYS),
             group=rng.choice(("", "", *GROUPS)),
+            depends_on=self.parents(),
+            on_parent_failure=rng.choice(("cancel", "run")),
+            unique_while_active=rng.choice(("",) * 6 + KEYS),
         )
+
+    def parents(self) -> tuple[str, ...]:
+        """Often none; else a few recent ids (some unknown, some repeated)."""
+        if self.rng.random() < 0.7:
+            return ()
+        return tuple(self.rng.choice(self.job_ids[-20:]) for _ in range(self.rng.randint(1, 3)))
 
     def next_commands(self) -> list[Command]:
         rng = self.rng

@@ -245,3 +245,23 @@ def test_read_only_pages_offer_no_action_and_refuse_one(
     assert refused.status_code == 403
     assert http.get(f"/api/v1/jobs/{job_id}").json()["state"] == "dead"
     assert 'method="post"' in http.get("/dead").text  # the same page, not read-only, has them
+
+
+def test_a_waiting_jobs_page_and_json_show_its_parents(http: TestClient) -> None:
+    """deps17: the API gives a job's parents and how many are left; its page links them."""
+    jobs = [
+        {"id": "web-parent", "type": "noop", "payload": {}, "delay_ms": 3_600_000},
+        {"id": "web-child", "payload": {}, "depends_on": ["web-parent"]},
+    ]
+    assert http.post("/api/v1/jobs", json=jobs).json()["ids"] == ["web-parent", "web-child"]
+    job = http.get("/api/v1/jobs/web-child").json()
+    assert (job["state"], job["depends_on"], job["parents_left"]) == (
+        "waiting",
+        ["web-parent"],
+        1,
+    )
+    page = http.get("/jobs/web-child").text
+    assert '<a href="/jobs/web-parent">web-parent</a> (1 still to finish)' in page
+    assert http.post("/api/v1/jobs/web-parent/cancel").status_code == 200
+    job = http.get("/api/v1/jobs/web-child").json()
+    assert (job["state"], job["error"]) == ("cancelled", "parent web-parent ended cancelled")

@@ -33,6 +33,9 @@ from raftq.client.jobfile import (
     DELAY_MS_MAX,
     TIMEOUT_MS_MAX,
     FieldProblem,
+    check_choice,
+    check_parents,
+    check_text,
     encode_json,
     make_spec,
     seconds_to_ms,
@@ -273,13 +276,22 @@ class Client:
         key: str | None = None,
         id: str | None = None,
         group: str | None = None,
+        depends_on: Sequence[str] = (),
+        on_parent_failure: str = "cancel",
+        unique_while_active: str | None = None,
     ) -> str:
         """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
         seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries;
-        ``group``: the concurrency and rate group it counts in (``set_limit``)."""
+        ``group``: the concurrency and rate group it counts in (``set_limit``).
+        ``depends_on``: ids of jobs it waits for (it runs once they have succeeded; if one
+        ends dead or cancelled it is cancelled, or runs anyway with ``on_parent_failure=
+        "run"``). ``unique_while_active``: a key; while another job with it is pending,
+        waiting or running, nothing is enqueued and that job's id is returned."""
         spec = job_spec(
             type, payload, queue, priority, delay, max_attempts, timeout, key, id, group
         )
+        if depends_on or on_parent_failure != "cancel" or unique_while_active:
+            spec = dependent_spec(spec, depends_on, on_parent_failure, unique_while_active)
         (job_id,) = await self.enqueue_specs([spec])
         return job_id
 
@@ -857,6 +869,26 @@ def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
 
 
 __all__ = ["Client", "CommandRejected", "HistoryEntry", "Job", "JobPage", "connect", "new_key"]
+
+
+def dependent_spec(
+    spec: JobSpec,
+    depends_on: Sequence[str],
+    on_parent_failure: str,
+    unique_while_active: str | None,
+) -> JobSpec:
+    """``spec`` with dependencies and a unique key, checked as the job file's fields are."""
+    try:
+        return attrs.evolve(
+            spec,
+            depends_on=check_parents(depends_on),
+            on_parent_failure=check_choice(on_parent_failure),
+            unique_while_active=check_text(
+                unique_while_active or "", limits.JOB_KEY_CHARS_MAX, empty=True
+            ),
+        )
+    except ValueError as error:
+        raise ConfigError(f"dependencies or unique key: {error}") from None
 
 
 def job_spec(

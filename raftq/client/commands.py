@@ -125,6 +125,25 @@ def add_client_commands(commands: Any) -> None:
     enqueue.add_argument("--key", help="idempotency key (a retry with it enqueues nothing)")
     enqueue.add_argument("--id", dest="job_id", help="the job's id (default: assigned)")
     enqueue.add_argument("--group", help="the concurrency and rate group (raftq limit set)")
+    enqueue.add_argument(
+        "--depends-on",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="wait until job ID has succeeded (repeat for several; docs/jobs.md Dependencies)",
+    )
+    enqueue.add_argument(
+        "--on-parent-failure",
+        choices=("cancel", "run"),
+        default="cancel",
+        help="when a parent ends dead or cancelled: cancel this job (default), or run it anyway",
+    )
+    enqueue.add_argument(
+        "--unique-while-active",
+        metavar="KEY",
+        help="enqueue nothing while another job with KEY is pending, waiting or running "
+        "(prints that job's id)",
+    )
     enqueue.add_argument("--wait", action="store_true", help="wait for the job to finish")
     enqueue.add_argument(
         "--wait-timeout",
@@ -316,6 +335,9 @@ async def _enqueue(client: Client, arguments: argparse.Namespace) -> int:
         key=arguments.key,
         id=arguments.job_id,
         group=arguments.group,
+        depends_on=arguments.depends_on,
+        on_parent_failure=arguments.on_parent_failure,
+        unique_while_active=arguments.unique_while_active,
     )
     print(job_id, flush=True)
     if not arguments.wait:
@@ -443,6 +465,12 @@ def describe(job: Job) -> str:
             ("enqueued_ms", job.enqueued_ms),
         )
     ]
+    if job.depends_on:
+        waiting = f", {job.parents_left} still to finish" if job.state == "waiting" else ""
+        lines.append(f"{'depends_on':<13} {' '.join(job.depends_on)}{waiting}")
+        lines.append(f"{'if a parent fails':<13} {job.on_parent_failure}")
+    if job.unique_while_active:
+        lines.append(f"{'unique while active':<13} {job.unique_while_active}")
     if job.error:
         lines.append("error:")
         lines.extend("  " + line for line in job.error.splitlines())

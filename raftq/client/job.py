@@ -48,6 +48,14 @@ class Job:
     history: tuple[HistoryEntry, ...]
     group: str | None = None
     """The concurrency and rate group it counts in (``raftq limit``), None for none."""
+    depends_on: tuple[str, ...] = ()
+    """The jobs it waits for (waited for): it runs once they have succeeded."""
+    on_parent_failure: str = "cancel"
+    """"cancel" (the default) or "run": what it does when a parent ends dead or cancelled."""
+    parents_left: int = 0
+    """While ``waiting``: how many parents are still to finish."""
+    unique_while_active: str = ""
+    """The key it holds while active ("" for none)."""
 
     @property
     def finished(self) -> bool:
@@ -85,6 +93,10 @@ class Job:
                 for e in view.history
             ),
             group=view.group or None,
+            depends_on=view.depends_on,
+            on_parent_failure=view.on_parent_failure,
+            parents_left=view.parents_left,
+            unique_while_active=view.unique_while_active,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -56,7 +56,11 @@ FIELDS = (
     "timeout_ms",
     "key",
     "group",
+    "depends_on",
+    "on_parent_failure",
+    "unique_while_active",
 )
+ON_PARENT_FAILURE = ("cancel", "run")
 
 
 def load_job_file(path: str) -> list[JobSpec]:
@@ -147,6 +151,9 @@ def make_spec(
     key: object = "",
     id: object = "",
     group: object = "",
+    depends_on: object = (),
+    on_parent_failure: object = "cancel",
+    unique_while_active: object = "",
 ) -> JobSpec:
     """Check every field of one job; raises ``FieldProblem`` (a ``ConfigError``) naming it."""
     return JobSpec(
@@ -160,6 +167,15 @@ def make_spec(
         timeout_ms=_field("timeout_ms", check_integer, timeout_ms, 1, TIMEOUT_MS_MAX),
         key=_field("key", check_text, key, limits.JOB_KEY_CHARS_MAX, empty=True),
         group=_field("group", check_text, group, limits.NAME_CHARS_MAX, empty=True),
+        depends_on=_field("depends_on", check_parents, depends_on),
+        on_parent_failure=_field("on_parent_failure", check_choice, on_parent_failure),
+        unique_while_active=_field(
+            "unique_while_active",
+            check_text,
+            unique_while_active,
+            limits.JOB_KEY_CHARS_MAX,
+            empty=True,
+        ),
     )
 
 
@@ -185,6 +201,29 @@ def check_text(value: object, chars_max: int, *, empty: bool = False) -> str:
         raise ValueError("must not be empty")
     if len(value) > chars_max:
         raise ValueError(f"{len(value)} characters; at most {chars_max} are allowed")
+    return value
+
+
+def check_parents(value: object) -> tuple[str, ...]:
+    """A list of distinct job ids (a tuple from Python too), at most ``PARENTS_MAX``."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError(f"must be an array of job ids, not {_json_kind(value)}")
+    if len(value) > limits.PARENTS_MAX:
+        raise ValueError(f"{len(value)} job ids; a job may depend on at most {limits.PARENTS_MAX}")
+    for position, parent in enumerate(value):
+        try:
+            check_text(parent, limits.JOB_ID_CHARS_MAX)
+        except ValueError as error:
+            raise ValueError(f"item {position}: {error}") from None
+    if len(set(value)) != len(value):
+        raise ValueError("names a job twice")
+    return tuple(value)
+
+
+def check_choice(value: object) -> str:
+    if value not in ON_PARENT_FAILURE:
+        raise ValueError(f"must be one of {', '.join(map(repr, ON_PARENT_FAILURE))}, not {value!r}")
+    assert isinstance(value, str)
     return value
 
 

@@ -35,7 +35,14 @@ from typing import Any, Literal, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from raftq import limits
-from raftq.client.client import Client, JobPage, connect, job_spec, parse_addresses
+from raftq.client.client import (
+    Client,
+    JobPage,
+    connect,
+    dependent_spec,
+    job_spec,
+    parse_addresses,
+)
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
 from raftq.errors import ConfigError, RaftqError
@@ -197,12 +204,17 @@ class SyncClient:
         key: str | None = None,
         id: str | None = None,
         group: str | None = None,
+        depends_on: Sequence[str] = (),
+        on_parent_failure: str = "cancel",
+        unique_while_active: str | None = None,
     ) -> str:
         """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
         the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
         spec = job_spec(
             type, payload, queue, priority, delay, max_attempts, timeout, key, id, group
         )
+        if depends_on or on_parent_failure != "cancel" or unique_while_active:
+            spec = dependent_spec(spec, depends_on, on_parent_failure, unique_while_active)
         loop = self._running()
         assert loop.coalescer is not None, "open_client makes it"
         coalescer = loop.coalescer

@@ -37,6 +37,18 @@ def _names(limit: int) -> Any:
     )
 
 
+def _parent_id(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= limits.JOB_ID_CHARS_MAX:
+        raise ValueError(f"{attribute.name}: a job id of 1 to {limits.JOB_ID_CHARS_MAX} characters")
+
+
+def _parent_ids(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple) or len(value) > limits.PARENTS_MAX:
+        raise ValueError(f"{attribute.name}: at most {limits.PARENTS_MAX} job ids")
+    for each in value:
+        _parent_id(instance, attribute, each)
+
+
 def _job_ids(limit: int) -> Any:
     return attrs.validators.deep_iterable(
         member_validator=_job_id, iterable_validator=attrs.validators.max_len(limit)
@@ -63,6 +75,18 @@ class JobSpec:
     """Idempotency key, or "" for none."""
     group: str = codec.added_field("", validator=_text(limits.NAME_CHARS_MAX))
     """Concurrency and rate group (``raftq limit set --group``), or "" for none."""
+    depends_on: tuple[str, ...] = codec.added_field((), validator=_parent_ids)
+    """Ids of jobs enqueued before this one (earlier in the same Enqueue counts) that must
+    succeed before it runs; it waits until then (``raftq.jobs.dependencies``)."""
+    on_parent_failure: str = codec.added_field(
+        "cancel", validator=attrs.validators.in_(("cancel", "run"))
+    )
+    """When a parent ends dead or cancelled: "cancel" this job too, or "run" it anyway once
+    every parent has finished."""
+    unique_while_active: str = codec.added_field("", validator=_text(limits.JOB_KEY_CHARS_MAX))
+    """A key that refuses another job with it while this one is active (pending, waiting,
+    running, or failed and awaiting its retry), and is free again once it finishes; "" for
+    none. Unlike ``key``, whose window outlives the job (``DEDUPE_WINDOW_MS``)."""
 
 
 def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
@@ -76,6 +100,10 @@ def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
         + len(job.group)
         + 32
         for job in jobs
+    ) + sum(
+        sum(map(len, job.depends_on)) + 8 * len(job.depends_on) + len(job.unique_while_active)
+        for job in jobs
+        if job.depends_on or job.unique_while_active
     )
 
 

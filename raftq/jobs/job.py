@@ -8,6 +8,7 @@ that has run needs (lease, outcome, history) on a ``JobRun`` created at its firs
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 import attrs
 
@@ -17,6 +18,10 @@ from raftq import codec
 class JobState(enum.Enum):
     PENDING = "pending"
     """Waiting to run: due now (``ready``), or at ``run_at_ms``."""
+    WAITING = "waiting"
+    """Blocked on dependencies: some job of its ``depends_on`` has not finished yet
+    (``raftq.jobs.dependencies``). Not to be confused with a pending job whose ``run_at_ms``
+    is still to come."""
     RUNNING = "running"
     """Leased to a worker until ``run.lease_expires_ms``."""
     SUCCEEDED = "succeeded"
@@ -35,6 +40,7 @@ FINISHED = frozenset({JobState.SUCCEEDED, JobState.DEAD, JobState.CANCELLED})
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.PENDING: frozenset({JobState.PENDING, JobState.RUNNING, JobState.CANCELLED}),
+    JobState.WAITING: frozenset({JobState.PENDING, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
         {JobState.PENDING, JobState.SUCCEEDED, JobState.FAILED, JobState.DEAD, JobState.CANCELLED}
     ),
@@ -47,7 +53,12 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 (``JobStateMachine._set_state``). Pending to pending: a delayed job comes due. Running to
 pending: a worker gives back a prefetched job it never started (``Release``). Running to
 dead: its last attempt failed. Dead to pending: an operator's retry. Succeeded and cancelled
-are final: nothing (not a late report, not a lease expiry) brings such a job back."""
+are final: nothing (not a late report, not a lease expiry) brings such a job back. Waiting
+is only ever a job's first state (its parents unfinished at its enqueue); waiting to pending:
+its last parent finished (succeeded, or ended otherwise and it runs anyway); waiting to
+cancelled: a parent ended dead or cancelled, or an operator cancelled it. Nothing enters
+waiting later: a parent retried after its child was released or cancelled does not recall
+the child."""
 
 
 class JobRun:
@@ -79,14 +90,34 @@ class JobRun:
 
 
 class JobExtra:
-    """The fields of #17 that few jobs set, on ``Job.extra`` (None for a plain job): one slot
-    on every job instead of one per field (a million jobs must fit in ~500 MB, issue #16)."""
+    """The fields of a job that most jobs leave at their defaults, on ``Job.extra`` (None for a
+    plain job: one slot for all of them, so a million plain jobs pay eight bytes each; a
+    million jobs must fit in ~500 MB, issue #16)."""
 
-    __slots__ = ("group",)
+    __slots__ = ("depends_on", "group", "parents_left", "run_if_parent_fails", "unique_key")
 
     def __init__(self) -> None:
         self.group: str | None = None
         """The job's concurrency and rate group (``raftq.jobs.limits_table``), None: none."""
+        self.depends_on: tuple[str, ...] = ()
+        """The ids of the jobs this one waits for (``raftq.jobs.dependencies``)."""
+        self.run_if_parent_fails = False
+        """Run once every parent has finished, however; else (the default) be cancelled when
+        one ends dead or cancelled."""
+        self.parents_left = 0
+        """While waiting: how many parents have yet to finish in a way that lets it run.
+        Derived from the parents' states (rebuilt on restore), never written to snapshots."""
+        self.unique_key = ""
+        """A key no other job may hold while this one is active (pending, waiting, running or
+        failed and awaiting its retry); "" for none."""
+
+
+def extra_of(job: Job) -> JobExtra:
+    """``job.extra``, made if the job has none yet."""
+    extra = job.extra
+    if extra is None:
+        extra = job.extra = JobExtra()
+    return extra
 
 
 class Job:
@@ -183,6 +214,14 @@ class JobView:
     history: tuple[HistoryEvent, ...]
     group: str = ""
     """The job's concurrency and rate group, "" for none."""
+    depends_on: tuple[str, ...] = ()
+    """The jobs it waits for (or waited for), in the order given."""
+    on_parent_failure: str = "cancel"
+    """"cancel" or "run": what it does when a parent ends dead or cancelled."""
+    parents_left: int = 0
+    """While waiting: parents still to finish."""
+    unique_while_active: str = ""
+    """The key it holds while active, "" for none."""
 
 
 def view_of(job: Job) -> JobView:
@@ -221,9 +260,21 @@ def view_of(job: Job) -> JobView:
         finished_ms=run.finished_ms if run else 0,
         history=tuple(history),
         group=_group(job),
+        **_extra_view(job.extra),
     )
 
 
 def _group(job: Job) -> str:
     extra = job.extra
     return "" if extra is None or extra.group is None else extra.group
+
+
+def _extra_view(extra: JobExtra | None) -> dict[str, Any]:
+    if extra is None:
+        return {}
+    return {
+        "depends_on": extra.depends_on,
+        "on_parent_failure": "run" if extra.run_if_parent_fails else "cancel",
+        "parents_left": extra.parents_left,
+        "unique_while_active": extra.unique_key,
+    }

@@ -14,7 +14,9 @@ Indexes, so that nothing scans all jobs:
 - a heap of leases by expiry, for ``ExpireLeases``: O(expired);
 - the finish order, for ``Purge``: O(purged); the dead-letter list; counts per queue and state;
 - the listing index (``raftq.jobs.listing``), for pages of jobs by cursor without a full scan;
-- idempotency keys in the order they were taken, for the dedupe window.
+- idempotency keys in the order they were taken, for the dedupe window;
+- waiting jobs by parent and unique keys by holder (``raftq.jobs.dependencies``,
+  ``raftq.jobs.unique``), so a finish touches only its own children.
 
 Every index is derived from the jobs and the three orders (dead letters, finishes, keys):
 ``Rebuild`` builds them from those rows (a snapshot restore), so a new field or index is
@@ -37,6 +39,7 @@ from typing import Any, Protocol
 from raftq import limits
 from raftq.errors import DecodeError, LocalProtocolError
 from raftq.ids import derived_job_id
+from raftq.jobs import dependencies, unique
 from raftq.jobs.backoff import retry_delay_ms
 from raftq.jobs.commands import (
     Cancel,
@@ -70,18 +73,20 @@ from raftq.jobs.commands import (
     RetryDead,
     SetLimit,
 )
+from raftq.jobs.dependencies import Dependencies
 from raftq.jobs.job import (
     FINISHED,
     TRANSITIONS,
     Job,
-    JobExtra,
     JobRun,
     JobState,
     JobView,
+    extra_of,
     view_of,
 )
 from raftq.jobs.limits_table import GROUP, QUEUE, LimitsTable, group_of
 from raftq.jobs.listing import ListingIndex
+from raftq.jobs.unique import ActiveKeys
 
 OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
 """A job's error when its result or error did not fit (``JOBS_HELD_BYTES_MAX``)."""
@@ -189,6 +194,12 @@ class JobStateMachine:
         """Every job in enqueue order, for cursor pages (derived: rebuilt on restore)."""
         self.limit_table = LimitsTable()
         """Concurrency and rate limits per queue and group (``raftq.jobs.limits_table``)."""
+        self.dependencies = Dependencies()
+        """Waiting jobs by parent (``raftq.jobs.dependencies``; derived: rebuilt on restore)."""
+        self.active_keys = ActiveKeys()
+        """Unique-while-active keys and their holders (derived: rebuilt on restore)."""
+        self._orphans: deque[Job] = deque()
+        """Finished parents whose children are being released or cancelled (a work list)."""
         self.observer: Observer | None = None
         """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
         self.jobs_max = limits.JOBS_MAX
@@ -302,6 +313,7 @@ class JobStateMachine:
         elif job.run.finished_ms == self.now_ms:
             self._drop_earlier_finish(job)
         was_ready = job.ready
+        was = job.state
         self._set_state(job, state)
         job.ready = False
         if was_ready and job.extra is not None and self.limit_table.lanes:
@@ -313,6 +325,36 @@ class JobStateMachine:
         if state is JobState.DEAD:
             self.dead[job.id] = None
         self._record(job, event, error=error)
+        if job.extra is not None or job.id in self.dependencies.children:
+            self._extra_finished(job, was)
+
+    def _extra_finished(self, job: Job, was: JobState) -> None:
+        """A job with dependencies, children or a unique key finished: it leaves its parents'
+        lists, frees its key, and its children are released or cancelled in this entry."""
+        if was is JobState.WAITING:
+            self.dependencies.detach(job)
+        self.active_keys.free(job)
+        if job.id not in self.dependencies.children:
+            return
+        orphans = self._orphans
+        orphans.append(job)
+        if len(orphans) > 1:
+            return  # an outer call is working through the list (not recursion: chains are long)
+        while orphans:
+            for child, reason in self.dependencies.parent_finished(orphans[0]):
+                if reason:
+                    self._cancel_for_parent(child, reason)  # may add child to ``orphans``
+                else:
+                    self.dependencies.detach(child)
+                    self._set_state(child, JobState.PENDING)
+                    self._schedule(child, max(child.run_at_ms, self.now_ms))
+            orphans.popleft()
+
+    def _cancel_for_parent(self, job: Job, reason: str) -> None:
+        if job.run is None:
+            job.run = JobRun()
+        self._keep_output(job, b"", reason)
+        self._finish(job, JobState.CANCELLED, "cancelled", reason)
 
     def _drop_earlier_finish(self, job: Job) -> None:
         """Takes out the finish order's entry of ``job``'s earlier finish in this same
@@ -341,19 +383,26 @@ class JobStateMachine:
 
     def _enqueue(self, index: int, command: Enqueue) -> EnqueueResult:
         self._forget_old_keys()
+        batch = command.jobs
+        ids = {spec.id: at for at, spec in enumerate(batch)} if _any_depends(batch) else {}
         return EnqueueResult(
             jobs=tuple(
-                self._enqueue_one(index, position, spec)
+                self._enqueue_one(index, position, spec, ids)
                 for position, spec in enumerate(command.jobs)
             )
         )
 
-    def _enqueue_one(self, index: int, position: int, spec: JobSpec) -> Enqueued | Rejected:
+    def _enqueue_one(
+        self, index: int, position: int, spec: JobSpec, batch_ids: Mapping[str, int]
+    ) -> Enqueued | Rejected:
         key = spec.key
         if key:
             seen = self.keys.get(key)
             if seen is not None:
                 return Enqueued(job_id=seen, created=False)
+        holder = self.active_keys.holder(spec.unique_while_active)
+        if holder is not None:
+            return Enqueued(job_id=holder.id, created=False)
         job_id = spec.id or derived_job_id(index, position)
         if job_id in self.jobs:
             return Rejected(code="id_taken", message=f"job id {job_id} is already in use")
@@ -364,6 +413,10 @@ class JobStateMachine:
                 f"{self.held_bytes_max} payload and result bytes; retry once finished jobs "
                 "are purged",
             )
+        if spec.depends_on:
+            refused = self.dependencies.refusal(job_id, spec, self.jobs, batch_ids, position)
+            if refused is not None:
+                return refused
         names = self.names
         queue, job_type = names.get(spec.queue), names.get(spec.type)
         if queue is None or job_type is None:  # a new name: is there room for it?
@@ -388,16 +441,21 @@ class JobStateMachine:
             seq=self.next_seq,
         )
         self.next_seq += 1
+        extra = spec.depends_on or spec.unique_while_active
+        cancel = self._attach_extra(job, spec) if extra else ""
         if spec.group:
-            self._extra(job).group = spec.group
-            self._group_moved(spec.group, None, JobState.PENDING)
+            extra_of(job).group = spec.group
+            self._group_moved(spec.group, None, job.state)
         self.jobs[job_id] = job
         self.held_bytes += len(spec.payload)
-        counted = (queue, JobState.PENDING)
+        counted = (queue, job.state)
         self.counts[counted] = self.counts.get(counted, 0) + 1
         self.listing.add(job)
-        # No delay: the very same int as now, not a new one per job (memory).
-        self._schedule(job, self.now_ms + spec.delay_ms if spec.delay_ms else self.now_ms)
+        if job.state is JobState.WAITING:  # released (or cancelled) by its parents' ends
+            job.run_at_ms = self.now_ms + spec.delay_ms
+        else:
+            # No delay: the very same int as now, not a new one per job (memory).
+            self._schedule(job, self.now_ms + spec.delay_ms if spec.delay_ms else self.now_ms)
         if self.observer is not None:
             self.observer.enqueued(job)
         if key:
@@ -406,13 +464,23 @@ class JobStateMachine:
             self.key_times.append(self.now_ms)
             if len(self.keys) > limits.DEDUPE_KEYS_MAX:
                 self._forget_oldest_key()
+        if cancel:
+            self._cancel_for_parent(job, cancel)
         return Enqueued(job_id=job_id, created=True)
 
-    @staticmethod
-    def _extra(job: Job) -> JobExtra:
-        if job.extra is None:
-            job.extra = JobExtra()
-        return job.extra
+    def _attach_extra(self, job: Job, spec: JobSpec) -> str:
+        """A new job's dependencies and unique key (its first state: waiting if a parent is
+        still to finish); the reason it is to be cancelled at once (a parent already ended
+        dead or cancelled), or ""."""
+        extra = extra_of(job)
+        cancel = self.dependencies.attach(job, spec, self.jobs) if spec.depends_on else ""
+        if extra.parents_left or cancel:
+            job.state = JobState.WAITING  # its first state, not a transition
+        if spec.unique_while_active:
+            extra.unique_key = spec.unique_while_active
+            if not cancel:  # a job cancelled at once never holds its key
+                self.active_keys.take(job)
+        return cancel
 
     def _forget_old_keys(self) -> None:
         horizon = self.now_ms - limits.DEDUPE_WINDOW_MS
@@ -686,6 +754,13 @@ class JobStateMachine:
                 code="not_retryable",
                 message=f"job {job.id} is {job.state.value}; only dead or failed jobs retry",
             )
+        holder = self.active_keys.blocks_retry(job)
+        if holder is not None:
+            return Rejected(
+                code="unique_taken",
+                message=f"job {holder.id} holds the unique key of job {job.id} now; "
+                "retry it once that one has finished",
+            )
         self._retry_job(job)
         return Done(job_id=job.id, state=job.state.value)
 
@@ -693,6 +768,9 @@ class JobStateMachine:
         if job.state is JobState.DEAD:
             job.attempts = 0  # out of the dead-letter list with a full set of attempts
             del self.dead[job.id]
+            if job.extra is not None:
+                self.active_keys.take_back(job)
+            self.dependencies.parent_retried(job)
         assert job.run is not None
         self._record(job, "retried")
         self._schedule(job, self.now_ms)
@@ -701,10 +779,13 @@ class JobStateMachine:
         """Scans the dead-letter list from its oldest until ``max_jobs`` match: an operator's
         command, bounded by the dead jobs there are (``JOBS_MAX``)."""
         chosen: list[Job] = []
+        keys: set[str] = set()
         for job_id in self.dead:
             job = self.jobs[job_id]
-            if (not command.queue or job.queue == command.queue) and (
-                not command.type or job.type == command.type
+            if (
+                (not command.queue or job.queue == command.queue)
+                and (not command.type or job.type == command.type)
+                and self.active_keys.may_retry(job, keys)
             ):
                 chosen.append(job)
                 if len(chosen) >= command.max_jobs:
@@ -766,6 +847,7 @@ class JobStateMachine:
         if job.run is not None:
             self.held_bytes -= _run_bytes(job.run)
         self.dead.pop(job.id, None)
+        self.dependencies.forgotten(job)
         self.listing.remove(job)
         assert job.state in FINISHED, job.state  # no group count holds it
         counted = (job.queue, job.state)
@@ -939,6 +1021,9 @@ class JobStateMachine:
             sections["jobs.group"] = groups
         if self.limit_table.limits:
             sections["limits"] = self.limit_table.section()
+        extras = dependencies.with_extra(self.jobs.values())
+        sections.update(dependencies.sections(extras))
+        sections.update(unique.sections(extras))
         return sections
 
     def digest(self) -> str:
@@ -1084,8 +1169,13 @@ class Rebuild:
     def _sections(self, sections: dict[str, Any]) -> None:
         """Each section ``snapshot_sections`` writes, back into the machine; one this raftq
         does not know was written by a newer one: refused by name, never dropped."""
+        machine = self.machine
         self._groups(sections.pop("jobs.group", []))
-        self.machine.limit_table.restore_section(sections.pop("limits", []))
+        machine.limit_table.restore_section(sections.pop("limits", []))
+        dependencies.read_sections(machine.jobs, sections)
+        unique.read_sections(machine.jobs, sections)
+        machine.dependencies.rebuild(machine.jobs)
+        machine.active_keys.rebuild(dependencies.with_extra(machine.jobs.values()))
         if sections:
             raise DecodeError(
                 f"snapshot sections {sorted(sections)} are unknown to this raftq "
@@ -1104,9 +1194,9 @@ class Rebuild:
             job = machine.jobs.get(job_id) if isinstance(job_id, str) else None
             if job is None or not 0 < len(group) <= limits.NAME_CHARS_MAX:
                 raise DecodeError(f"jobs.group names an unknown job {job_id!r} or bad group")
-            if machine._extra(job).group is not None:
+            if extra_of(job).group is not None:
                 raise DecodeError(f"jobs.group names {job_id!r} twice")
-            machine._extra(job).group = group
+            extra_of(job).group = group
             if job.state is JobState.RUNNING or job.state is JobState.PENDING:
                 machine.limit_table.moved(group, None, job.state)
 
@@ -1137,6 +1227,10 @@ _ready = operator.attrgetter("ready")
 _priority = operator.attrgetter("priority")
 _run_at = operator.attrgetter("run_at_ms")
 _extra = operator.attrgetter("extra")
+
+
+def _any_depends(specs: tuple[JobSpec, ...]) -> bool:
+    return any(spec.depends_on for spec in specs)
 
 
 def _tally(firsts: list[Any], seconds: list[Any]) -> dict[tuple[Any, Any], int]:

@@ -157,6 +157,29 @@ def _schemas() -> dict[str, Any]:
                     **name,
                     "description": "the concurrency and rate group (raftq limit set --group)",
                 },
+                "depends_on": {
+                    "type": "array",
+                    "items": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": limits.JOB_ID_CHARS_MAX,
+                    },
+                    "maxItems": limits.PARENTS_MAX,
+                    "uniqueItems": True,
+                    "description": "ids of jobs that must succeed first; it waits until then",
+                },
+                "on_parent_failure": {
+                    "type": "string",
+                    "enum": ["cancel", "run"],
+                    "default": "cancel",
+                    "description": "when a parent ends dead or cancelled: cancel it, or run it",
+                },
+                "unique_while_active": {
+                    "type": "string",
+                    "maxLength": limits.JOB_KEY_CHARS_MAX,
+                    "description": "a key no other active job may hold; a duplicate is not "
+                    "enqueued and the holder's id is returned",
+                },
             },
         },
         "HistoryEntry": {
@@ -202,6 +225,13 @@ def _schemas() -> dict[str, Any]:
                     "type": ["string", "null"],
                     "description": "its concurrency and rate group; null for none",
                 },
+                "depends_on": {"type": "array", "items": {"type": "string"}},
+                "on_parent_failure": {"type": "string", "enum": ["cancel", "run"]},
+                "parents_left": {
+                    "type": "integer",
+                    "description": "while waiting: parents still to finish",
+                },
+                "unique_while_active": {"type": "string"},
             },
         },
         "JobPage": {

@@ -65,6 +65,8 @@ from raftq.jobs.commands import (
     Lease,
     Outcome,
     PauseQueue,
+    Progress,
+    ProgressResult,
     Rejected,
     Release,
     ReleaseResult,
@@ -267,10 +269,28 @@ class Client:
         timeout: float = 30.0,
         key: str | None = None,
         id: str | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+        jitter_percent: int | None = None,
     ) -> str:
         """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
-        seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries."""
-        spec = job_spec(type, payload, queue, priority, delay, max_attempts, timeout, key, id)
+        seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries.
+        ``backoff`` and ``backoff_max`` (seconds) and ``jitter_percent`` give the job its own
+        retry policy (docs/handlers.md "Retry policy"); left out, the default's."""
+        spec = job_spec(
+            type,
+            payload,
+            queue,
+            priority,
+            delay,
+            max_attempts,
+            timeout,
+            key,
+            id,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            jitter_percent=jitter_percent,
+        )
         (job_id,) = await self.enqueue_specs([spec])
         return job_id
 
@@ -611,6 +631,22 @@ class Client:
         outcome = _expect(await self._submit(command), ReleaseResult)
         return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
 
+    async def progress(self, values: Sequence[tuple[str, int, bytes]]) -> tuple[str | None, ...]:
+        """Show (job id, fence, JSON bytes) progress values of held leases, in one command;
+        what a ``Worker`` sends. For each, the job's state after, or None if the lease was
+        lost (the value was refused)."""
+        try:
+            command = Progress(
+                now_ms=0,
+                job_ids=tuple(job_id for job_id, _, _ in values),
+                fences=tuple(fence for _, fence, _ in values),
+                values=tuple(value for _, _, value in values),
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad progress: {error}") from None
+        outcome = _expect(await self._submit(command), ProgressResult)
+        return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
+
     # --- requests with retries --------------------------------------------------------------------
 
     async def _submit(self, command: Command) -> Result:
@@ -779,8 +815,13 @@ def job_spec(
     timeout: float,
     key: str | None,
     id: str | None,
+    *,
+    backoff: float | None = None,
+    backoff_max: float | None = None,
+    jitter_percent: int | None = None,
 ) -> JobSpec:
     """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
+    policy_ms_max = limits.RETRY_POLICY_MS_MAX
     try:
         return make_spec(
             type=type,
@@ -792,6 +833,13 @@ def job_spec(
             timeout_ms=seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX),
             key=key if key is not None else (id or ""),
             id=id or "",
+            backoff_ms=None
+            if backoff is None
+            else seconds_to_ms("backoff", backoff, lowest_ms=0, highest_ms=policy_ms_max),
+            backoff_max_ms=None
+            if backoff_max is None
+            else seconds_to_ms("backoff_max", backoff_max, lowest_ms=0, highest_ms=policy_ms_max),
+            jitter_percent=jitter_percent,
         )
     except FieldProblem as problem:
         raise ConfigError(f"{problem.field}: {problem}") from None

@@ -196,10 +196,26 @@ class SyncClient:
         timeout: float = 30.0,
         key: str | None = None,
         id: str | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+        jitter_percent: int | None = None,
     ) -> str:
         """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
         the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
-        spec = job_spec(type, payload, queue, priority, delay, max_attempts, timeout, key, id)
+        spec = job_spec(
+            type,
+            payload,
+            queue,
+            priority,
+            delay,
+            max_attempts,
+            timeout,
+            key,
+            id,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            jitter_percent=jitter_percent,
+        )
         loop = self._running()
         assert loop.coalescer is not None, "open_client makes it"
         coalescer = loop.coalescer

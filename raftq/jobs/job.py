@@ -12,6 +12,7 @@ import enum
 import attrs
 
 from raftq import codec
+from raftq.jobs.backoff import RetryPolicy
 
 
 class JobState(enum.Enum):
@@ -61,7 +62,9 @@ class JobRun:
         "finished_ms",
         "history",
         "lease_expires_ms",
+        "progress",
         "result",
+        "snoozes",
     )
 
     def __init__(self) -> None:
@@ -76,12 +79,19 @@ class JobRun:
         """(at_ms, event, attempt, node, fence, log index, term, error), oldest first,
         bounded: the log entry (index and term) whose command caused each event, and the end
         of the error of the attempt it ended ("" for none)."""
+        self.progress = b""
+        """The running attempt's latest progress (JSON bytes; "" for none): a claim clears it,
+        so it always belongs to the attempt ``fence`` names (the last one, once finished)."""
+        self.snoozes = 0
+        """Snoozes since the job was enqueued or last retried by an operator
+        (``limits.JOB_SNOOZES_MAX``)."""
 
 
 class Job:
     __slots__ = (
         "attempts",
         "enqueued_ms",
+        "extra",
         "id",
         "max_attempts",
         "payload",
@@ -126,6 +136,23 @@ class Job:
         self.ready = False
         """In a ready queue (claimable now), as opposed to waiting for ``run_at_ms``."""
         self.run: JobRun | None = None
+        self.extra: JobExtra | None = None
+        """What few jobs set (a retry policy, ...): one slot for all of them, None for a
+        plain job, so that a million plain jobs pay one pointer each."""
+
+
+class JobExtra:
+    """A job's rarely set fields (``Job.extra``)."""
+
+    __slots__ = ("retry_policy",)
+
+    def __init__(self) -> None:
+        self.retry_policy: RetryPolicy | None = None
+        """The job's own backoff (``raftq.jobs.backoff``); None: the default."""
+
+
+def retry_policy_of(job: Job) -> RetryPolicy | None:
+    return job.extra.retry_policy if job.extra is not None else None
 
 
 @codec.register
@@ -168,6 +195,10 @@ class JobView:
     lease_expires_ms: int
     finished_ms: int
     history: tuple[HistoryEvent, ...]
+    progress: bytes = b""
+    """The latest progress its last attempt reported (JSON bytes), b"" for none."""
+    retry_policy: RetryPolicy | None = None
+    snoozes: int = 0
 
 
 def view_of(job: Job) -> JobView:
@@ -205,4 +236,7 @@ def view_of(job: Job) -> JobView:
         lease_expires_ms=run.lease_expires_ms if run else 0,
         finished_ms=run.finished_ms if run else 0,
         history=tuple(history),
+        progress=run.progress if run else b"",
+        retry_policy=retry_policy_of(job),
+        snoozes=run.snoozes if run else 0,
     )

@@ -37,7 +37,8 @@ from typing import Any, Protocol
 from raftq import limits
 from raftq.errors import DecodeError, LocalProtocolError
 from raftq.ids import derived_job_id
-from raftq.jobs.backoff import retry_delay_ms
+from raftq.jobs import policy
+from raftq.jobs.backoff import policy_delay_ms
 from raftq.jobs.commands import (
     Cancel,
     Claim,
@@ -57,6 +58,7 @@ from raftq.jobs.commands import (
     JobSpec,
     Lease,
     PauseQueue,
+    Progress,
     Purge,
     Rejected,
     Release,
@@ -68,7 +70,16 @@ from raftq.jobs.commands import (
     Retry,
     RetryDead,
 )
-from raftq.jobs.job import FINISHED, TRANSITIONS, Job, JobRun, JobState, JobView, view_of
+from raftq.jobs.job import (
+    FINISHED,
+    TRANSITIONS,
+    Job,
+    JobRun,
+    JobState,
+    JobView,
+    retry_policy_of,
+    view_of,
+)
 from raftq.jobs.listing import ListingIndex
 
 OUTPUT_DROPPED = "output dropped: the cluster holds its maximum bytes"
@@ -355,6 +366,7 @@ class JobStateMachine:
             seq=self.next_seq,
         )
         self.next_seq += 1
+        policy.attach(job, spec)
         self.jobs[job_id] = job
         self.held_bytes += len(spec.payload)
         counted = (queue, JobState.PENDING)
@@ -426,6 +438,7 @@ class JobStateMachine:
         run = job.run
         if run is None:
             run = job.run = JobRun()
+        policy.new_attempt(self, run)
         run.fence = index
         run.claimer = claimer
         # The lease covers the time the claimer may hold the job before starting it, then the
@@ -473,6 +486,8 @@ class JobStateMachine:
             outcomes=tuple(
                 self._succeeded(outcome.job_id, outcome.fence, outcome.result)
                 if outcome.succeeded
+                else policy.snoozed(self, outcome.job_id, outcome.fence, outcome.snooze_ms)
+                if outcome.snooze_ms >= 0
                 else self._failed(outcome.job_id, outcome.fence, outcome.error, outcome.retryable)
                 for outcome in command.outcomes
             )
@@ -519,7 +534,8 @@ class JobStateMachine:
             return
         self._set_state(job, JobState.FAILED)
         self._record(job, event, error=error)
-        self._schedule(job, self.now_ms + retry_delay_ms(job.id, job.attempts))
+        delay_ms = policy_delay_ms(job.id, job.attempts, retry_policy_of(job))
+        self._schedule(job, self.now_ms + delay_ms)
 
     def _extend(self, index: int, command: Extend) -> ExtendResult:
         outcomes: list[Done | Rejected] = []
@@ -615,6 +631,7 @@ class JobStateMachine:
     def _retry_job(self, job: Job) -> None:
         if job.state is JobState.DEAD:
             job.attempts = 0  # out of the dead-letter list with a full set of attempts
+            policy.operator_retried(job)
             del self.dead[job.id]
         assert job.run is not None
         self._record(job, "retried")
@@ -660,6 +677,9 @@ class JobStateMachine:
                 self._forget(job)
                 purged += 1
         return Count(count=purged)
+
+    def _progress(self, index: int, command: Progress) -> Any:
+        return policy.progressed(self, command)
 
     def _forget(self, job: Job) -> None:
         del self.jobs[job.id]
@@ -787,6 +807,7 @@ class JobStateMachine:
         not depend on history). Empty sections are left out. ``Rebuild.finish`` reads them
         back; it must know every name written here."""
         sections: dict[str, Any] = {}
+        sections.update(policy.sections(list(self.jobs.values())))
         return sections
 
     def digest(self) -> str:
@@ -932,6 +953,7 @@ class Rebuild:
     def _sections(self, sections: dict[str, Any]) -> None:
         """Each section ``snapshot_sections`` writes, back into the machine; one this raftq
         does not know was written by a newer one: refused by name, never dropped."""
+        policy.restore_sections(self.machine, sections)
         if sections:
             raise DecodeError(
                 f"snapshot sections {sorted(sections)} are unknown to this raftq "
@@ -976,7 +998,8 @@ def _tally(firsts: list[Any], seconds: list[Any]) -> dict[tuple[Any, Any], int]:
 
 def _run_bytes(run: JobRun) -> int:
     """The result and error bytes a job's run holds, its history's errors included."""
-    return len(run.result) + len(run.error) + sum(len(event[7]) for event in run.history)
+    held = len(run.result) + len(run.error) + len(run.progress)
+    return held + sum(len(event[7]) for event in run.history)
 
 
 _HANDLERS = {
@@ -995,4 +1018,5 @@ _HANDLERS = {
     PauseQueue: JobStateMachine._pause,
     ResumeQueue: JobStateMachine._resume,
     Purge: JobStateMachine._purge,
+    Progress: JobStateMachine._progress,
 }

@@ -340,6 +340,7 @@ def _job(
     job.attempts = attempts
     job.ready = ready
     job.run = None
+    job.extra = None  # set from a section (raftq.jobs.policy) for the few jobs that have one
     return job
 
 

@@ -194,6 +194,24 @@ def _schemas() -> dict[str, Any]:
                 "error": {"type": ["string", "null"]},
                 "enqueued_ms": integer,
                 "history": {"type": "array", "items": _ref("HistoryEntry")},
+                "progress": {
+                    "description": "the latest progress its last attempt reported (a JSON "
+                    f"value of at most {limits.JOB_PROGRESS_BYTES_MAX} bytes); null if none"
+                },
+                "snoozes": {
+                    "type": "integer",
+                    "description": "times its handler snoozed (raftq.Retry) since it was "
+                    "enqueued or retried",
+                },
+                "retry_policy": {
+                    "type": ["object", "null"],
+                    "description": "its own retry backoff; null: the default",
+                    "properties": {
+                        "backoff_ms": integer,
+                        "backoff_max_ms": integer,
+                        "jitter_percent": integer,
+                    },
+                },
             },
         },
         "JobPage": {

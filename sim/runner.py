@@ -27,6 +27,7 @@ from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Viola
 from sim.checkers_claims import ClaimRules
 from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_more import LeaseAndRetryRules
+from sim.checkers_policy import PolicyRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -188,6 +189,7 @@ class Simulation:
         self.oracle = JobOracle()
         self.more_rules = LeaseAndRetryRules()
         self.job_rules = HistoryAndBulkRules()
+        self.policy_rules = PolicyRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -689,10 +691,12 @@ class Simulation:
         oracle, entries = self.oracle, self.committed.entries
         while (entry := entries.get(oracle.applied_index + 1)) is not None:
             self.job_rules.before(entry, oracle)
+            self.policy_rules.before(entry, oracle)
             oracle.apply(entry)
             self.more_rules.observe(entry, oracle)
             self.job_rules.observe(entry, oracle)
             self.claim_rules.observe(entry, oracle)
+            self.policy_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

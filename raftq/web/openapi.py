@@ -153,6 +153,25 @@ def _schemas() -> dict[str, Any]:
                     "default": 30_000,
                 },
                 "key": {"type": "string", "maxLength": limits.JOB_KEY_CHARS_MAX},
+                "backoff_ms": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": limits.RETRY_POLICY_MS_MAX,
+                    "description": "its own retry backoff's base (default 1000)",
+                },
+                "backoff_max_ms": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": limits.RETRY_POLICY_MS_MAX,
+                    "description": "its own retry backoff's cap, at least the base "
+                    "(default 3600000)",
+                },
+                "jitter_percent": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 100,
+                    "description": "up to this much is added to each retry's wait (default 25)",
+                },
             },
         },
         "HistoryEntry": {

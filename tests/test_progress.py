@@ -17,6 +17,7 @@ import time
 import attrs
 import pytest
 import trio
+from starlette.testclient import TestClient
 
 import raftq
 from raftq import limits
@@ -25,10 +26,21 @@ from raftq.client.commands import describe
 from raftq.client.job import Job
 from raftq.client.worker import Worker
 from raftq.errors import ConfigError
-from raftq.jobs.commands import Enqueue, Lease, Progress, ProgressResult
+from raftq.jobs.backoff import RetryPolicy
+from raftq.jobs.commands import (
+    Claim,
+    ClaimResult,
+    Enqueue,
+    Lease,
+    Outcome,
+    Progress,
+    ProgressResult,
+    Report,
+)
 from raftq.jobs.job import JobState
 from raftq.jobs.machine import JobStateMachine
-from tests.fake_node import FakeCluster
+from raftq.web import asgi_app
+from tests.fake_node import FakeCluster, fake_cluster_in_thread
 from tests.test_app import FAST, running
 from tests.test_claims import MachineClient, run_until
 from tests.test_jobs_commands import Log, done, rejected, spec
@@ -239,3 +251,37 @@ async def test_a_sync_handler_reports_progress_from_its_thread(cluster: FakeClus
     assert f"progress      {json.dumps({'percent': 50})}" in describe(shown)
     assert shown.to_json()["progress"] == {"percent": 50}
     assert (finished.state, finished.progress) == ("succeeded", {"percent": 50})
+
+
+def test_the_http_api_and_the_job_page_show_progress_snoozes_and_policy() -> None:
+    policy = RetryPolicy(base_ms=1_500, max_ms=60_000, jitter_percent=10)
+    with fake_cluster_in_thread(FakeCluster(("n1",))) as fake:
+
+        def prepare() -> str:
+            fake.apply(Enqueue(now_ms=0, jobs=(spec(id="shown", retry_policy=policy),)))
+            claimed = fake.apply(Claim(now_ms=0, claimer="w1"))
+            assert isinstance(claimed, ClaimResult)
+            (lease,) = claimed.leases
+            snoozed = Outcome(job_id="shown", fence=lease.fence, succeeded=False, snooze_ms=0)
+            fake.apply(Report(now_ms=0, outcomes=(snoozed,)))
+            claimed = fake.apply(Claim(now_ms=0, claimer="w1"))
+            assert isinstance(claimed, ClaimResult)
+            (lease,) = claimed.leases
+            values = (b'{"done": 3, "total": 7}',)
+            fake.apply(Progress(now_ms=0, job_ids=("shown",), fences=(lease.fence,), values=values))
+            return lease.job_id
+
+        job_id = fake.in_loop(prepare)
+        with TestClient(asgi_app(fake.addresses, timeout=FAST)) as http:
+            shown = http.get(f"/api/v1/jobs/{job_id}").json()
+            page = http.get(f"/jobs/{job_id}").text
+    assert shown["progress"] == {"done": 3, "total": 7}
+    assert shown["snoozes"] == 1
+    assert shown["retry_policy"] == {
+        "backoff_ms": 1_500,
+        "backoff_max_ms": 60_000,
+        "jitter_percent": 10,
+    }
+    assert 'id="job-progress">{"done": 3, "total": 7}<' in page
+    assert 'id="job-snoozes">1<' in page
+    assert "jitter 10%" in page

@@ -223,7 +223,8 @@ one ``Progress`` entry: a handler calling ``progress`` in a tight loop costs the
 entry a second per worker, and a user watching a page sees it move every second."""
 
 PROGRESS_JOBS_MAX = CLAIM_JOBS_MAX
-"""Jobs in one ``Progress`` command: at most what one worker may hold."""
+"""Jobs in one ``Progress`` command: at most what one worker may hold. At most 1,000 values of
+``JOB_PROGRESS_BYTES_MAX``, about 4 MiB with their ids: one entry under ``COMMAND_BYTES_MAX``."""
 
 # --- transport ----------------------------------------------------------------------------------
 

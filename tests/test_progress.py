@@ -84,6 +84,9 @@ def test_progress_is_stored_under_the_current_fence_only() -> None:
 
 
 def test_progress_is_bounded_and_counted_in_the_held_bytes() -> None:
+    # The largest Progress a worker sends is one entry a frame carries.
+    value_bytes = limits.JOB_PROGRESS_BYTES_MAX + limits.JOB_ID_CHARS_MAX + 16
+    assert limits.PROGRESS_JOBS_MAX * value_bytes <= limits.COMMAND_BYTES_MAX
     with pytest.raises(ValueError, match="progress value must be 1 to"):
         Progress(
             now_ms=0,

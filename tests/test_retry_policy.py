@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import signal
 import sys
 import time
@@ -232,6 +233,20 @@ def test_the_job_file_client_and_defaults() -> None:
     assert made.retry_policy == RetryPolicy(
         base_ms=500, max_ms=limits.RETRY_CAP_MS, jitter_percent=5
     )
+
+
+def test_a_handler_enqueued_with_a_policy() -> None:
+    app = App(builtins=False)
+
+    @app.handler("resize")
+    async def resize(job: JobContext, file: str) -> object:
+        return file
+
+    job = resize.options(backoff=2, backoff_max=8, jitter_percent=0).job(file="a.png")
+    assert (job["backoff_ms"], job["backoff_max_ms"], job["jitter_percent"]) == (2_000, 8_000, 0)
+    (made,) = parse_job_file(json.dumps([job]))
+    assert made.retry_policy == RetryPolicy(base_ms=2_000, max_ms=8_000, jitter_percent=0)
+    assert "backoff_ms" not in resize.job(file="b.png")
 
 
 @pytest.mark.parametrize(

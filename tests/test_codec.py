@@ -157,6 +157,7 @@ STRATEGIES[commands.Outcome] = st.builds(
     error=st.text(max_size=32),
     retryable=st.booleans(),
     snooze_ms=st.integers(-1, 10**6),
+    progress=st.binary(max_size=16),
 )
 COMMAND_FIELDS["outcomes"] = st.lists(STRATEGIES[commands.Outcome], max_size=3).map(tuple)
 for command_type in typing.get_args(commands.Command):

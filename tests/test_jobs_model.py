@@ -330,33 +330,29 @@ class ReferenceQueue:
         return Done(job_id=job.id, state=job.state.value)
 
     def report(self, index: int, command: Report) -> ReportResult:
-        return ReportResult(
-            outcomes=tuple(
-                self.complete(
-                    index,
-                    Complete(
-                        now_ms=command.now_ms,
-                        job_id=outcome.job_id,
-                        fence=outcome.fence,
-                        result=outcome.result,
-                    ),
+        outcomes: list[Done | Rejected] = []
+        for outcome in command.outcomes:
+            self.last_progress(outcome)
+            if outcome.succeeded:
+                complete = Complete(
+                    now_ms=command.now_ms,
+                    job_id=outcome.job_id,
+                    fence=outcome.fence,
+                    result=outcome.result,
                 )
-                if outcome.succeeded
-                else self.snooze(outcome.job_id, outcome.fence, outcome.snooze_ms)
-                if outcome.snooze_ms >= 0
-                else self.fail(
-                    index,
-                    Fail(
-                        now_ms=command.now_ms,
-                        job_id=outcome.job_id,
-                        fence=outcome.fence,
-                        error=outcome.error,
-                        retryable=outcome.retryable,
-                    ),
+                outcomes.append(self.complete(index, complete))
+            elif outcome.snooze_ms >= 0:
+                outcomes.append(self.snooze(outcome.job_id, outcome.fence, outcome.snooze_ms))
+            else:
+                fail = Fail(
+                    now_ms=command.now_ms,
+                    job_id=outcome.job_id,
+                    fence=outcome.fence,
+                    error=outcome.error,
+                    retryable=outcome.retryable,
                 )
-                for outcome in command.outcomes
-            )
-        )
+                outcomes.append(self.fail(index, fail))
+        return ReportResult(outcomes=tuple(outcomes))
 
     def release(self, index: int, command: Release) -> ReleaseResult:
         """Back to pending as if never claimed: same place in line, the attempt undone."""
@@ -492,6 +488,12 @@ class ReferenceQueue:
             job.state = PENDING
             job.run_at_ms = self.now_ms + snooze_ms
         return Done(job_id=job.id, state=job.state.value)
+
+    def last_progress(self, outcome: Outcome) -> None:
+        """An outcome's last progress value, stored if its fence holds, before it settles."""
+        job = self._held(outcome.job_id, outcome.fence)
+        if outcome.progress and not isinstance(job, Rejected):
+            job.progress = outcome.progress
 
     def progress(self, index: int, command: Progress) -> ProgressResult:
         outcomes: list[Done | Rejected] = []
@@ -845,6 +847,7 @@ class JobQueueComparison(RuleBasedStateMachine):
                     error="" if how == "ok" else "boom",
                     retryable=how == "retry",
                     snooze_ms=(fence_pick % 3) * 1_000 if how == "snooze" else -1,
+                    progress=b"" if fence_pick % 2 else b'"last"',
                 )
             )
         self.run(Report(now_ms=self.stamp(step_ms), outcomes=tuple(outcomes)))

@@ -175,10 +175,11 @@ async def test_a_chatty_handler_costs_one_entry_per_interval(
     assert worker.statistics.progress_sent == sum(len(c.job_ids) for _, c in client.sent)
 
 
-async def test_progress_not_sent_when_its_attempt_ends_is_dropped(
+async def test_the_value_not_sent_when_its_attempt_ends_rides_in_its_report(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    """The last value goes with the attempt: never sent after its outcome (it would be stale)."""
+    """A job's last value is not lost to the interval: it goes in the outcome's report, under
+    the same fence, and no ``Progress`` follows the outcome (it would be stale)."""
     client = ProgressClient()
     client.apply(Enqueue(now_ms=0, jobs=(spec(type="work", id="a"),)))
     app = App(builtins=False)
@@ -194,6 +195,9 @@ async def test_progress_not_sent_when_its_attempt_ends_is_dropped(
     await run_until(worker, lambda: client.count(JobState.SUCCEEDED) == 1, 60)
     await trio.sleep(3 * limits.PROGRESS_INTERVAL_MS / 1000)
     assert [command.values for _, command in client.sent] == [(b"1",)]
+    view = client.machine.get("a")
+    assert view is not None
+    assert (view.state, view.progress) == ("succeeded", b"2")
 
 
 async def test_a_value_that_is_not_json_or_too_large_is_the_handlers_error(

@@ -44,6 +44,7 @@ from raftq.jobs.job import JobState
 from raftq.jobs.machine import JobStateMachine
 from raftq.jobs.policy import SNOOZED_TOO_OFTEN
 from tests.fake_node import FakeCluster
+from tests.node_helpers import free_ports
 from tests.test_app import FAST, running
 from tests.test_claims import MachineClient, run_until
 from tests.test_jobs_commands import Log, done, rejected, spec
@@ -415,3 +416,38 @@ def test_the_public_names() -> None:
     assert {"Retry", "Fail"} <= set(raftq.__all__)
     assert issubclass(raftq.Fail, raftq.JobFailed)
     assert attrs.has(RetryPolicy)
+
+
+def test_a_nodes_in_process_workers_snooze_fail_and_show_progress(tmp_path: Path) -> None:
+    """In-process workers (``raftq.Queue``, a real single-node cluster): async and sync
+    handlers, the same outcomes through the node's own worker."""
+    (port,) = free_ports(1)
+    app = raftq.App()
+    snoozed: list[str] = []
+
+    @app.handler("later")
+    async def later(job: raftq.JobContext) -> object:
+        await job.progress({"waiting": True})
+        if job.id not in snoozed:
+            snoozed.append(job.id)
+            raise raftq.Retry(delay_s=0.2)
+        return job.attempt
+
+    @app.handler("never")
+    def never(job: raftq.JobContext) -> object:
+        job.progress_from_thread("looked at it")
+        raise raftq.Fail("never works")
+
+    with raftq.Queue(str(tmp_path), workers=2, app=app, listen=f"127.0.0.1:{port}") as queue:
+        done_later = queue.wait(queue.enqueue("later", max_attempts=1), timeout=20)
+        dead = queue.wait(queue.enqueue("never", max_attempts=3, backoff=60), timeout=20)
+    assert (done_later.state, done_later.result, done_later.attempts) == ("succeeded", 1, 1)
+    assert (done_later.snoozes, done_later.progress) == (1, {"waiting": True})
+    assert [e.event for e in done_later.history].count("snoozed") == 1
+    assert (dead.state, dead.attempts, dead.error) == ("dead", 1, "never works")
+    assert dead.progress == "looked at it"
+    assert dead.retry_policy == {
+        "backoff_ms": 60_000,
+        "backoff_max_ms": limits.RETRY_CAP_MS,
+        "jitter_percent": 25,
+    }

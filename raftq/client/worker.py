@@ -29,8 +29,8 @@ Snoozes and progress (docs/handlers.md): ``raise raftq.Retry(delay_s=...)`` is r
 any outcome, as a snooze (``Outcome.snooze_ms``), in the same batched reports, under the
 lease's fence. ``await job.progress(value)`` only stores the job's latest value here; one task
 sends every job's latest value in one ``Progress`` command, at once when it has none in flight,
-then at most every ``limits.PROGRESS_INTERVAL_MS``: values in between are replaced, and a value
-not yet sent when its attempt ends is dropped (the outcome says more).
+then at most every ``limits.PROGRESS_INTERVAL_MS``: values in between are replaced, and the
+value not yet sent when its attempt ends rides in the outcome's report.
 
 Time comes from the event loop only. The cluster's clock appears only as the lease's
 ``expires_ms``, and renewals are computed relative to it (see ``_LeaseClock``).
@@ -379,6 +379,9 @@ class Worker:
                     await self._report([stopped])
                 raise
             if outcome is not None:
+                last = self._progress.pop(lease.job_id, None)  # rides with the outcome
+                if last is not None:
+                    outcome = attrs.evolve(outcome, progress=last[1])
                 await self._outcomes.send(outcome)  # waits only while reports back up
         finally:
             self._progress.pop(lease.job_id, None)  # its attempt is over
@@ -540,4 +543,4 @@ def _snooze(lease: Lease, delay_ms: int) -> Outcome:
 
 
 def _outcome_bytes(outcome: Outcome) -> int:
-    return len(outcome.result) + len(outcome.error)
+    return len(outcome.result) + len(outcome.error) + len(outcome.progress)

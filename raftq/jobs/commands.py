@@ -136,7 +136,10 @@ class Fail:
 
 
 def _report_size(instance: object, attribute: attrs.Attribute[Any], outcomes: Any) -> None:
-    size = sum(len(each.job_id) + len(each.result) + len(each.error) + 16 for each in outcomes)
+    size = sum(
+        len(each.job_id) + len(each.result) + len(each.error) + len(each.progress) + 16
+        for each in outcomes
+    )
     if size > limits.COMMAND_BYTES_MAX:
         raise ValueError(f"a report of {size} bytes exceeds {limits.COMMAND_BYTES_MAX}")
 
@@ -165,6 +168,11 @@ class Outcome:
     )
     """0 or more: the handler snoozed (``raise raftq.Retry(delay_s=...)``): the job runs
     again this many ms from now and the attempt is given back (not ``succeeded``)."""
+    progress: bytes = codec.added_field(
+        b"", validator=attrs.validators.max_len(limits.JOB_PROGRESS_BYTES_MAX)
+    )
+    """The attempt's latest progress not sent yet (JSON; b"" for none): stored under the
+    same fence just before the outcome is settled, so a job's last value is not lost."""
 
 
 @codec.register

@@ -57,6 +57,7 @@ from raftq.jobs.commands import (
     Fail,
     JobSpec,
     Lease,
+    Outcome,
     PauseQueue,
     Progress,
     Purge,
@@ -482,16 +483,15 @@ class JobStateMachine:
         return self._failed(command.job_id, command.fence, command.error, command.retryable)
 
     def _report(self, index: int, command: Report) -> ReportResult:
-        return ReportResult(
-            outcomes=tuple(
-                self._succeeded(outcome.job_id, outcome.fence, outcome.result)
-                if outcome.succeeded
-                else policy.snoozed(self, outcome.job_id, outcome.fence, outcome.snooze_ms)
-                if outcome.snooze_ms >= 0
-                else self._failed(outcome.job_id, outcome.fence, outcome.error, outcome.retryable)
-                for outcome in command.outcomes
-            )
-        )
+        return ReportResult(outcomes=tuple(map(self._settle, command.outcomes)))
+
+    def _settle(self, outcome: Outcome) -> Done | Rejected:
+        policy.last_progress(self, outcome)
+        if outcome.succeeded:
+            return self._succeeded(outcome.job_id, outcome.fence, outcome.result)
+        if outcome.snooze_ms >= 0:
+            return policy.snoozed(self, outcome.job_id, outcome.fence, outcome.snooze_ms)
+        return self._failed(outcome.job_id, outcome.fence, outcome.error, outcome.retryable)
 
     def _succeeded(self, job_id: str, fence: int, result: bytes) -> Done | Rejected:
         job = self._held(job_id, fence)

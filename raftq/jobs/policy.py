@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from raftq import limits
 from raftq.errors import DecodeError
 from raftq.jobs.backoff import RetryPolicy
-from raftq.jobs.commands import Done, JobSpec, Progress, ProgressResult, Rejected
+from raftq.jobs.commands import Done, JobSpec, Outcome, Progress, ProgressResult, Rejected
 from raftq.jobs.job import Job, JobExtra, JobRun, JobState
 
 if TYPE_CHECKING:
@@ -87,22 +87,29 @@ def operator_retried(job: Job) -> None:
 
 
 def progressed(machine: JobStateMachine, command: Progress) -> ProgressResult:
-    outcomes: list[Done | Rejected] = []
-    for job_id, fence, value in zip(command.job_ids, command.fences, command.values, strict=True):
-        job = machine._held(job_id, fence)
-        if isinstance(job, Rejected):
-            outcomes.append(job)
-            continue
-        run = job.run
-        assert run is not None
-        held = machine.held_bytes - len(run.progress)
-        if held + len(value) > machine.held_bytes_max:
-            outcomes.append(Rejected(code="full", message="the cluster holds its maximum bytes"))
-            continue
-        run.progress = value
-        machine.held_bytes = held + len(value)
-        outcomes.append(Done(job_id=job.id, state=job.state.value))
-    return ProgressResult(outcomes=tuple(outcomes))
+    values = zip(command.job_ids, command.fences, command.values, strict=True)
+    return ProgressResult(outcomes=tuple(_progress(machine, *value) for value in values))
+
+
+def last_progress(machine: JobStateMachine, outcome: Outcome) -> None:
+    """An outcome's last progress value, stored under its fence before the outcome is
+    settled (refused, or past the held bytes: the outcome stands, without it)."""
+    if outcome.progress:
+        _progress(machine, outcome.job_id, outcome.fence, outcome.progress)
+
+
+def _progress(machine: JobStateMachine, job_id: str, fence: int, value: bytes) -> Done | Rejected:
+    job = machine._held(job_id, fence)
+    if isinstance(job, Rejected):
+        return job
+    run = job.run
+    assert run is not None
+    held = machine.held_bytes - len(run.progress)
+    if held + len(value) > machine.held_bytes_max:
+        return Rejected(code="full", message="the cluster holds its maximum bytes")
+    run.progress = value
+    machine.held_bytes = held + len(value)
+    return Done(job_id=job.id, state=job.state.value)
 
 
 # --- snapshot sections ----------------------------------------------------------------------------

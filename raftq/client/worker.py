@@ -224,6 +224,10 @@ class Worker:
         self._progress: dict[str, tuple[int, bytes]] = {}
         self._progress_wake = anyio.Event()
         self._progress_closing = anyio.Event()
+        self._reporting: anyio.abc.TaskGroup | None = None
+        self._progress_sender = False
+        """Started at the first progress value only: a worker whose handlers report none runs
+        exactly the tasks it ran before progress existed (the simulator's seeds replay)."""
 
     def _ahead(self) -> int:
         """How many jobs to hold beyond the free slots: those that start within a quarter of
@@ -262,7 +266,7 @@ class Worker:
     ) -> None:
         async with anyio.create_task_group() as reporting:
             reporting.start_soon(self._report_outcomes, self._to_report)
-            reporting.start_soon(self._send_progress)
+            self._reporting = reporting  # the progress sender starts there at the first value
             async with self._outcomes, anyio.create_task_group() as jobs:
                 self._jobs = jobs
                 task_status.started()
@@ -451,6 +455,9 @@ class Worker:
             raise ConfigError(f"progress of job {lease.job_id}: {error}") from None
         self._progress[lease.job_id] = (lease.fence, encoded)
         self._progress_wake.set()
+        if not self._progress_sender and self._reporting is not None:
+            self._progress_sender = True
+            self._reporting.start_soon(self._send_progress)
 
     async def _send_progress(self) -> None:
         """Send the jobs' latest progress in one command, then wait out the interval (or the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 import attrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from raftq import codec
 from raftq.jobs.backoff import RetryPolicy
@@ -199,6 +200,20 @@ class JobView:
     """The latest progress its last attempt reported (JSON bytes), b"" for none."""
     retry_policy: RetryPolicy | None = None
     snoozes: int = 0
+
+
+# A view of a job that uses none of them carries no key for #17's fields: the same bytes as
+# before they existed (replies stay as small; the simulator's seeds replay byte for byte).
+codec.converter.register_unstructure_hook(
+    JobView,
+    make_dict_unstructure_fn(
+        JobView,
+        codec.converter,
+        progress=override(omit_if_default=True),
+        retry_policy=override(omit_if_default=True),
+        snoozes=override(omit_if_default=True),
+    ),
+)
 
 
 def view_of(job: Job) -> JobView:

@@ -1,8 +1,10 @@
 """Job handlers for a node or a remote worker: ``--import handlers`` (docs/handlers.md)."""
 
 import hashlib
+import os
 import time
 
+import anyio
 import anyio.lowlevel
 
 import raftq
@@ -32,8 +34,8 @@ async def flaky(job: raftq.JobContext) -> object:
 
 @app.handler("invalid")
 async def invalid(job: raftq.JobContext) -> object:
-    """A failure that no retry can fix: dead at once."""
-    raise raftq.JobFailed(f"cannot handle {job.payload!r}", retryable=False)
+    """A failure that no retry can fix: dead at once, whatever attempts it has left."""
+    raise raftq.Fail(f"cannot handle {job.payload!r}")
 
 
 @app.handler("blocking")
@@ -42,3 +44,32 @@ def blocking(job: raftq.JobContext) -> object:
     time.sleep(0.01)
     job.heartbeat_from_thread()
     return {"slept_ms": 10}
+
+
+@app.handler("snooze")
+def snooze(job: raftq.JobContext) -> object:
+    """Waits for a file: until it exists, run again in a second without using up an attempt."""
+    if not os.path.exists(job.payload["path"]):
+        job.progress_from_thread(f"waiting for {job.payload['path']}")
+        raise raftq.Retry(delay_s=1)
+    return {"attempt": job.attempt}
+
+
+@app.handler("steps")
+async def steps(job: raftq.JobContext) -> object:
+    """Long work in steps, showing how far it got (the latest value, at most every second)."""
+    total = int(job.payload["steps"])
+    for done in range(1, total + 1):
+        await anyio.sleep(0.01)  # one step of work
+        await job.progress({"done": done, "total": total})
+    return {"steps": total}
+
+
+@app.handler("steps_sync")
+def steps_sync(job: raftq.JobContext) -> object:
+    """The same in a sync handler: ``progress_from_thread``."""
+    total = int(job.payload["steps"])
+    for done in range(1, total + 1):
+        time.sleep(0.01)
+        job.progress_from_thread({"done": done, "total": total})
+    return {"steps": total}

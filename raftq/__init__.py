@@ -1,6 +1,6 @@
 """raftq: a durable, Raft-replicated job queue for Python on Trio."""
 
-from raftq.app import App, JobContext, JobFailed, handler
+from raftq.app import App, Fail, JobContext, JobFailed, Retry, handler
 from raftq.client import (
     Client,
     ClientClosed,
@@ -39,6 +39,7 @@ __all__ = [
     "ConfigError",
     "CorruptionError",
     "DataDirError",
+    "Fail",
     "HandlerFunction",
     "HistoryEntry",
     "Job",
@@ -52,6 +53,7 @@ __all__ = [
     "NotLeader",
     "Queue",
     "RaftqError",
+    "Retry",
     "StorageError",
     "SyncClient",
     "TlsConfig",

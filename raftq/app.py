@@ -53,10 +53,48 @@ class JobFailed(RaftqError):
         self.retryable = retryable
 
 
+class Fail(JobFailed):
+    """``raise raftq.Fail("why")``: the job fails for good, dead at once with this message,
+    however many attempts it has left (input no retry can fix)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class Retry(RaftqError):
+    """``raise raftq.Retry(delay_s=...)``: run the job again ``delay_s`` seconds from now,
+    giving this attempt back (a snooze: it does not count against ``max_attempts``). A job
+    may snooze ``limits.JOB_SNOOZES_MAX`` times; the next snooze ends it dead, saying so."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        delay_ms_max = limits.SNOOZE_MS_MAX
+        if isinstance(delay_s, bool) or not isinstance(delay_s, int | float):
+            raise TypeError(f"raftq.Retry: delay_s must be a number of seconds, not {delay_s!r}")
+        if not 0 <= delay_s * 1000 <= delay_ms_max:  # NaN fails this too
+            raise ValueError(f"raftq.Retry: delay_s must be from 0 to {delay_ms_max // 1000}")
+        super().__init__(f"retry in {delay_s} s")
+        self.delay_ms = round(delay_s * 1000)
+        """The snooze in whole milliseconds: what the cluster is told."""
+
+
+def _no_progress(value: object) -> None:
+    raise ConfigError("this job context reports no progress (it was not made by a worker)")
+
+
 class JobContext:
     """What a handler gets: the job, and a way to keep its lease alive."""
 
-    __slots__ = ("_heartbeat", "attempt", "fence", "id", "payload", "queue", "timeout_ms", "type")
+    __slots__ = (
+        "_heartbeat",
+        "_progress",
+        "attempt",
+        "fence",
+        "id",
+        "payload",
+        "queue",
+        "timeout_ms",
+        "type",
+    )
 
     def __init__(
         self,
@@ -69,6 +107,7 @@ class JobContext:
         fence: int,
         timeout_ms: int,
         heartbeat: Callable[[], Awaitable[None]],
+        progress: Callable[[object], None] = _no_progress,
     ) -> None:
         self.id = id
         self.type = type
@@ -83,6 +122,7 @@ class JobContext:
         self.timeout_ms = timeout_ms
         """How long the handler may run without a heartbeat before it is cancelled."""
         self._heartbeat = heartbeat
+        self._progress = progress
 
     async def heartbeat(self) -> None:
         """Renew the lease for another ``timeout_ms``, and the handler's own deadline with it.
@@ -93,6 +133,18 @@ class JobContext:
         """``heartbeat`` for a sync handler, which runs in a worker thread (under asyncio or
         Trio: the worker's loop runs the heartbeat)."""
         anyio.from_thread.run(self.heartbeat)
+
+    async def progress(self, value: object) -> None:
+        """Show ``value`` (JSON, at most ``limits.JOB_PROGRESS_BYTES_MAX`` bytes encoded) as
+        the job's progress. It never waits for the cluster: the worker keeps each job's latest
+        value and sends its jobs' values together at most every ``limits.PROGRESS_INTERVAL_MS``
+        (values in between are replaced, not queued). ``ConfigError`` for a value that is not
+        JSON or too large."""
+        self._progress(value)
+
+    def progress_from_thread(self, value: object) -> None:
+        """``progress`` for a sync handler, which runs in a worker thread."""
+        anyio.from_thread.run_sync(self._progress, value)
 
 
 @attrs.frozen
@@ -165,11 +217,11 @@ def payload_caller(
         payload = job.payload
         if not isinstance(payload, dict):
             problem = f"the payload is a {type(payload).__name__}, not an object of arguments"
-            raise JobFailed(f"{shown}: {problem}", retryable=False)
+            raise Fail(f"{shown}: {problem}")
         try:
             signature.bind(**payload)
         except TypeError as error:
-            raise JobFailed(f"{shown}: {error}", retryable=False) from None
+            raise Fail(f"{shown}: {error}") from None
         return payload
 
     if is_async:
@@ -195,9 +247,9 @@ async def _noop(job: JobContext) -> None:
 async def _sleep(job: JobContext) -> None:
     sleep_ms = job.payload.get("sleep_ms", 0) if isinstance(job.payload, dict) else 0
     if isinstance(sleep_ms, bool) or not isinstance(sleep_ms, int | float):
-        raise JobFailed(f"sleep_ms must be a number, not {sleep_ms!r}", retryable=False)
+        raise Fail(f"sleep_ms must be a number, not {sleep_ms!r}")
     if not 0 <= sleep_ms <= SLEEP_MS_MAX:
-        raise JobFailed(f"sleep_ms must be from 0 to {SLEEP_MS_MAX}", retryable=False)
+        raise Fail(f"sleep_ms must be from 0 to {SLEEP_MS_MAX}")
     await anyio.sleep(sleep_ms / 1000)
 
 

@@ -137,6 +137,9 @@ class HandlerFunction(Generic[P, R]):
         key: str | None = None,
         id: str | None = None,
         group: str | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+        jitter_percent: int | None = None,
     ) -> JobOptions[P]:
         """The same handler with job options (those of ``Client.enqueue``; seconds)."""
         options = {
@@ -149,6 +152,8 @@ class HandlerFunction(Generic[P, R]):
             "id": id,
             "group": group,
         }
+        policy = {"backoff": backoff, "backoff_max": backoff_max, "jitter_percent": jitter_percent}
+        options.update((name, value) for name, value in policy.items() if value is not None)
         return JobOptions(self, options)
 
     async def enqueue(self, client: Client, *args: P.args, **kwargs: P.kwargs) -> str:
@@ -182,6 +187,7 @@ class JobOptions(Generic[P]):
     def job(self, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
         # Imported here: raftq.client imports raftq.app, which imports this module.
         from raftq.client.jobfile import DELAY_MS_MAX, TIMEOUT_MS_MAX, seconds_to_ms
+        from raftq.limits import RETRY_POLICY_MS_MAX
 
         options = self._options
         job: dict[str, Any] = {
@@ -197,9 +203,14 @@ class JobOptions(Generic[P]):
                 "timeout", options["timeout"], lowest_ms=1, highest_ms=TIMEOUT_MS_MAX
             ),
         }
-        for name in ("key", "id", "group"):
-            if options[name] is not None:
+        for name in ("key", "id", "group", "jitter_percent"):
+            if options.get(name) is not None:
                 job[name] = options[name]
+        for name, field in (("backoff", "backoff_ms"), ("backoff_max", "backoff_max_ms")):
+            if options.get(name) is not None:
+                job[field] = seconds_to_ms(
+                    name, options[name], lowest_ms=0, highest_ms=RETRY_POLICY_MS_MAX
+                )
         return job
 
 

@@ -214,6 +214,32 @@ RETRY_CAP_MS = 60 * 60 * 1000
 """Retry backoff: base * 2^(attempt-1), capped at an hour, plus up to 25% deterministic jitter
 so that jobs failing together do not all retry in the same instant."""
 
+RETRY_POLICY_MS_MAX = 7 * 24 * 60 * 60 * 1000
+"""A job's own backoff base and cap (``RetryPolicy``) are at most a week: a longer wait between
+attempts is a unit mistake or a schedule, not a retry."""
+
+SNOOZE_MS_MAX = 7 * 24 * 60 * 60 * 1000
+"""``raise raftq.Retry(delay_s=...)`` may put a job off for at most a week, for the same
+reason; a handler that wants later should enqueue a delayed job."""
+
+JOB_SNOOZES_MAX = 100
+"""Snoozes per job: a snooze gives its attempt back, so without a bound a handler that always
+snoozes would hold its job forever, unnoticed. The snooze past this many ends the job dead
+with an error that says so (an operator's retry starts the count again)."""
+
+JOB_PROGRESS_BYTES_MAX = 4 * 1024
+"""A job's progress (``await job.progress(value)``): a small JSON value, a counter or a short
+status, not a result. Counted in ``JOBS_HELD_BYTES_MAX`` like results."""
+
+PROGRESS_INTERVAL_MS = 1_000
+"""A worker sends its handlers' progress at most once per this, all its jobs' latest values in
+one ``Progress`` entry: a handler calling ``progress`` in a tight loop costs the log one small
+entry a second per worker, and a user watching a page sees it move every second."""
+
+PROGRESS_JOBS_MAX = CLAIM_JOBS_MAX
+"""Jobs in one ``Progress`` command: at most what one worker may hold. At most 1,000 values of
+``JOB_PROGRESS_BYTES_MAX``, about 4 MiB with their ids: one entry under ``COMMAND_BYTES_MAX``."""
+
 # --- transport ----------------------------------------------------------------------------------
 
 FRAME_BYTES_MAX = 32 * 1024 * 1024

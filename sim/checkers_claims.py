@@ -170,3 +170,6 @@ class _WatchedClient:
 
     async def release(self, leases: Sequence[tuple[str, int]]) -> tuple[str | None, ...]:
         return await self.client.release(leases)
+
+    async def progress(self, values: Sequence[tuple[str, int, bytes]]) -> tuple[str | None, ...]:
+        return await self.client.progress(values)

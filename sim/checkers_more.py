@@ -17,6 +17,7 @@ from __future__ import annotations
 from raftq import codec, limits
 from raftq.errors import DecodeError
 from raftq.jobs.commands import Command, ExpireLeases, ExtendAll
+from raftq.jobs.job import retry_policy_of
 from raftq.raft.types import Entry, EntryKind
 from sim.checkers import JobOracle, Violation
 
@@ -80,8 +81,8 @@ class LeaseAndRetryRules:
         if job.attempts < 2 or len(history) < 2:
             return
         failed_at_ms, event, failed_attempt = history[-2][0], history[-2][1], history[-2][2]
-        if event not in FAILURE_EVENTS:
-            return  # an operator's retry, say: no backoff promised
+        if event not in FAILURE_EVENTS or retry_policy_of(job) is not None:
+            return  # an operator's retry: no backoff promised; a policy's: checkers_policy
         self.retries_checked += 1
         claimed_at_ms = history[-1][0]
         waited_ms = claimed_at_ms - failed_at_ms

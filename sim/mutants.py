@@ -311,6 +311,28 @@ MUTANTS = (
             "tests/test_dependencies.py::test_a_unique_key_refuses_a_duplicate_only_while_its_holder_is_active",
         ),
     ),
+    Mutant(
+        name="retry_policy_ignored",
+        area="retry policy and snooze",
+        bug="a failed attempt of a job with its own retry policy waits the default backoff",
+        unit_tests=("tests/test_retry_policy.py::test_a_failed_attempt_waits_its_policy_delay",),
+    ),
+    Mutant(
+        name="snooze_counts_an_attempt",
+        area="retry policy and snooze",
+        bug="a snooze (raftq.Retry) keeps the attempt it ended, as a failure would",
+        unit_tests=(
+            "tests/test_retry_policy.py::test_a_snooze_gives_the_attempt_back_and_waits_its_delay",
+        ),
+    ),
+    Mutant(
+        name="progress_stale_fence",
+        area="progress",
+        bug="a job's progress is stored whatever the fence it came with (a stale worker's too)",
+        unit_tests=(
+            "tests/test_progress.py::test_progress_is_stored_under_the_current_fence_only",
+        ),
+    ),
 )
 
 

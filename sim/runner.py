@@ -29,6 +29,7 @@ from sim.checkers_deps import DependencyRules
 from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_limits import LimitRules
 from sim.checkers_more import LeaseAndRetryRules
+from sim.checkers_policy import PolicyRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -197,6 +198,7 @@ class Simulation:
         self.more_rules = LeaseAndRetryRules()
         self.job_rules = HistoryAndBulkRules()
         self.dependency_rules = DependencyRules()
+        self.policy_rules = PolicyRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -704,12 +706,14 @@ class Simulation:
         while (entry := entries.get(oracle.applied_index + 1)) is not None:
             self.job_rules.before(entry, oracle)
             self.dependency_rules.before(entry, oracle)
+            self.policy_rules.before(entry, oracle)
             oracle.apply(entry)
             self.more_rules.observe(entry, oracle)
             self.job_rules.observe(entry, oracle)
             self.claim_rules.observe(entry, oracle)
             self.limit_rules.observe(entry, oracle)
             self.dependency_rules.observe(entry, oracle)
+            self.policy_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 import trio
 
-from raftq.app import App, JobContext, JobFailed
+from raftq.app import App, Fail, JobContext, JobFailed, Retry
 from raftq.client.client import Client, connect
 from raftq.errors import JobNotFound, RaftqError
 from sim.checkers import JobKey, enqueue_index, job_key
@@ -39,6 +39,13 @@ RETRY_DEAD_INTERVAL_S = 1.0
 a few of them (``max_jobs`` 1 to 3), so that often more are dead than one command may take."""
 
 
+POLICY_SEEDS_MOD = (10, (2, 5, 7))
+"""Seeds ``s`` with ``s % 10`` in (2, 5, 7) enqueue some jobs with their own retry policy and
+run handlers that snooze, fail for good and report progress (``draw_policy``); the others
+draw exactly the jobs they drew before. None of the seeds whose exact run a test pins to a
+mutant or a checker (1, 3, 4, 11, 16, 26, 28, 33, 100, 930021) is among them."""
+
+
 @attrs.define(eq=False)
 class Ledger:
     """What the clients were told: the jobs whose enqueue was acknowledged."""
@@ -54,6 +61,8 @@ class Ledger:
     cancels: int = 0
     executions: dict[str, int] = attrs.field(factory=dict)
     """Job id -> handler runs that returned (at-least-once: may exceed one)."""
+    snoozes: dict[str, int] = attrs.field(factory=dict)
+    """Job id -> the handler's snoozes so far (``raise raftq.Retry``)."""
 
 
 def draw_job(rng: random.Random, options: Any) -> dict[str, Any]:
@@ -71,12 +80,40 @@ def draw_job(rng: random.Random, options: Any) -> dict[str, Any]:
     if rng.random() < options.job_fail_share:
         fail_attempts = rng.randint(1, 4)
     payload = {"run_ms": run_ms, "fail_attempts": fail_attempts, "heartbeat": heartbeat}
-    return {
+    fields = {
         "payload": payload,
         "max_attempts": rng.randint(1, 4),
         "timeout": timeout_ms / 1000,
         "priority": rng.randint(0, 2),
     }
+    if uses_policies(options.seed):
+        draw_policy(rng, fields)
+    return fields
+
+
+def uses_policies(seed: int) -> bool:
+    """Whether the run of ``seed`` uses retry policies, snoozes, Fail and progress."""
+    modulus, remainders = POLICY_SEEDS_MOD
+    return seed % modulus in remainders
+
+
+def draw_policy(rng: random.Random, fields: dict[str, Any]) -> None:
+    """Issue #17's retry policy, snoozes, ``Fail`` and progress on some jobs: a policy often
+    slower than the default (so one ignored is seen), a few short snoozes, an attempt that
+    fails for good, progress from half the handlers. Small enough for the liveness phase."""
+    payload = fields["payload"]
+    if rng.random() < 0.4:
+        base_s = rng.choice([0.2, 1.5, 2.5])
+        fields["backoff"] = base_s
+        fields["backoff_max"] = base_s * rng.choice([1, 2, 4])
+        fields["jitter_percent"] = rng.choice([0, 25, 50])
+    if rng.random() < 0.2:
+        payload["snoozes"] = rng.randint(1, 3)
+        payload["snooze_ms"] = rng.choice([0, 100, 1500])
+    if rng.random() < 0.05:
+        payload["fatal"] = rng.randint(1, 2)
+    if rng.random() < 0.5:
+        payload["progress"] = True
 
 
 def make_app(ledger: Ledger, on_start: Callable[[str, int], None] = lambda *_: None) -> App:
@@ -87,16 +124,29 @@ def make_app(ledger: Ledger, on_start: Callable[[str, int], None] = lambda *_: N
         on_start(job.id, job.fence)
         payload = job.payload
         remaining_ms = int(payload["run_ms"])
+        progress = bool(payload.get("progress"))
         if payload["heartbeat"]:
             step_ms = max(1, job.timeout_ms // 3)
             while remaining_ms > 0:
                 await trio.sleep(min(step_ms, remaining_ms) / 1000)
                 remaining_ms -= step_ms
                 if remaining_ms > 0:
+                    if progress:
+                        await job.progress({"left_ms": remaining_ms, "fence": job.fence})
                     await job.heartbeat()
+        elif progress:  # halfway, and again at the end: the second is often dropped
+            await job.progress({"half": True, "fence": job.fence})
+            await trio.sleep(remaining_ms / 2000)
+            await job.progress({"end": True, "fence": job.fence})
+            await trio.sleep(remaining_ms / 2000)
         else:
             await trio.sleep(remaining_ms / 1000)
         ledger.executions[job.id] = ledger.executions.get(job.id, 0) + 1
+        if ledger.snoozes.get(job.id, 0) < int(payload.get("snoozes", 0)):
+            ledger.snoozes[job.id] = ledger.snoozes.get(job.id, 0) + 1
+            raise Retry(delay_s=int(payload["snooze_ms"]) / 1000)
+        if job.attempt >= int(payload.get("fatal", job.attempt + 1)):
+            raise Fail(f"simulated failure for good of attempt {job.attempt}")
         if job.attempt <= int(payload["fail_attempts"]):
             raise JobFailed(f"simulated failure of attempt {job.attempt}")
         return {"attempt": job.attempt, "fence": job.fence}

@@ -186,8 +186,11 @@ async def test_a_handler_past_its_timeout_is_cancelled(cluster: FakeCluster) -> 
             cancelled.set()
 
     async with running(cluster, app) as (client, worker):
-        job_id = await client.enqueue("hang", timeout=0.2, max_attempts=1)
-        job = await client.wait(job_id, timeout=FAST)
+        # 1 s: the handler is cancelled 100 ms before its lease ends (a tenth of the timeout),
+        # room for its report under load; at 0.2 s (20 ms) the fake cluster, which expires
+        # leases at every command, often saw the lease expire first on a busy machine.
+        job_id = await client.enqueue("hang", timeout=1.0, max_attempts=1)
+        job = await client.wait(job_id, timeout=FAST + 1.0)
     assert cancelled.is_set()
     assert job.state == "dead"
     assert "timed out" in job.error

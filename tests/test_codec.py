@@ -16,6 +16,7 @@ from raftq import codec
 from raftq.errors import DecodeError
 from raftq.ids import NodeId
 from raftq.jobs import commands, job
+from raftq.jobs.backoff import RetryPolicy
 from raftq.raft import messages
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
 from raftq.storage.snapshots import SnapshotFooter
@@ -139,7 +140,15 @@ COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
     "depends_on": st.lists(names, max_size=3, unique=True).map(tuple),
     "on_parent_failure": st.sampled_from(("cancel", "run")),
     "unique_while_active": st.just("") | names,
+    "retry_policy": st.none()
+    | st.builds(
+        RetryPolicy,
+        base_ms=st.integers(0, 1000),
+        max_ms=st.integers(1000, 10**6),
+        jitter_percent=st.integers(0, 100),
+    ),
 }
+STRATEGIES[RetryPolicy] = COMMAND_FIELDS["retry_policy"].filter(lambda policy: policy is not None)
 STRATEGIES[commands.JobSpec] = st.builds(
     commands.JobSpec,
     **{field.name: COMMAND_FIELDS[field.name] for field in attrs.fields(commands.JobSpec)},
@@ -153,6 +162,8 @@ STRATEGIES[commands.Outcome] = st.builds(
     result=st.binary(max_size=16),
     error=st.text(max_size=32),
     retryable=st.booleans(),
+    snooze_ms=st.integers(-1, 10**6),
+    progress=st.binary(max_size=16),
 )
 COMMAND_FIELDS["outcomes"] = st.lists(STRATEGIES[commands.Outcome], max_size=3).map(tuple)
 for command_type in typing.get_args(commands.Command):
@@ -180,6 +191,19 @@ for command_type in typing.get_args(commands.Command):
                 now_ms=u64,
                 job_ids=st.lists(names, min_size=size, max_size=size).map(tuple),
                 fences=st.lists(u64, min_size=size, max_size=size).map(tuple),
+            )
+        )
+        continue
+    if command_type is commands.Progress:
+        STRATEGIES[command_type] = st.integers(0, 3).flatmap(
+            lambda size: st.builds(
+                commands.Progress,
+                now_ms=u64,
+                job_ids=st.lists(names, min_size=size, max_size=size).map(tuple),
+                fences=st.lists(u64, min_size=size, max_size=size).map(tuple),
+                values=st.lists(
+                    st.binary(min_size=1, max_size=16), min_size=size, max_size=size
+                ).map(tuple),
             )
         )
         continue
@@ -246,6 +270,9 @@ STRATEGIES[commands.ReleaseResult] = st.builds(
     commands.ReleaseResult, outcomes=st.lists(done | rejected, max_size=3).map(tuple)
 )
 STRATEGIES[commands.Count] = st.builds(commands.Count, count=u64)
+STRATEGIES[commands.ProgressResult] = st.builds(
+    commands.ProgressResult, outcomes=st.lists(done | rejected, max_size=3).map(tuple)
+)
 STRATEGIES[commands.Result] = st.one_of(
     *(STRATEGIES[result_type] for result_type in typing.get_args(commands.Result))
 )
@@ -269,6 +296,8 @@ job_views = st.builds(
             "priority": st.integers(-1000, 1000),
             "history": st.lists(history_events, max_size=3).map(tuple),
             "depends_on": st.lists(names, max_size=3).map(tuple),
+            "progress": st.binary(max_size=16),
+            "retry_policy": COMMAND_FIELDS["retry_policy"],
         }.get(field.name, names if field.type in (str, "str") else u64)
         for field in attrs.fields(job.JobView)
     },

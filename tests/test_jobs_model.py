@@ -35,6 +35,12 @@ Where the documents leave a choice open the model follows the code's documented 
   released) or has handed out its rate's count within the window ``(now - window, now]``
   (counted from when that rate and window were set; set again unchanged, they keep their
   count); the jobs after it are claimed as if it were not there;
+- retry policy, snooze and progress (docs/jobs.md): a job with a ``RetryPolicy`` waits
+  ``min(max, base * 2^(n-1))`` plus ``jitter_percent`` of it times the job's checksum spread,
+  in integers; a snooze gives its attempt back and puts the job off ``snooze_ms``, and the
+  snooze past ``JOB_SNOOZES_MAX`` (patched down to 2 here) ends it dead; an operator's retry
+  of a dead job restores its snoozes; progress replaces the running attempt's value under its
+  fence, and a claim clears it;
 - ``NAMES_MAX`` counts every queue and type name a job was ever created with (purged or not;
   a paused queue's name does not count). The model check runs half its examples with the limit
   patched down to 4, so that it is reached.
@@ -53,12 +59,13 @@ from unittest import mock
 
 import attrs
 import pytest
+from crc32c import crc32c
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from raftq import codec, limits
-from raftq.jobs.backoff import retry_delay_ms
+from raftq.jobs.backoff import RetryPolicy, retry_delay_ms
 from raftq.jobs.commands import (
     Cancel,
     Claim,
@@ -79,6 +86,8 @@ from raftq.jobs.commands import (
     Lease,
     Outcome,
     PauseQueue,
+    Progress,
+    ProgressResult,
     Purge,
     Rejected,
     Release,
@@ -95,6 +104,7 @@ from raftq.jobs.commands import (
 from raftq.jobs.job import HistoryEvent, JobState, JobView
 from raftq.jobs.listing import ListingIndex
 from raftq.jobs.machine import LEASE_EXPIRED, JobStateMachine
+from raftq.jobs.policy import SNOOZED_TOO_OFTEN
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LONG_LOGS = 24
@@ -145,6 +155,9 @@ class ModelJob:
     depends_on: tuple[str, ...] = ()
     run_anyway: bool = False
     unique: str = ""
+    retry_policy: RetryPolicy | None = None
+    progress: bytes = b""
+    snoozes: int = 0
 
 
 class ReferenceQueue:
@@ -205,6 +218,8 @@ class ReferenceQueue:
                 return self.set_limit(command)
             case RemoveLimit():
                 return self.remove_limit(command)
+            case Progress():
+                return self.progress(index, command)
         raise AssertionError(f"not a command: {command!r}")
 
     # --- helpers --------------------------------------------------------------------------------
@@ -305,7 +320,9 @@ class ReferenceQueue:
         else:
             job.state = FAILED
             self._record(job, event, error=error)
-            job.run_at_ms = self.now_ms + retry_delay_ms(job.id, job.attempts)
+            job.run_at_ms = self.now_ms + policy_delay(job)
+            if job.run_at_ms <= self.now_ms:  # a policy with no wait: due at once
+                job.state = PENDING
 
     # --- commands -------------------------------------------------------------------------------
 
@@ -351,6 +368,7 @@ class ReferenceQueue:
                 depends_on=spec.depends_on,
                 run_anyway=spec.on_parent_failure == "run" and bool(spec.depends_on),
                 unique=spec.unique_while_active,
+                retry_policy=spec.retry_policy,
             )
             if spec.key:
                 self.keys[spec.key] = (job_id, self.now_ms)
@@ -383,6 +401,7 @@ class ReferenceQueue:
             job.fence = index
             job.lease_expires_ms = self.now_ms + command.hold_ms + job.timeout_ms
             job.claimer = command.claimer
+            job.progress = b""
             self._record(job, "claimed", command.claimer)
             leases.append(
                 Lease(
@@ -418,31 +437,29 @@ class ReferenceQueue:
         return Done(job_id=job.id, state=job.state.value)
 
     def report(self, index: int, command: Report) -> ReportResult:
-        return ReportResult(
-            outcomes=tuple(
-                self.complete(
-                    index,
-                    Complete(
-                        now_ms=command.now_ms,
-                        job_id=outcome.job_id,
-                        fence=outcome.fence,
-                        result=outcome.result,
-                    ),
+        outcomes: list[Done | Rejected] = []
+        for outcome in command.outcomes:
+            self.last_progress(outcome)
+            if outcome.succeeded:
+                complete = Complete(
+                    now_ms=command.now_ms,
+                    job_id=outcome.job_id,
+                    fence=outcome.fence,
+                    result=outcome.result,
                 )
-                if outcome.succeeded
-                else self.fail(
-                    index,
-                    Fail(
-                        now_ms=command.now_ms,
-                        job_id=outcome.job_id,
-                        fence=outcome.fence,
-                        error=outcome.error,
-                        retryable=outcome.retryable,
-                    ),
+                outcomes.append(self.complete(index, complete))
+            elif outcome.snooze_ms >= 0:
+                outcomes.append(self.snooze(outcome.job_id, outcome.fence, outcome.snooze_ms))
+            else:
+                fail = Fail(
+                    now_ms=command.now_ms,
+                    job_id=outcome.job_id,
+                    fence=outcome.fence,
+                    error=outcome.error,
+                    retryable=outcome.retryable,
                 )
-                for outcome in command.outcomes
-            )
-        )
+                outcomes.append(self.fail(index, fail))
+        return ReportResult(outcomes=tuple(outcomes))
 
     def release(self, index: int, command: Release) -> ReleaseResult:
         """Back to pending as if never claimed: same place in line, the attempt undone."""
@@ -521,6 +538,7 @@ class ReferenceQueue:
             return Rejected(code="unique_taken", message="")
         if job.state is DEAD:
             job.attempts = 0
+            job.snoozes = 0
             self.dead.remove(job.id)
         self._record(job, "retried")
         job.state = PENDING
@@ -618,6 +636,44 @@ class ReferenceQueue:
             for (scope, name), (concurrency, rate, window_ms) in sorted(self.limits.items())
         ]
 
+    # --- retry policy, snooze, progress (#17) -------------------------------------------------
+
+    def snooze(self, job_id: str, fence: int, snooze_ms: int) -> Done | Rejected:
+        job = self._held(job_id, fence)
+        if isinstance(job, Rejected):
+            return job
+        if job.cancel_requested:
+            self._finish(job, CANCELLED, "cancelled")
+        elif job.snoozes >= limits.JOB_SNOOZES_MAX:
+            job.error = SNOOZED_TOO_OFTEN
+            self._finish(job, DEAD, "snoozed too often", job.error)
+        else:
+            job.snoozes += 1
+            self._record(job, "snoozed", job.claimer)
+            job.attempts -= 1
+            job.state = PENDING
+            job.run_at_ms = self.now_ms + snooze_ms
+        return Done(job_id=job.id, state=job.state.value)
+
+    def last_progress(self, outcome: Outcome) -> None:
+        """An outcome's last progress value, stored if its fence holds, before it settles."""
+        job = self._held(outcome.job_id, outcome.fence)
+        if outcome.progress and not isinstance(job, Rejected):
+            job.progress = outcome.progress
+
+    def progress(self, index: int, command: Progress) -> ProgressResult:
+        outcomes: list[Done | Rejected] = []
+        for job_id, fence, value in zip(
+            command.job_ids, command.fences, command.values, strict=True
+        ):
+            job = self._held(job_id, fence)
+            if isinstance(job, Rejected):
+                outcomes.append(job)
+                continue
+            job.progress = value
+            outcomes.append(Done(job_id=job.id, state=job.state.value))
+        return ProgressResult(outcomes=tuple(outcomes))
+
     # --- queries --------------------------------------------------------------------------------
 
     def view(self, job: ModelJob) -> JobView:
@@ -659,6 +715,9 @@ class ReferenceQueue:
             on_parent_failure="run" if job.run_anyway else "cancel",
             parents_left=self._parents_left(job) if job.state is WAITING else 0,
             unique_while_active=job.unique,
+            progress=job.progress,
+            retry_policy=job.retry_policy,
+            snoozes=job.snoozes,
         )
 
     def state_counts(self) -> dict[str, int]:
@@ -681,13 +740,24 @@ class ReferenceQueue:
         }
 
 
+def policy_delay(job: ModelJob) -> int:
+    """The wait after the job's failed attempt ``job.attempts``: the default's own function
+    without a policy, else the policy's rule written out in integers."""
+    policy, attempt = job.retry_policy, job.attempts
+    if policy is None:
+        return retry_delay_ms(job.id, attempt)
+    delay = min(policy.max_ms, policy.base_ms * 2 ** min(attempt - 1, 40))
+    spread = crc32c(f"{job.id}:{attempt}".encode())
+    return delay + (delay * policy.jitter_percent * spread) // (100 * 0xFFFFFFFF)
+
+
 def comparable(result: Result | Enqueued) -> object:
     """``result`` with each ``Rejected`` reduced to its code (messages are free text)."""
     if isinstance(result, Rejected):
         return ("rejected", result.code)
     if isinstance(result, EnqueueResult):
         return ("enqueue", tuple(comparable(outcome) for outcome in result.jobs))
-    if isinstance(result, ExtendResult | ReleaseResult | ReportResult):
+    if isinstance(result, ExtendResult | ReleaseResult | ReportResult | ProgressResult):
         return (type(result).__name__, tuple(comparable(outcome) for outcome in result.outcomes))
     return result
 
@@ -721,6 +791,16 @@ job_specs = st.builds(
     key=st.one_of(st.just(""), st.sampled_from(KEYS)),
     group=st.sampled_from(("", "", *GROUPS)),
     unique_while_active=st.one_of(st.just(""), st.just(""), st.just(""), st.sampled_from(KEYS)),
+    retry_policy=st.one_of(
+        st.none(),
+        st.none(),
+        st.builds(
+            RetryPolicy,
+            base_ms=st.sampled_from((0, 1, 250, 5_000)),
+            max_ms=st.sampled_from((5_000, 60_000)),
+            jitter_percent=st.sampled_from((0, 25, 100)),
+        ),
+    ),
 )
 time_steps = st.one_of(
     st.just(0),
@@ -741,6 +821,8 @@ the machine's now (a new leader whose clock is behind), which must not move time
 picks = st.integers(0, 10_000)
 """An index into a list of candidates, taken modulo its length."""
 FENCE_MODES = ("current", "current", "current", "stale", "zero")
+SNOOZES_MAX = 2
+"""``JOB_SNOOZES_MAX`` in the model check: low, so that a job reaches it."""
 NAMES_MAXES = (limits.NAMES_MAX, 4)
 """The real limit, and one that the test's five queue and type names exceed."""
 fence_modes = st.sampled_from(FENCE_MODES)
@@ -761,6 +843,7 @@ class JobQueueComparison(RuleBasedStateMachine):
         self.fences_seen: list[int] = [0]
         self.names_limit: Any = None
         self.block_limit: Any = None
+        self.snoozes_limit: Any = None
 
     @initialize(
         start_ms=st.sampled_from((0, 1_000_000)),
@@ -776,6 +859,8 @@ class JobQueueComparison(RuleBasedStateMachine):
         # blocks, skip blocks without a match, and purges empty whole blocks.
         self.block_limit = mock.patch.object(limits, "LIST_BLOCK_JOBS", LIST_BLOCK_JOBS)
         self.block_limit.start()
+        self.snoozes_limit = mock.patch.object(limits, "JOB_SNOOZES_MAX", SNOOZES_MAX)
+        self.snoozes_limit.start()
         self.machine.listing = ListingIndex()
         self.whole.listing = ListingIndex()
         self.run(Enqueue(now_ms=start_ms, jobs=tuple(specs)))
@@ -785,6 +870,8 @@ class JobQueueComparison(RuleBasedStateMachine):
             self.names_limit.stop()
         if self.block_limit is not None:
             self.block_limit.stop()
+        if self.snoozes_limit is not None:
+            self.snoozes_limit.stop()
 
     # --- driving --------------------------------------------------------------------------------
 
@@ -912,7 +999,9 @@ class JobQueueComparison(RuleBasedStateMachine):
 
     @rule(
         settled=st.lists(
-            st.tuples(picks, fence_modes, picks, st.sampled_from(("ok", "retry", "give up"))),
+            st.tuples(
+                picks, fence_modes, picks, st.sampled_from(("ok", "retry", "give up", "snooze"))
+            ),
             min_size=1,
             max_size=4,
         ),
@@ -931,6 +1020,8 @@ class JobQueueComparison(RuleBasedStateMachine):
                     result=b"ok" if how == "ok" else b"",
                     error="" if how == "ok" else "boom",
                     retryable=how == "retry",
+                    snooze_ms=(fence_pick % 3) * 1_000 if how == "snooze" else -1,
+                    progress=b"" if fence_pick % 2 else b'"last"',
                 )
             )
         self.run(Report(now_ms=self.stamp(step_ms), outcomes=tuple(outcomes)))
@@ -949,6 +1040,23 @@ class JobQueueComparison(RuleBasedStateMachine):
         now_ms = self.stamp(step_ms)
         until_ms = max(0, self.clock_ms + until_offset_ms)
         self.run(Extend(now_ms=now_ms, job_ids=job_ids, fences=fences, until_ms=until_ms))
+
+    @rule(
+        held=st.lists(st.tuples(picks, fence_modes, picks), min_size=1, max_size=3),
+        value=st.sampled_from((b"1", b'{"done":2}', b"3")),
+        step_ms=time_steps,
+    )
+    def progress(self, held: list[tuple[int, str, int]], value: bytes, step_ms: int) -> None:
+        """Progress of running jobs, some under stale fences (refused, nothing changes)."""
+        job_ids = tuple(self.pick_job(pick, (RUNNING,)) for pick, _, _ in held)
+        fences = tuple(
+            self.pick_fence(job_id, mode, fence_pick)
+            for job_id, (_, mode, fence_pick) in zip(job_ids, held, strict=True)
+        )
+        values = (value,) * len(job_ids)
+        self.run(
+            Progress(now_ms=self.stamp(step_ms), job_ids=job_ids, fences=fences, values=values)
+        )
 
     @rule(by_ms=st.sampled_from((0, 1_000, 30_000, 90_000)), step_ms=time_steps)
     def extend_all(self, by_ms: int, step_ms: int) -> None:
@@ -1243,8 +1351,10 @@ class LogWriter:
         "set_limit",
         "remove_limit",
         "rate_edge",
+        "snooze",
+        "progress",
     )
-    WEIGHTS = (24, 20, 10, 10, 6, 2, 8, 4, 1, 5, 1, 2, 3, 3, 1, 1, 2, 1, 4)
+    WEIGHTS = (24, 20, 10, 10, 6, 2, 8, 4, 1, 5, 1, 2, 3, 3, 1, 1, 2, 1, 4, 4, 3)
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
@@ -1319,6 +1429,7 @@ class LogWriter:
             depends_on=self.parents(),
             on_parent_failure=rng.choice(("cancel", "run")),
             unique_while_active=rng.choice(("",) * 6 + KEYS),
+            retry_policy=rng.choice((None, None, None, LOG_POLICY)),
         )
 
     def parents(self) -> tuple[str, ...]:
@@ -1409,6 +1520,16 @@ class LogWriter:
                 fences=tuple(fence for _, fence in held),
                 until_ms=now_ms + rng.randint(-1_000, 60_000),
             )
+        if kind == "snooze":
+            job_id, fence = self.lease()
+            outcome = Outcome(
+                job_id=job_id, fence=fence, succeeded=False, snooze_ms=rng.randint(0, 3_000)
+            )
+            return Report(now_ms=now_ms, outcomes=(outcome,))
+        if kind == "progress":
+            job_id, fence = self.lease()
+            value = str(rng.randint(0, 100)).encode()
+            return Progress(now_ms=now_ms, job_ids=(job_id,), fences=(fence,), values=(value,))
         if kind == "extend_all":
             return ExtendAll(now_ms=now_ms, by_ms=rng.choice((0, 1_000, 30_000)))
         if kind == "expire":
@@ -1437,6 +1558,10 @@ class LogWriter:
                 window_ms=rng.choice((1, 200, 2_000)) if rate else 0,
             )
         return Enqueue(now_ms=now_ms, jobs=tuple(self.spec() for _ in range(rng.randint(1, 3))))
+
+
+LOG_POLICY = RetryPolicy(base_ms=200, max_ms=90_000, jitter_percent=50)
+"""The retry policy of some jobs of the random logs."""
 
 
 def apply_all(machine: JobStateMachine, commands: list[Command], first_index: int) -> list[Result]:

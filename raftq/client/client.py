@@ -68,6 +68,8 @@ from raftq.jobs.commands import (
     Lease,
     Outcome,
     PauseQueue,
+    Progress,
+    ProgressResult,
     Rejected,
     Release,
     ReleaseResult,
@@ -279,6 +281,9 @@ class Client:
         depends_on: Sequence[str] = (),
         on_parent_failure: str = "cancel",
         unique_while_active: str | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+        jitter_percent: int | None = None,
     ) -> str:
         """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
         seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries;
@@ -286,9 +291,23 @@ class Client:
         ``depends_on``: ids of jobs it waits for (it runs once they have succeeded; if one
         ends dead or cancelled it is cancelled, or runs anyway with ``on_parent_failure=
         "run"``). ``unique_while_active``: a key; while another job with it is pending,
-        waiting or running, nothing is enqueued and that job's id is returned."""
+        waiting or running, nothing is enqueued and that job's id is returned.
+        ``backoff`` and ``backoff_max`` (seconds) and ``jitter_percent`` give the job its own
+        retry policy (docs/handlers.md "Retry policy"); left out, the default's."""
         spec = job_spec(
-            type, payload, queue, priority, delay, max_attempts, timeout, key, id, group
+            type,
+            payload,
+            queue,
+            priority,
+            delay,
+            max_attempts,
+            timeout,
+            key,
+            id,
+            group,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            jitter_percent=jitter_percent,
         )
         if depends_on or on_parent_failure != "cancel" or unique_while_active:
             spec = dependent_spec(spec, depends_on, on_parent_failure, unique_while_active)
@@ -688,6 +707,22 @@ class Client:
         outcome = _expect(await self._submit(command), ReleaseResult)
         return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
 
+    async def progress(self, values: Sequence[tuple[str, int, bytes]]) -> tuple[str | None, ...]:
+        """Show (job id, fence, JSON bytes) progress values of held leases, in one command;
+        what a ``Worker`` sends. For each, the job's state after, or None if the lease was
+        lost (the value was refused)."""
+        try:
+            command = Progress(
+                now_ms=0,
+                job_ids=tuple(job_id for job_id, _, _ in values),
+                fences=tuple(fence for _, fence, _ in values),
+                values=tuple(value for _, _, value in values),
+            )
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad progress: {error}") from None
+        outcome = _expect(await self._submit(command), ProgressResult)
+        return tuple(each.state if isinstance(each, Done) else None for each in outcome.outcomes)
+
     # --- requests with retries --------------------------------------------------------------------
 
     async def _submit(self, command: Command) -> Result:
@@ -902,8 +937,13 @@ def job_spec(
     key: str | None,
     id: str | None,
     group: str | None = None,
+    *,
+    backoff: float | None = None,
+    backoff_max: float | None = None,
+    jitter_percent: int | None = None,
 ) -> JobSpec:
     """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
+    policy_ms_max = limits.RETRY_POLICY_MS_MAX
     try:
         return make_spec(
             type=type,
@@ -916,6 +956,13 @@ def job_spec(
             key=key if key is not None else (id or ""),
             id=id or "",
             group=group or "",
+            backoff_ms=None
+            if backoff is None
+            else seconds_to_ms("backoff", backoff, lowest_ms=0, highest_ms=policy_ms_max),
+            backoff_max_ms=None
+            if backoff_max is None
+            else seconds_to_ms("backoff_max", backoff_max, lowest_ms=0, highest_ms=policy_ms_max),
+            jitter_percent=jitter_percent,
         )
     except FieldProblem as problem:
         raise ConfigError(f"{problem.field}: {problem}") from None

@@ -123,6 +123,15 @@ def add_client_commands(commands: Any) -> None:
         help="the job's timeout: seconds an attempt may run without a heartbeat",
     )
     enqueue.add_argument("--key", help="idempotency key (a retry with it enqueues nothing)")
+    enqueue.add_argument(
+        "--backoff", type=float, metavar="SECONDS", help="its retry backoff's base (default 1)"
+    )
+    enqueue.add_argument(
+        "--backoff-max", type=float, metavar="SECONDS", help="its retry backoff's cap (3600)"
+    )
+    enqueue.add_argument(
+        "--jitter", type=int, metavar="PERCENT", help="up to this much added to each wait (25)"
+    )
     enqueue.add_argument("--id", dest="job_id", help="the job's id (default: assigned)")
     enqueue.add_argument("--group", help="the concurrency and rate group (raftq limit set)")
     enqueue.add_argument(
@@ -338,6 +347,9 @@ async def _enqueue(client: Client, arguments: argparse.Namespace) -> int:
         depends_on=arguments.depends_on,
         on_parent_failure=arguments.on_parent_failure,
         unique_while_active=arguments.unique_while_active,
+        backoff=arguments.backoff,
+        backoff_max=arguments.backoff_max,
+        jitter_percent=arguments.jitter,
     )
     print(job_id, flush=True)
     if not arguments.wait:
@@ -471,6 +483,7 @@ def describe(job: Job) -> str:
         lines.append(f"{'if a parent fails':<13} {job.on_parent_failure}")
     if job.unique_while_active:
         lines.append(f"{'unique while active':<13} {job.unique_while_active}")
+    lines += policy_lines(job)
     if job.error:
         lines.append("error:")
         lines.extend("  " + line for line in job.error.splitlines())
@@ -483,6 +496,23 @@ def describe(job: Job) -> str:
         if error_lines:  # the attempt's own error: its last line names the exception
             lines.append(f"    error: {error_lines[-1]}")
     return "\n".join(lines)
+
+
+def policy_lines(job: Job) -> list[str]:
+    """``raftq job``'s lines for a job's progress, snoozes and retry policy, where set."""
+    lines = []
+    if job.progress is not None:
+        lines.append(f"{'progress':<13} {json.dumps(job.progress)}")
+    if job.snoozes:
+        lines.append(f"{'snoozes':<13} {job.snoozes}")
+    if job.retry_policy is not None:
+        base_s, max_s = (
+            job.retry_policy["backoff_ms"] / 1000,
+            job.retry_policy["backoff_max_ms"] / 1000,
+        )
+        jitter = job.retry_policy["jitter_percent"]
+        lines.append(f"{'retry policy':<13} backoff {base_s:g} s to {max_s:g} s, jitter {jitter}%")
+    return lines
 
 
 async def _cancel(client: Client, arguments: argparse.Namespace) -> int:

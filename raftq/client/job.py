@@ -56,6 +56,13 @@ class Job:
     """While ``waiting``: how many parents are still to finish."""
     unique_while_active: str = ""
     """The key it holds while active ("" for none)."""
+    progress: Any = None
+    """The latest progress its last attempt reported (``job.progress``), None if none."""
+    snoozes: int = 0
+    """Times its handler snoozed (``raise raftq.Retry``) since it was enqueued or retried."""
+    retry_policy: dict[str, int] | None = None
+    """Its own backoff, in job-file fields (``backoff_ms``, ``backoff_max_ms``,
+    ``jitter_percent``); None: the default."""
 
     @property
     def finished(self) -> bool:
@@ -97,6 +104,15 @@ class Job:
             on_parent_failure=view.on_parent_failure,
             parents_left=view.parents_left,
             unique_while_active=view.unique_while_active,
+            progress=decode_json(view.progress),
+            snoozes=view.snoozes,
+            retry_policy=None
+            if view.retry_policy is None
+            else {
+                "backoff_ms": view.retry_policy.base_ms,
+                "backoff_max_ms": view.retry_policy.max_ms,
+                "jitter_percent": view.retry_policy.jitter_percent,
+            },
         )
 
     def to_json(self) -> dict[str, Any]:

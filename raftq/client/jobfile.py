@@ -21,6 +21,7 @@ from typing import Any
 
 from raftq import limits
 from raftq.errors import ConfigError
+from raftq.jobs.backoff import JITTER_PERCENT_DEFAULT, RetryPolicy
 from raftq.jobs.commands import JobSpec
 
 JOB_FILE_BYTES_MAX = 256 * 1024 * 1024
@@ -59,6 +60,9 @@ FIELDS = (
     "depends_on",
     "on_parent_failure",
     "unique_while_active",
+    "backoff_ms",
+    "backoff_max_ms",
+    "jitter_percent",
 )
 ON_PARENT_FAILURE = ("cancel", "run")
 
@@ -154,6 +158,9 @@ def make_spec(
     depends_on: object = (),
     on_parent_failure: object = "cancel",
     unique_while_active: object = "",
+    backoff_ms: object = None,
+    backoff_max_ms: object = None,
+    jitter_percent: object = None,
 ) -> JobSpec:
     """Check every field of one job; raises ``FieldProblem`` (a ``ConfigError``) naming it."""
     return JobSpec(
@@ -176,7 +183,27 @@ def make_spec(
             limits.JOB_KEY_CHARS_MAX,
             empty=True,
         ),
+        retry_policy=retry_policy(backoff_ms, backoff_max_ms, jitter_percent),
     )
+
+
+def retry_policy(base_ms: object, max_ms: object, jitter_percent: object) -> RetryPolicy | None:
+    """The job's own backoff from its three fields, or None (the default) if none is given;
+    one left out takes the default's value (a cap below the base given rises to it)."""
+    if base_ms is None and max_ms is None and jitter_percent is None:
+        return None
+    highest = limits.RETRY_POLICY_MS_MAX
+    base = _field("backoff_ms", check_integer, _or(base_ms, limits.RETRY_BASE_MS), 0, highest)
+    cap = max(limits.RETRY_CAP_MS, base) if max_ms is None else max_ms
+    cap = _field("backoff_max_ms", check_integer, cap, base, highest)
+    jitter = _field(
+        "jitter_percent", check_integer, _or(jitter_percent, JITTER_PERCENT_DEFAULT), 0, 100
+    )
+    return RetryPolicy(base_ms=base, max_ms=cap, jitter_percent=jitter)
+
+
+def _or(value: object, default: int) -> object:
+    return default if value is None else value
 
 
 class FieldProblem(ConfigError):

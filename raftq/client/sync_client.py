@@ -207,11 +207,26 @@ class SyncClient:
         depends_on: Sequence[str] = (),
         on_parent_failure: str = "cancel",
         unique_while_active: str | None = None,
+        backoff: float | None = None,
+        backoff_max: float | None = None,
+        jitter_percent: int | None = None,
     ) -> str:
         """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
         the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
         spec = job_spec(
-            type, payload, queue, priority, delay, max_attempts, timeout, key, id, group
+            type,
+            payload,
+            queue,
+            priority,
+            delay,
+            max_attempts,
+            timeout,
+            key,
+            id,
+            group,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            jitter_percent=jitter_percent,
         )
         if depends_on or on_parent_failure != "cancel" or unique_while_active:
             spec = dependent_spec(spec, depends_on, on_parent_failure, unique_while_active)

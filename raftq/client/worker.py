@@ -25,6 +25,13 @@ the lease's fence; one refused means the lease expired and the job went to anoth
 that is the protocol working (at-least-once), not a crash. A report that cannot reach the
 cluster is dropped with a log line: the leases then expire and the jobs run again.
 
+Snoozes and progress (docs/handlers.md): ``raise raftq.Retry(delay_s=...)`` is reported like
+any outcome, as a snooze (``Outcome.snooze_ms``), in the same batched reports, under the
+lease's fence. ``await job.progress(value)`` only stores the job's latest value here; one task
+sends every job's latest value in one ``Progress`` command, at once when it has none in flight,
+then at most every ``limits.PROGRESS_INTERVAL_MS``: values in between are replaced, and the
+value not yet sent when its attempt ends rides in the outcome's report.
+
 Time comes from the event loop only. The cluster's clock appears only as the lease's
 ``expires_ms``, and renewals are computed relative to it (see ``_LeaseClock``).
 
@@ -53,11 +60,11 @@ import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from raftq import limits
-from raftq.app import App, JobContext, JobFailed
+from raftq.app import App, JobContext, JobFailed, Retry
 from raftq.backoff import Backoff
 from raftq.client.jobfile import decode_json, encode_json
 from raftq.errors import ConfigError, LeaseLost, RaftqError
-from raftq.jobs.commands import Lease, Outcome
+from raftq.jobs.commands import NOT_SNOOZED, Lease, Outcome
 
 logger = logging.getLogger("raftq.worker")
 
@@ -100,6 +107,10 @@ class WorkerClient(Protocol):
         self, leases: Sequence[tuple[str, int]], until_ms: int
     ) -> tuple[str | None, ...]: ...
 
+    async def progress(
+        self, values: Sequence[tuple[str, int, bytes]]
+    ) -> tuple[str | None, ...]: ...
+
 
 @attrs.define
 class WorkerStatistics:
@@ -111,6 +122,9 @@ class WorkerStatistics:
     """Prefetched jobs given back unstarted (held past the hold, or on stop)."""
     succeeded: int = 0
     failed: int = 0
+    snoozed: int = 0
+    progress_sent: int = 0
+    """Progress values sent (each job's latest when the ``Progress`` went out)."""
     timed_out: int = 0
     lease_lost: int = 0
     reports_lost: int = 0
@@ -206,6 +220,14 @@ class Worker:
         self._outcomes, self._to_report = anyio.create_memory_object_stream[Outcome](
             concurrency + prefetch
         )
+        # Each running job's latest unsent progress, (fence, JSON): at most one per job held.
+        self._progress: dict[str, tuple[int, bytes]] = {}
+        self._progress_wake = anyio.Event()
+        self._progress_closing = anyio.Event()
+        self._reporting: anyio.abc.TaskGroup | None = None
+        self._progress_sender = False
+        """Started at the first progress value only: a worker whose handlers report none runs
+        exactly the tasks it ran before progress existed (the simulator's seeds replay)."""
 
     def _ahead(self) -> int:
         """How many jobs to hold beyond the free slots: those that start within a quarter of
@@ -244,6 +266,7 @@ class Worker:
     ) -> None:
         async with anyio.create_task_group() as reporting:
             reporting.start_soon(self._report_outcomes, self._to_report)
+            self._reporting = reporting  # the progress sender starts there at the first value
             async with self._outcomes, anyio.create_task_group() as jobs:
                 self._jobs = jobs
                 task_status.started()
@@ -257,6 +280,8 @@ class Worker:
                     with anyio.move_on_after(self._grace_s):
                         await self._all_done.wait()
                 jobs.cancel_scope.cancel()  # past the grace period: cancel what still runs
+            self._progress_closing.set()
+            self._progress_wake.set()
             # ``outcomes`` is closed: the reporter sends what is left, then returns.
         logger.info("worker stopped claimer=%s", self.claimer_id)
 
@@ -358,8 +383,12 @@ class Worker:
                     await self._report([stopped])
                 raise
             if outcome is not None:
+                last = self._progress.pop(lease.job_id, None)  # rides with the outcome
+                if last is not None:
+                    outcome = attrs.evolve(outcome, progress=last[1])
                 await self._outcomes.send(outcome)  # waits only while reports back up
         finally:
+            self._progress.pop(lease.job_id, None)  # its attempt is over
             self.statistics.running -= 1
             if anyio.current_effective_deadline() != -math.inf:  # not being cancelled
                 self._start_buffered(anyio.current_time())  # the slot's next job, even mid-claim
@@ -382,6 +411,7 @@ class Worker:
             fence=lease.fence,
             timeout_ms=lease.timeout_ms,
             heartbeat=functools.partial(self._heartbeat, clock),
+            progress=functools.partial(self._keep_progress, lease),
         )
         with clock.scope:
             try:
@@ -399,6 +429,8 @@ class Worker:
                 self.statistics.lease_lost += 1
                 logger.info("lease lost while running job=%s error=%r", lease.job_id, str(error))
                 return None
+            except Retry as snooze:
+                return _snooze(lease, snooze.delay_ms)
             except JobFailed as error:
                 return _failure(lease, str(error), retryable=error.retryable)
             except Exception as error:  # the handler's own failure: reported on the job
@@ -414,6 +446,42 @@ class Worker:
         if state != "running":  # gone to another worker, or cancelled meanwhile
             raise LeaseLost(f"job {lease.job_id} is no longer leased to fence {lease.fence}")
         clock.renewed()
+
+    def _keep_progress(self, lease: Lease, value: object) -> None:
+        """``job.progress(value)``: keep it as the job's latest, for ``_send_progress``."""
+        try:
+            encoded = encode_json(value, limits.JOB_PROGRESS_BYTES_MAX)
+        except ValueError as error:
+            raise ConfigError(f"progress of job {lease.job_id}: {error}") from None
+        self._progress[lease.job_id] = (lease.fence, encoded)
+        self._progress_wake.set()
+        if not self._progress_sender and self._reporting is not None:
+            self._progress_sender = True
+            self._reporting.start_soon(self._send_progress)
+
+    async def _send_progress(self) -> None:
+        """Send the jobs' latest progress in one command, then wait out the interval (or the
+        worker's stop) before the next: at most one ``Progress`` entry per interval."""
+        interval_s = limits.PROGRESS_INTERVAL_MS / 1000
+        while True:
+            await self._progress_wake.wait()
+            if self._progress_closing.is_set():
+                return
+            self._progress_wake = anyio.Event()
+            held = [(job_id, fence, value) for job_id, (fence, value) in self._progress.items()]
+            self._progress.clear()
+            for start in range(0, len(held), limits.PROGRESS_JOBS_MAX):
+                chunk = held[start : start + limits.PROGRESS_JOBS_MAX]
+                try:
+                    await self._client.progress(chunk)
+                except ConfigError:
+                    raise
+                except RaftqError as error:  # progress is best effort: the next value follows
+                    logger.info("progress not sent jobs=%d error=%r", len(chunk), str(error))
+                    continue
+                self.statistics.progress_sent += len(chunk)
+            with anyio.move_on_after(interval_s):
+                await self._progress_closing.wait()
 
     async def _report_outcomes(self, outcomes: MemoryObjectReceiveStream[Outcome]) -> None:
         """Send outcomes as they come, one report in flight at a time: whatever finishes while
@@ -461,6 +529,8 @@ class Worker:
                 logger.info("report refused job=%s: its lease was lost", outcome.job_id)
             elif outcome.succeeded:
                 self.statistics.succeeded += 1
+            elif outcome.snooze_ms != NOT_SNOOZED:
+                self.statistics.snoozed += 1
             else:
                 self.statistics.failed += 1
 
@@ -475,5 +545,9 @@ def _failure(lease: Lease, error: str, *, retryable: bool = True) -> Outcome:
     )
 
 
+def _snooze(lease: Lease, delay_ms: int) -> Outcome:
+    return Outcome(job_id=lease.job_id, fence=lease.fence, succeeded=False, snooze_ms=delay_ms)
+
+
 def _outcome_bytes(outcome: Outcome) -> int:
-    return len(outcome.result) + len(outcome.error)
+    return len(outcome.result) + len(outcome.error) + len(outcome.progress)

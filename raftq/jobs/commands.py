@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from raftq import codec, limits
+from raftq.jobs.backoff import RetryPolicy
 from raftq.jobs.limits_table import limit_problem
 
 
@@ -87,6 +88,10 @@ class JobSpec:
     """A key that refuses another job with it while this one is active (pending, waiting,
     running, or failed and awaiting its retry), and is free again once it finishes; "" for
     none. Unlike ``key``, whose window outlives the job (``DEDUPE_WINDOW_MS``)."""
+    retry_policy: RetryPolicy | None = codec.added_field(  # noqa: RUF009 (an attrs field)
+        None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryPolicy))
+    )
+    """The job's own backoff, or None for the default (``raftq.jobs.backoff``)."""
 
 
 def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
@@ -168,9 +173,16 @@ class Fail:
 
 
 def _report_size(instance: object, attribute: attrs.Attribute[Any], outcomes: Any) -> None:
-    size = sum(len(each.job_id) + len(each.result) + len(each.error) + 16 for each in outcomes)
+    size = sum(
+        len(each.job_id) + len(each.result) + len(each.error) + len(each.progress) + 16
+        for each in outcomes
+    )
     if size > limits.COMMAND_BYTES_MAX:
         raise ValueError(f"a report of {size} bytes exceeds {limits.COMMAND_BYTES_MAX}")
+
+
+NOT_SNOOZED = -1
+"""``Outcome.snooze_ms`` of an outcome that is not a snooze."""
 
 
 @codec.register_positional
@@ -187,6 +199,17 @@ class Outcome:
     )
     error: str = attrs.field(default="", validator=_text(limits.JOB_ERROR_CHARS_MAX))
     retryable: bool = True
+    snooze_ms: int = codec.added_field(
+        NOT_SNOOZED,
+        validator=[attrs.validators.ge(NOT_SNOOZED), attrs.validators.le(limits.SNOOZE_MS_MAX)],
+    )
+    """0 or more: the handler snoozed (``raise raftq.Retry(delay_s=...)``): the job runs
+    again this many ms from now and the attempt is given back (not ``succeeded``)."""
+    progress: bytes = codec.added_field(
+        b"", validator=attrs.validators.max_len(limits.JOB_PROGRESS_BYTES_MAX)
+    )
+    """The attempt's latest progress not sent yet (JSON; b"" for none): stored under the
+    same fence just before the outcome is settled, so a job's last value is not lost."""
 
 
 @codec.register
@@ -332,6 +355,30 @@ class RemoveLimit:
     name: str = attrs.field(validator=_name)
 
 
+def _progress_values(instance: object, attribute: attrs.Attribute[Any], values: Any) -> None:
+    for value in values:
+        if not isinstance(value, bytes) or not 0 < len(value) <= limits.JOB_PROGRESS_BYTES_MAX:
+            raise ValueError(f"a progress value must be 1 to {limits.JOB_PROGRESS_BYTES_MAX} bytes")
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class Progress:
+    """Handlers' progress: each (job_ids[i], fences[i]) still held now shows ``values[i]``
+    (JSON bytes), replacing its attempt's previous value. A stale fence changes nothing
+    (``Rejected("lease_lost")``). A worker sends one for all its jobs at most every
+    ``limits.PROGRESS_INTERVAL_MS``."""
+
+    now_ms: int
+    job_ids: tuple[str, ...] = attrs.field(validator=_job_ids(limits.PROGRESS_JOBS_MAX))
+    fences: tuple[int, ...]
+    values: tuple[bytes, ...] = attrs.field(validator=_progress_values)
+
+    def __attrs_post_init__(self) -> None:
+        if not len(self.job_ids) == len(self.fences) == len(self.values):
+            raise ValueError("job_ids, fences and values differ in length")
+
+
 Command = (
     Enqueue
     | Claim
@@ -350,6 +397,7 @@ Command = (
     | Purge
     | SetLimit
     | RemoveLimit
+    | Progress
 )
 codec.register_union(Command)
 
@@ -438,6 +486,14 @@ class ReportResult:
 
 @codec.register
 @attrs.frozen(kw_only=True)
+class ProgressResult:
+    """Per ``Progress`` value, in order: ``Done`` (stored) or why not."""
+
+    outcomes: tuple[Done | Rejected, ...]
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
 class Count:
     """How many jobs a bulk command touched."""
 
@@ -453,5 +509,6 @@ Result = (
     | ReportResult
     | Count
     | Rejected
+    | ProgressResult
 )
 codec.register_union(Result)

@@ -11,8 +11,10 @@ import enum
 from typing import Any
 
 import attrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from raftq import codec
+from raftq.jobs.backoff import RetryPolicy
 
 
 class JobState(enum.Enum):
@@ -72,7 +74,9 @@ class JobRun:
         "finished_ms",
         "history",
         "lease_expires_ms",
+        "progress",
         "result",
+        "snoozes",
     )
 
     def __init__(self) -> None:
@@ -87,6 +91,12 @@ class JobRun:
         """(at_ms, event, attempt, node, fence, log index, term, error), oldest first,
         bounded: the log entry (index and term) whose command caused each event, and the end
         of the error of the attempt it ended ("" for none)."""
+        self.progress = b""
+        """The running attempt's latest progress (JSON bytes; "" for none): a claim clears it,
+        so it always belongs to the attempt ``fence`` names (the last one, once finished)."""
+        self.snoozes = 0
+        """Snoozes since the job was enqueued or last retried by an operator
+        (``limits.JOB_SNOOZES_MAX``)."""
 
 
 class JobExtra:
@@ -94,11 +104,20 @@ class JobExtra:
     plain job: one slot for all of them, so a million plain jobs pay eight bytes each; a
     million jobs must fit in ~500 MB, issue #16)."""
 
-    __slots__ = ("depends_on", "group", "parents_left", "run_if_parent_fails", "unique_key")
+    __slots__ = (
+        "depends_on",
+        "group",
+        "parents_left",
+        "retry_policy",
+        "run_if_parent_fails",
+        "unique_key",
+    )
 
     def __init__(self) -> None:
         self.group: str | None = None
         """The job's concurrency and rate group (``raftq.jobs.limits_table``), None: none."""
+        self.retry_policy: RetryPolicy | None = None
+        """The job's own backoff (``raftq.jobs.backoff``); None: the default."""
         self.depends_on: tuple[str, ...] = ()
         """The ids of the jobs this one waits for (``raftq.jobs.dependencies``)."""
         self.run_if_parent_fails = False
@@ -170,6 +189,12 @@ class Job:
         """In a ready queue (claimable now), as opposed to waiting for ``run_at_ms``."""
         self.run: JobRun | None = None
         self.extra: JobExtra | None = None
+        """What few jobs set (a group, dependencies, a retry policy, ...): one slot for all
+        of them, None for a plain job, so that a million plain jobs pay one pointer each."""
+
+
+def retry_policy_of(job: Job) -> RetryPolicy | None:
+    return job.extra.retry_policy if job.extra is not None else None
 
 
 @codec.register
@@ -222,6 +247,29 @@ class JobView:
     """While waiting: parents still to finish."""
     unique_while_active: str = ""
     """The key it holds while active, "" for none."""
+    progress: bytes = b""
+    """The latest progress its last attempt reported (JSON bytes), b"" for none."""
+    retry_policy: RetryPolicy | None = None
+    snoozes: int = 0
+
+
+# A view of a job that uses none of them carries no key for #17's fields: the same bytes as
+# before they existed (replies stay as small; the simulator's seeds replay byte for byte).
+codec.converter.register_unstructure_hook(
+    JobView,
+    make_dict_unstructure_fn(
+        JobView,
+        codec.converter,
+        group=override(omit_if_default=True),
+        depends_on=override(omit_if_default=True),
+        on_parent_failure=override(omit_if_default=True),
+        parents_left=override(omit_if_default=True),
+        unique_while_active=override(omit_if_default=True),
+        progress=override(omit_if_default=True),
+        retry_policy=override(omit_if_default=True),
+        snoozes=override(omit_if_default=True),
+    ),
+)
 
 
 def view_of(job: Job) -> JobView:
@@ -261,6 +309,9 @@ def view_of(job: Job) -> JobView:
         history=tuple(history),
         group=_group(job),
         **_extra_view(job.extra),
+        progress=run.progress if run else b"",
+        retry_policy=retry_policy_of(job),
+        snoozes=run.snoozes if run else 0,
     )
 
 

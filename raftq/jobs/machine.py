@@ -39,8 +39,8 @@ from typing import Any, Protocol
 from raftq import limits
 from raftq.errors import DecodeError, LocalProtocolError
 from raftq.ids import derived_job_id
-from raftq.jobs import dependencies, unique
-from raftq.jobs.backoff import retry_delay_ms
+from raftq.jobs import dependencies, policy, unique
+from raftq.jobs.backoff import policy_delay_ms
 from raftq.jobs.commands import (
     Cancel,
     Claim,
@@ -59,7 +59,9 @@ from raftq.jobs.commands import (
     Fail,
     JobSpec,
     Lease,
+    Outcome,
     PauseQueue,
+    Progress,
     Purge,
     Rejected,
     Release,
@@ -82,6 +84,7 @@ from raftq.jobs.job import (
     JobState,
     JobView,
     extra_of,
+    retry_policy_of,
     view_of,
 )
 from raftq.jobs.limits_table import GROUP, QUEUE, LimitsTable, group_of
@@ -441,6 +444,7 @@ class JobStateMachine:
             seq=self.next_seq,
         )
         self.next_seq += 1
+        policy.attach(job, spec)
         extra = spec.depends_on or spec.unique_while_active
         cancel = self._attach_extra(job, spec) if extra else ""
         if spec.group:
@@ -567,6 +571,7 @@ class JobStateMachine:
         run = job.run
         if run is None:
             run = job.run = JobRun()
+        policy.new_attempt(self, run)
         run.fence = index
         run.claimer = claimer
         # The lease covers the time the claimer may hold the job before starting it, then the
@@ -614,14 +619,15 @@ class JobStateMachine:
         return self._failed(command.job_id, command.fence, command.error, command.retryable)
 
     def _report(self, index: int, command: Report) -> ReportResult:
-        return ReportResult(
-            outcomes=tuple(
-                self._succeeded(outcome.job_id, outcome.fence, outcome.result)
-                if outcome.succeeded
-                else self._failed(outcome.job_id, outcome.fence, outcome.error, outcome.retryable)
-                for outcome in command.outcomes
-            )
-        )
+        return ReportResult(outcomes=tuple(map(self._settle, command.outcomes)))
+
+    def _settle(self, outcome: Outcome) -> Done | Rejected:
+        policy.last_progress(self, outcome)
+        if outcome.succeeded:
+            return self._succeeded(outcome.job_id, outcome.fence, outcome.result)
+        if outcome.snooze_ms >= 0:
+            return policy.snoozed(self, outcome.job_id, outcome.fence, outcome.snooze_ms)
+        return self._failed(outcome.job_id, outcome.fence, outcome.error, outcome.retryable)
 
     def _succeeded(self, job_id: str, fence: int, result: bytes) -> Done | Rejected:
         job = self._held(job_id, fence)
@@ -664,7 +670,8 @@ class JobStateMachine:
             return
         self._set_state(job, JobState.FAILED)
         self._record(job, event, error=error)
-        self._schedule(job, self.now_ms + retry_delay_ms(job.id, job.attempts))
+        delay_ms = policy_delay_ms(job.id, job.attempts, retry_policy_of(job))
+        self._schedule(job, self.now_ms + delay_ms)
 
     def _extend(self, index: int, command: Extend) -> ExtendResult:
         outcomes: list[Done | Rejected] = []
@@ -767,6 +774,7 @@ class JobStateMachine:
     def _retry_job(self, job: Job) -> None:
         if job.state is JobState.DEAD:
             job.attempts = 0  # out of the dead-letter list with a full set of attempts
+            policy.operator_retried(job)
             del self.dead[job.id]
             if job.extra is not None:
                 self.active_keys.take_back(job)
@@ -840,6 +848,9 @@ class JobStateMachine:
                 self._forget(job)
                 purged += 1
         return Count(count=purged)
+
+    def _progress(self, index: int, command: Progress) -> Any:
+        return policy.progressed(self, command)
 
     def _forget(self, job: Job) -> None:
         del self.jobs[job.id]
@@ -1021,9 +1032,10 @@ class JobStateMachine:
             sections["jobs.group"] = groups
         if self.limit_table.limits:
             sections["limits"] = self.limit_table.section()
-        extras = dependencies.with_extra(self.jobs.values())
+        extras = dependencies.with_extra(jobs)
         sections.update(dependencies.sections(extras))
         sections.update(unique.sections(extras))
+        sections.update(policy.sections(jobs))
         return sections
 
     def digest(self) -> str:
@@ -1174,6 +1186,7 @@ class Rebuild:
         machine.limit_table.restore_section(sections.pop("limits", []))
         dependencies.read_sections(machine.jobs, sections)
         unique.read_sections(machine.jobs, sections)
+        policy.restore_sections(machine, sections)
         machine.dependencies.rebuild(machine.jobs)
         machine.active_keys.rebuild(dependencies.with_extra(machine.jobs.values()))
         if sections:
@@ -1243,7 +1256,8 @@ def _tally(firsts: list[Any], seconds: list[Any]) -> dict[tuple[Any, Any], int]:
 
 def _run_bytes(run: JobRun) -> int:
     """The result and error bytes a job's run holds, its history's errors included."""
-    return len(run.result) + len(run.error) + sum(len(event[7]) for event in run.history)
+    held = len(run.result) + len(run.error) + len(run.progress)
+    return held + sum(len(event[7]) for event in run.history)
 
 
 _HANDLERS = {
@@ -1264,4 +1278,5 @@ _HANDLERS = {
     Purge: JobStateMachine._purge,
     SetLimit: JobStateMachine._set_limit,
     RemoveLimit: JobStateMachine._remove_limit,
+    Progress: JobStateMachine._progress,
 }

@@ -340,7 +340,7 @@ def _job(
     job.attempts = attempts
     job.ready = ready
     job.run = None
-    job.extra = None  # sections (``Rebuild.finish``) set it
+    job.extra = None  # set from the sections (``Rebuild.finish``) for the few jobs that have one
     return job
 
 

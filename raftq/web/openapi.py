@@ -180,6 +180,25 @@ def _schemas() -> dict[str, Any]:
                     "description": "a key no other active job may hold; a duplicate is not "
                     "enqueued and the holder's id is returned",
                 },
+                "backoff_ms": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": limits.RETRY_POLICY_MS_MAX,
+                    "description": "its own retry backoff's base (default 1000)",
+                },
+                "backoff_max_ms": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": limits.RETRY_POLICY_MS_MAX,
+                    "description": "its own retry backoff's cap, at least the base "
+                    "(default 3600000)",
+                },
+                "jitter_percent": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "maximum": 100,
+                    "description": "up to this much is added to each retry's wait (default 25)",
+                },
             },
         },
         "HistoryEntry": {
@@ -232,6 +251,24 @@ def _schemas() -> dict[str, Any]:
                     "description": "while waiting: parents still to finish",
                 },
                 "unique_while_active": {"type": "string"},
+                "progress": {
+                    "description": "the latest progress its last attempt reported (a JSON "
+                    f"value of at most {limits.JOB_PROGRESS_BYTES_MAX} bytes); null if none"
+                },
+                "snoozes": {
+                    "type": "integer",
+                    "description": "times its handler snoozed (raftq.Retry) since it was "
+                    "enqueued or retried",
+                },
+                "retry_policy": {
+                    "type": ["object", "null"],
+                    "description": "its own retry backoff; null: the default",
+                    "properties": {
+                        "backoff_ms": integer,
+                        "backoff_max_ms": integer,
+                        "jitter_percent": integer,
+                    },
+                },
             },
         },
         "JobPage": {

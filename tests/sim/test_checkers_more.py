@@ -74,7 +74,7 @@ def test_a_retry_claimed_after_its_backoff_is_fine_and_one_claimed_sooner_is_not
     log.commit(Claim(now_ms=20 + 2 * minimum_backoff_ms(1), claimer="w1"))
     assert log.rules.retries_checked == 1
     # The machine with retries at once (mutant retry_without_backoff): the rule fires.
-    monkeypatch.setattr(machine_module, "retry_delay_ms", lambda job_id, attempt: 0)
+    monkeypatch.setattr(machine_module, "policy_delay_ms", lambda job_id, attempt, policy: 0)
     log = _Log()
     fence = _claimed(log)
     log.commit(Fail(now_ms=20, job_id="job-1", fence=fence, error="boom"))

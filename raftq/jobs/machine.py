@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from raftq import limits
 from raftq.errors import DecodeError, LocalProtocolError
 from raftq.ids import derived_job_id
+from raftq.jobs import schedules
 from raftq.jobs.backoff import retry_delay_ms
 from raftq.jobs.commands import (
     Cancel,
@@ -54,13 +55,16 @@ from raftq.jobs.commands import (
     ExtendAll,
     ExtendResult,
     Fail,
+    FireSchedule,
     JobSpec,
     Lease,
     PauseQueue,
     Purge,
+    PutSchedule,
     Rejected,
     Release,
     ReleaseResult,
+    RemoveSchedule,
     Report,
     ReportResult,
     Result,
@@ -175,6 +179,7 @@ class JobStateMachine:
         """Payloads, results and errors of every job held: what admission control bounds."""
         self.listing = ListingIndex()
         """Every job in enqueue order, for cursor pages (derived: rebuilt on restore)."""
+        self.schedules = schedules.ScheduleTable()  # raftq.jobs.schedules
         self.observer: Observer | None = None
         """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
         self.jobs_max = limits.JOBS_MAX
@@ -371,6 +376,17 @@ class JobStateMachine:
             if len(self.keys) > limits.DEDUPE_KEYS_MAX:
                 self._forget_oldest_key()
         return Enqueued(job_id=job_id, created=True)
+
+    def take_key(self, key: str, job_id: str) -> None:
+        """Give idempotency key ``key`` to ``job_id``, unless another job holds it."""
+        self._forget_old_keys()
+        if key in self.keys:
+            return
+        self.keys[key] = job_id
+        self.key_order.append(key)
+        self.key_times.append(self.now_ms)
+        if len(self.keys) > limits.DEDUPE_KEYS_MAX:
+            self._forget_oldest_key()
 
     def _forget_old_keys(self) -> None:
         horizon = self.now_ms - limits.DEDUPE_WINDOW_MS
@@ -787,11 +803,19 @@ class JobStateMachine:
         not depend on history). Empty sections are left out. ``Rebuild.finish`` reads them
         back; it must know every name written here."""
         sections: dict[str, Any] = {}
+        if self.schedules.by_name:
+            sections[schedules.SECTION] = self.schedules.rows()
         return sections
 
     def digest(self) -> str:
         """A stable hash of the whole state, to compare replicas."""
         return hashlib.blake2b(self.snapshot(), digest_size=16).hexdigest()
+
+    def schedule_page(
+        self, after: str = "", bytes_max: int = limits.SCHEDULES_PAGE_BYTES_MAX
+    ) -> tuple[list[schedules.ScheduleView], str]:
+        """A page of schedules by name (``ScheduleTable.page``)."""
+        return self.schedules.page(after, bytes_max)
 
     def dead_letters(self, limit: int = 100) -> list[JobView]:
         """The dead-letter list, in order of death."""
@@ -932,6 +956,10 @@ class Rebuild:
     def _sections(self, sections: dict[str, Any]) -> None:
         """Each section ``snapshot_sections`` writes, back into the machine; one this raftq
         does not know was written by a newer one: refused by name, never dropped."""
+        if schedules.SECTION in sections:
+            self.machine.schedules = schedules.ScheduleTable.from_rows(
+                sections.pop(schedules.SECTION)
+            )
         if sections:
             raise DecodeError(
                 f"snapshot sections {sorted(sections)} are unknown to this raftq "
@@ -995,4 +1023,7 @@ _HANDLERS = {
     PauseQueue: JobStateMachine._pause,
     ResumeQueue: JobStateMachine._resume,
     Purge: JobStateMachine._purge,
+    PutSchedule: schedules.put,
+    RemoveSchedule: schedules.remove,
+    FireSchedule: schedules.fire,
 }

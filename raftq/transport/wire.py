@@ -15,6 +15,7 @@ from raftq import codec, limits
 from raftq.errors import DecodeError, RemoteProtocolError
 from raftq.jobs.commands import Command, Result
 from raftq.jobs.job import JobState, JobView
+from raftq.jobs.schedules import ScheduleView
 from raftq.raft.messages import Message
 
 PROTOCOL_VERSION = 1
@@ -171,6 +172,16 @@ class Drain:
     remotely (one embedded in an application) answers ``Failure`` rejected."""
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class ListSchedules:
+    """The schedules after the name ``after`` ("" from the first), by name, each with its
+    next slot: a page of at most ``limits.SCHEDULES_PAGE_BYTES_MAX`` bytes of payloads
+    (``SchedulesPage``), read like a job (linearizable, on any node)."""
+
+    after: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+
+
 ClientCall = (
     SubmitCommand
     | GetJob
@@ -180,6 +191,7 @@ ClientCall = (
     | ChangeMembership
     | TransferLeader
     | Drain
+    | ListSchedules
 )
 codec.register_union(ClientCall)
 
@@ -289,6 +301,15 @@ class Failure:
     message: str
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class SchedulesPage:
+    """``after``: the name the next page starts after; "" when this is the last page."""
+
+    schedules: tuple[ScheduleView, ...]
+    after: str
+
+
 ClientReply = (
     CommandReply
     | JobReply
@@ -298,6 +319,7 @@ ClientReply = (
     | MembershipReply
     | Redirect
     | Failure
+    | SchedulesPage
 )
 codec.register_union(ClientReply)
 

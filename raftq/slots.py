@@ -60,24 +60,27 @@ def next_slot_ms(spec: ScheduleSpec, after_ms: int) -> int | None:
         return None
 
 
-def due_slots(spec: ScheduleSpec, floor_ms: int, now_ms: int) -> tuple[int, ...]:
-    """The slots to fire at ``now_ms`` of a schedule that fired nothing after ``floor_ms``:
-    the latest due slot, or with ``catch_up`` "all" every due slot, oldest first, at most
+def due_slots(
+    spec: ScheduleSpec, floor_ms: int, now_ms: int, leading_since_ms: int = 0
+) -> tuple[int, ...]:
+    """The slots to fire at ``now_ms`` of a schedule that fired nothing after ``floor_ms``, by
+    a leader that leads since ``leading_since_ms``: every due slot of its own reign (its own
+    slowness, a slow commit, never skips one), and of those missed before it (while there was
+    no leader) the latest only, or every one with ``catch_up`` "all"; oldest first, at most
     ``limits.SCHEDULE_SLOTS_PER_FIRING_MAX`` (the rest are due again once these fired)."""
     first = next_slot_ms(spec, floor_ms)
     if first is None or first > now_ms:
         return ()
-    if spec.catch_up == "all":
-        slots = [first]
-        while len(slots) < limits.SCHEDULE_SLOTS_PER_FIRING_MAX:
-            following = next_slot_ms(spec, slots[-1])
-            if following is None or following > now_ms:
-                break
-            slots.append(following)
-        return tuple(slots)
-    latest = _latest_slot_ms(spec, now_ms)
-    assert latest >= first > floor_ms, (latest, first, floor_ms)
-    return (latest,)
+    if spec.catch_up == "latest" and first < leading_since_ms:
+        first = _latest_slot_ms(spec, min(now_ms, leading_since_ms - 1))
+        assert first > floor_ms, (first, floor_ms)
+    slots = [first]
+    while len(slots) < limits.SCHEDULE_SLOTS_PER_FIRING_MAX:
+        following = next_slot_ms(spec, slots[-1])
+        if following is None or following > now_ms:
+            break
+        slots.append(following)
+    return tuple(slots)
 
 
 def _latest_slot_ms(spec: ScheduleSpec, now_ms: int) -> int:

@@ -27,6 +27,7 @@ from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Viola
 from sim.checkers_claims import ClaimRules
 from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_more import LeaseAndRetryRules
+from sim.checkers_schedules import ScheduleRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -54,6 +55,7 @@ from sim.workload import (
     operator,
     reader,
     retries_dead_jobs,
+    schedules,
 )
 
 CHECK_INTERVAL_S = 0.02
@@ -188,6 +190,7 @@ class Simulation:
         self.oracle = JobOracle()
         self.more_rules = LeaseAndRetryRules()
         self.job_rules = HistoryAndBulkRules()
+        self.schedule_rules = ScheduleRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -220,6 +223,8 @@ class Simulation:
                     nursery.start_soon(reader, self, simnode)
                 if self.script is None and retries_dead_jobs(self.options.seed):
                     nursery.start_soon(operator, self)
+                if self.script is None:
+                    nursery.start_soon(schedules, self)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -670,6 +675,7 @@ class Simulation:
         self.node_checks.check(self.nodes)
         self.reads.check()
         self.claim_rules.check()
+        self.schedule_rules.check(self)
         for job_id in self.ledger.fresh_acks:
             # A node answers an enqueue once it applied it, so the oracle has it by now.
             if job_id not in self.oracle.machine.jobs:
@@ -693,6 +699,7 @@ class Simulation:
             self.more_rules.observe(entry, oracle)
             self.job_rules.observe(entry, oracle)
             self.claim_rules.observe(entry, oracle)
+            self.schedule_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

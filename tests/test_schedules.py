@@ -275,13 +275,32 @@ def test_an_interval_s_slots_are_its_multiples_since_the_epoch() -> None:
     minute = ScheduleSpec(name="m", type="t", every_ms=60_000)
     assert slots.next_slot_ms(minute, 59_999) == 60_000
     assert slots.next_slot_ms(minute, 60_000) == 120_000
-    assert slots.due_slots(minute, 60_000, 250_000) == (240_000,)
-    assert slots.due_slots(attrs.evolve(minute, catch_up="all"), 60_000, 250_000) == (
+    led = {"leading_since_ms": 245_000}
+    assert slots.due_slots(minute, 60_000, 250_000, **led) == (240_000,)
+    assert slots.due_slots(attrs.evolve(minute, catch_up="all"), 60_000, 250_000, **led) == (
         120_000,
         180_000,
         240_000,
     )
-    assert slots.due_slots(minute, 240_000, 250_000) == ()
+    assert slots.due_slots(minute, 240_000, 250_000, **led) == ()
+
+
+def test_a_leader_fires_every_slot_of_its_own_reign_and_the_latest_missed_before_it() -> None:
+    """Slots 1-5 s fell before this leader led (at 5.5 s): only 5 s of them fires; 6 s and 7 s
+    fell while it led (its firing was slow): both fire."""
+    every = ScheduleSpec(name="s", type="t", every_ms=1_000)
+    assert slots.due_slots(every, 0, 7_200, leading_since_ms=5_500) == (5_000, 6_000, 7_000)
+    assert slots.due_slots(every, 0, 7_200, leading_since_ms=0) == (
+        1_000,
+        2_000,
+        3_000,
+        4_000,
+        5_000,
+        6_000,
+        7_000,
+    )
+    assert slots.due_slots(every, 0, 7_200, leading_since_ms=8_000) == (7_000,)
+    assert slots.due_slots(every, 5_000, 7_200, leading_since_ms=5_500) == (6_000, 7_000)
 
 
 def test_catch_up_all_fires_at_most_the_bound_per_entry() -> None:
@@ -319,8 +338,9 @@ def test_daylight_saving_a_repeated_local_time_fires_at_both_instants() -> None:
 def test_the_latest_due_cron_slot_is_exact_at_its_own_millisecond() -> None:
     hourly = ScheduleSpec(name="h", type="t", cron="0 * * * *")
     slot = ms(2026, 5, 1, 10, 0)
-    assert slots.due_slots(hourly, slot - 3 * 3_600_000, slot) == (slot,)
-    assert slots.due_slots(hourly, slot - 3 * 3_600_000, slot - 1) == (slot - 3_600_000,)
+    floor = slot - 3 * 3_600_000
+    assert slots.due_slots(hourly, floor, slot, leading_since_ms=slot + 1) == (slot,)
+    assert slots.due_slots(hourly, floor, slot - 1, slot) == (slot - 3_600_000,)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ slots, stamped with the leader's clock by the Raft peer. The state machine decid
 (``raftq.jobs.schedules``): a slot already fired is refused there, whatever this leader
 believed. A new leader starts from each schedule's last fired slot as the log has it, so the
 slots missed while there was no leader fire now: the latest once, or every one with
-``catch_up`` "all".
+``catch_up`` "all". Every slot that falls while it leads fires, even one it could not propose
+in time (a slow commit, a busy node): only a time without a leader is caught up on.
 """
 
 from __future__ import annotations
@@ -82,9 +83,10 @@ class Scheduler:
         if self._declared and not await self._put_declared():
             await trio.sleep(limits.SCHEDULE_RETRY_MS / 1000)
             return  # and again, if still leading
+        leading_since_ms = self._clock.now_ms()
         while self._still_leading(term):
             now_ms = self._clock.now_ms()
-            firings, wake_ms = self._plan(now_ms)
+            firings, wake_ms = self._plan(now_ms, leading_since_ms)
             if firings:
                 if not await self._fire(firings):
                     await trio.sleep(limits.SCHEDULE_RETRY_MS / 1000)
@@ -92,8 +94,10 @@ class Scheduler:
             wait_ms = WAKE_MS_MAX if wake_ms is None else min(wake_ms - now_ms, WAKE_MS_MAX)
             await self._wait(term, wait_ms)
 
-    def _plan(self, now_ms: int) -> tuple[list[FireSchedule], int | None]:
-        """The firings due at ``now_ms``, and when the next slot after them falls."""
+    def _plan(self, now_ms: int, leading_since_ms: int) -> tuple[list[FireSchedule], int | None]:
+        """The firings due at ``now_ms`` (``slots.due_slots``: slots missed before this node
+        led at ``leading_since_ms`` fire as the schedule's catch-up says, its own all), and
+        when the next slot after them falls."""
         self.statistics.plans += 1
         table = self._applier.jobs.schedules
         cached = self._next
@@ -110,7 +114,7 @@ class Scheduler:
             if next_ms is None:
                 continue
             if next_ms <= now_ms:
-                due = slots.due_slots(record.spec, floor_ms, now_ms)
+                due = slots.due_slots(record.spec, floor_ms, now_ms, leading_since_ms)
                 firings.append(
                     FireSchedule(now_ms=0, name=name, revision=record.revision, slots=due)
                 )

@@ -28,7 +28,7 @@ from raftq.jobs.commands import (
     Rejected,
     ScheduleSpec,
 )
-from raftq.jobs.schedules import Schedule, ScheduleTable, ScheduleView
+from raftq.jobs.schedules import ScheduleTable, ScheduleView
 from raftq.node.applier import Applier
 from raftq.node.clock import Clock
 from raftq.node.raft_peer import RaftPeer
@@ -109,12 +109,14 @@ class Scheduler:
             floor_ms = record.floor_ms
             known = cached.get(name)
             if known is None or known[0] != record.revision or known[1] != floor_ms:
-                known = cached[name] = (record.revision, floor_ms, self._next_slot(name, record))
+                next_slot_ms = self._next_slot(name, record.spec, floor_ms)
+                known = cached[name] = (record.revision, floor_ms, next_slot_ms)
             next_ms = known[2]
             if next_ms is None:
                 continue
             if next_ms <= now_ms:
                 due = slots.due_slots(record.spec, floor_ms, now_ms, leading_since_ms)
+                assert due, (name, floor_ms, next_ms, now_ms)
                 firings.append(
                     FireSchedule(now_ms=0, name=name, revision=record.revision, slots=due)
                 )
@@ -123,9 +125,9 @@ class Scheduler:
         return firings, wake_ms
 
     @staticmethod
-    def _next_slot(name: str, record: Schedule) -> int | None:
+    def _next_slot(name: str, spec: ScheduleSpec, floor_ms: int) -> int | None:
         try:
-            return slots.next_slot_ms(record.spec, record.floor_ms)
+            return slots.next_slot_ms(spec, floor_ms)
         except ConfigError as error:  # refused at the edge; only an old client gets here
             logger.error("schedule never fires name=%s problem=%s", name, error)
             return None

@@ -80,9 +80,9 @@ class ScheduleRules:
         self._leadership: tuple[tuple[str, int, int], float, int] | None = None
         """The current leader (node, term, skew), since when, and the commit then; None once
         its catch-up was judged."""
-        self._awaited: dict[tuple[str, int], tuple[float, int]] = {}
-        """(schedule, slot) judged due -> by when (virtual time) it must be fired, and the
-        schedule's revision (an edit or removal since lets it go unfired)."""
+        self._awaited: dict[tuple[str, int], tuple[float, int, str]] = {}
+        """(schedule, slot) judged due -> by when (virtual time) it must be fired, the
+        schedule's revision (an edit or removal since lets it go unfired), and why it must."""
 
     # --- the committed log ----------------------------------------------------------------------
 
@@ -125,15 +125,14 @@ class ScheduleRules:
         self._skew_s_max = max(self._skew_s_max, *skews_s)
         table = simulation.oracle.machine.schedules
         self._judge_new_leader(table, now_s)
-        for (name, slot), (due_s, revision) in list(self._awaited.items()):
+        for (name, slot), (due_s, revision, why) in list(self._awaited.items()):
             record = table.by_name.get(name)
             if record is None or record.revision != revision:
                 del self._awaited[(name, slot)]  # edited or removed: its slots start again
             elif now_s > due_s:
                 raise Violation(
                     "a schedule slot fires while a leader exists",
-                    f"slot {slot} of {name} fell while one leader led throughout, and was "
-                    f"not fired within {FIRED_WITHIN_S:.0f} s",
+                    f"slot {slot} of {name} {why}, and was not fired within {FIRED_WITHIN_S:.0f} s",
                 )
         for name, record in table.by_name.items():
             every_ms = record.spec.every_ms
@@ -165,7 +164,8 @@ class ScheduleRules:
                 continue
             self.slots_judged += 1
             if (name, latest) not in self.fired:
-                self._awaited[(name, latest)] = (now_s + FIRED_WITHIN_S, record.revision)
+                why = f"was the latest missed before {leader[0]} led (term {leader[1]})"
+                self._awaited[(name, latest)] = (now_s + FIRED_WITHIN_S, record.revision, why)
 
     def _judge(self, name: str, revision: int, since_ms: int, every_ms: int, now_s: float) -> None:
         judged = self._judged.get((name, revision), since_ms + ADDED_BEFORE_MS)
@@ -177,7 +177,8 @@ class ScheduleRules:
                 break  # not closed yet: judged at a later check
             judged = slot
             if window and (name, slot) not in self.fired:
-                self._awaited[(name, slot)] = (now_s + FIRED_WITHIN_S, revision)
+                why = "fell while one leader led throughout"
+                self._awaited[(name, slot)] = (now_s + FIRED_WITHIN_S, revision, why)
             if window:
                 self.slots_judged += 1
             elif (slot - EPOCH_MS) / 1000 > oldest_s:

@@ -46,6 +46,11 @@ COMMIT_WAIT_S = 10.0
 not answer in this long is gone; the next plan proposes again what is still due)."""
 
 
+REPLAN_CODES = frozenset({"fired", "stale", "not_found"})
+"""Refusals of a firing that a new plan resolves at once (it sees the entries applied since);
+any other failure (a busy node, a lost proposal, a full cluster) waits ``SCHEDULE_RETRY_MS``."""
+
+
 @attrs.define(eq=False)
 class SchedulerStatistics:
     plans: int = 0
@@ -161,7 +166,8 @@ class Scheduler:
         return False
 
     async def _fire(self, firings: list[FireSchedule]) -> bool:
-        """Propose every firing, wait until they are applied; whether each fired its slots."""
+        """Propose every firing, wait until they are applied; False if one failed in a way
+        worth a pause before the next plan."""
         waiters = [self._raft.propose(firing) for firing in firings]
         self.statistics.firings_proposed += len(firings)
         every_fired = True
@@ -175,7 +181,10 @@ class Scheduler:
                     every_fired = every_fired and fired == len(firing.slots)
                 else:
                     self.statistics.firings_refused += 1
-                    every_fired = False
+                    # Refused as planned on a view older than the log (a slot fired already,
+                    # a schedule changed): the table applied by now says what is due.
+                    replan = isinstance(outcome, Rejected) and outcome.code in REPLAN_CODES
+                    every_fired = every_fired and replan
                     logger.info(
                         "schedule firing not applied name=%s outcome=%r", firing.name, outcome
                     )

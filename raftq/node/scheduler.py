@@ -85,10 +85,10 @@ class Scheduler:
             await self._raft.role_changed()
 
     async def _lead(self, term: int) -> None:
-        if self._declared and not await self._put_declared():
-            await trio.sleep(limits.SCHEDULE_RETRY_MS / 1000)
-            return  # and again, if still leading
         leading_since_ms = self._clock.now_ms()
+        while self._declared and self._still_leading(term):
+            if not await self._put_declared():
+                await trio.sleep(limits.SCHEDULE_RETRY_MS / 1000)
         while self._still_leading(term):
             now_ms = self._clock.now_ms()
             firings, wake_ms = self._plan(now_ms, leading_since_ms)

@@ -405,3 +405,34 @@ LIMIT_RECHECK_MS = 50
 even if nothing is applied: a rate window opens as time passes, with no entry to wake it.
 So a rate-limited job starts within 50 ms of its window opening, for one cheap index look-up
 per 50 ms on the leader (one claim waits at a time)."""
+SCHEDULES_MAX = 10_000
+"""Schedules the cluster holds (``raftq schedule add``): each is a row in every snapshot and a
+slot the leader's scheduler keeps computed; 10,000 is ten times the 1,000 whose idle cost is
+measured (benchmarks/schedules_idle.py), and well past what a crontab holds."""
+
+SCHEDULE_PAYLOAD_BYTES_MAX = 64 * 1024
+"""A schedule's payload, copied into every job it fires: a schedule describes work, it does
+not carry data, and 10,000 of them at this size still fit a snapshot easily."""
+
+SCHEDULE_CRON_CHARS_MAX = 256
+"""A cron expression: the longest sane one (every field a list) is well under a hundred."""
+
+SCHEDULE_EVERY_MS_MIN = 1_000
+"""The shortest interval (``--every 1``): a firing is a log entry and a job, so a schedule
+faster than a second is a worker loop, not a schedule (cron's own resolution is a minute)."""
+
+SCHEDULE_EVERY_MS_MAX = 366 * 24 * 60 * 60 * 1000
+"""The longest interval, a year: longer is a cron expression's job."""
+
+SCHEDULE_SLOTS_PER_FIRING_MAX = 100
+"""Slots one firing entry enqueues at most (``--catch-up all`` after a long outage): one entry
+stays small and quick to apply; the leader fires the next hundred in the next entry."""
+
+SCHEDULE_RETRY_MS = 1_000
+"""How soon a leader's scheduler tries a firing again after it was not committed (a busy node,
+a full cluster): soon enough to keep a one-second schedule's slot, rare enough not to spin."""
+
+SCHEDULES_PAGE_BYTES_MAX = 1024 * 1024
+"""Payload bytes of the schedules in one page of ``schedule list``: 10,000 schedules of 64 KiB
+payloads would be a 640 MB answer; a page ends after the schedule that crosses this (so it
+holds at least one) and the client asks for the next."""

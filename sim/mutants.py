@@ -333,6 +333,25 @@ MUTANTS = (
             "tests/test_progress.py::test_progress_is_stored_under_the_current_fence_only",
         ),
     ),
+    Mutant(
+        name="schedule_fires_twice",
+        area="schedules",
+        bug="the state machine fires a slot without checking the schedule's last fired slot "
+        "(only its last change): a slot proposed again fires again",
+        unit_tests=(
+            "tests/test_schedules.py::test_a_slot_fires_once_and_a_second_firing_of_it_is_refused",
+            "tests/test_jobs_model.py::TestJobQueueAgainstModel",
+        ),
+    ),
+    Mutant(
+        name="new_leader_forgets_missed_slot",
+        area="schedules",
+        bug="a new leader's scheduler counts slots from when it took over: the slot missed "
+        "while there was no leader never fires",
+        unit_tests=(
+            "tests/test_schedules.py::test_a_new_leader_fires_the_latest_missed_slot_once",
+        ),
+    ),
 )
 
 

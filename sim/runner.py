@@ -30,6 +30,7 @@ from sim.checkers_jobs import HistoryAndBulkRules
 from sim.checkers_limits import LimitRules
 from sim.checkers_more import LeaseAndRetryRules
 from sim.checkers_policy import PolicyRules
+from sim.checkers_schedules import ScheduleRules
 from sim.cluster import (
     CLIENT_TIMEOUT_S,
     SimNode,
@@ -61,6 +62,7 @@ from sim.workload import (
     reader,
     retries_dead_jobs,
     runs_dependencies,
+    schedules,
     uses_limits,
 )
 
@@ -199,6 +201,7 @@ class Simulation:
         self.job_rules = HistoryAndBulkRules()
         self.dependency_rules = DependencyRules()
         self.policy_rules = PolicyRules()
+        self.schedule_rules = ScheduleRules()
         self.reads = ReadChecker(self.oracle)
         self.node_checks = NodeChecks()
         self.faults = FaultCounts()
@@ -235,6 +238,8 @@ class Simulation:
                     nursery.start_soon(limits_operator, self)
                 if self.script is None and runs_dependencies(self.options.seed):
                     nursery.start_soon(dependent_producer, self)
+                if self.script is None:
+                    nursery.start_soon(schedules, self)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
@@ -686,6 +691,7 @@ class Simulation:
         self.node_checks.check(self.nodes)
         self.reads.check()
         self.claim_rules.check()
+        self.schedule_rules.check(self)
         for job_id in self.ledger.fresh_acks:
             # A node answers an enqueue once it applied it, so the oracle has it by now.
             if job_id not in self.oracle.machine.jobs:
@@ -714,6 +720,7 @@ class Simulation:
             self.limit_rules.observe(entry, oracle)
             self.dependency_rules.observe(entry, oracle)
             self.policy_rules.observe(entry, oracle)
+            self.schedule_rules.observe(entry, oracle)
 
     def check_digests(self) -> None:
         oracle = self.oracle

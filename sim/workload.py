@@ -394,3 +394,57 @@ def _job_object(rng: random.Random, options: Any) -> dict[str, Any]:
         "timeout_ms": round(fields["timeout"] * 1000),
         "priority": fields["priority"],
     }
+
+
+SCHEDULE_EVERY_S = (1, 2, 3)
+"""The intervals of the workload's schedules: several slots in every run, slots falling in
+every kind of fault (sim.checkers_schedules judges them)."""
+
+SCHEDULE_CHANGE_INTERVAL_S = 4.0
+"""How often (virtual time) the schedule operator edits, removes or adds one schedule."""
+
+
+async def schedules(simulation: Any) -> None:
+    """Adds one to three interval schedules firing the workload's job type (a job that
+    succeeds at once), then now and then edits one (a new interval), removes one, or adds it
+    back, through any node, until the fault phase ends."""
+    rng = random.Random(f"{simulation.options.seed}:schedules")
+    payload = {"run_ms": 0, "fail_attempts": 0, "heartbeat": False}
+    names = [f"every-{number}" for number in range(rng.randint(1, 3))]
+    async with connect(
+        simulation.addresses,
+        network=simulation.network.endpoint("schedules"),
+        rng=random.Random(rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    ) as client:
+        pending = list(names)
+        while simulation.phase == "faults":
+            if pending:
+                name = pending[0]
+                every = rng.choice(SCHEDULE_EVERY_S)
+                catch_up = rng.choice(("latest", "all"))
+                try:
+                    await client.add_schedule(
+                        name, JOB_TYPE, payload, every=every, catch_up=catch_up
+                    )
+                    pending.pop(0)
+                    done = f"{name} every {every} s, catch-up {catch_up}"
+                except RaftqError as error:
+                    done = f"{name} refused ({type(error).__name__})"
+                simulation.trace.record("schedule", done)
+                continue
+            await trio.sleep(SCHEDULE_CHANGE_INTERVAL_S * rng.uniform(0.5, 1.5))
+            name = rng.choice(names)
+            if simulation.phase != "faults":
+                return
+            if rng.random() < 0.5:
+                pending.append(name)  # edited: added again with a new interval and catch-up
+            elif rng.random() < 0.5:
+                try:
+                    await client.remove_schedule(name)
+                    simulation.trace.record("schedule", f"{name} removed")
+                except RaftqError as error:
+                    simulation.trace.record(
+                        "schedule", f"{name} not removed ({error.__class__.__name__})"
+                    )
+                pending.append(name)

@@ -15,7 +15,7 @@ import raftq.storage.durable_log  # noqa: F401  (registers every storage type)
 from raftq import codec
 from raftq.errors import DecodeError
 from raftq.ids import NodeId
-from raftq.jobs import commands, job
+from raftq.jobs import commands, job, schedules
 from raftq.jobs.backoff import RetryPolicy
 from raftq.raft import messages
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
@@ -166,6 +166,24 @@ STRATEGIES[commands.Outcome] = st.builds(
     progress=st.binary(max_size=16),
 )
 COMMAND_FIELDS["outcomes"] = st.lists(STRATEGIES[commands.Outcome], max_size=3).map(tuple)
+# Schedules (#17, docs/schedules.md).
+STRATEGIES[commands.ScheduleSpec] = st.builds(
+    commands.ScheduleSpec,
+    name=names,
+    type=names,
+    payload=st.binary(max_size=64),
+    queue=names,
+    every_ms=st.integers(1_000, 10**9),
+    catch_up=st.sampled_from(commands.CATCH_UP_MODES),
+) | st.builds(
+    commands.ScheduleSpec, name=names, type=names, cron=st.just("0 3 * * *"), tz=st.just("UTC")
+)
+COMMAND_FIELDS["schedule"] = STRATEGIES[commands.ScheduleSpec]
+COMMAND_FIELDS["name"] = names
+COMMAND_FIELDS["revision"] = u64
+COMMAND_FIELDS["slots"] = st.lists(u64, min_size=1, max_size=3, unique=True).map(
+    lambda slots: tuple(sorted(slots))
+)
 for command_type in typing.get_args(commands.Command):
     if command_type is commands.SetLimit:  # a concurrency, a rate, or both
         STRATEGIES[command_type] = st.builds(
@@ -341,6 +359,22 @@ limit_rows = st.builds(
         if field.name != "name"
     },
     name=names,
+)
+STRATEGIES[wire.ListSchedules] = st.builds(wire.ListSchedules, after=st.just("") | names)
+schedule_views = st.builds(
+    schedules.ScheduleView,
+    **{
+        field.name: names if field.type in (str, "str") else u64
+        for field in attrs.fields(schedules.ScheduleView)
+        if field.name != "payload"
+    },
+    payload=st.binary(max_size=16),
+)
+STRATEGIES[schedules.ScheduleView] = schedule_views
+STRATEGIES[wire.SchedulesPage] = st.builds(
+    wire.SchedulesPage,
+    schedules=st.lists(schedule_views, max_size=2).map(tuple),
+    after=st.just("") | names,
 )
 STRATEGIES[wire.ClientCall] = st.one_of(
     *(STRATEGIES[call_type] for call_type in typing.get_args(wire.ClientCall))

@@ -82,6 +82,7 @@ from raftq.jobs.commands import (
     ExtendAll,
     ExtendResult,
     Fail,
+    FireSchedule,
     JobSpec,
     Lease,
     Outcome,
@@ -89,16 +90,19 @@ from raftq.jobs.commands import (
     Progress,
     ProgressResult,
     Purge,
+    PutSchedule,
     Rejected,
     Release,
     ReleaseResult,
     RemoveLimit,
+    RemoveSchedule,
     Report,
     ReportResult,
     Result,
     ResumeQueue,
     Retry,
     RetryDead,
+    ScheduleSpec,
     SetLimit,
 )
 from raftq.jobs.job import HistoryEvent, JobState, JobView
@@ -176,6 +180,7 @@ class ReferenceQueue:
         """(scope, name) -> (concurrency, rate, window_ms), 0 for none."""
         self.starts: dict[tuple[str, str], list[int]] = {}
         """(scope, name) -> every hand-out time since it got a rate limit."""
+        self.schedules: dict[str, ModelSchedule] = {}  # the schedules block
 
     def apply(self, index: int, command: Command) -> Result:
         self.entry_index = index  # each event records the entry that caused it (term 0 here)
@@ -220,6 +225,8 @@ class ReferenceQueue:
                 return self.remove_limit(command)
             case Progress():
                 return self.progress(index, command)
+            case PutSchedule() | RemoveSchedule() | FireSchedule():
+                return model_schedule_command(self, index, command)  # the schedules block
         raise AssertionError(f"not a command: {command!r}")
 
     # --- helpers --------------------------------------------------------------------------------
@@ -751,6 +758,97 @@ def policy_delay(job: ModelJob) -> int:
     return delay + (delay * policy.jitter_percent * spread) // (100 * 0xFFFFFFFF)
 
 
+# --- the reference model of schedules (#17 item 1, docs/schedules.md) ---------------------------
+#
+# A slot fires at most once, ever: it must be after the schedule's last fired slot and after
+# the entry that last added or changed it; due by the command's time; of the revision it was
+# computed for; an interval's multiple. Slots fire oldest first, each one job (the job file's
+# defaults), until one cannot be created; each fired job takes the key schedule:NAME:SLOT_MS
+# unless a job holds it within the dedupe window.
+
+
+@dataclass
+class ModelSchedule:
+    spec: ScheduleSpec
+    revision: int
+    since_ms: int
+    last_fired_ms: int = 0
+
+
+def model_schedule_command(
+    queue: ReferenceQueue, index: int, command: PutSchedule | RemoveSchedule | FireSchedule
+) -> Result:
+    schedules = queue.schedules
+    if isinstance(command, PutSchedule):
+        spec = command.schedule
+        old = schedules.get(spec.name)
+        if old is not None and old.spec == spec:
+            return Done(job_id="", state="unchanged")
+        if old is None and len(schedules) >= limits.SCHEDULES_MAX:
+            return Rejected(code="too_many_schedules", message="")
+        last = old.last_fired_ms if old is not None else 0
+        schedules[spec.name] = ModelSchedule(spec, index, queue.now_ms, last)
+        return Done(job_id="", state="added" if old is None else "updated")
+    if isinstance(command, RemoveSchedule):
+        if schedules.pop(command.name, None) is None:
+            return Rejected(code="not_found", message="")
+        return Done(job_id="", state="removed")
+    schedule = schedules.get(command.name)
+    if schedule is None:
+        return Rejected(code="not_found", message="")
+    if schedule.revision != command.revision:
+        return Rejected(code="stale", message="")
+    slots = list(command.slots)
+    if slots != sorted(set(slots)):
+        return Rejected(code="not_a_slot", message="")
+    if slots[0] <= max(schedule.since_ms, schedule.last_fired_ms):
+        return Rejected(code="fired", message="")
+    if slots[-1] > queue.now_ms:
+        return Rejected(code="early", message="")
+    every = schedule.spec.every_ms
+    if every and any(slot % every for slot in slots):
+        return Rejected(code="not_a_slot", message="")
+    outcomes: list[Enqueued | Rejected] = []
+    for position, slot in enumerate(slots):
+        outcome = model_create_fired_job(queue, index, position, schedule.spec)
+        outcomes.append(outcome)
+        if isinstance(outcome, Rejected):
+            break
+        schedule.last_fired_ms = slot
+        key = f"schedule:{schedule.spec.name}:{slot}"
+        held = queue.keys.get(key)
+        if held is None or queue.now_ms - held[1] >= WINDOW_MS:
+            queue.keys[key] = (outcome.job_id, queue.now_ms)
+    return EnqueueResult(jobs=tuple(outcomes))
+
+
+def model_create_fired_job(
+    queue: ReferenceQueue, index: int, position: int, spec: ScheduleSpec
+) -> Enqueued | Rejected:
+    job_id = f"j{index}-{position}"
+    if job_id in queue.jobs:
+        return Rejected(code="id_taken", message="")
+    names = [*queue.names]
+    names += [name for name in dict.fromkeys((spec.queue, spec.type)) if name not in names]
+    if len(names) > limits.NAMES_MAX:
+        return Rejected(code="too_many_names", message="")
+    queue.names = names
+    queue.enqueued += 1
+    queue.jobs[job_id] = ModelJob(
+        id=job_id,
+        type=spec.type,
+        queue=spec.queue,
+        priority=0,
+        payload=spec.payload,
+        max_attempts=3,
+        timeout_ms=30_000,
+        enqueued_ms=queue.now_ms,
+        run_at_ms=queue.now_ms,
+        order=queue.enqueued,
+    )
+    return Enqueued(job_id=job_id, created=True)
+
+
 def comparable(result: Result | Enqueued) -> object:
     """``result`` with each ``Rejected`` reduced to its code (messages are free text)."""
     if isinstance(result, Rejected):
@@ -826,6 +924,24 @@ SNOOZES_MAX = 2
 NAMES_MAXES = (limits.NAMES_MAX, 4)
 """The real limit, and one that the test's five queue and type names exceed."""
 fence_modes = st.sampled_from(FENCE_MODES)
+
+
+SCHEDULE_NAMES = ("s-a", "s-b")
+schedule_specs = st.builds(
+    ScheduleSpec,
+    name=st.sampled_from(SCHEDULE_NAMES),
+    type=mostly(*TYPES),
+    payload=st.sampled_from((b"", b"p")),
+    queue=mostly(*QUEUES),
+    every_ms=st.sampled_from((1_000, 7_000)),
+    catch_up=st.sampled_from(("latest", "all")),
+) | st.builds(
+    ScheduleSpec,
+    name=st.sampled_from(SCHEDULE_NAMES),
+    type=mostly(*TYPES),
+    cron=st.just("* * * * *"),
+)
+"""Schedules of the schedules block: two names, so that edits, removals and firings meet."""
 
 
 class JobQueueComparison(RuleBasedStateMachine):
@@ -1214,6 +1330,51 @@ class JobQueueComparison(RuleBasedStateMachine):
     def remove_limit(self, scope: str, pick: int, step_ms: int) -> None:
         names = QUEUES if scope == "queue" else GROUPS
         self.run(RemoveLimit(now_ms=self.stamp(step_ms), scope=scope, name=names[pick % 2]))
+
+    # --- schedules (the schedules block) -----------------------------------------------------
+
+    @rule(spec=schedule_specs, step_ms=time_steps)
+    def put_schedule(self, spec: ScheduleSpec, step_ms: int) -> None:
+        self.run(PutSchedule(now_ms=self.stamp(step_ms), schedule=spec))
+
+    @rule(name=st.sampled_from(SCHEDULE_NAMES), step_ms=time_steps)
+    def remove_schedule(self, name: str, step_ms: int) -> None:
+        self.run(RemoveSchedule(now_ms=self.stamp(step_ms), name=name))
+
+    @rule(
+        name=st.sampled_from(SCHEDULE_NAMES),
+        current=st.sampled_from((True, True, True, False)),
+        steps=st.lists(st.integers(-2, 3), min_size=1, max_size=3),
+        step_ms=time_steps,
+    )
+    def fire_schedule(self, name: str, current: bool, steps: list[int], step_ms: int) -> None:
+        """Slots around the schedule's floor (some fired already, some early, some not of
+        its interval), for its revision or an older one."""
+        schedule = self.model.schedules.get(name)
+        revision = schedule.revision if schedule is not None else self.index
+        if not current:
+            revision -= 1
+        every = schedule.spec.every_ms if schedule is not None and schedule.spec.every_ms else 1
+        floor = max(schedule.since_ms, schedule.last_fired_ms) if schedule is not None else 0
+        base = floor // every * every
+        slots = tuple(max(0, base + step * every + (step == 3)) for step in steps)
+        self.run(
+            FireSchedule(now_ms=self.stamp(step_ms), name=name, revision=revision, slots=slots)
+        )
+
+    @invariant()
+    def same_schedules(self) -> None:
+        views, after = self.machine.schedule_page(bytes_max=1 << 30)
+        assert after == ""
+        expected = [
+            (s.spec, s.revision, s.since_ms, s.last_fired_ms)
+            for _, s in sorted(self.model.schedules.items())
+        ]
+        assert [
+            (self.machine.schedules.by_name[view.name].spec, view.revision, view.since_ms,
+             view.last_fired_ms)
+            for view in views
+        ] == expected  # fmt: skip
 
     @precondition(lambda self: self.index > 0)
     @rule()

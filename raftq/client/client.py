@@ -41,6 +41,7 @@ from raftq.client.jobfile import (
     seconds_to_ms,
     specs_from_objects,
 )
+from raftq.client.schedules import schedule_json, schedule_spec
 from raftq.client.status import cluster_status
 from raftq.errors import (
     Busy,
@@ -70,10 +71,12 @@ from raftq.jobs.commands import (
     PauseQueue,
     Progress,
     ProgressResult,
+    PutSchedule,
     Rejected,
     Release,
     ReleaseResult,
     RemoveLimit,
+    RemoveSchedule,
     Report,
     ReportResult,
     Result,
@@ -103,9 +106,11 @@ from raftq.transport.wire import (
     LimitsReply,
     ListJobs,
     ListLimits,
+    ListSchedules,
     MembershipReply,
     PageJobs,
     Redirect,
+    SchedulesPage,
     StatusReply,
     SubmitCommand,
     TransferLeader,
@@ -561,6 +566,56 @@ class Client:
         if not isinstance(reply, LimitsReply):
             raise _unexpected(reply)
         return [limit_json(row) for row in reply.limits]
+
+    # --- schedules (docs/schedules.md) ---------------------------------------------------------
+
+    async def add_schedule(
+        self,
+        name: str,
+        type: str,
+        payload: object = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        queue: str = "default",
+        catch_up: str = "latest",
+    ) -> str:
+        """Add schedule ``name``, or replace the one of that name: a job of ``type`` with
+        ``payload`` at each slot of ``cron`` (in ``tz``) or every ``every`` seconds. Returns
+        "added", "updated" or "unchanged". A bad expression or zone is a ``ConfigError``."""
+        spec = schedule_spec(
+            name, type, payload, cron=cron, every=every, tz=tz, queue=queue, catch_up=catch_up
+        )
+        return _expect(await self._submit(PutSchedule(now_ms=0, schedule=spec)), Done).state
+
+    async def schedules(self) -> builtins.list[dict[str, Any]]:
+        """Every schedule by name, as ``raftq schedule list --json`` shows it."""
+        shown: builtins.list[dict[str, Any]] = []
+        after = ""
+        for _ in range(limits.SCHEDULES_MAX):  # a page holds one schedule at least
+            reply = await self._request(ListSchedules(after=after))
+            if not isinstance(reply, SchedulesPage):
+                raise _unexpected(reply)
+            shown.extend(schedule_json(view) for view in reply.schedules)
+            after = reply.after
+            if not after:
+                break
+        return shown
+
+    async def remove_schedule(self, name: str) -> None:
+        """Remove schedule ``name`` (a slot it was firing as this applies is refused);
+        ``CommandRejected`` with code not_found if there is none."""
+        try:
+            command = RemoveSchedule(now_ms=0, name=name)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"bad schedule name: {error}") from None
+        reply = await self._request(SubmitCommand(command=command, follow_redirects=True))
+        if not isinstance(reply, CommandReply):
+            raise _unexpected(reply)
+        if isinstance(reply.result, Rejected):
+            raise CommandRejected(reply.result.message, code=reply.result.code)
+        _expect(reply.result, Done)
 
     # --- cluster membership ---------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from raftq.client.client import LIST_LIMIT_MAX, Client, Job, connect
 from raftq.client.cursor import decode_cursor, encode_cursor
 from raftq.client.jobfile import load_job_file, parse_json
 from raftq.client.limit_commands import add_limit_parser, run_limit
+from raftq.client.schedule_commands import add_schedule_commands, run_schedule
 from raftq.client.worker import Worker
 from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
 from raftq.jobs.commands import JobSpec
@@ -64,6 +65,7 @@ CLIENT_COMMANDS = frozenset(
         "cluster",
         "drain",
         "limit",
+        "schedule",
     }
 )
 
@@ -255,6 +257,7 @@ def add_client_commands(commands: Any) -> None:
     )
     worker.add_argument("--queue", dest="queues", action="append", default=[], metavar="Q")
     worker.add_argument("--log-level", choices=["debug", "info", "warning"], default="info")
+    add_schedule_commands(commands, with_timeout)
 
 
 def _connection_options(*, client_timeout_flag: str) -> argparse.ArgumentParser:
@@ -604,4 +607,5 @@ _COMMANDS: dict[str, Command] = {
     "resume": _resume,
     "worker": _worker,
     "limit": run_limit,
+    "schedule": run_schedule,
 }

@@ -326,6 +326,34 @@ class SyncClient:
         """``Client.limits``: every limit with what runs under it now."""
         return self._call(lambda client: client.limits())
 
+    # --- schedules (``Client.add_schedule``, docs/schedules.md) --------------------------------
+
+    def add_schedule(
+        self,
+        name: str,
+        type: str,
+        payload: object = None,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        tz: str | None = None,
+        queue: str = "default",
+        catch_up: str = "latest",
+    ) -> str:
+        """Add or replace a schedule; "added", "updated" or "unchanged"."""
+        return self._call(
+            lambda client: client.add_schedule(
+                name, type, payload, cron=cron, every=every, tz=tz, queue=queue, catch_up=catch_up
+            )
+        )
+
+    def schedules(self) -> builtins.list[dict[str, Any]]:
+        """Every schedule, as ``raftq schedule list --json`` shows it."""
+        return self._call(lambda client: client.schedules())
+
+    def remove_schedule(self, name: str) -> None:
+        self._call(lambda client: client.remove_schedule(name))
+
 
 _clients: weakref.WeakSet[SyncClient] = weakref.WeakSet()
 """Every live SyncClient of this process, for the at-fork hook."""

@@ -379,6 +379,84 @@ class Progress:
             raise ValueError("job_ids, fences and values differ in length")
 
 
+CATCH_UP_MODES = ("latest", "all")
+"""What a schedule's new leader fires of the slots missed while there was none: the latest one
+only, or every one (oldest first, ``limits.SCHEDULE_SLOTS_PER_FIRING_MAX`` per entry)."""
+
+
+def _every_ms(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value and not limits.SCHEDULE_EVERY_MS_MIN <= value <= limits.SCHEDULE_EVERY_MS_MAX:
+        raise ValueError(
+            f"every_ms must be {limits.SCHEDULE_EVERY_MS_MIN} to {limits.SCHEDULE_EVERY_MS_MAX}"
+        )
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class ScheduleSpec:
+    """A schedule as its user wrote it: a cron expression (in time zone ``tz``, "" for UTC)
+    or a fixed interval ``every_ms`` (slots at the multiples of it since the Unix epoch),
+    exactly one of the two; each slot fires a job of ``type`` with ``payload`` on ``queue``.
+    Whether ``cron`` and ``tz`` parse is checked where they are read (``raftq.slots``): the
+    state machine never reads a clock or a time zone database."""
+
+    name: str = attrs.field(validator=_name)
+    type: str = attrs.field(validator=_name)
+    payload: bytes = attrs.field(
+        default=b"", validator=attrs.validators.max_len(limits.SCHEDULE_PAYLOAD_BYTES_MAX)
+    )
+    queue: str = attrs.field(default="default", validator=_name)
+    cron: str = attrs.field(default="", validator=_text(limits.SCHEDULE_CRON_CHARS_MAX))
+    tz: str = attrs.field(default="", validator=_text(limits.NAME_CHARS_MAX))
+    every_ms: int = attrs.field(default=0, validator=[_non_negative, _every_ms])
+    catch_up: str = attrs.field(default="latest", validator=attrs.validators.in_(CATCH_UP_MODES))
+
+    def __attrs_post_init__(self) -> None:
+        if bool(self.cron) == bool(self.every_ms):
+            raise ValueError("a schedule has either a cron expression or an interval, not both")
+        if self.tz and not self.cron:
+            raise ValueError("a time zone applies to a cron expression only")
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class PutSchedule:
+    """Add a schedule, or replace the one of that name (its slots then restart after this
+    entry's time; its last fired slot stays, so no slot fires twice). Answered ``Done`` with
+    state added, updated or unchanged (the same definition: nothing changes)."""
+
+    now_ms: int
+    schedule: ScheduleSpec
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class RemoveSchedule:
+    now_ms: int
+    name: str = attrs.field(validator=_name)
+
+
+def _slots(instance: object, attribute: attrs.Attribute[Any], slots: Any) -> None:
+    if not 0 < len(slots) <= limits.SCHEDULE_SLOTS_PER_FIRING_MAX:
+        raise ValueError(f"a firing has 1 to {limits.SCHEDULE_SLOTS_PER_FIRING_MAX} slots")
+    if any(not isinstance(slot, int) or slot < 0 for slot in slots):
+        raise ValueError("slots are Unix times in ms")
+
+
+@codec.register
+@attrs.frozen(kw_only=True)
+class FireSchedule:
+    """The leader's scheduler fires ``slots`` (ascending Unix times in ms, each due by its
+    clock) of schedule ``name`` as it was at ``revision``: one job each, keyed
+    ``schedule:NAME:SLOT_MS``. The state machine refuses a slot not after the schedule's last
+    fired one (at most once, ever), after ``now_ms``, or of a revision since changed."""
+
+    now_ms: int
+    name: str = attrs.field(validator=_name)
+    revision: int
+    slots: tuple[int, ...] = attrs.field(validator=_slots)
+
+
 Command = (
     Enqueue
     | Claim
@@ -398,6 +476,9 @@ Command = (
     | SetLimit
     | RemoveLimit
     | Progress
+    | PutSchedule
+    | RemoveSchedule
+    | FireSchedule
 )
 codec.register_union(Command)
 
@@ -409,7 +490,8 @@ codec.register_union(Command)
 @attrs.frozen(kw_only=True)
 class Rejected:
     """The command changed nothing. ``code``: not_found, lease_lost, finished, running,
-    not_retryable, id_taken, too_many_names."""
+    not_retryable, id_taken, too_many_names; for schedules: too_many_schedules, stale, fired,
+    early, not_a_slot (``raftq.jobs.schedules``)."""
 
     code: str
     message: str

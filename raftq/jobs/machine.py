@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from raftq import limits
 from raftq.errors import DecodeError, LocalProtocolError
 from raftq.ids import derived_job_id
-from raftq.jobs import dependencies, policy, unique
+from raftq.jobs import dependencies, policy, schedules, unique
 from raftq.jobs.backoff import policy_delay_ms
 from raftq.jobs.commands import (
     Cancel,
@@ -57,16 +57,19 @@ from raftq.jobs.commands import (
     ExtendAll,
     ExtendResult,
     Fail,
+    FireSchedule,
     JobSpec,
     Lease,
     Outcome,
     PauseQueue,
     Progress,
     Purge,
+    PutSchedule,
     Rejected,
     Release,
     ReleaseResult,
     RemoveLimit,
+    RemoveSchedule,
     Report,
     ReportResult,
     Result,
@@ -203,6 +206,7 @@ class JobStateMachine:
         """Unique-while-active keys and their holders (derived: rebuilt on restore)."""
         self._orphans: deque[Job] = deque()
         """Finished parents whose children are being released or cancelled (a work list)."""
+        self.schedules = schedules.ScheduleTable()  # raftq.jobs.schedules
         self.observer: Observer | None = None
         """Told of enqueues, claims and finishes, for metrics. Not part of the state."""
         self.jobs_max = limits.JOBS_MAX
@@ -485,6 +489,17 @@ class JobStateMachine:
             if not cancel:  # a job cancelled at once never holds its key
                 self.active_keys.take(job)
         return cancel
+
+    def take_key(self, key: str, job_id: str) -> None:
+        """Give idempotency key ``key`` to ``job_id``, unless another job holds it."""
+        self._forget_old_keys()
+        if key in self.keys:
+            return
+        self.keys[key] = job_id
+        self.key_order.append(key)
+        self.key_times.append(self.now_ms)
+        if len(self.keys) > limits.DEDUPE_KEYS_MAX:
+            self._forget_oldest_key()
 
     def _forget_old_keys(self) -> None:
         horizon = self.now_ms - limits.DEDUPE_WINDOW_MS
@@ -1036,11 +1051,19 @@ class JobStateMachine:
         sections.update(dependencies.sections(extras))
         sections.update(unique.sections(extras))
         sections.update(policy.sections(jobs))
+        if self.schedules.by_name:
+            sections[schedules.SECTION] = self.schedules.rows()
         return sections
 
     def digest(self) -> str:
         """A stable hash of the whole state, to compare replicas."""
         return hashlib.blake2b(self.snapshot(), digest_size=16).hexdigest()
+
+    def schedule_page(
+        self, after: str = "", bytes_max: int = limits.SCHEDULES_PAGE_BYTES_MAX
+    ) -> tuple[list[schedules.ScheduleView], str]:
+        """A page of schedules by name (``ScheduleTable.page``)."""
+        return self.schedules.page(after, bytes_max)
 
     def dead_letters(self, limit: int = 100) -> list[JobView]:
         """The dead-letter list, in order of death."""
@@ -1189,6 +1212,8 @@ class Rebuild:
         policy.restore_sections(machine, sections)
         machine.dependencies.rebuild(machine.jobs)
         machine.active_keys.rebuild(dependencies.with_extra(machine.jobs.values()))
+        if schedules.SECTION in sections:
+            machine.schedules = schedules.ScheduleTable.from_rows(sections.pop(schedules.SECTION))
         if sections:
             raise DecodeError(
                 f"snapshot sections {sorted(sections)} are unknown to this raftq "
@@ -1279,4 +1304,7 @@ _HANDLERS = {
     SetLimit: JobStateMachine._set_limit,
     RemoveLimit: JobStateMachine._remove_limit,
     Progress: JobStateMachine._progress,
+    PutSchedule: schedules.put,
+    RemoveSchedule: schedules.remove,
+    FireSchedule: schedules.fire,
 }

@@ -20,7 +20,13 @@ from raftq.errors import ConfigError, DataDirError
 from raftq.ids import parse_node_id
 from raftq.interrupts import honour_sigint, interrupted
 from raftq.lifeline import lifeline_fd, wait_for_parent_exit
-from raftq.node.config import NodeConfig, NodeSettings, load_settings, parse_members
+from raftq.node.config import (
+    NodeConfig,
+    NodeSettings,
+    load_settings,
+    parse_members,
+    schedule_specs,
+)
 from raftq.node.node import Node, open_node
 from raftq.raft.ready import Role
 from raftq.transport.tls import tls_config_from
@@ -158,6 +164,7 @@ def config_from(arguments: argparse.Namespace) -> tuple[NodeConfig, NodeSettings
         secret_file=settings.secret_file or os.environ.get("RAFTQ_SECRET_FILE", ""),
         insecure=settings.insecure,
         tls=tls_config_from(settings.tls_cert, settings.tls_key, settings.tls_ca),
+        schedules=schedule_specs(settings.schedules),
     )
     return config, settings
 

@@ -25,6 +25,7 @@ from raftq.errors import DecodeError
 from raftq.jobs.commands import Command
 from raftq.jobs.job import JobView
 from raftq.jobs.machine import JobStateMachine, Observer
+from raftq.jobs.schedules import ScheduleTable, ScheduleView
 from raftq.node.waiters import ProposalWaiters, Waiter
 from raftq.raft.log import IncomingSnapshot
 from raftq.raft.types import Entry, EntryKind, Membership, SnapshotMeta
@@ -113,6 +114,11 @@ class JobsView(Protocol):
         limit: int = 100,
         newest_first: bool = False,
     ) -> tuple[list[JobView], int]: ...
+
+    @property
+    def schedules(self) -> ScheduleTable: ...
+
+    def schedule_page(self, after: str = "") -> tuple[list[ScheduleView], str]: ...
 
 
 SaveSnapshot = Callable[[SnapshotMeta, bytes], Waiter]

@@ -18,11 +18,12 @@ import trio
 from raftq import limits
 from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
 from raftq.ids import NodeId
-from raftq.jobs.commands import Claim, ClaimResult, Command, Enqueue, Report
+from raftq.jobs.commands import Claim, ClaimResult, Command, Enqueue, PutSchedule, Report
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
+from raftq.node.scheduler import schedule_problem, schedules_page
 from raftq.node.waiters import NotLeaderHere, Waiter
 from raftq.raft.ready import Role
 from raftq.raft.types import Membership
@@ -45,6 +46,7 @@ from raftq.transport.wire import (
     LimitsReply,
     ListJobs,
     ListLimits,
+    ListSchedules,
     MembershipReply,
     PageJobs,
     QueueStatus,
@@ -180,6 +182,10 @@ class ClientService:
                         message="the cluster holds its maximum number of jobs or bytes; "
                         "retry once finished jobs are purged",
                     )
+                if isinstance(call.command, PutSchedule) and (
+                    problem := schedule_problem(call.command.schedule)
+                ):
+                    return Failure(code="bad_request", message=problem)
                 if isinstance(call.command, Claim) and self._must_wait_for_work(call.command):
                     return await self._long_poll_claim(call.command)
                 if isinstance(call.command, Report) and self._leads():
@@ -216,6 +222,8 @@ class ClientService:
             if isinstance(call, ListLimits):
                 rows = machine.limit_rows()
                 return LimitsReply(limits=tuple(LimitRow(**row) for row in rows))
+            if isinstance(call, ListSchedules):
+                return schedules_page(machine.schedule_page(call.after))
             assert isinstance(call, ListJobs)
             return JobsReply(
                 jobs=tuple(

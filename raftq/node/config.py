@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import re
 import tomllib
+import typing
 from typing import Any
 
 import attrs
@@ -14,6 +16,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from raftq import codec, limits
 from raftq.errors import ConfigError, DecodeError
 from raftq.ids import NodeId, parse_node_id
+from raftq.jobs.commands import ScheduleSpec
 from raftq.transport.network import parse_address
 from raftq.transport.tls import TlsConfig
 
@@ -69,6 +72,9 @@ class NodeConfig:
     """Serve beyond loopback without a secret: anyone who reaches the port may use the node."""
     tls: TlsConfig | None = None
     """TLS for every connection (``--tls-cert``, ``--tls-key``, ``--tls-ca``)."""
+    schedules: tuple[ScheduleSpec, ...] = ()
+    """Schedules the config file declares: the first time this node leads after it starts,
+    it adds each one the cluster lacks or holds differently (docs/schedules.md)."""
 
     def __attrs_post_init__(self) -> None:
         if self.wal_segment_bytes < limits.WAL_SEGMENT_BYTES_MIN:
@@ -204,6 +210,19 @@ class JobsSettings:
 
 
 @attrs.frozen(kw_only=True)
+class ScheduleSettings:
+    """``[schedules.NAME]``: one schedule, as ``raftq schedule add NAME`` takes it."""
+
+    type: str
+    cron: str = ""
+    tz: str = ""
+    every_s: float = 0
+    payload: Any = None
+    queue: str = "default"
+    catch_up: str = "latest"
+
+
+@attrs.frozen(kw_only=True)
 class NodeSettings:
     """Everything ``--config`` may set. Top-level keys are the node's identity, process and
     security options, spelled as their flags with underscores; tunables sit in tables."""
@@ -226,6 +245,10 @@ class NodeSettings:
     raft: RaftSettings = attrs.field(factory=RaftSettings)
     storage: StorageSettings = attrs.field(factory=StorageSettings)
     jobs: JobsSettings = attrs.field(factory=JobsSettings)
+    schedules: dict[str, ScheduleSettings] = attrs.field(
+        factory=dict, metadata={"table_of_tables": True}
+    )
+    """Listed in docs/schedules.md, not among the keys of docs/operations.md."""
 
 
 def _module_names(value: Any, _: Any) -> tuple[str, ...]:
@@ -237,7 +260,7 @@ def _module_names(value: Any, _: Any) -> tuple[str, ...]:
 
 def _register_settings() -> None:
     """Structure hooks that refuse unknown keys, on the project's converter."""
-    for cls in (RaftSettings, StorageSettings, JobsSettings, NodeSettings):
+    for cls in (RaftSettings, StorageSettings, JobsSettings, ScheduleSettings, NodeSettings):
         attrs.resolve_types(cls)  # field.type: classes, not the strings of the annotations
         overrides: dict[str, Any] = {}
         if cls is NodeSettings:
@@ -260,6 +283,8 @@ def setting_keys(cls: Any = NodeSettings, prefix: str = "") -> dict[str, Any]:
     """Every key a config file may hold, dotted (``raft.tick_ms``), with its default."""
     keys: dict[str, Any] = {}
     for field in attrs.fields(cls):
+        if field.metadata.get("table_of_tables"):
+            continue
         if attrs.has(field.type):
             keys.update(setting_keys(field.type, f"{prefix}{field.name}."))
         else:
@@ -322,13 +347,15 @@ def _describe(error: BaseException, kind: Any) -> str:
         return "must be a table"
     if isinstance(error, DecodeError):
         return str(error)  # "expected int, got str"
+    if isinstance(error, KeyError):  # a key without a default (a schedule's type)
+        return "is required"
     return f"cannot be read as {getattr(kind, '__name__', kind)}: {error}"
 
 
 def _key_first(problem: str) -> str:
     """cattrs' "what @ $.raft.tick_ms" as "raft.tick_ms: what"."""
     what, _, where = problem.rpartition(" @ ")
-    path = where.removeprefix("$").removeprefix(".")
+    path = re.sub(r"\['([^']*)'\]", r".\1", where).removeprefix("$").removeprefix(".")
     if what.startswith(_UNKNOWN):
         unknown = what[len(_UNKNOWN) :].split(",")
         names = ", ".join(f"{path}.{key}" if path else key for key in unknown)
@@ -343,8 +370,12 @@ def _key_first(problem: str) -> str:
 
 def _settings_class_at(path: str) -> Any:
     cls: Any = NodeSettings
-    for name in filter(None, path.split(".")):
-        cls = attrs.fields_dict(cls)[name].type
+    names = [name for name in path.split(".") if name]
+    while names:
+        cls = attrs.fields_dict(cls)[names.pop(0)].type
+        if typing.get_origin(cls) is dict:  # [schedules.NAME]: NAME is the table's own
+            cls = typing.get_args(cls)[1]
+            names = names[1:]
     return cls
 
 
@@ -352,6 +383,8 @@ def _check_bounds(settings: Any, prefix: str = "") -> None:
     for field in attrs.fields(type(settings)):
         value = getattr(settings, field.name)
         key = prefix + field.name
+        if field.metadata.get("table_of_tables"):
+            continue  # checked whole by their own code (schedule_specs)
         if attrs.has(type(value)):
             _check_bounds(value, key + ".")
             continue
@@ -360,3 +393,30 @@ def _check_bounds(settings: Any, prefix: str = "") -> None:
             raise ConfigError(f"{key}: must be at least {minimum}, not {value}")
         if choices and value not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(choices)}, not {value!r}")
+
+
+def schedule_specs(schedules: dict[str, ScheduleSettings]) -> tuple[ScheduleSpec, ...]:
+    """The config file's ``[schedules.NAME]`` tables as schedules, by name; ``ConfigError``
+    naming the schedule and its problem (a bad cron expression or zone, both or neither of
+    ``cron`` and ``every_s``)."""
+    from raftq.client.schedules import schedule_spec
+
+    specs: list[ScheduleSpec] = []
+    for name in sorted(schedules):
+        settings = schedules[name]
+        try:
+            specs.append(
+                schedule_spec(
+                    name,
+                    settings.type,
+                    settings.payload,
+                    cron=settings.cron or None,
+                    every=settings.every_s or None,
+                    tz=settings.tz or None,
+                    queue=settings.queue,
+                    catch_up=settings.catch_up,
+                )
+            )
+        except ConfigError as error:
+            raise ConfigError(f"schedules.{name}: {error}") from None
+    return tuple(specs)

@@ -10,6 +10,7 @@
                                        applier (owns the job state machine; encodes snapshots
                                                 off the loop) --save_snapshot--> raft peer
                                        steward (leader duties: ExtendAll, ExpireLeases)
+                                       scheduler (leader duty: schedule firings)
 ```
 
 Every channel is bounded. ``open_node`` recovers the data directory (snapshot + WAL), starts
@@ -48,6 +49,7 @@ from raftq.node.forwarder import Forwarder
 from raftq.node.log_writer import LogWriter
 from raftq.node.peers import Peers
 from raftq.node.raft_peer import RaftPeer
+from raftq.node.scheduler import Scheduler
 from raftq.node.steward import Steward
 from raftq.node.waiters import ProposalWaiters
 from raftq.raft.core import RaftConfig, RaftCore
@@ -262,6 +264,7 @@ async def _start(
     await nursery.start(applier.run)
     await nursery.start(raft.run)
     await nursery.start(steward.run)
+    await nursery.start(Scheduler(raft, applier, clock, config.schedules).run)  # leader only
     metrics.add_collector(functools.partial(_scrape, raft, applier, transport, recovery_seconds))
     metrics_port = 0
     if config.metrics_addr:

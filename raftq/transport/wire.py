@@ -15,6 +15,7 @@ from raftq import codec, limits
 from raftq.errors import DecodeError, RemoteProtocolError
 from raftq.jobs.commands import Command, Result
 from raftq.jobs.job import JobState, JobView
+from raftq.jobs.schedules import ScheduleView
 from raftq.raft.messages import Message
 
 PROTOCOL_VERSION = 1
@@ -177,6 +178,16 @@ class ListLimits:
     """Every concurrency and rate limit, with what runs under each now (``LimitsReply``)."""
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class ListSchedules:
+    """The schedules after the name ``after`` ("" from the first), by name, each with its
+    next slot: a page of at most ``limits.SCHEDULES_PAGE_BYTES_MAX`` bytes of payloads
+    (``SchedulesPage``), read like a job (linearizable, on any node)."""
+
+    after: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
+
+
 ClientCall = (
     SubmitCommand
     | GetJob
@@ -187,6 +198,7 @@ ClientCall = (
     | TransferLeader
     | Drain
     | ListLimits
+    | ListSchedules
 )
 codec.register_union(ClientCall)
 
@@ -320,6 +332,15 @@ class LimitsReply:
     limits: tuple[LimitRow, ...]
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class SchedulesPage:
+    """``after``: the name the next page starts after; "" when this is the last page."""
+
+    schedules: tuple[ScheduleView, ...]
+    after: str
+
+
 ClientReply = (
     CommandReply
     | JobReply
@@ -330,6 +351,7 @@ ClientReply = (
     | Redirect
     | Failure
     | LimitsReply
+    | SchedulesPage
 )
 codec.register_union(ClientReply)
 

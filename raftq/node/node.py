@@ -242,6 +242,7 @@ async def _start(
     transport = TransportStatistics()
 
     async def on_peer(peer: NodeId, connection: FramedConnection) -> None:
+        peers.wake(peer)  # it is up: our link to it need not wait out its backoff
         await connections.receive_peer_messages(
             peer,
             connection,

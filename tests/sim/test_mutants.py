@@ -22,23 +22,22 @@ QUICK = [
     ("expire_early", 1, "leases end only by report, cancel or expiry", 10),
     ("wal_no_fsync", 1, DURABLE, 10),
     ("commit_minority", 1, DURABLE, 10),
-    ("commit_regresses", 1, "commit index never goes back", 20),
+    ("commit_regresses", 2, "commit index never goes back", 20),
     ("read_without_quorum", 16, "linearizable reads", 10),
 ]
 """(mutant, a seed that catches it, the checker that fires, ``--sim-seconds``): a few
 quick ones in every ``make test``. ``wal_no_fsync`` and ``commit_minority`` needed a new
 checker (durability on a majority's disks, ``sim.checkers.NodeChecks``), ``commit_regresses``
-the commit index watched in every step (``sim.checkers.StepWatch``; seed 1 fires at 11
-simulated seconds), ``read_without_quorum`` the ``deposed_read`` schedule and the read
+the commit index watched in every step (``sim.checkers.StepWatch``; seed 2 since the peer
+link wake, perf16), ``read_without_quorum`` the ``deposed_read`` schedule and the read
 checker's judgement of "no such job": they are also their regression seeds."""
 
 REGRESSIONS = [
     ("send_before_persist", 1, DURABLE, 10),
-    ("vote_not_persisted", 3, "one leader per term", 10),
+    ("vote_not_persisted", 4, "one leader per term", 10),
     ("commit_counts_learners", 28, DURABLE, 20),
     ("commit_figure8", 4, "committed entries never change", 10),
-    ("snapshot_install_drops_log", 26, "committed entries are never dropped", 20),
-    ("compact_past_snapshot", 33, "simulator error", 20),
+    ("snapshot_install_drops_log", 71, "committed entries are never dropped", 20),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
 (seed 3 crashes nodes during elections; seed 9, which caught ``vote_not_persisted`` through
@@ -51,7 +50,17 @@ Since the workers claim ahead of their free slots and claims and reports share R
 with enqueues (claims16), every seed runs differently: ``snapshot_install_drops_log`` moved
 from seed 3 to seed 26, and ``compact_past_snapshot`` (seed 8 before) to seed 33, where an
 assertion on a node's log fires ("simulator error: AssertionError: (546, 614)"; `python -m
-sim.mutants compact_past_snapshot --seeds 200 --jobs 1 --skip-unit` on the merged main)."""
+sim.mutants compact_past_snapshot --seeds 200 --jobs 1 --skip-unit` on the merged main).
+
+The peer link wake (perf16: a link reconnects at once when its peer connects to us, not after
+its backoff) moved them again: ``vote_not_persisted`` to seed 4 and ``commit_regresses`` to
+seed 2 (``python -m sim.mutants NAME --seeds 200 --jobs 1 --skip-unit``),
+``snapshot_install_drops_log`` to seed 71 (seeds 1-50 in order, then only the seeds that draw
+``held_snapshot``: 57 passes, 71 fails). ``compact_past_snapshot`` is no longer found: not at
+seed 33, nor at any seed of 1-150 that snapshots (``snapshot_entries`` drawn above 0), nor at
+the seeds up to 179 that draw ``down_compaction`` or ``snapshot_crash``, so it has no
+regression seed until a schedule is written for it (docs/simulator.md); its unit test
+(``tests/mutants/test_guards.py``) still catches it in every ``make mutants``."""
 
 
 def test_every_mutant_has_a_patch_and_every_patch_a_mutant() -> None:

@@ -154,6 +154,37 @@ async def test_a_node_process_freezes_what_survives_each_collection(
         gc.unfreeze()  # the rest of the test process collects as usual
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+async def test_a_node_process_freezes_the_state_it_restored_at_start_up(
+    tmp_path: Path, freeze: bool
+) -> None:
+    """``open_node(freeze_recovered=True)`` (the node process) freezes the restored state
+    before its first collection could scan it; an embedding application's process is left
+    as it is by default."""
+    import gc
+
+    from raftq.node.node import open_node
+    from raftq.seeded_state import pending_jobs, seed_snapshot, voters_at
+    from tests.node_helpers import node_config
+
+    members = member_map(1)
+    config = node_config("n1", members, tmp_path)
+    jobs = 2_000
+    addresses = {str(node): address for node, address in members.items()}
+    await seed_snapshot(tmp_path / "n1", voters_at(addresses), pending_jobs(jobs).snapshot())
+    gc.unfreeze()
+    try:
+        async with open_node(config, freeze_recovered=freeze) as node:
+            frozen = gc.get_freeze_count()
+            assert len(node.applier.machine.jobs) == jobs
+            if freeze:
+                assert frozen >= jobs  # at least a Job record each, besides the process
+            else:
+                assert frozen == 0
+    finally:
+        gc.unfreeze()
+
+
 async def test_a_client_resetting_its_connection_mid_request_does_not_stop_the_node(
     tmp_path: Path,
 ) -> None:

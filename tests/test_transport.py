@@ -10,6 +10,7 @@ from collections.abc import Callable
 import pytest
 import trio
 
+from raftq.backoff import Backoff
 from raftq.errors import RemoteProtocolError
 from raftq.ids import NodeId
 from raftq.raft.messages import Heartbeat, Message
@@ -25,6 +26,7 @@ from raftq.transport.wire import (
     decode_wire,
     encode_wire,
 )
+from tests.node_helpers import free_ports
 
 CLUSTER = "test-cluster"
 MEMBERS = {NodeId("n1"), NodeId("n2")}
@@ -166,6 +168,43 @@ async def test_a_peer_link_reconnects_after_the_peer_restarts() -> None:
             await trio.sleep(0.02)
         await wait_for(lambda: any(m.commit == 5 for m in second.received))  # type: ignore[union-attr]
         assert link.connects >= 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_peer_that_connects_to_us_wakes_our_link_out_of_its_backoff(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A restarted follower connects to its leader at once; the leader's link to it, backing
+    off after its failed reconnects, must not make it wait out the backoff (up to 3 s): the
+    inbound connection wakes the link (``PeerLink.wake``, called by the node's peer handler)."""
+    monkeypatch.setattr(connections, "RECONNECT_BACKOFF", Backoff(min_s=60, max_s=60))
+    identity = Identity(cluster_id=CLUSTER, node_id=NodeId("n1"), peers=MEMBERS)
+    (port,) = free_ports(1)
+    link = PeerLink(TcpNetwork(), identity, NodeId("n2"), f"127.0.0.1:{port}", random.Random(4))
+    peer = Listener("n2")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(link.run)
+        link.send_nowait(heartbeat(1))
+        await trio.sleep(0.2)  # refused: the link now sleeps 30 to 90 s before it tries again
+        assert not link.connected
+
+        async def serve_peer(*, task_status: trio.TaskStatus[int]) -> None:
+            handler = functools.partial(
+                connections.accept,
+                identity=peer.identity,
+                statistics=peer.statistics,
+                guard=peer.guard,
+                on_peer=peer.on_peer,
+                on_client=peer.on_client,
+            )
+            listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+            task_status.started(port)
+            await trio.serve_listeners(handler, listeners)
+
+        await nursery.start(serve_peer)
+        link.wake()
+        await wait_for(lambda: len(peer.received) == 1, seconds=5)
+        assert link.connects == 1
         nursery.cancel_scope.cancel()
 
 

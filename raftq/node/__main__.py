@@ -174,7 +174,7 @@ async def serve(config: NodeConfig, lifeline: int | None = None) -> None:
     ``lifeline`` pipe (the program that started the node has exited); then stop: cleanly
     (running jobs finish, leadership is handed over), or at once for the lifeline."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with open_node(config) as node, trio.open_nursery() as nursery:
+        async with open_node(config, freeze_recovered=True) as node, trio.open_nursery() as nursery:
             if not config.fsync:
                 logger.warning("fsync is OFF: acknowledged writes can be lost on a crash")
             await nursery.start(freeze_survivors)

@@ -216,8 +216,11 @@ class Applier:
     def _apply(self, entry: Entry) -> None:
         assert entry.index == self.applied_index + 1, (entry.index, self.applied_index)
         if entry.kind is EntryKind.COMMAND:
+            # What this leader proposed in this term it need not decode (ProposalWaiters).
+            command = self._waiters.proposed_command(entry.index, entry.term)
             try:
-                command: Command = codec.decode(entry.data, Command)
+                if command is None:
+                    command = codec.decode(entry.data, Command)
             except DecodeError as error:
                 # Every node rejects the same bytes the same way: skip, deterministically.
                 logger.error("undecodable command skipped index=%d error=%r", entry.index, error)

@@ -24,6 +24,7 @@ steward and metrics read the views they publish (``RaftPeer.role``, ``status()``
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
@@ -113,11 +114,19 @@ async def open_node(
     rng: random.Random | None = None,
     app: App | None = None,
     offload: Offload[object] | None = None,
+    freeze_recovered: bool = False,
 ) -> AsyncIterator[Node]:
     """Recover the data directory and run the node until the block exits. With
     ``config.workers``, in-process workers run ``app``'s handlers (plus those of
     ``config.imports``, plus the built-in ones). ``offload`` runs snapshot encoding and
-    restoring off the event loop (``Offload``; a worker thread by default)."""
+    restoring off the event loop (``Offload``; a worker thread by default).
+
+    ``freeze_recovered``: ``gc.freeze()`` the process right after the snapshot is restored
+    (node processes do; an application that embeds a node decides for its own process). The
+    restored state is millions of objects in the collector's youngest generation: without it,
+    the first collections after start-up scan all of them (1.3 s of CPU at a million jobs),
+    for nothing, since the state holds no reference cycles; frozen objects are still freed by
+    reference counting."""
     secret = load_secret(config.secret_file) if config.secret_file else None
     metrics_network = network or TcpNetwork()  # plain HTTP: Prometheus scrapes it
     network = network or TcpNetwork(config.tls)
@@ -130,6 +139,8 @@ async def open_node(
         snapshot = log.snapshot_meta
         if snapshot.index > 0:
             machine = JobStateMachine.restore(await log.snapshot_data())
+            if freeze_recovered:
+                gc.freeze()
         else:
             machine = JobStateMachine()
         initial_membership = Membership(voters=tuple(sorted(config.members)))
@@ -244,6 +255,7 @@ async def _start(
     transport = TransportStatistics()
 
     async def on_peer(peer: NodeId, connection: FramedConnection) -> None:
+        peers.wake(peer)  # it is up: our link to it need not wait out its backoff
         await connections.receive_peer_messages(
             peer,
             connection,

@@ -50,6 +50,12 @@ class Peers:
         known.update(self._membership.addresses)
         return dict(sorted(known.items()))
 
+    def wake(self, node: NodeId) -> None:
+        """``node`` connected to us: our link to it, if down, reconnects now."""
+        link = self.links.get(node)
+        if link is not None:
+            link.wake()
+
     def send(self, message: Message) -> None:
         link = self.links.get(message.recipient)
         if link is not None:

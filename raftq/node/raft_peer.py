@@ -350,10 +350,8 @@ class RaftPeer:
         """One proposal batch for the whole round, every command stamped with the leader's
         wall time (the state machine never reads a clock)."""
         now_ms = self._clock.now_ms()
-        encoded = [
-            codec.encode(attrs.evolve(request.command, now_ms=now_ms), Command)
-            for request in proposals
-        ]
+        stamped = [attrs.evolve(request.command, now_ms=now_ms) for request in proposals]
+        encoded = [codec.encode(command, Command) for command in stamped]
         try:
             placed = self.core.propose(encoded)
         except NotLeader as error:
@@ -365,8 +363,8 @@ class RaftPeer:
             for request in proposals:
                 request.waiter.resolve(Failure(code="busy", message=str(error)))
             return
-        for offset, request in enumerate(proposals):
-            self._waiters.add(placed.first_index + offset, placed.term, request.waiter)
+        for offset, (request, command) in enumerate(zip(proposals, stamped, strict=True)):
+            self._waiters.add(placed.first_index + offset, placed.term, request.waiter, command)
         self.statistics.proposals += len(proposals)
 
     def _propose_membership(self, request: MembershipRequest) -> None:

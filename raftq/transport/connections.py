@@ -390,6 +390,14 @@ class PeerLink:
         self.dropped = 0
         self.connects = 0
         self.connected = False
+        self._woken = trio.Event()
+
+    def wake(self) -> None:
+        """The peer has just connected to us, so it is up again: while this link is down,
+        reconnect now instead of at the end of its backoff (up to three seconds after a
+        restart, during which a restarted follower waited for its leader)."""
+        if not self.connected:
+            self._woken.set()
 
     def send_nowait(self, message: Message) -> None:
         try:
@@ -421,7 +429,11 @@ class PeerLink:
                 finally:
                     self.connected = False
                     await trio.aclose_forcefully(connection.stream)
-            await trio.sleep(delays.next_s())
+            with trio.move_on_after(delays.next_s()):
+                await self._woken.wait()
+            if self._woken.is_set():
+                self._woken = trio.Event()
+                delays.reset()
 
     async def _connect(self) -> FramedConnection:
         with trio.fail_after(limits.HANDSHAKE_TIMEOUT_MS / 1000):

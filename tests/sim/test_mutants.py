@@ -22,19 +22,19 @@ QUICK = [
     ("expire_early", 1, "leases end only by report, cancel or expiry", 10),
     ("wal_no_fsync", 1, DURABLE, 10),
     ("commit_minority", 1, DURABLE, 10),
-    ("commit_regresses", 1, "commit index never goes back", 20),
+    ("commit_regresses", 2, "commit index never goes back", 20),
     ("read_without_quorum", 16, "linearizable reads", 10),
 ]
 """(mutant, a seed that catches it, the checker that fires, ``--sim-seconds``): a few
 quick ones in every ``make test``. ``wal_no_fsync`` and ``commit_minority`` needed a new
 checker (durability on a majority's disks, ``sim.checkers.NodeChecks``), ``commit_regresses``
-the commit index watched in every step (``sim.checkers.StepWatch``; seed 1 fires at 11
-simulated seconds), ``read_without_quorum`` the ``deposed_read`` schedule and the read
+the commit index watched in every step (``sim.checkers.StepWatch``; seed 2 since the peer
+link wake, perf16), ``read_without_quorum`` the ``deposed_read`` schedule and the read
 checker's judgement of "no such job": they are also their regression seeds."""
 
 REGRESSIONS = [
     ("send_before_persist", 1, DURABLE, 10),
-    ("vote_not_persisted", 3, "one leader per term", 10),
+    ("vote_not_persisted", 4, "one leader per term", 10),
     ("commit_counts_learners", 28, DURABLE, 20),
     ("commit_figure8", 4, "committed entries never change", 10),
     ("snapshot_install_drops_log", 9, "committed entries are never dropped", 20),

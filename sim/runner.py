@@ -101,6 +101,7 @@ class FaultCounts:
     deposed_reads: int = 0
     figure_8s: int = 0
     held_snapshots: int = 0
+    late_releases: int = 0
 
 
 @attrs.define(eq=False)

@@ -17,7 +17,7 @@ only Claim and Release entries. ``check`` raises what the workers' side found.
 from __future__ import annotations
 
 import collections
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import trio
@@ -43,6 +43,9 @@ class ClaimRules:
         )
         """(job id, fence) -> (virtual time its claim's answer reached a worker, hold in s)."""
         self.found: Violation | None = None
+        self.on_claimed: Callable[[str, tuple[Lease, ...]], None] | None = None
+        """Called with the claimer and its leases as a claim's answer reaches a worker, before
+        the worker sees them (the ``late_release`` schedule stops a worker right there)."""
         self.releases_checked = 0
         self.holds_checked = 0
         self.starts_checked = 0
@@ -158,6 +161,8 @@ class _WatchedClient:
             received[(lease.job_id, lease.fence)] = (now, hold_ms / 1000)
         while len(received) > RECEIVED_KEPT:
             received.popitem(last=False)
+        if leases and self.rules.on_claimed is not None:
+            self.rules.on_claimed(claimer, leases)
         return leases
 
     async def report(self, outcomes: Sequence[Outcome]) -> tuple[str | None, ...]:

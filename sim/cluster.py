@@ -81,6 +81,8 @@ class SimNode:
         self.clock = SkewedClock(rng.randint(-options.clock_skew_max_ms, options.clock_skew_max_ms))
         self.seed = rng.getrandbits(64)
         self.node: Node | None = None
+        self.worker: Worker | None = None
+        """Its process's in-process worker, while it runs (``late_release`` stops it)."""
         self.scope: trio.CancelScope | None = None
         self.stopped = trio.Event()
         self.stopped.set()
@@ -159,6 +161,7 @@ async def run_process(
                         grace_s=WORKER_GRACE_S,
                         rng=random.Random(rng.getrandbits(64)),
                     )
+                    simnode.worker = worker
                     await worker.run()
     except BaseException as error:  # an ExceptionGroup from the node's nursery, mostly
         failures = [leaf for leaf in _leaves(error) if not isinstance(leaf, trio.Cancelled)]
@@ -170,6 +173,7 @@ async def run_process(
             died(simnode, error)
     finally:
         simnode.node = None
+        simnode.worker = None
         simnode.scope = None
         simnode.stopped.set()
 

@@ -184,6 +184,8 @@ class SimStream(trio.abc.Stream):
             self._closed = True
             self._outgoing.eof = True
             self._outgoing.notify()
+            if self._outgoing.chunks:  # cut off: still delivered once the cut heals
+                self._connection.network.linger(self._outgoing)
             # The peer's further writes fail, as writes to a closed socket do.
             self._incoming.reset()
             self._connection.network.forget(self._connection)
@@ -229,7 +231,15 @@ class SimNetwork:
         """address -> (owner endpoint, accept queue)."""
         self._cut: dict[tuple[str, str], None] = {}
         """(source, target) directions that deliver nothing (ordered: never iterate a set)."""
+        self._silenced: dict[str, None] = {}
+        """Endpoints whose every outgoing direction delivers nothing, whatever the partition
+        (a schedule's cut, which the random partitions coming and going must not undo)."""
         self._connections: dict[int, Connection] = {}
+        self._lingering: dict[int, _Pipe] = {}
+        """Directions whose writer closed while their data waited behind a cut: the end of the
+        cut must still wake their reader (TCP delivers what was sent before its FIN once the
+        route is back), though the connection itself is forgotten."""
+        self._next_lingering = 0
         self._next_connection = 0
         self.resets = 0
         self.bytes_moved = 0
@@ -247,17 +257,40 @@ class SimNetwork:
         return delay / 1000
 
     def is_cut(self, source: str, target: str) -> bool:
-        return (source, target) in self._cut
+        return (source, target) in self._cut or source in self._silenced
 
     def set_cuts(self, cuts: list[tuple[str, str]]) -> None:
         """Replace the partition: these directions deliver nothing until the next call."""
         self._cut = dict.fromkeys(sorted(cuts))
-        for connection in list(self._connections.values()):
-            connection.forward.notify()
-            connection.backward.notify()
+        self._notify_every_pipe()
 
     def heal(self) -> None:
         self.set_cuts([])
+
+    def silence(self, name: str, silenced: bool) -> None:
+        """Stop (or resume) delivering what ``name`` sends, on top of the partition: its
+        data waits in its pipes, as TCP retransmits into a dead route."""
+        if silenced:
+            self._silenced[name] = None
+        else:
+            self._silenced.pop(name, None)
+        self._notify_every_pipe()
+
+    def _notify_every_pipe(self) -> None:
+        """What a reader sees may have changed: wake every waiting one."""
+        for connection in list(self._connections.values()):
+            connection.forward.notify()
+            connection.backward.notify()
+        for key, pipe in list(self._lingering.items()):
+            if pipe.broken or not pipe.chunks:
+                del self._lingering[key]
+            else:
+                pipe.notify()
+
+    def linger(self, pipe: _Pipe) -> None:
+        assert len(self._lingering) < CONNECTIONS_MAX, "lingering pipes leak"
+        self._next_lingering += 1
+        self._lingering[self._next_lingering] = pipe
 
     def reset_random_connection(self) -> None:
         if not self._connections:
@@ -274,6 +307,10 @@ class SimNetwork:
             connection = self._connections.get(key)
             if connection is not None and name in (connection.client, connection.server):
                 connection.reset()
+        for key, pipe in list(self._lingering.items()):
+            if name in (pipe.source, pipe.target):
+                pipe.reset()
+                del self._lingering[key]
 
     def mix(self, source: str, target: str, length: int) -> None:
         self.bytes_moved += length

@@ -32,6 +32,11 @@ one of them every ``schedule_pause_s`` or so during the fault phase:
   send the leader back to the follower's last acknowledged index, compacted: the leader sends
   its snapshot, whose last entry the follower already holds, with more after it (figure 13:
   keep those).
+- ``late_release``: as a claim's answer reaches a follower's worker, the worker is stopped
+  (SIGTERM) and its node's messages stop getting through (it still hears the leader). The
+  worker releases the jobs it never started; the Release waits in the network while their
+  leases expire and other workers claim them again; then the node is heard again and the
+  Release arrives, carrying fences that are no longer the jobs' own. It must change nothing.
 
 Every step respects the fault atlas of ``sim.disk``: crashes lose only unsynced bytes.
 """
@@ -48,6 +53,7 @@ import trio
 from raftq import limits
 from raftq.client.client import connect
 from raftq.errors import RaftqError
+from raftq.jobs.commands import Lease
 from raftq.raft.ready import Role
 from sim.checkers import Violation
 from sim.cluster import CLIENT_TIMEOUT_S
@@ -67,6 +73,7 @@ SCHEDULES = (
     "deposed_read",
     "figure_8",
     "held_snapshot",
+    "late_release",
 )
 
 SCHEDULE_COUNTERS = {
@@ -77,6 +84,7 @@ SCHEDULE_COUNTERS = {
     "deposed_read": "deposed_reads",
     "figure_8": "figure_8s",
     "held_snapshot": "held_snapshots",
+    "late_release": "late_releases",
 }
 """Schedule -> its count in the run's ``faults`` (``runner.FaultCounts``)."""
 
@@ -99,6 +107,14 @@ flight at a time (``RaftConfig.append_bytes_max`` and ``inflight_max`` of A's ru
 B then acknowledges each old entry before the one that holds A's no-op arrives. Figure 8
 needs the append to stop between an old entry and the new term's first; by default one
 append carries them together."""
+
+LATE_RELEASE_WAIT_S = 5.0
+"""How long ``late_release`` waits for a claim's answer to reach a follower's worker."""
+
+LATE_RELEASE_CUT_S = 15.0
+"""How long ``late_release`` keeps the cut at most, waiting for one of the jobs it released to
+be claimed again: a lease lasts the hold and the timeout (4 s at most in the workload), the
+leader expires leases every second, and a free worker claims the job at once."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -526,6 +542,49 @@ async def held_snapshot(simulation: Simulation) -> None:
         await trio.sleep(2.0)  # the leader's snapshot goes out, is installed, answered
 
 
+async def late_release(simulation: Simulation) -> None:
+    """See the module docstring."""
+    stopped: list[tuple[SimNode, tuple[Lease, ...]]] = []
+
+    def stop_there(claimer: str, leases: tuple[Lease, ...]) -> None:
+        leader = simulation.leader()
+        for simnode in _up_followers(simulation, leader) if leader is not None else []:
+            worker = simnode.worker
+            if worker is not None and worker.claimer_id == claimer and not stopped:
+                simulation.network.silence(simnode.id, True)
+                worker.stop()  # before it starts any of them: they are all released
+                stopped.append((simnode, leases))
+
+    simulation.claim_rules.on_claimed = stop_there
+    try:
+        await _poll(simulation, lambda: bool(stopped), LATE_RELEASE_WAIT_S)
+    finally:
+        simulation.claim_rules.on_claimed = None
+    if not stopped:
+        return
+    follower, leases = stopped[0]
+    try:
+        simulation.faults.partitions += 1
+        simulation.trace.record(
+            "schedule",
+            f"{follower.id} unheard; its worker stops as {len(leases)} leases reach it",
+        )
+        held = simulation.oracle.held
+
+        def claimed_again() -> bool:
+            return any(
+                lease.job_id in held and held[lease.job_id].fence != lease.fence for lease in leases
+            )
+
+        again = await _poll(simulation, claimed_again, LATE_RELEASE_CUT_S)
+        simulation.trace.record("schedule", f"late release: claimed again {again}")
+    finally:
+        simulation.network.silence(follower.id, False)
+    simulation.trace.record("heal", f"schedule: {follower.id} heard again")
+    await trio.sleep(0.5)  # the release arrives and commits
+    await _restart_later(simulation, follower, 0.0)  # once its process has exited
+
+
 SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "ack_crash": ack_crash,
     "down_compaction": down_compaction,
@@ -534,4 +593,5 @@ SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "deposed_read": deposed_read,
     "figure_8": figure_8,
     "held_snapshot": held_snapshot,
+    "late_release": late_release,
 }

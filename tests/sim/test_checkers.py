@@ -90,7 +90,7 @@ def test_reused_fences_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         return result
 
     monkeypatch.setitem(machine._HANDLERS, Claim, constant_fences)
-    assert violated(run_seed(11, sim_seconds=10.0))[:1] == ["fences increase"]
+    assert violated(run_seed(8, sim_seconds=10.0))[:1] == ["fences increase"]
 
 
 def test_replicas_that_diverge_are_caught(monkeypatch: pytest.MonkeyPatch) -> None:

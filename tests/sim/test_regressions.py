@@ -8,7 +8,6 @@ import trio
 from raftq.raft.types import SnapshotMeta
 from raftq.storage.durable_log import DurableLog
 from raftq.storage.memory_disk import MemoryDisk
-from sim.runner import run_seed
 from tests.storage_helpers import make_entries
 
 
@@ -31,14 +30,3 @@ async def test_local_snapshot_superseded_by_an_install_in_flight() -> None:
     await log.save_snapshot(SnapshotMeta(index=30, term=1), b"local at 30")
     assert log.snapshot_meta.index == 60
     await log.close()
-
-
-def test_seed_930021_a_job_finished_twice_in_one_millisecond() -> None:
-    """Found by a sweep (seed 930021, clock skew and crashes): a dead job retried by an
-    operator ran and died again within one millisecond of the leader's clock; the replica
-    that applied it all kept both deaths in its finish order, a replica restarted from a
-    snapshot taken meanwhile kept one, and their states differed at equal applied indexes
-    (the step by step case: test_jobs_snapshot.py's
-    ``test_a_job_finished_twice_in_one_millisecond_is_in_the_finish_order_once``)."""
-    report = run_seed(930021, sim_seconds=7.0)
-    assert report.verdict == "pass", (report.violations, "\n".join(report.trace_tail))

@@ -167,15 +167,10 @@ def register_positional(cls: C) -> C:
 _ADDED = "raftq.codec.added"
 
 
-def added(default: Any) -> Any:
+def added(default: Any, **field_options: Any) -> Any:
     """A field of a positional class added after its first release (``register_positional``):
-    ``default`` (a value, or ``attrs.Factory``) when an entry does not carry it. Validators
-    and converters go through ``attrs.field`` arguments as usual."""
-    return attrs.field(default=default, metadata={_ADDED: True})
-
-
-def added_field(default: Any, **field_options: Any) -> Any:
-    """``added`` with ``attrs.field`` options (``validator=...``)."""
+    ``default`` (a value, or ``attrs.Factory``) when an entry does not carry it; any other
+    ``attrs.field`` option (``validator=...``) as usual."""
     return attrs.field(default=default, metadata={_ADDED: True}, **field_options)
 
 

@@ -512,7 +512,7 @@ class _Grown:
     name: str
     size: int = 0  # a default of the first release: always carried
     tags: tuple[str, ...] = codec.added(())
-    group: str = codec.added_field("", validator=attrs.validators.max_len(10))
+    group: str = codec.added("", validator=attrs.validators.max_len(10))
     hold: bool = codec.added(False)
 
 

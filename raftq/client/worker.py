@@ -357,7 +357,9 @@ class Worker:
         """Give back jobs that never started. If the cluster cannot be reached, their leases
         expire (hold + timeout after the claim) and they run elsewhere: nothing is lost."""
         for start in range(0, len(held), limits.CLAIM_JOBS_MAX):
-            chunk = [(c.lease.job_id, c.lease.fence) for c in held[start:][: limits.CLAIM_JOBS_MAX]]
+            chunk = [
+                (c.lease.job_id, c.lease.fence) for c in held[start : start + limits.CLAIM_JOBS_MAX]
+            ]
             try:
                 await self._client.release(chunk)
             except ConfigError:

@@ -74,21 +74,21 @@ class JobSpec:
     timeout_ms: int = attrs.field(validator=_positive)
     key: str = attrs.field(validator=_text(limits.JOB_KEY_CHARS_MAX))
     """Idempotency key, or "" for none."""
-    group: str = codec.added_field("", validator=_text(limits.NAME_CHARS_MAX))
+    group: str = codec.added("", validator=_text(limits.NAME_CHARS_MAX))
     """Concurrency and rate group (``raftq limit set --group``), or "" for none."""
-    depends_on: tuple[str, ...] = codec.added_field((), validator=_parent_ids)
+    depends_on: tuple[str, ...] = codec.added((), validator=_parent_ids)
     """Ids of jobs enqueued before this one (earlier in the same Enqueue counts) that must
     succeed before it runs; it waits until then (``raftq.jobs.dependencies``)."""
-    on_parent_failure: str = codec.added_field(
+    on_parent_failure: str = codec.added(
         "cancel", validator=attrs.validators.in_(("cancel", "run"))
     )
     """When a parent ends dead or cancelled: "cancel" this job too, or "run" it anyway once
     every parent has finished."""
-    unique_while_active: str = codec.added_field("", validator=_text(limits.JOB_KEY_CHARS_MAX))
+    unique_while_active: str = codec.added("", validator=_text(limits.JOB_KEY_CHARS_MAX))
     """A key that refuses another job with it while this one is active (pending, waiting,
     running, or failed and awaiting its retry), and is free again once it finishes; "" for
     none. Unlike ``key``, whose window outlives the job (``DEDUPE_WINDOW_MS``)."""
-    retry_policy: RetryPolicy | None = codec.added_field(  # noqa: RUF009 (an attrs field)
+    retry_policy: RetryPolicy | None = codec.added(  # noqa: RUF009 (an attrs field)
         None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryPolicy))
     )
     """The job's own backoff, or None for the default (``raftq.jobs.backoff``)."""
@@ -199,13 +199,13 @@ class Outcome:
     )
     error: str = attrs.field(default="", validator=_text(limits.JOB_ERROR_CHARS_MAX))
     retryable: bool = True
-    snooze_ms: int = codec.added_field(
+    snooze_ms: int = codec.added(
         NOT_SNOOZED,
         validator=[attrs.validators.ge(NOT_SNOOZED), attrs.validators.le(limits.SNOOZE_MS_MAX)],
     )
     """0 or more: the handler snoozed (``raise raftq.Retry(delay_s=...)``): the job runs
     again this many ms from now and the attempt is given back (not ``succeeded``)."""
-    progress: bytes = codec.added_field(
+    progress: bytes = codec.added(
         b"", validator=attrs.validators.max_len(limits.JOB_PROGRESS_BYTES_MAX)
     )
     """The attempt's latest progress not sent yet (JSON; b"" for none): stored under the

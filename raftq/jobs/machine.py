@@ -33,7 +33,7 @@ import heapq
 import itertools
 import operator
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from raftq import limits
@@ -689,41 +689,47 @@ class JobStateMachine:
         self._schedule(job, self.now_ms + delay_ms)
 
     def _extend(self, index: int, command: Extend) -> ExtendResult:
-        outcomes: list[Done | Rejected] = []
-        for job_id, fence in zip(command.job_ids, command.fences, strict=True):
-            job = self._held(job_id, fence)
-            if isinstance(job, Rejected):
-                outcomes.append(job)
-                continue
+        def extend(job: Job) -> None:
             assert job.run is not None
-            if job.run.cancel_requested:
-                self._finish(job, JobState.CANCELLED, "cancelled")
-            elif command.until_ms > job.run.lease_expires_ms:
+            if command.until_ms > job.run.lease_expires_ms:
                 job.run.lease_expires_ms = command.until_ms
                 heapq.heappush(self.leases, (command.until_ms, job.seq, job))
-            outcomes.append(Done(job_id=job.id, state=job.state.value))
-        return ExtendResult(outcomes=tuple(outcomes))
+
+        return ExtendResult(outcomes=self._each_held(command.job_ids, command.fences, extend))
 
     def _release(self, index: int, command: Release) -> ReleaseResult:
         """Each lease still held under its fence goes back to pending, in its old place (its
         run_at and enqueue order are unchanged), and the attempt its claim counted is undone:
-        the job never started. A cancel that waited for the lease takes effect instead."""
+        the job never started."""
+
+        def release(job: Job) -> None:
+            assert job.run is not None
+            assert job.attempts > 0, (job.id, job.attempts)
+            self._record(job, "released", job.run.claimer)  # names the attempt undone
+            job.attempts -= 1
+            self._make_ready(job)
+
+        return ReleaseResult(outcomes=self._each_held(command.job_ids, command.fences, release))
+
+    def _each_held(
+        self, job_ids: Sequence[str], fences: Sequence[int], act: Callable[[Job], None]
+    ) -> tuple[Done | Rejected, ...]:
+        """For each (job_ids[i], fences[i]) whose fence still holds the lease: a cancel that
+        waited for the lease takes effect, else ``act(job)``. Each job's state after, or why
+        not (a stale fence changes nothing)."""
         outcomes: list[Done | Rejected] = []
-        for job_id, fence in zip(command.job_ids, command.fences, strict=True):
+        for job_id, fence in zip(job_ids, fences, strict=True):
             job = self._held(job_id, fence)
             if isinstance(job, Rejected):
                 outcomes.append(job)
                 continue
             assert job.run is not None
-            assert job.attempts > 0, (job.id, job.attempts)
             if job.run.cancel_requested:
                 self._finish(job, JobState.CANCELLED, "cancelled")
             else:
-                self._record(job, "released", job.run.claimer)  # names the attempt undone
-                job.attempts -= 1
-                self._make_ready(job)
+                act(job)
             outcomes.append(Done(job_id=job.id, state=job.state.value))
-        return ReleaseResult(outcomes=tuple(outcomes))
+        return tuple(outcomes)
 
     def _extend_all(self, index: int, command: ExtendAll) -> Count:
         floor = self.now_ms + command.by_ms

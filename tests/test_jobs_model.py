@@ -181,6 +181,8 @@ class ReferenceQueue:
         self.starts: dict[tuple[str, str], list[int]] = {}
         """(scope, name) -> every hand-out time since it got a rate limit."""
         self.schedules: dict[str, ModelSchedule] = {}  # the schedules block
+        self.deciding: list[ModelJob] = []
+        """Finished jobs whose children are still to decide, in the order they finished."""
 
     def apply(self, index: int, command: Command) -> Result:
         self.entry_index = index  # each event records the entry that caused it (term 0 here)
@@ -250,7 +252,17 @@ class ReferenceQueue:
 
     def _children_decide(self, parent: ModelJob) -> None:
         """Every waiting job of ``parent`` decides now: cancelled if it ended badly (unless the
-        child runs anyway), released once no parent holds it back."""
+        child runs anyway), released once no parent holds it back. Breadth first: all of a
+        finished job's children decide before any of theirs, so a job whose parent and
+        grandparent both end in one entry names the one that ended first."""
+        self.deciding.append(parent)
+        if len(self.deciding) > 1:
+            return  # an outer call works through the list
+        while self.deciding:
+            self._children_of_decide(self.deciding[0])
+            del self.deciding[0]
+
+    def _children_of_decide(self, parent: ModelJob) -> None:
         for child in list(self.jobs.values()):
             if child.state is not WAITING or parent.id not in child.depends_on:
                 continue
@@ -1482,6 +1494,59 @@ class TestJobQueueAgainstModel(JobQueueComparison.TestCase):  # type: ignore[val
     # Passing takes seconds; shrinking a failure to its shortest run can take two minutes, and
     # the default timeout (120 s) would cut it off before it prints that run.
     pytestmark = pytest.mark.timeout(600)
+
+
+def dependent(job_id: str, parents: tuple[str, ...]) -> JobSpec:
+    return JobSpec(
+        id=job_id,
+        type=TYPES[0],
+        payload=b"",
+        queue=QUEUES[0],
+        priority=0,
+        delay_ms=0,
+        max_attempts=1,
+        timeout_ms=100,
+        key="",
+        depends_on=parents,
+    )
+
+
+def test_a_job_whose_parent_and_grandparent_end_in_one_entry_names_the_first_to_end() -> None:
+    """Found by the stateful test: a job that dies cancels its waiting children, and theirs,
+    in one entry. The machine decides breadth first (every child of the dead job, then their
+    children), so a grandchild that also depends on the dead job names it, not the child
+    cancelled a moment before; the model went depth first and named the child."""
+    comparison = JobQueueComparison()
+    comparison.start(
+        start_ms=0,
+        names_max=limits.NAMES_MAX,
+        specs=[dependent("job-1", ())],
+    )
+    try:
+        comparison.run(
+            Enqueue(
+                now_ms=1,
+                jobs=(
+                    dependent("child", ("job-1",)),
+                    dependent("grandchild", ("child", "job-1")),
+                ),
+            )
+        )
+        claimed = comparison.run(Claim(now_ms=2, claimer="worker-1", max_jobs=1))
+        assert isinstance(claimed, ClaimResult)
+        (lease,) = claimed.leases
+        gave_up = Outcome(
+            job_id="job-1", fence=lease.fence, succeeded=False, error="boom", retryable=False
+        )
+        comparison.run(Report(now_ms=3, outcomes=(gave_up,)))
+        comparison.same_state()
+        comparison.pages_walk_the_filtered_list()
+        comparison.restores_change_nothing()
+        grandchild = comparison.machine.get("grandchild")
+        assert grandchild is not None
+        assert (grandchild.state, grandchild.error) == ("cancelled", "parent job-1 ended dead")
+    finally:
+        comparison.teardown()
 
 
 # --- random logs: long runs against the model; snapshot and determinism tests --------------------

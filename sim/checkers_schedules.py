@@ -10,7 +10,9 @@
 - a slot missed while there was no leader fires once a leader returns: when a new leader
   then leads for ``NEW_LEADER_STABLE_S``, committing, the latest slot before it took over
   (by its clock) must be fired within ``FIRED_WITHIN_S`` (unless another slot falls so close
-  to its start that which one is "the latest missed" depends on milliseconds).
+  to its start that which one is "the latest missed" depends on milliseconds, or a leader of
+  an earlier term already fired a later slot: one whose clock ran ahead caught up with the
+  slot latest by its clock, and the catch-up fires one slot).
 
 ``observe`` runs right after the oracle applies each entry: it decodes an entry only when the
 oracle's schedule table changed. ``check`` runs at every simulator check: it samples who leads
@@ -80,6 +82,8 @@ class ScheduleRules:
         self._leadership: tuple[tuple[str, int, int], float, int] | None = None
         """The current leader (node, term, skew), since when, and the commit then; None once
         its catch-up was judged."""
+        self._latest_by_term: dict[str, dict[int, int]] = {}
+        """Schedule -> term -> the latest slot fired by entries of that term."""
         self._awaited: dict[tuple[str, int], tuple[float, int, str]] = {}
         """(schedule, slot) judged due -> by when (virtual time) it must be fired, the
         schedule's revision (an edit or removal since lets it go unfired), and why it must."""
@@ -114,6 +118,8 @@ class ScheduleRules:
                 )
             self.fired.add(fired)
             self._awaited.pop(fired, None)
+            latest = self._latest_by_term.setdefault(command.name, {})
+            latest[entry.term] = max(slot, latest.get(entry.term, slot))
 
     # --- the leaders ----------------------------------------------------------------------------
 
@@ -162,6 +168,9 @@ class ScheduleRules:
             close = latest + every_ms - clock_ms < 500 or clock_ms - latest < 100
             if close or latest <= record.since_ms + ADDED_BEFORE_MS:
                 continue
+            earlier = self._latest_by_term.get(name, {})
+            if any(slot > latest for term, slot in earlier.items() if term < leader[1]):
+                continue  # a leader whose clock ran ahead caught up with a later slot
             self.slots_judged += 1
             if (name, latest) not in self.fired:
                 why = f"was the latest missed before {leader[0]} led (term {leader[1]})"

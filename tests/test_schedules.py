@@ -225,6 +225,37 @@ def test_a_snapshot_keeps_the_table_and_a_restored_machine_refuses_fired_slots()
     assert_refused(refused, "fired")
 
 
+def test_a_fired_job_has_the_schedule_s_job_options_through_a_snapshot() -> None:
+    """A schedule gives its jobs a priority, attempts, a timeout (a job longer than the
+    default 30 s) and a group; a restored machine fires with the same options, and a row
+    written before schedules had them (11 fields) reads with the job file's defaults."""
+    from raftq.jobs.schedules import ScheduleTable
+
+    nightly = attrs.evolve(
+        EVERY_S, priority=7, max_attempts=1, timeout_ms=3_600_000, group="reports"
+    )
+    log = Log()
+    log.put(nightly, 0)
+    (job_id,) = created(log.fire("tick", (1_000,), 1_000))
+    job = log.machine.get(job_id)
+    assert job is not None
+    assert (job.priority, job.max_attempts, job.timeout_ms, job.group) == (
+        7, 1, 3_600_000, "reports"
+    )  # fmt: skip
+    restored = JobStateMachine.restore(log.machine.snapshot())
+    assert restored.schedules.by_name["tick"].spec == nightly
+    revision = restored.schedules.by_name["tick"].revision
+    fired = restored.apply(
+        9, FireSchedule(now_ms=2_000, name="tick", revision=revision, slots=(2_000,))
+    )
+    (again,) = created(fired)
+    assert restored.get(again) is not None
+    assert restored.get(again).group == "reports"  # type: ignore[union-attr]
+    (row,) = log.machine.schedules.rows()
+    older = ScheduleTable.from_rows([row[:11]])
+    assert older.by_name["tick"].spec == EVERY_S
+
+
 def test_the_snapshot_is_the_same_whatever_order_the_table_was_built_in() -> None:
     """Replayed, the table holds b before a (a was removed and added again); restored, it
     holds them by name: the snapshots must still be the same bytes."""

@@ -31,7 +31,7 @@ from raftq.client.connection import ClientConnection, ConnectionClosed
 from raftq.client.job import HistoryEntry, Job
 from raftq.client.jobfile import encode_json, seconds_to_ms, specs_from_objects
 from raftq.client.options import EnqueueOptions, job_spec
-from raftq.client.schedules import schedule_json, schedule_spec
+from raftq.client.schedules import ScheduleOptions, schedule_json, schedule_spec
 from raftq.client.status import cluster_status
 from raftq.errors import (
     Busy,
@@ -527,23 +527,14 @@ class Client:
     # --- schedules (docs/schedules.md) ---------------------------------------------------------
 
     async def add_schedule(
-        self,
-        name: str,
-        type: str,
-        payload: object = None,
-        *,
-        cron: str | None = None,
-        every: float | None = None,
-        tz: str | None = None,
-        queue: str = "default",
-        catch_up: str = "latest",
+        self, name: str, type: str, payload: object = None, **options: Unpack[ScheduleOptions]
     ) -> str:
         """Add schedule ``name``, or replace the one of that name: a job of ``type`` with
-        ``payload`` at each slot of ``cron`` (in ``tz``) or every ``every`` seconds. Returns
-        "added", "updated" or "unchanged". A bad expression or zone is a ``ConfigError``."""
-        spec = schedule_spec(
-            name, type, payload, cron=cron, every=every, tz=tz, queue=queue, catch_up=catch_up
-        )
+        ``payload`` at each slot of ``cron`` (in ``tz``) or every ``every`` seconds; the
+        options (``raftq.client.schedules.ScheduleOptions``) also give the fired jobs'
+        ``queue``, ``priority``, ``max_attempts``, ``timeout`` and ``group``. Returns "added",
+        "updated" or "unchanged". A bad expression, zone or option is a ``ConfigError``."""
+        spec = schedule_spec(name, type, payload, options)
         return _expect(await self._submit(PutSchedule(now_ms=0, schedule=spec)), Done).state
 
     async def schedules(self) -> builtins.list[dict[str, Any]]:

@@ -39,6 +39,7 @@ from raftq.client.client import Client, JobPage, connect, parse_addresses
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
 from raftq.client.options import EnqueueOptions, job_spec
+from raftq.client.schedules import ScheduleOptions
 from raftq.errors import ConfigError, RaftqError
 from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
@@ -288,23 +289,10 @@ class SyncClient:
     # --- schedules (``Client.add_schedule``, docs/schedules.md) --------------------------------
 
     def add_schedule(
-        self,
-        name: str,
-        type: str,
-        payload: object = None,
-        *,
-        cron: str | None = None,
-        every: float | None = None,
-        tz: str | None = None,
-        queue: str = "default",
-        catch_up: str = "latest",
+        self, name: str, type: str, payload: object = None, **options: Unpack[ScheduleOptions]
     ) -> str:
         """Add or replace a schedule; "added", "updated" or "unchanged"."""
-        return self._call(
-            lambda client: client.add_schedule(
-                name, type, payload, cron=cron, every=every, tz=tz, queue=queue, catch_up=catch_up
-            )
-        )
+        return self._call(lambda client: client.add_schedule(name, type, payload, **options))
 
     def schedules(self) -> builtins.list[dict[str, Any]]:
         """Every schedule, as ``raftq schedule list --json`` shows it."""

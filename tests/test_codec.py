@@ -147,6 +147,10 @@ COMMAND_FIELDS: dict[str, st.SearchStrategy[typing.Any]] = {
         max_ms=st.integers(1000, 10**6),
         jitter_percent=st.integers(0, 100),
     ),
+    "traceparent": st.just("")
+    | st.tuples(st.binary(min_size=16, max_size=16), st.binary(min_size=8, max_size=8)).map(
+        lambda ids: f"00-{ids[0].hex()}-{ids[1].hex()}-01"
+    ),
 }
 STRATEGIES[RetryPolicy] = COMMAND_FIELDS["retry_policy"].filter(lambda policy: policy is not None)
 STRATEGIES[commands.JobSpec] = st.builds(
@@ -274,6 +278,8 @@ STRATEGIES[commands.Lease] = st.builds(
     fence=u64,
     expires_ms=u64,
     timeout_ms=u64,
+    traceparent=COMMAND_FIELDS["traceparent"],
+    enqueued_ms=u64,
 )
 STRATEGIES[commands.ClaimResult] = st.builds(
     commands.ClaimResult, leases=st.lists(STRATEGIES[commands.Lease], max_size=3).map(tuple)

@@ -162,6 +162,7 @@ class ModelJob:
     retry_policy: RetryPolicy | None = None
     progress: bytes = b""
     snoozes: int = 0
+    traceparent: str = ""
 
 
 class ReferenceQueue:
@@ -388,6 +389,7 @@ class ReferenceQueue:
                 run_anyway=spec.on_parent_failure == "run" and bool(spec.depends_on),
                 unique=spec.unique_while_active,
                 retry_policy=spec.retry_policy,
+                traceparent=spec.traceparent,
             )
             if spec.key:
                 self.keys[spec.key] = (job_id, self.now_ms)
@@ -432,6 +434,8 @@ class ReferenceQueue:
                     fence=index,
                     expires_ms=job.lease_expires_ms,
                     timeout_ms=job.timeout_ms,
+                    traceparent=job.traceparent,
+                    enqueued_ms=job.enqueued_ms,
                 )
             )
         return ClaimResult(leases=tuple(leases))
@@ -911,6 +915,7 @@ job_specs = st.builds(
             jitter_percent=st.sampled_from((0, 25, 100)),
         ),
     ),
+    traceparent=st.sampled_from(("", "", f"00-{'a1' * 16}-{'b2' * 8}-01")),
 )
 time_steps = st.one_of(
     st.just(0),

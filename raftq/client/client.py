@@ -25,7 +25,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from raftq import limits
+from raftq import limits, tracing
 from raftq.backoff import Backoff
 from raftq.client.connection import ClientConnection, ConnectionClosed
 from raftq.client.job import HistoryEntry, Job
@@ -51,6 +51,7 @@ from raftq.jobs.commands import (
     Count,
     Done,
     Enqueue,
+    Enqueued,
     EnqueueResult,
     Extend,
     ExtendResult,
@@ -297,8 +298,14 @@ class Client:
                 f"{size} bytes of jobs in one enqueue; at most {limits.COMMAND_BYTES_MAX}: "
                 "send them in smaller batches"
             )
-        result = await self._submit(Enqueue(now_ms=0, jobs=keyed))
+        span, keyed = tracing.start_enqueue(keyed)
+        try:
+            result = await self._submit(Enqueue(now_ms=0, jobs=keyed))
+        except BaseException as error:
+            tracing.end_enqueue(span, error=error)
+            raise
         outcome = _expect(result, EnqueueResult)
+        tracing.end_enqueue(span, [job.job_id for job in outcome.jobs if isinstance(job, Enqueued)])
         if len(outcome.jobs) != len(keyed):
             raise RemoteProtocolError(f"{len(keyed)} jobs enqueued, {len(outcome.jobs)} answers")
         ids: builtins.list[str] = []

@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from raftq import limits
+from raftq import limits, tracing
 from raftq.client.client import Client, JobPage, connect, parse_addresses
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
@@ -189,11 +189,18 @@ class SyncClient:
     def enqueue(self, type: str, payload: object = None, **options: Unpack[EnqueueOptions]) -> str:
         """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
         the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
-        spec = job_spec(type, payload, options)
+        # The enqueue span is made here, in the caller's thread, as a child of its span.
+        span, (spec,) = tracing.start_enqueue([job_spec(type, payload, options)])
         loop = self._running()
         assert loop.coalescer is not None, "open_client makes it"
         coalescer = loop.coalescer
-        return self._call(lambda client: coalescer.enqueue(spec), loop)
+        try:
+            job_id = self._call(lambda client: coalescer.enqueue(spec), loop)
+        except BaseException as error:
+            tracing.end_enqueue(span, error=error)
+            raise
+        tracing.end_enqueue(span, [job_id])
+        return job_id
 
     def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
         """``Client.enqueue_many``: job-file dicts in one command and one commit; their ids."""

@@ -50,16 +50,17 @@ import os
 import random
 import secrets
 import socket
+import time
 import traceback
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import attrs
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from raftq import limits
+from raftq import limits, tracing
 from raftq.app import App, JobContext, JobFailed, Retry
 from raftq.backoff import Backoff
 from raftq.client.jobfile import decode_json, encode_json
@@ -222,6 +223,9 @@ class Worker:
         )
         # Each running job's latest unsent progress, (fence, JSON): at most one per job held.
         self._progress: dict[str, tuple[int, bytes]] = {}
+        # Each traced job whose outcome is not reported yet: its lease and its run span's
+        # context, which the report's span joins (raftq.tracing; empty without OpenTelemetry).
+        self._traced: dict[str, tuple[Lease, Any]] = {}
         self._progress_wake = anyio.Event()
         self._progress_closing = anyio.Event()
         self._reporting: anyio.abc.TaskGroup | None = None
@@ -339,6 +343,7 @@ class Worker:
         return taken
 
     async def _claim(self, wanted: int, hold_ms: int) -> tuple[Lease, ...]:
+        asked_ns = time.time_ns()
         try:
             leases = await self._client.claim(
                 self.claimer_id, self._app.types, self._queues, wanted, hold_ms
@@ -349,6 +354,7 @@ class Worker:
             logger.warning("claim failed error=%r", str(error))
             return ()
         assert len(leases) <= wanted, (len(leases), wanted)
+        tracing.claimed(leases, asked_ns, time.time_ns())
         self.statistics.claims += 1
         self.statistics.claimed += len(leases)
         return leases
@@ -415,7 +421,9 @@ class Worker:
             heartbeat=functools.partial(self._heartbeat, clock),
             progress=functools.partial(self._keep_progress, lease),
         )
-        with clock.scope:
+        with clock.scope, tracing.running(lease) as traced:
+            if traced is not None:
+                self._traced[lease.job_id] = (lease, traced)  # for its report's span
             try:
                 if registered.is_async:
                     result = await registered.function(context)
@@ -430,12 +438,15 @@ class Worker:
             except LeaseLost as error:
                 self.statistics.lease_lost += 1
                 logger.info("lease lost while running job=%s error=%r", lease.job_id, str(error))
+                self._traced.pop(lease.job_id, None)
                 return None
             except Retry as snooze:
                 return _snooze(lease, snooze.delay_ms)
             except JobFailed as error:
+                tracing.failed(str(error))
                 return _failure(lease, str(error), retryable=error.retryable)
             except Exception as error:  # the handler's own failure: reported on the job
+                tracing.failed(repr(error))
                 return _failure(lease, "".join(traceback.format_exception(error)))
         self.statistics.timed_out += 1
         return _failure(lease, f"timed out: ran past its {lease.timeout_ms} ms without heartbeat")
@@ -511,11 +522,14 @@ class Worker:
                 await self._report(batch)
 
     async def _report(self, outcomes: list[Outcome]) -> None:
+        started_ns = time.time_ns()
+        traced = [held for outcome in outcomes if (held := self._traced.pop(outcome.job_id, None))]
         try:
             states = await self._client.report(outcomes)
         except ConfigError:
             raise  # a report we built wrong: a bug, not a condition to wait out
         except RaftqError as error:
+            tracing.reported(traced, started_ns, error=f"report lost: {error}")
             self.statistics.reports_lost += len(outcomes)
             logger.warning(
                 "report lost jobs=%d first=%s error=%r (their leases will expire and they "
@@ -525,6 +539,7 @@ class Worker:
                 str(error),
             )
             return
+        tracing.reported(traced, started_ns)
         for outcome, state in zip(outcomes, states, strict=True):
             if state is None:
                 self.statistics.lease_lost += 1

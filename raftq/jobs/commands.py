@@ -9,6 +9,7 @@ raises for a command that decoded.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -41,6 +42,15 @@ def _names(limit: int) -> Any:
 def _parent_id(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not isinstance(value, str) or not 0 < len(value) <= limits.JOB_ID_CHARS_MAX:
         raise ValueError(f"{attribute.name}: a job id of 1 to {limits.JOB_ID_CHARS_MAX} characters")
+
+
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+"""A W3C ``traceparent`` header value: version, trace id, parent span id, flags."""
+
+
+def _traceparent(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or (value and not TRACEPARENT.fullmatch(value)):
+        raise ValueError(f"{attribute.name} must be a W3C traceparent or empty")
 
 
 def _parent_ids(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -92,6 +102,9 @@ class JobSpec:
         None, validator=attrs.validators.optional(attrs.validators.instance_of(RetryPolicy))
     )
     """The job's own backoff, or None for the default (``raftq.jobs.backoff``)."""
+    traceparent: str = codec.added("", validator=_traceparent)
+    """The W3C trace context of the span that enqueued it (``raftq.tracing``), "" for none:
+    the worker's spans for the job join that trace."""
 
 
 def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
@@ -536,6 +549,10 @@ class Lease:
     fence: int
     expires_ms: int
     timeout_ms: int
+    traceparent: str = ""
+    """The job's trace context (``JobSpec.traceparent``), "" for none."""
+    enqueued_ms: int = 0
+    """When it was enqueued (the leader's clock): where its wait in the queue began."""
 
 
 @codec.register

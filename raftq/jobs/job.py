@@ -110,6 +110,7 @@ class JobExtra:
         "parents_left",
         "retry_policy",
         "run_if_parent_fails",
+        "traceparent",
         "unique_key",
     )
 
@@ -129,6 +130,8 @@ class JobExtra:
         self.unique_key = ""
         """A key no other job may hold while this one is active (pending, waiting, running or
         failed and awaiting its retry); "" for none."""
+        self.traceparent = ""
+        """The W3C trace context it was enqueued under (``raftq.tracing``); "" for none."""
 
 
 def extra_of(job: Job) -> JobExtra:

@@ -42,6 +42,7 @@ from raftq.ids import derived_job_id
 from raftq.jobs import dependencies, policy, schedules, unique
 from raftq.jobs.backoff import policy_delay_ms
 from raftq.jobs.commands import (
+    TRACEPARENT,
     Cancel,
     Claim,
     ClaimResult,
@@ -454,6 +455,8 @@ class JobStateMachine:
         if spec.group:
             extra_of(job).group = spec.group
             self._group_moved(spec.group, None, job.state)
+        if spec.traceparent:
+            extra_of(job).traceparent = spec.traceparent
         self.jobs[job_id] = job
         self.held_bytes += len(spec.payload)
         counted = (queue, job.state)
@@ -609,6 +612,8 @@ class JobStateMachine:
             fence=index,
             expires_ms=run.lease_expires_ms,
             timeout_ms=job.timeout_ms,
+            traceparent=job.extra.traceparent if job.extra is not None else "",
+            enqueued_ms=job.enqueued_ms,
         )
 
     # --- reports from workers ---------------------------------------------------------------------
@@ -1051,6 +1056,13 @@ class JobStateMachine:
         ]
         if groups:
             sections["jobs.group"] = groups
+        traced = [
+            [job.id, job.extra.traceparent]
+            for job in itertools.compress(jobs, map(_extra, jobs))
+            if job.extra is not None and job.extra.traceparent
+        ]
+        if traced:
+            sections["jobs.traceparent"] = traced
         if self.limit_table.limits:
             sections["limits"] = self.limit_table.section()
         extras = dependencies.with_extra(jobs)
@@ -1212,6 +1224,7 @@ class Rebuild:
         does not know was written by a newer one: refused by name, never dropped."""
         machine = self.machine
         self._groups(sections.pop("jobs.group", []))
+        self._traceparents(sections.pop("jobs.traceparent", []))
         machine.limit_table.restore_section(sections.pop("limits", []))
         dependencies.read_sections(machine.jobs, sections)
         unique.read_sections(machine.jobs, sections)
@@ -1225,6 +1238,21 @@ class Rebuild:
                 f"snapshot sections {sorted(sections)} are unknown to this raftq "
                 "(written by a newer version?)"
             )
+
+    def _traceparents(self, rows: Any) -> None:
+        """The "jobs.traceparent" section: [job id, traceparent] of each traced job."""
+        if not isinstance(rows, list):
+            raise DecodeError("the jobs.traceparent section is not a list")
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 2 and isinstance(row[1], str)):
+                raise DecodeError(f"a jobs.traceparent row is {row!r:.80}, not [job id, value]")
+            job_id, traceparent = row
+            job = self.machine.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is None or not TRACEPARENT.fullmatch(traceparent):
+                raise DecodeError(f"jobs.traceparent names an unknown job {job_id!r:.80}")
+            if extra_of(job).traceparent:
+                raise DecodeError(f"jobs.traceparent names {job_id!r:.80} twice")
+            extra_of(job).traceparent = traceparent
 
     def _groups(self, rows: Any) -> None:
         """The "jobs.group" section: [job id, group] of each job that has a group."""

@@ -447,3 +447,28 @@ def test_views_show_the_group() -> None:
     plain = log.machine.get("p1")
     assert plain is not None
     assert plain.group == ""
+
+
+def test_a_shorter_rate_window_wakes_the_group_s_parked_jobs_at_its_own_end() -> None:
+    """Found by the simulator (seed 1100054: a follower restored from a snapshot claimed other
+    jobs than the log's replay). A job parked while a one-per-2-s rate was full scheduled its
+    group's wake-up for the window's end; the rate then became one per 0.5 s, and when the
+    group filled its new window and parked a job again, that older, later wake-up stood: the
+    group reopened after 0.5 s but its parked job stayed parked, and a newer job of the group
+    that was not parked went first. A restored machine (lanes are not in snapshots) claims
+    the older job, as it must."""
+    log = Log()
+    log.apply(
+        SetLimit(now_ms=1_000, scope="group", name="g", concurrency=3, rate=1, window_ms=2_000)
+    )
+    log.at(1_000).enqueue("a", "b", "c", group="g")
+    assert log.at(1_000).claim() == ["a"]  # b and c parked; wake-up at 3,000
+    log.apply(SetLimit(now_ms=1_100, scope="group", name="g", concurrency=3, rate=1, window_ms=500))
+    assert log.at(1_200).claim(max_jobs=1) == ["b"]  # a new window: b comes back and goes
+    assert log.at(1_300).claim() == []  # c is parked again: the window reopens at 1,700
+    log.at(1_800).enqueue("d", group="g")
+    restored = JobStateMachine.restore(log.machine.snapshot())
+    expected = restored.apply(99, Claim(now_ms=1_800, claimer="w", max_jobs=1))
+    assert isinstance(expected, ClaimResult)
+    assert [lease.job_id for lease in expected.leases] == ["c"]
+    assert log.at(1_800).claim(max_jobs=1) == ["c"]

@@ -229,12 +229,18 @@ class LimitsTable:
         self._wake_later(group, now_ms)
 
     def _wake_later(self, group: str, now_ms: int) -> None:
-        """If ``group`` is blocked by its rate only, wake its lanes when the window moves."""
+        """If ``group`` is blocked by its rate, wake its lanes when the window moves. A wake-up
+        already due earlier stands (waking early only finds the group still closed and asks
+        again); one due later is replaced: it was set under an older, longer window, and
+        kept, the group would reopen with its jobs still parked while newer ones went first."""
         limit = self.groups[group]
-        if not limit.rate or not limit.rate_full(now_ms) or group in self.waking:
+        if not limit.rate or not limit.rate_full(now_ms):
             return
         at_ms = limit.reopens_ms()
-        self.waking[group] = at_ms
+        known = self.waking.get(group)
+        if known is not None and known <= at_ms:
+            return
+        self.waking[group] = at_ms  # a replaced wake-up's heap entry is skipped when due
         heapq.heappush(self.wakeups, (at_ms, group))
 
     def left_ready(self, job: Job, group: str) -> bool:

@@ -35,6 +35,7 @@ from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
 from raftq.web import pages
 from raftq.web.api import api_routes, http_error
+from raftq.web.api_scheduling import scheduling_api_routes
 from raftq.web.auth import Guard
 from raftq.web.context import WebContext
 from raftq.web.login import login_routes
@@ -68,7 +69,7 @@ def asgi_app(
         read_only=read_only,
         clock=clock,
     )
-    routes: list[BaseRoute] = [*api_routes(), *login_routes()]
+    routes: list[BaseRoute] = [*api_routes(), *scheduling_api_routes(), *login_routes()]
     if metrics_registry is not None:
         routes.append(Route("/metrics", _metrics_endpoint(metrics_registry), methods=["GET"]))
     routes.extend(pages.page_routes())

@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from raftq import SyncClient, limits
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
-from raftq.web.pages import LIVE_HEADER
+from raftq.web.pages import LIVE_HEADER, progress_fraction
 from tests.process_cluster import process_cluster
 
 WAIT_S = 20.0
@@ -262,7 +262,7 @@ def test_a_waiting_jobs_page_and_json_show_its_parents(http: TestClient) -> None
         1,
     )
     page = http.get("/jobs/web-child").text
-    assert "depends on (1 of 1 still to finish)" in page
+    assert 'id="job-parent-count">1, 1 still to finish<' in page
     parent = '<a href="/jobs/web-parent">web-parent</a> <span class="state state-pending">pending'
     assert parent in page
     assert "if one ends dead or cancelled: cancel this job" in page
@@ -293,14 +293,14 @@ def test_a_job_page_shows_its_parents_states_group_policy_and_key(http: TestClie
         for parent in parents[: limits.WEB_PARENTS_SHOWN]
     ]
     assert "and 3 more" in page
-    assert f"depends on ({len(parents) - 1} of {len(parents)} still to finish)" in page
+    assert f'id="job-parent-count">{len(parents)}, {len(parents) - 1} still to finish<' in page
     assert "if one ends dead or cancelled: run anyway" in page
     assert '<dd id="job-group"><a href="/limits"' in page
     assert ">tenant/7</a>" in page
     assert 'id="job-retry-policy">2.0 s to 2.0 min, jitter 5%<' in page
     assert "<dt>unique while active</dt><dd>nightly-sum</dd>" in page
     plain = http.get("/jobs/fan-in-1").text
-    for absent in ("job-parents", "job-group", "job-retry-policy", "unique while active"):
+    for absent in ("job-parent", "job-group", "job-retry-policy", "unique while active"):
         assert absent not in plain, absent
     http.post(f"/api/v1/queues/{queue}/resume")
 
@@ -440,3 +440,22 @@ def test_the_limits_page_shows_what_runs_and_waits_and_lifts_one_after_asking(
     assert rows(http.get("/limits").text, "data-limit") == [f"queue/{queue}"]
     assert http.delete(queue_path).status_code == 200
     http.post(f"/api/v1/queues/{quote(queue, safe='')}/resume")
+
+
+@pytest.mark.parametrize(
+    ("progress", "fraction"),
+    [
+        ({"done": 640, "total": 1000}, 0.64),
+        ({"done": 3, "total": 7, "stage": "copy"}, 3 / 7),
+        ({"done": 12, "total": 10}, 1.0),
+        ({"done": -1, "total": 10}, 0.0),
+        ({"done": 1, "total": 0}, None),
+        ({"done": True, "total": 2}, None),
+        ({"done": "1", "total": 2}, None),
+        ({"percent": 50}, None),
+        ("copying", None),
+        (None, None),
+    ],
+)
+def test_a_progress_bar_only_for_done_of_total(progress: object, fraction: float | None) -> None:
+    assert progress_fraction(progress) == fraction

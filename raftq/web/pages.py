@@ -280,10 +280,23 @@ async def job_page(request: Request) -> Response:
         job=job,
         parents=parents,
         parents_more=max(0, len(job.depends_on) - len(parents)),
+        progress_fraction=progress_fraction(job.progress),
         cancellable=job.state in CANCELLABLE,
         retryable=job.state in RETRYABLE,
         history_error_chars=f"{limits.JOB_HISTORY_ERROR_CHARS_MAX:,}",
     )
+
+
+def progress_fraction(progress: Any) -> float | None:
+    """How far a progress value of the form ``{"done": N, "total": M}`` says a job got (0 to
+    1), for a bar under it; None for any other value, which is shown as JSON only."""
+    if not isinstance(progress, dict):
+        return None
+    done, total = progress.get("done"), progress.get("total")
+    numbers = all(isinstance(n, int | float) and not isinstance(n, bool) for n in (done, total))
+    if not numbers or not total or total <= 0:
+        return None
+    return float(min(1.0, max(0.0, done / total)))
 
 
 async def _parent_states(client: Client, parent_ids: Sequence[str]) -> list[tuple[str, str]]:

@@ -197,7 +197,8 @@ async def put_limit(request: Request) -> Response:
         "name": name,
         "concurrency": arguments["concurrency"] or 0,
         "rate": arguments["rate"] or 0,
-        "window_s": arguments["per"] or 0,
+        # As the list shows it: the window the cluster keeps, in whole ms, over 1000.
+        "window_s": round((arguments["per"] or 0) * 1000) / 1000,
     }
     return JSONResponse(shown)
 

@@ -459,3 +459,34 @@ def test_the_limits_page_shows_what_runs_and_waits_and_lifts_one_after_asking(
 )
 def test_a_progress_bar_only_for_done_of_total(progress: object, fraction: float | None) -> None:
     assert progress_fraction(progress) == fraction
+
+
+def test_the_schedules_and_limits_pages_show_a_bounded_number_of_rows(
+    http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster may hold 10,000 schedules and 100,000 limits: a page that refreshes itself
+    shows the first WEB_LIST_ROWS_MAX by name and says how to list them all."""
+    monkeypatch.setattr(limits, "WEB_LIST_ROWS_MAX", 2)
+    names = ["bounded-a", "bounded-b", "bounded-c"]
+    for name in names:
+        assert (
+            http.put(
+                f"/api/v1/schedules/{name}", json={"every_s": 3600, "type": "noop"}
+            ).status_code
+            == 201
+        )
+        assert http.put(f"/api/v1/limits/group/{name}", json={"concurrency": 1}).status_code == 200
+    try:
+        schedules = http.get("/schedules").text
+        assert rows(schedules, "data-schedule") == names[:2]
+        assert "The first 2 of 3, by name: <code>raftq schedule list --json</code>" in schedules
+        shown = http.get("/limits").text
+        assert rows(shown, "data-limit") == [f"group/{name}" for name in names[:2]]
+        assert "The first 2 of 3, by name" in shown
+        monkeypatch.setattr(limits, "WEB_LIST_ROWS_MAX", 3)
+        assert 'id="rows-hidden"' not in http.get("/schedules").text
+        assert 'id="rows-hidden"' not in http.get("/limits").text
+    finally:
+        for name in names:
+            http.delete(f"/api/v1/schedules/{name}")
+            http.delete(f"/api/v1/limits/group/{name}")

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from raftq import limits
 from raftq.errors import ConfigError, JobNotFound
 from raftq.web import actions
 from raftq.web.api_scheduling import LIMIT_SCOPES
@@ -41,8 +42,11 @@ def _jobs_link(request: Request, schedule: dict[str, Any]) -> str:
 async def schedules(request: Request) -> Response:
     async with web_context(request).client() as client:
         found = await client.schedules()
-    rows = [{**shown, "when": _when(shown), "jobs": _jobs_link(request, shown)} for shown in found]
-    return render(request, "schedules.html", title="Schedules", schedules=rows)
+    rows = [
+        {**shown, "when": _when(shown), "jobs": _jobs_link(request, shown)}
+        for shown in found[: limits.WEB_LIST_ROWS_MAX]
+    ]
+    return render(request, "schedules.html", title="Schedules", schedules=rows, held=len(found))
 
 
 async def _schedule(request: Request, name: str) -> dict[str, Any]:
@@ -79,7 +83,8 @@ async def remove_schedule(request: Request, form: dict[str, str]) -> str:
 async def limits_page(request: Request) -> Response:
     async with web_context(request).client() as client:
         found = await client.limits()
-    return render(request, "limits.html", title="Limits", limits=found)
+    shown = found[: limits.WEB_LIST_ROWS_MAX]
+    return render(request, "limits.html", title="Limits", limits=shown, held=len(found))
 
 
 async def _limit(request: Request) -> dict[str, Any]:

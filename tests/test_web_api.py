@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +26,8 @@ POLLS_MAX = 400
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with process_cluster(tmp_path_factory.mktemp("cluster")) as running:
+    flags = ["--import", "tests.handlers.progress"]
+    with process_cluster(tmp_path_factory.mktemp("cluster"), extra_flags=flags) as running:
         yield running
 
 
@@ -397,3 +399,17 @@ def test_enqueue_takes_every_issue_17_field_and_get_shows_them(http: TestClient)
     # A parent the cluster does not hold: the cluster refuses it, with its own code.
     unknown = http.post("/api/v1/jobs", json={"payload": 1, "depends_on": ["no-such-job"]})
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (409, "unknown_parent")
+
+
+def test_a_job_shows_the_progress_and_snoozes_its_handler_reported(
+    http: TestClient, tmp_path: Path
+) -> None:
+    flag = tmp_path / "snooze"
+    flag.touch()
+    value = {"done": 7, "total": 10}
+    job = {"type": "progress", "payload": {"snooze_once": str(flag), "progress": value}}
+    (job_id,) = http.post("/api/v1/jobs", json=job).json()["ids"]
+    done = wait_for_state(http, job_id, {"succeeded", "dead"})
+    assert (done["state"], done["attempts"], done["snoozes"]) == ("succeeded", 1, 1)
+    assert done["progress"] == value
+    assert done["result"] == {"attempt": 1}

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
@@ -27,7 +28,9 @@ POLLS_MAX = 400
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with process_cluster(tmp_path_factory.mktemp("cluster"), 1, workers=2) as running:
+    flags = ["--import", "tests.handlers.progress"]
+    root = tmp_path_factory.mktemp("cluster")
+    with process_cluster(root, 1, workers=2, extra_flags=flags) as running:
         yield running
 
 
@@ -490,3 +493,19 @@ def test_the_schedules_and_limits_pages_show_a_bounded_number_of_rows(
         for name in names:
             http.delete(f"/api/v1/schedules/{name}")
             http.delete(f"/api/v1/limits/group/{name}")
+
+
+def test_a_job_page_shows_its_progress_with_a_bar_and_its_snoozes(
+    http: TestClient, tmp_path: Path
+) -> None:
+    flag = tmp_path / "snooze"
+    flag.touch()
+    payload = {"snooze_once": str(flag), "progress": {"done": 3, "total": 4}}
+    (job_id,) = http.post("/api/v1/jobs", json={"type": "progress", "payload": payload}).json()[
+        "ids"
+    ]
+    assert finished(http, job_id)["state"] == "succeeded"
+    page = http.get(f"/jobs/{job_id}").text
+    assert 'id="job-progress">{"done": 3, "total": 4}</dd>' in page
+    assert '<meter min="0" max="1" value="0.75">75%</meter>' in page
+    assert 'id="job-snoozes">1<' in page

@@ -284,6 +284,11 @@ def test_a_schedule_put_fires_lists_like_the_cli_and_is_deleted(
     assert (shown["every_s"], shown["tz"], shown["payload"]) == (1, None, {"n": 1})
     assert shown["catch_up"] == "latest"
     assert shown["next_ms"] > shown["last_fired_ms"]
+    computed = ("next_ms", "last_fired_ms", "changed_ms")
+    listed_back = {key: value for key, value in shown.items() if key not in computed}
+    assert http.put(path, json=listed_back).json()["state"] == "unchanged"  # round trip
+    refused = http.put(path, json=shown).json()["error"]["message"]
+    assert refused == "field 'next_ms': the cluster computes it; leave it out"
     jobs = http.get("/api/v1/jobs", params={"queue": queue}).json()["jobs"]
     assert jobs
     assert {job["type"] for job in jobs} == {"noop"}
@@ -341,6 +346,9 @@ def test_a_limit_put_lists_what_runs_and_waits_under_it_and_is_deleted(
     assert shown is not None
     assert (shown["concurrency"], shown["rate"], shown["window_s"]) == (1, 5, 60)
     assert (shown["running"], shown["pending"]) == (0, 2)
+    counts = ("running", "pending", "started_in_window")
+    listed_back = {key: value for key, value in shown.items() if key not in counts}
+    assert http.put(group_path, json=listed_back).json() == listed_back  # round trip
     assert http.put(group_path, json={"concurrency": 2}).json()["rate"] == 0  # replaced whole
     for path in (group_path, queue_path):
         assert http.delete(path).json()["state"] == "removed"

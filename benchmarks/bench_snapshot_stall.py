@@ -75,11 +75,13 @@ POLL_S = 0.25
 """Metrics polls: far more often than the nodes' 10 s window, so no peak is missed."""
 
 
-async def settled(addresses: dict[str, str], cluster: LocalCluster) -> dict[str, dict[str, float]]:
+async def settled(
+    addresses: dict[str, str], cluster: LocalCluster, settle_s: float
+) -> dict[str, dict[str, float]]:
     """The figures once start-up's stalls (restoring the snapshot, the first full garbage
     collection) have aged out of the nodes' 10-20 s window: the idle baseline."""
     with trio.fail_after(TIMEOUT_S):
-        for _ in range(int(SETTLE_S)):
+        for _ in range(int(settle_s)):
             cluster.check_running()
             await trio.sleep(1)
         return await read_metrics(addresses)
@@ -145,7 +147,7 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
             await cluster.start(node)
         async with raftq.connect(cluster.client_addresses, timeout=TIMEOUT_S) as client:
             leader = await leader_of(client, cluster)
-            before = await settled(metrics_addresses, cluster)
+            before = await settled(metrics_addresses, cluster, arguments.settle_seconds)
             peaks: dict[str, dict[str, float]] = {node: {} for node in metrics_addresses}
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(watch, metrics_addresses, cluster, peaks, nursery.cancel_scope)
@@ -187,6 +189,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--snapshot-entries", type=int, default=200)
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=SETTLE_S,
+        help="wait this long before the snapshot, so that start-up's stalls age out of the "
+        "figures (raftq bench --quick waits 1 s: its stalls then include start-up's)",
+    )
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
     result = trio.run(run, arguments)

@@ -110,7 +110,7 @@ STEPS: tuple[Step, ...] = (
         name="recovery",
         script="bench_recovery.py",
         arguments=("--jobs", "1000000", "--entries", "100000"),
-        quick_arguments=("--jobs", "20000", "--entries", "1000"),
+        quick_arguments=("--jobs", "5000", "--entries", "1000"),
     ),
     Step(
         name="cluster_restart",
@@ -124,7 +124,7 @@ SNAPSHOT_STALL_STEP = Step(
     name="snapshot_stall",
     script="bench_snapshot_stall.py",
     arguments=("--jobs", "1000000"),
-    quick_arguments=("--jobs", "20000"),
+    quick_arguments=("--jobs", "5000", "--settle-seconds", "1"),
 )
 STEPS += (SNAPSHOT_STALL_STEP,)
 

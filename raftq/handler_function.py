@@ -28,13 +28,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, Unpack
 
 from raftq.errors import ConfigError
 
 if TYPE_CHECKING:
     from raftq.app import JobContext
     from raftq.client.client import Client
+    from raftq.client.options import EnqueueOptions
     from raftq.client.sync_client import SyncClient
 
 P = ParamSpec("P")
@@ -126,53 +127,32 @@ class HandlerFunction(Generic[P, R]):
         """The payload of a job for these arguments; ``TypeError`` if they do not fit."""
         return bind_payload(self.job_type, self.signature, args, kwargs)
 
-    def options(
-        self,
-        *,
-        queue: str = "default",
-        priority: int = 0,
-        delay: float = 0.0,
-        max_attempts: int = 3,
-        timeout: float = 30.0,
-        key: str | None = None,
-        id: str | None = None,
-        group: str | None = None,
-        backoff: float | None = None,
-        backoff_max: float | None = None,
-        jitter_percent: int | None = None,
-    ) -> JobOptions[P]:
-        """The same handler with job options (those of ``Client.enqueue``; seconds)."""
-        options = {
-            "queue": queue,
-            "priority": priority,
-            "delay": delay,
-            "max_attempts": max_attempts,
-            "timeout": timeout,
-            "key": key,
-            "id": id,
-            "group": group,
-        }
-        policy = {"backoff": backoff, "backoff_max": backoff_max, "jitter_percent": jitter_percent}
-        options.update((name, value) for name, value in policy.items() if value is not None)
+    def options(self, **options: Unpack[EnqueueOptions]) -> JobOptions[P]:
+        """The same handler with job options (those of ``Client.enqueue``: seconds), checked
+        now: a wrong one raises here, not at the first enqueue."""
+        # Imported here: raftq.client imports raftq.app, which imports this module.
+        from raftq.client.options import job_spec
+
+        job_spec(self.job_type, None, options)
         return JobOptions(self, options)
 
     async def enqueue(self, client: Client, *args: P.args, **kwargs: P.kwargs) -> str:
         """Enqueue one job of this type with these arguments; its id once committed."""
-        return await self.options().enqueue(client, *args, **kwargs)
+        return await JobOptions(self, {}).enqueue(client, *args, **kwargs)
 
     def enqueue_sync(self, client: SyncClient, *args: P.args, **kwargs: P.kwargs) -> str:
         """``enqueue`` through a ``raftq.SyncClient``."""
-        return self.options().enqueue_sync(client, *args, **kwargs)
+        return JobOptions(self, {}).enqueue_sync(client, *args, **kwargs)
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
         """A job-file dict for ``enqueue_many`` (many jobs in one commit)."""
-        return self.options().job(*args, **kwargs)
+        return JobOptions(self, {}).job(*args, **kwargs)
 
 
 class JobOptions(Generic[P]):
     """A handler with job options set: ``resize.options(queue="images").enqueue(...)``."""
 
-    def __init__(self, handler: HandlerFunction[P, Any], options: dict[str, Any]) -> None:
+    def __init__(self, handler: HandlerFunction[P, Any], options: EnqueueOptions) -> None:
         self._handler = handler
         self._options = options
 
@@ -186,32 +166,11 @@ class JobOptions(Generic[P]):
 
     def job(self, *args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
         # Imported here: raftq.client imports raftq.app, which imports this module.
-        from raftq.client.jobfile import DELAY_MS_MAX, TIMEOUT_MS_MAX, seconds_to_ms
-        from raftq.limits import RETRY_POLICY_MS_MAX
+        from raftq.client.options import job_object
 
-        options = self._options
-        job: dict[str, Any] = {
-            "type": self._handler.job_type,
-            "payload": self._handler.payload(*args, **kwargs),
-            "queue": options["queue"],
-            "priority": options["priority"],
-            "delay_ms": seconds_to_ms(
-                "delay", options["delay"], lowest_ms=0, highest_ms=DELAY_MS_MAX
-            ),
-            "max_attempts": options["max_attempts"],
-            "timeout_ms": seconds_to_ms(
-                "timeout", options["timeout"], lowest_ms=1, highest_ms=TIMEOUT_MS_MAX
-            ),
-        }
-        for name in ("key", "id", "group", "jitter_percent"):
-            if options.get(name) is not None:
-                job[name] = options[name]
-        for name, field in (("backoff", "backoff_ms"), ("backoff_max", "backoff_max_ms")):
-            if options.get(name) is not None:
-                job[field] = seconds_to_ms(
-                    name, options[name], lowest_ms=0, highest_ms=RETRY_POLICY_MS_MAX
-                )
-        return job
+        return job_object(
+            self._handler.job_type, self._handler.payload(*args, **kwargs), self._options
+        )
 
 
 __all__ = ["HandlerFunction", "JobOptions"]

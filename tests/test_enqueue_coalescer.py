@@ -10,7 +10,7 @@ import trio
 
 import raftq
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
-from raftq.client.sync_client import job_spec
+from raftq.client.options import job_spec
 from raftq.jobs.commands import Enqueue, JobSpec
 from tests.fake_node import FakeCluster
 
@@ -40,7 +40,7 @@ class GatedClient:
 
 
 def spec(payload: object, *, id: str | None = None, key: str | None = None) -> JobSpec:
-    return job_spec("noop", payload, "default", 0, 0.0, 3, 30.0, key, id)
+    return job_spec("noop", payload, {"key": key, "id": id})
 
 
 async def test_a_lone_enqueue_goes_at_once_and_concurrent_ones_ride_together(

@@ -57,18 +57,6 @@ class RecordingSyncClient(RecordingClient):
         return self.enqueue_now(type, payload, **options)
 
 
-DEFAULT_OPTIONS = {
-    "queue": "default",
-    "priority": 0,
-    "delay": 0.0,
-    "max_attempts": 3,
-    "timeout": 30.0,
-    "key": None,
-    "id": None,
-    "group": None,
-}
-
-
 @pytest.fixture
 def cluster() -> Iterator[FakeCluster]:
     with fake_cluster_in_thread(FakeCluster(("n1",))) as fake:
@@ -107,11 +95,11 @@ async def test_enqueue_sends_the_type_and_the_bound_payload_with_the_options() -
     )
     await legacy.enqueue(client)
     assert client.calls == [
-        ("resize", {"file": "a.png"}, DEFAULT_OPTIONS),
-        ("resize", {"file": "b.png", "width": 10}, DEFAULT_OPTIONS | {
+        ("resize", {"file": "a.png"}, {}),
+        ("resize", {"file": "b.png", "width": 10}, {
             "queue": "images", "priority": 5, "delay": 2, "key": "k"
         }),
-        ("legacy", None, DEFAULT_OPTIONS),
+        ("legacy", None, {}),
     ]  # fmt: skip
 
 
@@ -120,8 +108,8 @@ def test_enqueue_sync_goes_through_the_sync_client() -> None:
     assert resize.enqueue_sync(client, file="a.png", width=1) == "id-1"
     assert resize.options(max_attempts=1).enqueue_sync(client, "c.png") == "id-2"
     assert client.calls == [
-        ("resize", {"file": "a.png", "width": 1}, DEFAULT_OPTIONS),
-        ("resize", {"file": "c.png"}, DEFAULT_OPTIONS | {"max_attempts": 1}),
+        ("resize", {"file": "a.png", "width": 1}, {}),
+        ("resize", {"file": "c.png"}, {"max_attempts": 1}),
     ]
 
 
@@ -168,7 +156,31 @@ def test_job_makes_a_job_file_dict_for_enqueue_many() -> None:
         ("resize", 2, "r-1"),
     ]
     with pytest.raises(raftq.ConfigError, match="delay"):
-        resize.options(delay=-1).job(file="a.png")
+        resize.options(delay=-1)
+
+
+def test_options_take_every_option_of_client_enqueue_and_check_them_at_once() -> None:
+    """One list of options for ``Client.enqueue``, ``SyncClient.enqueue`` and ``.options()``
+    (``EnqueueOptions``): dependencies and a unique key through a handler too."""
+    first = resize.options(id="p-1").job("a")
+    job = resize.options(
+        depends_on=["p-1"], on_parent_failure="run", unique_while_active="thumb:a", group="g"
+    ).job("b")
+    assert (job["depends_on"], job["on_parent_failure"], job["unique_while_active"]) == (
+        ["p-1"], "run", "thumb:a"
+    )  # fmt: skip
+    parent, child = specs_from_objects([first, job])
+    assert (child.depends_on, child.on_parent_failure, child.unique_while_active, child.group) == (
+        ("p-1",), "run", "thumb:a", "g"
+    )  # fmt: skip
+    assert parent.key == "p-1"
+    assert "key" not in first  # the id is the key, as in a job file
+    with pytest.raises(TypeError, match="'queues' is not an option of a job"):
+        resize.options(queues="a")  # type: ignore[call-arg]
+    with pytest.raises(raftq.ConfigError, match="on_parent_failure: must be one of"):
+        resize.options(on_parent_failure="ignore")
+    with pytest.raises(raftq.ConfigError, match="depends_on: names a job twice"):
+        resize.options(depends_on=["p-1", "p-1"])
 
 
 def test_a_handler_whose_parameters_cannot_come_from_a_payload_is_refused() -> None:

@@ -8,7 +8,15 @@ from pathlib import Path
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from raftq.jobs.commands import Claim, ClaimResult, Complete, Enqueue
+from raftq.jobs.commands import (
+    Claim,
+    ClaimResult,
+    Complete,
+    Enqueue,
+    PutSchedule,
+    ScheduleSpec,
+    SetLimit,
+)
 from raftq.transport.wire import CommandReply, SubmitCommand
 from tests.node_helpers import RawClient, free_ports, running_cluster, spec, wait_for_leader
 
@@ -49,6 +57,10 @@ async def test_metrics_are_served_named_and_parseable(tmp_path: Path) -> None:
     ) as nodes:
         leader = await wait_for_leader(nodes)
         async with RawClient.connect(leader.config.address) as client:
+            limit = SetLimit(now_ms=0, scope="queue", name="default", concurrency=3)
+            every_second = ScheduleSpec(name="tick", type="tick", queue="ticks", every_ms=1_000)
+            await client.call(SubmitCommand(command=limit))
+            await client.call(SubmitCommand(command=PutSchedule(now_ms=0, schedule=every_second)))
             await client.call(SubmitCommand(command=Enqueue(now_ms=0, jobs=(spec(),) * 2)))
             claimed = await client.call(SubmitCommand(command=Claim(now_ms=0, claimer="w")))
             assert isinstance(claimed, CommandReply)
@@ -61,7 +73,8 @@ async def test_metrics_are_served_named_and_parseable(tmp_path: Path) -> None:
             )
         for _ in range(500):  # the snapshot is encoded in a thread and saved by the Raft peer
             head, body = await scrape(leader.metrics_port)
-            if "\nraftq_snapshot_seconds_count 1.0" in body:
+            fired = 'raftq_schedule_last_fired_timestamp_seconds{schedule="tick"} 0.0' not in body
+            if "\nraftq_snapshot_seconds_count 1.0" in body and fired:
                 break
             await trio.sleep(0.02)
         assert head.startswith("HTTP/1.1 200")
@@ -82,12 +95,22 @@ async def test_metrics_are_served_named_and_parseable(tmp_path: Path) -> None:
         assert samples[finished] == 1
         assert samples[("raftq_raft_is_leader", ())] == 1
         assert samples[("raftq_jobs", (("queue", "default"), ("state", "pending")))] == 1
+        by_limit = (("name", "default"), ("scope", "queue"))
+        assert [samples[(f"raftq_limit_{field}", by_limit)] for field in LIMIT_FIELDS] == [
+            0, 1, 0, 3, 0  # running, pending, started in window, concurrency, rate
+        ]  # fmt: skip
+        last_fired = samples[
+            ("raftq_schedule_last_fired_timestamp_seconds", (("schedule", "tick"),))
+        ]
+        assert last_fired > 1_700_000_000  # a slot's time, in seconds since the epoch
         assert samples[("raftq_wal_fsync_seconds_count", ())] > 0
         assert samples[("raftq_snapshot_seconds_count", ())] >= 1
         assert lint_like_promtool(body) == []
         head, _ = await scrape(leader.metrics_port, "/other")
         assert head.startswith("HTTP/1.1 404")
 
+
+LIMIT_FIELDS = ("running", "pending", "started_in_window", "concurrency", "rate")
 
 BASE_UNITS = ("_seconds", "_bytes", "_total", "_info")
 NON_BASE_UNITS = ("_ms", "_milliseconds", "_microseconds", "_kilobytes", "_megabytes", "_minutes")

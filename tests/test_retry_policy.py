@@ -28,9 +28,9 @@ import trio
 import raftq
 from raftq import codec, limits
 from raftq.app import App, JobContext
-from raftq.client.client import job_spec
 from raftq.client.commands import describe
 from raftq.client.jobfile import parse_job_file
+from raftq.client.options import job_spec
 from raftq.client.worker import Worker
 from raftq.errors import ConfigError, DecodeError
 from raftq.jobs.backoff import (
@@ -230,7 +230,7 @@ def test_the_job_file_client_and_defaults() -> None:
         base_ms=7_200_000, max_ms=7_200_000, jitter_percent=25
     )
     assert none.retry_policy is None
-    made = job_spec("t", None, "q", 0, 0, 3, 30, None, None, backoff=0.5, jitter_percent=5)
+    made = job_spec("t", None, {"queue": "q", "backoff": 0.5, "jitter_percent": 5})
     assert made.retry_policy == RetryPolicy(
         base_ms=500, max_ms=limits.RETRY_CAP_MS, jitter_percent=5
     )
@@ -266,7 +266,7 @@ def test_a_bad_policy_field_is_refused_by_name(fields: str, problem: str) -> Non
 
 def test_bad_policy_keywords_and_snoozes_are_clear_errors() -> None:
     with pytest.raises(ConfigError, match="backoff of -1 s is out of range"):
-        job_spec("t", None, "q", 0, 0, 3, 30, None, None, backoff=-1)
+        job_spec("t", None, {"backoff": -1})
     with pytest.raises(ValueError, match="delay_s must be from 0 to"):
         raftq.Retry(delay_s=-0.5)
     with pytest.raises(ValueError, match="delay_s must be from 0 to"):

@@ -225,6 +225,37 @@ def test_a_snapshot_keeps_the_table_and_a_restored_machine_refuses_fired_slots()
     assert_refused(refused, "fired")
 
 
+def test_a_fired_job_has_the_schedule_s_job_options_through_a_snapshot() -> None:
+    """A schedule gives its jobs a priority, attempts, a timeout (a job longer than the
+    default 30 s) and a group; a restored machine fires with the same options, and a row
+    written before schedules had them (11 fields) reads with the job file's defaults."""
+    from raftq.jobs.schedules import ScheduleTable
+
+    nightly = attrs.evolve(
+        EVERY_S, priority=7, max_attempts=1, timeout_ms=3_600_000, group="reports"
+    )
+    log = Log()
+    log.put(nightly, 0)
+    (job_id,) = created(log.fire("tick", (1_000,), 1_000))
+    job = log.machine.get(job_id)
+    assert job is not None
+    assert (job.priority, job.max_attempts, job.timeout_ms, job.group) == (
+        7, 1, 3_600_000, "reports"
+    )  # fmt: skip
+    restored = JobStateMachine.restore(log.machine.snapshot())
+    assert restored.schedules.by_name["tick"].spec == nightly
+    revision = restored.schedules.by_name["tick"].revision
+    fired = restored.apply(
+        9, FireSchedule(now_ms=2_000, name="tick", revision=revision, slots=(2_000,))
+    )
+    (again,) = created(fired)
+    assert restored.get(again) is not None
+    assert restored.get(again).group == "reports"  # type: ignore[union-attr]
+    (row,) = log.machine.schedules.rows()
+    older = ScheduleTable.from_rows([row[:11]])
+    assert older.by_name["tick"].spec == EVERY_S
+
+
 def test_the_snapshot_is_the_same_whatever_order_the_table_was_built_in() -> None:
     """Replayed, the table holds b before a (a was removed and added again); restored, it
     holds them by name: the snapshots must still be the same bytes."""
@@ -375,6 +406,8 @@ class FakeLeader:
         self._applied = trio.Event()
         self._role = trio.Event()
         self.proposals: list[Command] = []
+        self.unanswered = False
+        """Proposals are neither applied nor answered (a majority that stopped answering)."""
 
     # RaftPeer
     def propose(self, command: Command) -> Waiter:
@@ -382,6 +415,8 @@ class FakeLeader:
         self.proposals.append(command)
         if self.role is not Role.LEADER:
             waiter.resolve(Rejected(code="not_leader", message=""))
+            return waiter
+        if self.unanswered:
             return waiter
         waiter.resolve(self.log.apply(attrs.evolve(command, now_ms=self.now_ms())))
         self.applied_index = len(self.log.commands)
@@ -470,6 +505,36 @@ async def test_a_new_leader_fires_the_latest_missed_slot_once(
         await trio.sleep(1.0)
         assert leader.fired("tick") == [clock.START_MS + 10_000, clock.START_MS + 11_000]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_leader_deposed_while_its_firing_waits_fires_every_slot_when_it_leads_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Found by the simulator (seed 1000013): a leader proposed a firing, lost the majority
+    and its leadership, and led again a moment later; its scheduler still waited out the old
+    term's firing (``COMMIT_WAIT_S``, 10 s), then took its new reign to start then, so the
+    slots of those seconds counted as missed before it led and only the latest fired."""
+    clock = MockWallClock()
+    leader = FakeLeader(clock.now_ms)
+    leader.log.put(ScheduleSpec(name="tick", type="t", every_ms=1_000), clock.now_ms())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(Scheduler(leader, leader, clock).run)  # type: ignore[arg-type]
+        leader.unanswered = True
+        await trio.sleep(1.5)  # slot 1 s proposed, never answered
+        leader.set_role(Role.FOLLOWER)
+        leader.unanswered = False
+        await trio.sleep(0.7)  # slot 2 s passes without a leader
+        leader.set_role(Role.LEADER)
+        await trio.sleep(4.0)
+        nursery.cancel_scope.cancel()
+    start = clock.START_MS
+    assert leader.fired("tick") == [
+        start + 2_000,
+        start + 3_000,
+        start + 4_000,
+        start + 5_000,
+        start + 6_000,
+    ]
 
 
 async def test_catch_up_all_fires_every_missed_slot_a_bounded_batch_per_entry(

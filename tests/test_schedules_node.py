@@ -57,7 +57,8 @@ async def test_the_cli_adds_lists_and_removes_a_schedule_that_fires_each_second(
         address = node.config.address
         added = await run_raftq(
             address, "schedule", "add", "tick", "--every", "1", "--type", "noop",
-            "--payload", '{"n": 1}',
+            "--payload", '{"n": 1}', "--priority", "5", "--max-attempts", "2",
+            "--job-timeout", "120", "--group", "ticks",
         )  # fmt: skip
         assert added.returncode == 0, added.stderr
         assert added.stdout.decode() == "tick added\n"
@@ -69,6 +70,12 @@ async def test_the_cli_adds_lists_and_removes_a_schedule_that_fires_each_second(
         assert shown["every_s"] == 1
         assert shown["tz"] is None
         assert shown["payload"] == {"n": 1}
+        job_options = ("priority", "max_attempts", "timeout_s", "group")
+        assert [shown[option] for option in job_options] == [5, 2, 120, "ticks"]
+        machine = node.applier.machine
+        fired_job = machine.get(machine.keys[f"schedule:tick:{fired_slots(node, 'tick')[0]}"])
+        assert fired_job is not None
+        assert (fired_job.priority, fired_job.timeout_ms, fired_job.group) == (5, 120_000, "ticks")
         assert shown["last_fired_ms"] >= fired_slots(node, "tick")[1]
         assert shown["next_ms"] == shown["last_fired_ms"] + 1_000
         text = await run_raftq(address, "schedule", "list")
@@ -93,6 +100,11 @@ async def test_the_cli_adds_lists_and_removes_a_schedule_that_fires_each_second(
         ),
         (["--every", "0.5"], "raftq: every of 0.5 s is out of range"),
         (["--every", "1", "--tz", "UTC"], "raftq: a time zone applies to a cron expression only"),
+        (
+            ["--every", "1", "--max-attempts", "0"],
+            "raftq: bad schedule 's': max_attempts: 0 is out of range",
+        ),
+        (["--every", "1", "--job-timeout", "-1"], "raftq: timeout of -1.0 s is out of range"),
     ],
 )
 async def test_a_bad_schedule_exits_2_with_one_line_and_sends_nothing(
@@ -120,6 +132,8 @@ async def test_the_client_api_and_the_node_refuse_what_cannot_fire(tmp_path: Pat
         assert shown["next_ms"] % 3_600_000 == 0
         with pytest.raises(ConfigError, match="bad cron expression"):
             await client.add_schedule("bad", "t", cron="not cron")
+        with pytest.raises(TypeError, match="'timeout_ms' is not an option of a schedule"):
+            await client.add_schedule("bad", "t", every=5, timeout_ms=5)  # type: ignore[call-arg]
         with pytest.raises(CommandRejected, match="no schedule other"):
             await client.remove_schedule("other")
         # A definition that skipped the client's checks is refused by the node, not stored.
@@ -162,6 +176,8 @@ async def test_the_config_file_s_schedules_are_put_in_place_when_the_node_leads(
         "every_s = 30\n"
         'type = "ping"\n'
         'catch_up = "all"\n'
+        'group = "pings"\n'
+        "timeout_s = 90\n"
     )
     config, _ = config_from(build_parser().parse_args(["--config", str(path)]))
     assert [spec.name for spec in config.schedules] == ["nightly", "pulse"]
@@ -172,6 +188,8 @@ async def test_the_config_file_s_schedules_are_put_in_place_when_the_node_leads(
         assert shown["nightly"]["tz"] == "Europe/Berlin"
         assert shown["pulse"]["every_s"] == 30
         assert shown["pulse"]["catch_up"] == "all"
+        assert (shown["pulse"]["group"], shown["pulse"]["timeout_s"]) == ("pings", 90)
+        assert (shown["nightly"]["group"], shown["nightly"]["timeout_s"]) == (None, 30)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import random
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import anyio
 import anyio.abc
@@ -29,19 +29,9 @@ from raftq import limits
 from raftq.backoff import Backoff
 from raftq.client.connection import ClientConnection, ConnectionClosed
 from raftq.client.job import HistoryEntry, Job
-from raftq.client.jobfile import (
-    DELAY_MS_MAX,
-    TIMEOUT_MS_MAX,
-    FieldProblem,
-    check_choice,
-    check_parents,
-    check_text,
-    encode_json,
-    make_spec,
-    seconds_to_ms,
-    specs_from_objects,
-)
-from raftq.client.schedules import schedule_json, schedule_spec
+from raftq.client.jobfile import encode_json, seconds_to_ms, specs_from_objects
+from raftq.client.options import EnqueueOptions, job_spec
+from raftq.client.schedules import ScheduleOptions, schedule_json, schedule_spec
 from raftq.client.status import cluster_status
 from raftq.errors import (
     Busy,
@@ -271,52 +261,19 @@ class Client:
     # --- producers --------------------------------------------------------------------------------
 
     async def enqueue(
-        self,
-        type: str,
-        payload: object = None,
-        *,
-        queue: str = "default",
-        priority: int = 0,
-        delay: float = 0.0,
-        max_attempts: int = 3,
-        timeout: float = 30.0,
-        key: str | None = None,
-        id: str | None = None,
-        group: str | None = None,
-        depends_on: Sequence[str] = (),
-        on_parent_failure: str = "cancel",
-        unique_while_active: str | None = None,
-        backoff: float | None = None,
-        backoff_max: float | None = None,
-        jitter_percent: int | None = None,
+        self, type: str, payload: object = None, **options: Unpack[EnqueueOptions]
     ) -> str:
-        """Enqueue one job and return its id once committed. ``delay`` and ``timeout`` are in
-        seconds; ``key`` (default: ``id`` if given, else a fresh random key) dedupes retries;
-        ``group``: the concurrency and rate group it counts in (``set_limit``).
-        ``depends_on``: ids of jobs it waits for (it runs once they have succeeded; if one
-        ends dead or cancelled it is cancelled, or runs anyway with ``on_parent_failure=
-        "run"``). ``unique_while_active``: a key; while another job with it is pending,
-        waiting or running, nothing is enqueued and that job's id is returned.
-        ``backoff`` and ``backoff_max`` (seconds) and ``jitter_percent`` give the job its own
-        retry policy (docs/handlers.md "Retry policy"); left out, the default's."""
-        spec = job_spec(
-            type,
-            payload,
-            queue,
-            priority,
-            delay,
-            max_attempts,
-            timeout,
-            key,
-            id,
-            group,
-            backoff=backoff,
-            backoff_max=backoff_max,
-            jitter_percent=jitter_percent,
-        )
-        if depends_on or on_parent_failure != "cancel" or unique_while_active:
-            spec = dependent_spec(spec, depends_on, on_parent_failure, unique_while_active)
-        (job_id,) = await self.enqueue_specs([spec])
+        """Enqueue one job and return its id once committed. The options
+        (``raftq.client.options.EnqueueOptions``): ``queue``, ``priority``, ``delay`` and
+        ``timeout`` in seconds, ``max_attempts``, ``key`` (default: ``id`` if given, else a
+        fresh random key: it dedupes retries), ``id``, ``group`` (the concurrency and rate
+        group it counts in, ``set_limit``), ``depends_on`` (ids of jobs it waits for: it runs
+        once they have succeeded; if one ends dead or cancelled it is cancelled, or runs anyway
+        with ``on_parent_failure="run"``), ``unique_while_active`` (a key: while another job
+        with it is pending, waiting or running, nothing is enqueued and that job's id is
+        returned), and ``backoff``, ``backoff_max`` (seconds) and ``jitter_percent``, the job's
+        own retry policy (docs/handlers.md "Retry policy"; left out, the default's)."""
+        (job_id,) = await self.enqueue_specs([job_spec(type, payload, options)])
         return job_id
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> builtins.list[str]:
@@ -570,23 +527,14 @@ class Client:
     # --- schedules (docs/schedules.md) ---------------------------------------------------------
 
     async def add_schedule(
-        self,
-        name: str,
-        type: str,
-        payload: object = None,
-        *,
-        cron: str | None = None,
-        every: float | None = None,
-        tz: str | None = None,
-        queue: str = "default",
-        catch_up: str = "latest",
+        self, name: str, type: str, payload: object = None, **options: Unpack[ScheduleOptions]
     ) -> str:
         """Add schedule ``name``, or replace the one of that name: a job of ``type`` with
-        ``payload`` at each slot of ``cron`` (in ``tz``) or every ``every`` seconds. Returns
-        "added", "updated" or "unchanged". A bad expression or zone is a ``ConfigError``."""
-        spec = schedule_spec(
-            name, type, payload, cron=cron, every=every, tz=tz, queue=queue, catch_up=catch_up
-        )
+        ``payload`` at each slot of ``cron`` (in ``tz``) or every ``every`` seconds; the
+        options (``raftq.client.schedules.ScheduleOptions``) also give the fired jobs'
+        ``queue``, ``priority``, ``max_attempts``, ``timeout`` and ``group``. Returns "added",
+        "updated" or "unchanged". A bad expression, zone or option is a ``ConfigError``."""
+        spec = schedule_spec(name, type, payload, options)
         return _expect(await self._submit(PutSchedule(now_ms=0, schedule=spec)), Done).state
 
     async def schedules(self) -> builtins.list[dict[str, Any]]:
@@ -959,65 +907,3 @@ def _rejection(rejected: Rejected, context: str = "") -> RaftqError:
 
 
 __all__ = ["Client", "CommandRejected", "HistoryEntry", "Job", "JobPage", "connect", "new_key"]
-
-
-def dependent_spec(
-    spec: JobSpec,
-    depends_on: Sequence[str],
-    on_parent_failure: str,
-    unique_while_active: str | None,
-) -> JobSpec:
-    """``spec`` with dependencies and a unique key, checked as the job file's fields are."""
-    try:
-        return attrs.evolve(
-            spec,
-            depends_on=check_parents(depends_on),
-            on_parent_failure=check_choice(on_parent_failure),
-            unique_while_active=check_text(
-                unique_while_active or "", limits.JOB_KEY_CHARS_MAX, empty=True
-            ),
-        )
-    except ValueError as error:
-        raise ConfigError(f"dependencies or unique key: {error}") from None
-
-
-def job_spec(
-    type: str,
-    payload: object,
-    queue: str,
-    priority: int,
-    delay: float,
-    max_attempts: int,
-    timeout: float,
-    key: str | None,
-    id: str | None,
-    group: str | None = None,
-    *,
-    backoff: float | None = None,
-    backoff_max: float | None = None,
-    jitter_percent: int | None = None,
-) -> JobSpec:
-    """The job ``Client.enqueue`` would send for these arguments, with its checks and errors."""
-    policy_ms_max = limits.RETRY_POLICY_MS_MAX
-    try:
-        return make_spec(
-            type=type,
-            payload=payload,
-            queue=queue,
-            priority=priority,
-            delay_ms=seconds_to_ms("delay", delay, lowest_ms=0, highest_ms=DELAY_MS_MAX),
-            max_attempts=max_attempts,
-            timeout_ms=seconds_to_ms("timeout", timeout, lowest_ms=1, highest_ms=TIMEOUT_MS_MAX),
-            key=key if key is not None else (id or ""),
-            id=id or "",
-            group=group or "",
-            backoff_ms=None
-            if backoff is None
-            else seconds_to_ms("backoff", backoff, lowest_ms=0, highest_ms=policy_ms_max),
-            backoff_max_ms=None
-            if backoff_max is None
-            else seconds_to_ms("backoff_max", backoff_max, lowest_ms=0, highest_ms=policy_ms_max),
-            jitter_percent=jitter_percent,
-        )
-    except FieldProblem as problem:
-        raise ConfigError(f"{problem.field}: {problem}") from None

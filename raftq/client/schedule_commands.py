@@ -41,6 +41,19 @@ def add_schedule_commands(commands: Any, with_timeout: argparse.ArgumentParser) 
         default="latest",
         help="after an outage: fire the latest missed slot (default) or every one",
     )
+    jobs = add.add_argument_group("the jobs it fires (as raftq enqueue takes them)")
+    jobs.add_argument("--priority", type=int, default=0, metavar="N")
+    jobs.add_argument("--max-attempts", type=int, default=3, metavar="N")
+    jobs.add_argument(
+        "--job-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long one attempt may run (default 30)",
+    )
+    jobs.add_argument(
+        "--group", metavar="G", help="their limit group: limited to 1, runs never overlap"
+    )
     listing = actions.add_parser("list", parents=[with_timeout], help="the schedules")
     listing.add_argument("--json", action="store_true")
     remove = actions.add_parser("remove", parents=[with_timeout], help="remove a schedule")
@@ -59,6 +72,10 @@ async def run_schedule(client: Client, arguments: argparse.Namespace) -> int:
             tz=arguments.tz,
             queue=arguments.queue,
             catch_up=arguments.catch_up,
+            priority=arguments.priority,
+            max_attempts=arguments.max_attempts,
+            timeout=arguments.job_timeout,
+            group=arguments.group,
         )
         print(f"{arguments.name} {state}")
     elif action == "remove":

@@ -30,21 +30,16 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Unpack
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from raftq import limits
-from raftq.client.client import (
-    Client,
-    JobPage,
-    connect,
-    dependent_spec,
-    job_spec,
-    parse_addresses,
-)
+from raftq.client.client import Client, JobPage, connect, parse_addresses
 from raftq.client.enqueue_coalescer import EnqueueCoalescer
 from raftq.client.job import Job
+from raftq.client.options import EnqueueOptions, job_spec
+from raftq.client.schedules import ScheduleOptions
 from raftq.errors import ConfigError, RaftqError
 from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
@@ -191,45 +186,10 @@ class SyncClient:
 
     # --- producers ----------------------------------------------------------------------------
 
-    def enqueue(
-        self,
-        type: str,
-        payload: object = None,
-        *,
-        queue: str = "default",
-        priority: int = 0,
-        delay: float = 0.0,
-        max_attempts: int = 3,
-        timeout: float = 30.0,
-        key: str | None = None,
-        id: str | None = None,
-        group: str | None = None,
-        depends_on: Sequence[str] = (),
-        on_parent_failure: str = "cancel",
-        unique_while_active: str | None = None,
-        backoff: float | None = None,
-        backoff_max: float | None = None,
-        jitter_percent: int | None = None,
-    ) -> str:
+    def enqueue(self, type: str, payload: object = None, **options: Unpack[EnqueueOptions]) -> str:
         """``Client.enqueue``: one job; its id once committed. Enqueues that threads make at
         the same time go to the cluster together, as one command (``EnqueueCoalescer``)."""
-        spec = job_spec(
-            type,
-            payload,
-            queue,
-            priority,
-            delay,
-            max_attempts,
-            timeout,
-            key,
-            id,
-            group,
-            backoff=backoff,
-            backoff_max=backoff_max,
-            jitter_percent=jitter_percent,
-        )
-        if depends_on or on_parent_failure != "cancel" or unique_while_active:
-            spec = dependent_spec(spec, depends_on, on_parent_failure, unique_while_active)
+        spec = job_spec(type, payload, options)
         loop = self._running()
         assert loop.coalescer is not None, "open_client makes it"
         coalescer = loop.coalescer
@@ -329,23 +289,10 @@ class SyncClient:
     # --- schedules (``Client.add_schedule``, docs/schedules.md) --------------------------------
 
     def add_schedule(
-        self,
-        name: str,
-        type: str,
-        payload: object = None,
-        *,
-        cron: str | None = None,
-        every: float | None = None,
-        tz: str | None = None,
-        queue: str = "default",
-        catch_up: str = "latest",
+        self, name: str, type: str, payload: object = None, **options: Unpack[ScheduleOptions]
     ) -> str:
         """Add or replace a schedule; "added", "updated" or "unchanged"."""
-        return self._call(
-            lambda client: client.add_schedule(
-                name, type, payload, cron=cron, every=every, tz=tz, queue=queue, catch_up=catch_up
-            )
-        )
+        return self._call(lambda client: client.add_schedule(name, type, payload, **options))
 
     def schedules(self) -> builtins.list[dict[str, Any]]:
         """Every schedule, as ``raftq schedule list --json`` shows it."""

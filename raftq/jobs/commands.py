@@ -410,6 +410,15 @@ class ScheduleSpec:
     tz: str = attrs.field(default="", validator=_text(limits.NAME_CHARS_MAX))
     every_ms: int = attrs.field(default=0, validator=[_non_negative, _every_ms])
     catch_up: str = attrs.field(default="latest", validator=attrs.validators.in_(CATCH_UP_MODES))
+    priority: int = attrs.field(
+        default=0, validator=[attrs.validators.ge(-1_000_000), attrs.validators.le(1_000_000)]
+    )
+    max_attempts: int = attrs.field(default=3, validator=[_positive, attrs.validators.le(1000)])
+    timeout_ms: int = attrs.field(default=30_000, validator=_positive)
+    group: str = attrs.field(default="", validator=_text(limits.NAME_CHARS_MAX))
+    """The fired jobs' own options, as a job file gives them (its defaults): a job that runs
+    longer than 30 s needs its ``timeout_ms``, and a ``group`` limited to one keeps a slow job
+    from overlapping the next slot's."""
 
     def __attrs_post_init__(self) -> None:
         if bool(self.cron) == bool(self.every_ms):

@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 SECTION = "schedules"
 """The snapshot section that holds the table."""
 
-JOB_MAX_ATTEMPTS = 3
-JOB_TIMEOUT_MS = 30_000
-"""A fired job's attempts and timeout: the job file's defaults (CONTRACT.md)."""
-
 
 def slot_key(name: str, slot_ms: int) -> str:
     """The idempotency key of the job that slot ``slot_ms`` of schedule ``name`` fires."""
@@ -93,6 +89,10 @@ class ScheduleView:
     since_ms: int
     last_fired_ms: int
     next_ms: int = 0
+    priority: int = 0
+    max_attempts: int = 3
+    timeout_ms: int = 30_000
+    group: str = ""
 
 
 class ScheduleTable:
@@ -139,6 +139,10 @@ class ScheduleTable:
                     record.revision,
                     record.since_ms,
                     record.last_fired_ms,
+                    spec.priority,
+                    spec.max_attempts,
+                    spec.timeout_ms,
+                    spec.group,
                 ]
             )
         return rows
@@ -150,10 +154,12 @@ class ScheduleTable:
         if not isinstance(rows, list):
             raise DecodeError(f"section {SECTION} is {type(rows).__name__}, not a list")
         for row in rows:
-            if not isinstance(row, list) or len(row) != 11:
-                raise DecodeError(f"section {SECTION}: a row is not 11 fields: {row!r:.80}")
+            if not isinstance(row, list) or len(row) not in (11, 15):
+                raise DecodeError(f"section {SECTION}: a row is not 15 fields: {row!r:.80}")
             name, job_type, payload, queue, cron, tz, every_ms, catch_up = row[:8]
-            revision, since_ms, last_fired_ms = row[8:]
+            revision, since_ms, last_fired_ms = row[8:11]
+            # 11 fields: written before schedules gave their jobs' options (the defaults).
+            priority, max_attempts, timeout_ms, group = row[11:] or (0, 3, 30_000, "")
             if not all(isinstance(value, int) for value in (revision, since_ms, last_fired_ms)):
                 raise DecodeError(f"section {SECTION}: schedule {name!r:.80} has a bad time")
             try:
@@ -166,6 +172,10 @@ class ScheduleTable:
                     tz=tz,
                     every_ms=every_ms,
                     catch_up=catch_up,
+                    priority=priority,
+                    max_attempts=max_attempts,
+                    timeout_ms=timeout_ms,
+                    group=group,
                 )
             except (TypeError, ValueError) as error:
                 raise DecodeError(f"section {SECTION}: a bad schedule: {error}") from error
@@ -191,6 +201,10 @@ def _view(record: Schedule) -> ScheduleView:
         revision=record.revision,
         since_ms=record.since_ms,
         last_fired_ms=record.last_fired_ms,
+        priority=spec.priority,
+        max_attempts=spec.max_attempts,
+        timeout_ms=spec.timeout_ms,
+        group=spec.group,
     )
 
 
@@ -248,11 +262,12 @@ def fire(machine: JobStateMachine, index: int, command: FireSchedule) -> Enqueue
             type=spec.type,
             payload=spec.payload,
             queue=spec.queue,
-            priority=0,
+            priority=spec.priority,
             delay_ms=0,
-            max_attempts=JOB_MAX_ATTEMPTS,
-            timeout_ms=JOB_TIMEOUT_MS,
+            max_attempts=spec.max_attempts,
+            timeout_ms=spec.timeout_ms,
             key="",  # taken below: the last fired slot decides, not the key table
+            group=spec.group,
         )
         outcome = machine._enqueue_one(index, position, job, {})
         outcomes.append(outcome)

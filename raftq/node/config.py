@@ -220,6 +220,10 @@ class ScheduleSettings:
     payload: Any = None
     queue: str = "default"
     catch_up: str = "latest"
+    priority: int = 0
+    max_attempts: int = 3
+    timeout_s: float = 30.0
+    group: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -410,11 +414,17 @@ def schedule_specs(schedules: dict[str, ScheduleSettings]) -> tuple[ScheduleSpec
                     name,
                     settings.type,
                     settings.payload,
-                    cron=settings.cron or None,
-                    every=settings.every_s or None,
-                    tz=settings.tz or None,
-                    queue=settings.queue,
-                    catch_up=settings.catch_up,
+                    {
+                        "cron": settings.cron or None,
+                        "every": settings.every_s or None,
+                        "tz": settings.tz or None,
+                        "queue": settings.queue,
+                        "catch_up": settings.catch_up,
+                        "priority": settings.priority,
+                        "max_attempts": settings.max_attempts,
+                        "timeout": settings.timeout_s,
+                        "group": settings.group or None,
+                    },
                 )
             )
         except ConfigError as error:

@@ -29,6 +29,7 @@ import logging
 import random
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import trio
@@ -340,6 +341,15 @@ def _scrape(
         for state, count in counts.items():
             jobs.add_metric([queue, state], count)
     yield jobs
+    yield from _limit_metrics(applier.jobs.limit_rows())
+    last_fired = GaugeMetricFamily(
+        "raftq_schedule_last_fired_timestamp_seconds",
+        "Time of the last slot each schedule fired (0: none yet)",
+        labels=["schedule"],
+    )
+    for name, record in applier.jobs.schedules.by_name.items():
+        last_fired.add_metric([name], record.last_fired_ms / 1000)
+    yield last_fired
     yield gauge("raftq_raft_term", "Current Raft term", status.term)
     yield gauge("raftq_raft_is_leader", "1 if this node leads", int(status.role is Role.LEADER))
     yield gauge("raftq_raft_commit_index", "Highest committed log index", status.commit)
@@ -376,6 +386,25 @@ def _scrape(
         "reason",
         transport.refused,
     )
+
+
+LIMIT_GAUGES = (
+    ("running", "Jobs handed out and not finished under each limit (prefetched ones count)"),
+    ("pending", "Jobs held back by each limit: waiting for a slot, a window or their time"),
+    ("started_in_window", "Hand-outs the current window of each rate limit holds"),
+    ("concurrency", "Each limit's most jobs running at once (0: no concurrency limit)"),
+    ("rate", "Each limit's most jobs started per window (0: no rate limit)"),
+)
+
+
+def _limit_metrics(rows: list[dict[str, Any]]) -> Iterator[Metric]:
+    """``raftq_limit_*{scope,name}``: what runs and waits under each limit (``raftq limit
+    list``), so that a limit holding work back shows on a dashboard."""
+    for field, documentation in LIMIT_GAUGES:
+        family = GaugeMetricFamily(f"raftq_limit_{field}", documentation, labels=["scope", "name"])
+        for row in rows:
+            family.add_metric([row["scope"], row["name"]], row[field])
+        yield family
 
 
 async def _run_workers(

@@ -14,6 +14,8 @@ in time (a slow commit, a busy node): only a time without a leader is caught up 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
@@ -87,13 +89,13 @@ class Scheduler:
     async def _lead(self, term: int) -> None:
         leading_since_ms = self._clock.now_ms()
         while self._declared and self._still_leading(term):
-            if not await self._put_declared():
+            if not await self._put_declared(term) and self._still_leading(term):
                 await trio.sleep(limits.SCHEDULE_RETRY_MS / 1000)
         while self._still_leading(term):
             now_ms = self._clock.now_ms()
             firings, wake_ms = self._plan(now_ms, leading_since_ms)
             if firings:
-                if not await self._fire(firings):
+                if not await self._fire(firings, term) and self._still_leading(term):
                     await trio.sleep(limits.SCHEDULE_RETRY_MS / 1000)
                 continue
             wait_ms = WAKE_MS_MAX if wake_ms is None else min(wake_ms - now_ms, WAKE_MS_MAX)
@@ -137,7 +139,24 @@ class Scheduler:
             logger.error("schedule never fires name=%s problem=%s", name, error)
             return None
 
-    async def _put_declared(self) -> bool:
+    @asynccontextmanager
+    async def _while_leading(self, term: int) -> AsyncIterator[trio.CancelScope]:
+        """A scope for waiting on proposals: it ends after ``COMMIT_WAIT_S``, or at once when
+        this node no longer leads in ``term``, so that a scheduler never waits out an old
+        reign's proposals while it leads a new one (whose start would then be taken late,
+        and its first slots caught up on as if missed before it led)."""
+        with trio.move_on_after(COMMIT_WAIT_S) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._cancel_when_deposed, term, scope)
+                yield scope
+                nursery.cancel_scope.cancel()
+
+    async def _cancel_when_deposed(self, term: int, scope: trio.CancelScope) -> None:
+        while self._still_leading(term):
+            await self._raft.role_changed()
+        scope.cancel()
+
+    async def _put_declared(self, term: int) -> bool:
         """Add or replace each schedule of the config file that the cluster lacks or holds
         differently; whether all went through (then never again in this process: a change
         made with ``raftq schedule`` since stands until a node with the file restarts)."""
@@ -148,7 +167,8 @@ class Scheduler:
             if (record := table.by_name.get(spec.name)) is None or record.spec != spec
         ]
         waiters = [self._raft.propose(change) for change in changes]
-        with trio.move_on_after(COMMIT_WAIT_S):
+        put = False
+        async with self._while_leading(term):
             for change, waiter in zip(changes, waiters, strict=True):
                 await waiter.event.wait()
                 if not isinstance(waiter.outcome, Done):
@@ -162,16 +182,16 @@ class Scheduler:
                     "declared schedule %s name=%s", waiter.outcome.state, change.schedule.name
                 )
             self._declared = ()
-            return True
-        return False
+            put = True
+        return put
 
-    async def _fire(self, firings: list[FireSchedule]) -> bool:
-        """Propose every firing, wait until they are applied; False if one failed in a way
-        worth a pause before the next plan."""
+    async def _fire(self, firings: list[FireSchedule], term: int) -> bool:
+        """Propose every firing, wait until they are applied (or this node no longer leads in
+        ``term``); False if one failed in a way worth a pause before the next plan."""
         waiters = [self._raft.propose(firing) for firing in firings]
         self.statistics.firings_proposed += len(firings)
         every_fired = True
-        with trio.move_on_after(COMMIT_WAIT_S) as waited:
+        async with self._while_leading(term) as waited:
             for firing, waiter in zip(firings, waiters, strict=True):
                 await waiter.event.wait()
                 outcome = waiter.outcome

@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 from raftq import SyncClient
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
+from raftq.web.openapi import SCHEDULE_LISTED
 from tests.process_cluster import process_cluster
 
 WAIT_S = 20.0
@@ -292,15 +293,14 @@ def test_a_schedule_put_fires_lists_like_the_cli_and_is_deleted(
     jobs = http.get("/api/v1/jobs", params={"queue": queue}).json()["jobs"]
     assert jobs
     assert {job["type"] for job in jobs} == {"noop"}
-    cron = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "type": "noop", "queue": queue}
+    assert set(SCHEDULE_LISTED) <= set(shown)  # what the OpenAPI document promises
+    cron = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "type": "noop", "queue": queue,
+            "priority": 5, "max_attempts": 1, "timeout_s": 120, "group": "reports"}  # fmt: skip
     assert http.put(path, json=cron).json()["state"] == "updated"
     replaced = listed(http.get("/api/v1/schedules").json()["schedules"], name=name)
     assert replaced is not None
-    assert (replaced["cron"], replaced["tz"], "every_s" in replaced) == (
-        "0 3 * * *",
-        "Europe/Berlin",
-        False,
-    )
+    assert "every_s" not in replaced
+    assert {key: replaced[key] for key in cron} == cron
     assert http.delete(path).json() == {"name": name, "state": "removed"}
     gone = http.delete(path)
     assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")

@@ -342,7 +342,8 @@ def test_the_schedules_page_shows_each_schedule_and_removes_one_after_asking(
     quoted = quote(name, safe="")
     beat = {"every_s": 1, "type": "echo", "queue": "beats", "payload": {"beat": True}}
     assert http.put(f"/api/v1/schedules/{quoted}", json=beat).status_code == 201
-    cron = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "type": "noop", "catch_up": "all"}
+    cron = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "type": "noop", "catch_up": "all",
+            "group": "nightly-runs"}  # fmt: skip
     assert http.put("/api/v1/schedules/nightly", json=cron).status_code == 201
 
     page = http.get("/schedules").text
@@ -353,6 +354,9 @@ def test_the_schedules_page_shows_each_schedule_and_removes_one_after_asking(
     assert cell(page, "data-schedule", "nightly", "last-fired") == "not yet"
     assert cell(page, "data-schedule", "nightly", "next").startswith("in ")
     assert cell(page, "data-schedule", name, "fires") == "echo on beats"
+    assert (
+        cell(page, "data-schedule", "nightly", "fires") == "noop on default in group nightly-runs"
+    )
     assert 'href="/jobs?queue=beats&amp;type=echo"' in page
     wait_until(
         lambda: cell(http.get("/schedules").text, "data-schedule", name, "last-fired").endswith(

@@ -9,6 +9,7 @@ from typing import Any
 
 from starlette.requests import Request
 
+from raftq.client.schedules import ScheduleOptions
 from raftq.web.context import log_action, web_context
 
 
@@ -47,11 +48,13 @@ async def retry_dead(request: Request, queue: str | None, job_type: str | None, 
     return retried
 
 
-async def put_schedule(request: Request, name: str, arguments: dict[str, Any]) -> str:
-    """Add schedule ``name`` or replace it (``arguments``: those of ``Client.add_schedule``);
-    "added", "updated" or "unchanged"."""
+async def put_schedule(
+    request: Request, name: str, type: str, payload: object, options: ScheduleOptions
+) -> str:
+    """Add schedule ``name`` or replace it (``Client.add_schedule``'s arguments); "added",
+    "updated" or "unchanged"."""
     async with web_context(request).client() as client:
-        state = await client.add_schedule(name, **arguments)
+        state = await client.add_schedule(name, type, payload, **options)
     log_action(request, "schedule-put", schedule=name, state=state)
     return state
 

@@ -10,21 +10,32 @@ before anything is sent, so bad input is a 400 naming the field and changes noth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
+import attrs
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from raftq import limits
-from raftq.client.jobfile import FieldProblem, check_integer, check_text
-from raftq.client.schedules import schedule_spec
+from raftq.client.jobfile import (
+    MAX_ATTEMPTS_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    FieldProblem,
+    check_integer,
+    check_text,
+)
+from raftq.client.schedules import ScheduleOptions, schedule_spec
 from raftq.jobs.commands import CATCH_UP_MODES
 from raftq.web import actions
 from raftq.web.api import API_PREFIX, ApiError, answering, path_name, query, read_json
 from raftq.web.context import web_context
 
-SCHEDULE_FIELDS = ("name", "cron", "tz", "every_s", "type", "payload", "queue", "catch_up")
+SCHEDULE_FIELDS = (
+    "name", "cron", "tz", "every_s", "type", "payload", "queue", "catch_up", "priority",
+    "max_attempts", "timeout_s", "group",
+)  # fmt: skip
 """What a PUT of a schedule may hold: the fields of ``schedule list --json`` a user sets."""
 SCHEDULE_COMPUTED = ("next_ms", "last_fired_ms", "changed_ms")
 """Fields of ``schedule list --json`` the cluster keeps itself: refused in a PUT, by name."""
@@ -84,32 +95,49 @@ def _catch_up(value: object) -> str:
     return value
 
 
-def schedule_arguments(name: str, body: Any) -> dict[str, Any]:
-    """The arguments of ``Client.add_schedule`` that a PUT's body describes, checked whole
-    (``schedule_spec``: the cron expression, the zone, the interval, the payload) before
-    anything is sent; ``ApiError`` or ``ConfigError`` (400) naming the problem."""
+@attrs.frozen(kw_only=True)
+class ScheduleRequest:
+    """What a PUT of a schedule asks for: ``Client.add_schedule``'s arguments."""
+
+    type: str
+    payload: Any
+    options: ScheduleOptions
+
+
+def schedule_request(name: str, body: Any) -> ScheduleRequest:
+    """The schedule a PUT's body describes, checked whole (``schedule_spec``: the cron
+    expression, the zone, the interval, the payload, the fired jobs' options) before anything
+    is sent; ``ApiError`` or ``ConfigError`` (400) naming the problem."""
     _object(body, "schedule", SCHEDULE_FIELDS, SCHEDULE_COMPUTED)
     _same_name(body, "name", name)
     if "type" not in body:
         raise ApiError(400, "bad_request", "field 'type': missing (the type of job it fires)")
     try:
-        arguments = {
-            "type": _field(body, "type", check_text, limits.NAME_CHARS_MAX),
-            "payload": body.get("payload"),
+        job_type = _field(body, "type", check_text, limits.NAME_CHARS_MAX)
+        given = {
             "cron": _field(body, "cron", check_text, limits.SCHEDULE_CRON_CHARS_MAX),
             "every": _field(body, "every_s", _seconds),
             "tz": _field(body, "tz", check_text, limits.NAME_CHARS_MAX),
-            "queue": _field(body, "queue", check_text, limits.NAME_CHARS_MAX) or "default",
-            "catch_up": _field(body, "catch_up", _catch_up) or "latest",
+            "queue": _field(body, "queue", check_text, limits.NAME_CHARS_MAX),
+            "catch_up": _field(body, "catch_up", _catch_up),
+            "priority": _field(body, "priority", check_integer, PRIORITY_MIN, PRIORITY_MAX),
+            "max_attempts": _field(body, "max_attempts", check_integer, 1, MAX_ATTEMPTS_MAX),
+            "timeout": _field(body, "timeout_s", _seconds),
+            "group": _field(body, "group", check_text, limits.NAME_CHARS_MAX),
         }
     except FieldProblem as problem:
         raise ApiError(400, "bad_request", f"field {problem.field!r}: {problem}") from None
-    if (arguments["cron"] is None) == (arguments["every"] is None):
+    if (given["cron"] is None) == (given["every"] is None):
         raise ApiError(
             400, "bad_request", "give the schedule either 'cron' (with 'tz') or 'every_s'"
         )
-    schedule_spec(name, **arguments)  # ConfigError: a bad expression, zone or interval
-    return arguments
+    # Absent or null: the option's default, as the CLI leaves out a flag not given.
+    options = cast(
+        ScheduleOptions, {key: value for key, value in given.items() if value is not None}
+    )
+    payload = body.get("payload")
+    schedule_spec(name, job_type, payload, options)  # ConfigError: what is wrong, in its words
+    return ScheduleRequest(type=job_type, payload=payload, options=options)
 
 
 @answering
@@ -124,8 +152,10 @@ async def list_schedules(request: Request) -> Response:
 async def put_schedule(request: Request) -> Response:
     """Add the schedule of the path's name, or replace it; 201 when it is new."""
     name = path_name(request, "name")
-    arguments = schedule_arguments(name, await read_json(request))
-    state = await actions.put_schedule(request, name, arguments)
+    schedule = schedule_request(name, await read_json(request))
+    state = await actions.put_schedule(
+        request, name, schedule.type, schedule.payload, schedule.options
+    )
     status = 201 if state == "added" else 200
     return JSONResponse({"name": name, "state": state}, status_code=status)
 

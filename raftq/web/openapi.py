@@ -34,6 +34,11 @@ ERROR_DESCRIPTIONS = {
 }
 
 JOB_STATES = [state.value for state in JobState]
+SCHEDULE_LISTED = [
+    "name", "tz", "next_ms", "last_fired_ms", "type", "queue", "payload", "catch_up",
+    "changed_ms", "priority", "max_attempts", "timeout_s", "group",
+]  # fmt: skip
+"""The fields every schedule of ``raftq schedule list --json`` has (and cron or every_s)."""
 JOB_FIELDS = [
     "id",
     "type",
@@ -348,6 +353,32 @@ def _scheduling_schemas() -> dict[str, Any]:
             "default": "latest",
             "description": "after an outage: fire the latest missed slot, or every one",
         },
+        "priority": {
+            "type": "integer",
+            "minimum": PRIORITY_MIN,
+            "maximum": PRIORITY_MAX,
+            "default": 0,
+            "description": "the fired jobs' priority",
+        },
+        "max_attempts": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_ATTEMPTS_MAX,
+            "default": 3,
+            "description": "the fired jobs' attempts",
+        },
+        "timeout_s": {
+            "type": "number",
+            "minimum": 0.001,
+            "maximum": TIMEOUT_MS_MAX / 1000,
+            "default": 30,
+            "description": "seconds one attempt of a fired job may run",
+        },
+        "group": {
+            "type": ["string", "null"],
+            "maxLength": limits.NAME_CHARS_MAX,
+            "description": "the fired jobs' concurrency and rate group; null for none",
+        },
     }
     limit_set = {
         "concurrency": {
@@ -382,7 +413,7 @@ def _scheduling_schemas() -> dict[str, Any]:
         "Schedule": {
             "type": "object",
             "description": "A schedule as raftq schedule list --json prints it",
-            "required": ["name", "tz", "next_ms", "last_fired_ms", "type", "queue", "catch_up"],
+            "required": SCHEDULE_LISTED,
             "properties": {
                 "name": name,
                 **schedule_set,

@@ -85,7 +85,7 @@ def schedule_and_limit(client: raftq.SyncClient) -> str:
                         tz="Europe/Berlin", queue="reports")  # fmt: skip
     client.add_schedule("invoice-reminders", "echo", {"kind": "reminder"},
                         cron="*/15 8-18 * * 1-5", tz="America/New_York", queue="email",
-                        catch_up="all")  # fmt: skip
+                        catch_up="all", group="billing")  # fmt: skip
     client.add_schedule("cleanup-tmp", "noop", every=3600, queue="maintenance")
     client.set_limit(group="tenant-7", concurrency=1)
     client.set_limit(queue="email", concurrency=10, rate=100, per=60)

@@ -159,3 +159,48 @@ def test_the_promtool_like_lint_catches_what_promtool_would() -> None:
     assert any("base units" in p for p in problems), problems
     assert any("snake_case" in p for p in problems), problems
     assert any("no help text" in p for p in problems), problems
+
+
+def test_per_job_counts_are_exported_as_prometheus_client_would_export_them() -> None:
+    """The per-job counters and histograms are plain counts read when scraped (no lock per
+    job); their text must be what prometheus_client's own Counter and Histogram give for the
+    same events, bucket bounds included (a value on a bound counts in that bucket)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from raftq.jobs.job import Job, JobRun, JobState
+    from raftq.metrics.node_metrics import SECONDS_BUCKETS, NodeMetrics
+
+    ours = NodeMetrics()
+    theirs = CollectorRegistry()
+    enqueued = Counter("raftq_jobs_enqueued", "x", ["queue", "type"], registry=theirs)
+    finished = Counter("raftq_jobs_finished", "x", ["queue", "type", "outcome"], registry=theirs)
+    waited = Histogram("raftq_job_wait_seconds", "x", buckets=SECONDS_BUCKETS, registry=theirs)
+    ran = Histogram("raftq_job_run_seconds", "x", buckets=SECONDS_BUCKETS, registry=theirs)
+    waits_ms = [0, 1, 4, 5, 50, 999, 1_000, 7_200_000]
+    for number, wait_ms in enumerate(waits_ms):
+        job = Job(
+            id=f"j{number}", type="t", queue=f"q{number % 2}", priority=0, payload=b"",
+            max_attempts=3, timeout_ms=1_000, run_at_ms=0, enqueued_ms=0, seq=number,
+        )  # fmt: skip
+        ours.enqueued(job)
+        enqueued.labels(job.queue, job.type).inc()
+        job.attempts = 1
+        ours.claimed(job, wait_ms)
+        waited.observe(wait_ms / 1000)
+        job.run = JobRun()
+        job.run.fence = 1
+        job.run.history.append((wait_ms, "claimed", 1, "w", 1, 0, 0, ""))
+        job.state = JobState.SUCCEEDED if number % 3 else JobState.DEAD
+        ours.finished(job, 2 * wait_ms)
+        finished.labels(job.queue, job.type, job.state.value).inc()
+        ran.observe(wait_ms / 1000)
+
+    def samples(registry: CollectorRegistry, prefix: str) -> list[str]:
+        return sorted(
+            line
+            for line in generate_latest(registry).decode().splitlines()
+            if line.startswith(prefix) and "_created" not in line
+        )
+
+    for prefix in ("raftq_jobs_enqueued", "raftq_jobs_finished", "raftq_job_"):
+        assert samples(ours.registry, prefix) == samples(theirs, prefix)

@@ -80,9 +80,13 @@ def job_spec(type: str, payload: object, options: EnqueueOptions) -> JobSpec:
             payload=payload,
             queue=options.get("queue", "default"),
             priority=options.get("priority", 0),
-            delay_ms=_ms("delay", options.get("delay", 0.0), 0, DELAY_MS_MAX),
+            delay_ms=seconds_to_ms(
+                "delay", options.get("delay", 0.0), lowest_ms=0, highest_ms=DELAY_MS_MAX
+            ),
             max_attempts=options.get("max_attempts", 3),
-            timeout_ms=_ms("timeout", options.get("timeout", 30.0), 1, TIMEOUT_MS_MAX),
+            timeout_ms=seconds_to_ms(
+                "timeout", options.get("timeout", 30.0), lowest_ms=1, highest_ms=TIMEOUT_MS_MAX
+            ),
             key=key if key is not None else (job_id or ""),
             id=job_id or "",
             group=options.get("group") or "",
@@ -128,14 +132,10 @@ def job_object(type: str, payload: object, options: EnqueueOptions) -> dict[str,
     return job
 
 
-def _ms(name: str, seconds: float, lowest_ms: int, highest_ms: int) -> int:
-    return seconds_to_ms(name, seconds, lowest_ms=lowest_ms, highest_ms=highest_ms)
-
-
 def _policy_ms(name: str, seconds: float | None) -> int | None:
     if seconds is None:
         return None
-    return _ms(name, seconds, 0, limits.RETRY_POLICY_MS_MAX)
+    return seconds_to_ms(name, seconds, lowest_ms=0, highest_ms=limits.RETRY_POLICY_MS_MAX)
 
 
 __all__ = ["OPTION_NAMES", "EnqueueOptions", "job_object", "job_spec"]

@@ -362,6 +362,17 @@ WEB_PAGE_JOBS = 50
 """Jobs in one page of the dashboard's jobs and dead lists: a laptop screen or two, about 28 kB
 of HTML (measured); more come by cursor, and the page refreshes itself every two seconds."""
 
+WEB_LIST_ROWS_MAX = 200
+"""Rows the Schedules and Limits pages show (by name; the cluster may hold ``SCHEDULES_MAX``
+schedules and ``LIMITS_MAX`` limits): a page that refreshes itself every two seconds stays
+about 120 kB of HTML (500 rows measured 290 kB); the page says how many more there are, and
+the CLI and the API list them all."""
+
+WEB_PARENTS_SHOWN = 20
+"""Parents whose state a job's page shows, each read from the cluster as the page is made (a
+job may have ``PARENTS_MAX``): twenty reads keep the page within a few milliseconds of the
+others, and a fan-in wider than that is listed as "and N more" (each one's page links it)."""
+
 WEB_TOKEN_TTL_DEFAULT_S = 30 * 86400
 """How long a web token lives when ``raftq web --print-token`` is given no ``--ttl``: a month,
 long enough for a person's browser or a service's config not to need a new one every day,

@@ -3,11 +3,11 @@
 Starts three ``python -m raftq.node`` processes (in-process workers, free 127.0.0.1 ports)
 and ``raftq web``, puts jobs in every state (succeeded, running, pending in a paused queue,
 failed and waiting for a retry, dead after three attempts that failed each its own way,
-cancelled), keeps enqueueing while the overview is
+cancelled), schedules and limits, and a job that waits on parents, runs under a group's
+limit with its own retry policy and reports progress; keeps enqueueing while the overview is
 captured so its chart has something to draw, and saves PNGs of each page at laptop width
 and of the overview at phone width into docs/screenshots/, with the confirmation page of
-"Retry every dead job". Everything it starts is stopped
-when it ends, however it ends.
+"Retry every dead job". Everything it starts is stopped when it ends, however it ends.
 
     .venv/bin/python -m scripts.web_screenshots [--out docs/screenshots]
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from tests.browser import LAPTOP, PHONE, chromium, phone_view, web_process
 from tests.process_cluster import process_cluster
 
 WAIT_S = 30.0
+HANDLERS = ["--import", "scripts.screenshot_handlers"]
 HEIGHT_MAX = 2200
 """A long page is cut here: a screenshot shows what one or two screens show."""
 
@@ -75,6 +77,49 @@ def populate(client: raftq.SyncClient) -> dict[str, str]:
     return ids
 
 
+def schedule_and_limit(client: raftq.SyncClient) -> str:
+    """Schedules of both kinds, limits on a queue and on groups with jobs running and waiting
+    under them, and a job with parents, a group, a retry policy and progress; returns its id."""
+    client.add_schedule("heartbeat", "noop", every=2)
+    client.add_schedule("nightly-report", "echo", {"report": "daily"}, cron="0 3 * * *",
+                        tz="Europe/Berlin", queue="reports")  # fmt: skip
+    client.add_schedule("invoice-reminders", "echo", {"kind": "reminder"},
+                        cron="*/15 8-18 * * 1-5", tz="America/New_York", queue="email",
+                        catch_up="all", group="billing")  # fmt: skip
+    client.add_schedule("cleanup-tmp", "noop", every=3600, queue="maintenance")
+    client.set_limit(group="tenant-7", concurrency=1)
+    client.set_limit(queue="email", concurrency=10, rate=100, per=60)
+    client.set_limit(group="tenant-12", concurrency=2, rate=30, per=60)
+    # The job is enqueued while its parents wait in a paused queue, so its history shows it
+    # waiting, then released by the entry that finished its last parent.
+    client.pause("catalog-fetch")
+    parents = [f"fetch-catalog-shard-{n}" for n in range(3)]
+    client.enqueue_many(
+        [*({"type": "echo", "payload": {"shard": n}, "queue": "catalog-fetch", "id": parent}
+           for n, parent in enumerate(parents)),
+         {"type": "import-catalog", "payload": {"done": 640, "total": 1000}, "queue": "catalog",
+          "id": "import-catalog-2026-12", "group": "tenant-7", "depends_on": parents,
+          "unique_while_active": "import-catalog", "backoff_ms": 5_000,
+          "backoff_max_ms": 600_000, "jitter_percent": 10, "timeout_ms": 900_000},
+         *({"type": "sleep", "payload": {"sleep_ms": 600_000}, "queue": "exports",
+            "group": "tenant-12", "id": f"export-{n}", "timeout_ms": 900_000}
+           for n in range(3))]
+    )  # fmt: skip
+    client.resume("catalog-fetch")
+    for _ in range(int(WAIT_S * 10)):  # bounded: until its first progress value is applied
+        if client.get("import-catalog-2026-12").progress is not None:
+            break
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"import-catalog-2026-12 showed no progress within {WAIT_S} s")
+    # Behind it in its group, limited to one at a time: these wait while it runs.
+    client.enqueue_many(
+        [{"type": "noop", "payload": {"n": n}, "queue": "catalog", "group": "tenant-7",
+          "id": f"reindex-{n}"} for n in range(2)]
+    )  # fmt: skip
+    return "import-catalog-2026-12"
+
+
 def settle(driver: WebDriver, refreshes: int = 1) -> None:
     """Wait for the page's own live refreshes (bounded), so it shows the newest state."""
     start = driver.execute_script("return window.raftqRefreshes || 0")
@@ -113,12 +158,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="raftq-screenshots-") as scratch:
         root = Path(scratch)
         with (
-            process_cluster(root / "cluster", 3, workers=2) as cluster,
+            process_cluster(root / "cluster", 3, workers=2, extra_flags=HANDLERS) as cluster,
             web_process(cluster.client_addresses, root / "web.log") as web,
             raftq.SyncClient(cluster.client_addresses, timeout=WAIT_S) as client,
         ):
             ids = populate(client)
+            waiting_on_parents = schedule_and_limit(client)
             with chromium(LAPTOP) as driver:
+                capture(driver, web.url + "/schedules", out / "schedules.png")
+                capture(driver, web.url + "/limits", out / "limits.png")
+                capture(driver, web.url + f"/jobs/{waiting_on_parents}", out / "job-parents.png")
                 capture(driver, web.url + "/jobs", out / "jobs.png")
                 capture(driver, web.url + "/queues", out / "queues.png")
                 capture(driver, web.url + f"/jobs/{ids['dead']}", out / "job.png")

@@ -5,8 +5,11 @@ into the app, and from it through the AnyIO client to the nodes."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -15,6 +18,7 @@ from starlette.testclient import TestClient
 from raftq import SyncClient
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
+from raftq.web.openapi import SCHEDULE_LISTED
 from tests.process_cluster import process_cluster
 
 WAIT_S = 20.0
@@ -23,7 +27,8 @@ POLLS_MAX = 400
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with process_cluster(tmp_path_factory.mktemp("cluster")) as running:
+    flags = ["--import", "tests.handlers.progress"]
+    with process_cluster(tmp_path_factory.mktemp("cluster"), extra_flags=flags) as running:
         yield running
 
 
@@ -233,3 +238,186 @@ def test_retry_dead_retries_every_dead_job_matching_in_one_command(http: TestCli
     for body in ({"queue": 5}, {"limit": 0}, {"limit": True}, {"colour": "red"}, [1]):
         refused = http.post("/api/v1/jobs/retry-dead", json=body)
         assert refused.status_code == 400, body
+
+
+# --- #17: schedules, limits, and the job fields ---------------------------------------------------
+
+
+def poll(http: TestClient, path: str, reached: Callable[[Any], bool]) -> Any:
+    """GET ``path`` until ``reached`` holds of its JSON: at most POLLS_MAX times, 50 ms
+    apart (a schedule's slot comes with real time, which these processes keep)."""
+    for _ in range(POLLS_MAX):  # bounded: POLLS_MAX * 50 ms = 20 s at most
+        found = http.get(path).json()
+        if reached(found):
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never reached the state wanted")
+
+
+def listed(items: list[dict[str, Any]], **wanted: str) -> dict[str, Any] | None:
+    return next(
+        (item for item in items if all(item[key] == value for key, value in wanted.items())),
+        None,
+    )
+
+
+def test_a_schedule_put_fires_lists_like_the_cli_and_is_deleted(
+    http: TestClient, cluster: LocalCluster
+) -> None:
+    name, queue = unique("beat/1"), unique("beats")
+    path = f"/api/v1/schedules/{quote(name, safe='')}"
+    spec = {"every_s": 1, "type": "noop", "queue": queue, "payload": {"n": 1}}
+    added = http.put(path, json=spec)
+    assert (added.status_code, added.json()) == (201, {"name": name, "state": "added"})
+    again = http.put(path, json={**spec, "name": name})  # the list's own name may come along
+    assert (again.status_code, again.json()["state"]) == (200, "unchanged")
+    fired = poll(
+        http,
+        "/api/v1/schedules",
+        lambda body: (listed(body["schedules"], name=name) or {}).get("last_fired_ms") is not None,
+    )
+    shown = listed(fired["schedules"], name=name)
+    with SyncClient(cluster.client_addresses) as client:
+        by_cli = listed(client.schedules(), name=name)  # what schedule list --json prints
+    assert shown is not None
+    assert by_cli is not None
+    assert set(shown) == set(by_cli)
+    assert (shown["every_s"], shown["tz"], shown["payload"]) == (1, None, {"n": 1})
+    assert shown["catch_up"] == "latest"
+    assert shown["next_ms"] > shown["last_fired_ms"]
+    computed = ("next_ms", "last_fired_ms", "changed_ms")
+    listed_back = {key: value for key, value in shown.items() if key not in computed}
+    assert http.put(path, json=listed_back).json()["state"] == "unchanged"  # round trip
+    refused = http.put(path, json=shown).json()["error"]["message"]
+    assert refused == "field 'next_ms': the cluster computes it; leave it out"
+    jobs = http.get("/api/v1/jobs", params={"queue": queue}).json()["jobs"]
+    assert jobs
+    assert {job["type"] for job in jobs} == {"noop"}
+    assert set(SCHEDULE_LISTED) <= set(shown)  # what the OpenAPI document promises
+    cron = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "type": "noop", "queue": queue,
+            "priority": 5, "max_attempts": 1, "timeout_s": 120, "group": "reports"}  # fmt: skip
+    assert http.put(path, json=cron).json()["state"] == "updated"
+    replaced = listed(http.get("/api/v1/schedules").json()["schedules"], name=name)
+    assert replaced is not None
+    assert "every_s" not in replaced
+    assert {key: replaced[key] for key in cron} == cron
+    assert http.delete(path).json() == {"name": name, "state": "removed"}
+    gone = http.delete(path)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
+    assert listed(http.get("/api/v1/schedules").json()["schedules"], name=name) is None
+
+
+def test_a_bad_cron_expression_is_a_400_in_the_clis_words(http: TestClient) -> None:
+    response = http.put("/api/v1/schedules/x", json={"type": "t", "cron": "* * * * *", "tz": "X/Y"})
+    assert response.status_code == 400
+    assert response.json()["error"]["message"] == (
+        "unknown time zone 'X/Y': give an IANA name such as Europe/Berlin, or UTC"
+    )
+
+
+def test_a_limit_put_lists_what_runs_and_waits_under_it_and_is_deleted(
+    http: TestClient, cluster: LocalCluster
+) -> None:
+    queue, group = unique("limited/q"), unique("tenant")
+    group_path = f"/api/v1/limits/group/{group}"
+    queue_path = f"/api/v1/limits/queue/{quote(queue, safe='')}"
+    set_group = http.put(group_path, json={"concurrency": 1, "rate": 5, "window_s": 60})
+    assert set_group.json() == {
+        "scope": "group",
+        "name": group,
+        "concurrency": 1,
+        "rate": 5,
+        "window_s": 60,
+    }
+    assert http.put(queue_path, json={"concurrency": 3, "rate": 0, "window_s": 0}).json() == {
+        "scope": "queue",
+        "name": queue,
+        "concurrency": 3,
+        "rate": 0,
+        "window_s": 0,
+    }
+    http.post(f"/api/v1/queues/{quote(queue, safe='')}/pause")  # its jobs stay pending
+    jobs = [{"payload": n, "queue": queue, "group": group} for n in range(2)]
+    assert http.post("/api/v1/jobs", json=jobs).status_code == 201
+    shown = listed(http.get("/api/v1/limits").json()["limits"], scope="group", name=group)
+    with SyncClient(cluster.client_addresses) as client:
+        by_cli = listed(client.limits(), scope="group", name=group)
+    assert shown == by_cli
+    assert shown is not None
+    assert (shown["concurrency"], shown["rate"], shown["window_s"]) == (1, 5, 60)
+    assert (shown["running"], shown["pending"]) == (0, 2)
+    counts = ("running", "pending", "started_in_window")
+    listed_back = {key: value for key, value in shown.items() if key not in counts}
+    assert http.put(group_path, json=listed_back).json() == listed_back  # round trip
+    assert http.put(group_path, json={"concurrency": 2}).json()["rate"] == 0  # replaced whole
+    for path in (group_path, queue_path):
+        assert http.delete(path).json()["state"] == "removed"
+        gone = http.delete(path)
+        assert (gone.status_code, gone.json()["error"]["code"]) == (404, "not_found")
+    assert listed(http.get("/api/v1/limits").json()["limits"], name=group) is None
+
+
+def test_enqueue_takes_every_issue_17_field_and_get_shows_them(http: TestClient) -> None:
+    queue = unique("fields")
+    http.post(f"/api/v1/queues/{queue}/pause")  # nothing runs: the parent stays pending
+    parent, child = unique("parent"), unique("child")
+    key = unique("only-one")
+    jobs = [
+        {"id": parent, "payload": 1, "queue": queue},
+        {
+            "id": child,
+            "payload": 2,
+            "queue": queue,
+            "group": "tenant-17",
+            "depends_on": [parent],
+            "on_parent_failure": "run",
+            "unique_while_active": key,
+            "backoff_ms": 1_500,
+            "backoff_max_ms": 60_000,
+            "jitter_percent": 10,
+        },
+    ]
+    assert http.post("/api/v1/jobs", json=jobs).json()["ids"] == [parent, child]
+    duplicate = {"payload": 3, "queue": queue, "unique_while_active": key}
+    assert http.post("/api/v1/jobs", json=duplicate).json()["ids"] == [child]  # the holder
+    shown = http.get(f"/api/v1/jobs/{child}").json()
+    assert {field: shown[field] for field in (
+        "state", "group", "depends_on", "on_parent_failure", "parents_left",
+        "unique_while_active", "retry_policy", "progress", "snoozes",
+    )} == {
+        "state": "waiting", "group": "tenant-17", "depends_on": [parent],
+        "on_parent_failure": "run", "parents_left": 1, "unique_while_active": key,
+        "retry_policy": {"backoff_ms": 1_500, "backoff_max_ms": 60_000, "jitter_percent": 10},
+        "progress": None, "snoozes": 0,
+    }  # fmt: skip
+    plain = http.get(f"/api/v1/jobs/{parent}").json()
+    assert (plain["group"], plain["depends_on"], plain["retry_policy"]) == (None, [], None)
+    http.post(f"/api/v1/jobs/{parent}/cancel")  # it runs anyway ("run"): pending, not cancelled
+    assert http.get(f"/api/v1/jobs/{child}").json()["state"] == "pending"
+    for bad in (
+        {"payload": 1, "depends_on": "x"},
+        {"payload": 1, "depends_on": [parent, parent]},
+        {"payload": 1, "on_parent_failure": "ignore"},
+        {"payload": 1, "jitter_percent": 101},
+        {"payload": 1, "backoff_ms": 5_000, "backoff_max_ms": 1_000},
+        {"payload": 1, "group": "g" * 200},
+    ):
+        refused = http.post("/api/v1/jobs", json=bad)
+        assert refused.status_code == 400, (bad, refused.text)
+    # A parent the cluster does not hold: the cluster refuses it, with its own code.
+    unknown = http.post("/api/v1/jobs", json={"payload": 1, "depends_on": ["no-such-job"]})
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (409, "unknown_parent")
+
+
+def test_a_job_shows_the_progress_and_snoozes_its_handler_reported(
+    http: TestClient, tmp_path: Path
+) -> None:
+    flag = tmp_path / "snooze"
+    flag.touch()
+    value = {"done": 7, "total": 10}
+    job = {"type": "progress", "payload": {"snooze_once": str(flag), "progress": value}}
+    (job_id,) = http.post("/api/v1/jobs", json=job).json()["ids"]
+    done = wait_for_state(http, job_id, {"succeeded", "dead"})
+    assert (done["state"], done["attempts"], done["snoozes"]) == ("succeeded", 1, 1)
+    assert done["progress"] == value
+    assert done["result"] == {"attempt": 1}

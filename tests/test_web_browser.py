@@ -311,7 +311,9 @@ def test_read_only_shows_no_buttons_and_the_api_refuses_actions(
            "max_attempts": 1}  # fmt: skip
     assert api(web, "POST", "/jobs", job)[0] == 201
     wait_api_state(web, job_id, "dead")
-    for path in ("/", "/queues", f"/jobs?queue={queue}", f"/dead?queue={queue}", f"/jobs/{job_id}"):
+    pages = ("/", "/queues", f"/jobs?queue={queue}", f"/dead?queue={queue}", f"/jobs/{job_id}",
+             "/schedules", "/limits")  # fmt: skip
+    for path in pages:
         browser.get(read_only_web.url + path)
         wait(browser).until(lambda b: count(b, "#read-only") == 1)
         assert count(browser, "form[method=post], button:not(form[method=get] button)") == 0
@@ -337,7 +339,7 @@ def test_read_only_shows_no_buttons_and_the_api_refuses_actions(
     assert api(web, "GET", f"/jobs/{job_id}")[1]["state"] == "dead"
 
 
-@pytest.mark.parametrize("path", ["/", "/queues", "/jobs", "/dead"])
+@pytest.mark.parametrize("path", ["/", "/queues", "/jobs", "/dead", "/schedules", "/limits"])
 def test_pages_fit_a_phone_and_a_laptop(browser: WebDriver, web: WebProcess, path: str) -> None:
     """No sideways scrolling of the page at either width; the phone drops the wide columns."""
     for phone in (False, True):
@@ -354,6 +356,57 @@ def test_pages_fit_a_phone_and_a_laptop(browser: WebDriver, web: WebProcess, pat
             "return [...document.querySelectorAll('th.wide')].map(e => e.offsetParent !== null)"
         )
         assert all(shown != phone for shown in wide_shown), (path, phone, wide_shown)
+
+
+def test_a_schedule_fires_on_its_page_and_is_removed_after_asking(
+    browser: WebDriver, web: WebProcess
+) -> None:
+    name, queue = unique("beat"), unique("beats")
+    spec = {"every_s": 1, "type": "noop", "queue": queue}
+    assert api(web, "PUT", f"/schedules/{name}", spec)[0] == 201
+    browser.get(f"{web.url}/schedules")
+    row = f'tr[data-schedule="{name}"]'
+    wait(browser).until(lambda b: text(b, f"{row} .when") == "every 1 s")
+    assert text(browser, f"{row} .next").startswith("in ")
+    # Live: the page refreshes itself until the slot fired shows, relative to now.
+    wait(browser).until(lambda b: text(b, f"{row} .last-fired").endswith(" ago"))
+    href = attributes(browser, f"{row} .fires a", "href")[0]
+    assert href == f"/jobs?queue={queue}&type=noop"
+    click(browser, f"{row} button")  # asks first
+    wait(browser).until(lambda b: count(b, "#confirm-remove") == 1)
+    assert f"Removing schedule {name} stops its slots" in text(browser, "#remove-what")
+    assert name in [s["name"] for s in api(web, "GET", "/schedules")[1]["schedules"]]  # not yet
+    click(browser, "#confirm-remove button")
+    wait(browser).until(lambda b: f"schedule {name} removed" in text(b, ".notice"))
+    assert count(browser, row) == 0
+    assert name not in [s["name"] for s in api(web, "GET", "/schedules")[1]["schedules"]]
+    browser.get(web.url + href)  # the jobs it fired, of its queue and type
+    wait(browser).until(lambda b: count(b, "tr[data-job-id]") >= 1)
+    assert set(texts(browser, "tr[data-job-id] td:nth-child(3)")) == {queue}
+
+
+def test_a_limit_shows_what_runs_and_waits_and_is_lifted_after_asking(
+    browser: WebDriver, web: WebProcess
+) -> None:
+    group = unique("tenant")
+    assert api(web, "PUT", f"/limits/group/{group}", {"concurrency": 1})[0] == 200
+    jobs = [{"type": "sleep", "payload": {"sleep_ms": 8_000}, "group": group} for _ in range(2)]
+    status, body = api(web, "POST", "/jobs", jobs)
+    assert status == 201, body
+    browser.get(f"{web.url}/limits")
+    row = f'tr[data-limit="group/{group}"]'
+    wait(browser).until(
+        lambda b: (text(b, f"{row} .running"), text(b, f"{row} .waiting")) == ("1", "1")
+    )
+    assert text(browser, f"{row} .concurrency") == "at most 1 running"
+    click(browser, f"{row} button")  # asks first
+    wait(browser).until(lambda b: count(b, "#confirm-remove") == 1)
+    assert "lets its 1 waiting job start" in text(browser, "#remove-what")
+    click(browser, "#confirm-remove button")
+    wait(browser).until(lambda b: f"group {group}: limit removed" in text(b, ".notice"))
+    assert count(browser, row) == 0
+    for job_id in body["ids"]:  # the one that waited starts at once: both are running
+        wait_api_state(web, job_id, "running")
 
 
 def set_visibility(browser: WebDriver, state: str) -> None:

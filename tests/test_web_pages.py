@@ -8,8 +8,10 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -17,7 +19,7 @@ from starlette.testclient import TestClient
 from raftq import SyncClient, limits
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
-from raftq.web.pages import LIVE_HEADER
+from raftq.web.pages import LIVE_HEADER, progress_fraction
 from tests.process_cluster import process_cluster
 
 WAIT_S = 20.0
@@ -26,7 +28,9 @@ POLLS_MAX = 400
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with process_cluster(tmp_path_factory.mktemp("cluster"), 1, workers=2) as running:
+    flags = ["--import", "tests.handlers.progress"]
+    root = tmp_path_factory.mktemp("cluster")
+    with process_cluster(root, 1, workers=2, extra_flags=flags) as running:
         yield running
 
 
@@ -236,7 +240,7 @@ def test_read_only_pages_offer_no_action_and_refuse_one(
     job = {"type": "fail", "payload": {}, "max_attempts": 1}
     job_id = http.post("/api/v1/jobs", json=job).json()["ids"][0]
     assert finished(http, job_id)["state"] == "dead"
-    for path in ("/", "/queues", "/jobs", "/dead", f"/jobs/{job_id}"):
+    for path in ("/", "/queues", "/jobs", "/dead", f"/jobs/{job_id}", "/schedules", "/limits"):
         page = read_only.get(path)
         assert page.status_code == 200, path
         assert 'method="post"' not in page.text, path
@@ -261,7 +265,251 @@ def test_a_waiting_jobs_page_and_json_show_its_parents(http: TestClient) -> None
         1,
     )
     page = http.get("/jobs/web-child").text
-    assert '<a href="/jobs/web-parent">web-parent</a> (1 still to finish)' in page
+    assert 'id="job-parent-count">1, 1 still to finish<' in page
+    parent = '<a href="/jobs/web-parent">web-parent</a> <span class="state state-pending">pending'
+    assert parent in page
+    assert "if one ends dead or cancelled: cancel this job" in page
     assert http.post("/api/v1/jobs/web-parent/cancel").status_code == 200
     job = http.get("/api/v1/jobs/web-child").json()
     assert (job["state"], job["error"]) == ("cancelled", "parent web-parent ended cancelled")
+
+
+def test_a_job_page_shows_its_parents_states_group_policy_and_key(http: TestClient) -> None:
+    """#17's fields on a job's page, where set: each parent linked with its state (up to
+    WEB_PARENTS_SHOWN, then how many more), the group (linked to the limits), the retry
+    policy and the unique key; a job without them shows none of them."""
+    queue = "parents-shown"
+    http.post(f"/api/v1/queues/{queue}/pause")  # the parents stay as they are
+    parents = [f"fan-in-{n}" for n in range(limits.WEB_PARENTS_SHOWN + 3)]
+    jobs: list[dict[str, object]] = [{"id": p, "payload": 0, "queue": queue} for p in parents]
+    jobs.append(
+        {"id": "fan-in-child", "payload": 0, "queue": queue, "depends_on": parents,
+         "on_parent_failure": "run", "group": "tenant/7", "unique_while_active": "nightly-sum",
+         "backoff_ms": 2_000, "backoff_max_ms": 120_000, "jitter_percent": 5}
+    )  # fmt: skip
+    assert http.post("/api/v1/jobs", json=jobs).status_code == 201
+    http.post("/api/v1/jobs/fan-in-0/cancel")
+    page = http.get("/jobs/fan-in-child").text
+    shown = re.findall(r'<li data-parent="([^"]+)">.*?class="state state-(\w+)"', page)
+    assert shown == [
+        (parent, "cancelled" if parent == "fan-in-0" else "pending")
+        for parent in parents[: limits.WEB_PARENTS_SHOWN]
+    ]
+    assert "and 3 more" in page
+    assert f'id="job-parent-count">{len(parents)}, {len(parents) - 1} still to finish<' in page
+    assert "if one ends dead or cancelled: run anyway" in page
+    assert '<dd id="job-group"><a href="/limits"' in page
+    assert ">tenant/7</a>" in page
+    assert 'id="job-retry-policy">2.0 s to 2.0 min, jitter 5%<' in page
+    assert "<dt>unique while active</dt><dd>nightly-sum</dd>" in page
+    plain = http.get("/jobs/fan-in-1").text
+    for absent in ("job-parent", "job-group", "job-retry-policy", "unique while active"):
+        assert absent not in plain, absent
+    http.post(f"/api/v1/queues/{queue}/resume")
+
+
+def rows(page: str, attribute: str) -> list[str]:
+    return [html.unescape(found) for found in re.findall(rf'<tr {attribute}="([^"]*)"', page)]
+
+
+def cell(page: str, attribute: str, value: str, name: str) -> str:
+    """The text of the cell of class ``name`` in the row whose ``attribute`` is ``value``."""
+    row = re.search(rf'<tr {attribute}="{re.escape(html.escape(value))}">(.*?)</tr>', page, re.S)
+    assert row is not None, (value, page)
+    found = re.search(rf'<td class="[^"]*\b{name}\b[^"]*"[^>]*>(.*?)</td>', row.group(1), re.S)
+    assert found is not None, (name, row.group(1))
+    return html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).strip()
+
+
+def wait_until(check: Callable[[], bool]) -> None:
+    """Until ``check()`` holds: at most POLLS_MAX times, 50 ms apart (a schedule's slots come
+    with real time)."""
+    for _ in range(POLLS_MAX):  # bounded: 20 s at most
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("the page never showed it")
+
+
+def test_the_schedules_page_shows_each_schedule_and_removes_one_after_asking(
+    http: TestClient, read_only: TestClient
+) -> None:
+    empty = http.get("/schedules").text  # the module's tests remove the schedules they add
+    assert 'id="no-schedules"' in empty
+    assert "raftq schedule add NAME --every 60 --type TYPE" in empty
+    assert '<a href="/schedules" aria-current="page">Schedules</a>' in empty
+    name = "reports/daily 1"
+    quoted = quote(name, safe="")
+    beat = {"every_s": 1, "type": "echo", "queue": "beats", "payload": {"beat": True}}
+    assert http.put(f"/api/v1/schedules/{quoted}", json=beat).status_code == 201
+    cron = {"cron": "0 3 * * *", "tz": "Europe/Berlin", "type": "noop", "catch_up": "all",
+            "group": "nightly-runs"}  # fmt: skip
+    assert http.put("/api/v1/schedules/nightly", json=cron).status_code == 201
+
+    page = http.get("/schedules").text
+    assert rows(page, "data-schedule") == ["nightly", name]
+    assert cell(page, "data-schedule", name, "when") == "every 1 s"
+    assert cell(page, "data-schedule", "nightly", "when") == "cron 0 3 * * * (Europe/Berlin)"
+    assert cell(page, "data-schedule", "nightly", "catch-up") == "all"
+    assert cell(page, "data-schedule", "nightly", "last-fired") == "not yet"
+    assert cell(page, "data-schedule", "nightly", "next").startswith("in ")
+    assert cell(page, "data-schedule", name, "fires") == "echo on beats"
+    assert (
+        cell(page, "data-schedule", "nightly", "fires") == "noop on default in group nightly-runs"
+    )
+    assert 'href="/jobs?queue=beats&amp;type=echo"' in page
+    wait_until(
+        lambda: cell(http.get("/schedules").text, "data-schedule", name, "last-fired").endswith(
+            " ago"
+        )
+    )
+    live = http.get("/schedules", headers={LIVE_HEADER: "1"}).text
+    assert "<html" not in live
+    assert rows(live, "data-schedule") == ["nightly", name]
+
+    ask = f'<form method="get" action="/schedules/{quoted}/remove"'
+    assert ask in page  # a GET: the button only asks
+    confirm = http.get(f"/schedules/{quoted}/remove")
+    assert confirm.status_code == 200
+    assert 'id="confirm-remove"' in confirm.text
+    assert 'data-refresh-ms="0"' in confirm.text
+    assert "The jobs it fired stay as they are." in confirm.text
+    assert name in [s["name"] for s in http.get("/api/v1/schedules").json()["schedules"]]
+    assert http.get("/schedules/no-such/remove").status_code == 404
+    looked = read_only.get("/schedules").text
+    assert rows(looked, "data-schedule") == ["nightly", name]
+    assert "/remove" not in looked
+    assert 'method="post"' not in read_only.get(f"/schedules/{quoted}/remove").text
+    assert (
+        read_only.post(f"/schedules/{quoted}/remove", data={"next": "/schedules"}).status_code
+        == 403
+    )
+
+    done = http.post(
+        f"/schedules/{quoted}/remove", data={"next": "/schedules"}, follow_redirects=False
+    )
+    notice = parse_qs(urlsplit(done.headers["location"]).query)["notice"][0]
+    assert notice == f"schedule {name} removed"
+    again = http.post(
+        f"/schedules/{quoted}/remove", data={"next": "/schedules"}, follow_redirects=False
+    )
+    problem = parse_qs(urlsplit(again.headers["location"]).query)["problem"][0]
+    assert problem == f"no schedule {name}"
+    assert rows(http.get("/schedules").text, "data-schedule") == ["nightly"]
+    assert http.delete("/api/v1/schedules/nightly").status_code == 200
+
+
+def test_the_limits_page_shows_what_runs_and_waits_and_lifts_one_after_asking(
+    http: TestClient, read_only: TestClient
+) -> None:
+    empty = http.get("/limits").text  # the module's tests remove the limits they set
+    assert 'id="no-limits"' in empty
+    assert "raftq limit set --group G --concurrency 1" in empty
+    queue, group = "limited q", "tenant/9"
+    http.post(f"/api/v1/queues/{quote(queue, safe='')}/pause")  # its jobs wait
+    group_path = f"/api/v1/limits/group/{quote(group, safe='')}"
+    assert (
+        http.put(group_path, json={"concurrency": 1, "rate": 10, "window_s": 60}).status_code == 200
+    )
+    queue_path = f"/api/v1/limits/queue/{quote(queue, safe='')}"
+    assert http.put(queue_path, json={"rate": 100, "window_s": 0.5}).status_code == 200
+    jobs = [{"payload": n, "queue": queue, "group": group} for n in range(3)]
+    assert http.post("/api/v1/jobs", json=jobs).status_code == 201
+
+    page = http.get("/limits").text
+    assert rows(page, "data-limit") == [f"group/{group}", f"queue/{queue}"]
+    key = f"group/{group}"
+    assert cell(page, "data-limit", key, "concurrency") == "at most 1 running"
+    assert cell(page, "data-limit", key, "rate") == "10 per 60 s (0 started in the window)"
+    assert (cell(page, "data-limit", key, "running"), cell(page, "data-limit", key, "waiting")) == (
+        "0",
+        "3",
+    )
+    assert cell(page, "data-limit", f"queue/{queue}", "concurrency") == "—"
+    assert cell(page, "data-limit", f"queue/{queue}", "rate").startswith("100 per 0.5 s")
+    assert '<a href="/jobs?queue=limited%20q">limited q</a>' in page
+
+    remove = f"/limits/group/{quote(group, safe='')}/remove"
+    assert f'<form method="get" action="{remove}"' in page
+    confirm = http.get(remove).text
+    assert 'data-waiting="3"' in confirm
+    assert "lets its 3 waiting jobs start" in confirm
+    assert http.get("/limits/tenant/x/remove").status_code == 400
+    assert http.get("/limits/group/no-such/remove").status_code == 404
+    assert "/remove" not in read_only.get("/limits").text
+    assert read_only.post(remove, data={"next": "/limits"}).status_code == 403
+
+    done = http.post(remove, data={"next": "/limits"}, follow_redirects=False)
+    notice = parse_qs(urlsplit(done.headers["location"]).query)["notice"][0]
+    assert notice == f"group {group}: limit removed"
+    again = http.post(remove, data={"next": "/limits"}, follow_redirects=False)
+    assert "problem" in parse_qs(urlsplit(again.headers["location"]).query)
+    assert rows(http.get("/limits").text, "data-limit") == [f"queue/{queue}"]
+    assert http.delete(queue_path).status_code == 200
+    http.post(f"/api/v1/queues/{quote(queue, safe='')}/resume")
+
+
+@pytest.mark.parametrize(
+    ("progress", "fraction"),
+    [
+        ({"done": 640, "total": 1000}, 0.64),
+        ({"done": 3, "total": 7, "stage": "copy"}, 3 / 7),
+        ({"done": 12, "total": 10}, 1.0),
+        ({"done": -1, "total": 10}, 0.0),
+        ({"done": 1, "total": 0}, None),
+        ({"done": True, "total": 2}, None),
+        ({"done": "1", "total": 2}, None),
+        ({"percent": 50}, None),
+        ("copying", None),
+        (None, None),
+    ],
+)
+def test_a_progress_bar_only_for_done_of_total(progress: object, fraction: float | None) -> None:
+    assert progress_fraction(progress) == fraction
+
+
+def test_the_schedules_and_limits_pages_show_a_bounded_number_of_rows(
+    http: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cluster may hold 10,000 schedules and 100,000 limits: a page that refreshes itself
+    shows the first WEB_LIST_ROWS_MAX by name and says how to list them all."""
+    monkeypatch.setattr(limits, "WEB_LIST_ROWS_MAX", 2)
+    names = ["bounded-a", "bounded-b", "bounded-c"]
+    for name in names:
+        assert (
+            http.put(
+                f"/api/v1/schedules/{name}", json={"every_s": 3600, "type": "noop"}
+            ).status_code
+            == 201
+        )
+        assert http.put(f"/api/v1/limits/group/{name}", json={"concurrency": 1}).status_code == 200
+    try:
+        schedules = http.get("/schedules").text
+        assert rows(schedules, "data-schedule") == names[:2]
+        assert "The first 2 of 3, by name: <code>raftq schedule list --json</code>" in schedules
+        shown = http.get("/limits").text
+        assert rows(shown, "data-limit") == [f"group/{name}" for name in names[:2]]
+        assert "The first 2 of 3, by name" in shown
+        monkeypatch.setattr(limits, "WEB_LIST_ROWS_MAX", 3)
+        assert 'id="rows-hidden"' not in http.get("/schedules").text
+        assert 'id="rows-hidden"' not in http.get("/limits").text
+    finally:
+        for name in names:
+            http.delete(f"/api/v1/schedules/{name}")
+            http.delete(f"/api/v1/limits/group/{name}")
+
+
+def test_a_job_page_shows_its_progress_with_a_bar_and_its_snoozes(
+    http: TestClient, tmp_path: Path
+) -> None:
+    flag = tmp_path / "snooze"
+    flag.touch()
+    payload = {"snooze_once": str(flag), "progress": {"done": 3, "total": 4}}
+    (job_id,) = http.post("/api/v1/jobs", json={"type": "progress", "payload": payload}).json()[
+        "ids"
+    ]
+    assert finished(http, job_id)["state"] == "succeeded"
+    page = http.get(f"/jobs/{job_id}").text
+    assert 'id="job-progress">{"done": 3, "total": 4}</dd>' in page
+    assert '<meter min="0" max="1" value="0.75">75%</meter>' in page
+    assert 'id="job-snoozes">1<' in page

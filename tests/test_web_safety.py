@@ -58,6 +58,9 @@ HUGE_BODY = b"[" + b" " * limits.WEB_BODY_BYTES_MAX + b"]"
 TOO_MANY = [{"payload": 0}] * (limits.JOBS_PER_ENQUEUE_MAX + 1)
 SAME_ID = [{"payload": 1, "id": "a"}, {"payload": 2, "id": "a"}]
 BAD = "bad_request"
+SCHEDULE = "/api/v1/schedules/nightly"
+LIMIT = "/api/v1/limits/group/tenant-7"
+BIG_PAYLOAD = "x" * (limits.SCHEDULE_PAYLOAD_BYTES_MAX + 1)
 
 BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     # (method, path, httpx request options, status, error code)
@@ -108,6 +111,59 @@ BAD_REQUESTS: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("DELETE", f"{JOBS}/x", {}, 405, "method_not_allowed"),
     ("PUT", JOBS, {"json": {}}, 405, "method_not_allowed"),
     ("GET", "/api/v2/jobs", {}, 404, "no_route"),
+    # Schedules and limits: checked whole before anything is sent (docs/web.md).
+    ("PUT", SCHEDULE, {"json": {"cron": "0 3 * * *"}}, 400, BAD),  # no type
+    ("PUT", SCHEDULE, {"json": {"type": "t"}}, 400, BAD),  # neither cron nor every_s
+    ("PUT", SCHEDULE, {"json": {"type": "t", "cron": "* * * * *", "every_s": 60}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "cron": "61 * * * *"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "cron": "0 0 30 2 *"}}, 400, BAD),  # never fires
+    ("PUT", SCHEDULE, {"json": {"type": "t", "cron": "* * * * *", "tz": "Mars/Olympus"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "tz": "UTC"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 0.5}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": "60"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": True}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 10**12}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "", "every_s": 60}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": 7, "every_s": 60}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "queue": LONG_NAME}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "catch_up": "some"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "colour": "red"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "next_ms": 1}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "name": "other"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "payload": DEEP}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "payload": BIG_PAYLOAD}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": [{"type": "t", "every_s": 60}]}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "priority": "high"}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "priority": 10**7}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "max_attempts": 0}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "timeout_s": 0}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "timeout": 5}}, 400, BAD),
+    ("PUT", SCHEDULE, {"json": {"type": "t", "every_s": 60, "group": LONG_NAME}}, 400, BAD),
+    ("PUT", SCHEDULE, raw(b"{not json"), 400, BAD),
+    ("PUT", SCHEDULE, {"content": b'{"type": "t", "every_s": 60}'}, 415, "unsupported_media_type"),
+    ("PUT", f"/api/v1/schedules/{LONG_NAME}", {"json": {"type": "t", "every_s": 60}}, 400, BAD),
+    ("DELETE", f"/api/v1/schedules/{LONG_NAME}", {}, 400, BAD),
+    ("POST", SCHEDULE, {"json": {"type": "t", "every_s": 60}}, 405, "method_not_allowed"),
+    ("GET", "/api/v1/schedules", {"params": {"name": "x"}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {}}, 400, BAD),  # neither concurrency nor rate
+    ("PUT", LIMIT, {"json": {"concurrency": 0, "rate": 0}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": -1}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": True}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": 1.5}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": limits.LIMIT_CONCURRENCY_MAX + 1}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"rate": 10}}, 400, BAD),  # no window
+    ("PUT", LIMIT, {"json": {"concurrency": 1, "window_s": 60}}, 400, BAD),  # no rate
+    ("PUT", LIMIT, {"json": {"rate": 10, "window_s": "60"}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"rate": 10, "window_s": 10**9}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"rate": limits.LIMIT_RATE_COUNT_MAX + 1, "window_s": 1}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": 1, "running": 0}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": 1, "scope": "queue"}}, 400, BAD),
+    ("PUT", LIMIT, {"json": {"concurrency": 1, "name": "other"}}, 400, BAD),
+    ("PUT", LIMIT, {"json": 1}, 400, BAD),
+    ("PUT", "/api/v1/limits/tenant/t", {"json": {"concurrency": 1}}, 400, BAD),
+    ("PUT", f"/api/v1/limits/queue/{LONG_NAME}", {"json": {"concurrency": 1}}, 400, BAD),
+    ("DELETE", "/api/v1/limits/tenant/t", {}, 400, BAD),
+    ("DELETE", "/api/v1/limits", {}, 405, "method_not_allowed"),
 ]
 
 
@@ -334,6 +390,19 @@ def test_a_cross_site_post_is_refused(http: TestClient, headers: dict[str, str])
         response = http.post(path, headers=headers)
         assert response.status_code == 403, (path, headers)
         assert response.json()["error"]["code"] == "cross_site"
+    for method, path in SCHEDULING_ACTIONS:  # a PUT or DELETE is an action as a POST is
+        response = http.request(method, path, headers=headers, json=SCHEDULING_BODIES.get(path))
+        assert response.status_code == 403, (method, path, headers)
+        assert response.json()["error"]["code"] == "cross_site"
+
+
+SCHEDULING_ACTIONS = [
+    ("PUT", SCHEDULE),
+    ("DELETE", SCHEDULE),
+    ("PUT", LIMIT),
+    ("DELETE", LIMIT),
+]
+SCHEDULING_BODIES = {SCHEDULE: {"type": "t", "every_s": 60}, LIMIT: {"concurrency": 1}}
 
 
 def test_a_same_origin_post_is_let_through(http: TestClient) -> None:
@@ -355,6 +424,12 @@ def test_read_only_refuses_every_action_and_serves_reads() -> None:
             response = http.post(path, json={"payload": 1})
             assert response.status_code == 403, path
             assert response.json()["error"]["code"] == "read_only"
+        for method, path in SCHEDULING_ACTIONS:
+            response = http.request(method, path, json=SCHEDULING_BODIES.get(path))
+            assert response.status_code == 403, (method, path)
+            assert response.json()["error"]["code"] == "read_only"
+        assert http.get("/api/v1/schedules").status_code == 503  # reads pass (to nowhere)
+        assert http.get("/api/v1/limits").status_code == 503
         assert http.get("/api/v1/status").status_code == 503  # reads pass (to nowhere)
 
 

@@ -5,8 +5,11 @@ shape their answer: JSON for the API, a redirect back with a notice for a page."
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 
+from raftq.client.schedules import ScheduleOptions
 from raftq.web.context import log_action, web_context
 
 
@@ -43,3 +46,38 @@ async def retry_dead(request: Request, queue: str | None, job_type: str | None, 
         retried = await client.retry_dead(queue, job_type, limit)
     log_action(request, "retry-dead", queue=queue or "*", type=job_type or "*", retried=retried)
     return retried
+
+
+async def put_schedule(
+    request: Request, name: str, type: str, payload: object, options: ScheduleOptions
+) -> str:
+    """Add schedule ``name`` or replace it (``Client.add_schedule``'s arguments); "added",
+    "updated" or "unchanged"."""
+    async with web_context(request).client() as client:
+        state = await client.add_schedule(name, type, payload, **options)
+    log_action(request, "schedule-put", schedule=name, state=state)
+    return state
+
+
+async def remove_schedule(request: Request, name: str) -> None:
+    """Remove schedule ``name`` (``CommandRejected`` not_found if there is none)."""
+    async with web_context(request).client() as client:
+        await client.remove_schedule(name)
+    log_action(request, "schedule-remove", schedule=name)
+
+
+async def set_limit(request: Request, arguments: dict[str, Any]) -> None:
+    """Set or replace a queue's or group's limit (``arguments``: those of
+    ``Client.set_limit``)."""
+    async with web_context(request).client() as client:
+        await client.set_limit(**arguments)
+    shown = {key: value for key, value in arguments.items() if value is not None}
+    log_action(request, "limit-set", **shown)
+
+
+async def remove_limit(request: Request, scope: str, name: str) -> None:
+    """Lift the limit of a queue or group (``scope``); ``CommandRejected`` not_found if it
+    has none."""
+    async with web_context(request).client() as client:
+        await client.remove_limit(**{scope: name})
+    log_action(request, "limit-remove", **{scope: name})

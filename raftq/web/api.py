@@ -2,8 +2,9 @@
 
 Each route checks its input, makes one client call, and answers JSON. Errors are
 ``{"error": {"code", "message"}}``: 400 bad input (naming the index and field), 401 no
-credentials, 403 refused action, 404 no such job, 409 the job's state forbids it, 413 too
-large, 415 not JSON, 503 no quorum or busy. Bad input never becomes a 500.
+credentials, 403 refused action, 404 no such job (schedule, limit), 409 the job's state
+forbids it, 413 too large, 415 not JSON, 503 no quorum or busy. Bad input never becomes a
+500. The schedules' and limits' routes are in ``api_scheduling.py``.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def error_response(status: int, code: str, message: str) -> JSONResponse:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def _answering(handler: Handler) -> Handler:
+def answering(handler: Handler) -> Handler:
     """Turn the cluster's and the input's errors into JSON errors with the right status."""
 
     async def answer(request: Request) -> Response:
@@ -71,7 +72,9 @@ def _answering(handler: Handler) -> Handler:
         except JobNotFound as error:
             return error_response(404, "not_found", str(error))
         except CommandRejected as error:
-            return error_response(409, error.code, str(error))
+            # not_found: a schedule or limit to remove that is not there, as a job is 404.
+            status = 404 if error.code == "not_found" else 409
+            return error_response(status, error.code, str(error))
         except Busy as error:
             return error_response(503, "busy", str(error))
         except NoQuorum as error:
@@ -148,7 +151,7 @@ def _job_id(request: Request) -> str:
     return job_id
 
 
-def _path_name(request: Request, name: str) -> str:
+def path_name(request: Request, name: str) -> str:
     value: str = request.path_params[name]
     if not 0 < len(value) <= limits.NAME_CHARS_MAX:
         raise ApiError(400, "bad_request", f"{name}: 1 to {limits.NAME_CHARS_MAX} characters")
@@ -158,7 +161,7 @@ def _path_name(request: Request, name: str) -> str:
 # --- routes ---------------------------------------------------------------------------------------
 
 
-@_answering
+@answering
 async def enqueue_jobs(request: Request) -> Response:
     """Enqueue one job-file object, or a list of them, as one command."""
     document = await read_json(request)
@@ -178,7 +181,7 @@ async def enqueue_jobs(request: Request) -> Response:
     return JSONResponse({"ids": ids}, status_code=201)
 
 
-@_answering
+@answering
 async def get_job(request: Request) -> Response:
     """One job with its full history (the ``raftq job ID --json`` object)."""
     job_id = _job_id(request)
@@ -187,7 +190,7 @@ async def get_job(request: Request) -> Response:
     return JSONResponse(job.to_json())
 
 
-@_answering
+@answering
 async def list_jobs(request: Request) -> Response:
     """A page of jobs, filtered, oldest (or newest) first, and the cursor of the next page."""
     parameters = query(request, ("state", "queue", "type", "limit", "cursor", "order"))
@@ -237,7 +240,7 @@ def _optional(body: dict[str, Any], field: str, check: Any, *bounds: int) -> Any
         raise FieldProblem(field, str(error)) from None
 
 
-@_answering
+@answering
 async def retry_dead_jobs(request: Request) -> Response:
     """Retry every dead job of a queue and type (any, if not given), up to ``limit``."""
     body = await read_json(request)
@@ -262,13 +265,13 @@ async def retry_dead_jobs(request: Request) -> Response:
     return JSONResponse({"retried": retried})
 
 
-@_answering
+@answering
 async def cancel_job(request: Request) -> Response:
     job_id = _job_id(request)
     return JSONResponse({"id": job_id, "state": await actions.cancel(request, job_id)})
 
 
-@_answering
+@answering
 async def retry_job(request: Request) -> Response:
     job_id = _job_id(request)
     return JSONResponse({"id": job_id, "state": await actions.retry(request, job_id)})
@@ -277,16 +280,16 @@ async def retry_job(request: Request) -> Response:
 def _queue_action(*, paused: bool) -> Callable[[Request], Awaitable[Response]]:
     """``POST /queues/{name}/pause`` or ``.../resume``."""
 
-    @_answering
+    @answering
     async def post(request: Request) -> Response:
-        queue = _path_name(request, "name")
+        queue = path_name(request, "name")
         await actions.set_paused(request, queue, paused=paused)
         return JSONResponse({"queue": queue, "paused": paused})
 
     return post
 
 
-@_answering
+@answering
 async def cluster_status(request: Request) -> Response:
     """The ``raftq status --json`` object."""
     async with web_context(request).client() as client:

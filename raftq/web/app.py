@@ -4,13 +4,15 @@ Served three ways (docs/web.md): standalone by ``raftq web`` (Hypercorn, Trio wo
 with ``--http-addr`` (the same, plus ``/metrics``, in the node's nursery), or mounted in a
 user's FastAPI/Starlette app, where it runs on the host's asyncio loop through the AnyIO client.
 
-The seam with the dashboard pages: ``raftq/web/pages.py`` owns the pages, with its templates in
-``raftq/web/templates/`` and assets in ``raftq/web/static/``. This module calls exactly one
-function from it, ``pages.page_routes()``, and mounts the routes it returns at the app's root
-(next to ``/api/v1``, ``/login``, ``/logout`` and ``/metrics``, which are not the pages'). A page
-handler reaches the cluster with ``async with web_context(request).client() as client`` (the
-client library: nothing bypasses the replicated log), reads ``web_context(request).read_only``
-to hide buttons, and ``current_user(request)`` for who is signed in. Every action a page offers
+The seam with the dashboard pages: ``raftq/web/pages.py`` owns the pages (the Schedules and
+Limits ones are in ``pages_scheduling.py``), with their templates in ``raftq/web/templates/``
+and assets in ``raftq/web/static/``. This module calls one function from each,
+``page_routes()`` and ``scheduling_page_routes()``, and mounts the routes they return at the
+app's root (next to ``/api/v1``, ``/login``, ``/logout`` and ``/metrics``, which are not the
+pages'). A page handler reaches the cluster with ``async with web_context(request).client() as
+client`` (the client library: nothing bypasses the replicated log), reads
+``web_context(request).read_only`` to hide buttons, and ``current_user(request)`` for who is
+signed in. Every action a page offers
 is a ``<form method="post">`` to an ``/api/v1`` route or to a POST route of its own: ``Guard``
 (``raftq.web.auth``) checks credentials, CSRF (Origin / Sec-Fetch-Site) and read-only mode for
 every route before it runs, pages included. Links must be built with ``request.url_for`` or
@@ -35,9 +37,11 @@ from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
 from raftq.web import pages
 from raftq.web.api import api_routes, http_error
+from raftq.web.api_scheduling import scheduling_api_routes
 from raftq.web.auth import Guard
 from raftq.web.context import WebContext
 from raftq.web.login import login_routes
+from raftq.web.pages_scheduling import scheduling_page_routes
 
 
 def asgi_app(
@@ -68,10 +72,11 @@ def asgi_app(
         read_only=read_only,
         clock=clock,
     )
-    routes: list[BaseRoute] = [*api_routes(), *login_routes()]
+    routes: list[BaseRoute] = [*api_routes(), *scheduling_api_routes(), *login_routes()]
     if metrics_registry is not None:
         routes.append(Route("/metrics", _metrics_endpoint(metrics_registry), methods=["GET"]))
     routes.extend(pages.page_routes())
+    routes.extend(scheduling_page_routes())
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -12,9 +12,11 @@ expiry, are refused by name (their 401 says to make a new one): nothing lives fo
 a secret there are no credentials, and the web app listens on loopback only
 (``check_listen``), as nodes do.
 
-Actions: every change is a POST (a GET never changes anything). A POST whose ``Origin`` is not
-this site, or that the browser marks cross-site (``Sec-Fetch-Site``), is refused (403): a page
-on another site cannot make a logged-in browser act. ``--read-only`` refuses every action.
+Actions: every change is a POST, or a PUT or DELETE of the API (a GET never changes anything).
+Every request of a method other than GET, HEAD and OPTIONS counts as an action: one whose
+``Origin`` is not this site, or that the browser marks cross-site (``Sec-Fetch-Site``), is
+refused (403): a page on another site cannot make a logged-in browser act. ``--read-only``
+refuses every action.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ USER_PATTERN = re.compile(r"[A-Za-z0-9_@+-][A-Za-z0-9_.@+-]{0,63}")
 
 PUBLIC_PATHS = frozenset({"/login", "/api/v1/openapi.json"})
 """Served without credentials: the login form, and the API's description (no data)."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing; every other method is an action, guarded as a POST is."""
 
 UNGUARDED_ACTIONS = frozenset({"/login", "/logout"})
 """POSTs allowed in read-only mode: signing in and out change no job."""
@@ -242,9 +247,10 @@ class Guard:
                 scope["raftq.user"] = check_token(self.secret, _token(headers), now_s=self.clock())
             except TokenRefused as refused:
                 return 401, refused.code, refused.message
-        if scope["method"] == "POST":
+        method = scope["method"]
+        if method not in SAFE_METHODS:
             if not _same_site(scope, headers):
-                return 403, "cross_site", "a POST from another site is refused (CSRF)"
+                return 403, "cross_site", f"a {method} from another site is refused (CSRF)"
             if self.read_only and path not in UNGUARDED_ACTIONS:
                 return 403, "read_only", "this raftq web app is read-only: actions are refused"
         length = headers.get("content-length", "0")
@@ -284,8 +290,9 @@ def _headers(scope: Scope) -> dict[str, str]:
 
 
 def _same_site(scope: Scope, headers: dict[str, str]) -> bool:
-    """Whether a POST comes from this site (or from no browser page at all: curl, clients).
-    Browsers send Sec-Fetch-Site (all current ones) and Origin on every POST."""
+    """Whether an action comes from this site (or from no browser page at all: curl,
+    clients). Browsers send Sec-Fetch-Site (all current ones) and Origin on every POST, PUT
+    and DELETE."""
     fetch_site = headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site not in ("same-origin", "none"):
         return False

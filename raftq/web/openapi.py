@@ -15,6 +15,7 @@ from raftq.client.jobfile import (
     PRIORITY_MIN,
     TIMEOUT_MS_MAX,
 )
+from raftq.jobs.commands import CATCH_UP_MODES
 from raftq.jobs.job import JobState
 
 JSON = "application/json"
@@ -24,8 +25,8 @@ ERROR_DESCRIPTIONS = {
     "400": "Bad input: the message names the parameter, or the index and field of the job",
     "401": "The cluster has a secret: send Authorization: Bearer TOKEN (code: unauthorized, "
     "token_expired, token_without_expiry)",
-    "403": "Refused: read-only mode, or a POST from another site",
-    "404": "No such job",
+    "403": "Refused: read-only mode, or an action (POST, PUT, DELETE) from another site",
+    "404": "No such job (schedule, limit)",
     "409": "The job's state forbids it (code: finished, not_retryable, id_taken, ...)",
     "413": "The body is larger than the API reads",
     "415": "The body is not application/json",
@@ -33,6 +34,11 @@ ERROR_DESCRIPTIONS = {
 }
 
 JOB_STATES = [state.value for state in JobState]
+SCHEDULE_LISTED = [
+    "name", "tz", "next_ms", "last_fired_ms", "type", "queue", "payload", "catch_up",
+    "changed_ms", "priority", "max_attempts", "timeout_s", "group",
+]  # fmt: skip
+"""The fields every schedule of ``raftq schedule list --json`` has (and cron or every_s)."""
 JOB_FIELDS = [
     "id",
     "type",
@@ -271,6 +277,7 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        **_scheduling_schemas(),
         "JobPage": {
             "type": "object",
             "required": ["jobs", "next_cursor"],
@@ -310,6 +317,227 @@ def _schemas() -> dict[str, Any]:
                 "jobs": {"type": "object", "additionalProperties": integer},
                 "queues": {"type": "object", "additionalProperties": {"type": "object"}},
             },
+        },
+    }
+
+
+def _scheduling_schemas() -> dict[str, Any]:
+    """A schedule and a limit as their CLI's ``list --json`` prints them, and the part of
+    each that a PUT sets."""
+    name = {"type": "string", "minLength": 1, "maxLength": limits.NAME_CHARS_MAX}
+    nullable_ms = {"type": ["integer", "null"], "description": "Unix ms; null for none"}
+    every_s = {
+        "type": "number",
+        "minimum": limits.SCHEDULE_EVERY_MS_MIN / 1000,
+        "maximum": limits.SCHEDULE_EVERY_MS_MAX / 1000,
+        "description": "a fixed interval: slots at its multiples since the Unix epoch",
+    }
+    schedule_set = {
+        "type": {**name, "description": "the type of the job each slot fires"},
+        "cron": {
+            "type": "string",
+            "maxLength": limits.SCHEDULE_CRON_CHARS_MAX,
+            "description": "a cron expression (or every_s, not both)",
+        },
+        "tz": {
+            "type": ["string", "null"],
+            "maxLength": limits.NAME_CHARS_MAX,
+            "description": "the cron expression's IANA time zone; UTC if absent",
+        },
+        "every_s": every_s,
+        "payload": {"description": "any JSON value, copied into each job fired"},
+        "queue": {**name, "default": "default"},
+        "catch_up": {
+            "type": "string",
+            "enum": list(CATCH_UP_MODES),
+            "default": "latest",
+            "description": "after an outage: fire the latest missed slot, or every one",
+        },
+        "priority": {
+            "type": "integer",
+            "minimum": PRIORITY_MIN,
+            "maximum": PRIORITY_MAX,
+            "default": 0,
+            "description": "the fired jobs' priority",
+        },
+        "max_attempts": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_ATTEMPTS_MAX,
+            "default": 3,
+            "description": "the fired jobs' attempts",
+        },
+        "timeout_s": {
+            "type": "number",
+            "minimum": 0.001,
+            "maximum": TIMEOUT_MS_MAX / 1000,
+            "default": 30,
+            "description": "seconds one attempt of a fired job may run",
+        },
+        "group": {
+            "type": ["string", "null"],
+            "maxLength": limits.NAME_CHARS_MAX,
+            "description": "the fired jobs' concurrency and rate group; null for none",
+        },
+    }
+    limit_set = {
+        "concurrency": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": limits.LIMIT_CONCURRENCY_MAX,
+            "description": "at most this many of its jobs running at once (0: no such limit)",
+        },
+        "rate": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": limits.LIMIT_RATE_COUNT_MAX,
+            "description": "at most this many started per window_s (0: no such limit)",
+        },
+        "window_s": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": limits.LIMIT_RATE_WINDOW_MS_MAX / 1000,
+            "description": "the rate's sliding window in seconds",
+        },
+    }
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "ScheduleSpec": {
+            "type": "object",
+            "description": "What a PUT sets: cron (and tz) or every_s, and type; name, if "
+            "given, must be the path's",
+            "required": ["type"],
+            "additionalProperties": False,
+            "properties": {"name": name, **schedule_set},
+        },
+        "Schedule": {
+            "type": "object",
+            "description": "A schedule as raftq schedule list --json prints it",
+            "required": SCHEDULE_LISTED,
+            "properties": {
+                "name": name,
+                **schedule_set,
+                "next_ms": {**nullable_ms, "description": "its next slot (Unix ms)"},
+                "last_fired_ms": {
+                    **nullable_ms,
+                    "description": "the last slot it fired (Unix ms); null before the first",
+                },
+                "changed_ms": {
+                    "type": "integer",
+                    "description": "when it was added or last changed: its slots start after",
+                },
+            },
+        },
+        "ScheduleState": {
+            "type": "object",
+            "required": ["name", "state"],
+            "properties": {
+                "name": {"type": "string"},
+                "state": {"type": "string", "enum": ["added", "updated", "unchanged", "removed"]},
+            },
+        },
+        "LimitSpec": {
+            "type": "object",
+            "description": "What a PUT sets: concurrency, or rate and window_s, or both; "
+            "scope and name, if given, must be the path's",
+            "additionalProperties": False,
+            "properties": {"scope": {"enum": ["queue", "group"]}, "name": name, **limit_set},
+        },
+        "Limit": {
+            "type": "object",
+            "description": "A limit as raftq limit list --json prints it",
+            "required": ["scope", "name", "concurrency", "rate", "window_s"],
+            "properties": {
+                "scope": {"type": "string", "enum": ["queue", "group"]},
+                "name": {"type": "string"},
+                **limit_set,
+                "running": {**count, "description": "its jobs running now"},
+                "pending": {**count, "description": "its jobs waiting to run"},
+                "started_in_window": {**count, "description": "started in the rate's window"},
+            },
+        },
+        "LimitState": {
+            "type": "object",
+            "required": ["scope", "name"],
+            "properties": {
+                "scope": {"type": "string", "enum": ["queue", "group"]},
+                "name": {"type": "string"},
+                "state": {"type": "string", "enum": ["removed"]},
+            },
+        },
+    }
+
+
+def _scheduling_paths() -> dict[str, Any]:
+    schedule_name = _path_parameter("name", "the schedule's name, percent-encoded ('/' as %2F)")
+    scope = {
+        "name": "scope",
+        "in": "path",
+        "required": True,
+        "description": "queue or group",
+        "schema": {"type": "string", "enum": ["queue", "group"]},
+    }
+    limit_name = _path_parameter("name", "the queue's or group's name, percent-encoded")
+
+    def listing(summary: str, operation_id: str, key: str, item: str) -> dict[str, Any]:
+        body = {
+            "type": "object",
+            "required": [key],
+            "properties": {key: {"type": "array", "items": _ref(item)}},
+        }
+        return {
+            "summary": summary,
+            "operationId": operation_id,
+            "responses": {**_ok("200", "Every one, by name", body), **_errors("400", "401", "503")},
+        }
+
+    return {
+        "/api/v1/schedules": {
+            "get": listing(
+                "Every schedule, with its next and last slot",
+                "listSchedules",
+                "schedules",
+                "Schedule",
+            ),
+        },
+        "/api/v1/schedules/{name}": {
+            "put": _action(
+                "Add a schedule, or replace the one of that name (its slots restart after)",
+                "putSchedule",
+                {
+                    **_ok("200", "Replaced: updated, or unchanged", _ref("ScheduleState")),
+                    **_ok("201", "Added", _ref("ScheduleState")),
+                    **_errors("413", "415"),
+                },
+                parameters=[schedule_name],
+                requestBody=_json_body(_ref("ScheduleSpec"), "the schedule"),
+            ),
+            "delete": _action(
+                "Remove a schedule (the jobs it fired stay)",
+                "deleteSchedule",
+                {**_ok("200", "Removed", _ref("ScheduleState")), **_errors("404")},
+                parameters=[schedule_name],
+            ),
+        },
+        "/api/v1/limits": {
+            "get": listing(
+                "Every limit, with what runs and waits under it", "listLimits", "limits", "Limit"
+            ),
+        },
+        "/api/v1/limits/{scope}/{name}": {
+            "put": _action(
+                "Set or replace the limit of a queue or a group",
+                "putLimit",
+                {**_ok("200", "Set", _ref("Limit")), **_errors("413", "415")},
+                parameters=[scope, limit_name],
+                requestBody=_json_body(_ref("LimitSpec"), "the limit"),
+            ),
+            "delete": _action(
+                "Lift the limit of a queue or a group",
+                "deleteLimit",
+                {**_ok("200", "Removed", _ref("LimitState")), **_errors("404")},
+                parameters=[scope, limit_name],
+            ),
         },
     }
 
@@ -439,6 +667,7 @@ def openapi_document(version: str, server_url: str = "/") -> dict[str, Any]:
                 parameters=[queue_name],
             )
         },
+        **_scheduling_paths(),
         "/api/v1/status": {
             "get": {
                 "summary": "The cluster: nodes, leader, job and queue counts",
@@ -461,7 +690,8 @@ def openapi_document(version: str, server_url: str = "/") -> dict[str, Any]:
             "title": "raftq HTTP JSON API",
             "version": version,
             "description": "A thin layer over the raftq client: every change goes through the "
-            "cluster's replicated log. Actions are POSTs; see docs/web.md and docs/security.md.",
+            "cluster's replicated log. Actions are POSTs, PUTs and DELETEs; see docs/web.md "
+            "and docs/security.md.",
         },
         "servers": [{"url": server_url}],
         "security": [{"token": []}, {}],

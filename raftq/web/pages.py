@@ -20,7 +20,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode
 
@@ -31,7 +31,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from raftq import limits
-from raftq.client.client import CommandRejected
+from raftq.client.client import Client, CommandRejected
 from raftq.client.job import Job
 from raftq.errors import ConfigError, JobNotFound, RaftqError
 from raftq.jobs.job import JobState
@@ -77,6 +77,15 @@ def _duration(ms: int) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _relative(at_ms: int | None, now_ms: int) -> str:
+    """``at_ms`` from ``now_ms``, as people say it: "in 4.0 s", "3.2 min ago"; "" for none."""
+    if not at_ms:
+        return ""
+    if at_ms >= now_ms:
+        return f"in {_duration(at_ms - now_ms)}"
+    return f"{_duration(now_ms - at_ms)} ago"
+
+
 def _segment(value: str) -> str:
     """One path segment: everything quoted, "/" included (Jinja's urlencode keeps "/")."""
     return quote(value, safe="")
@@ -87,11 +96,11 @@ def _pretty_json(value: Any) -> str:
 
 
 _templates.filters.update(
-    time=_time, duration=_duration, pretty_json=_pretty_json, segment=_segment
+    time=_time, duration=_duration, relative=_relative, pretty_json=_pretty_json, segment=_segment
 )
 
 
-def _root(request: Request) -> str:
+def root_of(request: Request) -> str:
     root: str = request.scope.get("root_path", "")
     return root.rstrip("/")
 
@@ -111,7 +120,7 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
     """The page ``name``, or only its live region when dashboard.js asks for it."""
     context = web_context(request)
     values.update(
-        root=_root(request),
+        root=root_of(request),
         read_only=context.read_only,
         auth_required=context.auth_required,
         user=current_user(request),
@@ -133,7 +142,7 @@ def render(request: Request, name: str, status_code: int = 200, **values: Any) -
 PageHandler = Callable[[Request], Awaitable[Response]]
 
 
-def _unavailable_as_page(handler: PageHandler) -> PageHandler:
+def unavailable_as_page(handler: PageHandler) -> PageHandler:
     """The cluster's refusals as a page that says so (and keeps refreshing), never a 500."""
 
     async def page(request: Request) -> Response:
@@ -154,7 +163,7 @@ def _unavailable_as_page(handler: PageHandler) -> PageHandler:
 # --- pages ----------------------------------------------------------------------------------------
 
 
-@_unavailable_as_page
+@unavailable_as_page
 async def overview(request: Request) -> Response:
     async with web_context(request).client() as client:
         status = await client.status()
@@ -173,7 +182,7 @@ async def overview(request: Request) -> Response:
     )
 
 
-@_unavailable_as_page
+@unavailable_as_page
 async def queues(request: Request) -> Response:
     now_ms = _now_ms()
     async with web_context(request).client() as client:
@@ -233,7 +242,7 @@ async def _page_of_jobs(
     return page.jobs, pages
 
 
-@_unavailable_as_page
+@unavailable_as_page
 async def jobs(request: Request) -> Response:
     filters = _filters(request)
     found, pages = await _page_of_jobs(request, filters)
@@ -251,27 +260,55 @@ async def jobs(request: Request) -> Response:
     )
 
 
-@_unavailable_as_page
+@unavailable_as_page
 async def dead(request: Request) -> Response:
     filters = {**_filters(request), "state": "dead"}
     found, pages = await _page_of_jobs(request, filters)
     return render(request, "dead.html", title="Dead jobs", jobs=found, pages=pages, filters=filters)
 
 
-@_unavailable_as_page
+@unavailable_as_page
 async def job_page(request: Request) -> Response:
     job_id = request.path_params["job_id"]
     async with web_context(request).client() as client:
         job: Job = await client.get(job_id)
+        parents = await _parent_states(client, job.depends_on[: limits.WEB_PARENTS_SHOWN])
     return render(
         request,
         "job.html",
         title=f"Job {job.id}",
         job=job,
+        parents=parents,
+        parents_more=max(0, len(job.depends_on) - len(parents)),
+        progress_fraction=progress_fraction(job.progress),
         cancellable=job.state in CANCELLABLE,
         retryable=job.state in RETRYABLE,
         history_error_chars=f"{limits.JOB_HISTORY_ERROR_CHARS_MAX:,}",
     )
+
+
+def progress_fraction(progress: Any) -> float | None:
+    """How far a progress value of the form ``{"done": N, "total": M}`` says a job got (0 to
+    1), for a bar under it; None for any other value, which is shown as JSON only."""
+    if not isinstance(progress, dict):
+        return None
+    done, total = progress.get("done"), progress.get("total")
+    numbers = all(isinstance(n, int | float) and not isinstance(n, bool) for n in (done, total))
+    if not numbers or not total or total <= 0:
+        return None
+    return float(min(1.0, max(0.0, done / total)))
+
+
+async def _parent_states(client: Client, parent_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(id, state) of each parent, in order; "purged" for one the cluster no longer holds (a
+    finished job past its retention)."""
+    parents = []
+    for parent_id in parent_ids:  # bounded: WEB_PARENTS_SHOWN
+        try:
+            parents.append((parent_id, (await client.get(parent_id)).state))
+        except JobNotFound:
+            parents.append((parent_id, "purged"))
+    return parents
 
 
 # --- actions --------------------------------------------------------------------------------------
@@ -290,7 +327,7 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _back(request: Request, form: dict[str, str], fallback: str, **message: str) -> Response:
     """303 to the page the form came from (only a path on this site), with a notice."""
-    root = _root(request)
+    root = root_of(request)
     target = form.get("next", "")
     if not target.startswith(root + "/") or target.startswith("//") or "\\" in target:
         target = root + fallback
@@ -302,7 +339,7 @@ def _back(request: Request, form: dict[str, str], fallback: str, **message: str)
 Action = Callable[[Request, dict[str, str]], Awaitable[str]]
 
 
-def _action(fallback: str) -> Callable[[Action], PageHandler]:
+def page_action(fallback: str) -> Callable[[Action], PageHandler]:
     """Run an action, then go back with a notice (or a problem: the cluster refused it)."""
 
     def wrap(action: Action) -> PageHandler:
@@ -324,13 +361,13 @@ def _action(fallback: str) -> Callable[[Action], PageHandler]:
     return wrap
 
 
-@_action("/jobs")
+@page_action("/jobs")
 async def cancel_job(request: Request, form: dict[str, str]) -> str:
     job_id = request.path_params["job_id"]
     return f"job {job_id}: {await actions.cancel(request, job_id)}"
 
 
-@_action("/dead")
+@page_action("/dead")
 async def retry_job(request: Request, form: dict[str, str]) -> str:
     job_id = request.path_params["job_id"]
     return f"job {job_id} retried: {await actions.retry(request, job_id)}"
@@ -339,7 +376,7 @@ async def retry_job(request: Request, form: dict[str, str]) -> str:
 def _queue_action(*, paused: bool) -> PageHandler:
     """The queues page's Pause or Resume button."""
 
-    @_action("/queues")
+    @page_action("/queues")
     async def post(request: Request, form: dict[str, str]) -> str:
         queue = request.path_params["name"]
         await actions.set_paused(request, queue, paused=paused)
@@ -348,7 +385,7 @@ def _queue_action(*, paused: bool) -> PageHandler:
     return post
 
 
-@_unavailable_as_page
+@unavailable_as_page
 async def confirm_retry_dead(request: Request) -> Response:
     """What "Retry every dead job" will do, to confirm: how many dead jobs of the filter it
     retries (those the button then retries, at most). It changes nothing, and does not
@@ -363,7 +400,7 @@ async def confirm_retry_dead(request: Request) -> Response:
         filters=filters,
         count=min(count, limits.RETRY_DEAD_JOBS_MAX),
         more=count > limits.RETRY_DEAD_JOBS_MAX,
-        back=f"{_root(request)}/dead" + (f"?{urlencode(kept)}" if kept else ""),
+        back=f"{root_of(request)}/dead" + (f"?{urlencode(kept)}" if kept else ""),
         refresh_ms=0,
     )
 
@@ -391,7 +428,7 @@ async def _count_dead(request: Request, filters: dict[str, str]) -> int:
     return counted
 
 
-@_action("/dead")
+@page_action("/dead")
 async def retry_dead_jobs(request: Request, form: dict[str, str]) -> str:
     """The dead jobs of a queue and type (empty: any), at most ``limit`` (the number the
     confirmation counted; the bound of one command if absent)."""

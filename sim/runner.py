@@ -129,6 +129,7 @@ class FaultCounts:
     figure_8s: int = 0
     held_snapshots: int = 0
     late_releases: int = 0
+    slow_snapshots: int = 0
 
 
 @attrs.define(eq=False)
@@ -701,8 +702,11 @@ class Simulation:
             if core.role is Role.LEADER:
                 self.committed.observe_leader(core.term, simnode.id)
             log = core.log
-            simnode.first_index = log.first_index()
-            low = max(simnode.checked_commit + 1, simnode.first_index)
+            # Entries are forgotten only below what every node's disk holds (``forget_below``):
+            # a leader's snapshot being installed moves the log's first index in memory, but a
+            # crash before the install is durable brings the node back with its older log.
+            simnode.first_index = log.storage.first_index()
+            low = max(simnode.checked_commit + 1, log.first_index())
             if low <= log.committed:
                 for entry in log.entries(low, log.committed + 1):
                     self.committed.observe_committed(simnode.id, entry)

@@ -112,6 +112,24 @@ class CommittedLog:
             )
 
 
+def command_of(entry: Entry) -> Command | None:
+    """The command ``entry`` carries, or None if its bytes are not one. The oracle and every
+    rule read each committed entry in turn (``Simulation.catch_up``): it is decoded once for
+    all of them (commands are frozen values, and no reader changes them)."""
+    if entry is not _last_decoded[0]:
+        try:
+            command: Command | None = codec.decode(entry.data, Command)
+        except DecodeError:
+            command = None
+        _last_decoded[0], _last_decoded[1] = entry, command
+    decoded: Command | None = _last_decoded[1]
+    return decoded
+
+
+_last_decoded: list[Any] = [None, None]
+"""The entry ``command_of`` decoded last, and its command."""
+
+
 class JobOracle:
     """The committed log replayed, with the job rules checked on every command."""
 
@@ -139,9 +157,8 @@ class JobOracle:
         self.applied_index = entry.index
         if entry.kind is not EntryKind.COMMAND:
             return
-        try:
-            command: Command = codec.decode(entry.data, Command)
-        except DecodeError:
+        command = command_of(entry)
+        if command is None:
             return  # the nodes skip it too (Applier._apply)
         stale = self._stale_reports(command)
         result = self.machine.apply(entry.index, command, entry.term)

@@ -22,12 +22,10 @@ from collections.abc import Callable, Sequence
 import attrs
 import trio
 
-from raftq import codec
 from raftq.client.worker import WorkerClient
-from raftq.errors import DecodeError
-from raftq.jobs.commands import Claim, Command, Lease, Outcome, Release
+from raftq.jobs.commands import Claim, Lease, Outcome, Release
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 
 RECEIVED_KEPT = 100_000
 """Leases received by workers and not started yet, remembered for the start check (the oldest
@@ -62,10 +60,7 @@ class ClaimRules:
         ended = [job_id for job_id in before if self._fences.get(job_id) != before[job_id]]
         if not leased_here and not ended:
             return  # neither a claim nor a release did anything here: nothing to decode
-        try:
-            command: Command = codec.decode(entry.data, Command)
-        except DecodeError:
-            return
+        command = command_of(entry)
         if isinstance(command, Claim):
             self._check_hold(entry.index, command, leased_here, oracle)
         if isinstance(command, Release):

@@ -16,14 +16,12 @@ written out here, the slow way (every parent of a job looked at), not the machin
 
 from __future__ import annotations
 
-from raftq import codec
-from raftq.errors import DecodeError
 from raftq.ids import derived_job_id
 from raftq.jobs.commands import Command, Enqueue, JobSpec, Retry, RetryDead
 from raftq.jobs.job import FINISHED, Job, JobState
 from raftq.jobs.machine import JobStateMachine
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 
 _ENDED_BADLY = (JobState.DEAD, JobState.CANCELLED)
 
@@ -213,8 +211,4 @@ class DependencyRules:
 def _decoded(entry: Entry) -> Command | None:
     if entry.kind is not EntryKind.COMMAND:
         return None
-    try:
-        command: Command = codec.decode(entry.data, Command)
-    except DecodeError:
-        return None
-    return command
+    return command_of(entry)

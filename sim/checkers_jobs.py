@@ -15,11 +15,10 @@ difference of the leases held per entry, and a decode only for the entries that 
 
 from __future__ import annotations
 
-from raftq import codec, limits
-from raftq.errors import DecodeError
-from raftq.jobs.commands import Cancel, Command, Retry, RetryDead
+from raftq import limits
+from raftq.jobs.commands import Cancel, Retry, RetryDead
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 
 ONE_JOB_COMMANDS = (b"Cancel", b"Retry")
 """Tags of the commands these rules decode (Cancel, Retry, RetryDead): an entry whose bytes
@@ -104,8 +103,4 @@ def _newest_event(oracle: JobOracle, job_id: str) -> object:
 
 
 def _decode(entry: Entry) -> object:
-    try:
-        command: Command = codec.decode(entry.data, Command)
-    except DecodeError:
-        return None
-    return command
+    return command_of(entry)

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import collections
 
-from raftq import codec, limits
-from raftq.errors import DecodeError
+from raftq import limits
 from raftq.jobs.commands import Claim, Command, RemoveLimit, SetLimit
 from raftq.jobs.job import JobState
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 
 RATE_STARTS_KEPT = 100_000
 """Hand-out times kept per rate-limited scope: far more than a run makes."""
@@ -149,11 +148,7 @@ class LimitRules:
 
 
 def _decoded(entry: Entry) -> Command | None:
-    try:
-        command: Command = codec.decode(entry.data, Command)
-    except DecodeError:
-        return None
-    return command
+    return command_of(entry)
 
 
 def _scopes(oracle: JobOracle, job_id: str) -> list[tuple[str, str]]:

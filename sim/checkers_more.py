@@ -14,12 +14,11 @@ cost a set difference per entry and a decode only for the few entries that matte
 
 from __future__ import annotations
 
-from raftq import codec, limits
-from raftq.errors import DecodeError
-from raftq.jobs.commands import Command, ExpireLeases, ExtendAll
+from raftq import limits
+from raftq.jobs.commands import ExpireLeases, ExtendAll
 from raftq.jobs.job import retry_policy_of
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 
 TERMS_REMEMBERED = 1024
 """Terms whose ExtendAll was seen; older ones are forgotten (a run has a few dozen terms)."""
@@ -96,8 +95,4 @@ class LeaseAndRetryRules:
 
 
 def _decode(entry: Entry) -> object:
-    try:
-        command: Command = codec.decode(entry.data, Command)
-    except DecodeError:
-        return None
-    return command
+    return command_of(entry)

@@ -15,13 +15,11 @@ the oracle's state after each entry (``observe``) and decode only the entries th
 
 from __future__ import annotations
 
-from raftq import codec
-from raftq.errors import DecodeError
 from raftq.jobs.backoff import policy_delay_ms
-from raftq.jobs.commands import NOT_SNOOZED, Command, Progress, Report
+from raftq.jobs.commands import NOT_SNOOZED, Progress, Report
 from raftq.jobs.job import JobState, retry_policy_of
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 
 FAILURE_EVENTS = ("failed", "lease expired")
 SNOOZES_KEPT = 100_000
@@ -159,8 +157,4 @@ def _last_event(oracle: JobOracle, job_id: str, entry: Entry) -> bool:
 
 
 def _decode(entry: Entry) -> object:
-    try:
-        command: Command = codec.decode(entry.data, Command)
-    except DecodeError:
-        return None
-    return command
+    return command_of(entry)

@@ -27,13 +27,11 @@ from typing import Any
 import attrs
 import trio
 
-from raftq import codec
-from raftq.errors import DecodeError
-from raftq.jobs.commands import Command, FireSchedule
+from raftq.jobs.commands import FireSchedule
 from raftq.jobs.schedules import ScheduleTable
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import JobOracle, Violation, command_of
 from sim.cluster import EPOCH_MS
 
 SETTLED_BEFORE_S = 1.0
@@ -100,10 +98,7 @@ class ScheduleRules:
         self._table, self._changes = table, table.changes
         if entry.kind is not EntryKind.COMMAND:
             return
-        try:
-            command: Command = codec.decode(entry.data, Command)
-        except DecodeError:
-            return
+        command = command_of(entry)
         if not isinstance(command, FireSchedule):
             return
         created = machine.next_seq - seq_before  # a firing stops at its first refused slot

@@ -64,6 +64,9 @@ class SimDisk:
         self.sync_errors = 0
         self.slow_syncs = 0
         self.hook: OperationHook | None = None
+        self.slow_paths: tuple[str, float] | None = None
+        """(path prefix, seconds): each fdatasync of a path under the prefix takes that much
+        longer (a schedule's slow snapshot save, ``sim.schedules.slow_snapshot``)."""
 
     def crash(self) -> None:
         self.memory.crash(self.rng, self.profile.tail_fate)
@@ -92,6 +95,10 @@ class SimDisk:
         elif self.faults_on and self.rng.random() < profile.slow_probability:
             self.slow_syncs += 1
             delay_ms += self.rng.uniform(0, profile.slow_max_ms)
+        if self.slow_paths is not None and operation == "fdatasync":
+            prefix, slow_s = self.slow_paths
+            if path.startswith(prefix):
+                delay_ms += slow_s * 1000
         await trio.sleep_until(on_grain(trio.current_time() + delay_ms / 1000))
 
     def draw_sync_error(self) -> bool:

@@ -21,7 +21,7 @@ from raftq.storage.memory_disk import TailFate
 from sim.disk import DiskProfile
 from sim.network import NetworkProfile
 
-EXTRA_KINDS = ("deposed_read", "figure_8", "held_snapshot", "late_release")
+EXTRA_KINDS = ("deposed_read", "figure_8", "held_snapshot", "late_release", "slow_snapshot")
 """Kinds added after the first fifteen: each is drawn on its own (``EXTRA_KIND_SHARE``), from
 a generator of its own, so the seeds drawn before they existed keep their swarms."""
 
@@ -154,7 +154,7 @@ class Options:
         memberships = rng.choice([6.0, 15.0])
         skew_ms = rng.choice([300, 1000, 3000])
         snapshot_entries = rng.choice([0, 200, 1000])
-        if on & {"down_compaction", "snapshot_crash", "held_snapshot"}:
+        if on & {"down_compaction", "snapshot_crash", "held_snapshot", "slow_snapshot"}:
             # Compaction is these kinds' subject: snapshot often. (Every seed snapshotting
             # every 60 entries spent 7% of a heavy seed encoding snapshots: profiled.)
             snapshot_entries = 60

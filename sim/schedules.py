@@ -37,6 +37,12 @@ one of them every ``schedule_pause_s`` or so during the fault phase:
   worker releases the jobs it never started; the Release waits in the network while their
   leases expire and other workers claim them again; then the node is heard again and the
   Release arrives, carrying fences that are no longer the jobs' own. It must change nothing.
+- ``slow_snapshot``: one node's snapshot saves are slow (each fdatasync under ``snapshots``
+  takes up to 1.5 s longer: a big snapshot on a busy device) while its WAL goes on, so the
+  WAL rolls to a new segment between the snapshot's index and the end of its save; once the
+  save and the compaction behind it are done, the node crashes and restarts from its disk.
+  A compaction that deletes the segment still holding the entries after the newest snapshot
+  leaves a gap that the restart refuses (mutant ``compact_past_snapshot``).
 
 Every step respects the fault atlas of ``sim.disk``: crashes lose only unsynced bytes.
 """
@@ -74,6 +80,7 @@ SCHEDULES = (
     "figure_8",
     "held_snapshot",
     "late_release",
+    "slow_snapshot",
 )
 
 SCHEDULE_COUNTERS = {
@@ -85,6 +92,7 @@ SCHEDULE_COUNTERS = {
     "figure_8": "figure_8s",
     "held_snapshot": "held_snapshots",
     "late_release": "late_releases",
+    "slow_snapshot": "slow_snapshots",
 }
 """Schedule -> its count in the run's ``faults`` (``runner.FaultCounts``)."""
 
@@ -115,6 +123,15 @@ LATE_RELEASE_CUT_S = 15.0
 """How long ``late_release`` keeps the cut at most, waiting for one of the jobs it released to
 be claimed again: a lease lasts the hold and the timeout (4 s at most in the workload), the
 leader expires leases every second, and a free worker claims the job at once."""
+
+SLOW_SNAPSHOT_WAIT_S = 8.0
+"""How long ``slow_snapshot`` waits for the node's next snapshot (60 entries: a few seconds at
+all but the slowest enqueue rates, as ``HELD_SNAPSHOT_WAIT_S``)."""
+
+SLOW_SNAPSHOT_SYNC_S = (0.3, 1.5)
+"""The range each fdatasync of the slow snapshot save takes longer (a file and its directory:
+twice that in all). A simulated WAL segment holds about 1.6 snapshot intervals
+(``sim.cluster.wal_segment_bytes``); at tens of entries a second the WAL rolls within it."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -358,11 +375,13 @@ def _acknowledged(simulation: Simulation, key: str, job_id: str) -> None:
     simulation.trace.record("acked", f"{key} -> {job_id}")
 
 
-async def _poll(simulation: Simulation, condition: Callable[[], bool], bound_s: float) -> bool:
-    for _ in range(int(bound_s / 0.001)):
+async def _poll(
+    simulation: Simulation, condition: Callable[[], bool], bound_s: float, step_s: float = 0.001
+) -> bool:
+    for _ in range(int(bound_s / step_s)):
         if condition() or not _faulting(simulation):
             break
-        await trio.sleep(0.001)
+        await trio.sleep(step_s)
     return condition() and _faulting(simulation)
 
 
@@ -585,6 +604,50 @@ async def late_release(simulation: Simulation) -> None:
     await _restart_later(simulation, follower, 0.0)  # once its process has exited
 
 
+async def slow_snapshot(simulation: Simulation) -> None:
+    """See the module docstring."""
+    up = [simnode for simnode in simulation.nodes if simnode.node is not None]
+    if not up or not simulation.options.snapshot_entries:
+        return
+    simnode = up[simulation.rng.randrange(len(up))]
+    slow_s = simulation.rng.uniform(*SLOW_SNAPSHOT_SYNC_S)
+    before = _snapshot_index(simnode)
+    simnode.disk.slow_paths = ("snapshots", slow_s)
+    simulation.trace.record(
+        "schedule", f"{simnode.id} saves snapshots slowly (+{slow_s:.2f} s a sync), after {before}"
+    )
+    try:
+        saved = await _poll(
+            simulation, lambda: _snapshot_index(simnode) > before, SLOW_SNAPSHOT_WAIT_S, 0.01
+        )
+    finally:
+        simnode.disk.slow_paths = None
+    if not saved:
+        return
+    await trio.sleep(0.2)  # the compaction behind it (a few file removals) is done
+    wal = _wal_span(simnode)
+    simulation.trace.record(
+        "schedule", f"{simnode.id} saved {_snapshot_index(simnode)}, its wal holds {wal}"
+    )
+    _crash_for_schedule(simulation, simnode, "schedule: after a slow snapshot and its compaction")
+    await _restart_later(simulation, simnode, simulation.rng.uniform(0.05, 0.5))
+
+
+def _snapshot_index(simnode: SimNode) -> int:
+    """The newest snapshot on the node's disk as its process knows it (0 when down)."""
+    core = _core(simnode)
+    storage: Any = core.log.storage if core is not None else None  # the DurableLog
+    return int(storage.snapshot_meta.index) if storage is not None else 0
+
+
+def _wal_span(simnode: SimNode) -> str:
+    core = _core(simnode)
+    if core is None:
+        return "nothing (down)"
+    statistics = core.log.storage.wal_statistics()  # type: ignore[attr-defined]
+    return f"{statistics.first_index}..{statistics.last_index} in {statistics.segments} segments"
+
+
 SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "ack_crash": ack_crash,
     "down_compaction": down_compaction,
@@ -594,4 +657,5 @@ SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "figure_8": figure_8,
     "held_snapshot": held_snapshot,
     "late_release": late_release,
+    "slow_snapshot": slow_snapshot,
 }

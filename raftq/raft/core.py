@@ -574,9 +574,16 @@ class RaftCore:
             return True
         if self.log.unstable or self.log.pending_snapshot is not None:
             return True
-        if self._hard_state() != self._persisted_hard_state:
+        # The fields compared as ``_hard_state() != ...`` would, without building the values:
+        # the Raft peer asks after every round (1% of a simulated run, profiled).
+        persisted, reported = self._persisted_hard_state, self._reported_soft_state
+        if (self.term, self.vote, self.log.committed) != (
+            persisted.term,
+            persisted.vote,
+            persisted.commit,
+        ):
             return True
-        if self._soft_state() != self._reported_soft_state:
+        if (self.leader, self.role) != (reported.leader, reported.role):
             return True
         return self.log.committed > self.log.applied
 

@@ -225,3 +225,15 @@ def test_a_dropped_entry_is_a_violation_only_once_it_is_seen_committed() -> None
         else:
             watch.check([elsewhere])
             assert not watch.dropped
+
+
+def test_a_crash_during_a_snapshot_install_keeps_what_the_disk_holds_comparable() -> None:
+    """The committed-entry record forgets entries below what every node holds; it took the
+    first index of each node's log in memory, which a leader's snapshot being installed moves
+    ahead of the disk. Seed 1 with ``slow_snapshot`` (simspeed14) crashes n3 while an install
+    is slow: n3 came back from its disk with its older log, and the checker failed on its own
+    assertion ("simulator error: AssertionError: ('n3', 122, 738)") instead of comparing n3's
+    entries. Seen failing before the fix."""
+    report = run_seed(1, sim_seconds=20.0, force=("slow_snapshot",))
+    assert report.faults.slow_snapshots > 0
+    assert report.verdict == "pass", report.violations

@@ -270,7 +270,8 @@ def test_no_progress_is_a_failure_not_a_hang() -> None:
 
 
 def test_wall_clock_budget_stops_a_run_whose_virtual_time_stands_still() -> None:
-    """A task that never blocks keeps MockClock from moving; the instrument still stops it."""
+    """A task that never blocks keeps MockClock from moving; the watchdog at the I/O polls still
+    stops it."""
 
     async def script(sim: Simulation) -> None:
         await sim.wait_for_leader()

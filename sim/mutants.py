@@ -286,6 +286,16 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        name="limit_wake_stale",
+        area="rate limits",
+        bug="a rate-blocked group keeps a wake-up set under an older, longer window: it reopens "
+        "with its jobs still parked, and newer ones go first",
+        unit_tests=(
+            "tests/test_limits_machine.py::"
+            "test_a_shorter_rate_window_wakes_the_group_s_parked_jobs_at_its_own_end",
+        ),
+    ),
+    Mutant(
         name="deps_release_after_first_parent",
         area="dependencies",
         bug="a waiting job is released when its first parent succeeds, not its last",
@@ -350,6 +360,16 @@ MUTANTS = (
         "while there was no leader never fires",
         unit_tests=(
             "tests/test_schedules.py::test_a_new_leader_fires_the_latest_missed_slot_once",
+        ),
+    ),
+    Mutant(
+        name="scheduler_waits_out_old_term",
+        area="schedules",
+        bug="a scheduler deposed while its firing waits keeps waiting (10 s) though it leads "
+        "again: its new reign starts late, and the slots of those seconds fire as one catch-up",
+        unit_tests=(
+            "tests/test_schedules.py::"
+            "test_a_leader_deposed_while_its_firing_waits_fires_every_slot_when_it_leads_again",
         ),
     ),
 )

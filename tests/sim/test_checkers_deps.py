@@ -8,12 +8,10 @@ from typing import Any
 
 import pytest
 
-from raftq import codec
 from raftq.jobs import dependencies, unique
 from raftq.jobs.commands import (
     Cancel,
     Claim,
-    Command,
     Complete,
     Enqueue,
     Fail,
@@ -21,25 +19,14 @@ from raftq.jobs.commands import (
     Retry,
 )
 from raftq.jobs.job import Job, JobState
-from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import Violation
 from sim.checkers_deps import DependencyRules
+from tests.sim.committed_log import CommittedLog
 
 
-class _Log:
+class _Log(CommittedLog[DependencyRules]):
     def __init__(self) -> None:
-        self.oracle = JobOracle()
-        self.rules = DependencyRules()
-        self.index = 0
-
-    def commit(self, command: Command) -> None:
-        self.index += 1
-        entry = Entry(
-            index=self.index, term=1, kind=EntryKind.COMMAND, data=codec.encode(command, Command)
-        )
-        self.rules.before(entry, self.oracle)
-        self.oracle.apply(entry)
-        self.rules.observe(entry, self.oracle)
+        super().__init__(DependencyRules())
 
     def run(self, job_id: str, *, succeed: bool = True) -> None:
         """Claim ``job_id`` (the one claimable) and end it: succeeded, or dead."""

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from raftq import codec
 from raftq.jobs import machine as machine_module
 from raftq.jobs import policy as policy_module
 from raftq.jobs.backoff import RetryPolicy, policy_delay_ms
 from raftq.jobs.commands import (
     Claim,
-    Command,
     Done,
     Enqueue,
     Fail,
@@ -22,27 +20,16 @@ from raftq.jobs.commands import (
     Report,
 )
 from raftq.jobs.job import JobState
-from raftq.raft.types import Entry, EntryKind
-from sim.checkers import JobOracle, Violation
+from sim.checkers import Violation
 from sim.checkers_policy import PolicyRules
+from tests.sim.committed_log import CommittedLog
 
 POLICY = RetryPolicy(base_ms=5_000, max_ms=20_000, jitter_percent=50)
 
 
-class _Log:
+class _Log(CommittedLog[PolicyRules]):
     def __init__(self) -> None:
-        self.oracle = JobOracle()
-        self.rules = PolicyRules()
-        self.index = 0
-
-    def commit(self, command: Command) -> None:
-        self.index += 1
-        entry = Entry(
-            index=self.index, term=1, kind=EntryKind.COMMAND, data=codec.encode(command, Command)
-        )
-        self.rules.before(entry, self.oracle)
-        self.oracle.apply(entry)
-        self.rules.observe(entry, self.oracle)
+        super().__init__(PolicyRules())
 
     def claimed(self, now_ms: int = 10) -> int:
         self.commit(Claim(now_ms=now_ms, claimer="w1"))

@@ -435,7 +435,7 @@ class ReferenceQueue:
                     expires_ms=job.lease_expires_ms,
                     timeout_ms=job.timeout_ms,
                     traceparent=job.traceparent,
-                    enqueued_ms=job.enqueued_ms,
+                    enqueued_ms=job.enqueued_ms if job.traceparent else 0,
                 )
             )
         return ClaimResult(leases=tuple(leases))

@@ -158,6 +158,12 @@ class _ReadyQueue:
             heapq.heappop(late)
 
 
+def _traced(job: Job) -> dict[str, Any]:
+    """A traced job's lease fields (``raftq.tracing``): its context and when its wait began."""
+    assert job.extra is not None
+    return {"traceparent": job.extra.traceparent, "enqueued_ms": job.enqueued_ms}
+
+
 def _due(job: Job) -> bool:
     return job.state is JobState.PENDING and job.ready
 
@@ -612,8 +618,7 @@ class JobStateMachine:
             fence=index,
             expires_ms=run.lease_expires_ms,
             timeout_ms=job.timeout_ms,
-            traceparent=job.extra.traceparent if job.extra is not None else "",
-            enqueued_ms=job.enqueued_ms,
+            **(_traced(job) if job.extra is not None and job.extra.traceparent else {}),
         )
 
     # --- reports from workers ---------------------------------------------------------------------

@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 from raftq import SyncClient, limits
 from raftq.local_cluster import LocalCluster
 from raftq.web import asgi_app
-from raftq.web.pages import LIVE_HEADER, progress_fraction
+from raftq.web.pages import LIVE_HEADER, progress_fraction, slot_due
 from tests.process_cluster import process_cluster
 
 WAIT_S = 20.0
@@ -471,6 +471,23 @@ def test_the_limits_page_shows_what_runs_and_waits_and_lifts_one_after_asking(
 )
 def test_a_progress_bar_only_for_done_of_total(progress: object, fraction: float | None) -> None:
     assert progress_fraction(progress) == fraction
+
+
+@pytest.mark.parametrize(
+    ("at_ms", "shown"),
+    [
+        (None, ""),
+        (12_500, "in 2.5 s"),
+        (10_000, "due now"),  # the very instant of the slot: not "0.0 s ago"
+        (9_000, "due now"),  # the scheduler fires it within a moment
+        (7_500, "overdue by 2.5 s"),
+        (10_000 - 150_000, "overdue by 2.5 min"),
+    ],
+)
+def test_a_schedule_s_next_slot_reads_as_ahead_due_or_overdue(
+    at_ms: int | None, shown: str
+) -> None:
+    assert slot_due(at_ms, now_ms=10_000) == shown
 
 
 def test_the_schedules_and_limits_pages_show_a_bounded_number_of_rows(

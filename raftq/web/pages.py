@@ -86,6 +86,18 @@ def _relative(at_ms: int | None, now_ms: int) -> str:
     return f"{_duration(now_ms - at_ms)} ago"
 
 
+def slot_due(at_ms: int | None, now_ms: int) -> str:
+    """When a slot is due: "in 4.0 s" ahead; "due now" up to a second late (the scheduler is
+    firing it); "overdue by 2.5 min" beyond (no leader, or one that cannot commit)."""
+    if not at_ms:
+        return ""
+    if at_ms > now_ms:
+        return f"in {_duration(at_ms - now_ms)}"
+    if now_ms - at_ms <= 1000:
+        return "due now"
+    return f"overdue by {_duration(now_ms - at_ms)}"
+
+
 def _segment(value: str) -> str:
     """One path segment: everything quoted, "/" included (Jinja's urlencode keeps "/")."""
     return quote(value, safe="")
@@ -96,7 +108,12 @@ def _pretty_json(value: Any) -> str:
 
 
 _templates.filters.update(
-    time=_time, duration=_duration, relative=_relative, pretty_json=_pretty_json, segment=_segment
+    time=_time,
+    duration=_duration,
+    relative=_relative,
+    due=slot_due,
+    pretty_json=_pretty_json,
+    segment=_segment,
 )
 
 

@@ -136,6 +136,9 @@ class JobOracle:
     def __init__(self) -> None:
         self.machine = JobStateMachine()
         self.applied_index = 0
+        self.twin: JobStateMachine | None = None
+        """A copy restored from the oracle's own snapshot (``fork_twin``)."""
+        self.twin_from = 0
         self.held: dict[str, _HeldLease] = {}
         self.succeeded: dict[str, int] = {}
         """Job id -> the index of the completion that made it succeed."""
@@ -147,6 +150,16 @@ class JobOracle:
         self.watched: dict[str, list[tuple[int, JobKey]]] = {}
         """Job id -> its versions (index where each began, key) while reads of it are judged
         (``ReadChecker``)."""
+
+    def fork_twin(self, snapshot: bytes) -> None:
+        """From here on, apply every entry to a twin as well: a machine restored from
+        ``snapshot``, the oracle's state now. Both must decide every command alike. A real
+        node restores only at a restart or a leader's snapshot, which may miss the moment a
+        derived index (lanes, wake-ups, the ready heaps) went wrong; the twin restores at every
+        digest and compares each result, so a fact that a snapshot drops or rebuilds otherwise
+        shows as soon as a command reads it (the mutant ``limit_wake_stale``)."""
+        self.twin = JobStateMachine.restore(snapshot)
+        self.twin_from = self.applied_index
 
     def catch_up(self, log: CommittedLog) -> None:
         while (entry := log.entries.get(self.applied_index + 1)) is not None:
@@ -162,6 +175,15 @@ class JobOracle:
             return  # the nodes skip it too (Applier._apply)
         stale = self._stale_reports(command)
         result = self.machine.apply(entry.index, command, entry.term)
+        if self.twin is not None:
+            twin_result = self.twin.apply(entry.index, command, entry.term)
+            if twin_result != result:
+                raise Violation(
+                    "a restored state decides as the state it was saved from",
+                    f"{type(command).__name__} at index {entry.index}: {result!r} here, "
+                    f"{twin_result!r} in a copy restored from the snapshot of index "
+                    f"{self.twin_from}",
+                )
         self.commands += 1
         self._check(entry.index, command, result)
         self._check_stale_reports(entry.index, stale)

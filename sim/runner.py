@@ -21,6 +21,7 @@ import trio
 from raftq.client.client import Client, connect
 from raftq.errors import RaftqError
 from raftq.ids import NodeId
+from raftq.jobs.machine import digest_of
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
@@ -754,7 +755,9 @@ class Simulation:
         digesting = self._rounds_since_digest * DIGEST_JOBS_PER_SECOND >= len(oracle.machine.jobs)
         if digesting:
             self._rounds_since_digest = 0
-            self.committed.observe_digest("checker", oracle.applied_index, oracle.machine.digest())
+            snapshot = oracle.machine.snapshot()
+            self.committed.observe_digest("checker", oracle.applied_index, digest_of(snapshot))
+            oracle.fork_twin(snapshot)
         parts = []
         for simnode in self.nodes:
             node = simnode.node

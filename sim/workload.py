@@ -259,6 +259,16 @@ def job_group(seed: int, key: str) -> dict[str, str]:
     return {"group": GROUPS[choice]} if choice < len(GROUPS) else {}
 
 
+LIMIT_WINDOWS_S = (0.2, 0.5, 1.0, 2.0)
+"""The rate windows the operator sets: short enough to pass several times a run."""
+
+LIMITS_RETUNE_SHARE = 0.5
+"""After a rate was set, how often the next change moves the same limit's window instead of
+drawing a new one: a window shortened while the group's jobs wait on the longer one is where
+the mutant ``limit_wake_stale`` hides (a wake-up set under the old window kept), and a change
+drawn afresh meets the same scope again too rarely (none in seeds 1-200 found it)."""
+
+
 def draw_limit(rng: random.Random) -> dict[str, Any]:
     """One ``Client.set_limit`` call: a group or the sim's queue, a concurrency, a rate, or
     both (small, so that they bind)."""
@@ -267,14 +277,23 @@ def draw_limit(rng: random.Random) -> dict[str, Any]:
     rate = rng.choice([None, None, 1, 2, 5])
     if concurrency is None and rate is None:
         concurrency = 1
-    per = rng.choice([0.2, 0.5, 1.0, 2.0]) if rate is not None else None
+    per = rng.choice(LIMIT_WINDOWS_S) if rate is not None else None
     return {**scope, "concurrency": concurrency, "rate": rate, "per": per}
+
+
+def retune(rng: random.Random, change: dict[str, Any]) -> dict[str, Any]:
+    """``change`` (a rate set) again with another window: longer, or shorter while jobs may
+    still wait on the longer one."""
+    per = rng.choice([window for window in LIMIT_WINDOWS_S if window != change["per"]])
+    return {**change, "per": per}
 
 
 async def limits_operator(simulation: Any) -> None:
     """Sets, changes and removes limits on the groups and the queue through any node until the
     fault phase ends, then removes them all."""
     rng = random.Random(f"{simulation.options.seed}:limits")
+    tuning = random.Random(f"{simulation.options.seed}:limits:retune")
+    rated: dict[str, Any] | None = None  # the last rate set, which ``retune`` may move
     async with connect(
         simulation.addresses,
         network=simulation.network.endpoint("limits"),
@@ -285,6 +304,8 @@ async def limits_operator(simulation: Any) -> None:
             change: dict[str, Any] = (
                 {"group": rng.choice(GROUPS)} if rng.random() < 0.2 else draw_limit(rng)
             )
+            if rated is not None and tuning.random() < LIMITS_RETUNE_SHARE:
+                change = retune(tuning, rated)
             removes = len(change) == 1
             what = f"{'remove' if removes else 'set'} {change}"
             try:
@@ -293,6 +314,7 @@ async def limits_operator(simulation: Any) -> None:
                 else:
                     await client.set_limit(**change)
                 outcome = "done"
+                rated = change if change.get("rate") else None
             except RaftqError as error:
                 outcome = f"refused ({type(error).__name__})"
             simulation.trace.record("limit", f"{what}: {outcome}")

@@ -178,6 +178,11 @@ class Observer(Protocol):
     def finished(self, job: Job, now_ms: int) -> None: ...
 
 
+def digest_of(snapshot: bytes) -> str:
+    """``JobStateMachine.digest`` of the state whose ``snapshot()`` is ``snapshot``."""
+    return hashlib.blake2b(snapshot, digest_size=16).hexdigest()
+
+
 class JobStateMachine:
     def __init__(self) -> None:
         self.now_ms = 0
@@ -1080,7 +1085,7 @@ class JobStateMachine:
 
     def digest(self) -> str:
         """A stable hash of the whole state, to compare replicas."""
-        return hashlib.blake2b(self.snapshot(), digest_size=16).hexdigest()
+        return digest_of(self.snapshot())
 
     def schedule_page(
         self, after: str = "", bytes_max: int = limits.SCHEDULES_PAGE_BYTES_MAX

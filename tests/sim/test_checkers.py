@@ -12,7 +12,7 @@ import pytest
 from raftq import codec
 from raftq.ids import derived_job_id
 from raftq.jobs import machine
-from raftq.jobs.commands import Claim, Enqueue
+from raftq.jobs.commands import Cancel, Claim, Enqueue, JobSpec
 from raftq.jobs.machine import JobStateMachine
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import Waiter
@@ -25,6 +25,7 @@ from raftq.storage.wal import segment_name
 from sim.checkers import DurableView, JobOracle, ReadChecker, StepWatch, Violation, job_key
 from sim.disk import SimFile
 from sim.runner import Report, run_seed
+from tests.sim.committed_log import CommittedLog
 
 
 def violated(report: Report) -> list[str]:
@@ -237,3 +238,39 @@ def test_a_crash_during_a_snapshot_install_keeps_what_the_disk_holds_comparable(
     report = run_seed(1, sim_seconds=20.0, force=("slow_snapshot",))
     assert report.faults.slow_snapshots > 0
     assert report.verdict == "pass", report.violations
+
+
+class _NoRules:
+    def before(self, entry: Entry, oracle: JobOracle) -> None:
+        pass
+
+    def observe(self, entry: Entry, oracle: JobOracle) -> None:
+        pass
+
+
+def test_a_restore_that_decides_otherwise_is_caught_by_the_twin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planted: a restore that loses the ready queues (an empty machine). Nothing differs until
+    a command reads them: the claim after the fork hands out the job here, nothing in the twin."""
+    log = CommittedLog(_NoRules())
+    spec = JobSpec(
+        id="",
+        type="t",
+        payload=b"{}",
+        queue="default",
+        priority=0,
+        delay_ms=0,
+        max_attempts=3,
+        timeout_ms=1_000,
+        key="",
+    )
+    log.commit(Enqueue(now_ms=0, jobs=(spec, spec)))
+    log.commit(Claim(now_ms=10, claimer="w1", hold_ms=500))
+    log.oracle.fork_twin(log.oracle.machine.snapshot())
+    log.commit(Claim(now_ms=20, claimer="w1", hold_ms=500))  # the faithful twin agrees
+    monkeypatch.setattr(JobStateMachine, "restore", classmethod(lambda cls, data: cls()))
+    log.oracle.fork_twin(log.oracle.machine.snapshot())
+    log.commit(Enqueue(now_ms=30, jobs=(spec,)))  # applied to both: no read of the old state
+    with pytest.raises(Violation, match="a restored state decides as the state it was saved"):
+        log.commit(Cancel(now_ms=40, job_id="j1-0"))

@@ -165,6 +165,7 @@ def register_positional(cls: C) -> C:
         if accept is not None:
             accepted = accept(raw + defaults[len(raw) - required :] if defaults else raw)
             if accepted is not None:
+                assert len(accepted) == len(names), (cls, accepted)
                 return build(accepted)
         return cls(
             **{
@@ -205,13 +206,16 @@ def accept_valid(cls: type, accept: Accept) -> None:
 def _builder(cls: type, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any]:
     """Builds a frozen ``cls`` from field values that ``accept`` vouched for, without running
     its validators again (the attrs ``__init__`` would only set the same attributes)."""
-    # One straight-line function per class, as attrs writes its own __init__: a loop over
-    # the fields cost as much as the checks it saves.
-    values = ", ".join(f"v{position}" for position in range(len(names)))
-    lines = ["def build(values):", f"    {values}, = values", "    instance = new(cls)"]
-    lines += [f"    set_field(instance, {name!r}, v{n})" for n, name in enumerate(names)]
+    # One straight-line function per class, as attrs writes its own __init__, setting each
+    # slot through its descriptor: a loop, or object.__setattr__ per field, cost as much as
+    # the checks it saves.
+    assert "__slots__" in cls.__dict__, f"{cls!r} is not slotted"
+    namespace: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    lines = ["def build(values):", "    instance = new(cls)"]
+    for position, name in enumerate(names):
+        namespace[f"set{position}"] = getattr(cls, name).__set__
+        lines.append(f"    set{position}(instance, values[{position}])")
     lines.append("    return instance")
-    namespace: dict[str, Any] = {"new": object.__new__, "set_field": object.__setattr__, "cls": cls}
     exec("\n".join(lines), namespace)  # our own field names, which attrs checked
     build: Callable[[tuple[Any, ...]], Any] = namespace["build"]
     return build

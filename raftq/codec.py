@@ -155,14 +155,13 @@ def register_positional(cls: C) -> C:
             items[position] = hook(items[position])
         return _without_default_tail(items, required, defaults) if defaults else items
 
-    build = _builder(cls, names)
-
     def structure(raw: Any, _: Any) -> Any:
         if not isinstance(raw, list) or not required <= len(raw) <= len(names):
             what = f"{len(names)}" if required == len(names) else f"{required} to {len(names)}"
             raise DecodeError(f"{cls.__name__} needs an array of {what} items")
-        accept = _accepts.get(cls)
-        if accept is not None:
+        fast = _accepts.get(cls)
+        if fast is not None:
+            accept, build = fast
             accepted = accept(raw + defaults[len(raw) - required :] if defaults else raw)
             if accepted is not None:
                 assert len(accepted) == len(names), (cls, accepted)
@@ -188,7 +187,8 @@ in order (a missing added field filled with its plain default), the field values
 own ``__init__`` would accept unchanged and store, or None to leave the value to cattrs and the
 validators (which then build it or say precisely what is wrong)."""
 
-_accepts: dict[type, Accept] = {}
+_accepts: dict[type, tuple[Accept, Callable[[tuple[Any, ...]], Any]]] = {}
+"""Each class's fast check and the builder of what it vouched for."""
 
 
 def accept_valid(cls: type, accept: Accept) -> None:
@@ -200,7 +200,7 @@ def accept_valid(cls: type, accept: Accept) -> None:
     them); anything it does not vouch for takes the usual way."""
     assert cls in _carried, f"{cls!r} is not registered"
     assert not hasattr(cls, "__attrs_post_init__"), f"{cls!r} checks more than its fields"
-    _accepts[cls] = accept
+    _accepts[cls] = (accept, _builder(cls, tuple(field.name for field in attrs.fields(cls))))
 
 
 def _builder(cls: type, names: tuple[str, ...]) -> Callable[[tuple[Any, ...]], Any]:

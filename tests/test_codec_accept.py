@@ -32,11 +32,11 @@ def _decoded(raw: Any, cls: type) -> tuple[str, Any]:
 
 def _slow(raw: Any, cls: type) -> tuple[str, Any]:
     """The decode without the fast check: cattrs' hooks and the class's validators."""
-    accept = codec._accepts.pop(cls)
+    fast = codec._accepts.pop(cls)
     try:
         return _decoded(raw, cls)
     finally:
-        codec._accepts[cls] = accept
+        codec._accepts[cls] = fast
 
 
 def _assert_same(raw: Any, cls: type) -> None:
@@ -177,7 +177,7 @@ def test_an_outcome_decodes_as_its_validators_decide(
 def _took_fast_way(value: Any) -> bool:
     """Whether decoding ``value``'s bytes went through its class's fast check and passed."""
     cls = type(value)
-    accept = codec._accepts[cls]
+    accept, build = fast = codec._accepts[cls]
     vouched: list[bool] = []
 
     def spy(values: list[Any]) -> tuple[Any, ...] | None:
@@ -185,11 +185,11 @@ def _took_fast_way(value: Any) -> bool:
         vouched.append(accepted is not None)
         return accepted
 
-    codec._accepts[cls] = spy
+    codec._accepts[cls] = (spy, build)
     try:
         assert codec.decode(codec.encode(value), cls) == value
     finally:
-        codec._accepts[cls] = accept
+        codec._accepts[cls] = fast
     return vouched == [True]
 
 

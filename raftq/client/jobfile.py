@@ -342,10 +342,15 @@ def _too_deep(depth_max: int) -> str:
     return f"nested deeper than {depth_max} levels of arrays and objects"
 
 
+NULL_JSON = b"null"
+
+
 def encode_json(value: object, bytes_max: int) -> bytes:
     """A JSON value as the compact UTF-8 bytes that travel in payloads and results; a value
     nested deeper than ``limits.NESTING_DEPTH_MAX`` is a ``ValueError``, as is one that is not
     JSON or too large."""
+    if value is None and len(NULL_JSON) <= bytes_max:  # what most handlers return: no work
+        return NULL_JSON
     try:
         check_nesting(value)
     except NestedTooDeep as error:

@@ -12,6 +12,7 @@ from raftq import limits
 from raftq.client.jobfile import (
     JOB_FILE_BYTES_MAX,
     decode_json,
+    encode_json,
     load_job_file,
     parse_job_file,
     seconds_to_ms,
@@ -174,3 +175,12 @@ def test_seconds_are_checked_and_rounded_to_milliseconds() -> None:
 def test_bytes_that_are_not_json_decode_as_text() -> None:
     assert decode_json(b"") is None
     assert decode_json(b"\xffnot json") == "\ufffdnot json"
+
+
+@pytest.mark.parametrize("value", [None, {}, [1, "é"], "text", 0])
+def test_a_result_encodes_as_compact_json_whatever_its_value(value: object) -> None:
+    """``encode_json`` answers a handler's ``None`` without the JSON encoder: the same bytes."""
+    expected = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    assert encode_json(value, limits.JOB_RESULT_BYTES_MAX) == expected
+    with pytest.raises(ValueError, match="at most"):
+        encode_json(value, len(expected) - 1)

@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from raftq import limits
+from raftq import codec, limits
 from raftq.errors import ConfigError
 from raftq.jobs.backoff import JITTER_PERCENT_DEFAULT, RetryPolicy
 from raftq.jobs.commands import JobSpec
@@ -163,27 +163,59 @@ def make_spec(
     jitter_percent: object = None,
 ) -> JobSpec:
     """Check every field of one job; raises ``FieldProblem`` (a ``ConfigError``) naming it."""
+    field = "id"  # the field being checked, for the message
+    try:
+        job_id = check_text(id, limits.JOB_ID_CHARS_MAX, empty=True)
+        field = "type"
+        job_type = check_text(type, limits.NAME_CHARS_MAX)
+        field = "payload"
+        encoded = encode_json(payload, limits.JOB_PAYLOAD_BYTES_MAX)
+        field = "queue"
+        queue_name = check_text(queue, limits.NAME_CHARS_MAX)
+        field = "priority"
+        priority_value = check_integer(priority, PRIORITY_MIN, PRIORITY_MAX)
+        field = "delay_ms"
+        delay = check_integer(delay_ms, 0, DELAY_MS_MAX)
+        field = "max_attempts"
+        attempts = check_integer(max_attempts, 1, MAX_ATTEMPTS_MAX)
+        field = "timeout_ms"
+        timeout = check_integer(timeout_ms, 1, TIMEOUT_MS_MAX)
+        field = "key"
+        key_text = check_text(key, limits.JOB_KEY_CHARS_MAX, empty=True)
+        field = "group"
+        group_name = check_text(group, limits.NAME_CHARS_MAX, empty=True)
+        field = "depends_on"
+        parents = check_parents(depends_on)
+        field = "on_parent_failure"
+        on_failure = check_choice(on_parent_failure)
+        field = "unique_while_active"
+        unique = check_text(unique_while_active, limits.JOB_KEY_CHARS_MAX, empty=True)
+    except ValueError as error:
+        raise FieldProblem(field, str(error)) from None
+    policy = retry_policy(backoff_ms, backoff_max_ms, jitter_percent)
+    plain = [job_id, job_type, encoded, queue_name, priority_value, delay, attempts, timeout]
+    plain += [key_text, group_name, list(parents), on_failure, unique, None, ""]
+    if policy is None:
+        # Every field is checked above: JobSpec's validators need not run again, and its
+        # fast check (``codec.accept_valid``) builds it at a fifth of their cost.
+        spec = codec.structure(plain, JobSpec)
+        assert isinstance(spec, JobSpec)
+        return spec
     return JobSpec(
-        id=_field("id", check_text, id, limits.JOB_ID_CHARS_MAX, empty=True),
-        type=_field("type", check_text, type, limits.NAME_CHARS_MAX),
-        payload=_field("payload", encode_json, payload, limits.JOB_PAYLOAD_BYTES_MAX),
-        queue=_field("queue", check_text, queue, limits.NAME_CHARS_MAX),
-        priority=_field("priority", check_integer, priority, PRIORITY_MIN, PRIORITY_MAX),
-        delay_ms=_field("delay_ms", check_integer, delay_ms, 0, DELAY_MS_MAX),
-        max_attempts=_field("max_attempts", check_integer, max_attempts, 1, MAX_ATTEMPTS_MAX),
-        timeout_ms=_field("timeout_ms", check_integer, timeout_ms, 1, TIMEOUT_MS_MAX),
-        key=_field("key", check_text, key, limits.JOB_KEY_CHARS_MAX, empty=True),
-        group=_field("group", check_text, group, limits.NAME_CHARS_MAX, empty=True),
-        depends_on=_field("depends_on", check_parents, depends_on),
-        on_parent_failure=_field("on_parent_failure", check_choice, on_parent_failure),
-        unique_while_active=_field(
-            "unique_while_active",
-            check_text,
-            unique_while_active,
-            limits.JOB_KEY_CHARS_MAX,
-            empty=True,
-        ),
-        retry_policy=retry_policy(backoff_ms, backoff_max_ms, jitter_percent),
+        id=job_id,
+        type=job_type,
+        payload=encoded,
+        queue=queue_name,
+        priority=priority_value,
+        delay_ms=delay,
+        max_attempts=attempts,
+        timeout_ms=timeout,
+        key=key_text,
+        group=group_name,
+        depends_on=parents,
+        on_parent_failure=on_failure,
+        unique_while_active=unique,
+        retry_policy=policy,
     )
 
 
@@ -310,10 +342,15 @@ def _too_deep(depth_max: int) -> str:
     return f"nested deeper than {depth_max} levels of arrays and objects"
 
 
+NULL_JSON = b"null"
+
+
 def encode_json(value: object, bytes_max: int) -> bytes:
     """A JSON value as the compact UTF-8 bytes that travel in payloads and results; a value
     nested deeper than ``limits.NESTING_DEPTH_MAX`` is a ``ValueError``, as is one that is not
     JSON or too large."""
+    if value is None and len(NULL_JSON) <= bytes_max:  # what most handlers return: no work
+        return NULL_JSON
     try:
         check_nesting(value)
     except NestedTooDeep as error:

@@ -67,6 +67,14 @@ def _job_ids(limit: int) -> Any:
     )
 
 
+PRIORITY_LIMIT = 1_000_000
+"""A job's priority is from minus this to this."""
+
+MAX_ATTEMPTS_LIMIT = 1000
+
+ON_PARENT_FAILURE = ("cancel", "run")
+
+
 @codec.register_positional
 @attrs.frozen(kw_only=True)
 class JobSpec:
@@ -78,10 +86,10 @@ class JobSpec:
     payload: bytes = attrs.field(validator=attrs.validators.max_len(limits.JOB_PAYLOAD_BYTES_MAX))
     queue: str = attrs.field(validator=_name)
     priority: int = attrs.field(
-        validator=[attrs.validators.ge(-1_000_000), attrs.validators.le(1_000_000)]
+        validator=[attrs.validators.ge(-PRIORITY_LIMIT), attrs.validators.le(PRIORITY_LIMIT)]
     )
     delay_ms: int = attrs.field(validator=_non_negative)
-    max_attempts: int = attrs.field(validator=[_positive, attrs.validators.le(1000)])
+    max_attempts: int = attrs.field(validator=[_positive, attrs.validators.le(MAX_ATTEMPTS_LIMIT)])
     timeout_ms: int = attrs.field(validator=_positive)
     key: str = attrs.field(validator=_text(limits.JOB_KEY_CHARS_MAX))
     """Idempotency key, or "" for none."""
@@ -91,7 +99,7 @@ class JobSpec:
     """Ids of jobs enqueued before this one (earlier in the same Enqueue counts) that must
     succeed before it runs; it waits until then (``raftq.jobs.dependencies``)."""
     on_parent_failure: str = codec.added(
-        "cancel", validator=attrs.validators.in_(("cancel", "run"))
+        "cancel", validator=attrs.validators.in_(ON_PARENT_FAILURE)
     )
     """When a parent ends dead or cancelled: "cancel" this job too, or "run" it anyway once
     every parent has finished."""
@@ -106,6 +114,89 @@ class JobSpec:
     traceparent: str = codec.added("", validator=_traceparent)
     """The W3C trace context of the span that enqueued it (``raftq.tracing``), "" for none:
     the worker's spans for the job join that trace."""
+
+
+def _accept_job_spec(values: list[Any]) -> tuple[Any, ...] | None:
+    """``JobSpec``'s fields as its validators (and the codec's strict types) would take them,
+    or None to leave the value to them: the fast decode of every job of every ``Enqueue``
+    (``codec.accept_valid``). A job with its own retry policy takes the usual way."""
+    (
+        job_id,
+        job_type,
+        payload,
+        queue,
+        priority,
+        delay_ms,
+        max_attempts,
+        timeout_ms,
+        key,
+        group,
+        depends_on,
+        on_parent_failure,
+        unique_while_active,
+        retry_policy,
+        traceparent,
+    ) = values
+    valid = (
+        type(job_id) is str
+        and len(job_id) <= limits.JOB_ID_CHARS_MAX
+        and type(job_type) is str
+        and 0 < len(job_type) <= limits.NAME_CHARS_MAX
+        and type(payload) is bytes
+        and len(payload) <= limits.JOB_PAYLOAD_BYTES_MAX
+        and type(queue) is str
+        and 0 < len(queue) <= limits.NAME_CHARS_MAX
+        and type(priority) is int
+        and -PRIORITY_LIMIT <= priority <= PRIORITY_LIMIT
+        and type(delay_ms) is int
+        and 0 <= delay_ms <= codec.INT_MAX
+        and type(max_attempts) is int
+        and 0 < max_attempts <= MAX_ATTEMPTS_LIMIT
+        and type(timeout_ms) is int
+        and 0 < timeout_ms <= codec.INT_MAX
+        and type(key) is str
+        and len(key) <= limits.JOB_KEY_CHARS_MAX
+        and type(group) is str
+        and len(group) <= limits.NAME_CHARS_MAX
+        and type(depends_on) is list
+        and type(on_parent_failure) is str
+        and on_parent_failure in ON_PARENT_FAILURE
+        and type(unique_while_active) is str
+        and len(unique_while_active) <= limits.JOB_KEY_CHARS_MAX
+        and retry_policy is None
+        and type(traceparent) is str
+        and (not traceparent or TRACEPARENT.fullmatch(traceparent) is not None)
+    )
+    if not valid:
+        return None
+    parents: tuple[str, ...] = ()
+    if depends_on:
+        if len(depends_on) > limits.PARENTS_MAX or not all(
+            type(parent) is str and 0 < len(parent) <= limits.JOB_ID_CHARS_MAX
+            for parent in depends_on
+        ):
+            return None
+        parents = tuple(depends_on)
+    return (
+        job_id,
+        job_type,
+        payload,
+        queue,
+        priority,
+        delay_ms,
+        max_attempts,
+        timeout_ms,
+        key,
+        group,
+        parents,
+        on_parent_failure,
+        unique_while_active,
+        None,
+        traceparent,
+    )
+
+
+codec.accept_valid(JobSpec, _accept_job_spec)
 
 
 def enqueue_bytes(jobs: tuple[JobSpec, ...]) -> int:
@@ -224,6 +315,32 @@ class Outcome:
     )
     """The attempt's latest progress not sent yet (JSON; b"" for none): stored under the
     same fence just before the outcome is settled, so a job's last value is not lost."""
+
+
+def _accept_outcome(values: list[Any]) -> tuple[Any, ...] | None:
+    """``Outcome``'s fields as its validators would take them, or None (``_accept_job_spec``):
+    the fast decode of every outcome of every ``Report``."""
+    job_id, fence, succeeded, result, error, retryable, snooze_ms, progress = values
+    valid = (
+        type(job_id) is str
+        and len(job_id) <= limits.JOB_ID_CHARS_MAX
+        and type(fence) is int
+        and codec.INT_MIN <= fence <= codec.INT_MAX
+        and type(succeeded) is bool
+        and type(result) is bytes
+        and len(result) <= limits.JOB_RESULT_BYTES_MAX
+        and type(error) is str
+        and len(error) <= limits.JOB_ERROR_CHARS_MAX
+        and type(retryable) is bool
+        and type(snooze_ms) is int
+        and NOT_SNOOZED <= snooze_ms <= limits.SNOOZE_MS_MAX
+        and type(progress) is bytes
+        and len(progress) <= limits.JOB_PROGRESS_BYTES_MAX
+    )
+    return tuple(values) if valid else None
+
+
+codec.accept_valid(Outcome, _accept_outcome)
 
 
 @codec.register

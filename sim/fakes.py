@@ -148,7 +148,9 @@ def endpoint(name: str) -> Endpoint:
 
 async def _arrive(job: RunLike) -> None:
     """The call travels to the outside world: a checkpoint, and the fault hook's stall."""
-    if not isinstance(job.id, str) or not isinstance(job.fence, int):
+    if not isinstance(getattr(job, "id", None), str) or not isinstance(
+        getattr(job, "fence", None), int
+    ):
         raise TypeError(f"job= must be the handler's job (a raftq.JobContext), not {job!r}")
     await trio.lowlevel.checkpoint()
     stall = before_effect.get()

@@ -61,6 +61,11 @@ STALL_PAST_LEASE_S = (0.1, 2.0)
 """How much longer than its lease a ``lease_expiry`` stall lasts: the leader expires leases
 once a second, so up to two seconds past covers an expiry and often a new claim."""
 
+OWN_RUN_SHARE = 0.2
+"""Runs of the simulator's own handler (``--handler-faults``) are struck at this fraction of
+the seed's share: there are a hundred or more a run, and each ``handler_crash`` crashes a
+node."""
+
 CLOCK_JUMP_MS = (300, 1000, 3000)
 """A ``clock_jump`` moves the leader's clock by one of these (plus up to 50 ms), ahead or
 behind: the lease lengths the workload uses, within the ``clock_skew`` bound."""
@@ -272,7 +277,7 @@ class HandlerRuns:
         async def run(job: JobContext) -> Any:
             if started:
                 self.simulation.claim_rules.started(job.id, job.fence)
-            fault = self._draw() if struck else None
+            fault = self._draw(job_type) if struck else None
             state = _Run(simnode=simnode, starts=simnode.starts, job=job, fault=fault)
             if fault == "run_failover":
                 self._failover(state)
@@ -298,10 +303,11 @@ class HandlerRuns:
 
         return run
 
-    def _draw(self) -> str | None:
+    def _draw(self, job_type: str) -> str | None:
         if not self.kinds or self.simulation.phase != "faults":
             return None
-        if self.rng.random() >= self.share:
+        share = self.share if job_type in self.user_types else self.share * OWN_RUN_SHARE
+        if self.rng.random() >= share:
             return None
         return self.kinds[self.rng.randrange(len(self.kinds))]
 

@@ -108,7 +108,8 @@ and the leader commits an ExpireLeases every second): the cluster is stuck."""
 
 WALL_BUDGET_S = 300.0
 
-USER_RUN_WORKLOAD = {"producers": 1, "enqueue_interval_ms": 400}
+USER_RUN_PRODUCERS = 1
+USER_RUN_ENQUEUE_INTERVAL_MS = 400
 """With ``--import``, the simulator's own producers slow down to one job every 0.4 s or so:
 at their drawn pace (up to three producers, a job every 40 ms each) they kept every worker
 busy, and the user's jobs waited in the queue until the faults were over (seed 3 of the
@@ -974,7 +975,11 @@ def run_seed(
         handler_faults=handler_faults or user is not None or forced,
     )
     if user is not None:
-        options = attrs.evolve(options, **USER_RUN_WORKLOAD)
+        options = attrs.evolve(
+            options,
+            producers=USER_RUN_PRODUCERS,
+            enqueue_interval_ms=USER_RUN_ENQUEUE_INTERVAL_MS,
+        )
     return run_options(
         options,
         wall_budget_s=wall_budget_s,

@@ -1,5 +1,5 @@
 """The check of the simulator's tutorial (docs/simulator.md, "Your own handlers"), for
-``--check examples.orders_check:each_order_charged_once``: it runs once every job of the run
+``--check orders_check:each_order_charged_once``: it runs once every job of the run
 is final, and an assertion that fails fails the seed with its message."""
 
 from __future__ import annotations

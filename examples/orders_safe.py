@@ -3,8 +3,8 @@ handlers"): the charge carries the order as its idempotency key, so the payment 
 charges each order once however often the job runs, and the order's row is written with the
 lease's fence, so a run that lost its lease cannot overwrite what a newer run wrote:
 
-    python -m sim sweep --seeds 3 --sim-seconds 5 --import examples.orders_safe \
-        --check examples.orders_check:each_order_charged_once
+    PYTHONPATH=examples raftq sim sweep --seeds 3 --sim-seconds 5 --import orders_safe \
+        --check orders_check:each_order_charged_once
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 queue runs a job at least once, so a crash after the charge and before the report, a lease
 that expires mid-run or a lost report charges the customer again. The simulator finds it:
 
-    python -m sim run --seed 1 --sim-seconds 5 --import examples.orders_unsafe \
-        --check examples.orders_check:each_order_charged_once
+    PYTHONPATH=examples raftq sim run --seed 1 --sim-seconds 5 --import orders_unsafe \
+        --check orders_check:each_order_charged_once
 
 ``examples/orders_safe.py`` is the fixed version.
 """

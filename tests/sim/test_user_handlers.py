@@ -273,3 +273,29 @@ async def test_values_are_copied_and_must_be_json() -> None:
         await store.put("r", {1, 2}, job=_Job("j", 1, 1))
     with pytest.raises(TypeError, match="job= must be the handler's job"):
         await store.put("r", 1, job=None)  # type: ignore[arg-type]
+
+
+def test_raftq_sim_runs_the_simulator_in_a_child_process() -> None:
+    """``raftq sim ...`` is ``python -m sim ...`` (exit codes included) without raftq
+    importing sim (tests/test_layering.py)."""
+    command = [sys.executable, "-c", "import sys; from raftq.cli import main; sys.exit(main())"]
+    passed = subprocess.run(
+        [*command, "sim", "run", "--seed", "2", "--sim-seconds", "2", "--import", SAFE, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert passed.returncode == 0, passed.stderr[-2000:]
+    assert json.loads(passed.stdout.splitlines()[-1])["verdict"] == "pass"
+    refused = subprocess.run(
+        [*command, "sim", "sweep", "--seeds", "1", "--check", CHECK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "--check needs --import" in refused.stderr

@@ -4,8 +4,10 @@ arguments, 3 data directory unusable or corrupt, 4 cluster unreachable."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from importlib.metadata import version
@@ -55,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("bench", help="the benchmark suite: a table of figures (--json)")
     commands.add_parser("web", help="serve the dashboard and the HTTP JSON API (docs/web.md)")
+    commands.add_parser(
+        "sim",
+        help="the deterministic simulator: run|sweep, with your handlers (--import MODULE)",
+    )
     return parser
 
 
@@ -148,6 +154,24 @@ def _looks_like_data_dir(path: str) -> bool:
     return any(os.path.exists(os.path.join(path, name)) for name in ("wal", "hardstate"))
 
 
+def run_simulator(arguments: Sequence[str]) -> int:
+    """``raftq sim ...`` is ``python -m sim ...`` (docs/simulator.md) in a child process of
+    the same interpreter. A child rather than an import: ``sim`` imports raftq and never the
+    reverse (tests/test_layering.py), and a run takes over the process's trio scheduling, its
+    garbage collector and its logging, none of which a ``raftq`` process should lend out;
+    a sweep starts one process per seed anyway, and the replay commands it prints run the
+    same way. The child runs in the caller's directory, so ``--import MODULE`` finds the
+    user's module there as ``python -m`` would."""
+    if importlib.util.find_spec("sim") is None:
+        print("raftq sim: the simulator (package sim) is not installed", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    command = [sys.executable, "-m", "sim", *arguments]
+    try:
+        return subprocess.run(command, check=False).returncode
+    except KeyboardInterrupt:  # the child got the same Ctrl-C and stops its own seeds
+        return EXIT_INTERRUPTED
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     honour_sigint()
     args = list(sys.argv[1:] if argv is None else argv)
@@ -172,6 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from raftq.web.serve import main as web_main
 
         return web_main(args[1:])
+    if args and args[0] == "sim":
+        return run_simulator(args[1:])
     if args and args[0] == "bench":
         from raftq.bench import main as bench_main
 

@@ -13,7 +13,9 @@ import tempfile
 import time
 from typing import Any
 
-from sim.options import FAULT_KINDS, nodes_arguments
+from raftq.errors import ConfigError
+from sim.handlers import UserModule, load_user_module
+from sim.options import ALL_KINDS, nodes_arguments
 from sim.runner import WALL_BUDGET_S, Report, run_seed
 from sim.sweep import SeedResult, coverage, default_jobs, run_seeds
 
@@ -84,11 +86,29 @@ def _add_seed_arguments(parser: argparse.ArgumentParser) -> None:
             flag,
             action="append",
             default=[],
-            choices=FAULT_KINDS,
+            choices=ALL_KINDS,
             metavar="KIND",
             help=f"{verb} this fault kind whatever the seed draws (repeatable; one of: "
-            f"{', '.join(FAULT_KINDS)})",
+            f"{', '.join(ALL_KINDS)})",
         )
+    parser.add_argument(
+        "--import",
+        dest="user_module",
+        metavar="MODULE",
+        help="run this module's raftq handlers in the cluster's workers, under faults and "
+        "handler faults, with the jobs its simulation_jobs(rng) returns (docs/simulator.md)",
+    )
+    parser.add_argument(
+        "--check",
+        metavar="MODULE:FUNCTION",
+        help="with --import: call FUNCTION(world) once every job is final; an exception it "
+        "raises (an assert) fails the seed",
+    )
+    parser.add_argument(
+        "--handler-faults",
+        action="store_true",
+        help="draw the handler-level faults for the simulator's own handler too",
+    )
 
 
 def _seed_arguments(options: argparse.Namespace) -> list[str]:
@@ -101,7 +121,24 @@ def _seed_arguments(options: argparse.Namespace) -> list[str]:
         arguments += ["--force", kind]
     for kind in options.disable:
         arguments += ["--disable", kind]
+    if options.user_module:
+        arguments += ["--import", options.user_module]
+    if options.check:
+        arguments += ["--check", options.check]
+    if options.handler_faults:
+        arguments += ["--handler-faults"]
     return arguments
+
+
+def _user_module(options: argparse.Namespace) -> UserModule | None:
+    """The ``--import``ed module and its ``--check``; ``ConfigError`` if unusable."""
+    if options.check and not options.user_module:
+        raise ConfigError("--check needs --import MODULE (the module whose handlers run)")
+    if not options.user_module:
+        return None
+    user = load_user_module(options.user_module, options.check)
+    user.jobs_for(options.seed if "seed" in options else options.start)  # its jobs, checked
+    return user
 
 
 def _replay_command(seed: int, nodes: int | None, sim_seconds: float, swarm: list[str]) -> str:
@@ -110,6 +147,11 @@ def _replay_command(seed: int, nodes: int | None, sim_seconds: float, swarm: lis
 
 
 def _run(options: argparse.Namespace) -> int:
+    try:
+        user = _user_module(options)
+    except ConfigError as error:
+        print(f"python -m sim: error: {error}", file=sys.stderr)
+        return 2
     report = run_seed(
         options.seed,
         nodes=options.nodes,
@@ -118,6 +160,8 @@ def _run(options: argparse.Namespace) -> int:
         wall_budget_s=options.wall_budget,
         force=tuple(options.force),
         disable=tuple(options.disable),
+        user=user,
+        handler_faults=options.handler_faults,
     )
     if options.trace_out:
         with open(options.trace_out, "w") as out:
@@ -153,6 +197,11 @@ def _sweep(options: argparse.Namespace) -> int:
     left), and a summary: seeds per minute, fault coverage (how many seeds exercised each fault
     kind), the slowest seeds, the failures. With ``--results FILE``, each seed's report is
     appended to FILE as it finishes."""
+    try:
+        _user_module(options)  # a bad module is said once, not by every seed's process
+    except ConfigError as error:
+        print(f"python -m sim: error: {error}", file=sys.stderr)
+        return 2
     passed_on = _seed_arguments(options)
     arguments = [
         *nodes_arguments(options.nodes),

@@ -51,6 +51,28 @@ FAULT_KINDS = (
 """Every fault kind a seed may draw. ``corruption`` implies ``crash`` (it strikes a crashed
 follower); ``down_compaction`` implies snapshots (``snapshot_entries`` 60)."""
 
+HANDLER_KINDS = ("handler_crash", "lease_expiry", "lost_report", "run_failover", "clock_jump")
+"""Faults that strike a handler's run (``sim.handlers``): the node crashes after the handler's
+side effects and before its report; the run stalls past its lease just before a side effect
+lands (or before its report); the report is lost on the way (the request, or its answer);
+the leader fails over as the run starts; the leader's clock jumps as the run starts. Drawn
+only when handler faults are on (``--import``, ``--handler-faults`` or ``--force`` of one of
+them), each from a generator of its own (``HANDLER_KIND_SHARE``): a run without them draws
+and runs exactly as before they existed."""
+
+HANDLER_KIND_SHARE = 1 / 2
+"""Each handler fault kind runs in this share of the seeds that have handler faults on: the
+point of those runs is the handlers, so their faults are drawn often."""
+
+HANDLER_FAULT_SHARES = (0.2, 0.3, 0.5)
+"""Of a user's handler runs, the share a seed strikes with one of its handler faults: a
+module's twenty jobs or so need that many for each kind to strike in a few seeds (at 0.05 to
+0.2, seeds 1-8 of the tutorial never struck a run with ``run_failover`` or ``clock_jump``).
+Runs of the simulator's own handler (``--handler-faults``), ten times as many, are struck a
+fifth as often (``sim.handlers.OWN_RUN_SHARE``)."""
+
+ALL_KINDS = (*FAULT_KINDS, *HANDLER_KINDS)
+
 FIVE_NODES_SHARE = 0.5
 """Of the seeds that change membership (``MEMBERSHIP_KINDS``) and are not given ``--nodes``,
 this share runs five nodes: a commit rule that counts a learner loses an entry only with three
@@ -104,6 +126,8 @@ class Options:
     job_timeout_share: float
     job_heartbeat_share: float
     cancel_share: float
+    handler_fault_share: float = 0.0
+    """Of the handler runs, the share struck by one of the swarm's ``HANDLER_KINDS``."""
 
     @classmethod
     def draw(
@@ -114,14 +138,20 @@ class Options:
         *,
         force: Iterable[str] = (),
         disable: Iterable[str] = (),
+        handler_faults: bool = False,
     ) -> Options:
         """The seed's options. Every intensity is drawn whether its kind is on or not, so
         ``force``/``disable`` change which kinds run and nothing else. ``nodes`` None: the
         seed draws 3 or 5 (``FIVE_NODES_SHARE``); given, nothing else changes (a replay
-        with ``--nodes`` runs the same seed)."""
+        with ``--nodes`` runs the same seed). ``handler_faults``: draw ``HANDLER_KINDS`` too
+        (from generators of their own, so nothing else about the seed changes)."""
         rng = random.Random(f"options:{seed}")
         extra_rng = random.Random(f"options-extra:{seed}")
         swarm = draw_swarm(rng, extra_rng, force=force, disable=disable)
+        handler_rng = random.Random(f"options-handler:{seed}")
+        handler_share = handler_rng.choice(HANDLER_FAULT_SHARES)
+        if handler_faults:
+            swarm = _with_handler_kinds(swarm, handler_rng, disable)
         on = set(swarm)
         fast_network = NetworkProfile(delay_min_ms=0.05, delay_max_ms=rng.uniform(0.5, 3.0))
         slow_network = NetworkProfile(
@@ -185,6 +215,7 @@ class Options:
             job_timeout_share=rng.choice([0.0, 0.02, 0.1]),
             job_heartbeat_share=rng.choice([0.0, 0.3]),
             cancel_share=rng.choice([0.0, 0.05]),
+            handler_fault_share=handler_share if set(HANDLER_KINDS) & on else 0.0,
         )
         five_nodes = rng.random() < FIVE_NODES_SHARE  # drawn last: the draws above stay put
         if nodes is None and five_nodes and on & MEMBERSHIP_KINDS:
@@ -236,15 +267,29 @@ def draw_swarm(
     """A few fault kinds (``SWARM_SIZES``) and each of ``EXTRA_KINDS`` in some seeds, then
     ``force`` added and ``disable`` removed."""
     forced, disabled = set(force), set(disable)
-    unknown = sorted((forced | disabled) - set(FAULT_KINDS))
+    unknown = sorted((forced | disabled) - set(ALL_KINDS))
     if unknown:
-        raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(FAULT_KINDS)}")
+        raise ValueError(f"unknown fault kinds {unknown}; known: {', '.join(ALL_KINDS)}")
     drawn = set(rng.sample(FAULT_KINDS[: -len(EXTRA_KINDS)], rng.choice(SWARM_SIZES)))
     drawn |= {kind for kind in EXTRA_KINDS if extra_rng.random() < EXTRA_KIND_SHARE}
     if "corruption" in drawn:
         drawn.add("crash")
     chosen = (drawn | forced) - disabled
-    return tuple(kind for kind in FAULT_KINDS if kind in chosen)
+    return tuple(kind for kind in ALL_KINDS if kind in chosen)
+
+
+def _with_handler_kinds(
+    swarm: tuple[str, ...], handler_rng: random.Random, disable: Iterable[str]
+) -> tuple[str, ...]:
+    """``swarm`` plus each of ``HANDLER_KINDS`` in ``HANDLER_KIND_SHARE`` of the seeds."""
+    drawn = {kind for kind in HANDLER_KINDS if handler_rng.random() < HANDLER_KIND_SHARE}
+    chosen = (set(swarm) | drawn) - set(disable)
+    return tuple(kind for kind in ALL_KINDS if kind in chosen)
+
+
+def handler_faults_forced(force: Iterable[str]) -> bool:
+    """Whether ``--force`` names a handler fault kind (which turns handler faults on)."""
+    return bool(set(force) & set(HANDLER_KINDS))
 
 
 def _plain(_instance: object, _field: object, value: object) -> object:

@@ -18,12 +18,14 @@ from typing import Any
 import attrs
 import trio
 
+from raftq.app import App
 from raftq.client.client import Client, connect
 from raftq.errors import RaftqError
 from raftq.ids import NodeId
 from raftq.jobs.machine import digest_of
 from raftq.raft.ready import Role
 from raftq.raft.types import Entry
+from sim import fakes
 from sim.checkers import CommittedLog, JobOracle, NodeChecks, ReadChecker, Violation
 from sim.checkers_claims import ClaimRules
 from sim.checkers_deps import DependencyRules
@@ -49,8 +51,9 @@ from sim.determinism import (
     virtual_clock,
 )
 from sim.disk import SimDisk
+from sim.handlers import HandlerRuns, UserLedger, UserModule, user_jobs, user_producer
 from sim.network import SimNetwork
-from sim.options import Options
+from sim.options import Options, handler_faults_forced
 from sim.schedules import schedule_loop
 from sim.trace import Trace
 from sim.workload import (
@@ -104,6 +107,13 @@ NO_PROGRESS_S = 30.0
 and the leader commits an ExpireLeases every second): the cluster is stuck."""
 
 WALL_BUDGET_S = 300.0
+
+USER_RUN_PRODUCERS = 1
+USER_RUN_ENQUEUE_INTERVAL_MS = 400
+"""With ``--import``, the simulator's own producers slow down to one job every 0.4 s or so:
+at their drawn pace (up to three producers, a job every 40 ms each) they kept every worker
+busy, and the user's jobs waited in the queue until the faults were over (seed 3 of the
+tutorial ran 19 of its 20 jobs in the liveness phase). Its other workloads stay as drawn."""
 TRACE_TAIL_REPORTED = 30
 
 
@@ -131,6 +141,12 @@ class FaultCounts:
     held_snapshots: int = 0
     late_releases: int = 0
     slow_snapshots: int = 0
+    handler_crashes: int = 0
+    """Handler-level faults (``sim.handlers``), each struck run:"""
+    lease_expiries: int = 0
+    lost_reports: int = 0
+    run_failovers: int = 0
+    clock_jumps: int = 0
 
 
 @attrs.define(eq=False)
@@ -197,6 +213,8 @@ class Simulation:
         wall_budget_s: float,
         keep_trace: bool,
         script: Script | None = None,
+        user: UserModule | None = None,
+        own_handler_faults: bool = False,
     ) -> None:
         self.options = options
         self.script = script
@@ -213,6 +231,19 @@ class Simulation:
         self.claim_rules = ClaimRules()
         self.limit_rules = LimitRules()
         self.app = make_app(self.ledger, on_start=self.claim_rules.started)
+        self.user = user
+        self.user_ledger: UserLedger | None = None
+        self.world = fakes.begin_world(self._effect)
+        self.handlers: HandlerRuns | None = None
+        if user is not None:
+            self.user_ledger = UserLedger(jobs=user.jobs_for(options.seed))
+            self.app = App(builtins=False)
+            self.app.include(make_app(self.ledger, on_start=self.claim_rules.started))
+            self.app.include(user.app)
+        if user is not None or options.handler_fault_share:
+            user_types = user.app.types if user is not None else ()
+            strike = (*user_types, JOB_TYPE) if own_handler_faults or user is None else user_types
+            self.handlers = HandlerRuns(self, self.app, user_types, strike)
         self.committed = CommittedLog()
         self.oracle = JobOracle()
         self.more_rules = LeaseAndRetryRules()
@@ -259,11 +290,15 @@ class Simulation:
                     nursery.start_soon(dependent_producer, self)
                 if self.script is None:
                     nursery.start_soon(schedules, self)
+                if self.user is not None:
+                    nursery.start_soon(user_producer, self)
                 if self.script is None:
                     await trio.sleep(self.options.sim_seconds)
                 else:
                     await self.script(self)
                 await self.liveness()
+                if self.user is not None and self.user.check is not None:
+                    self.check_user()
                 nursery.cancel_scope.cancel()
 
     def fail(self, violation: Violation) -> None:
@@ -273,6 +308,44 @@ class Simulation:
         self.trace.record("VIOLATION", str(violation))
         if self._scope is not None:
             self._scope.cancel()
+
+    def check_user(self) -> None:
+        """The user's ``--check`` function, once every job is final: its failure (any
+        exception, an ``assert`` mostly) is a violation with its message."""
+        user = self.user
+        assert user is not None
+        assert user.check is not None
+        self.world.jobs = user_jobs(self)
+        try:
+            user.check(self.world)
+        except Exception as error:  # the user's code: whatever it raises is its verdict
+            self.fail(Violation(f"check {user.check_name}", f"{type(error).__name__}: {error}"))
+        else:
+            self.trace.record("check", f"{user.check_name} passed")
+
+    def _effect(self, effect: fakes.Effect) -> None:
+        outcome = "applied" if effect.applied else f"not applied ({effect.why})"
+        self.trace.record(
+            "effect",
+            f"{effect.target} {effect.operation} {effect.key} by {effect.job_id} "
+            f"attempt {effect.attempt} fence {effect.fence}: {outcome}",
+        )
+
+    def spawn(self, function: Callable[[], Awaitable[None]]) -> None:
+        """Run ``function`` in the run's nursery (for the handler faults' follow-ups)."""
+        assert self._nursery is not None
+        self._nursery.start_soon(function)
+
+    @contextlib.asynccontextmanager
+    async def client(self, name: str) -> AsyncIterator[Client]:
+        """A client from an endpoint of its own (cut by partitions like the producers')."""
+        async with connect(
+            self.addresses,
+            network=self.network.endpoint(name),
+            rng=random.Random(f"{self.options.seed}:client:{name}"),
+            timeout=CLIENT_TIMEOUT_S,
+        ) as client:
+            yield client
 
     def wall_budget_exceeded(self) -> None:
         self.fail(Violation("wall-clock budget", f"run exceeded {self.wall_budget_s:.0f} s"))
@@ -285,16 +358,21 @@ class Simulation:
         if simnode.running:
             return
         simnode.stopped = trio.Event()
+        app, watch = self.app, self.claim_rules.watch
+        if self.handlers is not None:
+            handlers = self.handlers
+            app = handlers.app_for(simnode)
+            watch = lambda client: handlers.watch(self.claim_rules.watch(client))  # noqa: E731
         self._nursery.start_soon(
             run_process,
             simnode,
             self.network,
-            self.app,
+            app,
             self.options,
             self.trace,
             self.died,
             self.applied,
-            self.claim_rules.watch,
+            watch,
         )
 
     def applied(self, node: str, entry: Entry) -> None:
@@ -818,6 +896,9 @@ class Simulation:
         for key, job in sorted(fields.items()):
             if not self.oracle.final(self.ledger.acked[key]):
                 work_ms += int(job["payload"]["run_ms"]) * int(job["max_attempts"])
+        if self.user_ledger is not None:  # user jobs: each attempt at most its timeout
+            for job in self.user_ledger.jobs:
+                work_ms += int(job.get("timeout_ms", 30_000)) * int(job.get("max_attempts", 3))
         slots = len(self.nodes) * self.options.worker_concurrency
         return LIVENESS_BASE_S + 2 * work_ms / 1000 / slots
 
@@ -829,6 +910,8 @@ class Simulation:
         final = self.oracle.final
         if not all(final(job) for job in reversed(self.ledger.acked.values())):
             return False
+        if self.user_ledger is not None and not self.user_ledger.done:
+            return False
         return not self.liveness_problem()
 
     def liveness_problem(self) -> str:
@@ -836,6 +919,12 @@ class Simulation:
         if self.oracle.applied_index < highest:
             return f"the checker lost the committed log at {self.oracle.applied_index + 1}"
         unfinished = [job for job in self.ledger.acked.values() if not self.oracle.final(job)]
+        if self.user_ledger is not None:
+            if not self.user_ledger.done:
+                enqueued = len(self.user_ledger.acked)
+                return f"{enqueued} of {len(self.user_ledger.jobs)} user jobs enqueued"
+            user_ids = self.user_ledger.acked.values()
+            unfinished += [job for job in user_ids if not self.oracle.final(job)]
         if unfinished:
             return f"{len(unfinished)} acknowledged jobs not final, e.g. {sorted(unfinished)[:3]}"
         states = set()
@@ -869,11 +958,35 @@ def run_seed(
     keep_trace: bool = False,
     force: tuple[str, ...] = (),
     disable: tuple[str, ...] = (),
+    user: UserModule | None = None,
+    handler_faults: bool = False,
 ) -> Report:
     """Run one seed in this process (``trio.run`` inside); ``force``/``disable`` override
-    the fault kinds it draws (``Options.draw``)."""
-    options = Options.draw(seed, nodes, sim_seconds, force=force, disable=disable)
-    return run_options(options, wall_budget_s=wall_budget_s, keep_trace=keep_trace)
+    the fault kinds it draws (``Options.draw``). ``user``: the user's module (``--import``),
+    whose jobs run too, under handler faults (those of its handlers' runs only); with
+    ``handler_faults``, the simulator's own handler's runs are struck too."""
+    forced = handler_faults_forced(force)
+    options = Options.draw(
+        seed,
+        nodes,
+        sim_seconds,
+        force=force,
+        disable=disable,
+        handler_faults=handler_faults or user is not None or forced,
+    )
+    if user is not None:
+        options = attrs.evolve(
+            options,
+            producers=USER_RUN_PRODUCERS,
+            enqueue_interval_ms=USER_RUN_ENQUEUE_INTERVAL_MS,
+        )
+    return run_options(
+        options,
+        wall_budget_s=wall_budget_s,
+        keep_trace=keep_trace,
+        user=user,
+        own_handler_faults=handler_faults or (forced and user is None),
+    )
 
 
 def run_options(
@@ -882,9 +995,16 @@ def run_options(
     wall_budget_s: float = WALL_BUDGET_S,
     keep_trace: bool = False,
     script: Script | None = None,
+    user: UserModule | None = None,
+    own_handler_faults: bool = False,
 ) -> Report:
     simulation = Simulation(
-        options, wall_budget_s=wall_budget_s, keep_trace=keep_trace, script=script
+        options,
+        wall_budget_s=wall_budget_s,
+        keep_trace=keep_trace,
+        script=script,
+        user=user,
+        own_handler_faults=own_handler_faults,
     )
     watchdog = _WallWatchdog(wall_budget_s, simulation.wall_budget_exceeded)
     clock = virtual_clock()

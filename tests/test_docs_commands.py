@@ -224,6 +224,7 @@ def test_every_example_file_is_run() -> None:
     for name in example_files():
         module = name.removesuffix(".py")
         run = f"examples/{name}" in scripts or f"--import {module}" in scripts
+        run = run or f"--check {module}:" in scripts  # a simulator's check (docs/simulator.md)
         assert run or name in RUN_BY_TESTS, f"examples/{name} is run by no sh block or test"
 
 

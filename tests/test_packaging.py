@@ -61,6 +61,8 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_one_node_cluster(
         names = archive.namelist()
     assert "raftq/py.typed" in names
     assert "raftq/examples/jobs.json" in names  # raftq demo's default job file
+    assert "sim/__main__.py" in names  # the simulator: raftq sim run|sweep
+    assert "sim/fakes.py" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names), names
     with tarfile.open(sdist) as archive:
         assert any(name.endswith("/LICENSE") for name in archive.getnames())
@@ -122,3 +124,26 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_a_one_node_cluster(
     ).stdout.split()
     assert int(shown[0]) >= 100
     assert Path(shown[1]).is_relative_to(venv)
+
+    # The simulator ships in the wheel (issue 18): `raftq sim run` runs a user's own handlers
+    # (here the tutorial's fixed one, copied out of the repository as the user's module) and
+    # check function, from the installed files alone.
+    for name in ("orders_safe.py", "orders_check.py"):
+        (tmp_path / name).write_text((ROOT / "examples" / name).read_text())
+    check = "orders_check:each_order_charged_once"
+    command = [raftq_command, "sim", "run", "--seed", "1", "--sim-seconds", "3", "--json"]
+    simulated = subprocess.run(
+        [*command, "--import", "orders_safe", "--check", check],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT_S,
+        check=False,
+    )
+    assert simulated.returncode == 0, simulated.stderr[-3000:]
+    report = json.loads(simulated.stdout.splitlines()[-1])
+    assert report["verdict"] == "pass"
+    assert report["jobs_acked"] > 0
+    located = run([python, "-c", "import sim; print(sim.__file__)"], cwd=tmp_path).stdout
+    assert Path(located.strip()).is_relative_to(venv)  # the installed simulator, not ours

@@ -18,7 +18,8 @@ Where the documents leave a choice open the model follows the code's documented 
   its own; until then the holder may still complete, fail or extend it;
 - several leases expiring in one command die in (expiry, enqueue order);
 - a reused job id is ``Rejected("id_taken")`` (not ``Enqueued(created=False)``, which is for
-  keys), and a key is remembered only for a job that was created;
+  keys), and a key is remembered only for a job that was created, or for the holder of a
+  unique key that answered it;
 - ``RetryDead`` retries the matching dead jobs in order of death, each as ``Retry`` would;
   pages of ``page_jobs`` walked by cursor give the filtered list in enqueue order (or its
   reverse), with the listing index cut into blocks of three jobs so that pages cross blocks;
@@ -355,6 +356,8 @@ class ReferenceQueue:
                 continue
             holder = self._holder(spec.unique_while_active)
             if holder is not None:
+                if spec.key:  # the answer stands for the key too: a retry names the holder
+                    self.keys[spec.key] = (holder.id, self.now_ms)
                 outcomes.append(Enqueued(job_id=holder.id, created=False))
                 continue
             job_id = spec.id or f"j{index}-{position}"

@@ -6,8 +6,8 @@ the holder (``Enqueued(holder, created=False)``) without recording the job's ide
 for it. When the client's answer is lost (a leader crash, a lost reply) and the client
 retries the same command, with the same key, after the holder finished, the retry creates a
 new job: one idempotency key then names two jobs ("Retrying with the same idempotency key K
-returns the same job", DESIGN.md). The fix belongs in ``raftq/jobs/machine.py`` (record the
-key for the holder), which this branch may not edit: the test is a strict xfail until then.
+returns the same job", DESIGN.md). The machine now records the key for the holder; this test
+failed before (the retry answered ``created=True``).
 
 Replay: ``python -m sim run --seed 2006 --nodes 3 --sim-seconds 20 --force handler_crash
 --force lease_expiry --force lost_report --force run_failover --force clock_jump
@@ -17,18 +17,11 @@ earlier j239-0").
 
 from __future__ import annotations
 
-import pytest
-
 from raftq.jobs.commands import Enqueued
 from tests.test_dependencies import finish
 from tests.test_jobs_commands import Log, spec
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="raftq/jobs/machine.py does not record an idempotency key answered by a unique "
-    "key's holder (issue 18 item 4; another branch owns raftq/jobs)",
-)
 def test_a_retried_enqueue_answered_by_a_unique_holder_names_that_holder_again() -> None:
     log = Log()
     log.enqueue(spec(id="holder", unique_while_active="report:42"))

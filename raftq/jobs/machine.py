@@ -421,6 +421,8 @@ class JobStateMachine:
                 return Enqueued(job_id=seen, created=False)
         holder = self.active_keys.holder(spec.unique_while_active)
         if holder is not None:
+            if key:  # a retry of this command after the holder finished names it again
+                self.take_key(key, holder.id)
             return Enqueued(job_id=holder.id, created=False)
         job_id = spec.id or derived_job_id(index, position)
         if job_id in self.jobs:

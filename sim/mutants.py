@@ -286,6 +286,16 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        name="unique_answer_forgets_key",
+        area="unique while active (session 8)",
+        bug="an enqueue answered by a unique key's holder does not record its idempotency key: "
+        "a retry after the holder finished creates a second job under the same key",
+        unit_tests=(
+            "tests/test_unique_key_retry.py::"
+            "test_a_retried_enqueue_answered_by_a_unique_holder_names_that_holder_again",
+        ),
+    ),
+    Mutant(
         name="limit_wake_stale",
         area="rate limits",
         bug="a rate-blocked group keeps a wake-up set under an older, longer window: it reopens "

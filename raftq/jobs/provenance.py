@@ -14,6 +14,7 @@ Before the snapshot only what the snapshot kept of the job is known: its ring of
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Iterable, Iterator
 
 import attrs
@@ -91,12 +92,13 @@ def job_story(
     """The story of ``job_id`` from ``snapshot`` (its state at ``snapshot_index``; None for
     an empty state at 0) and the ``entries`` right after it, in order."""
     machine = JobStateMachine.restore(snapshot) if snapshot is not None else JobStateMachine()
-    events: list[StoryEvent] = []
+    events: collections.deque[StoryEvent] = collections.deque(maxlen=limits.JOB_STORY_EVENTS_MAX)
     leaders: dict[int, str] = {}
     holders: dict[int, str] = {}  # fence -> the worker its claim leased the job to
+    told = [0]  # events told, the dropped oldest included
     job = machine.jobs.get(job_id)
     if job is not None:
-        _tell(events, holders, _kept(job))
+        _tell(events, holders, told, _kept(job))
     through = snapshot_index
     for entry in entries:
         assert entry.index == through + 1, (entry.index, through)
@@ -133,26 +135,32 @@ def job_story(
             )
         if not new and before is not None:
             new.extend(_untold(command, result, before, fence, entry, leader))
-        _tell(events, holders, new)
-    dropped = max(0, len(events) - limits.JOB_STORY_EVENTS_MAX)
+        _tell(events, holders, told, new)
     return Story(
         job_id=job_id,
-        events=tuple(events[dropped:]),
+        events=tuple(events),
         complete_from=snapshot_index + 1,
         through=through,
-        dropped=dropped,
+        dropped=told[0] - len(events),
     )
 
 
-def _tell(events: list[StoryEvent], holders: dict[int, str], new: Iterable[StoryEvent]) -> None:
-    """Add ``new`` to ``events``, naming the lease's holder where the event names no worker
-    (an expiry, a refused report: commands do not say who sent them)."""
+def _tell(
+    events: collections.deque[StoryEvent],
+    holders: dict[int, str],
+    told: list[int],
+    new: Iterable[StoryEvent],
+) -> None:
+    """Add ``new`` to ``events`` (which keeps the newest; ``told`` counts them all), naming
+    the lease's holder where the event names no worker (an expiry, a refused report:
+    commands do not say who sent them)."""
     for event in new:
         if event.worker:
             holders.setdefault(event.fence, event.worker)
         elif event.fence in holders:
             event = attrs.evolve(event, worker=holders[event.fence])
         events.append(event)
+        told[0] += 1
 
 
 def _kept(job: Job) -> Iterator[StoryEvent]:

@@ -117,6 +117,21 @@ JOB_PAYLOAD_BYTES_MAX = 1024 * 1024
 JOB_RESULT_BYTES_MAX = 1024 * 1024
 JOB_ERROR_CHARS_MAX = 8 * 1024
 
+JOB_STORY_EVENTS_MAX = 2_000
+"""Events in one job's provenance (``raftq job ID --history``), the newest kept: a job that
+was claimed, snoozed or reported on thousands of times since the newest snapshot still
+answers in one reply: an event is about 150 bytes plus its error, cut to
+``JOB_HISTORY_ERROR_CHARS_MAX``, so 2.4 MB at the very most, inside ``FRAME_BYTES_MAX``."""
+
+STORY_READ_ATTEMPTS = 3
+"""Tries to read a consistent snapshot and log for a job's provenance: a snapshot saved while
+they are read (one every ``snapshot_entries`` applied) makes it start again."""
+
+STORIES_AT_ONCE = 1
+"""Provenance replays one node runs at once: each restores the newest snapshot into a scratch
+machine (seconds and the state's size again in memory at a million jobs), off the event
+loop; more wait their turn (up to the request's timeout)."""
+
 JOB_HISTORY_ERROR_CHARS_MAX = 1024
 """Of each failed attempt's error, the end its history event keeps (the job's ``error`` keeps
 the last attempt's whole): a traceback's end, its last frames and the exception. Counted in

@@ -171,6 +171,7 @@ def main() -> None:
                 capture(driver, web.url + "/jobs", out / "jobs.png")
                 capture(driver, web.url + "/queues", out / "queues.png")
                 capture(driver, web.url + f"/jobs/{ids['dead']}", out / "job.png")
+                capture(driver, web.url + f"/jobs/{ids['dead']}/story", out / "story.png")
                 capture(driver, web.url + "/dead", out / "dead.png")
                 # "Retry every dead job" asks first; that page does not refresh itself.
                 confirm = web.url + "/dead/retry?queue=email"

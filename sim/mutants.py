@@ -296,6 +296,16 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        name="reconfig_loses_quorum",
+        area="membership changes",
+        bug="a voter is removed while another is silent: the voters left cannot form a "
+        "majority, and no leader is ever elected again",
+        unit_tests=(
+            "tests/test_raft_scenarios.py::"
+            "test_a_change_that_leaves_a_majority_of_its_voters_silent_is_refused",
+        ),
+    ),
+    Mutant(
         name="limit_wake_stale",
         area="rate limits",
         bug="a rate-blocked group keeps a wake-up set under an older, longer window: it reopens "

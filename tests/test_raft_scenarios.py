@@ -841,6 +841,26 @@ def test_remove_a_follower() -> None:
     assert cluster["n1"].status().term == term
 
 
+def test_a_change_that_leaves_a_majority_of_its_voters_silent_is_refused() -> None:
+    """etcd's strict reconfiguration check: with n2 silent for an election timeout, removing
+    n1 or n3 would leave two voters of which one answers, a cluster that could never elect a
+    leader again (found by the simulator, seed 2000008: a voter removed while another's disk
+    was corrupt). Removing n2 itself, the silent one, is what repairs the cluster."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    cluster.isolate("n2")
+    for _ in range(2 * ELECTION_TICKS + 1):  # two check-quorum rounds without n2
+        cluster.tick()
+    assert leader_ids(cluster) == ["n1"]
+    for survivors in (voters("n2", "n3"), voters("n1", "n2")):
+        with pytest.raises(MembershipChangeError, match=r"of which \['n2'\] have not answered"):
+            cluster["n1"].propose_membership(survivors)
+    proposal = cluster["n1"].propose_membership(voters("n1", "n3"))
+    cluster.deliver()
+    assert cluster["n1"].status().commit >= proposal.last_index
+    assert cluster["n1"].status().membership == voters("n1", "n3")
+
+
 def test_remove_the_leader() -> None:
     """Thesis 4.2.2: a leader removed from the configuration manages the cluster until the
     change commits, then steps down; one of the remaining servers becomes leader, and the

@@ -64,6 +64,26 @@ def test_enqueue_one_object_get_it_and_see_it_run(http: TestClient) -> None:
     assert job["history"][0]["event"] == "enqueued"  # type: ignore[index]
 
 
+def test_a_job_s_history_from_the_log_names_each_entry_its_leader_and_worker(
+    http: TestClient,
+) -> None:
+    response = http.post("/api/v1/jobs", json={"type": "echo", "payload": {"n": 2}})
+    (job_id,) = response.json()["ids"]
+    wait_for_state(http, job_id, {"succeeded"})
+    story = http.get(f"/api/v1/jobs/{job_id}/history").json()
+    assert story["job_id"] == job_id
+    events = [(event["event"], event["source"]) for event in story["events"]]
+    assert events[0] == ("enqueued", "log")
+    assert events[-1] == ("succeeded", "log")
+    claimed = next(event for event in story["events"] if event["event"] == "claimed")
+    assert claimed["worker"]
+    assert claimed["leader"]
+    assert claimed["fence"] == claimed["index"]
+    missing = http.get("/api/v1/jobs/no-such-job/history")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "not_found"
+
+
 def test_enqueue_a_list_in_order_and_idempotently(http: TestClient) -> None:
     queue = unique("list")
     jobs = [{"id": unique("job"), "payload": n, "queue": queue} for n in range(3)]

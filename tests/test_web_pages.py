@@ -535,3 +535,29 @@ def test_a_job_page_shows_its_progress_with_a_bar_and_its_snoozes(
     assert 'id="job-progress">{"done": 3, "total": 4}</dd>' in page
     assert '<meter min="0" max="1" value="0.75">75%</meter>' in page
     assert 'id="job-snoozes">1<' in page
+
+
+def test_a_job_s_story_page_tells_every_entry_with_its_leader_and_links_back(
+    http: TestClient,
+) -> None:
+    """The job page links to the whole story from the log; its table has a row per entry
+    that touched the job, with the term's leader and the lease's worker."""
+    (job_id,) = http.post("/api/v1/jobs", json={"type": "echo", "payload": 5}).json()["ids"]
+    finished(http, job_id)
+    job_page = http.get(f"/jobs/{job_id}").text
+    assert f'href="/jobs/{job_id}/story" id="job-story"' in job_page
+    page = http.get(f"/jobs/{job_id}/story")
+    assert page.status_code == 200
+    rows = re.findall(
+        r'<tr class="event-([\w-]+)" data-index="(\d+)">.*?<td class="leader">(\w*)</td>'
+        r'.*?<td class="worker">([^<]*)</td>',
+        page.text,
+        re.S,
+    )
+    # the node's renewal of every lease as it began to lead may fall while the job runs
+    rows = [row for row in rows if row[0] != "extended-by-a-new-leader"]
+    assert [event for event, *_ in rows] == ["enqueued", "claimed", "succeeded"]
+    assert {leader for _, _, leader, _ in rows} == {"n1"}
+    assert rows[1][3] == rows[2][3] != ""  # the worker that held the lease and reported
+    assert f'<a href="/jobs/{job_id}">{job_id}</a>' in page.text
+    assert http.get("/jobs/no-such-job/story").status_code == 404

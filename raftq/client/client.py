@@ -78,6 +78,7 @@ from raftq.jobs.commands import (
     enqueue_bytes,
 )
 from raftq.jobs.job import JobState
+from raftq.jobs.provenance import Story
 from raftq.transport.auth import check_secret
 from raftq.transport.network import ClientNetwork, Network, client_network, parse_address
 from raftq.transport.tls import TlsConfig
@@ -89,10 +90,12 @@ from raftq.transport.wire import (
     Drain,
     Failure,
     GetJob,
+    GetJobStory,
     GetStatus,
     JobReply,
     JobsPage,
     JobsReply,
+    JobStoryReply,
     LimitRow,
     LimitsReply,
     ListJobs,
@@ -325,6 +328,19 @@ class Client:
         if reply.job is None:
             raise JobNotFound(f"no job {job_id}")
         return Job.from_view(reply.job)
+
+    async def history(self, job_id: str) -> Story:
+        """The job's whole story from the log (``raftq job ID --history``): every entry
+        that touched it since the answering node's newest snapshot, with its index, term,
+        leader, worker, attempt and fence, refused reports included; before that snapshot,
+        the events it kept (docs/jobs.md, "Provenance"). ``JobNotFound`` if neither the log
+        nor the state knows the job."""
+        reply = await self._request(GetJobStory(job_id=job_id))
+        if not isinstance(reply, JobStoryReply):
+            raise _unexpected(reply)
+        if reply.job is None and not reply.story.events:
+            raise JobNotFound(f"no job {job_id}")
+        return reply.story
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         """The job once succeeded, dead or cancelled; ``TimeoutError`` after ``timeout``

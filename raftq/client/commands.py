@@ -13,6 +13,7 @@ as ``--cluster-timeout``. Every other command takes ``--timeout`` after its name
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any
 import anyio
 import trio
 
-from raftq import limits
+from raftq import codec, limits
 from raftq.app import load_app
 from raftq.client.client import LIST_LIMIT_MAX, Client, Job, connect
 from raftq.client.cursor import decode_cursor, encode_cursor
@@ -35,6 +36,7 @@ from raftq.client.worker import Worker
 from raftq.errors import Busy, ConfigError, NoQuorum, RaftqError
 from raftq.jobs.commands import JobSpec
 from raftq.jobs.job import JobState
+from raftq.jobs.provenance import SNAPSHOT, Story
 from raftq.transport.auth import load_secret
 from raftq.transport.tls import tls_config_from
 
@@ -194,6 +196,12 @@ def add_client_commands(commands: Any) -> None:
     job = commands.add_parser("job", parents=[with_timeout], help="one job with its history")
     job.add_argument("job_id", metavar="ID")
     job.add_argument("--json", action="store_true")
+    job.add_argument(
+        "--history",
+        action="store_true",
+        help="its whole story from the log: every entry that touched it, with index, term, "
+        "leader, worker, attempt and fence, refused reports included (docs/jobs.md)",
+    )
 
     for name, what in (("cancel", "cancel a job"), ("retry", "run a dead or failed job again")):
         command = commands.add_parser(name, parents=[with_timeout], help=what)
@@ -456,6 +464,13 @@ def _cursor_position(cursor: str) -> int:
 
 
 async def _job(client: Client, arguments: argparse.Namespace) -> int:
+    if arguments.history:
+        story = await client.history(arguments.job_id)
+        if arguments.json:
+            print(json.dumps(codec.unstructure(story)))
+        else:
+            print(describe_story(story))
+        return EXIT_OK
     job = await client.get(arguments.job_id)
     if arguments.json:
         print(json.dumps(job.to_json()))
@@ -499,6 +514,48 @@ def describe(job: Job) -> str:
         if error_lines:  # the attempt's own error: its last line names the exception
             lines.append(f"    error: {error_lines[-1]}")
     return "\n".join(lines)
+
+
+STORY_COLUMNS = ("index", "term", "leader", "at (UTC)", "event", "attempt", "fence", "worker")
+
+
+def describe_story(story: Story) -> str:
+    """``raftq job ID --history``: a table, oldest first, and where it is whole from."""
+    kept = [event for event in story.events if event.source == SNAPSHOT]
+    lines = [
+        f"job {story.job_id}: every entry that touched it from index {story.complete_from} "
+        f"through {story.through}"
+        + (f"; before, the {len(kept)} events the snapshot kept (marked *)" if kept else "")
+        + (f"; {story.dropped} older events left out" if story.dropped else "")
+    ]
+    rows = [STORY_COLUMNS]
+    for event in story.events:
+        index = f"{event.index}*" if event.source == SNAPSHOT else str(event.index)
+        rows.append(
+            (
+                index if event.index else "*",
+                str(event.term or ""),
+                event.leader,
+                _utc(event.at_ms),
+                event.event,
+                str(event.attempt),
+                str(event.fence or ""),
+                event.worker,
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(STORY_COLUMNS))]
+    details = ["", *(event.detail for event in story.events)]
+    for row, detail_text in zip(rows, details, strict=True):
+        lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        detail = detail_text.strip().splitlines()
+        if detail:  # an attempt's error (its last line names the exception) or why refused
+            lines.append(f"    {detail[-1]}")
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _utc(ms: int) -> str:
+    stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
 
 
 def policy_lines(job: Job) -> list[str]:

@@ -41,6 +41,7 @@ from raftq.client.job import Job
 from raftq.client.options import EnqueueOptions, job_spec
 from raftq.client.schedules import ScheduleOptions
 from raftq.errors import ConfigError, RaftqError
+from raftq.jobs.provenance import Story
 from raftq.transport.auth import check_secret
 from raftq.transport.tls import TlsConfig
 
@@ -211,6 +212,10 @@ class SyncClient:
     def get(self, job_id: str) -> Job:
         """The job now; ``JobNotFound`` if there is none."""
         return self._call(lambda client: client.get(job_id))
+
+    def history(self, job_id: str) -> Story:
+        """The job's whole story from the log (``Client.history``)."""
+        return self._call(lambda client: client.history(job_id))
 
     def wait(self, job_id: str, timeout: float) -> Job:
         """The job once succeeded, dead or cancelled; the async client's timeout error after

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import attrs
 import trio
@@ -184,6 +184,12 @@ class Applier:
     def jobs(self) -> JobsView:
         """The job state machine, to read (status, metrics, client reads)."""
         return self.machine
+
+    async def offload(self, work: Callable[[], T]) -> T:
+        """Run pure CPU-heavy ``work`` the way snapshots are encoded: off the event loop in a
+        node, inline in the simulator (a job's provenance replay)."""
+        done = await self._offload(work)
+        return cast(T, done)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:  # waits for the snapshot being saved

@@ -16,9 +16,16 @@ import attrs
 import trio
 
 from raftq import limits
-from raftq.errors import ConfigError, MembershipChangeError, RemoteProtocolError
+from raftq.errors import (
+    ConfigError,
+    LogCompacted,
+    MembershipChangeError,
+    RemoteProtocolError,
+    StorageError,
+)
 from raftq.ids import NodeId
 from raftq.jobs.commands import Claim, ClaimResult, Command, Enqueue, PutSchedule, Report
+from raftq.jobs.provenance import job_story
 from raftq.node.applier import Applier
 from raftq.node.forwarder import Forwarder
 from raftq.node.peers import Peers
@@ -38,10 +45,12 @@ from raftq.transport.wire import (
     Drain,
     Failure,
     GetJob,
+    GetJobStory,
     GetStatus,
     JobReply,
     JobsPage,
     JobsReply,
+    JobStoryReply,
     LimitRow,
     LimitsReply,
     ListJobs,
@@ -93,6 +102,7 @@ class ClientService:
         self._next_claim: _WaitingClaim | None = None
         """The long-poll claim whose turn it is, while it waits for work: an enqueue of jobs it
         would take proposes it right behind itself (``_propose_with_waiting_claim``)."""
+        self._stories = trio.Semaphore(limits.STORIES_AT_ONCE)
         self._riders: list[_Rider] = []
         """Workers' reports on the leader waiting (``limits.REPORT_RIDE_MS`` at most) for the
         next proposal, to go in its Raft round (``_ride``)."""
@@ -209,6 +219,8 @@ class ClientService:
             machine = self._applier.jobs
             if isinstance(call, GetJob):
                 return JobReply(job=machine.get(call.job_id))
+            if isinstance(call, GetJobStory):
+                return await self._job_story(call.job_id, read)
             if isinstance(call, PageJobs):
                 views, cursor = machine.page_jobs(
                     state=call.state or None,
@@ -236,6 +248,17 @@ class ClientService:
             code="no_quorum",
             message=f"no answer from a majority within {timeout_s:g} s; retry",
         )
+
+    async def _job_story(self, job_id: str, through: int) -> ClientReply:
+        """Replay the newest snapshot and the log after it, up to ``through``, for one job's
+        whole story (``raftq.jobs.provenance``); one replay at a time."""
+        async with self._stories:
+            try:
+                data, index, entries = await self._raft.log_after_snapshot(through)
+            except (LogCompacted, StorageError) as error:
+                return Failure(code="storage_error", message=f"cannot read the log: {error}")
+            story = await self._applier.offload(lambda: job_story(job_id, data, index, entries))
+        return JobStoryReply(story=story, job=self._applier.jobs.get(job_id))
 
     def _must_wait_for_work(self, claim: Claim) -> bool:
         """On the leader, a claim that would come back empty now waits for work (a long

@@ -30,7 +30,14 @@ import attrs
 import trio
 
 from raftq import codec, limits
-from raftq.errors import Busy, MembershipChangeError, NotLeader, RaftqError, StorageError
+from raftq.errors import (
+    Busy,
+    LogCompacted,
+    MembershipChangeError,
+    NotLeader,
+    RaftqError,
+    StorageError,
+)
 from raftq.ids import NodeId
 from raftq.jobs.commands import Command
 from raftq.node.applier import ApplyBatch
@@ -40,7 +47,7 @@ from raftq.node.waiters import NotLeaderHere, ProposalWaiters, Waiter
 from raftq.raft.core import RaftCore, Status
 from raftq.raft.messages import Message
 from raftq.raft.ready import Role, SoftState
-from raftq.raft.types import Membership, SnapshotMeta
+from raftq.raft.types import Entry, Membership, SnapshotMeta
 from raftq.storage.durable_log import DurableLog
 from raftq.transport.wire import Failure
 
@@ -229,6 +236,26 @@ class RaftPeer:
     @property
     def wal_bytes_written(self) -> int:
         return self.log_writer.log.wal_statistics().bytes_written
+
+    async def log_after_snapshot(self, through: int) -> tuple[bytes | None, int, list[Entry]]:
+        """Read only: the newest snapshot's data (None without one), its index, and the
+        durable log's entries after it up to ``through`` (what a job's provenance replays).
+        A snapshot saved meanwhile compacts the entries read from under it: then read again
+        from the newer one (a few tries; ``LogCompacted`` past them)."""
+        log = self.log_writer.log
+        for attempt in range(limits.STORY_READ_ATTEMPTS):
+            meta = log.snapshot_meta
+            high = min(through, log.last_index()) + 1
+            try:
+                entries = log.entries(meta.index + 1, max(high, meta.index + 1))
+                data = await log.snapshot_data() if meta.index else None
+            except (LogCompacted, FileNotFoundError, StorageError):
+                if attempt + 1 == limits.STORY_READ_ATTEMPTS:
+                    raise
+                continue
+            if log.snapshot_meta == meta:
+                return data, meta.index, entries
+        raise LogCompacted("snapshots kept being replaced while the log was read")
 
     # --- inputs, from other tasks ---------------------------------------------------------------
 

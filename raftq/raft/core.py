@@ -264,8 +264,9 @@ class RaftCore:
         own.match = self.log.unstable_offset - 1 if self.log.unstable else last
         # Any membership entry in the log may still be unapplied: no change until it is.
         self.pending_membership_index = last
-        # A no-op of the new term commits everything before it (5.4.2, figure 8).
-        noop = [Entry(index=last + 1, term=self.term, kind=EntryKind.NOOP)]
+        # A no-op of the new term commits everything before it (5.4.2, figure 8). It names
+        # this node: the log then says who appended each term's entries (job provenance).
+        noop = [Entry(index=last + 1, term=self.term, kind=EntryKind.NOOP, data=self.id.encode())]
         self._append_entries(noop, entries_size(noop))
         self.forward_waiting_reads()
 

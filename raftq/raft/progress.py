@@ -67,6 +67,9 @@ class Progress:
     """PROBE: an AppendEntries is out; send no other until it is answered (or a heartbeat is)."""
     recent_active: bool = True
     """Heard from since the last check-quorum round."""
+    active_last_round: bool = True
+    """Heard from in the round before (a membership change counts a voter as up if it was
+    heard from in either: the current round may have only just begun)."""
     learner: bool = False
     snapshot: SnapshotTransfer | None = None
     commit_sent: int = 0

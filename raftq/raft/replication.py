@@ -307,8 +307,18 @@ def quorum_active(core: RaftCore) -> bool:
     )
     for peer, progress in core.progress.items():
         if peer != core.id:
+            progress.active_last_round = progress.recent_active
             progress.recent_active = False
     return active >= core.quorum()
+
+
+def answering(core: RaftCore, voter: NodeId) -> bool:
+    """Has ``voter`` been heard from within the last check-quorum round or two (the leader
+    itself: always)?"""
+    if voter == core.id:
+        return True
+    progress = core.progress.get(voter)
+    return progress is not None and (progress.recent_active or progress.active_last_round)
 
 
 # --- ReadIndex (thesis 6.4) ---------------------------------------------------------------------
@@ -410,6 +420,15 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
     if not proposed.voters:
         raise MembershipChangeError("a cluster needs at least one voter")
     (node,) = changed
+    up = [voter for voter in proposed.voters if answering(core, voter)]
+    if len(up) < len(proposed.voters) // 2 + 1:
+        down = sorted(set(proposed.voters) - set(up))
+        raise MembershipChangeError(
+            f"changing {node} would leave voters {sorted(proposed.voters)} of which {down} "
+            "have not answered for an election timeout: without a majority of them the "
+            "cluster could never elect a leader again. Bring them back, or remove one that "
+            "is gone for good first"
+        )
     if role(current, node) == "learner" and role(proposed, node) == "voter":
         progress = core.progress.get(node)
         match = progress.match if progress is not None else 0

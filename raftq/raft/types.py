@@ -20,7 +20,8 @@ class EntryKind(enum.IntEnum):
     COMMAND = 0
     """An application command for the job state machine (opaque bytes to Raft)."""
     NOOP = 1
-    """The empty entry a new leader appends at once to commit earlier terms (Raft 5.4.2)."""
+    """The entry a new leader appends at once to commit earlier terms (Raft 5.4.2); its data
+    is the leader's node id (empty in logs written before provenance)."""
     MEMBERSHIP = 2
     """An encoded ``Membership``: the configuration takes effect when appended."""
 

@@ -15,6 +15,7 @@ from raftq import codec, limits
 from raftq.errors import DecodeError, RemoteProtocolError
 from raftq.jobs.commands import Command, Result
 from raftq.jobs.job import JobState, JobView
+from raftq.jobs.provenance import Story
 from raftq.jobs.schedules import ScheduleView
 from raftq.raft.messages import Message
 
@@ -188,6 +189,16 @@ class ListSchedules:
     after: str = attrs.field(default="", validator=attrs.validators.max_len(limits.NAME_CHARS_MAX))
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class GetJobStory:
+    """A job's provenance (``raftq job ID --history``): the node that answers replays its
+    newest snapshot and its log after it (``raftq.jobs.provenance``), once it has applied
+    what was committed when the request arrived (``JobStoryReply``)."""
+
+    job_id: str = attrs.field(validator=attrs.validators.max_len(limits.JOB_ID_CHARS_MAX))
+
+
 ClientCall = (
     SubmitCommand
     | GetJob
@@ -199,6 +210,7 @@ ClientCall = (
     | Drain
     | ListLimits
     | ListSchedules
+    | GetJobStory
 )
 codec.register_union(ClientCall)
 
@@ -341,6 +353,14 @@ class SchedulesPage:
     after: str
 
 
+@codec.register
+@attrs.frozen(kw_only=True)
+class JobStoryReply:
+    story: Story
+    job: JobView | None
+    """The job now (None if it is not, or no longer, in the cluster)."""
+
+
 ClientReply = (
     CommandReply
     | JobReply
@@ -352,6 +372,7 @@ ClientReply = (
     | Failure
     | LimitsReply
     | SchedulesPage
+    | JobStoryReply
 )
 codec.register_union(ClientReply)
 

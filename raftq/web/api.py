@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from raftq import limits
+from raftq import codec, limits
 from raftq.client.client import CommandRejected
 from raftq.client.cursor import decode_cursor, encode_cursor
 from raftq.client.jobfile import (
@@ -191,6 +191,15 @@ async def get_job(request: Request) -> Response:
 
 
 @answering
+async def get_job_history(request: Request) -> Response:
+    """The job's whole story from the log (the ``raftq job ID --history --json`` object)."""
+    job_id = _job_id(request)
+    async with web_context(request).client() as client:
+        story = await client.history(job_id)
+    return JSONResponse(codec.unstructure(story))
+
+
+@answering
 async def list_jobs(request: Request) -> Response:
     """A page of jobs, filtered, oldest (or newest) first, and the cursor of the next page."""
     parameters = query(request, ("state", "queue", "type", "limit", "cursor", "order"))
@@ -323,6 +332,7 @@ def api_routes() -> list[BaseRoute]:
         # Ids and names may hold '/' (sent as %2F, which the server decodes): ":path".
         Route(f"{prefix}/jobs/{{job_id:path}}/cancel", cancel_job, methods=["POST"]),
         Route(f"{prefix}/jobs/{{job_id:path}}/retry", retry_job, methods=["POST"]),
+        Route(f"{prefix}/jobs/{{job_id:path}}/history", get_job_history, methods=["GET"]),
         Route(f"{prefix}/jobs/{{job_id:path}}", get_job, methods=["GET"]),
         Route(f"{prefix}/queues/{{name:path}}/pause", _queue_action(paused=True), methods=["POST"]),
         Route(

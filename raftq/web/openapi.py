@@ -229,6 +229,70 @@ def _schemas() -> dict[str, Any]:
                 },
             },
         },
+        "StoryEvent": {
+            "type": "object",
+            "required": [
+                "index",
+                "term",
+                "at_ms",
+                "event",
+                "attempt",
+                "fence",
+                "worker",
+                "leader",
+                "detail",
+                "source",
+            ],
+            "properties": {
+                "index": {
+                    "type": "integer",
+                    "description": "the log index of the entry; 0 for an event a snapshot "
+                    "kept without one",
+                },
+                "term": integer,
+                "at_ms": integer,
+                "event": {
+                    "type": "string",
+                    "description": "what the entry did to the job (enqueued, claimed, "
+                    "lease expired, succeeded, ...), or refused: <command> for a report, "
+                    "renewal, release or progress under a stale fence",
+                },
+                "attempt": integer,
+                "fence": integer,
+                "worker": {"type": "string"},
+                "leader": {
+                    "type": "string",
+                    "description": "the node that led the entry's term and appended it; "
+                    "empty for terms older than the newest snapshot",
+                },
+                "detail": {"type": "string", "description": "an attempt's error, or why refused"},
+                "source": {
+                    "type": "string",
+                    "enum": ["log", "snapshot"],
+                    "description": "log: replayed from an entry; snapshot: one of the events "
+                    "the newest snapshot kept",
+                },
+            },
+        },
+        "JobStory": {
+            "type": "object",
+            "description": "The raftq job ID --history --json object",
+            "required": ["job_id", "events", "complete_from", "through", "dropped"],
+            "properties": {
+                "job_id": {"type": "string"},
+                "events": {"type": "array", "items": _ref("StoryEvent")},
+                "complete_from": {
+                    "type": "integer",
+                    "description": "every entry from this index on was read (the newest "
+                    "snapshot's index + 1)",
+                },
+                "through": {"type": "integer", "description": "the last index read"},
+                "dropped": {
+                    "type": "integer",
+                    "description": f"oldest events left out past {limits.JOB_STORY_EVENTS_MAX}",
+                },
+            },
+        },
         "Job": {
             "type": "object",
             "description": "The raftq job ID --json object",
@@ -633,6 +697,17 @@ def openapi_document(version: str, server_url: str = "/") -> dict[str, Any]:
                 "operationId": "getJob",
                 "parameters": [job_id],
                 "responses": {**_ok("200", "The job", _ref("Job")), **_errors("401", "404", "503")},
+            }
+        },
+        "/api/v1/jobs/{job_id}/history": {
+            "get": {
+                "summary": "The job's whole story from the log: every entry that touched it",
+                "operationId": "getJobHistory",
+                "parameters": [job_id],
+                "responses": {
+                    **_ok("200", "Its story", _ref("JobStory")),
+                    **_errors("401", "404", "503"),
+                },
             }
         },
         "/api/v1/jobs/{job_id}/cancel": {

@@ -35,6 +35,7 @@ from raftq.client.client import Client, CommandRejected
 from raftq.client.job import Job
 from raftq.errors import ConfigError, JobNotFound, RaftqError
 from raftq.jobs.job import JobState
+from raftq.jobs.provenance import SNAPSHOT
 from raftq.web import actions
 from raftq.web.context import current_user, web_context
 
@@ -301,7 +302,18 @@ async def job_page(request: Request) -> Response:
         cancellable=job.state in CANCELLABLE,
         retryable=job.state in RETRYABLE,
         history_error_chars=f"{limits.JOB_HISTORY_ERROR_CHARS_MAX:,}",
+        history_max=limits.JOB_HISTORY_MAX,
     )
+
+
+@unavailable_as_page
+async def story_page(request: Request) -> Response:
+    """A job's whole story from the log (``raftq job ID --history``)."""
+    job_id = request.path_params["job_id"]
+    async with web_context(request).client() as client:
+        story = await client.history(job_id)
+    kept = sum(1 for event in story.events if event.source == SNAPSHOT)
+    return render(request, "story.html", title=f"Job {job_id}: its story", story=story, kept=kept)
 
 
 def progress_fraction(progress: Any) -> float | None:
@@ -474,6 +486,7 @@ def page_routes() -> list[BaseRoute]:
         # converter takes the rest of the path, less the action's last segment.
         Route("/jobs/{job_id:path}/cancel", cancel_job, methods=["POST"]),
         Route("/jobs/{job_id:path}/retry", retry_job, methods=["POST"]),
+        Route("/jobs/{job_id:path}/story", story_page, methods=["GET"]),
         Route("/jobs/{job_id:path}", job_page, methods=["GET"]),
         Route("/dead/retry", confirm_retry_dead, methods=["GET"]),
         Route("/dead/retry", retry_dead_jobs, methods=["POST"]),

@@ -15,7 +15,7 @@ import raftq.storage.durable_log  # noqa: F401  (registers every storage type)
 from raftq import codec
 from raftq.errors import DecodeError
 from raftq.ids import NodeId
-from raftq.jobs import commands, job, schedules
+from raftq.jobs import commands, job, provenance, schedules
 from raftq.jobs.backoff import RetryPolicy
 from raftq.raft import messages
 from raftq.raft.types import Entry, EntryKind, HardState, Membership, SnapshotMeta
@@ -382,6 +382,26 @@ STRATEGIES[wire.SchedulesPage] = st.builds(
     schedules=st.lists(schedule_views, max_size=2).map(tuple),
     after=st.just("") | names,
 )
+STRATEGIES[wire.GetJobStory] = st.builds(wire.GetJobStory, job_id=names)
+story_events = st.builds(
+    provenance.StoryEvent,
+    **{
+        field.name: names if field.type in (str, "str") else u64
+        for field in attrs.fields(provenance.StoryEvent)
+        if field.name != "source"
+    },
+    source=st.sampled_from((provenance.LOG, provenance.SNAPSHOT)),
+)
+STRATEGIES[provenance.StoryEvent] = story_events
+stories = st.builds(
+    provenance.Story,
+    job_id=names,
+    events=st.lists(story_events, max_size=2).map(tuple),
+    complete_from=u64,
+    through=u64,
+    dropped=u64,
+)
+STRATEGIES[provenance.Story] = stories
 STRATEGIES[wire.ClientCall] = st.one_of(
     *(STRATEGIES[call_type] for call_type in typing.get_args(wire.ClientCall))
 )
@@ -390,6 +410,9 @@ STRATEGIES[wire.ClientRequest] = st.builds(
 )
 STRATEGIES[wire.CommandReply] = st.builds(wire.CommandReply, result=STRATEGIES[commands.Result])
 STRATEGIES[wire.JobReply] = st.builds(wire.JobReply, job=st.none() | job_views)
+STRATEGIES[wire.JobStoryReply] = st.builds(
+    wire.JobStoryReply, story=stories, job=st.none() | job_views
+)
 STRATEGIES[wire.LimitRow] = limit_rows
 STRATEGIES[wire.LimitsReply] = st.builds(
     wire.LimitsReply, limits=st.lists(limit_rows, max_size=2).map(tuple)

@@ -20,22 +20,13 @@ from raftq.jobs.commands import (
 from raftq.jobs.machine import JobStateMachine
 from raftq.jobs.provenance import LOG, SNAPSHOT, job_story
 from raftq.raft.types import Entry, EntryKind
+from tests.test_jobs_commands import spec
 
 JOB = "j2-0"  # the job the enqueue at index 2 derives
 
 
 def _spec() -> JobSpec:
-    return JobSpec(
-        id="",
-        type="email",
-        payload=b"{}",
-        queue="default",
-        priority=0,
-        delay_ms=0,
-        max_attempts=3,
-        timeout_ms=1_000,
-        key="",
-    )
+    return spec(type="email", timeout_ms=1_000)
 
 
 class Log:

@@ -12,7 +12,7 @@ import pytest
 from raftq import codec
 from raftq.ids import derived_job_id
 from raftq.jobs import machine
-from raftq.jobs.commands import Cancel, Claim, Enqueue, JobSpec
+from raftq.jobs.commands import Cancel, Claim, Enqueue
 from raftq.jobs.machine import JobStateMachine
 from raftq.node.raft_peer import RaftPeer
 from raftq.node.waiters import Waiter
@@ -26,6 +26,7 @@ from sim.checkers import DurableView, JobOracle, ReadChecker, StepWatch, Violati
 from sim.disk import SimFile
 from sim.runner import Report, run_seed
 from tests.sim.committed_log import CommittedLog
+from tests.test_jobs_commands import spec as job_spec
 
 
 def violated(report: Report) -> list[str]:
@@ -254,17 +255,7 @@ def test_a_restore_that_decides_otherwise_is_caught_by_the_twin(
     """Planted: a restore that loses the ready queues (an empty machine). Nothing differs until
     a command reads them: the claim after the fork hands out the job here, nothing in the twin."""
     log = CommittedLog(_NoRules())
-    spec = JobSpec(
-        id="",
-        type="t",
-        payload=b"{}",
-        queue="default",
-        priority=0,
-        delay_ms=0,
-        max_attempts=3,
-        timeout_ms=1_000,
-        key="",
-    )
+    spec = job_spec(type="t", timeout_ms=1_000)
     log.commit(Enqueue(now_ms=0, jobs=(spec, spec)))
     log.commit(Claim(now_ms=10, claimer="w1", hold_ms=500))
     log.oracle.fork_twin(log.oracle.machine.snapshot())

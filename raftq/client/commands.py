@@ -13,7 +13,6 @@ as ``--cluster-timeout``. Every other command takes ``--timeout`` after its name
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from raftq import codec, limits
 from raftq.app import load_app
 from raftq.client.client import LIST_LIMIT_MAX, Client, Job, connect
 from raftq.client.cursor import decode_cursor, encode_cursor
+from raftq.client.job import utc_text
 from raftq.client.jobfile import load_job_file, parse_json
 from raftq.client.limit_commands import add_limit_parser, run_limit
 from raftq.client.schedule_commands import add_schedule_commands, run_schedule
@@ -536,7 +536,7 @@ def describe_story(story: Story) -> str:
                 index if event.index else "*",
                 str(event.term or ""),
                 event.leader,
-                _utc(event.at_ms),
+                utc_text(event.at_ms),
                 event.event,
                 str(event.attempt),
                 str(event.fence or ""),
@@ -551,11 +551,6 @@ def describe_story(story: Story) -> str:
         if detail:  # an attempt's error (its last line names the exception) or why refused
             lines.append(f"    {detail[-1]}")
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _utc(ms: int) -> str:
-    stamp = datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC)
-    return stamp.strftime("%Y-%m-%d %H:%M:%S.") + f"{ms % 1000:03d}"
 
 
 def policy_lines(job: Job) -> list[str]:

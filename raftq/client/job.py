@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import attrs
@@ -10,6 +11,14 @@ from raftq.client.jobfile import decode_json
 from raftq.jobs.job import JobView
 
 FINISHED_STATES = frozenset({"succeeded", "dead", "cancelled"})
+
+
+def utc_text(ms: int) -> str:
+    """A job's time in milliseconds as people read it, in UTC to the millisecond
+    ("2026-12-07 19:04:12.910"); "" for 0 (not yet)."""
+    if not ms:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
 
 
 @attrs.frozen(kw_only=True)

@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from raftq import limits
 from raftq.client.client import Client, CommandRejected
-from raftq.client.job import Job
+from raftq.client.job import Job, utc_text
 from raftq.errors import ConfigError, JobNotFound, RaftqError
 from raftq.jobs.job import JobState
 from raftq.jobs.provenance import SNAPSHOT
@@ -59,12 +59,6 @@ _templates = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-
-def _time(ms: int) -> str:
-    if not ms:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}"
 
 
 def _duration(ms: int) -> str:
@@ -109,7 +103,7 @@ def _pretty_json(value: Any) -> str:
 
 
 _templates.filters.update(
-    time=_time,
+    time=utc_text,
     duration=_duration,
     relative=_relative,
     due=slot_due,

@@ -861,6 +861,24 @@ def test_a_change_that_leaves_a_majority_of_its_voters_silent_is_refused() -> No
     assert cluster["n1"].status().membership == voters("n1", "n3")
 
 
+def test_a_new_leader_counts_as_answering_only_the_voters_it_has_heard_from() -> None:
+    """The strict check's first round: a leader elected while n3 was down took "remove n1",
+    leaving voters n2 and n3 with n3's disk corrupt (the simulator's ``rot_remove`` schedule,
+    seed 29). A new leader's progress started out as if every voter had just answered, so
+    until its first check-quorum round it counted n3 as up."""
+    cluster = Cluster(3)
+    cluster.isolate("n3")
+    cluster.elect("n1")
+    assert leader_ids(cluster) == ["n1"]
+    for survivors in (voters("n2", "n3"), voters("n1", "n3")):
+        with pytest.raises(MembershipChangeError, match=r"of which \['n3'\] have not answered"):
+            cluster["n1"].propose_membership(survivors)
+    proposal = cluster["n1"].propose_membership(voters("n1", "n2"))
+    cluster.deliver()
+    assert cluster["n1"].status().commit >= proposal.last_index
+    assert cluster["n1"].status().membership == voters("n1", "n2")
+
+
 def test_remove_the_leader() -> None:
     """Thesis 4.2.2: a leader removed from the configuration manages the cluster until the
     change commits, then steps down; one of the remaining servers becomes leader, and the

@@ -65,6 +65,10 @@ class Progress:
     state: ProgressState = ProgressState.PROBE
     probe_sent: bool = False
     """PROBE: an AppendEntries is out; send no other until it is answered (or a heartbeat is)."""
+    heard: bool = False
+    """Heard from at all since this leader's reign began (or since the peer joined). The round
+    flags below start out true, so that check-quorum gives a new leader a round's grace; a
+    membership change must not take that grace for an answer (``replication.answering``)."""
     recent_active: bool = True
     """Heard from since the last check-quorum round."""
     active_last_round: bool = True

@@ -38,6 +38,7 @@ def step_leader(core: RaftCore, message: Message) -> None:
     progress = core.progress.get(message.sender)
     if progress is None:
         return  # not (or no longer) a member
+    progress.heard = True
     progress.recent_active = True
     if isinstance(message, AppendEntriesResponse):
         _handle_append_response(core, message, progress)
@@ -313,12 +314,14 @@ def quorum_active(core: RaftCore) -> bool:
 
 
 def answering(core: RaftCore, voter: NodeId) -> bool:
-    """Has ``voter`` been heard from within the last check-quorum round or two (the leader
-    itself: always)?"""
+    """Has ``voter`` been heard from by this leader, and within the last check-quorum round or
+    two (the leader itself: always)?"""
     if voter == core.id:
         return True
     progress = core.progress.get(voter)
-    return progress is not None and (progress.recent_active or progress.active_last_round)
+    if progress is None or not progress.heard:
+        return False
+    return progress.recent_active or progress.active_last_round
 
 
 # --- ReadIndex (thesis 6.4) ---------------------------------------------------------------------

@@ -306,6 +306,16 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        name="reconfig_trusts_new_leader",
+        area="membership changes",
+        bug="a new leader counts every voter as answering until its first check-quorum round: "
+        "right after an election it removes a voter while another is down for good",
+        unit_tests=(
+            "tests/test_raft_scenarios.py::"
+            "test_a_new_leader_counts_as_answering_only_the_voters_it_has_heard_from",
+        ),
+    ),
+    Mutant(
         name="limit_wake_stale",
         area="rate limits",
         bug="a rate-blocked group keeps a wake-up set under an older, longer window: it reopens "

@@ -21,7 +21,15 @@ from raftq.storage.memory_disk import TailFate
 from sim.disk import DiskProfile
 from sim.network import NetworkProfile
 
-EXTRA_KINDS = ("deposed_read", "figure_8", "held_snapshot", "late_release", "slow_snapshot")
+EXTRA_KINDS = (
+    "deposed_read",
+    "figure_8",
+    "held_snapshot",
+    "late_release",
+    "slow_snapshot",
+    "rot_remove",
+    "lost_answers",
+)
 """Kinds added after the first fifteen: each is drawn on its own (``EXTRA_KIND_SHARE``), from
 a generator of its own, so the seeds drawn before they existed keep their swarms."""
 

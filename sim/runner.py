@@ -62,6 +62,7 @@ from sim.workload import (
     dependent_producer,
     draw_job,
     job_group,
+    job_unique,
     limits_operator,
     make_app,
     operator,
@@ -141,6 +142,8 @@ class FaultCounts:
     held_snapshots: int = 0
     late_releases: int = 0
     slow_snapshots: int = 0
+    rot_removes: int = 0
+    lost_answers: int = 0
     handler_crashes: int = 0
     """Handler-level faults (``sim.handlers``), each struck run:"""
     lease_expiries: int = 0
@@ -732,6 +735,7 @@ class Simulation:
                 else:
                     key, fields = f"p{number}-{sequence}", draw_job(rng, self.options)
                     fields |= job_group(self.options.seed, key)
+                    fields |= job_unique(self.options.seed, key)
                     ledger.fields[key] = fields
                 try:
                     job_id = await client.enqueue(JOB_TYPE, key=key, **fields)

@@ -44,6 +44,19 @@ one of them every ``schedule_pause_s`` or so during the fault phase:
   A compaction that deletes the segment still holding the entries after the newest snapshot
   leaves a gap that the restart refuses (mutant ``compact_past_snapshot``).
 
+- ``rot_remove``: a follower crashes and its disk rots (it will refuse to start until the
+  operator wipes it), and before the operator gets to it, the operator removes another voter.
+  On three voters that change would leave two, one of them silent for good: no majority ever
+  again, not even for the repair. The leader must refuse a change after which fewer than a
+  majority of the new voters answer (etcd's strict reconfiguration check; mutant
+  ``reconfig_loses_quorum``); the corrupt node is then repaired as ``corruption`` repairs it.
+- ``lost_answers``: for longer than a client's timeout, no node's answer reaches the producers
+  (their requests still arrive and commit: a one-way cut), so their enqueues fail as not
+  acknowledged; after the heal the producers retry those keys with the same commands, and
+  each must name the job its first, committed try named. Where the producers' jobs carry
+  unique-while-active keys (``sim.workload.job_unique``), a first try answered by the key's
+  holder is retried after that holder finished (mutant ``unique_answer_forgets_key``).
+
 Every step respects the fault atlas of ``sim.disk``: crashes lose only unsynced bytes.
 """
 
@@ -81,6 +94,8 @@ SCHEDULES = (
     "held_snapshot",
     "late_release",
     "slow_snapshot",
+    "rot_remove",
+    "lost_answers",
 )
 
 SCHEDULE_COUNTERS = {
@@ -93,6 +108,8 @@ SCHEDULE_COUNTERS = {
     "held_snapshot": "held_snapshots",
     "late_release": "late_releases",
     "slow_snapshot": "slow_snapshots",
+    "rot_remove": "rot_removes",
+    "lost_answers": "lost_answers",
 }
 """Schedule -> its count in the run's ``faults`` (``runner.FaultCounts``)."""
 
@@ -132,6 +149,15 @@ SLOW_SNAPSHOT_SYNC_S = (0.3, 1.5)
 """The range each fdatasync of the slow snapshot save takes longer (a file and its directory:
 twice that in all). A simulated WAL segment holds about 1.6 snapshot intervals
 (``sim.cluster.wal_segment_bytes``); at tens of entries a second the WAL rolls within it."""
+
+ROT_SILENCE_S = (1.0, 2.0)
+"""How long ``rot_remove`` waits after the crash before it removes another voter: past two
+check-quorum rounds (an election timeout each, 300-600 ms), so the leader knows the rotten node
+is silent."""
+
+LOST_ANSWERS_S = (CLIENT_TIMEOUT_S + 0.5, CLIENT_TIMEOUT_S + 3.0)
+"""How long ``lost_answers`` keeps the producers from hearing any node: past a client's
+timeout, so the enqueues in flight fail and their keys wait to be retried."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -633,6 +659,58 @@ async def slow_snapshot(simulation: Simulation) -> None:
     await _restart_later(simulation, simnode, simulation.rng.uniform(0.05, 0.5))
 
 
+async def rot_remove(simulation: Simulation) -> None:
+    """See the module docstring."""
+    leader = simulation.leader()
+    if leader is None or leader.node is None or not simulation.may_rot():
+        return
+    rng = simulation.rng
+    followers = _up_followers(simulation, leader)
+    if len(followers) < 2:
+        return
+    rotten = followers[rng.randrange(len(followers))]
+    others = [follower for follower in followers if follower is not rotten]
+    removed = others[rng.randrange(len(others))]
+    _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
+    if rotten.node is not None:  # the crash did not land (the fault phase is over)
+        return
+    path = rotten.disk.rot_synced_record()
+    if path is None:  # no segment holds two records yet
+        await _restart_later(simulation, rotten, 0.0)
+        return
+    rotten.rotten = True
+    simulation.faults.corruptions += 1
+    simulation.trace.record("corrupt", f"{rotten.id}: a synced record of {path}")
+    try:
+        await trio.sleep(rng.uniform(*ROT_SILENCE_S))
+        if _faulting(simulation):
+            async with simulation.operator() as client:
+                try:
+                    await client.remove_node(removed.id)
+                except RaftqError as error:
+                    outcome = f"refused: {error!s:.100}"
+                else:
+                    outcome = "done"
+                    simulation.faults.membership_changes += 1
+            simulation.trace.record(
+                "membership", f"remove {removed.id} beside {rotten.id}: {outcome}"
+            )
+    finally:
+        # It refuses to start: the operator repairs it (``Simulation.repair``).
+        await _restart_later(simulation, rotten, 0.0)
+
+
+async def lost_answers(simulation: Simulation) -> None:
+    """See the module docstring."""
+    producers = [*simulation.producer_names(), "dependent"]
+    nodes = [simnode.id for simnode in simulation.nodes]
+    cuts: list[tuple[str, str]] = [(node, producer) for node in nodes for producer in producers]
+    simulation.cut(cuts, "schedule: the producers hear no answer")
+    await trio.sleep(simulation.rng.uniform(*LOST_ANSWERS_S))
+    if _faulting(simulation):
+        simulation.heal()
+
+
 def _snapshot_index(simnode: SimNode) -> int:
     """The newest snapshot on the node's disk as its process knows it (0 when down)."""
     core = _core(simnode)
@@ -658,4 +736,6 @@ SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "held_snapshot": held_snapshot,
     "late_release": late_release,
     "slow_snapshot": slow_snapshot,
+    "rot_remove": rot_remove,
+    "lost_answers": lost_answers,
 }

@@ -43,6 +43,11 @@ REGRESSIONS = [
     # found by the oracle's restored twin after the limits operator began moving a rate's
     # window (none of seeds 1-200 found it before)
     ("limit_wake_stale", 86, "a restored state decides as the state it was saved from", 20),
+    # found by the fault schedules of session 9: ``rot_remove`` (a voter's disk rots, then
+    # another voter is removed) and ``lost_answers`` with the producers' unique keys
+    ("reconfig_loses_quorum", 11, "liveness", 20),
+    ("reconfig_trusts_new_leader", 29, "liveness", 20),
+    ("unique_answer_forgets_key", 23, "idempotency keys dedupe", 20),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
 (seed 3 crashes nodes during elections; seed 9, which caught ``vote_not_persisted`` through

@@ -922,7 +922,9 @@ class Simulation:
         highest = max((s.node.applier.applied_index for s in self.nodes if s.node), default=0)
         if self.oracle.applied_index < highest:
             return f"the checker lost the committed log at {self.oracle.applied_index + 1}"
-        unfinished = [job for job in self.ledger.acked.values() if not self.oracle.final(job)]
+        # dict.fromkeys: keys answered by one unique key's holder name the same job
+        acked = dict.fromkeys(self.ledger.acked.values())
+        unfinished = [job for job in acked if not self.oracle.final(job)]
         if self.user_ledger is not None:
             if not self.user_ledger.done:
                 enqueued = len(self.user_ledger.acked)

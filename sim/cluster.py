@@ -95,6 +95,8 @@ class SimNode:
         self.snapshot_crash_armed = False
         self.rotten = False
         """Its disk holds a corrupted synced record: it must refuse to start."""
+        self.rotten_at = 0.0
+        """When it rotted (virtual time)."""
         self.repairing = False
         """The operator is removing, wiping and restarting it (``Simulation.repair``)."""
         self.disk_rng = random.Random(rng.random())

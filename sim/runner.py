@@ -103,6 +103,11 @@ LIVENESS_BASE_S = 60.0
 """After healing: an election, the lease extension on failover (10 s), retry backoff (1+2+4
 s), with room to spare; plus twice the work still queued (``liveness_bound_s``)."""
 
+ROT_NOTICED_S = 1.0
+"""How long after a node rots its silence is surely known to the leader: past three
+check-quorum rounds (an election timeout each, 300 ms), which is the longest a voter heard
+just before it went down still counts as answering (``raftq.raft.replication.answering``)."""
+
 NO_PROGRESS_S = 30.0
 """No new committed entry for this long while faults come and go (each heals within seconds
 and the leader commits an ExpireLeases every second): the cluster is stuck."""
@@ -578,9 +583,19 @@ class Simulation:
         if rot and self.may_rot():
             path = victim.disk.rot_synced_record()
             if path is not None:
-                victim.rotten = True
+                victim.rotten, victim.rotten_at = True, trio.current_time()
                 self.faults.corruptions += 1
                 self.trace.record("corrupt", f"{victim.id}: a synced record of {path}")
+
+    def rot_unnoticed(self) -> bool:
+        """The fault atlas: a node rotted too recently for the leader to know it is silent
+        (``ROT_NOTICED_S``). No check can tell a node gone for good a moment ago from one that
+        answered a moment ago; a voter removed then leaves two, one never to answer again, as
+        a second node lost would (seed 5100041: the operator removed the leader 20 ms after
+        the rot). The operator removes nothing then; after, the leader must refuse itself
+        (``sim.schedules.rot_remove``, mutant ``reconfig_loses_quorum``)."""
+        now = trio.current_time()
+        return any(s.rotten and now - s.rotten_at < ROT_NOTICED_S for s in self.nodes)
 
     def may_rot(self) -> bool:
         """The fault atlas: corrupt a node's synced data only while every node is a voter and
@@ -665,6 +680,8 @@ class Simulation:
         # Half the time, shrink further while a node is out: down to one voter and back.
         shrink = not toward_full and len(current.voters) > 1
         shrink = shrink and (not outside or self.rng.random() < 0.5)
+        if shrink and self.rot_unnoticed():
+            return
         async with self.operator() as client:
             try:
                 if outside and not shrink:

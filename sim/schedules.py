@@ -678,7 +678,7 @@ async def rot_remove(simulation: Simulation) -> None:
     if path is None:  # no segment holds two records yet
         await _restart_later(simulation, rotten, 0.0)
         return
-    rotten.rotten = True
+    rotten.rotten, rotten.rotten_at = True, trio.current_time()
     simulation.faults.corruptions += 1
     simulation.trace.record("corrupt", f"{rotten.id}: a synced record of {path}")
     try:

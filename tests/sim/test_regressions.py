@@ -8,6 +8,7 @@ import trio
 from raftq.raft.types import SnapshotMeta
 from raftq.storage.durable_log import DurableLog
 from raftq.storage.memory_disk import MemoryDisk
+from sim.runner import run_seed
 from tests.storage_helpers import make_entries
 
 
@@ -30,3 +31,14 @@ async def test_local_snapshot_superseded_by_an_install_in_flight() -> None:
     await log.save_snapshot(SnapshotMeta(index=30, term=1), b"local at 30")
     assert log.snapshot_meta.index == 60
     await log.close()
+
+
+def test_the_operator_removes_no_voter_while_a_rot_is_too_fresh_to_be_known() -> None:
+    """Seed 5100041 (a sweep of session 9): the membership operator removed the leader 20 ms
+    after ``rot_remove`` rotted n2, leaving voters n2 and n3 and no majority ever again. No
+    check can know a node gone for good a moment ago; the fault atlas now keeps the operator
+    from removing a voter then (``Simulation.rot_unnoticed``). Seen failing before: "liveness:
+    88 acknowledged jobs not final"."""
+    report = run_seed(5100041, sim_seconds=20.0)
+    assert report.verdict == "pass", report.violations
+    assert report.faults.rot_removes > 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import io
 import operator
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, overload
 
@@ -77,6 +78,34 @@ for _kind in (int, str, bytes, bool):
     converter.register_structure_hook_func(_is_new_type_of(_kind), _strict(_kind))
 for _enum in (enum.Enum, enum.IntEnum, enum.StrEnum):  # before int and str in their MRO
     converter.register_structure_hook(_enum, _structure_enum)
+
+
+def _is_array(cls: Any) -> bool:
+    """``tuple[X, ...]`` or ``list[X]``: a CBOR array of X."""
+    origin = typing.get_origin(cls)
+    arguments = typing.get_args(cls)
+    if origin is list:
+        return len(arguments) == 1
+    return origin is tuple and len(arguments) == 2 and arguments[1] is Ellipsis
+
+
+def _structure_array(cls: Any) -> Callable[[Any, Any], Any]:
+    """Only an array becomes a sequence: cattrs' default iterates whatever it is given, so a
+    string sent where a list of ids belongs became a tuple of its characters (``depends_on``
+    "abc" naming parents a, b and c)."""
+    element = typing.get_args(cls)[0]
+    element_hook = converter.get_structure_hook(element)
+    make = tuple if typing.get_origin(cls) is tuple else list
+
+    def structure_array(value: Any, _: Any) -> Any:
+        if type(value) is not list and type(value) is not tuple:
+            raise DecodeError(f"expected an array, got {type(value).__name__}")
+        return make([element_hook(item, element) for item in value])
+
+    return structure_array
+
+
+converter.register_structure_hook_factory(_is_array, _structure_array)
 
 _carried: list[Any] = []
 

@@ -527,6 +527,8 @@ def test_arbitrary_bytes_only_ever_raise_decode_error(data: bytes) -> None:
         ({"voters": ["b", "a"], "learners": []}, Membership),  # not sorted
         ({"voters": ["a"], "learners": ["a"]}, Membership),  # both
         ({"voters": ["a", "b"], "addresses": [["b", "h:1"], ["a", "h:2"]]}, Membership),
+        ({"voters": "ab", "learners": []}, Membership),  # a string is not a list of ids
+        (["", "t", b"", "default", 0, 0, 1, 1000, "", "", "abc"], commands.JobSpec),  # parents
     ],
 )
 def test_invalid_values_are_decode_errors(raw: object, cls: type) -> None:

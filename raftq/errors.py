@@ -87,7 +87,7 @@ class MembershipChangeError(RaftqError):
     """A membership change was refused: another is in progress, or it changes more than one
     server, or a learner is not caught up yet. The message says which. ``retryable``: the
     same change will go through once the cluster has moved on (a change in progress, a new
-    leader's first commit, a learner catching up); otherwise it never will."""
+    leader's first commit or its first answers, a learner catching up); otherwise it never will."""
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)

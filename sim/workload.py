@@ -19,6 +19,7 @@ from raftq.client.client import Client, connect
 from raftq.errors import JobNotFound, RaftqError
 from sim.checkers import JobKey, enqueue_index, job_key
 from sim.cluster import CLIENT_TIMEOUT_S
+from sim.options import unique_producers
 
 JOB_TYPE = "sim"
 
@@ -344,15 +345,6 @@ UNIQUE_KEYS = ("u-1", "u-2", "u-3")
 """Few keys, so that a second job with one often comes while the first is still active."""
 
 
-UNIQUE_PRODUCER_SEEDS_MOD = (16, (7, 9, 11, 13, 15))
-"""Seeds ``s`` with ``s % 16`` in these, five of the six that run ``dependent_producer``, give
-one in ``UNIQUE_PRODUCER_SHARE`` of the producers' jobs a unique-while-active key too
-(``job_unique``). The producers retry an unacknowledged key later with the same command, so an
-enqueue answered by the key's holder and retried after the holder finished is reached: the
-answer must name the holder again (mutant ``unique_answer_forgets_key``, which no seed found
-while only the dependent producer used unique keys, whose retries follow within a call). Seeds
-6 mod 16 are left out: seed 86 is pinned to ``limit_wake_stale``."""
-
 UNIQUE_PRODUCER_SHARE = 2
 """One in this many of the producers' jobs carries a unique key in those seeds."""
 
@@ -360,8 +352,7 @@ UNIQUE_PRODUCER_SHARE = 2
 def job_unique(seed: int, key: str) -> dict[str, str]:
     """The ``unique_while_active`` enqueue keyword of the producers' job enqueued under
     ``key``: a checksum like ``job_group``'s, so the other fields of every job stay as drawn."""
-    modulus, remainders = UNIQUE_PRODUCER_SEEDS_MOD
-    if seed % modulus not in remainders:
+    if not unique_producers(seed):
         return {}
     checksum = zlib.crc32(f"{seed}:unique:{key}".encode())
     if checksum % UNIQUE_PRODUCER_SHARE:

@@ -324,6 +324,19 @@ def answering(core: RaftCore, voter: NodeId) -> bool:
     return progress.recent_active or progress.active_last_round
 
 
+def awaited(core: RaftCore, voter: NodeId) -> bool:
+    """Not heard from yet by this leader, which took office less than a check-quorum round or
+    two ago (the round flags still hold their grace): its answer is likely on the way."""
+    if voter == core.id:
+        return False
+    progress = core.progress.get(voter)
+    return (
+        progress is not None
+        and not progress.heard
+        and (progress.recent_active or progress.active_last_round)
+    )
+
+
 # --- ReadIndex (thesis 6.4) ---------------------------------------------------------------------
 #
 # As etcd-io/raft's read_only.go does: each read gets a round number unique at this leader
@@ -425,6 +438,12 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
     (node,) = changed
     up = [voter for voter in proposed.voters if answering(core, voter)]
     if len(up) < len(proposed.voters) // 2 + 1:
+        awaiting = sorted(voter for voter in proposed.voters if awaited(core, voter))
+        if len(up) + len(awaiting) >= len(proposed.voters) // 2 + 1:
+            raise MembershipChangeError(
+                f"this leader was just elected and has not heard from {awaiting} yet; retry",
+                retryable=True,
+            )
         down = sorted(set(proposed.voters) - set(up))
         raise MembershipChangeError(
             f"changing {node} would leave voters {sorted(proposed.voters)} of which {down} "

@@ -943,6 +943,7 @@ def test_expiry_of_the_last_attempt_makes_the_job_dead() -> None:
     view = log.view(job_id)
     assert (view.state, view.attempts) == ("dead", 2)
     assert view.history[-1].event == "dead"
+    assert view.error == LEASE_EXPIRED  # not the first attempt's error, nor none at all
     assert [job.id for job in log.machine.dead_letters()] == [job_id]
 
 

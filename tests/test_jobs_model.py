@@ -538,6 +538,7 @@ class ReferenceQueue:
             if job.cancel_requested:
                 self._finish(job, CANCELLED, "cancelled")
             else:
+                job.error = LEASE_EXPIRED
                 self._attempt_failed(job, "lease expired", LEASE_EXPIRED, retryable=True)
         return Count(count=len(expired))
 

@@ -771,6 +771,9 @@ class JobStateMachine:
                 if run.cancel_requested:
                     self._finish(job, JobState.CANCELLED, "cancelled")
                 else:
+                    # The job's error says why the attempt ended, as a worker's failure does:
+                    # a job dead of its last lease's expiry showed no error at all.
+                    self._keep_output(job, run.result, LEASE_EXPIRED)
                     self._attempt_failed(job, "lease expired", LEASE_EXPIRED, retryable=True)
         return Count(count=expired)
 

@@ -54,6 +54,7 @@ import socket
 import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from types import TracebackType
 from typing import Any, Protocol
 
 import anyio
@@ -140,7 +141,9 @@ class _LeaseClock:
     answered: a slight underestimate (by the round trip), so renewals never overshoot. The
     handler's deadline counts from when it starts (``started``), which is within the hold."""
 
-    def __init__(self, lease: Lease, claimed_at: float, hold_ms: int) -> None:
+    def __init__(
+        self, lease: Lease, claimed_at: float, hold_ms: int, scope: _DeadlineScope
+    ) -> None:
         self.lease = lease
         self.claimed_at = claimed_at
         self.hold_ms = hold_ms
@@ -149,7 +152,7 @@ class _LeaseClock:
         its whole timeout."""
         margin_ms = min(DEADLINE_MARGIN_MS_MAX, lease.timeout_ms // 10)
         self.run_s = max(lease.timeout_ms - margin_ms, 1) / 1000
-        self.scope = anyio.CancelScope()
+        self.scope = scope
 
     def started(self, now: float) -> None:
         assert now <= self.start_by, (now, self.start_by)
@@ -293,6 +296,8 @@ class Worker:
 
     async def _claim_until_stopped(self) -> None:
         polls = self._poll_backoff.delays(self._rng)
+        jobs = self._jobs
+        assert jobs is not None
         while not self._stopping:
             self._wake = anyio.Event()
             self._start_buffered(anyio.current_time())
@@ -308,7 +313,10 @@ class Worker:
                 continue
             leases = await self._claim(wanted, hold_ms)
             claimed_at = anyio.current_time()
-            self._buffer.extend(_LeaseClock(lease, claimed_at, hold_ms) for lease in leases)
+            new_scope = jobs.new_scope
+            self._buffer.extend(
+                _LeaseClock(lease, claimed_at, hold_ms, new_scope()) for lease in leases
+            )
             self.statistics.buffered = len(self._buffer)
             self._start_buffered(claimed_at)  # those claimed for free slots, at once
             if leases:
@@ -557,8 +565,27 @@ class Worker:
                 self.statistics.failed += 1
 
 
+class _DeadlineScope(Protocol):
+    """A job's cancel scope: the handler's deadline (AnyIO's or Trio's ``CancelScope``)."""
+
+    deadline: float
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        exc_traceback: TracebackType | None,
+    ) -> bool: ...
+
+
 class _JobTasks(Protocol):
-    """Where the worker's job tasks run: one task per job, all cancelled together."""
+    """Where the worker's job tasks run: one task per job, all cancelled together; each job
+    under a cancel scope of ``new_scope()``."""
+
+    @property
+    def new_scope(self) -> Callable[[], _DeadlineScope]: ...
 
     def start_soon(
         self, function: Callable[[_LeaseClock], Coroutine[Any, Any, None]], clock: _LeaseClock, /
@@ -570,6 +597,7 @@ class _JobTasks(Protocol):
 @attrs.frozen
 class _TrioJobTasks:
     nursery: trio.Nursery
+    new_scope: Callable[[], _DeadlineScope] = trio.CancelScope
 
     def start_soon(
         self, function: Callable[[_LeaseClock], Coroutine[Any, Any, None]], clock: _LeaseClock, /
@@ -583,6 +611,7 @@ class _TrioJobTasks:
 @attrs.frozen
 class _AnyioJobTasks:
     group: anyio.abc.TaskGroup
+    new_scope: Callable[[], _DeadlineScope] = anyio.CancelScope
 
     def start_soon(
         self, function: Callable[[_LeaseClock], Coroutine[Any, Any, None]], clock: _LeaseClock, /
@@ -596,10 +625,10 @@ class _AnyioJobTasks:
 @contextlib.asynccontextmanager
 async def _open_job_tasks() -> AsyncIterator[_JobTasks]:
     """The job tasks' group. Under Trio (a node's in-process workers, ``raftq worker --loop
-    trio``) a Trio nursery: AnyIO's task group gives every task a handle, an event and a cancel
-    scope of its own, which more than doubled what starting a job costs (27 against 12 us a
-    task, measured); the same tasks start at the same moments either way. Elsewhere AnyIO's
-    task group."""
+    trio``) a Trio nursery and Trio cancel scopes: AnyIO's task group gives every task a
+    handle, an event and a cancel scope of its own, which more than doubled what starting a
+    job costs (27 against 12 us a task, measured), and its cancel scope wraps Trio's; the same
+    tasks start at the same moments either way. Elsewhere AnyIO's."""
     try:
         trio.lowlevel.current_task()
     except RuntimeError:  # not under Trio

@@ -22,6 +22,13 @@ temporary directory:
    unlike wall time, a figure that holds when other work shares the machine.
 
     python benchmarks/bench_recovery.py [--jobs 1000000] [--entries 100000] [--json]
+
+To compare two versions of raftq on the same data (A/B, back to back), fill once and keep the
+data directory, then time only the restart, on a fresh copy of it each time (run each
+version's restart with ``PYTHONPATH`` pointing at its tree: the node process inherits it):
+
+    python benchmarks/bench_recovery.py --jobs 1000000 --entries 100000 --keep DIR
+    python benchmarks/bench_recovery.py --restart-only DIR [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +131,10 @@ async def add_entries(client: Client, entries: int, first_commit: int) -> None:
             nursery.start_soon(caller)
 
 
-async def run(arguments: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="raftq-bench-recovery-"))
+async def run(
+    arguments: argparse.Namespace, root: Path, filled: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Phases 1 and 2 unless ``filled`` (``--restart-only``: ``root`` holds its copy), then 3."""
     batches = -(-arguments.jobs // BATCH)
     snapshot_entries = max(1, batches // SNAPSHOTS_WHILE_FILLING)
     (metrics_port,) = free_ports(1)
@@ -144,70 +154,98 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
 
     started: list[LocalCluster] = []
-    filling = node(snapshot_entries, fsync=False)
-    started.append(filling)
     try:
-        await filling.start("n1")
-        async with raftq.connect(filling.client_addresses, timeout=120) as client:
-            await serving(client, filling)
-            began = time.perf_counter()
-            await fill(client, arguments.jobs, snapshot_entries)
-            fill_s = time.perf_counter() - began
-        assert await filling.terminate("n1") == 0
-        after_fill = inspect(root / "n1")
-
-        growing = node(0, fsync=False)
-        started.append(growing)
-        growing.addresses = filling.addresses  # same node, same port
-        await growing.start("n1")
-        async with raftq.connect(growing.client_addresses, timeout=120) as client:
-            await serving(client, growing)
-            rss = rss_bytes(growing.pid("n1"))
-            status = await client.status()
-            await add_entries(client, arguments.entries, status["cluster"]["commit_index"])
-            last_id = await client.enqueue("noop", PAYLOAD, key="last")
-        assert await growing.terminate("n1") == 0
-        before_restart = inspect(root / "n1")
-
+        if filled is None:
+            filled = await fill_and_grow(arguments, root, node, started, snapshot_entries)
         restarting = node(0, fsync=True)
         started.append(restarting)
-        restarting.addresses = filling.addresses
-        spawned = time.perf_counter()
-        await restarting.start("n1")
-        async with raftq.connect(restarting.client_addresses, timeout=600) as client:
-            await serving(client, restarting)
-            await client.get(last_id)
-            last_index = before_restart["log"]["last_index"]
-            with trio.fail_after(600):
-                for _ in range(60_000):
-                    status = await status_or_none(client)
-                    if status and status["cluster"]["nodes"][0]["applied_index"] >= last_index:
-                        break
-                    await trio.sleep(0.01)
-            recovered_s = time.perf_counter() - spawned
-            recovered_cpu_s = restarting.cpu_seconds()
-            load_s = await trio.to_thread.run_sync(metric, metrics_addr, "raftq_recovery_seconds")
-            rss_after = rss_bytes(restarting.pid("n1"))
-        await restarting.stop()
-        snapshot_index = before_restart["snapshot"]["index"]
-        return {
-            "jobs": arguments.jobs,
-            "fill_seconds": fill_s,
-            "snapshot_index_after_fill": after_fill["snapshot"]["index"],
-            "last_index_after_fill": after_fill["log"]["last_index"],
-            "rss_bytes_pending_jobs": rss,
-            "rss_bytes_per_job": rss / arguments.jobs,
-            "snapshot_index": snapshot_index,
-            "log_entries_after_snapshot": last_index - snapshot_index,
-            "recovery_seconds": recovered_s,
-            "recovery_cpu_seconds": recovered_cpu_s,
-            "node_recovery_seconds": load_s,
-            "rss_bytes_after_recovery": rss_after,
-        }
+        return await restart(filled, restarting, metrics_addr)
     finally:
         for cluster in started:
             await cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def fill_and_grow(
+    arguments: argparse.Namespace,
+    root: Path,
+    node: Callable[..., LocalCluster],
+    started: list[LocalCluster],
+    snapshot_entries: int,
+) -> dict[str, Any]:
+    """Phases 1 and 2: the data directory, and what the restart needs to know of it."""
+    filling = node(snapshot_entries, fsync=False)
+    started.append(filling)
+    await filling.start("n1")
+    async with raftq.connect(filling.client_addresses, timeout=120) as client:
+        await serving(client, filling)
+        began = time.perf_counter()
+        await fill(client, arguments.jobs, snapshot_entries)
+        fill_s = time.perf_counter() - began
+    assert await filling.terminate("n1") == 0
+    after_fill = inspect(root / "n1")
+
+    growing = node(0, fsync=False)
+    started.append(growing)
+    growing.addresses = filling.addresses  # same node, same port
+    await growing.start("n1")
+    async with raftq.connect(growing.client_addresses, timeout=120) as client:
+        await serving(client, growing)
+        rss = rss_bytes(growing.pid("n1"))
+        status = await client.status()
+        await add_entries(client, arguments.entries, status["cluster"]["commit_index"])
+        last_id = await client.enqueue("noop", PAYLOAD, key="last")
+    assert await growing.terminate("n1") == 0
+    before_restart = inspect(root / "n1")
+    filled = {
+        "jobs": arguments.jobs,
+        "fill_seconds": fill_s,
+        "snapshot_index_after_fill": after_fill["snapshot"]["index"],
+        "last_index_after_fill": after_fill["log"]["last_index"],
+        "rss_bytes_pending_jobs": rss,
+        "rss_bytes_per_job": rss / arguments.jobs,
+        "snapshot_index": before_restart["snapshot"]["index"],
+        "last_index": before_restart["log"]["last_index"],
+        "last_id": last_id,
+    }
+    if arguments.keep:
+        shutil.copytree(root / "n1", Path(arguments.keep) / "n1")
+        (Path(arguments.keep) / "filled.json").write_text(json.dumps(filled))
+    return filled
+
+
+async def restart(
+    filled: dict[str, Any],
+    restarting: LocalCluster,
+    metrics_addr: str,
+) -> dict[str, Any]:
+    """Phase 3: the timed restart of the data directory ``filled`` describes, from the spawn
+    of ``restarting`` until it serves a read of the last job and has applied its whole log."""
+    last_id, last_index = filled["last_id"], filled["last_index"]
+    spawned = time.perf_counter()
+    await restarting.start("n1")
+    async with raftq.connect(restarting.client_addresses, timeout=600) as client:
+        await serving(client, restarting)
+        await client.get(last_id)
+        with trio.fail_after(600):
+            for _ in range(60_000):
+                status = await status_or_none(client)
+                if status and status["cluster"]["nodes"][0]["applied_index"] >= last_index:
+                    break
+                await trio.sleep(0.01)
+        recovered_s = time.perf_counter() - spawned
+        recovered_cpu_s = restarting.cpu_seconds()
+        load_s = await trio.to_thread.run_sync(metric, metrics_addr, "raftq_recovery_seconds")
+        rss_after = rss_bytes(restarting.pid("n1"))
+    await restarting.stop()
+    kept = {key: value for key, value in filled.items() if key not in ("last_id", "last_index")}
+    return kept | {
+        "log_entries_after_snapshot": last_index - filled["snapshot_index"],
+        "recovery_seconds": recovered_s,
+        "recovery_cpu_seconds": recovered_cpu_s,
+        "node_recovery_seconds": load_s,
+        "rss_bytes_after_recovery": rss_after,
+    }
 
 
 def main() -> None:
@@ -215,8 +253,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", metavar="DIR", help="keep the filled data directory in DIR")
+    parser.add_argument(
+        "--restart-only", metavar="DIR", help="time only the restart of a copy of --keep's DIR"
+    )
     arguments = parser.parse_args()
-    report = trio.run(run, arguments)
+    root = Path(tempfile.mkdtemp(prefix="raftq-bench-recovery-"))
+    filled = None
+    if arguments.restart_only:
+        kept = Path(arguments.restart_only)
+        filled = json.loads((kept / "filled.json").read_text())
+        shutil.copytree(kept / "n1", root / "n1")
+    elif arguments.keep and Path(arguments.keep).exists():
+        raise SystemExit(f"--keep {arguments.keep}: it exists; give a new directory")
+    report = trio.run(run, arguments, root, filled)
     if arguments.json:
         print(json.dumps(report))
         return

@@ -143,6 +143,7 @@ async def open_node(
             data = await log.snapshot_data()
             with _collections_paused():
                 machine = JobStateMachine.restore(data)
+                del data  # the snapshot's bytes (hundreds of MB): not for the node's lifetime
                 if freeze_recovered:
                     gc.freeze()
         else:

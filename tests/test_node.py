@@ -155,6 +155,48 @@ async def test_a_node_process_freezes_what_survives_each_collection(
         gc.unfreeze()  # the rest of the test process collects as usual
 
 
+async def test_a_node_process_leaves_full_collections_to_its_timed_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """While ``freeze_survivors`` runs, Python's own full collections are held back: the
+    timed pass collects and freezes, and the objects that survive the young generations meanwhile
+    (a busy node's new jobs) are not scanned again and again (about five times each by
+    Python's own rule, 10% of a node's CPU, docs/performance.md). Once it stops, the
+    collector is as it was: the same allocations then bring a full collection."""
+    import gc
+
+    from raftq.node.__main__ import freeze_survivors
+
+    full_passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full_passes.append(1)
+
+    def allocate_survivors(count: int) -> list[list[int]]:
+        return [[n] for n in range(count)]  # tracked containers that stay alive
+
+    threshold = gc.get_threshold()
+    # Python's rule: a full pass once the young survivors exceed a quarter of the last full
+    # pass's survivors (here: every tracked object of this test process).
+    needed = len(gc.get_objects()) // 2 + 100_000
+    gc.unfreeze()
+    gc.callbacks.append(count)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(freeze_survivors, 10.0)
+            full_passes.clear()  # its own first pass
+            held = allocate_survivors(needed)
+            assert full_passes == []
+            nursery.cancel_scope.cancel()
+        assert gc.get_threshold() == threshold
+        held += allocate_survivors(needed)
+        assert full_passes, "the test's allocations never brought a full collection"
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 async def test_a_node_process_freezes_the_state_it_restored_at_start_up(
     tmp_path: Path, freeze: bool

@@ -409,8 +409,10 @@ class Worker:
         finally:
             self._progress.pop(lease.job_id, None)  # its attempt is over
             self.statistics.running -= 1
-            if anyio.current_effective_deadline() != -math.inf:  # not being cancelled
-                self._start_buffered(anyio.current_time())  # the slot's next job, even mid-claim
+            jobs = self._jobs
+            assert jobs is not None
+            if jobs.current_effective_deadline() != -math.inf:  # not being cancelled
+                self._start_buffered(jobs.current_time())  # the slot's next job, even mid-claim
             self._wake.set()
             if not self.statistics.running:
                 self._all_done.set()
@@ -582,10 +584,17 @@ class _DeadlineScope(Protocol):
 
 class _JobTasks(Protocol):
     """Where the worker's job tasks run: one task per job, all cancelled together; each job
-    under a cancel scope of ``new_scope()``."""
+    under a cancel scope of ``new_scope()``; the loop's clock and the calling task's
+    deadline as the job tasks' event loop tells them, without AnyIO's lookup of it per call."""
 
     @property
     def new_scope(self) -> Callable[[], _DeadlineScope]: ...
+
+    @property
+    def current_time(self) -> Callable[[], float]: ...
+
+    @property
+    def current_effective_deadline(self) -> Callable[[], float]: ...
 
     def start_soon(
         self, function: Callable[[_LeaseClock], Coroutine[Any, Any, None]], clock: _LeaseClock, /
@@ -598,6 +607,8 @@ class _JobTasks(Protocol):
 class _TrioJobTasks:
     nursery: trio.Nursery
     new_scope: Callable[[], _DeadlineScope] = trio.CancelScope
+    current_time: Callable[[], float] = trio.current_time
+    current_effective_deadline: Callable[[], float] = trio.current_effective_deadline
 
     def start_soon(
         self, function: Callable[[_LeaseClock], Coroutine[Any, Any, None]], clock: _LeaseClock, /
@@ -612,6 +623,8 @@ class _TrioJobTasks:
 class _AnyioJobTasks:
     group: anyio.abc.TaskGroup
     new_scope: Callable[[], _DeadlineScope] = anyio.CancelScope
+    current_time: Callable[[], float] = anyio.current_time
+    current_effective_deadline: Callable[[], float] = anyio.current_effective_deadline
 
     def start_soon(
         self, function: Callable[[_LeaseClock], Coroutine[Any, Any, None]], clock: _LeaseClock, /

@@ -6,8 +6,11 @@ temporary directory:
 
 1. fill: ``--jobs`` noop jobs with ~100-byte payloads (``{"pad": "x" * 80}``), enqueued with
    ``enqueue_many`` in batches of 10,000, ``--snapshot-entries`` chosen so that the node
-   snapshots along the way; then as many tiny commands (pause/resume of an empty queue) as one
-   snapshot period, so the last snapshot holds every job. ``--fsync off`` while filling: the
+   snapshots along the way; then tiny commands (pause/resume of an empty queue), a snapshot
+   period at a time, until a snapshot begun after the last job is saved (the node's
+   ``raftq_snapshot_seconds`` count), so the last snapshot holds every job (before, a snapshot
+   still being saved when the fill ended could leave 170,000 of a million jobs in the log).
+   ``--fsync off`` while filling: the
    fill is set-up, not measured (a clean SIGTERM stop still writes everything out).
 2. restart, snapshots off from here on (``--snapshot-entries 0 --snapshot-bytes 0``); once
    it answers, its RSS (``/proc/PID/status`` VmRSS) is the memory of a node holding
@@ -54,6 +57,10 @@ from raftq.local_cluster import LocalCluster, free_ports, rss_bytes
 BATCH = 10_000
 PAYLOAD = {"pad": "x" * 80}
 SNAPSHOTS_WHILE_FILLING = 4
+SNAPSHOTS_SAVED = "raftq_snapshot_seconds_count"
+SNAPSHOT_ROUNDS_MAX = 120
+"""Rounds of one snapshot period of tiny entries each, then a second's pause, waiting for a
+snapshot of every job: a million jobs' snapshot takes seconds to encode and save."""
 
 
 async def serving(client: Client, node: LocalCluster, seconds: float = 600) -> dict[str, Any]:
@@ -95,15 +102,24 @@ def inspect(data_dir: Path) -> dict[str, Any]:
     return dict(json.loads(output))
 
 
-async def fill(client: Client, jobs: int, snapshot_entries: int) -> None:
+async def fill(client: Client, jobs: int, snapshot_entries: int, metrics_addr: str) -> None:
     for start in range(0, jobs, BATCH):
         count = min(BATCH, jobs - start)
         await client.enqueue_many(
             [{"type": "noop", "payload": PAYLOAD, "key": f"fill-{start + n}"} for n in range(count)]
         )
-    for _ in range(snapshot_entries // 2 + 1):  # one snapshot period of entries, at least
-        await client.pause("bench-idle")
-        await client.resume("bench-idle")
+    # Until a snapshot begun after the last job is saved: the one being saved now (if any)
+    # may have begun before, and the node begins the next only once it is saved. Tiny
+    # entries (pause/resume of an empty queue) make it due.
+    saved = await trio.to_thread.run_sync(metric, metrics_addr, SNAPSHOTS_SAVED)
+    for _ in range(SNAPSHOT_ROUNDS_MAX):
+        for _ in range(snapshot_entries // 2 + 1):  # one snapshot period of entries, at least
+            await client.pause("bench-idle")
+            await client.resume("bench-idle")
+        if await trio.to_thread.run_sync(metric, metrics_addr, SNAPSHOTS_SAVED) >= saved + 2:
+            return
+        await trio.sleep(1)
+    raise RuntimeError(f"no snapshot of every job after {SNAPSHOT_ROUNDS_MAX} rounds")
 
 
 async def add_entries(client: Client, entries: int, first_commit: int) -> None:
@@ -156,7 +172,9 @@ async def run(
     started: list[LocalCluster] = []
     try:
         if filled is None:
-            filled = await fill_and_grow(arguments, root, node, started, snapshot_entries)
+            filled = await fill_and_grow(
+                arguments, root, node, started, snapshot_entries, metrics_addr
+            )
         restarting = node(0, fsync=True)
         started.append(restarting)
         return await restart(filled, restarting, metrics_addr)
@@ -172,6 +190,7 @@ async def fill_and_grow(
     node: Callable[..., LocalCluster],
     started: list[LocalCluster],
     snapshot_entries: int,
+    metrics_addr: str,
 ) -> dict[str, Any]:
     """Phases 1 and 2: the data directory, and what the restart needs to know of it."""
     filling = node(snapshot_entries, fsync=False)
@@ -180,7 +199,7 @@ async def fill_and_grow(
     async with raftq.connect(filling.client_addresses, timeout=120) as client:
         await serving(client, filling)
         began = time.perf_counter()
-        await fill(client, arguments.jobs, snapshot_entries)
+        await fill(client, arguments.jobs, snapshot_entries, metrics_addr)
         fill_s = time.perf_counter() - began
     assert await filling.terminate("n1") == 0
     after_fill = inspect(root / "n1")

@@ -6,8 +6,11 @@ temporary directory:
 
 1. fill: ``--jobs`` noop jobs with ~100-byte payloads (``{"pad": "x" * 80}``), enqueued with
    ``enqueue_many`` in batches of 10,000, ``--snapshot-entries`` chosen so that the node
-   snapshots along the way; then as many tiny commands (pause/resume of an empty queue) as one
-   snapshot period, so the last snapshot holds every job. ``--fsync off`` while filling: the
+   snapshots along the way; then tiny commands (pause/resume of an empty queue), a snapshot
+   period at a time, until a snapshot begun after the last job is saved (the node's
+   ``raftq_snapshot_seconds`` count), so the last snapshot holds every job (before, a snapshot
+   still being saved when the fill ended could leave 170,000 of a million jobs in the log).
+   ``--fsync off`` while filling: the
    fill is set-up, not measured (a clean SIGTERM stop still writes everything out).
 2. restart, snapshots off from here on (``--snapshot-entries 0 --snapshot-bytes 0``); once
    it answers, its RSS (``/proc/PID/status`` VmRSS) is the memory of a node holding
@@ -22,6 +25,13 @@ temporary directory:
    unlike wall time, a figure that holds when other work shares the machine.
 
     python benchmarks/bench_recovery.py [--jobs 1000000] [--entries 100000] [--json]
+
+To compare two versions of raftq on the same data (A/B, back to back), fill once and keep the
+data directory, then time only the restart, on a fresh copy of it each time (run each
+version's restart with ``PYTHONPATH`` pointing at its tree: the node process inherits it):
+
+    python benchmarks/bench_recovery.py --jobs 1000000 --entries 100000 --keep DIR
+    python benchmarks/bench_recovery.py --restart-only DIR [--json]
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +57,10 @@ from raftq.local_cluster import LocalCluster, free_ports, rss_bytes
 BATCH = 10_000
 PAYLOAD = {"pad": "x" * 80}
 SNAPSHOTS_WHILE_FILLING = 4
+SNAPSHOTS_SAVED = "raftq_snapshot_seconds_count"
+SNAPSHOT_ROUNDS_MAX = 120
+"""Rounds of one snapshot period of tiny entries each, then a second's pause, waiting for a
+snapshot of every job: a million jobs' snapshot takes seconds to encode and save."""
 
 
 async def serving(client: Client, node: LocalCluster, seconds: float = 600) -> dict[str, Any]:
@@ -87,15 +102,24 @@ def inspect(data_dir: Path) -> dict[str, Any]:
     return dict(json.loads(output))
 
 
-async def fill(client: Client, jobs: int, snapshot_entries: int) -> None:
+async def fill(client: Client, jobs: int, snapshot_entries: int, metrics_addr: str) -> None:
     for start in range(0, jobs, BATCH):
         count = min(BATCH, jobs - start)
         await client.enqueue_many(
             [{"type": "noop", "payload": PAYLOAD, "key": f"fill-{start + n}"} for n in range(count)]
         )
-    for _ in range(snapshot_entries // 2 + 1):  # one snapshot period of entries, at least
-        await client.pause("bench-idle")
-        await client.resume("bench-idle")
+    # Until a snapshot begun after the last job is saved: the one being saved now (if any)
+    # may have begun before, and the node begins the next only once it is saved. Tiny
+    # entries (pause/resume of an empty queue) make it due.
+    saved = await trio.to_thread.run_sync(metric, metrics_addr, SNAPSHOTS_SAVED)
+    for _ in range(SNAPSHOT_ROUNDS_MAX):
+        for _ in range(snapshot_entries // 2 + 1):  # one snapshot period of entries, at least
+            await client.pause("bench-idle")
+            await client.resume("bench-idle")
+        if await trio.to_thread.run_sync(metric, metrics_addr, SNAPSHOTS_SAVED) >= saved + 2:
+            return
+        await trio.sleep(1)
+    raise RuntimeError(f"no snapshot of every job after {SNAPSHOT_ROUNDS_MAX} rounds")
 
 
 async def add_entries(client: Client, entries: int, first_commit: int) -> None:
@@ -123,8 +147,10 @@ async def add_entries(client: Client, entries: int, first_commit: int) -> None:
             nursery.start_soon(caller)
 
 
-async def run(arguments: argparse.Namespace) -> dict[str, Any]:
-    root = Path(tempfile.mkdtemp(prefix="raftq-bench-recovery-"))
+async def run(
+    arguments: argparse.Namespace, root: Path, filled: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Phases 1 and 2 unless ``filled`` (``--restart-only``: ``root`` holds its copy), then 3."""
     batches = -(-arguments.jobs // BATCH)
     snapshot_entries = max(1, batches // SNAPSHOTS_WHILE_FILLING)
     (metrics_port,) = free_ports(1)
@@ -144,70 +170,101 @@ async def run(arguments: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
 
     started: list[LocalCluster] = []
-    filling = node(snapshot_entries, fsync=False)
-    started.append(filling)
     try:
-        await filling.start("n1")
-        async with raftq.connect(filling.client_addresses, timeout=120) as client:
-            await serving(client, filling)
-            began = time.perf_counter()
-            await fill(client, arguments.jobs, snapshot_entries)
-            fill_s = time.perf_counter() - began
-        assert await filling.terminate("n1") == 0
-        after_fill = inspect(root / "n1")
-
-        growing = node(0, fsync=False)
-        started.append(growing)
-        growing.addresses = filling.addresses  # same node, same port
-        await growing.start("n1")
-        async with raftq.connect(growing.client_addresses, timeout=120) as client:
-            await serving(client, growing)
-            rss = rss_bytes(growing.pid("n1"))
-            status = await client.status()
-            await add_entries(client, arguments.entries, status["cluster"]["commit_index"])
-            last_id = await client.enqueue("noop", PAYLOAD, key="last")
-        assert await growing.terminate("n1") == 0
-        before_restart = inspect(root / "n1")
-
+        if filled is None:
+            filled = await fill_and_grow(
+                arguments, root, node, started, snapshot_entries, metrics_addr
+            )
         restarting = node(0, fsync=True)
         started.append(restarting)
-        restarting.addresses = filling.addresses
-        spawned = time.perf_counter()
-        await restarting.start("n1")
-        async with raftq.connect(restarting.client_addresses, timeout=600) as client:
-            await serving(client, restarting)
-            await client.get(last_id)
-            last_index = before_restart["log"]["last_index"]
-            with trio.fail_after(600):
-                for _ in range(60_000):
-                    status = await status_or_none(client)
-                    if status and status["cluster"]["nodes"][0]["applied_index"] >= last_index:
-                        break
-                    await trio.sleep(0.01)
-            recovered_s = time.perf_counter() - spawned
-            recovered_cpu_s = restarting.cpu_seconds()
-            load_s = await trio.to_thread.run_sync(metric, metrics_addr, "raftq_recovery_seconds")
-            rss_after = rss_bytes(restarting.pid("n1"))
-        await restarting.stop()
-        snapshot_index = before_restart["snapshot"]["index"]
-        return {
-            "jobs": arguments.jobs,
-            "fill_seconds": fill_s,
-            "snapshot_index_after_fill": after_fill["snapshot"]["index"],
-            "last_index_after_fill": after_fill["log"]["last_index"],
-            "rss_bytes_pending_jobs": rss,
-            "rss_bytes_per_job": rss / arguments.jobs,
-            "snapshot_index": snapshot_index,
-            "log_entries_after_snapshot": last_index - snapshot_index,
-            "recovery_seconds": recovered_s,
-            "recovery_cpu_seconds": recovered_cpu_s,
-            "node_recovery_seconds": load_s,
-            "rss_bytes_after_recovery": rss_after,
-        }
+        return await restart(filled, restarting, metrics_addr)
     finally:
         for cluster in started:
             await cluster.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def fill_and_grow(
+    arguments: argparse.Namespace,
+    root: Path,
+    node: Callable[..., LocalCluster],
+    started: list[LocalCluster],
+    snapshot_entries: int,
+    metrics_addr: str,
+) -> dict[str, Any]:
+    """Phases 1 and 2: the data directory, and what the restart needs to know of it."""
+    filling = node(snapshot_entries, fsync=False)
+    started.append(filling)
+    await filling.start("n1")
+    async with raftq.connect(filling.client_addresses, timeout=120) as client:
+        await serving(client, filling)
+        began = time.perf_counter()
+        await fill(client, arguments.jobs, snapshot_entries, metrics_addr)
+        fill_s = time.perf_counter() - began
+    assert await filling.terminate("n1") == 0
+    after_fill = inspect(root / "n1")
+
+    growing = node(0, fsync=False)
+    started.append(growing)
+    growing.addresses = filling.addresses  # same node, same port
+    await growing.start("n1")
+    async with raftq.connect(growing.client_addresses, timeout=120) as client:
+        await serving(client, growing)
+        rss = rss_bytes(growing.pid("n1"))
+        status = await client.status()
+        await add_entries(client, arguments.entries, status["cluster"]["commit_index"])
+        last_id = await client.enqueue("noop", PAYLOAD, key="last")
+    assert await growing.terminate("n1") == 0
+    before_restart = inspect(root / "n1")
+    filled = {
+        "jobs": arguments.jobs,
+        "fill_seconds": fill_s,
+        "snapshot_index_after_fill": after_fill["snapshot"]["index"],
+        "last_index_after_fill": after_fill["log"]["last_index"],
+        "rss_bytes_pending_jobs": rss,
+        "rss_bytes_per_job": rss / arguments.jobs,
+        "snapshot_index": before_restart["snapshot"]["index"],
+        "last_index": before_restart["log"]["last_index"],
+        "last_id": last_id,
+    }
+    if arguments.keep:
+        shutil.copytree(root / "n1", Path(arguments.keep) / "n1")
+        (Path(arguments.keep) / "filled.json").write_text(json.dumps(filled))
+    return filled
+
+
+async def restart(
+    filled: dict[str, Any],
+    restarting: LocalCluster,
+    metrics_addr: str,
+) -> dict[str, Any]:
+    """Phase 3: the timed restart of the data directory ``filled`` describes, from the spawn
+    of ``restarting`` until it serves a read of the last job and has applied its whole log."""
+    last_id, last_index = filled["last_id"], filled["last_index"]
+    spawned = time.perf_counter()
+    await restarting.start("n1")
+    async with raftq.connect(restarting.client_addresses, timeout=600) as client:
+        await serving(client, restarting)
+        await client.get(last_id)
+        with trio.fail_after(600):
+            for _ in range(60_000):
+                status = await status_or_none(client)
+                if status and status["cluster"]["nodes"][0]["applied_index"] >= last_index:
+                    break
+                await trio.sleep(0.01)
+        recovered_s = time.perf_counter() - spawned
+        recovered_cpu_s = restarting.cpu_seconds()
+        load_s = await trio.to_thread.run_sync(metric, metrics_addr, "raftq_recovery_seconds")
+        rss_after = rss_bytes(restarting.pid("n1"))
+    await restarting.stop()
+    kept = {key: value for key, value in filled.items() if key not in ("last_id", "last_index")}
+    return kept | {
+        "log_entries_after_snapshot": last_index - filled["snapshot_index"],
+        "recovery_seconds": recovered_s,
+        "recovery_cpu_seconds": recovered_cpu_s,
+        "node_recovery_seconds": load_s,
+        "rss_bytes_after_recovery": rss_after,
+    }
 
 
 def main() -> None:
@@ -215,8 +272,20 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1_000_000)
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--keep", metavar="DIR", help="keep the filled data directory in DIR")
+    parser.add_argument(
+        "--restart-only", metavar="DIR", help="time only the restart of a copy of --keep's DIR"
+    )
     arguments = parser.parse_args()
-    report = trio.run(run, arguments)
+    root = Path(tempfile.mkdtemp(prefix="raftq-bench-recovery-"))
+    filled = None
+    if arguments.restart_only:
+        kept = Path(arguments.restart_only)
+        filled = json.loads((kept / "filled.json").read_text())
+        shutil.copytree(kept / "n1", root / "n1")
+    elif arguments.keep and Path(arguments.keep).exists():
+        raise SystemExit(f"--keep {arguments.keep}: it exists; give a new directory")
+    report = trio.run(run, arguments, root, filled)
     if arguments.json:
         print(json.dumps(report))
         return

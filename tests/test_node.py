@@ -13,6 +13,7 @@ from raftq.node import client_service
 from raftq.node.client_service import ELECTION_WAIT_TIMEOUTS
 from raftq.transport.wire import (
     ClientRequest,
+    ClientResponse,
     CommandReply,
     GetJob,
     GetStatus,
@@ -154,6 +155,48 @@ async def test_a_node_process_freezes_what_survives_each_collection(
         gc.unfreeze()  # the rest of the test process collects as usual
 
 
+async def test_a_node_process_leaves_full_collections_to_its_timed_pass(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """While ``freeze_survivors`` runs, Python's own full collections are held back: the
+    timed pass collects and freezes, and the objects that survive the young generations meanwhile
+    (a busy node's new jobs) are not scanned again and again (about five times each by
+    Python's own rule, 10% of a node's CPU, docs/performance.md). Once it stops, the
+    collector is as it was: the same allocations then bring a full collection."""
+    import gc
+
+    from raftq.node.__main__ import freeze_survivors
+
+    full_passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full_passes.append(1)
+
+    def allocate_survivors(count: int) -> list[list[int]]:
+        return [[n] for n in range(count)]  # tracked containers that stay alive
+
+    threshold = gc.get_threshold()
+    # Python's rule: a full pass once the young survivors exceed a quarter of the last full
+    # pass's survivors (here: every tracked object of this test process).
+    needed = len(gc.get_objects()) // 2 + 100_000
+    gc.unfreeze()
+    gc.callbacks.append(count)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(freeze_survivors, 10.0)
+            full_passes.clear()  # its own first pass
+            held = allocate_survivors(needed)
+            assert full_passes == []
+            nursery.cancel_scope.cancel()
+        assert gc.get_threshold() == threshold
+        held += allocate_survivors(needed)
+        assert full_passes, "the test's allocations never brought a full collection"
+    finally:
+        gc.callbacks.remove(count)
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("freeze", [True, False])
 async def test_a_node_process_freezes_the_state_it_restored_at_start_up(
     tmp_path: Path, freeze: bool
@@ -185,6 +228,43 @@ async def test_a_node_process_freezes_the_state_it_restored_at_start_up(
         gc.unfreeze()
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_the_start_up_restore_runs_without_garbage_collections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, enabled: bool
+) -> None:
+    """A million jobs' restore is millions of objects without a cycle: the collector's full
+    passes as they pile up are pure cost (docs/performance.md). It is paused for the restore
+    alone, and left as it was found (an embedding application may run with it off)."""
+    import gc
+
+    from raftq.jobs.machine import JobStateMachine
+    from raftq.node.node import open_node
+    from raftq.seeded_state import pending_jobs, seed_snapshot, voters_at
+    from tests.node_helpers import node_config
+
+    members = member_map(1)
+    config = node_config("n1", members, tmp_path)
+    addresses = {str(node): address for node, address in members.items()}
+    await seed_snapshot(tmp_path / "n1", voters_at(addresses), pending_jobs(100).snapshot())
+    during: list[bool] = []
+    restore = JobStateMachine.restore
+
+    def watched(data: bytes) -> JobStateMachine:
+        during.append(gc.isenabled())
+        return restore(data)
+
+    monkeypatch.setattr(JobStateMachine, "restore", watched)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        async with open_node(config) as node:
+            assert gc.isenabled() is enabled
+            assert len(node.applier.machine.jobs) == 100
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert during == [False]
+
+
 async def test_a_client_resetting_its_connection_mid_request_does_not_stop_the_node(
     tmp_path: Path,
 ) -> None:
@@ -206,6 +286,34 @@ async def test_a_client_resetting_its_connection_mid_request_does_not_stop_the_n
         await trio.sleep(1.5)  # the held claim ends, its answer meets the reset connection
         async with RawClient.connect(node.config.address) as client:
             assert isinstance(await client.call(GetStatus()), StatusReply)
+
+
+async def test_a_connection_gets_no_more_requests_read_than_its_in_flight_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """limits.CLIENT_REQUESTS_IN_FLIGHT_MAX: a request holds its slot until its reply is
+    written, and the node reads no request past the limit meanwhile (the client's sends back
+    up: TCP's own backpressure). Two held claims fill a limit of two; a status request behind
+    them is answered only after one of them."""
+    from raftq import limits
+
+    monkeypatch.setattr(limits, "CLIENT_REQUESTS_IN_FLIGHT_MAX", 2)
+    async with running_cluster(tmp_path, 1) as nodes:
+        (node,) = nodes.values()
+        await wait_for_leader(nodes)
+        async with RawClient.connect(node.config.address) as client:
+            for request_id, claimer in ((1, "w1"), (2, "w2")):  # held: a long poll each
+                claim = SubmitCommand(command=Claim(now_ms=0, claimer=claimer))
+                await client.connection.send(ClientRequest(request_id=request_id, call=claim))
+            await client.connection.send(ClientRequest(request_id=3, call=GetStatus()))
+            order = []
+            with trio.fail_after(10):
+                for _ in range(3):
+                    response = await client.connection.receive()
+                    assert isinstance(response, ClientResponse), response
+                    order.append(response.request_id)
+        assert order[0] in (1, 2), order
+        assert sorted(order) == [1, 2, 3]
 
 
 async def test_one_new_job_wakes_one_waiting_claim_not_every_idle_worker(tmp_path: Path) -> None:

@@ -63,10 +63,12 @@ async def test_a_leader_applies_what_it_proposed_in_its_term_without_decoding_it
     waiters = ProposalWaiters()
     command: Command = Enqueue(now_ms=5, jobs=(spec(id="mine"),))
     waiter = Waiter()
-    waiters.add(1, 3, waiter, command)
-    entry = Entry(index=1, term=3, data=codec.encode(command, Command))
+    data = codec.encode(command, Command)
+    waiters.add(1, 3, waiter, command, data)
+    entry = Entry(index=1, term=3, data=data)
     applier = await _apply(waiters, (entry,))
     assert decodes == []
+    assert applier.proposals.reused == 1
     assert isinstance(waiter.outcome, EnqueueResult)
     assert applier.jobs.get("mine") is not None
     assert waiters.by_index == {}
@@ -82,15 +84,50 @@ async def test_an_entry_a_newer_leader_wrote_over_a_proposal_is_applied_from_its
     waiters = ProposalWaiters()
     stale: Command = Enqueue(now_ms=5, jobs=(spec(id="lost"),))
     waiter = Waiter()
-    waiters.add(1, 3, waiter, stale)
+    waiters.add(1, 3, waiter, stale, codec.encode(stale, Command))
     committed: Command = Enqueue(now_ms=6, jobs=(spec(id="theirs"),))
     entry = Entry(index=1, term=4, data=codec.encode(committed, Command))
     applier = await _apply(waiters, (entry,))
     assert len(decodes) == 1
+    assert applier.proposals.overwritten == 1
     assert applier.jobs.get("theirs") is not None
     assert applier.jobs.get("lost") is None
     assert isinstance(waiter.outcome, Failure)
     assert waiter.outcome.code == "dropped"
+
+
+async def test_a_proposal_is_applied_as_an_object_only_for_the_bytes_it_was_encoded_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Same index, same term, other bytes: never in a correct Raft log (a leader writes one
+    entry per index in its term), so this is the guard behind that argument: the applied
+    command is always what the committed bytes say."""
+    decodes = _count_decodes(monkeypatch)
+    waiters = ProposalWaiters()
+    proposed: Command = Enqueue(now_ms=5, jobs=(spec(id="proposed"),))
+    waiters.add(1, 3, Waiter(), proposed, codec.encode(proposed, Command))
+    committed: Command = Enqueue(now_ms=5, jobs=(spec(id="committed"),))
+    entry = Entry(index=1, term=3, data=codec.encode(committed, Command))
+    applier = await _apply(waiters, (entry,))
+    assert len(decodes) == 1
+    assert applier.jobs.get("committed") is not None
+    assert applier.jobs.get("proposed") is None
+    assert applier.proposals.bytes_differed == 1
+
+
+async def test_equal_bytes_read_back_are_the_proposal_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log normally hands back the very bytes object proposed; an equal copy (read back
+    from the WAL) is the same entry: no decode."""
+    decodes = _count_decodes(monkeypatch)
+    waiters = ProposalWaiters()
+    command: Command = Enqueue(now_ms=5, jobs=(spec(id="mine"),))
+    data = codec.encode(command, Command)
+    waiters.add(1, 3, Waiter(), command, data)
+    entry = Entry(index=1, term=3, data=bytes(bytearray(data)))
+    assert entry.data is not data
+    applier = await _apply(waiters, (entry,))
+    assert decodes == []
+    assert applier.proposals.reused == 1
 
 
 async def test_entries_this_node_did_not_propose_are_decoded(

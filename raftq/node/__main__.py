@@ -226,34 +226,53 @@ async def serve_web(
 
 GC_FREEZE_INTERVAL_S = 10.0
 
+GC_FULL_COLLECTION_YOUNG_PASSES = 1_000
+"""While ``freeze_survivors`` runs, Python's own full collections wait for this many passes
+of its middle generation instead of 10 (its third threshold): a backstop only, minutes apart
+under load, for the timed full collection every ``GC_FREEZE_INTERVAL_S`` does that work. By
+Python's own rule a full pass came every time the objects surviving the young passes grew by
+a quarter of those the last full pass kept: each object that survives (a job's record) was
+scanned about five times before the next freeze. Measured with the node processes' collector
+timed (``gc.callbacks``) through ``bench_node.py --workers 64 --jobs 60000``: full passes
+0.44-0.59 s of the 3.8-6.0 s of CPU each node spent, against 0.02-0.15 s this way; the three
+nodes' CPU per job 0.195-0.222 ms against 0.160-0.168 ms (docs/performance.md)."""
+
 
 async def freeze_survivors(
     interval_s: float = GC_FREEZE_INTERVAL_S,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Keep Python's full garbage collections short. A full collection scans every tracked
-    object: with a million jobs it stalls the process for most of a second, past the election
-    timeout, so a busy leader would be deposed by its own garbage collector. Instead, every
-    ``interval_s``, collect and then ``gc.freeze()`` what survived: each collection then scans
-    only what was allocated since the last one. Frozen objects are still freed by reference
-    counting (the job state holds no reference cycles: tests/test_jobs_commands.py); what this
-    gives up is reclaiming a cycle among objects that lived past one interval and died after
-    (a closed long-lived connection's tasks: a few kB each). Only node processes do this: an
-    application that embeds a node decides for its own process."""
+    """Keep Python's full garbage collections short and few. A full collection scans every
+    tracked object: with a million jobs it stalls the process for most of a second, past the
+    election timeout, so a busy leader would be deposed by its own garbage collector. Instead,
+    every ``interval_s``, collect and then ``gc.freeze()`` what survived: each collection then
+    scans only what was allocated since the last one; and meanwhile Python's own full
+    collections are held back (``GC_FULL_COLLECTION_YOUNG_PASSES``), the young generations
+    collected as usual. Frozen objects are still freed by reference counting (the job state
+    holds no reference cycles: tests/test_jobs_commands.py); what this gives up is reclaiming
+    a cycle among objects that lived past one interval and died after (a closed long-lived
+    connection's tasks: a few kB each), and a cycle that outlived the young generations waits
+    for the next interval. Only node processes do this: an application that embeds a node
+    decides for its own process."""
+    young, middle, full = gc.get_threshold()
     gc.collect()
     gc.freeze()  # the recovered state
-    task_status.started()
-    while True:
-        await trio.sleep(interval_s)
-        started = trio.current_time()
-        gc.collect()
-        gc.freeze()
-        logger.debug(
-            "gc collected and froze survivors seconds=%.4f frozen=%d",
-            trio.current_time() - started,
-            gc.get_freeze_count(),
-        )
+    gc.set_threshold(young, middle, max(full, GC_FULL_COLLECTION_YOUNG_PASSES))
+    try:
+        task_status.started()
+        while True:
+            await trio.sleep(interval_s)
+            started = trio.current_time()
+            gc.collect()
+            gc.freeze()
+            logger.debug(
+                "gc collected and froze survivors seconds=%.4f frozen=%d",
+                trio.current_time() - started,
+                gc.get_freeze_count(),
+            )
+    finally:
+        gc.set_threshold(young, middle, full)
 
 
 async def _stop_requested(

@@ -26,7 +26,7 @@ from raftq.jobs.commands import Command
 from raftq.jobs.job import JobView
 from raftq.jobs.machine import JobStateMachine, Observer
 from raftq.jobs.schedules import ScheduleTable, ScheduleView
-from raftq.node.waiters import ProposalWaiters, Waiter
+from raftq.node.waiters import ProposalStatistics, ProposalWaiters, Waiter
 from raftq.raft.log import IncomingSnapshot
 from raftq.raft.types import Entry, EntryKind, Membership, SnapshotMeta
 
@@ -181,6 +181,11 @@ class Applier:
         state, like ``machine.observer``."""
 
     @property
+    def proposals(self) -> ProposalStatistics:
+        """How this node's own proposals were applied: as their objects or from their bytes."""
+        return self._waiters.statistics
+
+    @property
     def jobs(self) -> JobsView:
         """The job state machine, to read (status, metrics, client reads)."""
         return self.machine
@@ -223,7 +228,7 @@ class Applier:
         assert entry.index == self.applied_index + 1, (entry.index, self.applied_index)
         if entry.kind is EntryKind.COMMAND:
             # What this leader proposed in this term it need not decode (ProposalWaiters).
-            command = self._waiters.proposed_command(entry.index, entry.term)
+            command = self._waiters.proposed_command(entry.index, entry.term, entry.data)
             try:
                 if command is None:
                     command = codec.decode(entry.data, Command)

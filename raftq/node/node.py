@@ -28,7 +28,7 @@ import gc
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import attrs
@@ -127,7 +127,8 @@ async def open_node(
     restored state is millions of objects in the collector's youngest generation: without it,
     the first collections after start-up scan all of them (1.3 s of CPU at a million jobs),
     for nothing, since the state holds no reference cycles; frozen objects are still freed by
-    reference counting."""
+    reference counting. The collector is paused during the restore itself either way
+    (``_collections_paused``)."""
     secret = load_secret(config.secret_file) if config.secret_file else None
     metrics_network = network or TcpNetwork()  # plain HTTP: Prometheus scrapes it
     network = network or TcpNetwork(config.tls)
@@ -139,9 +140,12 @@ async def open_node(
     try:
         snapshot = log.snapshot_meta
         if snapshot.index > 0:
-            machine = JobStateMachine.restore(await log.snapshot_data())
-            if freeze_recovered:
-                gc.freeze()
+            data = await log.snapshot_data()
+            with _collections_paused():
+                machine = JobStateMachine.restore(data)
+                del data  # the snapshot's bytes (hundreds of MB): not for the node's lifetime
+                if freeze_recovered:
+                    gc.freeze()
         else:
             machine = JobStateMachine()
         initial_membership = Membership(voters=tuple(sorted(config.members)))
@@ -191,6 +195,21 @@ async def open_node(
                 nursery.cancel_scope.cancel()
     finally:
         await log.close()
+
+
+@contextmanager
+def _collections_paused() -> Iterator[None]:
+    """No garbage collection while a snapshot is restored (a synchronous call: nothing else
+    runs meanwhile). The restore builds millions of objects without a reference cycle among
+    them, and as they pile up the collector's full passes, each triggered when the survivors
+    grew by a quarter, scan all built so far again: measured below, in docs/performance.md."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 async def _start(

@@ -390,8 +390,12 @@ class RaftPeer:
             for request in proposals:
                 request.waiter.resolve(Failure(code="busy", message=str(error)))
             return
-        for offset, (request, command) in enumerate(zip(proposals, stamped, strict=True)):
-            self._waiters.add(placed.first_index + offset, placed.term, request.waiter, command)
+        for offset, (request, command, data) in enumerate(
+            zip(proposals, stamped, encoded, strict=True)
+        ):
+            self._waiters.add(
+                placed.first_index + offset, placed.term, request.waiter, command, data
+            )
         self.statistics.proposals += len(proposals)
 
     def _propose_membership(self, request: MembershipRequest) -> None:

@@ -144,3 +144,16 @@ async def test_entries_this_node_did_not_propose_are_decoded(
     assert len(decodes) == 2
     assert applier.jobs.get("j1") is not None
     assert applier.jobs.get("j2") is not None
+
+
+def test_a_proposal_at_an_index_this_node_proposed_at_before_drops_the_older_one() -> None:
+    """A node that led, lost its uncommitted proposal at index 5 to a newer leader, and leads
+    again, proposing at index 5 anew: the older proposal's client hears "dropped" now (and
+    retries with its key), not after its own timeout (perf16c's report)."""
+    waiters = ProposalWaiters()
+    older, newer = Waiter(), Waiter()
+    waiters.add(5, 1, older)
+    waiters.add(5, 3, newer)
+    assert isinstance(older.outcome, Failure)
+    assert older.outcome.code == "dropped"
+    assert newer.outcome is None

@@ -75,6 +75,9 @@ class ProposalWaiters:
         data: bytes = b"",
     ) -> None:
         assert command is None or data, "a proposed command is kept only with its bytes"
+        older = self.by_index.get(index)
+        if older is not None:  # this node proposed here in an earlier term, and lost it
+            older[1].resolve(Failure(code="dropped", message="a leader change lost it; retry"))
         self.by_index[index] = (term, waiter, command, data)
 
     def proposed_command(self, index: int, term: int, data: bytes) -> Command | None:

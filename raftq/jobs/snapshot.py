@@ -82,12 +82,12 @@ _UNIQUE = frozenset({"seq"})
 
 
 def encode_state(machine: JobStateMachine) -> bytes:
-    with _collector_paused():
+    with collector_paused():
         return codec.encode_plain_sequence(_items(machine))
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Building or reading a million rows makes the cyclic collector scan the heap over and
     over for nothing (the rows hold no cycles): half the time of a snapshot or restore."""
     enabled = gc.isenabled()
@@ -218,12 +218,12 @@ class Restore:
     def step(self) -> bool:
         if self._machine is not None:
             return True
-        with _collector_paused():
+        with collector_paused():
             next(self._steps, True)
         return self._machine is not None
 
     def run(self) -> JobStateMachine:
-        with _collector_paused():
+        with collector_paused():
             for _ in self._steps:
                 pass
         return self.machine

@@ -28,7 +28,7 @@ import gc
 import logging
 import random
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
@@ -41,6 +41,7 @@ from raftq.client.client import connect
 from raftq.client.worker import Worker
 from raftq.ids import NodeId
 from raftq.jobs.machine import JobStateMachine
+from raftq.jobs.snapshot import collector_paused
 from raftq.metrics.http import handle_scrape
 from raftq.metrics.node_metrics import NodeMetrics, counter, gauge, labelled_counter
 from raftq.node.applier import Applier, ApplyBatch, Offload, run_in_thread
@@ -128,7 +129,7 @@ async def open_node(
     the first collections after start-up scan all of them (1.3 s of CPU at a million jobs),
     for nothing, since the state holds no reference cycles; frozen objects are still freed by
     reference counting. The collector is paused during the restore itself either way
-    (``_collections_paused``)."""
+    (``raftq.jobs.snapshot.collector_paused``)."""
     secret = load_secret(config.secret_file) if config.secret_file else None
     metrics_network = network or TcpNetwork()  # plain HTTP: Prometheus scrapes it
     network = network or TcpNetwork(config.tls)
@@ -141,7 +142,7 @@ async def open_node(
         snapshot = log.snapshot_meta
         if snapshot.index > 0:
             data = await log.snapshot_data()
-            with _collections_paused():
+            with collector_paused():  # also around what the restore does beyond its rows
                 machine = JobStateMachine.restore(data)
                 del data  # the snapshot's bytes (hundreds of MB): not for the node's lifetime
                 if freeze_recovered:
@@ -195,21 +196,6 @@ async def open_node(
                 nursery.cancel_scope.cancel()
     finally:
         await log.close()
-
-
-@contextmanager
-def _collections_paused() -> Iterator[None]:
-    """No garbage collection while a snapshot is restored (a synchronous call: nothing else
-    runs meanwhile). The restore builds millions of objects without a reference cycle among
-    them, and as they pile up the collector's full passes, each triggered when the survivors
-    grew by a quarter, scan all built so far again: measured below, in docs/performance.md."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 async def _start(

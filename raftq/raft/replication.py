@@ -325,8 +325,9 @@ def answering(core: RaftCore, voter: NodeId) -> bool:
 
 
 def awaited(core: RaftCore, voter: NodeId) -> bool:
-    """Not heard from yet by this leader, which took office less than a check-quorum round or
-    two ago (the round flags still hold their grace): its answer is likely on the way."""
+    """Not heard from yet by this leader, which took office (or which the voter joined) less
+    than a check-quorum round or two ago (the round flags still hold their grace): its answer
+    is likely on the way."""
     if voter == core.id:
         return False
     progress = core.progress.get(voter)
@@ -441,7 +442,8 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
         awaiting = sorted(voter for voter in proposed.voters if awaited(core, voter))
         if len(up) + len(awaiting) >= len(proposed.voters) // 2 + 1:
             raise MembershipChangeError(
-                f"this leader was just elected and has not heard from {awaiting} yet; retry",
+                f"this leader has not heard from {awaiting} yet (it was just elected, or they "
+                "just joined); retry",
                 retryable=True,
             )
         down = sorted(set(proposed.voters) - set(up))

@@ -169,31 +169,16 @@ def _accept_job_spec(values: list[Any]) -> tuple[Any, ...] | None:
     )
     if not valid:
         return None
-    parents: tuple[str, ...] = ()
-    if depends_on:
-        if len(depends_on) > limits.PARENTS_MAX or not all(
+    if depends_on and (
+        len(depends_on) > limits.PARENTS_MAX
+        or not all(
             type(parent) is str and 0 < len(parent) <= limits.JOB_ID_CHARS_MAX
             for parent in depends_on
-        ):
-            return None
-        parents = tuple(depends_on)
-    return (
-        job_id,
-        job_type,
-        payload,
-        queue,
-        priority,
-        delay_ms,
-        max_attempts,
-        timeout_ms,
-        key,
-        group,
-        parents,
-        on_parent_failure,
-        unique_while_active,
-        None,
-        traceparent,
-    )
+        )
+    ):
+        return None
+    values[10] = tuple(depends_on)  # the one field whose plain form is not its value
+    return tuple(values)
 
 
 codec.accept_valid(JobSpec, _accept_job_spec)

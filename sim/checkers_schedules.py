@@ -5,8 +5,12 @@
   dedupe window or the leaders believed;
 - while a leader existed, no slot skipped: a slot of an interval schedule whose time came
   while one node led throughout (from a second before it to half a second after, by that
-  leader's own clock, which did not jump, and committing meanwhile) must be fired within
-  ``FIRED_WITHIN_S``;
+  leader's own clock, which did not jump, and committing meanwhile), and that leader then,
+  still leading, committed every entry it held a tenth of a second after the slot (so it was
+  writing and replicating when the slot came: its firing was proposed and committed), must be
+  fired within ``FIRED_WITHIN_S``. A leader whose reign ends before that (its disk failing
+  when the slot came, say) may lose its firing with its uncommitted entries: the slot is then
+  a missed one, the catch-up's (next rule);
 - a slot missed while there was no leader fires once a leader returns: when a new leader
   then leads for ``NEW_LEADER_STABLE_S``, committing, the latest slot before it took over
   (by its clock) must be fired within ``FIRED_WITHIN_S`` (unless another slot falls so close
@@ -47,6 +51,10 @@ ADDED_BEFORE_MS = 2_000
 """A slot is judged only if its schedule was added or last changed this long before it (by
 the stamp of that entry), so that the leader had it applied when the slot came."""
 
+PROPOSED_WITHIN_S = 0.1
+"""A leader that is writing appends a slot's firing within this long of the slot (it proposes
+at the slot's time; a round or two later the firing is in its log)."""
+
 NEW_LEADER_STABLE_S = 2.0
 """How long a new leader must lead, committing, before its catch-up is judged."""
 
@@ -60,6 +68,8 @@ class _Sample:
     leader: tuple[str, int, int] | None
     """(node, term, clock skew in ms) of the only leader, or None."""
     commit: int
+    last: int
+    """The leader's last log index (0 without a leader)."""
 
 
 class ScheduleRules:
@@ -191,8 +201,8 @@ class ScheduleRules:
         self._judged[(name, revision)] = judged
 
     def _window(self, slot_ms: int, now_s: float) -> bool | None:
-        """Whether one leader led throughout the slot's window, by its own clock (None: the
-        window may still be open)."""
+        """Whether one leader led throughout the slot's window, by its own clock, and then
+        committed what it held once the slot's firing was proposed (None: not known yet)."""
         samples = self._samples
         unskewed_s = (slot_ms - EPOCH_MS) / 1000
         skew_s_max = self._skew_s_max
@@ -212,16 +222,28 @@ class ScheduleRules:
             for sample in samples
             if at_s - SETTLED_BEFORE_S <= sample.at_s <= at_s + SETTLED_AFTER_S
         ]
-        return (
-            bool(inside)
+        if not (
+            inside
             and all(sample.leader == leader for sample in inside)
             and inside[-1].commit > inside[0].commit
-        )
+        ):
+            return False
+        # Then, still leading, it must commit what it held once its firing was proposed.
+        later = [sample for sample in samples if sample.at_s >= at_s + PROPOSED_WITHIN_S]
+        if not later:
+            return None
+        held = later[0].last
+        for sample in later:
+            if sample.leader != leader:
+                return False  # its reign ended first: a missed slot (the catch-up rule's)
+            if sample.commit >= held:
+                return True
+        return None  # still leading, not there yet
 
 
 def _sample(simulation: Any, now_s: float) -> _Sample:
     leaders = []
-    commit = 0
+    commit = last = 0
     for simnode in simulation.nodes:
         node = simnode.node
         if node is None:
@@ -229,5 +251,7 @@ def _sample(simulation: Any, now_s: float) -> _Sample:
         core = node.raft.core
         if core.role is Role.LEADER:
             leaders.append((simnode.id, core.term, simnode.clock.skew_ms))
-            commit = core.log.committed
-    return _Sample(at_s=now_s, leader=leaders[0] if len(leaders) == 1 else None, commit=commit)
+            commit, last = core.log.committed, core.log.last_index()
+    if len(leaders) != 1:
+        return _Sample(at_s=now_s, leader=None, commit=0, last=0)
+    return _Sample(at_s=now_s, leader=leaders[0], commit=commit, last=last)

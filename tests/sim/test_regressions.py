@@ -42,3 +42,17 @@ def test_the_operator_removes_no_voter_while_a_rot_is_too_fresh_to_be_known() ->
     report = run_seed(5100041, sim_seconds=20.0)
     assert report.verdict == "pass", report.violations
     assert report.faults.rot_removes > 0
+
+
+def test_a_slot_that_came_while_its_leader_could_not_write_is_the_catch_up_s() -> None:
+    """Seed 5500245 (a sweep of session 9): n3 led term 7, its WAL failing (``sync_error``)
+    from before the slot of 16 s (by its clock) until n1 deposed it (``figure_8``); the
+    firing never reached a log, and n1's catch-up fired the latest missed slot, as designed.
+    The checker had demanded the slot of the stalled reign; it now judges a slot by a leader
+    only once that leader, still leading, committed past it. Seen failing before: "a schedule
+    slot fires while a leader exists: slot 1767225616000 of every-1 fell while one leader led
+    throughout, and was not fired within 15 s"."""
+    report = run_seed(5500245, sim_seconds=20.0)
+    assert report.verdict == "pass", report.violations
+    assert report.faults.sync_errors > 0
+    assert report.faults.figure_8s > 0

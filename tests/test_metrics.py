@@ -191,7 +191,12 @@ def test_per_job_counts_are_exported_as_prometheus_client_would_export_them() ->
         waited.observe(wait_ms / 1000)
         job.run = JobRun()
         job.run.fence = 1
+        # An earlier attempt's claim and a later event beside the last claim: the run's
+        # time counts from the last claim.
+        job.run.history.append((0, "claimed", 1, "w", 1, 0, 0, ""))
+        job.run.history.append((0, "failed", 1, "w", 1, 0, 0, "boom"))
         job.run.history.append((wait_ms, "claimed", 1, "w", 1, 0, 0, ""))
+        job.run.history.append((wait_ms, "progress", 1, "w", 1, 0, 0, ""))
         job.state = JobState.SUCCEEDED if number % 3 else JobState.DEAD
         ours.finished(job, 2 * wait_ms)
         finished.labels(job.queue, job.type, job.state.value).inc()

@@ -72,9 +72,12 @@ class NodeMetrics:
         self._finished[labels] = self._finished.get(labels, 0) + 1
         run = job.run
         if run is not None and run.fence:
-            claimed_at = [at for at, event, *_ in run.history if event == "claimed"]
-            if claimed_at:
-                self._run_seconds.observe(max(0, now_ms - claimed_at[-1]) / 1000)
+            # The last claim: searched from the end, without unpacking every event (this runs
+            # for every job that finishes, on every node).
+            for event in reversed(run.history):
+                if event[1] == "claimed":
+                    self._run_seconds.observe(max(0, now_ms - event[0]) / 1000)
+                    break
 
     def _per_job_families(self) -> Iterator[Metric]:
         enqueued = CounterMetricFamily(

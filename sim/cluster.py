@@ -84,6 +84,9 @@ class SimNode:
         self.worker: Worker | None = None
         """Its process's in-process worker, while it runs (``late_release`` stops it)."""
         self.scope: trio.CancelScope | None = None
+        self.task: trio.lowlevel.Task | None = None
+        """Its process's root task while it runs: every task of the process descends from it
+        (``pause`` holds them all)."""
         self.stopped = trio.Event()
         self.stopped.set()
         self.starts = 0
@@ -128,6 +131,7 @@ async def run_process(
     simnode.checked_commit = 0
     simnode.sync_errors_at_start = simnode.disk.sync_errors
     rng = random.Random(f"{simnode.seed}:{simnode.starts}")
+    simnode.task = trio.lowlevel.current_task()
     endpoint = network.endpoint(simnode.id)
     addresses = [simnode.config.members[peer] for peer in sorted(simnode.config.members)]
     try:
@@ -177,6 +181,7 @@ async def run_process(
         simnode.node = None
         simnode.worker = None
         simnode.scope = None
+        simnode.task = None
         simnode.stopped.set()
 
 

@@ -10,12 +10,13 @@ when upgrading it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import gc
 import math
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import trio
@@ -137,3 +138,73 @@ class _SparsePolls:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
+
+
+class _HoldingRunq(collections.deque):  # type: ignore[type-arg]
+    """Trio's run queue while a process is paused (``hold_tasks``): the held tasks stay in
+    it, in order, but trio's loop does not see them. Trio reads the queue only as this class
+    answers: ``if runner.runq`` (anything to run now, or may the clock jump), ``list(runq)``
+    (the batch to run) and ``runq.clear()`` (the batch taken), and adds with ``append``."""
+
+    def __init__(self, tasks: Iterable[Any], held: Callable[[Any], bool]) -> None:
+        super().__init__(tasks)
+        self._held = held
+
+    def __iter__(self) -> Iterator[Any]:
+        held = self._held
+        return (task for task in super().__iter__() if not held(task))
+
+    def __len__(self) -> int:
+        held = self._held
+        return sum(1 for task in super().__iter__() if not held(task))
+
+    def __bool__(self) -> bool:
+        held = self._held
+        return any(not held(task) for task in super().__iter__())
+
+    def clear(self) -> None:
+        held = self._held
+        kept = [task for task in super().__iter__() if held(task)]
+        super().clear()
+        super().extend(kept)
+
+    def every_task(self) -> list[Any]:
+        return list(super().__iter__())
+
+
+@contextlib.contextmanager
+def hold_tasks(root: Any) -> Iterator[None]:
+    """Within the block, trio runs none of ``root``'s tasks (``root`` and every task
+    descending from it through nurseries): they stay runnable, or become runnable as their
+    deadlines pass and their data arrives, and all run once the block ends. A process stopped
+    with SIGSTOP and continued: its timers fire late, all at once, and its clock has jumped.
+    Called from inside ``trio.run``; one hold at a time."""
+    runner: Any = _run_module.GLOBAL_RUN_CONTEXT.runner
+    assert isinstance(runner.runq, collections.deque), "trio internals moved"
+    assert not isinstance(runner.runq, _HoldingRunq), "one hold at a time"
+    known: dict[Any, bool] = {}
+
+    def held(task: Any) -> bool:
+        found = known.get(task)
+        if found is None:
+            found = _descends(task, root)
+            known[task] = found
+        return found
+
+    holding = _HoldingRunq(runner.runq, held)
+    runner.runq = holding
+    try:
+        yield
+    finally:
+        runner.runq = collections.deque(holding.every_task())
+
+
+def _descends(task: Any, root: Any) -> bool:
+    for _ in range(10_000):  # a task tree is never this deep
+        if task is root:
+            return True
+        nursery = task.parent_nursery
+        if nursery is None:
+            return False
+        task = nursery.parent_task
+    raise AssertionError("a task tree deeper than 10,000")

@@ -47,6 +47,7 @@ from sim.determinism import (
     collect_garbage,
     collections_on_schedule,
     deterministic_scheduling,
+    hold_tasks,
     poll_io_every,
     virtual_clock,
 )
@@ -149,6 +150,7 @@ class FaultCounts:
     slow_snapshots: int = 0
     rot_removes: int = 0
     lost_answers: int = 0
+    pauses: int = 0
     handler_crashes: int = 0
     """Handler-level faults (``sim.handlers``), each struck run:"""
     lease_expiries: int = 0
@@ -267,6 +269,9 @@ class Simulation:
         self.wall_budget_s = wall_budget_s
         self._scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self.paused: SimNode | None = None
+        """The process stopped by ``pause`` (the ``pause`` schedule), if one is."""
+        self._hold: contextlib.AbstractContextManager[None] | None = None
         self._checks = 0
         self._rounds_since_digest = 0
         self._last_progress = (0, 0.0)
@@ -398,6 +403,8 @@ class Simulation:
     def crash(self, simnode: SimNode, why: str) -> None:
         if simnode.scope is None or simnode.crashing:
             return
+        if self.paused is simnode:
+            self.resume("killed while paused")  # SIGKILL ends a stopped process too
         simnode.crashing = True
         simnode.snapshot_crash_armed = False
         simnode.disk.crash()
@@ -497,6 +504,27 @@ class Simulation:
     def heal(self) -> None:
         self.network.heal()
         self.trace.record("heal", "network healed")
+
+    def pause(self, simnode: SimNode) -> bool:
+        """Stop ``simnode``'s process as SIGSTOP does: none of its tasks runs until
+        ``resume`` (its timers then fire late, all at once; its clock has jumped; what was
+        sent to it waits in the network, and once the network holds a connection's worth,
+        its senders wait). One process at a time; False if it is not running."""
+        if self.paused is not None or simnode.task is None or simnode.crashing:
+            return False
+        self._hold = hold_tasks(simnode.task)
+        self._hold.__enter__()
+        self.paused = simnode
+        self.trace.record("pause", f"{simnode.id} stopped (SIGSTOP)")
+        return True
+
+    def resume(self, why: str = "continued (SIGCONT)") -> None:
+        if self.paused is None or self._hold is None:
+            return
+        simnode, hold = self.paused, self._hold
+        self.paused = self._hold = None
+        hold.__exit__(None, None, None)
+        self.trace.record("pause", f"{simnode.id} {why}")
 
     def crash_now(self, simnode: SimNode, why: str) -> None:
         """Crash without scheduling a restart (scripts restart nodes themselves)."""
@@ -884,6 +912,7 @@ class Simulation:
 
     async def liveness(self) -> None:
         self.phase = "liveness"
+        self.resume()
         self.network.heal()
         for simnode in self.nodes:
             simnode.disk.faults_on = False

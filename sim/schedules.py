@@ -57,6 +57,12 @@ one of them every ``schedule_pause_s`` or so during the fault phase:
   unique-while-active keys (``sim.workload.job_unique``), a first try answered by the key's
   holder is retried after that holder finished (mutant ``unique_answer_forgets_key``).
 
+- ``pause``: a node's process stops as under SIGSTOP (the leader in half the runs), for
+  0.2-3 s, across an election timeout or not, and continues: its timers fire late, at once,
+  its clock has jumped, and what it had to do (answer a read it took before the stop, a
+  worker's report, a heartbeat round, expiring leases) it does on waking, perhaps deposed by
+  then. Random faults model a stop only as a partition, where the node's own timers still
+  run (it steps down, its worker stops on its own lease clock): here nothing of it runs.
 Every step respects the fault atlas of ``sim.disk``: crashes lose only unsynced bytes.
 """
 
@@ -96,6 +102,7 @@ SCHEDULES = (
     "slow_snapshot",
     "rot_remove",
     "lost_answers",
+    "pause",
 )
 
 SCHEDULE_COUNTERS = {
@@ -110,6 +117,7 @@ SCHEDULE_COUNTERS = {
     "slow_snapshot": "slow_snapshots",
     "rot_remove": "rot_removes",
     "lost_answers": "lost_answers",
+    "pause": "pauses",
 }
 """Schedule -> its count in the run's ``faults`` (``runner.FaultCounts``)."""
 
@@ -158,6 +166,9 @@ is silent."""
 LOST_ANSWERS_S = (CLIENT_TIMEOUT_S + 0.5, CLIENT_TIMEOUT_S + 3.0)
 """How long ``lost_answers`` keeps the producers from hearing any node: past a client's
 timeout, so the enqueues in flight fail and their keys wait to be retried."""
+
+PAUSE_S = (0.2, 3.0)
+"""How long ``pause`` stops a process: from under an election timeout to several of them."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -711,6 +722,26 @@ async def lost_answers(simulation: Simulation) -> None:
         simulation.heal()
 
 
+async def pause(simulation: Simulation) -> None:
+    """See the module docstring."""
+    rng = simulation.rng
+    leader = simulation.leader()
+    running = [simnode for simnode in simulation.nodes if simnode.node is not None]
+    if not running:
+        return
+    if leader is not None and rng.random() < 0.5:
+        stopped = leader
+    else:
+        stopped = running[rng.randrange(len(running))]
+    if not simulation.pause(stopped):
+        return
+    try:
+        await trio.sleep(rng.uniform(*PAUSE_S))
+    finally:
+        simulation.resume()
+    await trio.sleep(0.5)  # what it does on waking, before the next schedule
+
+
 def _snapshot_index(simnode: SimNode) -> int:
     """The newest snapshot on the node's disk as its process knows it (0 when down)."""
     core = _core(simnode)
@@ -738,4 +769,5 @@ SCHEDULE_STEPS: dict[str, Callable[[Simulation], Awaitable[None]]] = {
     "slow_snapshot": slow_snapshot,
     "rot_remove": rot_remove,
     "lost_answers": lost_answers,
+    "pause": pause,
 }

@@ -68,6 +68,7 @@ Every step respects the fault atlas of ``sim.disk``: crashes lose only unsynced 
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -76,7 +77,7 @@ import attrs
 import trio
 
 from raftq import limits
-from raftq.client.client import connect
+from raftq.client.client import Client, connect
 from raftq.errors import RaftqError
 from raftq.jobs.commands import Lease
 from raftq.raft.ready import Role
@@ -169,6 +170,12 @@ timeout, so the enqueues in flight fail and their keys wait to be retried."""
 
 PAUSE_S = (0.2, 3.0)
 """How long ``pause`` stops a process: from under an election timeout to several of them."""
+
+PAUSE_READ_WAIT_S = (0.02, 0.3)
+"""How long the stopped leader's reader waits, its read sent, before the leader continues."""
+
+PAUSE_HEAR_AFTER_S = (0.002, 0.03)
+"""How long after it continues the stopped leader hears its followers again."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -364,26 +371,41 @@ async def _wait_for_new_leader(simulation: Simulation, others: list[SimNode]) ->
 
 
 async def _write_then_read_old(
-    simulation: Simulation, old: SimNode, new: SimNode, writer_name: str, reader_name: str
+    simulation: Simulation,
+    old: SimNode,
+    new: SimNode,
+    writer_name: str,
+    reader_name: str,
+    reader: Client | None = None,
 ) -> None:
+    """A write through ``new`` (acknowledged), then a read of it through ``old``, judged by
+    the read checker; through ``reader`` if given (connected to ``old`` already)."""
     network, rng = simulation.network, simulation.rng
-    key = f"d-{simulation.faults.deposed_reads}"
+    key = (
+        f"d-{simulation.faults.deposed_reads}"
+        if reader is None
+        else f"p-{simulation.faults.pauses}"
+    )
     fields = draw_job(rng, simulation.options)
     simulation.ledger.fields[key] = fields
-    async with (
-        connect(
-            [new.config.address],
-            network=network.endpoint(writer_name),
-            rng=random.Random(rng.random()),
-            timeout=CLIENT_TIMEOUT_S,
-        ) as writer,
-        connect(
-            [old.config.address],
-            network=network.endpoint(reader_name),
-            rng=random.Random(rng.random()),
-            timeout=CLIENT_TIMEOUT_S,
-        ) as reader,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        writer = await stack.enter_async_context(
+            connect(
+                [new.config.address],
+                network=network.endpoint(writer_name),
+                rng=random.Random(rng.random()),
+                timeout=CLIENT_TIMEOUT_S,
+            )
+        )
+        if reader is None:
+            reader = await stack.enter_async_context(
+                connect(
+                    [old.config.address],
+                    network=network.endpoint(reader_name),
+                    rng=random.Random(rng.random()),
+                    timeout=CLIENT_TIMEOUT_S,
+                )
+            )
         try:
             job_id = await writer.enqueue(JOB_TYPE, key=key, **fields)
         except RaftqError as error:
@@ -726,20 +748,75 @@ async def pause(simulation: Simulation) -> None:
     """See the module docstring."""
     rng = simulation.rng
     leader = simulation.leader()
-    running = [simnode for simnode in simulation.nodes if simnode.node is not None]
-    if not running:
-        return
     if leader is not None and rng.random() < 0.5:
-        stopped = leader
-    else:
-        stopped = running[rng.randrange(len(running))]
-    if not simulation.pause(stopped):
+        await _pause_leader_and_read(simulation, leader)
+        return
+    running = [simnode for simnode in simulation.nodes if simnode.node is not None]
+    if not running or not simulation.pause(running[rng.randrange(len(running))]):
         return
     try:
         await trio.sleep(rng.uniform(*PAUSE_S))
     finally:
         simulation.resume()
     await trio.sleep(0.5)  # what it does on waking, before the next schedule
+
+
+async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> None:
+    """The leader stops hearing its followers (a one-way cut: their answers to its next
+    heartbeat wait in the network), then stops (SIGSTOP); the others elect a new leader,
+    which acknowledges a write; a reader asks the stopped leader for that job (the request
+    waits too); the leader continues, takes the read, and only then are its followers heard
+    again: the first answers it gets are to a heartbeat sent before the read arrived. They say
+    nothing of its leadership at the read's time (mutant ``read_confirmed_by_older_round``
+    takes them as a confirmation and answers from before the write)."""
+    rng, network = simulation.rng, simulation.network
+    node = leader.node
+    if node is None or not _everyone_votes(simulation, node):
+        return
+    if len(_up_followers(simulation, leader)) < 2:
+        return
+    config = leader.config
+    heartbeat_s = config.tick_ms * config.heartbeat_ticks / 1000
+    others = [simnode for simnode in simulation.nodes if simnode is not leader]
+    async with connect(
+        [config.address],
+        network=network.endpoint("paused-reader"),
+        rng=random.Random(rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    ) as reader:
+        try:
+            await reader.status()  # its connection is up before the stop
+        except RaftqError:
+            return
+        cuts: list[tuple[str, str]] = [(simnode.id, leader.id) for simnode in others]
+        simulation.cut(cuts, f"schedule: {leader.id} hears none of its followers")
+        try:
+            await trio.sleep(heartbeat_s * rng.uniform(1.2, 2.0))  # a round's answers wait
+            if not _faulting(simulation) or not simulation.pause(leader):
+                return
+            new_leader = await _wait_for_new_leader(simulation, others)
+            if new_leader is None:
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    _write_then_read_old,
+                    simulation,
+                    leader,
+                    new_leader,
+                    "paused-writer",
+                    "paused-reader",
+                    reader,
+                )
+                await trio.sleep(rng.uniform(*PAUSE_READ_WAIT_S))
+                simulation.resume()
+                await trio.sleep(rng.uniform(*PAUSE_HEAR_AFTER_S))
+                if _faulting(simulation):
+                    simulation.heal()
+        finally:
+            simulation.resume()
+            if _faulting(simulation):
+                simulation.heal()
+    await trio.sleep(0.5)
 
 
 def _snapshot_index(simnode: SimNode) -> int:

@@ -35,15 +35,17 @@ bench: $(STAMP)
 # Many random seeds of the deterministic simulator (SEEDS, START), JOBS processes at once
 # (default: the cores); each failure prints its replay command, progress the time left, the
 # end seeds per minute, the fault coverage and the slowest seeds; RESULTS=FILE appends each
-# seed's report to FILE as it finishes. 10,000 seeds: make sim-sweep SEEDS=10000
+# seed's report to FILE as it finishes; FORCE="KIND ..." turns fault kinds on in every seed
+# (an opt-in kind such as pause). 10,000 seeds: make sim-sweep SEEDS=10000
 # RESULTS=sweep.jsonl (docs/simulator.md, "Speed").
 SEEDS ?= 200
 START ?= 1000
 JOBS ?=
 RESULTS ?=
+FORCE ?=
 sim-sweep: $(STAMP)
 	$(BIN)/python -m sim sweep --seeds $(SEEDS) --start $(START) $(if $(JOBS),--jobs $(JOBS)) \
-		$(if $(RESULTS),--results $(RESULTS))
+		$(if $(RESULTS),--results $(RESULTS)) $(foreach kind,$(FORCE),--force $(kind))
 
 # The mutation harness (docs/simulator.md): each planted bug in tests/mutants/ against its
 # unit tests and up to MUTANT_SEEDS simulator seeds; MUTANTS="a b" runs only those.

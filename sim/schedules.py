@@ -71,6 +71,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -380,7 +381,7 @@ async def _write_then_read_old(
 ) -> None:
     """A write through ``new`` (acknowledged), then a read of it through ``old``, judged by
     the read checker; through ``reader`` if given (connected to ``old`` already)."""
-    network, rng = simulation.network, simulation.rng
+    rng = simulation.rng
     key = (
         f"d-{simulation.faults.deposed_reads}"
         if reader is None
@@ -389,23 +390,9 @@ async def _write_then_read_old(
     fields = draw_job(rng, simulation.options)
     simulation.ledger.fields[key] = fields
     async with contextlib.AsyncExitStack() as stack:
-        writer = await stack.enter_async_context(
-            connect(
-                [new.config.address],
-                network=network.endpoint(writer_name),
-                rng=random.Random(rng.random()),
-                timeout=CLIENT_TIMEOUT_S,
-            )
-        )
+        writer = await stack.enter_async_context(_client_of(simulation, new, writer_name))
         if reader is None:
-            reader = await stack.enter_async_context(
-                connect(
-                    [old.config.address],
-                    network=network.endpoint(reader_name),
-                    rng=random.Random(rng.random()),
-                    timeout=CLIENT_TIMEOUT_S,
-                )
-            )
+            reader = await stack.enter_async_context(_client_of(simulation, old, reader_name))
         try:
             job_id = await writer.enqueue(JOB_TYPE, key=key, **fields)
         except RaftqError as error:
@@ -417,6 +404,16 @@ async def _write_then_read_old(
         still = old_core is not None and old_core.role is Role.LEADER
         simulation.trace.record("schedule", f"read {job_id} through {old.id} (leads: {still})")
         await checked_read(simulation, reader, old.id, job_id)
+
+
+def _client_of(simulation: Simulation, simnode: SimNode, name: str) -> AsyncContextManager[Client]:
+    """A client named ``name`` that talks to ``simnode`` only."""
+    return connect(
+        [simnode.config.address],
+        network=simulation.network.endpoint(name),
+        rng=random.Random(simulation.rng.random()),
+        timeout=CLIENT_TIMEOUT_S,
+    )
 
 
 def _acknowledged(simulation: Simulation, key: str, job_id: str) -> None:
@@ -769,7 +766,7 @@ async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> Non
     again: the first answers it gets are to a heartbeat sent before the read arrived. They say
     nothing of its leadership at the read's time (mutant ``read_confirmed_by_older_round``
     takes them as a confirmation and answers from before the write)."""
-    rng, network = simulation.rng, simulation.network
+    rng = simulation.rng
     node = leader.node
     if node is None or not _everyone_votes(simulation, node):
         return
@@ -778,12 +775,7 @@ async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> Non
     config = leader.config
     heartbeat_s = config.tick_ms * config.heartbeat_ticks / 1000
     others = [simnode for simnode in simulation.nodes if simnode is not leader]
-    async with connect(
-        [config.address],
-        network=network.endpoint("paused-reader"),
-        rng=random.Random(rng.random()),
-        timeout=CLIENT_TIMEOUT_S,
-    ) as reader:
+    async with _client_of(simulation, leader, "paused-reader") as reader:
         try:
             await reader.status()  # its connection is up before the stop
         except RaftqError:

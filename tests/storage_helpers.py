@@ -19,7 +19,8 @@ def make_entries(low: int, high: int, term: int = 1, size: int = 20) -> list[Ent
 
 
 class SlowSyncDisk(MemoryDisk):
-    """A MemoryDisk whose fdatasync takes ``sync_seconds`` (of Trio time: use a MockClock)."""
+    """A MemoryDisk whose fdatasync takes ``sync_seconds`` (of Trio time: use a MockClock);
+    a change of ``sync_seconds`` holds for the syncs after it, on files already open too."""
 
     def __init__(self, sync_seconds: float = 0.001) -> None:
         super().__init__()
@@ -32,10 +33,10 @@ class SlowSyncDisk(MemoryDisk):
 class _SlowFile(MemoryFile):
     def __init__(self, disk: SlowSyncDisk, file: MemoryFile) -> None:
         super().__init__(disk, file._path, file._inode, file._generation)
-        self._delay = disk.sync_seconds
+        self._slow_disk = disk
 
     async def fdatasync(self) -> None:
-        await trio.sleep(self._delay)
+        await trio.sleep(self._slow_disk.sync_seconds)
         await super().fdatasync()
 
 

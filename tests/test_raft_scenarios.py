@@ -889,6 +889,61 @@ def test_a_new_leader_counts_as_answering_only_the_voters_it_has_heard_from() ->
     assert cluster["n1"].status().membership == voters("n1", "n2")
 
 
+def test_after_a_stall_a_leader_takes_no_membership_change_until_two_live_rounds() -> None:
+    """Sweep seed 7000117 (session 10): n3's disk died ("rot"), and a second later the leader,
+    whose own fsync had stalled it for a second, took "remove n1", leaving voters n2 and
+    n3 and no majority ever again. Its check-quorum rounds had stood still during the
+    stall (the node counts at most three ticks of it), and an answer of n3's from before
+    n3 died, waiting in the network, came right after: n3 looked up. After a stall
+    (``RaftCore.stalled``) the leader takes no membership change until two check-quorum
+    rounds have passed (retryable meanwhile); by then its flags are the live rounds'."""
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    held: list[Message] = []
+
+    def hold_n3(message: Message) -> bool:
+        if message.sender == "n3":
+            held.append(message)
+            return False
+        return True
+
+    cluster.filters.append(hold_n3)
+    cluster.tick()  # n3 answers this heartbeat; its answer waits in the network
+    cluster.deliver()
+    assert any(isinstance(message, HeartbeatResponse) for message in held)
+    cluster.isolate("n3")  # and n3 dies
+    leader = cluster["n1"]
+    leader.stalled()  # the leader stood still; then the answer that waited comes in
+    step_all(cluster, held)
+    cluster.deliver()
+    for survivors in (voters("n2", "n3"), voters("n1", "n3")):
+        with pytest.raises(MembershipChangeError, match="could not run for a while") as early:
+            leader.propose_membership(survivors)
+        assert early.value.retryable
+    for _ in range(2 * ELECTION_TICKS + 1):  # two check-quorum rounds, n3 silent
+        cluster.tick()
+    for survivors in (voters("n2", "n3"), voters("n1", "n3")):
+        with pytest.raises(
+            MembershipChangeError, match=r"of which \['n3'\] have not answered"
+        ) as late:
+            leader.propose_membership(survivors)
+        assert not late.value.retryable
+    proposal = leader.propose_membership(voters("n1", "n2"))
+    cluster.deliver()
+    assert leader.status().commit >= proposal.last_index
+
+
+def test_a_stall_changes_nothing_for_a_follower_and_a_leader_without_one_takes_changes() -> None:
+    cluster = Cluster(3)
+    cluster.elect("n1")
+    cluster["n2"].stalled()
+    assert cluster["n2"].stall_rounds == 0
+    proposal = cluster["n1"].propose_membership(voters("n1", "n2"))
+    cluster.deliver()
+    assert cluster["n1"].status().membership == voters("n1", "n2")
+    assert cluster["n1"].status().commit >= proposal.last_index
+
+
 def test_remove_the_leader() -> None:
     """Thesis 4.2.2: a leader removed from the configuration manages the cluster until the
     change commits, then steps down; one of the remaining servers becomes leader, and the

@@ -102,7 +102,9 @@ logger = logging.getLogger("raftq.node")
 CATCH_UP_TICKS_MAX = 3
 """Ticks counted at once after the peer could not run for longer (a long fsync, a paused
 process): a stall is not taken for more silence from the leader than a few ticks, so it
-does not start an election by itself, and a leader does not send a burst of heartbeats."""
+does not start an election by itself, and a leader does not send a burst of heartbeats. A
+leader is told of such a stall (``RaftCore.stalled``): its check-quorum rounds stood still
+meanwhile, so they no longer say which voters answer."""
 
 
 RECENT_WINDOW_S = 10.0
@@ -347,6 +349,8 @@ class RaftPeer:
         ticks = min(due, CATCH_UP_TICKS_MAX)
         for _ in range(ticks):
             self.core.tick()
+        if due > ticks:
+            self.core.stalled()  # after the ticks it counts: the stale answers come next
         self.statistics.ticks += ticks
         return next_tick + due * self._tick_s
 

@@ -95,6 +95,11 @@ class Status:
 
 _kind = operator.attrgetter("kind")
 
+STALL_ROUNDS = 2
+"""Check-quorum rounds a leader lets pass after a stall before it trusts its round flags for a
+membership change (``RaftCore.stalled``): the first round holds the answers that waited in
+the network during the stall; the second and the one under way are heard live."""
+
 LEAVING_ELECTION_TIMEOUTS = 3
 """A removed leader hands over within this many election timeouts or steps down anyway. The
 remaining voters report the change applied in their next heartbeat answers (a tick or two);
@@ -138,6 +143,9 @@ class RaftCore:
         """The last ``leaving_index`` whose hand-over completed (the node acknowledges the
         removal to the operator then: the remaining voters can lead without us)."""
         self.transfer_target: NodeId | None = None
+        self.stall_rounds = 0
+        """As leader: check-quorum rounds still to pass before its round flags say again who
+        answers, after a stall (``stalled``)."""
         self.pending_reads: deque[PendingRead] = deque()
         self.read_round = 0
         """The last ReadIndex round this node numbered as leader (never reused)."""
@@ -220,6 +228,7 @@ class RaftCore:
         self.leaving_index = 0
         self.leaving_ticks = 0
         self.transfer_target = None
+        self.stall_rounds = 0
         self.pending_reads = deque()
         self.reads_before_commit = []
         # The request or the answer of a forwarded read may have been lost with the term:
@@ -372,6 +381,16 @@ class RaftCore:
                 self.election_elapsed = 0
                 self.campaign()
 
+    def stalled(self) -> None:
+        """The node could not run for longer than a few ticks (a long fsync, a paused
+        process), and its ticks were not all counted. As leader, what it heard meanwhile and
+        hears right after (answers that waited in the network while it stood still) says
+        nothing of which voters are up now: it accepts no membership change until two
+        check-quorum rounds after the stall have passed, each of them heard live
+        (``replication.check_membership_change``)."""
+        if self.role is Role.LEADER:
+            self.stall_rounds = STALL_ROUNDS
+
     def _tick_leader(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
@@ -385,6 +404,7 @@ class RaftCore:
                 return
         if self.election_elapsed >= self.config.election_ticks:
             self.election_elapsed = 0
+            self.stall_rounds = max(0, self.stall_rounds - 1)
             if self.config.check_quorum and not replication.quorum_active(self):
                 self.become_follower(self.term, None)
                 return

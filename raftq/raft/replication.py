@@ -437,6 +437,12 @@ def check_membership_change(core: RaftCore, proposed: Membership) -> None:
     if not proposed.voters:
         raise MembershipChangeError("a cluster needs at least one voter")
     (node,) = changed
+    if core.stall_rounds:
+        raise MembershipChangeError(
+            "this leader could not run for a while (a stall): it has not heard its voters "
+            "live for a check-quorum round since, so it cannot tell which of them are up; retry",
+            retryable=True,
+        )
     up = [voter for voter in proposed.voters if answering(core, voter)]
     if len(up) < len(proposed.voters) // 2 + 1:
         awaiting = sorted(voter for voter in proposed.voters if awaited(core, voter))

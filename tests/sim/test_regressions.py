@@ -56,3 +56,16 @@ def test_a_slot_that_came_while_its_leader_could_not_write_is_the_catch_up_s() -
     assert report.verdict == "pass", report.violations
     assert report.faults.sync_errors > 0
     assert report.faults.figure_8s > 0
+
+
+def test_a_leader_that_stalled_takes_no_membership_change_on_answers_from_before() -> None:
+    """Seed 7000117 (a sweep of session 10): n2's disk rotted (``rot_remove``) while the
+    leader n3 stood still for a second (its fdatasync failing, ``sync_error``); n2's last
+    answers waited in n3's inbox and were taken right after, and the operator's "remove n1"
+    came 0.35 s later: n3's check-quorum rounds had not moved during the stall, so n2 looked
+    up, and voters n2 and n3 were left with n2 gone for good. Seen failing before:
+    "liveness: 31 acknowledged jobs not final". A leader now takes no membership change for
+    two check-quorum rounds after a stall (``RaftCore.stalled``)."""
+    report = run_seed(7000117, nodes=3, sim_seconds=20.0)
+    assert report.verdict == "pass", report.violations
+    assert report.faults.rot_removes > 0

@@ -505,17 +505,28 @@ class Simulation:
         self.network.heal()
         self.trace.record("heal", "network healed")
 
-    def pause(self, simnode: SimNode) -> bool:
+    def pause(self, simnode: SimNode, *, raft_peer_only: bool = False) -> bool:
         """Stop ``simnode``'s process as SIGSTOP does: none of its tasks runs until
         ``resume`` (its timers then fire late, all at once; its clock has jumped; what was
         sent to it waits in the network, and once the network holds a connection's worth,
-        its senders wait). One process at a time; False if it is not running."""
+        its senders wait). ``raft_peer_only``: stop only its Raft peer's task, as a long
+        fdatasync does (its connections go on reading into the peer's inbox). One at a time;
+        False if it is not running."""
         if self.paused is not None or simnode.task is None or simnode.crashing:
             return False
-        self._hold = hold_tasks(simnode.task)
+        root = simnode.task
+        if raft_peer_only:
+            owner = simnode.node.raft.log_writer.owner if simnode.node is not None else None
+            if owner is None:
+                return False
+            root = owner
+        self._hold = hold_tasks(root)
         self._hold.__enter__()
         self.paused = simnode
-        self.trace.record("pause", f"{simnode.id} stopped (SIGSTOP)")
+        what = (
+            "its Raft peer stands still (a long fsync)" if raft_peer_only else "stopped (SIGSTOP)"
+        )
+        self.trace.record("pause", f"{simnode.id} {what}")
         return True
 
     def resume(self, why: str = "continued (SIGCONT)") -> None:

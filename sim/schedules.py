@@ -745,8 +745,12 @@ async def pause(simulation: Simulation) -> None:
     """See the module docstring."""
     rng = simulation.rng
     leader = simulation.leader()
-    if leader is not None and rng.random() < 0.5:
+    variant = rng.random()
+    if leader is not None and variant < 0.5:
         await _pause_leader_and_read(simulation, leader)
+        return
+    if leader is not None and variant < 0.75:
+        await _stall_leader_and_remove(simulation, leader)
         return
     running = [simnode for simnode in simulation.nodes if simnode.node is not None]
     if not running or not simulation.pause(running[rng.randrange(len(running))]):
@@ -809,6 +813,55 @@ async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> Non
             if _faulting(simulation):
                 simulation.heal()
     await trio.sleep(0.5)
+
+
+async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> None:
+    """The leader's Raft peer stands still (a long fdatasync): its connections go on reading
+    into its inbox. Meanwhile a follower answers, then crashes and its disk rots (it will
+    refuse to start, as in ``rot_remove``); a second or two later the peer moves again, takes
+    the answers that waited, and the operator asks it to remove the other follower. Its
+    check-quorum rounds stood still (a node counts at most three ticks of a stall), and the
+    dead follower's last answers came in just now: it must not count that follower as up
+    (mutant ``reconfig_trusts_stalled_rounds``; sweep seed 7000117)."""
+    rng = simulation.rng
+    if not simulation.may_rot():
+        return
+    followers = _up_followers(simulation, leader)
+    if len(followers) < 2:
+        return
+    rotten = followers[rng.randrange(len(followers))]
+    others = [follower for follower in followers if follower is not rotten]
+    removed = others[rng.randrange(len(others))]
+    if not simulation.pause(leader, raft_peer_only=True):
+        return
+    try:
+        await trio.sleep(rng.uniform(0.02, 0.1))  # the follower's answers reach the inbox
+        _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
+        path = rotten.disk.rot_synced_record() if rotten.node is None else None
+        if path is not None:
+            rotten.rotten, rotten.rotten_at = True, trio.current_time()
+            simulation.faults.corruptions += 1
+            simulation.trace.record("corrupt", f"{rotten.id}: a synced record of {path}")
+            await trio.sleep(rng.uniform(*ROT_SILENCE_S))
+    finally:
+        simulation.resume("moves again")
+    try:
+        await trio.sleep(rng.uniform(0.01, 0.2))
+        if rotten.rotten and _faulting(simulation):
+            async with simulation.operator() as client:
+                try:
+                    await client.remove_node(removed.id)
+                except RaftqError as error:
+                    outcome = f"refused: {error!s:.100}"
+                else:
+                    outcome = "done"
+                    simulation.faults.membership_changes += 1
+            simulation.trace.record(
+                "membership", f"remove {removed.id} beside {rotten.id}: {outcome}"
+            )
+    finally:
+        # Rotten, it refuses to start: the operator repairs it (``Simulation.repair``).
+        await _restart_later(simulation, rotten, 0.0)
 
 
 def _snapshot_index(simnode: SimNode) -> int:

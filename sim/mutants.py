@@ -377,6 +377,18 @@ MUTANTS = (
         ),
     ),
     Mutant(
+        name="reconfig_trusts_stalled_rounds",
+        area="membership changes",
+        bug="after a stall (a long fsync) the leader takes a membership change at once, its "
+        "check-quorum rounds as they stood before the stall and a dead voter's last answers "
+        "just taken from its inbox",
+        unit_tests=(
+            "tests/test_raft_scenarios.py::"
+            "test_after_a_stall_a_leader_takes_no_membership_change_until_two_live_rounds",
+        ),
+        force=("pause",),
+    ),
+    Mutant(
         name="read_confirmed_by_older_round",
         area="linearizable reads",
         bug="any heartbeat acknowledgement confirms every read the leader holds, also one "

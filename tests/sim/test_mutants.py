@@ -48,8 +48,9 @@ REGRESSIONS = [
     ("reconfig_loses_quorum", 11, "liveness", 20),
     ("reconfig_trusts_new_leader", 29, "liveness", 20),
     ("unique_answer_forgets_key", 23, "idempotency keys dedupe", 20),
-    # found only by the ``pause`` schedule (session 10), opt-in: its seeds run it forced
+    # found only by the ``pause`` schedule (session 10), opt-in: their seeds run it forced
     ("read_confirmed_by_older_round", 2, "linearizable reads", 20),
+    ("reconfig_trusts_stalled_rounds", 1, "liveness", 20),
 ]
 """Regression seeds of the mutants that needed a new checker or a new fault to be found
 (seed 3 crashes nodes during elections; seed 9, which caught ``vote_not_persisted`` through

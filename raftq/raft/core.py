@@ -1,7 +1,8 @@
 """``RaftCore``: one Raft peer as a pure state machine.
 
 Inputs are method calls: ``tick()``, ``step(message)``, ``propose(...)``,
-``propose_membership(...)``, ``transfer_leadership(...)``, ``read_index(...)``. Outputs wait in
+``propose_membership(...)``, ``transfer_leadership(...)``, ``read_index(...)``, and
+``stalled()`` when the node could not tick for a while. Outputs wait in
 a ``Ready`` until the node takes them with ``ready()`` and, once it has done what the Ready
 asks, calls ``advance(ready)``. No clock (time is ticks), no I/O (the node does it), no global
 random (an injected ``random.Random`` draws election timeouts): the same inputs always give
@@ -97,8 +98,8 @@ _kind = operator.attrgetter("kind")
 
 STALL_ROUNDS = 2
 """Check-quorum rounds a leader lets pass after a stall before it trusts its round flags for a
-membership change (``RaftCore.stalled``): the first round holds the answers that waited in
-the network during the stall; the second and the one under way are heard live."""
+membership change (``RaftCore.stalled``): the first round holds the answers that waited in its
+inbox and the network during the stall; the second and the one under way are heard live."""
 
 LEAVING_ELECTION_TIMEOUTS = 3
 """A removed leader hands over within this many election timeouts or steps down anyway. The

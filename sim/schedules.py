@@ -714,20 +714,23 @@ async def rot_remove(simulation: Simulation) -> None:
     try:
         await trio.sleep(rng.uniform(*ROT_SILENCE_S))
         if _faulting(simulation):
-            async with simulation.operator() as client:
-                try:
-                    await client.remove_node(removed.id)
-                except RaftqError as error:
-                    outcome = f"refused: {error!s:.100}"
-                else:
-                    outcome = "done"
-                    simulation.faults.membership_changes += 1
-            simulation.trace.record(
-                "membership", f"remove {removed.id} beside {rotten.id}: {outcome}"
-            )
+            await _remove_beside(simulation, removed, rotten)
     finally:
         # It refuses to start: the operator repairs it (``Simulation.repair``).
         await _restart_later(simulation, rotten, 0.0)
+
+
+async def _remove_beside(simulation: Simulation, removed: SimNode, rotten: SimNode) -> None:
+    """The operator removes ``removed`` while ``rotten`` is out for good; traced either way."""
+    async with simulation.operator() as client:
+        try:
+            await client.remove_node(removed.id)
+        except RaftqError as error:
+            outcome = f"refused: {error!s:.100}"
+        else:
+            outcome = "done"
+            simulation.faults.membership_changes += 1
+    simulation.trace.record("membership", f"remove {removed.id} beside {rotten.id}: {outcome}")
 
 
 async def lost_answers(simulation: Simulation) -> None:
@@ -848,17 +851,7 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
     try:
         await trio.sleep(rng.uniform(0.01, 0.2))
         if rotten.rotten and _faulting(simulation):
-            async with simulation.operator() as client:
-                try:
-                    await client.remove_node(removed.id)
-                except RaftqError as error:
-                    outcome = f"refused: {error!s:.100}"
-                else:
-                    outcome = "done"
-                    simulation.faults.membership_changes += 1
-            simulation.trace.record(
-                "membership", f"remove {removed.id} beside {rotten.id}: {outcome}"
-            )
+            await _remove_beside(simulation, removed, rotten)
     finally:
         # Rotten, it refuses to start: the operator repairs it (``Simulation.repair``).
         await _restart_later(simulation, rotten, 0.0)

@@ -837,10 +837,12 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
     removed = others[rng.randrange(len(others))]
     if not simulation.pause(leader, raft_peer_only=True):
         return
+    crashed = False
     try:
         await trio.sleep(rng.uniform(0.02, 0.1))  # the follower's answers reach the inbox
         _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
-        path = rotten.disk.rot_synced_record() if rotten.node is None else None
+        crashed = rotten.node is None
+        path = rotten.disk.rot_synced_record() if crashed else None
         if path is not None:
             rotten.rotten, rotten.rotten_at = True, trio.current_time()
             simulation.faults.corruptions += 1
@@ -853,8 +855,8 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
         if rotten.rotten and _faulting(simulation):
             await _remove_beside(simulation, removed, rotten)
     finally:
-        # Rotten, it refuses to start: the operator repairs it (``Simulation.repair``).
-        await _restart_later(simulation, rotten, 0.0)
+        if crashed:  # rotten, it refuses to start: the operator repairs it (``repair``)
+            await _restart_later(simulation, rotten, 0.0)
 
 
 def _snapshot_index(simnode: SimNode) -> int:

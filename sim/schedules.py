@@ -692,25 +692,19 @@ async def slow_snapshot(simulation: Simulation) -> None:
 async def rot_remove(simulation: Simulation) -> None:
     """See the module docstring."""
     leader = simulation.leader()
-    if leader is None or leader.node is None or not simulation.may_rot():
+    if leader is None or leader.node is None:
         return
+    pair = _rotten_and_removed(simulation, leader)
+    if pair is None:
+        return
+    rotten, removed = pair
     rng = simulation.rng
-    followers = _up_followers(simulation, leader)
-    if len(followers) < 2:
-        return
-    rotten = followers[rng.randrange(len(followers))]
-    others = [follower for follower in followers if follower is not rotten]
-    removed = others[rng.randrange(len(others))]
     _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
     if rotten.node is not None:  # the crash did not land (the fault phase is over)
         return
-    path = rotten.disk.rot_synced_record()
-    if path is None:  # no segment holds two records yet
+    if not _rot(simulation, rotten):  # no segment holds two records yet
         await _restart_later(simulation, rotten, 0.0)
         return
-    rotten.rotten, rotten.rotten_at = True, trio.current_time()
-    simulation.faults.corruptions += 1
-    simulation.trace.record("corrupt", f"{rotten.id}: a synced record of {path}")
     try:
         await trio.sleep(rng.uniform(*ROT_SILENCE_S))
         if _faulting(simulation):
@@ -718,6 +712,32 @@ async def rot_remove(simulation: Simulation) -> None:
     finally:
         # It refuses to start: the operator repairs it (``Simulation.repair``).
         await _restart_later(simulation, rotten, 0.0)
+
+
+def _rotten_and_removed(simulation: Simulation, leader: SimNode) -> tuple[SimNode, SimNode] | None:
+    """Two up followers of ``leader``: one whose disk is to rot and one the operator is then
+    asked to remove; None if there are not two, or the fault atlas allows no rot now."""
+    if not simulation.may_rot():
+        return None
+    rng = simulation.rng
+    followers = _up_followers(simulation, leader)
+    if len(followers) < 2:
+        return None
+    rotten = followers[rng.randrange(len(followers))]
+    others = [follower for follower in followers if follower is not rotten]
+    return rotten, others[rng.randrange(len(others))]
+
+
+def _rot(simulation: Simulation, rotten: SimNode) -> bool:
+    """Rot a synced record of the crashed ``rotten``'s WAL (it will refuse to start until the
+    operator repairs it); False if no segment holds two records yet."""
+    path = rotten.disk.rot_synced_record()
+    if path is None:
+        return False
+    rotten.rotten, rotten.rotten_at = True, trio.current_time()
+    simulation.faults.corruptions += 1
+    simulation.trace.record("corrupt", f"{rotten.id}: a synced record of {path}")
+    return True
 
 
 async def _remove_beside(simulation: Simulation, removed: SimNode, rotten: SimNode) -> None:
@@ -827,14 +847,10 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
     dead follower's last answers came in just now: it must not count that follower as up
     (mutant ``reconfig_trusts_stalled_rounds``; sweep seed 7000117)."""
     rng = simulation.rng
-    if not simulation.may_rot():
+    pair = _rotten_and_removed(simulation, leader)
+    if pair is None:
         return
-    followers = _up_followers(simulation, leader)
-    if len(followers) < 2:
-        return
-    rotten = followers[rng.randrange(len(followers))]
-    others = [follower for follower in followers if follower is not rotten]
-    removed = others[rng.randrange(len(others))]
+    rotten, removed = pair
     if not simulation.pause(leader, raft_peer_only=True):
         return
     crashed = False
@@ -842,11 +858,7 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
         await trio.sleep(rng.uniform(0.02, 0.1))  # the follower's answers reach the inbox
         _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
         crashed = rotten.node is None
-        path = rotten.disk.rot_synced_record() if crashed else None
-        if path is not None:
-            rotten.rotten, rotten.rotten_at = True, trio.current_time()
-            simulation.faults.corruptions += 1
-            simulation.trace.record("corrupt", f"{rotten.id}: a synced record of {path}")
+        if crashed and _rot(simulation, rotten):
             await trio.sleep(rng.uniform(*ROT_SILENCE_S))
     finally:
         simulation.resume("moves again")

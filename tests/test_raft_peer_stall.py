@@ -23,15 +23,14 @@ TICK_MS = 30
 ELECTION_TICKS = 10
 
 
-_kept_open: list[trio.MemoryReceiveChannel[ApplyBatch]] = []
-
-
 class _FixedClock:
     def now_ms(self) -> int:
         return 1_767_225_600_000
 
 
-async def _leading_peer(disk: SlowSyncDisk) -> tuple[RaftPeer, RaftCore, DurableLog]:
+async def _leading_peer(
+    disk: SlowSyncDisk,
+) -> tuple[RaftPeer, RaftCore, DurableLog, trio.MemoryReceiveChannel[ApplyBatch]]:
     log = await DurableLog.open(disk)
     core = RaftCore(
         RaftConfig(node_id=NodeId("n1"), election_ticks=ELECTION_TICKS, commit_notices=False),
@@ -49,15 +48,14 @@ async def _leading_peer(disk: SlowSyncDisk) -> tuple[RaftPeer, RaftCore, Durable
         apply=apply_send,
         waiters=ProposalWaiters(),
     )
-    _kept_open.append(apply_receive)  # the applier's end: nothing reads it here
-    return peer, core, log
+    return peer, core, log, apply_receive  # the applier's end: held open, nothing reads it
 
 
 async def test_a_leader_that_stood_still_for_an_fsync_is_told_and_counts_its_rounds_again(
     autojump_clock: object,
 ) -> None:
     disk = SlowSyncDisk(sync_seconds=0.001)
-    peer, core, log = await _leading_peer(disk)
+    peer, core, log, _applier_end = await _leading_peer(disk)
     async with trio.open_nursery() as nursery:
         await nursery.start(peer.run)
         for _ in range(200):

@@ -35,8 +35,8 @@ bench: $(STAMP)
 # Many random seeds of the deterministic simulator (SEEDS, START), JOBS processes at once
 # (default: the cores); each failure prints its replay command, progress the time left, the
 # end seeds per minute, the fault coverage and the slowest seeds; RESULTS=FILE appends each
-# seed's report to FILE as it finishes; FORCE="KIND ..." turns fault kinds on in every seed
-# (an opt-in kind such as pause). 10,000 seeds: make sim-sweep SEEDS=10000
+# seed's report to FILE as it finishes; FORCE="KIND ..." turns fault kinds on in every seed.
+# 10,000 seeds: make sim-sweep SEEDS=10000
 # RESULTS=sweep.jsonl (docs/simulator.md, "Speed").
 SEEDS ?= 200
 START ?= 1000

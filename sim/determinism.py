@@ -72,23 +72,42 @@ def collect_garbage(generation: int) -> None:
     gc.collect(generation)
 
 
-def virtual_clock() -> MockClock:
-    """Trio's ``MockClock`` that only jumps (rate 0, autojump), reading its time directly.
+TIME_GRAIN_S = 0.001
+"""The virtual clock's jumps land on whole multiples of this (a jump to a deadline between two
+of them goes on to the next one): every timer due within one grain fires in the same scheduler
+loop, as on a real machine whose timers have slack, and the tasks woken together run in the
+seed's shuffled order. Network deliveries and disk operations (``sim.network``, ``sim.disk``)
+complete on it too: events that fall in one grain run in one batch instead of one wake-up
+each. It used to be a 0.5 ms grid for deliveries and disk operations alone; with a grain for
+every timer 12 seeds ran at 11.51 simulated seconds per CPU second against 10.75 (session 11).
+A timer fires at most one grain late, against ticks of 30 ms."""
+
+
+def virtual_clock(grain_s: float = TIME_GRAIN_S) -> MockClock:
+    """Trio's ``MockClock`` that only jumps (rate 0, autojump), reading its time directly, and
+    jumping to the next multiple of ``grain_s`` at or after the next deadline (0: to the
+    deadline itself, as ``MockClock`` does).
+
     ``MockClock.current_time`` computes the time from ``perf_counter()`` times the rate, which
     is 0, and the simulator asks for the time some 4,000 times per simulated second (3% of a
-    run, profiled). With rate 0 that computation returns the base exactly, so this gives the
-    same values to the bit: traces are unchanged. (``MockClock`` is final: the method is
-    replaced on the instance, and the rate must stay 0.)"""
+    run, profiled). With rate 0 that computation returns the base exactly, so reading the
+    base gives the same values to the bit. (``MockClock`` is final: the method is replaced on
+    the instance, and the rate must stay 0.)"""
+    assert grain_s >= 0, grain_s
     clock = MockClock(rate=0.0, autojump_threshold=0.0)
     assert hasattr(clock, "_virtual_base"), "trio internals moved"
     assert clock.current_time() == clock._virtual_base
     setattr(clock, "current_time", functools.partial(getattr, clock, "_virtual_base"))  # noqa: B010
 
     def autojump() -> None:
-        # ``MockClock._autojump`` with the same arithmetic, without building a whole
-        # ``RunStatistics`` (epoll statistics and all) for the one number it reads: trio calls
-        # it at every jump, some 1,000 times per simulated second (3% of a run, profiled).
-        jump = _run_module.GLOBAL_RUN_CONTEXT.runner.deadlines.next_deadline() - clock._virtual_base
+        # ``MockClock._autojump`` without building a whole ``RunStatistics`` (epoll statistics
+        # and all) for the one number it reads: trio calls it at every jump, some 1,000 times
+        # per simulated second (3% of a run, profiled).
+        deadline = _run_module.GLOBAL_RUN_CONTEXT.runner.deadlines.next_deadline()
+        if grain_s and deadline < math.inf:
+            # ``max``: a product of floats may round to just below the deadline.
+            deadline = max(deadline, math.ceil(deadline / grain_s) * grain_s)
+        jump = deadline - clock._virtual_base
         if 0 < jump < math.inf:
             clock.jump(jump)
 

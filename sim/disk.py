@@ -20,7 +20,6 @@ import trio
 
 from raftq.storage.disk import DiskFile
 from raftq.storage.memory_disk import MemoryDisk, MemoryFile, MemoryLock, TailFate
-from sim.network import on_grain
 
 
 @attrs.frozen(kw_only=True)
@@ -99,7 +98,7 @@ class SimDisk:
             prefix, slow_s = self.slow_paths
             if path.startswith(prefix):
                 delay_ms += slow_s * 1000
-        await trio.sleep_until(on_grain(trio.current_time() + delay_ms / 1000))
+        await trio.sleep(delay_ms / 1000)
 
     def draw_sync_error(self) -> bool:
         if self.faults_on and self.rng.random() < self.profile.sync_error_probability:

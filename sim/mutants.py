@@ -48,9 +48,6 @@ class Mutant:
     bug: str
     unit_tests: tuple[str, ...]
     """pytest node ids (or files): at least one must fail against the mutant."""
-    force: tuple[str, ...] = ()
-    """Fault kinds its seeds run ``--force``d: only kinds no seed draws yet
-    (``sim.options.OPT_IN_KINDS``), for a mutant only such a kind finds; the table says so."""
 
 
 MUTANTS = (
@@ -386,7 +383,6 @@ MUTANTS = (
             "tests/test_raft_scenarios.py::"
             "test_after_a_stall_a_leader_takes_no_membership_change_until_two_live_rounds",
         ),
-        force=("pause",),
     ),
     Mutant(
         name="read_confirmed_by_older_round",
@@ -397,7 +393,6 @@ MUTANTS = (
             "tests/test_raft_scenarios.py::"
             "test_a_read_is_not_confirmed_by_a_heartbeat_round_sent_before_it_arrived",
         ),
-        force=("pause",),
     ),
     Mutant(
         name="schedule_fires_twice",
@@ -548,8 +543,6 @@ def run_simulator(
 ) -> list[SeedResult]:
     seeds = range(options.start, options.start + options.seeds)
     arguments = ["--sim-seconds", str(options.sim_seconds), *nodes_arguments(options.nodes)]
-    for kind in outcome.mutant.force:
-        arguments += ["--force", kind]
     started = time.monotonic()
     results = run_seeds(
         seeds,
@@ -607,8 +600,6 @@ def print_table(outcomes: Sequence[Outcome], options: argparse.Namespace) -> Non
             found = f"not found in {outcome.seeds_run}"
         else:
             found = "(skipped)"
-        if outcome.mutant.force and options.seeds > 0:
-            found += " with " + " ".join(f"--force {kind}" for kind in outcome.mutant.force)
         print(f"| {outcome.mutant.name} | {unit} | {found} | {outcome.checker} |")
 
 

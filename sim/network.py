@@ -31,11 +31,6 @@ BACKLOG_MAX = 64
 SYN_TIMEOUT_S = 1.0
 """How long a connect across a partition hangs before failing."""
 
-TIME_GRAIN_S = 0.0005
-"""Deliveries (and disk operations, ``sim.disk``) complete on a 0.5 ms grid: events that fall
-in one grain run in one scheduler batch instead of one wake-up each, which is most of the
-simulator's speed; the order within a batch is still the seeded scheduler's."""
-
 CONNECTIONS_MAX = 4096
 """Open connections the simulator tracks; a leak past this is a bug (assertion)."""
 
@@ -62,11 +57,6 @@ class NetworkProfile:
             spike_max_ms=rng.uniform(50, 500),
             reset_per_second=rng.choice([0.0, 0.0, 0.2, 1.0]),
         )
-
-
-def on_grain(time_s: float) -> float:
-    """``time_s`` rounded up to the simulator's time grain."""
-    return math.ceil(time_s / TIME_GRAIN_S) * TIME_GRAIN_S
 
 
 class _Pipe:
@@ -105,7 +95,7 @@ class _Pipe:
             await self.changed.wait()
         if self.broken or self.eof:
             raise trio.BrokenResourceError(f"connection {self.source}->{self.target} reset")
-        due = max(on_grain(trio.current_time() + self.network.draw_delay_s()), self.last_due)
+        due = max(trio.current_time() + self.network.draw_delay_s(), self.last_due)
         self.last_due = due
         self.chunks.append((due, data))
         self.buffered += len(data)
@@ -339,7 +329,7 @@ class SimNetwork:
             accept_send.close()
 
     async def connect(self, client: str, address: str) -> trio.abc.Stream:
-        await trio.sleep_until(on_grain(trio.current_time() + self.draw_delay_s()))
+        await trio.sleep(self.draw_delay_s())
         listener = self._listeners.get(address)
         if listener is None:
             raise OSError(errno.ECONNREFUSED, f"connection refused: {address}")

@@ -29,6 +29,7 @@ EXTRA_KINDS = (
     "slow_snapshot",
     "rot_remove",
     "lost_answers",
+    "pause",
 )
 """Kinds added after the first fifteen: each is drawn on its own (``EXTRA_KIND_SHARE``), from
 a generator of its own, so the seeds drawn before they existed keep their swarms."""
@@ -79,13 +80,7 @@ module's twenty jobs or so need that many for each kind to strike in a few seeds
 Runs of the simulator's own handler (``--handler-faults``), ten times as many, are struck a
 fifth as often (``sim.handlers.OWN_RUN_SHARE``)."""
 
-OPT_IN_KINDS = ("pause",)
-"""Fault kinds no seed draws yet: they run only when ``--force``d. ``pause`` (a process
-stopped as by SIGSTOP, ``sim.schedules.pause``) came in session 10; drawing it by default
-changes the runs of one seed in six, among them seeds the tests pin to mutants, so it waits
-for a full mutation run that re-pins them."""
-
-ALL_KINDS = (*FAULT_KINDS, *OPT_IN_KINDS, *HANDLER_KINDS)
+ALL_KINDS = (*FAULT_KINDS, *HANDLER_KINDS)
 
 UNIQUE_PRODUCER_SEEDS_MOD = (16, (7, 9, 11, 13, 15))
 """Seeds ``s`` with ``s % 16`` in these, five of the six that run the dependent producer, give

@@ -178,6 +178,16 @@ PAUSE_READ_WAIT_S = (0.02, 0.3)
 PAUSE_HEAR_AFTER_S = (0.002, 0.03)
 """How long after it continues the stopped leader hears its followers again."""
 
+STALL_REMOVE_S = (0.0, 0.05)
+"""How long before a stalled leader's Raft peer moves again its operator asks for a removal."""
+
+PAUSE_READ_SHARE = 0.4
+PAUSE_STALL_SHARE = 0.4
+"""Of the ``pause`` steps, the shares that stop the leader for a stale read and that stand
+its Raft peer still before a removal; the rest stop a random node's process. The stall lines
+up its bug in fewer runs (a five-node cluster keeps quorum; a check-quorum round may pass
+before the removal), so it gets as many as the read."""
+
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
 
@@ -740,9 +750,14 @@ def _rot(simulation: Simulation, rotten: SimNode) -> bool:
     return True
 
 
-async def _remove_beside(simulation: Simulation, removed: SimNode, rotten: SimNode) -> None:
-    """The operator removes ``removed`` while ``rotten`` is out for good; traced either way."""
-    async with simulation.operator() as client:
+async def _remove_beside(
+    simulation: Simulation, removed: SimNode, rotten: SimNode, client: Client | None = None
+) -> None:
+    """The operator removes ``removed`` while ``rotten`` is out for good, through ``client``
+    (or a client of its own); traced either way."""
+    async with contextlib.AsyncExitStack() as stack:
+        if client is None:
+            client = await stack.enter_async_context(simulation.operator())
         try:
             await client.remove_node(removed.id)
         except RaftqError as error:
@@ -769,10 +784,10 @@ async def pause(simulation: Simulation) -> None:
     rng = simulation.rng
     leader = simulation.leader()
     variant = rng.random()
-    if leader is not None and variant < 0.5:
+    if leader is not None and variant < PAUSE_READ_SHARE:
         await _pause_leader_and_read(simulation, leader)
         return
-    if leader is not None and variant < 0.75:
+    if leader is not None and variant < PAUSE_READ_SHARE + PAUSE_STALL_SHARE:
         await _stall_leader_and_remove(simulation, leader)
         return
     running = [simnode for simnode in simulation.nodes if simnode.node is not None]
@@ -840,32 +855,52 @@ async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> Non
 
 async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> None:
     """The leader's Raft peer stands still (a long fdatasync): its connections go on reading
-    into its inbox. Meanwhile a follower answers, then crashes and its disk rots (it will
-    refuse to start, as in ``rot_remove``); a second or two later the peer moves again, takes
-    the answers that waited, and the operator asks it to remove the other follower. Its
-    check-quorum rounds stood still (a node counts at most three ticks of a stall), and the
-    dead follower's last answers came in just now: it must not count that follower as up
-    (mutant ``reconfig_trusts_stalled_rounds``; sweep seed 7000117)."""
+    into its inbox. A follower's answers to the last heartbeats before the stall reach the
+    inbox during it (they are held back a round first, by a one-way cut healed as the stall
+    begins); then that follower crashes and its disk rots (it will refuse to start, as in
+    ``rot_remove``). A second or two later, just as the peer moves again, an operator
+    connected to it beforehand asks it to remove the other follower (the request may wait in
+    the inbox with the answers). Its check-quorum rounds stood still (a node counts at most
+    three ticks of a stall), and the dead follower's last answers come in just now: it must
+    not count that follower as up (mutant ``reconfig_trusts_stalled_rounds``; sweep seed
+    7000117)."""
     rng = simulation.rng
     pair = _rotten_and_removed(simulation, leader)
     if pair is None:
         return
     rotten, removed = pair
-    if not simulation.pause(leader, raft_peer_only=True):
-        return
+    config = leader.config
+    heartbeat_s = config.tick_ms * config.heartbeat_ticks / 1000
     crashed = False
     try:
-        await trio.sleep(rng.uniform(0.02, 0.1))  # the follower's answers reach the inbox
-        _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
-        crashed = rotten.node is None
-        if crashed and _rot(simulation, rotten):
-            await trio.sleep(rng.uniform(*ROT_SILENCE_S))
-    finally:
-        simulation.resume("moves again")
-    try:
-        await trio.sleep(rng.uniform(0.01, 0.2))
-        if rotten.rotten and _faulting(simulation):
-            await _remove_beside(simulation, removed, rotten)
+        async with _client_of(simulation, leader, "stall-operator") as operator:
+            try:
+                await operator.status()  # its connection is up before the stall
+            except RaftqError:
+                return
+            late = f"schedule: {leader.id} hears {rotten.id} late"
+            simulation.cut([(rotten.id, leader.id)], late)
+            try:
+                await trio.sleep(heartbeat_s * rng.uniform(1.2, 2.0))  # a round's answers wait
+                if not _faulting(simulation) or not simulation.pause(leader, raft_peer_only=True):
+                    return
+            finally:
+                if _faulting(simulation):
+                    simulation.heal()  # the answers that waited reach the inbox
+            try:
+                await trio.sleep(rng.uniform(0.02, 0.1))
+                _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
+                crashed = rotten.node is None
+                if not (crashed and _rot(simulation, rotten)):
+                    return
+                await trio.sleep(rng.uniform(*ROT_SILENCE_S))
+                async with trio.open_nursery() as nursery:
+                    if _faulting(simulation):
+                        nursery.start_soon(_remove_beside, simulation, removed, rotten, operator)
+                        await trio.sleep(rng.uniform(*STALL_REMOVE_S))
+                    simulation.resume("moves again")
+            finally:
+                simulation.resume("moves again")
     finally:
         if crashed:  # rotten, it refuses to start: the operator repairs it (``repair``)
             await _restart_later(simulation, rotten, 0.0)

@@ -5,6 +5,7 @@ as it was (docs/simulator.md, "Speed")."""
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import re
@@ -111,9 +112,10 @@ def test_progress_says_how_long_the_rest_takes() -> None:
 def test_the_virtual_clock_gives_the_traces_trios_mock_clock_gives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """``sim.determinism.virtual_clock`` reads the time and jumps without trio's arithmetic
-    from ``perf_counter`` and without ``RunStatistics``: the same values to the bit, so the
-    same trace (re-check this when upgrading trio)."""
+    """``sim.determinism.virtual_clock`` without its grain reads the time and jumps without
+    trio's arithmetic from ``perf_counter`` and without ``RunStatistics``: the same values to
+    the bit, so the same trace (re-check this when upgrading trio)."""
+    monkeypatch.setattr(runner, "virtual_clock", functools.partial(runner.virtual_clock, 0.0))
     fast = run_seed(9, sim_seconds=2.0)
 
     def mock_clock() -> trio.testing.MockClock:
@@ -135,3 +137,26 @@ def test_the_virtual_clock_only_jumps() -> None:
         return trio.current_time() - started
 
     assert trio.run(main, clock=clock) == 5.0
+
+
+def test_the_virtual_clock_jumps_to_its_grain() -> None:
+    """Timers due within one grain fire together, at its end; one due on the grain fires on
+    time; without a grain each fires at its own deadline."""
+
+    async def woken(sleeps: list[float]) -> list[float]:
+        times: list[float] = []
+
+        async def sleeper(seconds: float) -> None:
+            await trio.sleep(seconds)
+            times.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            for seconds in sleeps:
+                nursery.start_soon(sleeper, seconds)
+        return sorted(times)
+
+    sleeps = [0.0003, 0.0007, 0.002, 0.0021]
+    grained = trio.run(woken, sleeps, clock=runner.virtual_clock(0.001))
+    assert grained == pytest.approx([0.001, 0.001, 0.002, 0.003])
+    exact = trio.run(woken, sleeps, clock=runner.virtual_clock(0.0))
+    assert exact == pytest.approx(sleeps)

@@ -182,11 +182,12 @@ STALL_REMOVE_S = (0.0, 0.05)
 """How long before a stalled leader's Raft peer moves again its operator asks for a removal."""
 
 PAUSE_READ_SHARE = 0.4
+"""Of the ``pause`` steps, the share that stops the leader for a stale read."""
+
 PAUSE_STALL_SHARE = 0.4
-"""Of the ``pause`` steps, the shares that stop the leader for a stale read and that stand
-its Raft peer still before a removal; the rest stop a random node's process. The stall lines
-up its bug in fewer runs (a five-node cluster keeps quorum; a check-quorum round may pass
-before the removal), so it gets as many as the read."""
+"""Of the ``pause`` steps, the share that stands the leader's Raft peer still before a
+removal; the rest stop a random node's process. The stall lines up its bug in fewer runs (a
+five-node cluster keeps quorum), so it gets as many as the read."""
 
 LEASE_SKEWS_MS = (300, 1000, 3000)
 """The job timeouts the workload draws (``sim.workload.draw_job``): skews at lease lengths."""
@@ -814,8 +815,6 @@ async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> Non
         return
     if len(_up_followers(simulation, leader)) < 2:
         return
-    config = leader.config
-    heartbeat_s = config.tick_ms * config.heartbeat_ticks / 1000
     others = [simnode for simnode in simulation.nodes if simnode is not leader]
     async with _client_of(simulation, leader, "paused-reader") as reader:
         try:
@@ -825,7 +824,7 @@ async def _pause_leader_and_read(simulation: Simulation, leader: SimNode) -> Non
         cuts: list[tuple[str, str]] = [(simnode.id, leader.id) for simnode in others]
         simulation.cut(cuts, f"schedule: {leader.id} hears none of its followers")
         try:
-            await trio.sleep(heartbeat_s * rng.uniform(1.2, 2.0))  # a round's answers wait
+            await _answers_wait_a_round(simulation, leader)
             if not _faulting(simulation) or not simulation.pause(leader):
                 return
             new_leader = await _wait_for_new_leader(simulation, others)
@@ -869,8 +868,6 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
     if pair is None:
         return
     rotten, removed = pair
-    config = leader.config
-    heartbeat_s = config.tick_ms * config.heartbeat_ticks / 1000
     crashed = False
     try:
         async with _client_of(simulation, leader, "stall-operator") as operator:
@@ -878,15 +875,8 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
                 await operator.status()  # its connection is up before the stall
             except RaftqError:
                 return
-            late = f"schedule: {leader.id} hears {rotten.id} late"
-            simulation.cut([(rotten.id, leader.id)], late)
-            try:
-                await trio.sleep(heartbeat_s * rng.uniform(1.2, 2.0))  # a round's answers wait
-                if not _faulting(simulation) or not simulation.pause(leader, raft_peer_only=True):
-                    return
-            finally:
-                if _faulting(simulation):
-                    simulation.heal()  # the answers that waited reach the inbox
+            if not await _stall_as_late_answers_arrive(simulation, leader, rotten):
+                return
             try:
                 await trio.sleep(rng.uniform(0.02, 0.1))
                 _crash_for_schedule(simulation, rotten, "schedule: its disk rots")
@@ -898,12 +888,34 @@ async def _stall_leader_and_remove(simulation: Simulation, leader: SimNode) -> N
                     if _faulting(simulation):
                         nursery.start_soon(_remove_beside, simulation, removed, rotten, operator)
                         await trio.sleep(rng.uniform(*STALL_REMOVE_S))
-                    simulation.resume("moves again")
+                    simulation.resume("moves again")  # the removal may still be on its way
             finally:
                 simulation.resume("moves again")
     finally:
         if crashed:  # rotten, it refuses to start: the operator repairs it (``repair``)
             await _restart_later(simulation, rotten, 0.0)
+
+
+async def _stall_as_late_answers_arrive(
+    simulation: Simulation, leader: SimNode, rotten: SimNode
+) -> bool:
+    """Hold ``rotten``'s answers to ``leader`` back a round, then stand the leader's Raft peer
+    still and let them through into its inbox; False if the stall did not begin."""
+    simulation.cut([(rotten.id, leader.id)], f"schedule: {leader.id} hears {rotten.id} late")
+    try:
+        await _answers_wait_a_round(simulation, leader)
+        return _faulting(simulation) and simulation.pause(leader, raft_peer_only=True)
+    finally:
+        if _faulting(simulation):
+            simulation.heal()
+
+
+async def _answers_wait_a_round(simulation: Simulation, leader: SimNode) -> None:
+    """Sleep past ``leader``'s next heartbeat or two, so answers to it held back by a cut
+    pile up in the network."""
+    config = leader.config
+    heartbeat_s = config.tick_ms * config.heartbeat_ticks / 1000
+    await trio.sleep(heartbeat_s * simulation.rng.uniform(1.2, 2.0))
 
 
 def _snapshot_index(simnode: SimNode) -> int:
